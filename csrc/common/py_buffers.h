@@ -1,0 +1,46 @@
+// Zero-copy views of NumPy arrays (and anything with the buffer protocol, e.g. tensor.numpy())
+// with checks that name the argument: dtype, C-contiguity and shape.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "checks.h"
+
+namespace metarisk {
+namespace py = pybind11;
+
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+inline std::string shape_str(const std::vector<int64_t>& v) {
+  std::string s = "(";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + (v.size() == 1 ? ",)" : ")");
+}
+
+// Checks that `a` holds dtype T, is C-contiguous and has the expected shape (-1: any).
+template <typename T>
+const T* checked_data(const py::array& a, const char* name, const std::vector<int64_t>& shape) {
+  MR_CHECK(py::isinstance<py::array_t<T>>(a) && a.dtype().is(py::dtype::of<T>()),
+           name << " must have dtype " << py::str(py::dtype::of<T>()).cast<std::string>()
+                << ", got " << py::str(a.dtype()).cast<std::string>());
+  MR_CHECK(a.flags() & py::array::c_style, name << " must be C-contiguous");
+  bool ok = a.ndim() == static_cast<py::ssize_t>(shape.size());
+  for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || a.shape(i) == shape[i];
+  MR_CHECK(ok, name << " must have shape " << shape_str(shape) << " (-1: any), got " << shape_str(a));
+  return static_cast<const T*>(a.data());
+}
+
+template <typename T>
+py::array_t<T> new_array(const std::vector<int64_t>& shape) {
+  std::vector<py::ssize_t> s(shape.begin(), shape.end());
+  return py::array_t<T>(s);
+}
+
+}  // namespace metarisk

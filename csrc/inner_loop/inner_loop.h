@@ -1,0 +1,58 @@
+// Fused batched inner loops for the MAML family on an MLP.
+//
+// Every task b starts from the same flat parameter vector theta (per layer: weight (out, in)
+// then bias (out,), the nn.Linear order), runs `steps` SGD steps on its support set
+//   theta_{s+1} = theta_s - lr * grad L_support(theta_s)      (lr scalar or per parameter)
+// and evaluates the query loss at theta_S. Depending on the mode it also returns the task's
+// meta-gradient with respect to theta:
+//   FirstOrder:  grad L_query(theta_S)
+//   SecondOrder: the exact gradient through all steps, v_s = v_{s+1} - H_s (lr * v_{s+1}),
+//                with Hessian-vector products by Pearlmutter's R-operator (no autograd graph)
+//   Reptile:     theta - theta_S (the Reptile direction)
+// and, for learned per-parameter rates (Meta-SGD), dL/dlr = -sum_s g_s * v_{s+1}.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "../common/host_device.h"
+
+namespace metarisk {
+
+enum class MetaMode : int { None = 0, FirstOrder = 1, SecondOrder = 2, Reptile = 3 };
+
+struct MlpShape {
+  std::vector<int64_t> sizes;  // d_0 (input) .. d_L (output)
+  Activation activation = Activation::ReLU;
+  Loss loss = Loss::MSE;
+
+  int64_t layers() const { return static_cast<int64_t>(sizes.size()) - 1; }
+  int64_t in_features() const { return sizes.front(); }
+  int64_t out_features() const { return sizes.back(); }
+  int64_t num_params() const;
+  void validate() const;
+};
+
+template <typename T>
+struct InnerLoopArgs {
+  const T* theta = nullptr;  // (P,)
+  const T* lr = nullptr;     // (P,) if lr_per_param else (1,)
+  bool lr_per_param = false;
+  const T* xs = nullptr;  // (B, K, d_0)
+  const T* ys = nullptr;  // (B, K, d_L)
+  const T* xq = nullptr;  // (B, Q, d_0), may be null when Q == 0
+  const T* yq = nullptr;  // (B, Q, d_L), null: predict only
+  int64_t tasks = 0, support = 0, query = 0;
+  int64_t steps = 0;
+  MetaMode mode = MetaMode::None;
+  T* task_loss = nullptr;     // (B,)      query loss per task, needs yq
+  T* task_grad = nullptr;     // (B, P)    meta-gradient per task, needs mode != None
+  T* task_lr_grad = nullptr;  // (B, P)    gradient w.r.t. a per-parameter lr
+  T* adapted = nullptr;       // (B, P)    theta_S per task
+  T* query_pred = nullptr;    // (B, Q, d_L)
+};
+
+// Checks finiteness and argument consistency, then runs all tasks in parallel.
+template <typename T>
+void inner_loop_cpu(const MlpShape& shape, const InnerLoopArgs<T>& args);
+
+}  // namespace metarisk

@@ -1,0 +1,291 @@
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../common/checks.h"
+#include "../common/small_gemm.h"
+#include "../common/thread_pool.h"
+#include "inner_loop.h"
+
+namespace metarisk {
+
+int64_t MlpShape::num_params() const {
+  int64_t p = 0;
+  for (int64_t l = 1; l <= layers(); ++l) p += sizes[l] * sizes[l - 1] + sizes[l];
+  return p;
+}
+
+void MlpShape::validate() const {
+  MR_CHECK(sizes.size() >= 2, "an MLP needs at least an input and an output size, got "
+                                  << sizes.size() << " sizes");
+  for (size_t i = 0; i < sizes.size(); ++i)
+    MR_CHECK(sizes[i] >= 1, "layer size " << i << " must be >= 1, got " << sizes[i]);
+}
+
+namespace {
+
+// Offsets of every layer's pieces inside the flat parameter vector and the work buffers.
+struct Layout {
+  int64_t L = 0, P = 0, Pw = 0, A = 0;  // layers, params, weight entries, activation width
+  std::vector<int64_t> d, w, b, wt, act;  // indexed by layer l = 1..L (d by 0..L)
+
+  explicit Layout(const MlpShape& s) : L(s.layers()), d(s.sizes) {
+    w.assign(L + 1, 0); b.assign(L + 1, 0); wt.assign(L + 1, 0); act.assign(L + 1, 0);
+    for (int64_t l = 1; l <= L; ++l) {
+      w[l] = P; b[l] = P + d[l] * d[l - 1]; P = b[l] + d[l];
+      wt[l] = Pw; Pw += d[l] * d[l - 1];
+      act[l] = A; A += d[l];
+    }
+  }
+};
+
+// Transposed copies of the weights, (in, out) per layer, so the forward pass is A * W^T with
+// contiguous rows of W^T.
+template <typename T>
+void transpose_weights(const Layout& lay, const T* theta, T* wt) {
+  for (int64_t l = 1; l <= lay.L; ++l) {
+    const int64_t out = lay.d[l], in = lay.d[l - 1];
+    const T* W = theta + lay.w[l];
+    T* Wt = wt + lay.wt[l];
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) Wt[i * out + o] = W[o * in + i];
+  }
+}
+
+template <typename T>
+struct Net {
+  const Layout& lay;
+  Activation act;
+  Loss loss;
+
+  T* layer(T* buf, int64_t n, int64_t l) const { return buf + n * lay.act[l]; }
+  const T* layer(const T* buf, int64_t n, int64_t l) const { return buf + n * lay.act[l]; }
+  const T* input_or_layer(const T* x, const T* buf, int64_t n, int64_t l) const {
+    return l == 0 ? x : buf + n * lay.act[l];
+  }
+
+  // acts (n x A): layer l's outputs (after activation; raw outputs for the last layer).
+  void forward(const T* x, int64_t n, const T* theta, const T* wt, T* acts) const {
+    for (int64_t l = 1; l <= lay.L; ++l) {
+      const int64_t out = lay.d[l], in = lay.d[l - 1];
+      const T* a_prev = input_or_layer(x, acts, n, l - 1);
+      T* z = layer(acts, n, l);
+      const T* bias = theta + lay.b[l];
+      for (int64_t r = 0; r < n; ++r) std::memcpy(z + r * out, bias, sizeof(T) * out);
+      gemm_nn<T>(n, out, in, a_prev, in, wt + lay.wt[l], out, z, out, true);
+      if (l < lay.L)
+        for (int64_t e = 0; e < n * out; ++e) z[e] = activate(act, z[e]);
+    }
+  }
+
+  // Mean loss over n rows x outputs; fills deltas (n x A) and, if grad, the parameter gradient.
+  T backward(const T* x, const T* y, int64_t n, const T* theta, const T* acts, T* deltas,
+             T* grad) const {
+    const int64_t L = lay.L, O = lay.d[L];
+    const T inv = T(1) / T(n * O);
+    const T* z = acts + n * lay.act[L];
+    T* dL = layer(deltas, n, L);
+    T total = T(0);
+    for (int64_t e = 0; e < n * O; ++e) {
+      total += loss_value(loss, z[e], y[e]);
+      dL[e] = loss_grad(loss, z[e], y[e]) * inv;
+    }
+    if (grad == nullptr) return total * inv;
+    for (int64_t l = L; l >= 1; --l) {
+      const int64_t out = lay.d[l], in = lay.d[l - 1];
+      const T* delta = layer(deltas, n, l);
+      const T* a_prev = input_or_layer(x, acts, n, l - 1);
+      gemm_tn<T>(out, in, n, delta, out, a_prev, in, grad + lay.w[l], in, false);
+      T* gb = grad + lay.b[l];
+      std::fill(gb, gb + out, T(0));
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t o = 0; o < out; ++o) gb[o] += delta[r * out + o];
+      if (l > 1) {
+        T* dprev = layer(deltas, n, l - 1);
+        gemm_nn<T>(n, in, out, delta, out, theta + lay.w[l], in, dprev, in, false);
+        for (int64_t e = 0; e < n * in; ++e) dprev[e] *= activation_grad_from_output(act, a_prev[e]);
+      }
+    }
+    return total * inv;
+  }
+
+  // hv = H u, the Hessian of the mean loss at theta (whose forward/backward left acts, deltas)
+  // times u, by the R-operator. rz, ra, rd: n x A scratch; ut: transposed weights of u.
+  void hessian_vector(const T* x, const T* y, int64_t n, const T* theta, const T* wt,
+                      const T* acts, const T* deltas, const T* u, T* ut, T* rz, T* ra, T* rd,
+                      T* hv) const {
+    const int64_t L = lay.L, O = lay.d[L];
+    const T inv = T(1) / T(n * O);
+    transpose_weights(lay, u, ut);
+    for (int64_t l = 1; l <= L; ++l) {  // forward: R{z_l}, R{a_l}
+      const int64_t out = lay.d[l], in = lay.d[l - 1];
+      T* Rz = layer(rz, n, l);
+      const T* ub = u + lay.b[l];
+      for (int64_t r = 0; r < n; ++r) std::memcpy(Rz + r * out, ub, sizeof(T) * out);
+      gemm_nn<T>(n, out, in, input_or_layer(x, acts, n, l - 1), in, ut + lay.wt[l], out, Rz, out, true);
+      if (l > 1) gemm_nn<T>(n, out, in, layer(ra, n, l - 1), in, wt + lay.wt[l], out, Rz, out, true);
+      if (l < L) {
+        const T* a = layer(acts, n, l);
+        T* Ra = layer(ra, n, l);
+        for (int64_t e = 0; e < n * out; ++e) Ra[e] = activation_grad_from_output(act, a[e]) * Rz[e];
+      }
+    }
+    {
+      const T* z = layer(acts, n, L);
+      const T* Rz = layer(rz, n, L);
+      T* Rd = layer(rd, n, L);
+      for (int64_t e = 0; e < n * O; ++e) Rd[e] = loss_hess(loss, z[e], y[e]) * inv * Rz[e];
+    }
+    for (int64_t l = L; l >= 1; --l) {  // backward: R{delta_l} and the products
+      const int64_t out = lay.d[l], in = lay.d[l - 1];
+      const T* Rd = layer(rd, n, l);
+      const T* delta = layer(deltas, n, l);
+      gemm_tn<T>(out, in, n, Rd, out, input_or_layer(x, acts, n, l - 1), in, hv + lay.w[l], in, false);
+      if (l > 1) gemm_tn<T>(out, in, n, delta, out, layer(ra, n, l - 1), in, hv + lay.w[l], in, true);
+      T* hb = hv + lay.b[l];
+      std::fill(hb, hb + out, T(0));
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t o = 0; o < out; ++o) hb[o] += Rd[r * out + o];
+      if (l > 1) {
+        T* Rdp = layer(rd, n, l - 1);
+        gemm_nn<T>(n, in, out, Rd, out, theta + lay.w[l], in, Rdp, in, false);
+        gemm_nn<T>(n, in, out, delta, out, u + lay.w[l], in, Rdp, in, true);
+        const T* a = layer(acts, n, l - 1);
+        const T* dprev = layer(deltas, n, l - 1);
+        const T* Rzp = layer(rz, n, l - 1);
+        for (int64_t e = 0; e < n * in; ++e)
+          Rdp[e] = Rdp[e] * activation_grad_from_output(act, a[e]) +
+                   dprev[e] * activation_curvature_ratio(act, a[e]) * Rzp[e];
+      }
+    }
+  }
+};
+
+// Per-thread scratch that only grows: no allocation once warm.
+template <typename T>
+T* scratch(size_t n) {
+  thread_local std::vector<T> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+template <typename T>
+void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
+  const Layout& lay = net.lay;
+  const int64_t P = lay.P, A = lay.A, S = a.steps, K = a.support, Q = a.query;
+  const int64_t D = lay.d[0], O = lay.d[lay.L];
+  const bool second = a.mode == MetaMode::SecondOrder;
+  const bool want_lr = a.task_lr_grad != nullptr;
+  // Steps whose activations, deltas and gradients are kept for the backward sweep.
+  const int64_t kept = second ? S : 1;
+  const int64_t kept_g = want_lr ? std::max<int64_t>(S, 1) : 1;
+  const int64_t rows_q = std::max<int64_t>(Q, 1);
+  const size_t need = (S + 1) * P + 2 * lay.Pw + 2 * kept * K * A + kept_g * P + 2 * rows_q * A +
+                      3 * P + (second ? 3 * K * A : 0);
+  T* w = scratch<T>(need);
+  T* thetas = w; w += (S + 1) * P;
+  T* wt = w; w += lay.Pw;
+  T* ut = w; w += lay.Pw;
+  T* acts = w; w += kept * K * A;
+  T* deltas = w; w += kept * K * A;
+  T* grads = w; w += kept_g * P;
+  T* qacts = w; w += rows_q * A;
+  T* qdeltas = w; w += rows_q * A;
+  T* v = w; w += P;
+  T* u = w; w += P;
+  T* hv = w; w += P;
+  T *rz = w, *ra = w + K * A, *rd = w + 2 * K * A;
+
+  const T* xs = a.xs + b * K * D;
+  const T* ys = a.ys + b * K * O;
+  std::memcpy(thetas, a.theta, sizeof(T) * P);
+  for (int64_t s = 0; s < S; ++s) {
+    const T* th = thetas + s * P;
+    T* th_next = thetas + (s + 1) * P;
+    T* st_acts = acts + (second ? s : 0) * K * A;
+    T* st_deltas = deltas + (second ? s : 0) * K * A;
+    T* g = grads + (want_lr ? s : 0) * P;
+    transpose_weights(lay, th, wt);
+    net.forward(xs, K, th, wt, st_acts);
+    net.backward(xs, ys, K, th, st_acts, st_deltas, g);
+    if (a.lr_per_param)
+      for (int64_t p = 0; p < P; ++p) th_next[p] = th[p] - a.lr[p] * g[p];
+    else
+      for (int64_t p = 0; p < P; ++p) th_next[p] = th[p] - a.lr[0] * g[p];
+  }
+  const T* thS = thetas + S * P;
+  if (a.adapted) std::memcpy(a.adapted + b * P, thS, sizeof(T) * P);
+
+  if (Q > 0) {
+    const T* xq = a.xq + b * Q * D;
+    transpose_weights(lay, thS, wt);
+    net.forward(xq, Q, thS, wt, qacts);
+    if (a.query_pred) {
+      const T* out = qacts + Q * lay.act[lay.L];
+      std::memcpy(a.query_pred + b * Q * O, out, sizeof(T) * Q * O);
+    }
+    if (a.yq) {
+      const bool need_v = a.mode == MetaMode::FirstOrder || second || want_lr;
+      const T loss = net.backward(xq, a.yq + b * Q * O, Q, thS, qacts, qdeltas, need_v ? v : nullptr);
+      if (a.task_loss) a.task_loss[b] = loss;
+    }
+  }
+
+  if (a.mode == MetaMode::Reptile) {
+    T* out = a.task_grad + b * P;
+    for (int64_t p = 0; p < P; ++p) out[p] = a.theta[p] - thS[p];
+    return;
+  }
+  if (a.mode == MetaMode::None && !want_lr) return;
+
+  T* lr_grad = want_lr ? a.task_lr_grad + b * P : nullptr;
+  if (lr_grad) std::fill(lr_grad, lr_grad + P, T(0));
+  for (int64_t s = S - 1; s >= 0; --s) {
+    if (lr_grad) {  // dL/dlr += -g_s * v_{s+1}
+      const T* g = grads + s * P;
+      for (int64_t p = 0; p < P; ++p) lr_grad[p] -= g[p] * v[p];
+    }
+    if (!second) continue;
+    const T* th = thetas + s * P;
+    if (a.lr_per_param)
+      for (int64_t p = 0; p < P; ++p) u[p] = a.lr[p] * v[p];
+    else
+      for (int64_t p = 0; p < P; ++p) u[p] = a.lr[0] * v[p];
+    transpose_weights(lay, th, wt);
+    net.hessian_vector(xs, ys, K, th, wt, acts + s * K * A, deltas + s * K * A, u, ut, rz, ra, rd, hv);
+    for (int64_t p = 0; p < P; ++p) v[p] -= hv[p];
+  }
+  if (a.task_grad) std::memcpy(a.task_grad + b * P, v, sizeof(T) * P);
+}
+
+}  // namespace
+
+template <typename T>
+void inner_loop_cpu(const MlpShape& shape, const InnerLoopArgs<T>& a) {
+  shape.validate();
+  const Layout lay(shape);
+  const int64_t B = a.tasks, K = a.support, Q = a.query, D = lay.d[0], O = lay.d[lay.L];
+  MR_CHECK(B >= 1, "need at least one task, got " << B);
+  MR_CHECK(K >= 1 || a.steps == 0, "support set needs at least one row when inner_steps > 0");
+  MR_CHECK(Q >= 0 && a.steps >= 0, "query rows and inner_steps must be >= 0");
+  MR_CHECK(a.theta && a.lr && a.xs && a.ys, "theta, lr, xs and ys are required");
+  MR_CHECK(Q == 0 || a.xq, "xq is required when query rows > 0");
+  MR_CHECK(a.mode == MetaMode::None || a.task_grad, "a meta-gradient mode needs task_grad");
+  MR_CHECK(a.mode == MetaMode::None || a.mode == MetaMode::Reptile || (Q > 0 && a.yq),
+           "a MAML meta-gradient needs a query set with targets");
+  MR_CHECK(!a.task_lr_grad || (Q > 0 && a.yq), "the learning-rate gradient needs query targets");
+  MR_CHECK(!a.task_loss || a.yq, "task_loss needs query targets");
+  check_finite(a.theta, lay.P, "theta (initial parameters)");
+  check_finite(a.lr, a.lr_per_param ? lay.P : 1, "inner learning rate");
+  check_finite(a.xs, B * K * D, "xs (support inputs)");
+  check_finite(a.ys, B * K * O, "ys (support targets)");
+  if (Q > 0) check_finite(a.xq, B * Q * D, "xq (query inputs)");
+  if (Q > 0 && a.yq) check_finite(a.yq, B * Q * O, "yq (query targets)");
+  const Net<T> net{lay, shape.activation, shape.loss};
+  parallel_for(B, [&](int64_t b, int) { run_task<T>(net, a, b); });
+}
+
+template void inner_loop_cpu<float>(const MlpShape&, const InnerLoopArgs<float>&);
+template void inner_loop_cpu<double>(const MlpShape&, const InnerLoopArgs<double>&);
+
+}  // namespace metarisk

@@ -1,0 +1,5 @@
+"""Learners: the MAML family (fused inner loops) share one interface with the baselines."""
+from .maml import MAML, MetaSGD, Reptile
+from .mlp import MLP
+
+__all__ = ["MLP", "MAML", "Reptile", "MetaSGD"]

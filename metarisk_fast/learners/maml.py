@@ -1,0 +1,128 @@
+"""Optimisation-based meta-learners: MAML (second order), first-order MAML, Reptile, Meta-SGD.
+
+All four run their inner loops in the fused kernels of metarisk_fast.ops; they differ only in
+how the meta-gradient is formed and whether the inner learning rates are learned.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import ops
+from ..ops.inner_loop import LOSSES
+from .mlp import MLP
+
+
+class _GradientMetaLearner(nn.Module):
+    """Shared interface: meta_loss (differentiable), adapt, adapt_predict."""
+
+    mode = "second_order"
+
+    def __init__(self, net: MLP, inner_lr: float = 0.01, inner_steps: int = 5, loss: str = "mse"):
+        super().__init__()
+        if not isinstance(net, MLP):
+            raise TypeError(f"net must be a metarisk_fast.MLP, got {type(net).__name__}")
+        if not inner_lr > 0:
+            raise ValueError(f"inner_lr must be > 0, got {inner_lr}")
+        if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
+            raise ValueError(f"inner_steps must be an int >= 0, got {inner_steps!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        self.net = net
+        self.inner_lr = float(inner_lr)
+        self.inner_steps = inner_steps
+        self.loss = loss
+        self._numpy_cache: tuple | None = None
+
+    # the inner learning rate handed to the kernels (Meta-SGD overrides it with learned rates)
+    def _lr(self):
+        return self.inner_lr
+
+    def _kw(self, loss):
+        return dict(steps=self.inner_steps, activation=self.net.activation, loss=loss or self.loss)
+
+    def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
+        """Per-task query losses after adaptation, shape (B,), differentiable."""
+        return ops.mlp_meta_loss(list(self.net.parameters()), self._lr(), xs, ys, xq, yq,
+                                 mode=self.mode, **self._kw(loss))
+
+    def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
+        """Mean over tasks of the query loss after adaptation; ``.backward()`` gives the meta-gradient."""
+        return self.query_losses(xs, ys, xq, yq, loss).mean()
+
+    def adapt(self, xs, ys, loss: str | None = None) -> list[torch.Tensor]:
+        """Adapted parameters per task (no gradient), each with a leading task dimension."""
+        return ops.mlp_adapt(list(self.net.parameters()), self._lr_detached(), xs, ys, **self._kw(loss))
+
+    def adapt_predict(self, xs, ys, xq, loss: str | None = None):
+        """Adapt on each support set and predict its query rows: (B,K,D),(B,K,O),(B,Q,D) -> (B,Q,O).
+
+        A single task may be given without the task dimension. NumPy arrays in give NumPy out
+        through a path without torch dispatch (for backtests calling this once per bar).
+        """
+        single = np.ndim(xs) == 2
+        if single:
+            xs, ys, xq = xs[None], ys[None], xq[None]
+        if isinstance(xs, np.ndarray) and isinstance(ys, np.ndarray) and isinstance(xq, np.ndarray):
+            theta, lr = self._numpy_params(xs.dtype)
+            pred = ops.mlp_adapt_predict_numpy(
+                theta, lr, self.net.sizes, np.ascontiguousarray(xs), np.ascontiguousarray(ys),
+                np.ascontiguousarray(xq), **self._kw(loss))
+        else:
+            pred = ops.mlp_adapt_predict(list(self.net.parameters()), self._lr_detached(), xs, ys, xq,
+                                         **self._kw(loss))
+        return pred[0] if single else pred
+
+    def _lr_detached(self):
+        lr = self._lr()
+        return [r.detach() for r in lr] if isinstance(lr, (list, tuple)) else lr
+
+    def _numpy_params(self, dtype):
+        """Flat parameter and lr arrays, cached until a parameter changes (optimizer steps bump
+        the tensors' version counters)."""
+        tensors = list(self.parameters())
+        key = (np.dtype(dtype), tuple((id(t), t._version) for t in tensors))
+        if self._numpy_cache is None or self._numpy_cache[0] != key:
+            with torch.no_grad():
+                theta = torch.cat([p.reshape(-1) for p in self.net.parameters()]).numpy().astype(dtype)
+                lr = self._lr_detached()
+                if isinstance(lr, list):
+                    lr_arr = torch.cat([r.reshape(-1) for r in lr]).numpy().astype(dtype)
+                else:
+                    lr_arr = np.array([lr], dtype=dtype)
+            self._numpy_cache = (key, theta, lr_arr)
+        return self._numpy_cache[1], self._numpy_cache[2]
+
+
+class MAML(_GradientMetaLearner):
+    """Model-Agnostic Meta-Learning (Finn et al. 2017): exact second-order meta-gradient, or the
+    first-order approximation with ``first_order=True``."""
+
+    def __init__(self, net: MLP, inner_lr: float = 0.01, inner_steps: int = 5,
+                 first_order: bool = False, loss: str = "mse"):
+        super().__init__(net, inner_lr, inner_steps, loss)
+        self.first_order = bool(first_order)
+        self.mode = "first_order" if first_order else "second_order"
+
+
+class Reptile(_GradientMetaLearner):
+    """Reptile (Nichol et al. 2018): the meta-gradient is theta - mean adapted theta, so an SGD
+    outer step with rate eps moves theta eps of the way towards the adapted parameters."""
+
+    mode = "reptile"
+
+
+class MetaSGD(_GradientMetaLearner):
+    """Meta-SGD (Li et al. 2017): one learned inner learning rate per parameter entry,
+    initialised to ``inner_lr`` and trained by the outer optimizer with the parameters."""
+
+    def __init__(self, net: MLP, inner_lr: float = 0.01, inner_steps: int = 5,
+                 first_order: bool = False, loss: str = "mse"):
+        super().__init__(net, inner_lr, inner_steps, loss)
+        self.mode = "first_order" if first_order else "second_order"
+        self.inner_lrs = nn.ParameterList(
+            nn.Parameter(torch.full_like(p, self.inner_lr)) for p in net.parameters())
+
+    def _lr(self):
+        return list(self.inner_lrs)

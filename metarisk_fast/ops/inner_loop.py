@@ -1,0 +1,186 @@
+"""Fused MAML-family inner loops as autograd ops (thin: checks and buffer passing, no math).
+
+Every op takes an MLP as a list of tensors ``[W1, b1, W2, b2, ...]`` (nn.Linear layout), an
+inner learning rate (a float, a scalar tensor, or one tensor per parameter for Meta-SGD) and a
+batch of tasks. The twins in :mod:`metarisk_fast.reference` have the same signatures.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+from .. import _core
+from ._validate import as_tensor, check_steps, check_task_batch, mlp_sizes
+
+LearningRate = Union[float, torch.Tensor, Sequence[torch.Tensor]]
+MODES = ("second_order", "first_order", "reptile")
+ACTIVATIONS = ("relu", "tanh")
+LOSSES = ("mse", "gaussian_nll", "bce")
+
+
+def _check_choice(value: str, name: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def _flat_params(params: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
+    params = [as_tensor(p, f"params[{i}]") for i, p in enumerate(params)]
+    sizes = mlp_sizes(params)
+    dtypes = {p.dtype for p in params}
+    if len(dtypes) != 1:
+        raise TypeError(f"all parameters must share one dtype, got {sorted(map(str, dtypes))}")
+    return torch.cat([p.reshape(-1) for p in params]), sizes
+
+
+def _flat_lr(lr: LearningRate, params: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    """(1,) for one shared rate, (P,) for one rate per parameter entry (differentiable)."""
+    if isinstance(lr, (float, int)) and not isinstance(lr, bool):
+        return torch.tensor([float(lr)], dtype=dtype)
+    if isinstance(lr, (torch.Tensor, np.ndarray)):
+        t = as_tensor(lr, "inner lr", dtype=dtype)
+        if t.numel() != 1:
+            raise ValueError(
+                f"a single inner lr tensor must hold one value, got shape {tuple(t.shape)}; "
+                "pass one tensor per parameter for per-parameter rates"
+            )
+        return t.reshape(1)
+    lrs = list(lr)
+    if len(lrs) != len(params):
+        raise ValueError(f"per-parameter inner lr needs {len(params)} tensors, got {len(lrs)}")
+    for i, (r, p) in enumerate(zip(lrs, params)):
+        if tuple(r.shape) != tuple(p.shape):
+            raise ValueError(f"inner lr[{i}] has shape {tuple(r.shape)}, parameter has {tuple(p.shape)}")
+    return torch.cat([as_tensor(r, f"inner lr[{i}]", dtype=dtype).reshape(-1) for i, r in enumerate(lrs)])
+
+
+def _np(t: torch.Tensor | None):
+    return None if t is None else t.detach().numpy()
+
+
+class _MetaLoss(torch.autograd.Function):
+    """Per-task query losses after the inner loop; the kernel returns the per-task meta-gradients
+    in the same call, and backward contracts them with the incoming cotangent."""
+
+    @staticmethod
+    def forward(ctx, theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss, mode):
+        want_theta, want_lr = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        out = _core.mlp_inner_loop(
+            _np(theta), _np(lr), _np(xs), _np(ys), _np(xq), _np(yq), sizes, steps, activation,
+            loss, mode if want_theta else "none", True, want_lr, False, False,
+        )
+        losses = torch.from_numpy(out["loss"])
+        ctx.task_grad = torch.from_numpy(out["grad"]) if want_theta else None
+        ctx.task_lr_grad = torch.from_numpy(out["lr_grad"]) if want_lr else None
+        ctx.lr_numel = lr.numel()
+        return losses
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_losses):
+        g_theta = g_lr = None
+        if ctx.task_grad is not None:
+            g_theta = grad_losses @ ctx.task_grad
+        if ctx.task_lr_grad is not None:
+            g_lr = grad_losses @ ctx.task_lr_grad
+            if ctx.lr_numel == 1:
+                g_lr = g_lr.sum().reshape(1)
+        return g_theta, g_lr, None, None, None, None, None, None, None, None, None
+
+
+def mlp_meta_loss(
+    params: Sequence[torch.Tensor],
+    lr: LearningRate,
+    xs,
+    ys,
+    xq,
+    yq,
+    *,
+    steps: int,
+    activation: str = "relu",
+    loss: str = "mse",
+    mode: str = "second_order",
+) -> torch.Tensor:
+    """Query loss of each task after ``steps`` SGD steps on its support set, shape (B,).
+
+    Differentiable with respect to ``params`` (and ``lr`` when it requires grad):
+    ``second_order`` gives the exact MAML meta-gradient, ``first_order`` the FOMAML one, and
+    ``reptile`` makes the gradient of each task's loss the Reptile direction theta - theta_S.
+    """
+    _check_choice(mode, "mode", MODES)
+    _check_choice(activation, "activation", ACTIVATIONS)
+    _check_choice(loss, "loss", LOSSES)
+    steps = check_steps(steps)
+    theta, sizes = _flat_params(params)
+    lr_flat = _flat_lr(lr, params, theta.dtype)
+    if mode == "reptile" and lr_flat.requires_grad:
+        raise ValueError("Reptile has no gradient for the inner learning rate; pass a plain float")
+    xs, ys, xq, yq = check_task_batch(xs, ys, xq, yq, sizes, theta.dtype, need_query_targets=True)
+    if xq.shape[1] == 0:
+        raise ValueError("the query set is empty (Q = 0); the meta-loss needs query rows")
+    losses = _MetaLoss.apply(theta, lr_flat, xs, ys, xq, yq, sizes, steps, activation, loss, mode)
+    if not torch.isfinite(losses).all():
+        bad = int(torch.nonzero(~torch.isfinite(losses))[0])
+        raise FloatingPointError(
+            f"the inner loop diverged: task {bad} has a non-finite query loss after {steps} steps; "
+            "lower the inner learning rate or standardise the features"
+        )
+    return losses
+
+
+def _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, *, adapted: bool, pred: bool):
+    _check_choice(activation, "activation", ACTIVATIONS)
+    _check_choice(loss, "loss", LOSSES)
+    steps = check_steps(steps)
+    with torch.no_grad():
+        theta, sizes = _flat_params(params)
+        lr_flat = _flat_lr(lr, params, theta.dtype)
+        xs, ys, xq, _ = check_task_batch(xs, ys, xq, None, sizes, theta.dtype, need_query_targets=False)
+        out = _core.mlp_inner_loop(
+            _np(theta), _np(lr_flat), _np(xs), _np(ys), _np(xq), None, sizes, steps, activation,
+            loss, "none", False, False, adapted, pred,
+        )
+    return out, sizes
+
+
+def mlp_adapt(params, lr, xs, ys, *, steps: int, activation: str = "relu", loss: str = "mse"):
+    """Adapted parameters of every task, as a list shaped like ``params`` with a leading B."""
+    out, sizes = _adapt_call(params, lr, xs, ys, None, steps, activation, loss, adapted=True, pred=False)
+    flat = torch.from_numpy(out["adapted"])
+    pieces, start = [], 0
+    for p in params:
+        n = p.numel()
+        pieces.append(flat[:, start:start + n].reshape(flat.shape[0], *p.shape))
+        start += n
+    return pieces
+
+
+def mlp_adapt_predict(params, lr, xs, ys, xq, *, steps: int, activation: str = "relu", loss: str = "mse"):
+    """Predictions (B, Q, O) on the query inputs after adapting on each task's support set."""
+    if xq is None:
+        raise ValueError("xq (query inputs) is required")
+    out, _ = _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, adapted=False, pred=True)
+    return torch.from_numpy(out["pred"])
+
+
+def mlp_adapt_predict_numpy(
+    theta: np.ndarray,
+    lr: np.ndarray,
+    sizes: Sequence[int],
+    xs: np.ndarray,
+    ys: np.ndarray,
+    xq: np.ndarray,
+    *,
+    steps: int,
+    activation: str = "relu",
+    loss: str = "mse",
+) -> np.ndarray:
+    """The backtest hot path: flat parameters and C-contiguous arrays in, predictions out, no
+    torch dispatch. The core checks dtypes, shapes, contiguity and finiteness."""
+    out = _core.mlp_inner_loop(
+        theta, lr, xs, ys, xq, None, list(sizes), steps, activation, loss, "none",
+        False, False, False, True,
+    )
+    return out["pred"]

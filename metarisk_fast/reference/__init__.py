@@ -1,0 +1,7 @@
+"""Plain PyTorch (torch.func) twins of every kernel, with the same signatures as metarisk_fast.ops.
+
+Slow and obviously correct: the tests compare the compiled kernels against them.
+"""
+from .inner_loop import mlp_adapt, mlp_adapt_predict, mlp_meta_loss
+
+__all__ = ["mlp_meta_loss", "mlp_adapt", "mlp_adapt_predict"]

@@ -1,0 +1,83 @@
+"""torch.func reference of the fused inner loops (see metarisk_fast.ops.inner_loop)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.func import grad, vmap
+
+
+def mlp_forward(params, x, activation="relu"):
+    act = torch.relu if activation == "relu" else torch.tanh
+    n_layers = len(params) // 2
+    for i in range(n_layers):
+        x = x @ params[2 * i].T + params[2 * i + 1]
+        if i < n_layers - 1:
+            x = act(x)
+    return x
+
+
+def loss_fn(z, y, loss="mse"):
+    if loss == "mse":
+        return ((z - y) ** 2).mean()
+    if loss == "gaussian_nll":
+        return (0.5 * (math.log(2 * math.pi) + z + y * y * torch.exp(-z))).mean()
+    if loss == "bce":
+        return F.binary_cross_entropy_with_logits(z, y)
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def _lr_list(lr, params):
+    if isinstance(lr, (float, int)):
+        return [lr] * len(params)
+    if isinstance(lr, torch.Tensor):
+        return [lr.reshape(())] * len(params)
+    return list(lr)
+
+
+def _adapt_one(params, lrs, xs, ys, steps, activation, loss, first_order):
+    def support_loss(p):
+        return loss_fn(mlp_forward(p, xs, activation), ys, loss)
+
+    p = list(params)
+    for _ in range(steps):
+        g = grad(support_loss)(p)
+        if first_order:
+            g = [gi.detach() for gi in g]
+        p = [pi - ri * gi for pi, ri, gi in zip(p, lrs, g)]
+    return p
+
+
+def mlp_meta_loss(params, lr, xs, ys, xq, yq, *, steps, activation="relu", loss="mse",
+                  mode="second_order"):
+    lrs = _lr_list(lr, params)
+    first_order = mode != "second_order"
+
+    def task(xs_b, ys_b, xq_b, yq_b):
+        p = _adapt_one(params, lrs, xs_b, ys_b, steps, activation, loss, first_order)
+        q = loss_fn(mlp_forward(p, xq_b, activation), yq_b, loss)
+        if mode != "reptile":
+            return q
+        # value: the query loss; gradient w.r.t. theta: theta - theta_S (the Reptile direction)
+        surrogate = sum((t * (t - a).detach()).sum() for t, a in zip(params, p))
+        return q.detach() + surrogate - surrogate.detach()
+
+    return vmap(task)(xs, ys, xq, yq)
+
+
+def mlp_adapt(params, lr, xs, ys, *, steps, activation="relu", loss="mse"):
+    lrs = _lr_list(lr, params)
+    with torch.no_grad():
+        return vmap(lambda x, y: _adapt_one(params, lrs, x, y, steps, activation, loss, True))(xs, ys)
+
+
+def mlp_adapt_predict(params, lr, xs, ys, xq, *, steps, activation="relu", loss="mse"):
+    lrs = _lr_list(lr, params)
+
+    def task(x, y, q):
+        p = _adapt_one(params, lrs, x, y, steps, activation, loss, True)
+        return mlp_forward(p, q, activation)
+
+    with torch.no_grad():
+        return vmap(task)(xs, ys, xq)
