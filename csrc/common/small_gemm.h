@@ -9,32 +9,39 @@
 
 namespace metarisk {
 
-template <typename T> struct GemmBlock;
-template <> struct GemmBlock<float> { static constexpr int MR = 6, NR = 16; };
-template <> struct GemmBlock<double> { static constexpr int MR = 6, NR = 8; };
+// Explicit 32-byte vectors (GCC/Clang vector extensions) keep the MR x NR accumulator block in
+// registers; left to itself the compiler vectorised the k loop instead when a_col == 1.
+template <typename T>
+struct Vec {
+  typedef T type __attribute__((vector_size(32), aligned(sizeof(T))));
+  static constexpr int lanes = 32 / sizeof(T);
+};
+
+template <typename T> struct GemmBlock {
+  static constexpr int MR = 6, NV = 2, NR = NV * Vec<T>::lanes;  // 12 accumulators of 16 ymm
+};
 
 template <typename T, int MR, int NR>
 static inline void gemm_micro(int64_t k, const T* __restrict A, int64_t a_row, int64_t a_col,
                               const T* __restrict B, int64_t ldb, T* __restrict C, int64_t ldc,
                               bool accumulate) {
-  T acc[MR][NR];
-#pragma GCC unroll 8
+  using V = typename Vec<T>::type;
+  constexpr int NV = NR / Vec<T>::lanes;
+  constexpr int W = Vec<T>::lanes;
+  V acc[MR][NV];
   for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) acc[r][j] = accumulate ? C[r * ldc + j] : T(0);
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = accumulate ? *reinterpret_cast<const V*>(C + r * ldc + v * W) : V{};
   for (int64_t p = 0; p < k; ++p) {
-    const T* b = B + p * ldb;
-#pragma GCC unroll 8
+    V b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = *reinterpret_cast<const V*>(B + p * ldb + v * W);
     for (int r = 0; r < MR; ++r) {
       const T a = A[r * a_row + p * a_col];
-#pragma GCC unroll 16
-      for (int j = 0; j < NR; ++j) acc[r][j] += a * b[j];
+      for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
     }
   }
-#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 16
-    for (int j = 0; j < NR; ++j) C[r * ldc + j] = acc[r][j];
+    for (int v = 0; v < NV; ++v) *reinterpret_cast<V*>(C + r * ldc + v * W) = acc[r][v];
 }
 
 // Columns left over after the NR-wide blocks (n % NR of them, fewer than NR).

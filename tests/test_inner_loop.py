@@ -1,0 +1,210 @@
+"""Fused inner loops against the torch.func reference: forward, adapted parameters,
+meta-gradients (theta and per-parameter rates), gradcheck, NumPy path, bad input."""
+import numpy as np
+import pytest
+import torch
+
+import metarisk_fast as mr
+from metarisk_fast import ops, reference
+from conftest import make_params, make_tasks
+
+TOL = {torch.float64: dict(rtol=1e-9, atol=1e-11), torch.float32: dict(rtol=1e-4, atol=1e-5)}
+
+
+def _grads(fn, params, lrs, B, seed=1):
+    losses = fn()
+    w = torch.randn(B, dtype=losses.dtype, generator=torch.Generator().manual_seed(seed))
+    return losses, torch.autograd.grad((losses * w).sum(), params + lrs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("loss", ["mse", "gaussian_nll", "bce"])
+@pytest.mark.parametrize("mode", ["second_order", "first_order", "reptile"])
+def test_meta_loss_and_gradients_match_reference(dtype, activation, loss, mode):
+    sizes, B = [5, 12, 9, 1], 4
+    params = make_params(sizes, dtype, activation)
+    xs, ys, xq, yq = make_tasks(B, 7, 6, 5, dtype=dtype, loss=loss)
+    kw = dict(steps=3, activation=activation, loss=loss, mode=mode)
+    got, g_got = _grads(lambda: ops.mlp_meta_loss(params, 0.05, xs, ys, xq, yq, **kw), params, [], B)
+    want, g_want = _grads(lambda: reference.mlp_meta_loss(params, 0.05, xs, ys, xq, yq, **kw), params, [], B)
+    torch.testing.assert_close(got, want, **TOL[dtype])
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", ["second_order", "first_order"])
+def test_meta_sgd_learning_rate_gradients(dtype, mode):
+    sizes, B = [3, 8, 2], 5
+    params = make_params(sizes, dtype)
+    lrs = [torch.rand_like(p).mul(0.1).requires_grad_() for p in params]
+    xs, ys, xq, yq = make_tasks(B, 6, 4, 3, O=2, dtype=dtype)
+    kw = dict(steps=4, mode=mode)
+    got, g_got = _grads(lambda: ops.mlp_meta_loss(params, lrs, xs, ys, xq, yq, **kw), params, lrs, B)
+    want, g_want = _grads(lambda: reference.mlp_meta_loss(params, lrs, xs, ys, xq, yq, **kw), params, lrs, B)
+    torch.testing.assert_close(got, want, **TOL[dtype])
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+def test_scalar_learning_rate_gradient():
+    params = make_params([3, 6, 1])
+    lr = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
+    xs, ys, xq, yq = make_tasks(3, 5, 5, 3)
+    g1 = torch.autograd.grad(ops.mlp_meta_loss(params, lr, xs, ys, xq, yq, steps=3).sum(), [lr])
+    g2 = torch.autograd.grad(reference.mlp_meta_loss(params, lr, xs, ys, xq, yq, steps=3).sum(), [lr])
+    torch.testing.assert_close(g1[0], g2[0], **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("mode", ["second_order", "first_order"])
+def test_gradcheck(activation, mode):
+    params = make_params([2, 4, 3, 1], activation=activation)
+    lrs = [torch.full_like(p, 0.1).requires_grad_() for p in params]
+    xs, ys, xq, yq = make_tasks(2, 3, 3, 2)
+
+    def f(*tensors):
+        return ops.mlp_meta_loss(list(tensors[:6]), list(tensors[6:]), xs, ys, xq, yq, steps=2,
+                                 activation=activation, loss="gaussian_nll", mode=mode)
+
+    if mode == "first_order":  # the first-order gradient is an approximation: check the lrs only
+        torch.testing.assert_close(
+            torch.autograd.grad(f(*params, *lrs).sum(), lrs),
+            torch.autograd.grad(reference.mlp_meta_loss(params, lrs, xs, ys, xq, yq, steps=2,
+                                activation=activation, loss="gaussian_nll", mode=mode).sum(), lrs))
+    else:
+        assert torch.autograd.gradcheck(f, (*params, *lrs), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_adapt_and_predict_match_reference(dtype):
+    sizes = [4, 16, 16, 2]
+    params = make_params(sizes, dtype, "tanh", requires_grad=False)
+    xs, ys, xq, _ = make_tasks(6, 10, 3, 4, O=2, dtype=dtype)
+    got = ops.mlp_adapt(params, 0.03, xs, ys, steps=5, activation="tanh")
+    want = reference.mlp_adapt(params, 0.03, xs, ys, steps=5, activation="tanh")
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+    torch.testing.assert_close(
+        ops.mlp_adapt_predict(params, 0.03, xs, ys, xq, steps=5, activation="tanh"),
+        reference.mlp_adapt_predict(params, 0.03, xs, ys, xq, steps=5, activation="tanh"), **TOL[dtype])
+
+
+def test_zero_steps_is_the_initial_network():
+    params = make_params([3, 5, 1], requires_grad=False)
+    xs, ys, xq, _ = make_tasks(2, 4, 3, 3)
+    pred = ops.mlp_adapt_predict(params, 0.1, xs, ys, xq, steps=0)
+    torch.testing.assert_close(pred, reference.mlp_forward(params, xq))
+
+
+def test_non_contiguous_inputs_give_the_contiguous_result():
+    params = make_params([3, 8, 1])
+    xs, ys, xq, yq = make_tasks(4, 10, 6, 3)
+    base = ops.mlp_meta_loss(params, 0.05, xs[:, ::2], ys[:, ::2], xq, yq, steps=2)
+    same = ops.mlp_meta_loss(params, 0.05, xs[:, ::2].contiguous(), ys[:, ::2].contiguous(), xq, yq, steps=2)
+    torch.testing.assert_close(base, same)
+    xt = xs.transpose(0, 1).contiguous().transpose(0, 1)  # same values, other strides
+    torch.testing.assert_close(ops.mlp_meta_loss(params, 0.05, xt, ys, xq, yq, steps=2),
+                               ops.mlp_meta_loss(params, 0.05, xs, ys, xq, yq, steps=2))
+
+
+def test_numpy_arrays_are_accepted_and_numpy_path_matches():
+    net = mr.MLP(4, (8,), 1)
+    learner = mr.MAML(net, inner_lr=0.02, inner_steps=3)
+    xs, ys, xq, _ = make_tasks(3, 6, 2, 4, dtype=torch.float32)
+    want = learner.adapt_predict(xs, ys, xq)
+    got = learner.adapt_predict(xs.numpy(), ys.numpy(), xq.numpy())
+    assert isinstance(got, np.ndarray) and got.shape == (3, 2, 1)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-6, atol=1e-7)
+    single = learner.adapt_predict(xs[0].numpy(), ys[0].numpy(), xq[0].numpy())
+    np.testing.assert_allclose(single, want[0].numpy(), rtol=1e-6, atol=1e-7)
+    # the cached flat parameters follow an optimizer step
+    opt = torch.optim.SGD(learner.parameters(), lr=0.1)
+    learner.meta_loss(xs, ys, xq, torch.ones(3, 2, 1)).backward()
+    opt.step()
+    np.testing.assert_allclose(learner.adapt_predict(xs.numpy(), ys.numpy(), xq.numpy()),
+                               learner.adapt_predict(xs, ys, xq).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_thread_count_does_not_change_results():
+    params = make_params([4, 16, 1])
+    xs, ys, xq, yq = make_tasks(9, 8, 8, 4)
+    mr.set_num_threads(1)
+    try:
+        one = torch.autograd.grad(ops.mlp_meta_loss(params, 0.05, xs, ys, xq, yq, steps=3).sum(), params)
+    finally:
+        mr.set_num_threads(2)
+    two = torch.autograd.grad(ops.mlp_meta_loss(params, 0.05, xs, ys, xq, yq, steps=3).sum(), params)
+    for a, b in zip(one, two):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------- bad input
+def _valid():
+    params = make_params([3, 4, 1])
+    return params, make_tasks(2, 4, 3, 3)
+
+
+@pytest.mark.parametrize(
+    "mutate, exc, match",
+    [
+        (lambda a: a.update(xs=a["xs"][:, :, :2]), ValueError, "xs has 2 features"),
+        (lambda a: a.update(ys=a["ys"][:, :3]), ValueError, "ys must have shape"),
+        (lambda a: a.update(xq=a["xq"][:1]), ValueError, "xq must have shape"),
+        (lambda a: a.update(yq=None), ValueError, "query targets yq are required"),
+        (lambda a: a.update(xs=a["xs"][:0], ys=a["ys"][:0]), ValueError, "zero tasks"),
+        (lambda a: a.update(xs=a["xs"].float()), TypeError, "dtype"),
+        (lambda a: a.update(xs=a["xs"].to(torch.int64)), TypeError, "float32 or float64"),
+        (lambda a: a.update(xs=a["xs"][0]), ValueError, "3-D"),
+        (lambda a: a["xs"].__setitem__((1, 2, 0), float("nan")), ValueError, "xs .*non-finite.*index"),
+        (lambda a: a["yq"].__setitem__((0, 0, 0), float("inf")), ValueError, "yq .*non-finite"),
+        (lambda a: a.update(steps=-1), ValueError, "inner_steps must be >= 0"),
+        (lambda a: a.update(steps=2.5), TypeError, "inner_steps must be an int"),
+        (lambda a: a.update(mode="third_order"), ValueError, "mode must be one of"),
+        (lambda a: a.update(loss="hinge"), ValueError, "loss must be one of"),
+        (lambda a: a.update(params=a["params"][:3]), ValueError, "pairs"),
+        (lambda a: a.update(xs=[[1.0]]), TypeError, "torch.Tensor or numpy.ndarray"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(mutate, exc, match):
+    params, (xs, ys, xq, yq) = _valid()
+    args = dict(params=params, xs=xs, ys=ys, xq=xq, yq=yq, steps=2, mode="second_order", loss="mse")
+    mutate(args)
+    with pytest.raises(exc, match=match):
+        ops.mlp_meta_loss(args["params"], 0.1, args["xs"], args["ys"], args["xq"], args["yq"],
+                          steps=args["steps"], mode=args["mode"], loss=args["loss"])
+
+
+def test_numpy_hot_path_rejects_bad_buffers():
+    theta = np.zeros(3 * 4 + 4 + 4 + 1)
+    lr = np.array([0.1])
+    xs, ys, xq = np.zeros((1, 4, 3)), np.zeros((1, 4, 1)), np.zeros((1, 1, 3))
+    with pytest.raises(ValueError, match="theta must have shape"):
+        ops.mlp_adapt_predict_numpy(theta[:-1], lr, [3, 4, 1], xs, ys, xq, steps=1)
+    with pytest.raises(ValueError, match="xs must have dtype"):
+        ops.mlp_adapt_predict_numpy(theta, lr, [3, 4, 1], xs.astype(np.float32), ys, xq, steps=1)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        ops.mlp_adapt_predict_numpy(theta, lr, [3, 4, 1], np.zeros((1, 3, 4)).transpose(0, 2, 1), ys, xq, steps=1)
+    bad = xs.copy()
+    bad[0, 3, 1] = np.nan
+    with pytest.raises(ValueError, match="xs .*non-finite.*index 10"):
+        ops.mlp_adapt_predict_numpy(theta, lr, [3, 4, 1], bad, ys, xq, steps=1)
+
+
+def test_divergence_is_reported_not_returned_as_nan():
+    params = make_params([3, 8, 1])
+    xs, ys, xq, yq = make_tasks(2, 4, 3, 3)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        ops.mlp_meta_loss(params, 1e6, xs, ys * 1e6, xq, yq, steps=5)
+
+
+def test_learner_argument_errors():
+    with pytest.raises(ValueError, match="inner_steps"):
+        mr.MAML(mr.MLP(2, (3,), 1), inner_steps=-1)
+    with pytest.raises(ValueError, match="inner_lr"):
+        mr.MAML(mr.MLP(2, (3,), 1), inner_lr=0.0)
+    with pytest.raises(TypeError, match="MLP"):
+        mr.MAML(torch.nn.Linear(2, 1))
+    with pytest.raises(ValueError, match="activation"):
+        mr.MLP(2, (3,), 1, activation="gelu")
