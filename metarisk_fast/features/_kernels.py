@@ -1,0 +1,347 @@
+"""Numba kernels of the rolling-volatility features: one fused pass over a (T, N) panel.
+
+Layout: time-major C-ordered panels. Assets are split into blocks processed in parallel; inside a
+block the loop runs over time and, for each feature, over the block's assets, so every inner
+loop reads and writes contiguous memory and vectorises.
+
+Numerics (see DESIGN.md, "Rolling variance"):
+- rolling variances use the exact replace-one update of Welford's recurrence
+  (mean' = mean + (x_new - x_old)/w; M2' = M2 + (x_new - x_old)(x_new - mean' + x_old - mean)),
+  never sum / sum-of-squares, and are clamped at 0;
+- rolling means of the non-negative range terms use running sums;
+- both are recomputed exactly from the window (kept in ring buffers) every `w` rows, when the
+  running value falls below 1 % of its peak since the last recomputation (a spike leaving the
+  window: the cancellation case, so no residue survives it), and when the last NaN leaves.
+A NaN input makes NaN exactly the outputs whose window contains it.
+
+The same step function advances the batch kernel and the streaming twin, so the two agree.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+CANCEL = 1e-2  # recompute when the running moment drops below this fraction of its peak
+LN2 = math.log(2.0)
+
+# rows of the per-asset state array, per rolling variance (cc windows and the two YZ variances)
+V_MEAN, V_M2, V_PEAK, V_NAN = 0, 1, 2, 3
+# rows per rolling mean (Parkinson, Garman-Klass, Rogers-Satchell)
+M_SUM, M_PEAK, M_NAN = 0, 1, 2
+# range terms kept in rings: ln(H/L)^2, GK term, RS term, overnight, open-to-close
+T_U2, T_GK, T_RS, T_O, T_C = 0, 1, 2, 3, 4
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _var_update(st, xn, xo, inv_w, flags):
+    """Replace xo by xn in each asset's window; st: (4, nb). Sets flags where the exact
+    recomputation is needed (cancellation, or the last NaN just left)."""
+    for j in range(xn.shape[0]):
+        a = xn[j]
+        b = xo[j]
+        an = np.isnan(a)
+        bn = np.isnan(b)
+        nanc = st[V_NAN, j] + an - bn
+        st[V_NAN, j] = nanc
+        a0 = 0.0 if an else a
+        b0 = 0.0 if bn else b
+        d = a0 - b0
+        mean = st[V_MEAN, j]
+        mnew = mean + d * inv_w
+        m2 = st[V_M2, j] + d * (a0 - mnew + b0 - mean)
+        st[V_MEAN, j] = mnew
+        st[V_M2, j] = m2
+        peak = max(st[V_PEAK, j], m2)
+        st[V_PEAK, j] = peak
+        flags[j] = (nanc == 0.0) & (bn | (m2 < CANCEL * peak))
+
+
+@njit(cache=True, error_model="numpy")
+def _var_recompute(st, ring, t, w, j):
+    """Two-pass mean and M2 of the window ending at row t (ring indexed by row % len)."""
+    R = ring.shape[0]
+    s = 0.0
+    for k in range(t - w + 1, t + 1):
+        s += ring[k % R, j]
+    mean = s / w
+    m2 = 0.0
+    for k in range(t - w + 1, t + 1):
+        d = ring[k % R, j] - mean
+        m2 += d * d
+    st[V_MEAN, j] = mean
+    st[V_M2, j] = m2
+    st[V_PEAK, j] = m2
+
+
+@njit(cache=True, error_model="numpy")
+def _var_recompute_all(st, ring, t, w, acc):
+    """_var_recompute for every asset whose window holds no NaN, rows outer and assets inner so
+    the ring is read contiguously (the periodic recomputation)."""
+    R = ring.shape[0]
+    nb = ring.shape[1]
+    acc[:] = 0.0
+    for k in range(t - w + 1, t + 1):
+        row = ring[k % R]
+        for j in range(nb):
+            acc[j] += row[j]
+    for j in range(nb):
+        acc[j] /= w
+    m2 = np.zeros(nb)
+    for k in range(t - w + 1, t + 1):
+        row = ring[k % R]
+        for j in range(nb):
+            d = row[j] - acc[j]
+            m2[j] += d * d
+    for j in range(nb):
+        if st[V_NAN, j] == 0.0:
+            st[V_MEAN, j] = acc[j]
+            st[V_M2, j] = m2[j]
+            st[V_PEAK, j] = m2[j]
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _mean_update(st, xn, xo, flags):
+    for j in range(xn.shape[0]):
+        a = xn[j]
+        b = xo[j]
+        an = np.isnan(a)
+        bn = np.isnan(b)
+        nanc = st[M_NAN, j] + an - bn
+        st[M_NAN, j] = nanc
+        s = st[M_SUM, j] + ((0.0 if an else a) - (0.0 if bn else b))
+        st[M_SUM, j] = s
+        peak = max(st[M_PEAK, j], s)
+        st[M_PEAK, j] = peak
+        flags[j] = (nanc == 0.0) & (bn | (s < CANCEL * peak))
+
+
+@njit(cache=True, error_model="numpy")
+def _mean_recompute(st, ring, t, w, j):
+    R = ring.shape[0]
+    s = 0.0
+    for k in range(t - w + 1, t + 1):
+        s += ring[k % R, j]
+    st[M_SUM, j] = s
+    st[M_PEAK, j] = s
+
+
+@njit(cache=True, error_model="numpy")
+def _mean_recompute_all(st, ring, t, w, acc):
+    R = ring.shape[0]
+    nb = ring.shape[1]
+    acc[:] = 0.0
+    for k in range(t - w + 1, t + 1):
+        row = ring[k % R]
+        for j in range(nb):
+            acc[j] += row[j]
+    for j in range(nb):
+        if st[M_NAN, j] == 0.0:
+            st[M_SUM, j] = acc[j]
+            st[M_PEAK, j] = acc[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _recompute_flagged(st, ring, t, w, flags, is_var, acc):
+    """Exact recomputation: every asset every w rows (vectorised), else only the flagged ones."""
+    if t % w == 0:
+        if is_var:
+            _var_recompute_all(st, ring, t, w, acc)
+        else:
+            _mean_recompute_all(st, ring, t, w, acc)
+        return
+    for j in range(flags.shape[0]):
+        if flags[j]:
+            if is_var:
+                _var_recompute(st, ring, t, w, j)
+            else:
+                _mean_recompute(st, ring, t, w, j)
+
+
+@njit(cache=True, error_model="numpy")
+def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
+          prev_c, r, flags, acc, outs, bad):
+    """Advance one row t for nb assets. o/h/l/c: the row's prices (h, l, o are ignored when no
+    range feature is wanted). want: [parkinson, garman_klass, rogers_satchell, yang_zhang].
+    outs rows: log return, cc vol per window, EWMA vol per lambda, then the wanted range vols.
+    Non-positive or infinite prices: count in bad[0], first (row, asset) in bad[1:3];
+    high < low: count in bad[3], first (row, asset) in bad[4:6]."""
+    nb = c.shape[0]
+    ncc = cc_w.shape[0]
+    ranged = want[0] or want[1] or want[2] or want[3]
+    Rr = r_ring.shape[0]
+    pos = t % Rr
+    Rt = term_ring.shape[1]
+    tpos = t % Rt
+    ov = term_ring[T_O, tpos]
+    for j in range(nb):
+        cj = c[j]
+        if cj <= 0.0 or np.isinf(cj):
+            if bad[0] == 0:
+                bad[1] = t
+                bad[2] = j
+            bad[0] += 1
+        r[j] = math.log(cj / prev_c[j])
+        if ranged:
+            ov[j] = math.log(o[j] / prev_c[j])
+        prev_c[j] = cj
+    r_ring[pos, :] = r
+    outs[0, :] = r
+    for m in range(ncc):  # close-to-close variances; R > w so row t never overwrites row t - w
+        w = cc_w[m]
+        st = cc_st[m]
+        _var_update(st, r, r_ring[(t - w) % Rr], 1.0 / w, flags)
+        _recompute_flagged(st, r_ring, t, w, flags, True, acc)
+        out = outs[1 + m]
+        for j in range(nb):
+            out[j] = np.nan if st[V_NAN, j] > 0.0 else math.sqrt(max(st[V_M2, j], 0.0) / (w - 1))
+    for k in range(lams.shape[0]):
+        lam = lams[k]
+        s = ew_st[k]
+        out = outs[1 + ncc + k]
+        for j in range(nb):
+            x = r[j]
+            if np.isnan(x):
+                out[j] = np.nan
+            else:
+                sj = s[j]
+                sj = x * x if np.isnan(sj) else lam * sj + (1.0 - lam) * x * x
+                s[j] = sj
+                out[j] = math.sqrt(sj)
+    if not ranged:
+        return
+    u2 = term_ring[T_U2, tpos]
+    gk = term_ring[T_GK, tpos]
+    rs = term_ring[T_RS, tpos]
+    oc = term_ring[T_C, tpos]
+    k_gk = 2.0 * LN2 - 1.0
+    for j in range(nb):
+        hj, lj, oj, cj = h[j], l[j], o[j], c[j]
+        if oj <= 0.0 or hj <= 0.0 or lj <= 0.0 or np.isinf(oj) or np.isinf(hj) or np.isinf(lj):
+            if bad[0] == 0:
+                bad[1] = t
+                bad[2] = j
+            bad[0] += 1
+        if hj < lj:
+            if bad[3] == 0:
+                bad[4] = t
+                bad[5] = j
+            bad[3] += 1
+        # three logs of ratios; the others follow without cancellation (L <= C <= H)
+        a = math.log(hj / cj)
+        b = math.log(lj / cj)
+        lc = math.log(cj / oj)
+        lu = a - b
+        u2[j] = lu * lu
+        gk[j] = 0.5 * lu * lu - k_gk * lc * lc
+        rs[j] = a * (a + lc) + b * (b + lc)
+        oc[j] = lc
+    opos = (t - wr) % Rt  # Rt = wr + 1: the row leaving the window
+    for f in range(3):  # Parkinson, Garman-Klass, Rogers-Satchell means (RS also feeds YZ)
+        if not (want[f] or (f == 2 and want[3])):
+            continue
+        st = m_st[f]
+        _mean_update(st, term_ring[f, tpos], term_ring[f, opos], flags)
+        _recompute_flagged(st, term_ring[f], t, wr, flags, False, acc)
+    if want[3]:
+        for f in range(2):  # overnight and open-to-close variances
+            st = yz_st[f]
+            _var_update(st, term_ring[T_O + f, tpos], term_ring[T_O + f, opos], 1.0 / wr, flags)
+            _recompute_flagged(st, term_ring[T_O + f], t, wr, flags, True, acc)
+    slot = 1 + ncc + lams.shape[0]
+    inv_wr = 1.0 / wr
+    for f in range(3):
+        if not want[f]:
+            continue
+        scale = inv_wr / (4.0 * LN2) if f == 0 else inv_wr
+        st = m_st[f]
+        out = outs[slot]
+        slot += 1
+        for j in range(nb):
+            out[j] = np.nan if st[M_NAN, j] > 0.0 else math.sqrt(max(st[M_SUM, j], 0.0) * scale)
+    if want[3]:
+        kyz = 0.34 / (1.34 + (wr + 1.0) / (wr - 1.0))
+        out = outs[slot]
+        so, sc, srs = yz_st[0], yz_st[1], m_st[2]
+        for j in range(nb):
+            if so[V_NAN, j] > 0.0 or sc[V_NAN, j] > 0.0 or srs[M_NAN, j] > 0.0:
+                out[j] = np.nan
+            else:
+                out[j] = math.sqrt(max(so[V_M2, j], 0.0) / (wr - 1) + kyz * max(sc[V_M2, j], 0.0) / (wr - 1)
+                                   + (1.0 - kyz) * max(srs[M_SUM, j], 0.0) * inv_wr)
+
+
+@njit(cache=True, error_model="numpy")
+def new_state(n_assets, cc_w, n_lams, wr, ranged):
+    """Fresh state: every window full of NaN (so outputs are NaN until it fills)."""
+    R = 2
+    for m in range(cc_w.shape[0]):
+        R = max(R, cc_w[m] + 1)
+    r_ring = np.full((R, n_assets), np.nan)
+    Rt = wr + 1 if ranged else 1
+    term_ring = np.full((5, Rt, n_assets), np.nan)
+    cc_st = np.zeros((cc_w.shape[0], 4, n_assets))
+    for m in range(cc_w.shape[0]):
+        cc_st[m, V_NAN] = cc_w[m]
+    ew_st = np.full((n_lams, n_assets), np.nan)
+    m_st = np.zeros((3, 3, n_assets))
+    m_st[:, M_NAN] = wr
+    yz_st = np.zeros((2, 4, n_assets))
+    yz_st[:, V_NAN] = wr
+    prev_c = np.full(n_assets, np.nan)
+    return r_ring, term_ring, cc_st, ew_st, m_st, yz_st, prev_c
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def feature_panel(o, h, l, c, cc_w, lams, wr, want, n_out, first_out, n_blocks):
+    """All requested features of a (T, N) panel in one pass; returns (outs (F, T, N), bad), where
+    outs holds the kernel's outputs from index first_out on (1 drops the log returns)."""
+    T, N = c.shape
+    outs = np.empty((n_out - first_out, T, N))
+    ranged = want[0] or want[1] or want[2] or want[3]
+    bounds = np.linspace(0, N, n_blocks + 1).astype(np.int64)
+    bads = np.zeros((n_blocks, 6), np.int64)
+    for blk in prange(n_blocks):
+        j0, j1 = bounds[blk], bounds[blk + 1]
+        nb = j1 - j0
+        if nb == 0:
+            continue
+        r_ring, term_ring, cc_st, ew_st, m_st, yz_st, prev_c = new_state(nb, cc_w, lams.shape[0], wr, ranged)
+        row = np.empty((n_out, nb))
+        # contiguous copies of the block's row: numba types a 2-D slice as non-contiguous,
+        # which would keep every inner loop scalar
+        io = np.empty((4, nb))
+        r = np.empty(nb)
+        acc = np.empty(nb)
+        flags = np.zeros(nb, np.bool_)
+        bad = np.zeros(6, np.int64)
+        for t in range(T):
+            for j in range(nb):
+                io[3, j] = c[t, j0 + j]
+            if ranged:
+                for j in range(nb):
+                    io[0, j] = o[t, j0 + j]
+                    io[1, j] = h[t, j0 + j]
+                    io[2, j] = l[t, j0 + j]
+            _step(t, io[0], io[1], io[2], io[3], cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st,
+                  m_st, yz_st, prev_c, r, flags, acc, row, bad)
+            for f in range(first_out, n_out):
+                for j in range(nb):
+                    outs[f - first_out, t, j0 + j] = row[f, j]
+        bad[2] += j0
+        bad[5] += j0
+        bads[blk] = bad
+    return outs, bads
+
+
+@njit(cache=True, error_model="numpy")
+def feature_step(t, o, h, l, c, cc_w, lams, wr, want, n_out, r_ring, term_ring, cc_st, ew_st,
+                 m_st, yz_st, prev_c):
+    """One bar of the streaming twin: the same _step as the batch kernel."""
+    nb = c.shape[0]
+    row = np.empty((n_out, nb))
+    bad = np.zeros(6, np.int64)
+    _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
+          prev_c, np.empty(nb), np.zeros(nb, np.bool_), np.empty(nb), row, bad)
+    return row, bad
