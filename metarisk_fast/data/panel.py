@@ -1,0 +1,268 @@
+"""Market data in: wide or long CSV / Parquet files, or DataFrames, into one validated panel.
+
+Wide: a ``Date`` column (any case) then one close column per asset.
+Long: ``date, asset, open, high, low, close[, volume]`` (open/high/low optional together).
+Missing values (an asset not yet listed, a holiday) are kept as NaN and masked, never filled.
+Every rejection names the source, the column and the first bad row.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+LONG_REQUIRED = ("date", "asset", "close")
+LONG_ALLOWED = ("date", "asset", "open", "high", "low", "close", "volume")
+FIELDS = ("open", "high", "low", "close")
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as given."""
+
+
+class QuantisationWarning(UserWarning):
+    """Prices so coarsely rounded that daily returns come in visible steps."""
+
+
+@dataclass(frozen=True)
+class PricePanel:
+    """Daily prices, dates x assets. ``close`` is always present; ``open/high/low`` together or
+    not at all. NaN marks a missing observation."""
+
+    dates: np.ndarray  # datetime64[D], strictly increasing
+    assets: tuple[str, ...]
+    close: np.ndarray  # (T, N) float64
+    open: np.ndarray | None = None
+    high: np.ndarray | None = None
+    low: np.ndarray | None = None
+    source: str = "<DataFrame>"
+
+    @property
+    def n_days(self) -> int:
+        return int(self.close.shape[0])
+
+    @property
+    def n_assets(self) -> int:
+        return int(self.close.shape[1])
+
+    @property
+    def has_ohlc(self) -> bool:
+        return self.open is not None
+
+    @property
+    def mask(self) -> np.ndarray:
+        """True where a close price was observed."""
+        return ~np.isnan(self.close)
+
+    def asset_index(self, names) -> np.ndarray:
+        lookup = {a: i for i, a in enumerate(self.assets)}
+        missing = [n for n in names if n not in lookup]
+        if missing:
+            raise DataError(f"{self.source}: unknown assets {missing}; the panel has {list(self.assets)}")
+        return np.array([lookup[n] for n in names], dtype=np.int64)
+
+    def select(self, assets=None, start=None, end=None) -> "PricePanel":
+        """Sub-panel of the given assets and dates start <= date <= end."""
+        cols = np.arange(self.n_assets) if assets is None else self.asset_index(list(assets))
+        lo = 0 if start is None else int(np.searchsorted(self.dates, np.datetime64(start, "D"), "left"))
+        hi = self.n_days if end is None else int(np.searchsorted(self.dates, np.datetime64(end, "D"), "right"))
+        if hi <= lo:
+            raise DataError(f"{self.source}: no dates between {start} and {end} "
+                            f"(data covers {self.dates[0]} to {self.dates[-1]})")
+        cut = (lambda a: None if a is None else np.ascontiguousarray(a[lo:hi][:, cols]))
+        return replace(self, dates=self.dates[lo:hi], assets=tuple(self.assets[i] for i in cols),
+                       close=cut(self.close), open=cut(self.open), high=cut(self.high), low=cut(self.low))
+
+    def to_frame(self, field: str = "close") -> pd.DataFrame:
+        return pd.DataFrame(getattr(self, field), index=pd.DatetimeIndex(self.dates, name="date"),
+                            columns=list(self.assets))
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    name = path.name.lower()
+    try:
+        if name.endswith(".parquet") or name.endswith(".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except (OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
+        raise DataError(f"{path}: cannot be read as {'Parquet' if 'parq' in name else 'CSV'} "
+                        f"(corrupt or not a price file): {exc}") from None
+
+
+def _parse_dates(values, source: str, column: str) -> np.ndarray:
+    parsed = pd.to_datetime(pd.Series(values), errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{source}: column '{column}', row {i + 1}: cannot parse date {values[i]!r}")
+    return parsed.to_numpy().astype("datetime64[D]")
+
+
+def _numeric(frame: pd.DataFrame, source: str, row_offset=None) -> np.ndarray:
+    out = np.empty(frame.shape, dtype=np.float64)
+    for k, col in enumerate(frame.columns):
+        s = frame[col]
+        num = pd.to_numeric(s, errors="coerce")
+        bad = num.isna().to_numpy() & s.notna().to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise DataError(f"{source}: column '{col}', row {i + 1 if row_offset is None else row_offset[i]}: "
+                            f"not a number: {s.iloc[i]!r}")
+        out[:, k] = num.to_numpy(dtype=np.float64)
+    return out
+
+
+def _check_dates(dates: np.ndarray, source: str, column: str) -> None:
+    if len(dates) == 0:
+        raise DataError(f"{source}: no rows")
+    step = np.diff(dates).astype(np.int64)
+    if (step <= 0).any():
+        i = int(np.argmax(step <= 0)) + 1
+        what = "duplicate date" if step[i - 1] == 0 else "dates not sorted"
+        raise DataError(f"{source}: column '{column}', row {i + 1}: {what} "
+                        f"({dates[i]} after {dates[i - 1]})")
+
+
+def _check_prices(arr: np.ndarray, source: str, field: str, assets, dates, rows=None) -> None:
+    bad = np.isinf(arr) | (arr <= 0)  # NaN compares False: missing is allowed
+    if bad.any():
+        t, j = np.argwhere(bad)[0]
+        row = t + 1 if rows is None else rows[t, j]
+        raise DataError(f"{source}: {field} of '{assets[j]}', row {row} (date {dates[t]}): "
+                        f"price {arr[t, j]!r} is not a positive finite number")
+
+
+def _from_wide(df: pd.DataFrame, source: str) -> PricePanel:
+    date_cols = [c for c in df.columns if str(c).lower() == "date"]
+    if date_cols:
+        dates = _parse_dates(df[date_cols[0]].to_numpy(), source, date_cols[0])
+        df = df.drop(columns=date_cols[0])
+        date_col = date_cols[0]
+    elif isinstance(df.index, pd.DatetimeIndex):
+        dates = df.index.to_numpy().astype("datetime64[D]")
+        date_col = "index"
+    else:
+        raise DataError(f"{source}: no 'Date' column (wide format) and no 'date, asset, close' "
+                        f"columns (long format); columns are {list(df.columns)[:8]}")
+    if df.shape[1] == 0:
+        raise DataError(f"{source}: no asset columns beside '{date_col}'")
+    _check_dates(dates, source, date_col)
+    assets = tuple(str(c) for c in df.columns)
+    if len(set(assets)) != len(assets):
+        raise DataError(f"{source}: duplicate asset columns")
+    close = _numeric(df, source)
+    _check_prices(close, source, "close", assets, dates)
+    return PricePanel(dates=dates, assets=assets, close=close, source=source)
+
+
+def _from_long(df: pd.DataFrame, source: str) -> PricePanel:
+    cols = {str(c).lower(): c for c in df.columns}
+    unknown = [c for c in cols if c not in LONG_ALLOWED]
+    if unknown:
+        raise DataError(f"{source}: unknown columns {unknown}; long format takes {list(LONG_ALLOWED)}")
+    present = [f for f in ("open", "high", "low") if f in cols]
+    if present and len(present) != 3:
+        raise DataError(f"{source}: open, high and low come together; got only {present}")
+    df = df.rename(columns={v: k for k, v in cols.items()})
+    if len(df) == 0:
+        raise DataError(f"{source}: no rows")
+    dates = _parse_dates(df["date"].to_numpy(), source, "date")
+    assets_col = df["asset"].astype(str).to_numpy()
+    key = pd.DataFrame({"date": dates, "asset": assets_col})
+    dup = key.duplicated().to_numpy()
+    if dup.any():
+        i = int(np.argmax(dup))
+        raise DataError(f"{source}: row {i + 1}: duplicate (date, asset) = ({dates[i]}, {assets_col[i]})")
+    for a, d in key.groupby("asset", sort=False)["date"]:
+        step = np.diff(d.to_numpy()).astype(np.int64)
+        if (step < 0).any():
+            i = d.index[int(np.argmax(step < 0)) + 1]
+            raise DataError(f"{source}: column 'date', row {i + 1}: dates of asset '{a}' not sorted")
+    fields = ["close"] + (["open", "high", "low"] if present else [])
+    values = _numeric(df[fields], source)
+    all_dates = np.unique(dates)
+    assets = tuple(pd.unique(assets_col))
+    t_idx = np.searchsorted(all_dates, dates)
+    a_idx = pd.Index(assets).get_indexer(assets_col)
+    rows = np.zeros((len(all_dates), len(assets)), dtype=np.int64)
+    rows[t_idx, a_idx] = np.arange(len(df)) + 1
+    panel = {}
+    for k, f in enumerate(fields):
+        arr = np.full((len(all_dates), len(assets)), np.nan)
+        arr[t_idx, a_idx] = values[:, k]
+        _check_prices(arr, source, f, assets, all_dates, rows)
+        panel[f] = arr
+    if present:
+        bad = panel["high"] < panel["low"]
+        if bad.any():
+            t, j = np.argwhere(bad)[0]
+            raise DataError(f"{source}: row {rows[t, j]} ('{assets[j]}', {all_dates[t]}): "
+                            f"high {panel['high'][t, j]} < low {panel['low'][t, j]}")
+    return PricePanel(dates=all_dates, assets=assets, source=source, **panel)
+
+
+def load_prices(source, *, warn_quantisation: bool = True) -> PricePanel:
+    """Load a price panel from a path (CSV, CSV.gz, Parquet) or a DataFrame, wide or long."""
+    if isinstance(source, PricePanel):
+        return source
+    if isinstance(source, pd.DataFrame):
+        df, name = source, "<DataFrame>"
+    elif isinstance(source, (str, Path)):
+        df, name = _read(Path(source)), str(source)
+    else:
+        raise TypeError(f"prices must be a path or a pandas DataFrame, got {type(source).__name__}")
+    if df.shape[0] == 0:
+        raise DataError(f"{name}: no rows")
+    lower = {str(c).lower() for c in df.columns}
+    panel = _from_long(df, name) if set(LONG_REQUIRED) <= lower else _from_wide(df, name)
+    if warn_quantisation:
+        warn_coarse_prices(panel)
+    return panel
+
+
+def price_tick(prices: np.ndarray) -> float | None:
+    """The decimal grid the prices lie on (0.001 for 3 decimals), None if none up to 1e-8."""
+    p = prices[np.isfinite(prices)]
+    if p.size == 0:
+        return None
+    for d in range(0, 9):
+        scaled = p * 10.0 ** d
+        if np.all(np.abs(scaled - np.round(scaled)) < 1e-9 * np.maximum(1.0, np.abs(scaled))):
+            return 10.0 ** -d
+    return None
+
+
+def coarse_stretches(panel: PricePanel, rel_step: float = 1e-3, min_days: int = 20):
+    """(asset, first date, last date, worst step) where tick / price exceeds rel_step for at least
+    min_days consecutive days: daily returns there move in steps of that size."""
+    out = []
+    for j, name in enumerate(panel.assets):
+        col = panel.close[:, j]
+        tick = price_tick(col)
+        if tick is None:
+            continue
+        coarse = np.nan_to_num(tick / col, nan=0.0) > rel_step
+        if not coarse.any():
+            continue
+        edges = np.diff(np.concatenate([[0], coarse.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        for s, e in zip(starts, ends):
+            if e - s >= min_days:
+                out.append((name, panel.dates[s], panel.dates[e - 1], float(np.nanmax(tick / col[s:e]))))
+    return out
+
+
+def warn_coarse_prices(panel: PricePanel) -> None:
+    stretches = coarse_stretches(panel)
+    if stretches:
+        parts = [f"{a} {s}..{e} (steps up to {w:.2%})" for a, s, e, w in stretches[:6]]
+        more = f" and {len(stretches) - 6} more" if len(stretches) > 6 else ""
+        warnings.warn(f"{panel.source}: coarsely rounded prices, daily returns quantised: "
+                      + "; ".join(parts) + more, QuantisationWarning, stacklevel=3)

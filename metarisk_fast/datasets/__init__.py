@@ -1,0 +1,96 @@
+"""Embedded real data and a seeded synthetic OHLC generator."""
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+from numba import njit
+
+from ..data import PricePanel, load_prices
+
+SP500_20 = "sp500_20_stocks_close.csv.gz"
+
+
+def sp500_20_path():
+    return resources.files(__package__).joinpath("data", SP500_20)
+
+
+def load_sp500_20(*, warn_quantisation: bool = True) -> PricePanel:
+    """Daily adjusted close of 20 S&P 500 stocks, 1990-01-02 to 2022-12-28 (skfolio 1.12.2,
+    BSD 3-Clause; see datasets/data/README.md). Close only: no range-based estimators."""
+    with resources.as_file(sp500_20_path()) as p:
+        panel = load_prices(p, warn_quantisation=warn_quantisation)
+    return PricePanel(dates=panel.dates, assets=panel.assets, close=panel.close, source="sp500_20")
+
+
+@njit(cache=True)
+def _simulate(T, N, omega, alpha, beta, gamma, df, regime_scale, p_stay, overnight_share, u):
+    """Regime-switching GJR-GARCH(1,1) with Student-t shocks; returns overnight and intraday
+    log returns, the intraday variance and the regime path. u: uniforms for regime draws."""
+    ov = np.empty((T, N))
+    oc = np.empty((T, N))
+    var_oc = np.empty((T, N))
+    regime = np.zeros((T, N), np.int64)
+    for j in range(N):
+        h = omega[j] / (1.0 - alpha[j] - beta[j] - 0.5 * gamma[j])
+        s = 0
+        eps_prev = 0.0
+        for t in range(T):
+            if t > 0 and u[t, j] > p_stay[s]:
+                s = 1 - s
+            regime[t, j] = s
+            h = omega[j] + (alpha[j] + gamma[j] * (eps_prev < 0.0)) * eps_prev * eps_prev + beta[j] * h
+            total = h * regime_scale[s]
+            # standardised Student-t: normal / sqrt(chi2 / df) * sqrt((df - 2) / df)
+            chi = 0.0
+            for _ in range(int(df[j])):
+                g = np.random.standard_normal()
+                chi += g * g
+            scale = np.sqrt((df[j] - 2.0) / chi)
+            z1 = np.random.standard_normal() * scale
+            z2 = np.random.standard_normal() * scale
+            ov[t, j] = np.sqrt(overnight_share * total) * z1
+            var_oc[t, j] = (1.0 - overnight_share) * total
+            oc[t, j] = np.sqrt(var_oc[t, j]) * z2
+            eps_prev = (ov[t, j] + oc[t, j]) / np.sqrt(regime_scale[s])
+    return ov, oc, var_oc, regime
+
+
+@njit(cache=True)
+def _seed(seed):
+    np.random.seed(seed)
+
+
+def synthetic_ohlc(n_days: int = 2520, n_assets: int = 20, seed: int = 0, start: str = "2000-01-03",
+                   overnight_share: float = 0.2) -> PricePanel:
+    """A seeded OHLC panel: per-asset GJR-GARCH(1,1) parameters, Student-t shocks (3-8 degrees
+    of freedom), a calm/turbulent Markov regime (variance x1 / x4), and intraday highs and lows
+    drawn exactly from the range of a Brownian bridge between open and close."""
+    if n_days < 2 or n_assets < 1:
+        raise ValueError(f"need n_days >= 2 and n_assets >= 1, got {n_days}, {n_assets}")
+    rng = np.random.default_rng(seed)
+    N = n_assets
+    alpha = rng.uniform(0.03, 0.10, N)
+    gamma = rng.uniform(0.0, 0.10, N)
+    beta = rng.uniform(0.82, 0.90, N)
+    beta = np.minimum(beta, 0.985 - alpha - 0.5 * gamma)
+    long_run = rng.uniform(0.008, 0.025, N) ** 2
+    omega = long_run * (1 - alpha - beta - 0.5 * gamma)
+    df = rng.integers(3, 9, N).astype(np.float64)
+    _seed(int(rng.integers(2**31)))
+    u = rng.random((n_days, N))
+    ov, oc, var_oc, _ = _simulate(n_days, N, omega, alpha, beta, gamma, df, np.array([1.0, 4.0]),
+                                  np.array([0.995, 0.97]), overnight_share, u)
+    close0 = rng.uniform(20, 200, N)
+    log_c = np.log(close0) + np.cumsum(ov + oc, axis=0)
+    log_o = log_c - oc
+    # max / min of a Brownian bridge from 0 to x with variance v: (x +- sqrt(x^2 - 2 v ln U)) / 2
+    up = 0.5 * (oc + np.sqrt(oc**2 - 2 * var_oc * np.log(rng.random(oc.shape))))
+    down = 0.5 * (oc - np.sqrt(oc**2 - 2 * var_oc * np.log(rng.random(oc.shape))))
+    dates = np.busday_offset(np.datetime64(start, "D"), np.arange(n_days), roll="forward")
+    return PricePanel(dates=dates, assets=tuple(f"SYN{j:03d}" for j in range(N)),
+                      close=np.exp(log_c), open=np.exp(log_o), high=np.exp(log_o + up),
+                      low=np.exp(log_o + down), source=f"synthetic_ohlc(seed={seed})")
+
+
+__all__ = ["load_sp500_20", "synthetic_ohlc", "sp500_20_path"]

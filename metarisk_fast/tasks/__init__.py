@@ -1,0 +1,239 @@
+"""Leakage-free meta-learning tasks for variance forecasting.
+
+Target: the realised variance over the next h days, RV_t = mean(r_{t+1}^2 .. r_{t+h}^2) (or a
+range-based proxy where OHLC exists). An episode is (asset, time window): K consecutive support
+days, then Q query days starting at q0, where every support target is realised strictly before
+q0 (support rows t <= q0 - h - 1). Features are standardised per task from support rows only,
+and targets are divided by the support's mean realised variance, so nothing a learner adapts on
+depends on a price at or after q0. The forecaster outputs the log of that normalised variance.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..data import DataError, PricePanel
+from ..features import FeatureSet
+
+CLOSE_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_features=())
+VAR_FLOOR = 1e-12  # log-variance floor for constant prices
+
+
+def realized_variance(close: np.ndarray, horizon: int) -> np.ndarray:
+    """RV_t = mean of squared daily log returns over t+1..t+h, (T, N); NaN where incomplete."""
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    T = close.shape[0]
+    r2 = np.full(close.shape, np.nan)
+    r2[1:] = np.log(close[1:] / close[:-1]) ** 2
+    out = np.full(close.shape, np.nan)
+    if T > horizon:
+        win = np.lib.stride_tricks.sliding_window_view(r2[1:], horizon, axis=0)  # rows t+1..t+h
+        out[: T - horizon] = win.mean(axis=-1)
+    return out
+
+
+def range_variance(panel: PricePanel, horizon: int) -> np.ndarray:
+    """Garman-Klass daily variance averaged over t+1..t+h (a lower-noise proxy with OHLC)."""
+    if not panel.has_ohlc:
+        raise DataError(f"{panel.source}: the range-based proxy needs open, high and low prices")
+    lu = np.log(panel.high / panel.low)
+    lc = np.log(panel.close / panel.open)
+    daily = 0.5 * lu**2 - (2 * np.log(2) - 1) * lc**2
+    out = np.full(daily.shape, np.nan)
+    T = daily.shape[0]
+    if T > horizon:
+        out[: T - horizon] = np.lib.stride_tricks.sliding_window_view(daily[1:], horizon, axis=0).mean(-1)
+    return out
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    horizon: int = 1
+    support: int = 60
+    query: int = 20
+    features: FeatureSet = CLOSE_FEATURES
+    proxy: str = "squared_returns"  # or "garman_klass" where OHLC exists
+
+    def __post_init__(self):
+        for name in ("horizon", "support", "query"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if self.proxy not in ("squared_returns", "garman_klass"):
+            raise ValueError(f"proxy must be 'squared_returns' or 'garman_klass', got {self.proxy!r}")
+
+    @property
+    def feature_names(self) -> list[str]:
+        return ["log_return"] + [f"log_var_{n.removesuffix('_vol') if n.endswith('_vol') else n}"
+                                 for n in self.features.names[1:]]
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features.names)
+
+
+@dataclass
+class TaskBatch:
+    """B episodes as arrays ready for the learners, with the (asset, rows) of every episode."""
+
+    xs: np.ndarray  # (B, K, D) float32, standardised from support statistics
+    ys: np.ndarray  # (B, K, 1) sqrt(RV / scale)
+    xq: np.ndarray  # (B, Q, D)
+    yq: np.ndarray  # (B, Q, 1), NaN where the target is not (yet) realised
+    scale: np.ndarray  # (B,) support mean RV: forecast variance = scale * exp(output)
+    asset: np.ndarray  # (B,) column in the panel
+    support_rows: np.ndarray  # (B, K) row indices
+    query_rows: np.ndarray  # (B, Q)
+    panel: PricePanel = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.xs.shape[0])
+
+    def tensors(self, dtype=torch.float32):
+        return tuple(torch.from_numpy(a).to(dtype) for a in (self.xs, self.ys, self.xq, self.yq))
+
+    @property
+    def query_dates(self) -> np.ndarray:
+        return self.panel.dates[self.query_rows]
+
+    @property
+    def support_dates(self) -> np.ndarray:
+        return self.panel.dates[self.support_rows]
+
+    @property
+    def asset_names(self) -> np.ndarray:
+        return np.asarray(self.panel.assets, dtype=object)[self.asset]
+
+    def realized_variance(self) -> np.ndarray:
+        """Query targets back in variance units, (B, Q)."""
+        return self.yq[..., 0].astype(np.float64) ** 2 * self.scale[:, None]
+
+
+class EpisodeBuilder:
+    """Computes features and targets of a panel once; cuts episodes and forecast tasks from them
+    by vectorised gathers (no loop over tasks)."""
+
+    def __init__(self, panel: PricePanel, spec: TaskSpec = TaskSpec()):
+        if spec.features.needs_ohlc and not panel.has_ohlc:
+            raise DataError(f"{panel.source}: the feature set needs OHLC prices; this panel has close only")
+        self.panel, self.spec = panel, spec
+        if panel.has_ohlc:
+            feats = spec.features.compute_array(panel.close, panel.open, panel.high, panel.low)
+        else:
+            feats = spec.features.compute_array(panel.close)
+        x = np.empty((panel.n_days, panel.n_assets, spec.n_features))
+        x[..., 0] = feats[0]
+        x[..., 1:] = np.log(np.maximum(np.moveaxis(feats[1:], 0, -1) ** 2, VAR_FLOOR))
+        self.x = x
+        self.y = (realized_variance(panel.close, spec.horizon) if spec.proxy == "squared_returns"
+                  else range_variance(panel, spec.horizon))
+        self.x_ok = np.isfinite(x).all(axis=-1)
+        self.y_ok = np.isfinite(self.y)
+
+    # ------------------------------------------------------------------ index helpers
+    def row_of(self, date, side="left") -> int:
+        return int(np.searchsorted(self.panel.dates, np.datetime64(date, "D"), side))
+
+    def _window_ok(self, ok: np.ndarray, length: int) -> np.ndarray:
+        """ok_all[s, j]: rows s..s+length-1 all ok (cumulative count, exact integers)."""
+        c = np.concatenate([np.zeros((1, ok.shape[1]), np.int64), np.cumsum(ok, axis=0)])
+        T = ok.shape[0]
+        out = np.zeros((T, ok.shape[1]), bool)
+        if T >= length:
+            out[: T - length + 1] = (c[length:] - c[:-length]) == length
+        return out
+
+    def _gather(self, asset, s_rows, q_rows, with_query_targets=True) -> TaskBatch:
+        xs = self.x[s_rows, asset[:, None]]
+        ys = self.y[s_rows, asset[:, None]]
+        xq = self.x[q_rows, asset[:, None]]
+        yq = self.y[q_rows, asset[:, None]]
+        mu = xs.mean(axis=1, keepdims=True)
+        sd = xs.std(axis=1, keepdims=True)
+        sd = np.where(sd > 1e-8, sd, 1.0)
+        scale = np.maximum(ys.mean(axis=1), VAR_FLOOR)
+        f32 = (lambda a: np.ascontiguousarray(a, dtype=np.float32))
+        return TaskBatch(
+            xs=f32((xs - mu) / sd), ys=f32(np.sqrt(ys / scale[:, None]))[..., None],
+            xq=f32((xq - mu) / sd), yq=f32(np.sqrt(yq / scale[:, None]))[..., None],
+            scale=scale, asset=asset, support_rows=s_rows, query_rows=q_rows, panel=self.panel)
+
+    # ------------------------------------------------------------------ episodes
+    def episodes(self, assets=None, start=None, end=None, n: int | None = None, stride: int | None = None,
+                 seed: int = 0) -> TaskBatch:
+        """Episodes of the given assets whose support and query rows lie in [start, end] and whose
+        query targets are realised by ``end``: ``n`` drawn at random (seeded), or every start
+        ``stride`` rows apart."""
+        spec = self.spec
+        K, Q, h = spec.support, spec.query, spec.horizon
+        cols = (np.arange(self.panel.n_assets) if assets is None
+                else self.panel.asset_index(list(assets)))
+        lo = 0 if start is None else self.row_of(start)
+        hi = self.panel.n_days if end is None else self.row_of(end, "right")  # rows < hi
+        span = K + h + Q  # support, the h-row gap, query
+        s_ok = self._window_ok(self.x_ok & self.y_ok, K)
+        q_ok = self._window_ok(self.x_ok & self.y_ok, Q)
+        starts = np.arange(self.panel.n_days)
+        valid = np.zeros_like(s_ok)
+        in_range = (starts >= lo) & (starts + span - 1 + h < hi)  # query targets realised by end
+        idx = starts[in_range]
+        valid[idx] = s_ok[idx] & q_ok[np.minimum(idx + K + h, self.panel.n_days - 1)]
+        valid = valid[:, cols]
+        s_idx, c_idx = np.nonzero(valid)
+        if len(s_idx) == 0:
+            raise DataError(f"{self.panel.source}: no complete episode (K={K}, gap={h}, Q={Q}) "
+                            f"between {start or self.panel.dates[0]} and {end or self.panel.dates[-1]} "
+                            "for the chosen assets: too little history")
+        if stride is not None:
+            keep = (s_idx - lo) % stride == 0
+            s_idx, c_idx = s_idx[keep], c_idx[keep]
+        if n is not None:
+            pick = np.random.default_rng(seed).choice(len(s_idx), size=n, replace=len(s_idx) < n)
+            s_idx, c_idx = s_idx[pick], c_idx[pick]
+        asset = cols[c_idx]
+        s_rows = s_idx[:, None] + np.arange(K)
+        q_rows = (s_idx + K + h)[:, None] + np.arange(Q)
+        return self._gather(asset, s_rows, q_rows)
+
+    # ------------------------------------------------------------------ forecasting
+    def forecast_tasks(self, asset: np.ndarray, rows: np.ndarray, history: int):
+        """One task per (asset, row t): support = the ``history`` rows ending at t - h - 1 (all
+        targets realised by t, strictly before it), query = row t. Returns (TaskBatch, ok) where
+        ok marks the (asset, t) pairs with a full, finite history and finite features at t."""
+        h = self.spec.horizon
+        asset, rows = np.asarray(asset, np.int64), np.asarray(rows, np.int64)
+        first = rows - h - history
+        ok = (first >= 0) & self.x_ok[rows, asset]
+        full = self._window_ok(self.x_ok & self.y_ok, history)
+        ok &= full[np.maximum(first, 0), asset]
+        s_rows = np.maximum(first, 0)[:, None] + np.arange(history)
+        batch = self._gather(asset[ok], s_rows[ok], rows[ok][:, None])
+        return batch, ok
+
+
+def time_split(panel: PricePanel, train_end, horizon: int, embargo: int | None = None):
+    """(last training row, first test row): training targets are realised by ``train_end`` and
+    test forecasts start ``max(embargo, horizon)`` rows later."""
+    gap = max(horizon, embargo or 0)
+    end = int(np.searchsorted(panel.dates, np.datetime64(train_end, "D"), "right")) - 1
+    if end < 0 or end + gap + 1 >= panel.n_days:
+        raise DataError(f"{panel.source}: train end {train_end} leaves no training or no test period "
+                        f"(data covers {panel.dates[0]} to {panel.dates[-1]})")
+    return end, end + gap + 1
+
+
+def asset_split(assets, n_test: int, seed: int = 0):
+    """(train assets, held-out assets), deterministic under the seed."""
+    assets = list(assets)
+    if not 1 <= n_test < len(assets):
+        raise DataError(f"cannot hold out {n_test} of {len(assets)} assets: need at least one on each side")
+    perm = np.random.default_rng(seed).permutation(len(assets))
+    test = sorted(assets[i] for i in perm[:n_test])
+    return [a for a in assets if a not in test], test
+
+
+__all__ = ["TaskSpec", "TaskBatch", "EpisodeBuilder", "realized_variance", "range_variance",
+           "time_split", "asset_split"]
