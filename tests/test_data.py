@@ -1,0 +1,111 @@
+"""Loading: wide and long files and frames, every rejection with source, column and row."""
+import gzip
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metarisk_fast import datasets
+from metarisk_fast.data import DataError, QuantisationWarning, load_prices
+
+SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def wide_csv(tmp_path, text, name="p.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_embedded_sp500_loads_and_warns_about_coarse_prices():
+    with pytest.warns(QuantisationWarning, match="AAPL 1990-01-02"):
+        p = datasets.load_sp500_20()
+    assert (p.n_days, p.n_assets) == (8313, 20)
+    assert p.assets[0] == "AAPL" and str(p.dates[0]) == "1990-01-02" and str(p.dates[-1]) == "2022-12-28"
+    assert not p.has_ohlc and np.isfinite(p.close).all()
+
+
+@pytest.mark.skipif(not (SHARED / "sp500_20_stocks_close.csv.gz").exists(), reason="../shared/data absent")
+def test_embedded_copy_equals_shared_file():
+    emb = datasets.load_sp500_20(warn_quantisation=False)
+    shared = load_prices(SHARED / "sp500_20_stocks_close.csv.gz", warn_quantisation=False)
+    np.testing.assert_array_equal(emb.close, shared.close)
+
+
+def test_wide_csv_with_missing_values(tmp_path):
+    path = wide_csv(tmp_path, "Date,A,B\n2020-01-02,10.5,\n2020-01-03,10.7,20.1\n2020-01-06,10.6,20.3\n")
+    p = load_prices(path)
+    assert p.assets == ("A", "B") and p.n_days == 3
+    assert np.isnan(p.close[0, 1]) and not p.mask[0, 1] and p.mask[1, 1]
+
+
+def test_long_parquet_and_frame_roundtrip(tmp_path):
+    syn = datasets.synthetic_ohlc(n_days=30, n_assets=3, seed=0)
+    rows = []
+    for j, a in enumerate(syn.assets):
+        for t in range(syn.n_days):
+            rows.append((syn.dates[t], a, syn.open[t, j], syn.high[t, j], syn.low[t, j], syn.close[t, j], 1e6))
+    df = pd.DataFrame(rows, columns=["date", "asset", "open", "high", "low", "close", "volume"])
+    df.to_parquet(tmp_path / "p.parquet")
+    for src in (tmp_path / "p.parquet", df):
+        p = load_prices(src)
+        assert p.has_ohlc and p.assets == syn.assets
+        np.testing.assert_array_equal(p.close, syn.close)
+        np.testing.assert_array_equal(p.high, syn.high)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", "empty"),
+    ("Date,A\n2020-01-03,1\n2020-01-02,2\n", "column 'Date', row 2: dates not sorted"),
+    ("Date,A\n2020-01-02,1\n2020-01-02,2\n", "row 2: duplicate date"),
+    ("Date,A,B\n2020-01-02,1,2\n2020-01-03,0,2\n", "close of 'A', row 2 .*not a positive"),
+    ("Date,A,B\n2020-01-02,1,2\n2020-01-03,1,-5\n", "close of 'B', row 2"),
+    ("Date,A\n2020-01-02,1\n2020-01-03,inf\n", "close of 'A', row 2"),
+    ("Date,A\n2020-01-02,1\nnot-a-date,2\n", "column 'Date', row 2: cannot parse date"),
+    ("Date,A\n2020-01-02,1\n2020-01-03,abc\n", "column 'A', row 2: not a number"),
+    ("Day,A\n2020-01-02,1\n", "no 'Date' column"),
+    ("date,asset,close,colour\n2020-01-02,A,1,red\n", r"unknown columns \['colour'\]"),
+    ("date,asset,close\n2020-01-02,A,1\n2020-01-02,A,2\n", r"row 2: duplicate \(date, asset\)"),
+    ("date,asset,open,high,low,close\n2020-01-02,A,1,1,2,1\n", "row 1 .*high 1.0 < low 2.0"),
+    ("date,asset,close,high\n2020-01-02,A,1,1\n", "open, high and low come together"),
+])
+def test_bad_files_name_what_and_where(tmp_path, text, match):
+    path = wide_csv(tmp_path, text)
+    with pytest.raises(DataError, match=match):
+        load_prices(path)
+
+
+def test_corrupt_gzip_and_missing_file(tmp_path):
+    bad = tmp_path / "p.csv.gz"
+    bad.write_bytes(gzip.compress(b"Date,A\n2020-01-02,1\n")[:15])
+    with pytest.raises(DataError, match="cannot be read"):
+        load_prices(bad)
+    with pytest.raises(DataError, match="no such file"):
+        load_prices(tmp_path / "absent.csv")
+    with pytest.raises(TypeError, match="path or a pandas DataFrame"):
+        load_prices(42)
+
+
+def test_select_by_assets_and_dates():
+    p = datasets.load_sp500_20(warn_quantisation=False)
+    s = p.select(["MSFT", "KO"], "2020-01-01", "2020-12-31")
+    assert s.assets == ("MSFT", "KO") and str(s.dates[0]) == "2020-01-02"
+    with pytest.raises(DataError, match="no dates between"):
+        p.select(start="2030-01-01")
+    with pytest.raises(DataError, match="unknown assets"):
+        p.select(["NOPE"])
+
+
+def test_synthetic_generator_is_seeded_and_consistent():
+    a = datasets.synthetic_ohlc(n_days=200, n_assets=4, seed=5)
+    b = datasets.synthetic_ohlc(n_days=200, n_assets=4, seed=5)
+    np.testing.assert_array_equal(a.close, b.close)
+    assert not np.array_equal(a.close, datasets.synthetic_ohlc(n_days=200, n_assets=4, seed=6).close)
+    assert (a.high >= np.maximum(a.open, a.close)).all() and (a.low <= np.minimum(a.open, a.close)).all()
+    r = np.diff(np.log(a.close), axis=0)
+    kurt = ((r - r.mean(0)) ** 4).mean(0) / r.var(0) ** 2
+    assert np.median(kurt) > 3.5  # heavy tails
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_prices(pd.DataFrame(a.close, index=pd.DatetimeIndex(a.dates), columns=list(a.assets)))

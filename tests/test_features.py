@@ -1,0 +1,227 @@
+"""Every estimator against a straightforward NumPy transcription of its formula (1e-10
+relative), adversarial inputs, NaN locality, and the streaming twin."""
+import numpy as np
+import pytest
+
+import metarisk_fast.features as F
+from metarisk_fast import datasets
+
+RTOL = 1e-10
+
+
+def rolling(x, w, fn):
+    out = np.full(x.shape, np.nan)
+    for t in range(w - 1, len(x)):
+        win = x[t - w + 1:t + 1]
+        ok = ~np.isnan(win).any(axis=0)
+        out[t, ok] = fn(win[:, ok])
+    return out
+
+
+def ref_log_returns(c):
+    r = np.full(c.shape, np.nan)
+    r[1:] = np.log(c[1:] / c[:-1])
+    return r
+
+
+def ref_cc(c, w):
+    return rolling(ref_log_returns(c), w, lambda v: v.std(axis=0, ddof=1))
+
+
+def ref_ewma(c, lam):
+    r = ref_log_returns(c)
+    s = np.full(c.shape[1], np.nan)
+    out = np.full(c.shape, np.nan)
+    for t in range(len(c)):
+        ok = ~np.isnan(r[t])
+        s[ok] = np.where(np.isnan(s[ok]), r[t, ok] ** 2, lam * s[ok] + (1 - lam) * r[t, ok] ** 2)
+        out[t, ok] = np.sqrt(s[ok])
+    return out
+
+
+def ref_parkinson(h, l, w):
+    return np.sqrt(rolling(np.log(h / l) ** 2, w, lambda v: v.mean(0)) / (4 * np.log(2)))
+
+
+def ref_gk(o, h, l, c, w):
+    term = 0.5 * np.log(h / l) ** 2 - (2 * np.log(2) - 1) * np.log(c / o) ** 2
+    return np.sqrt(rolling(term, w, lambda v: v.mean(0)))
+
+
+def ref_rs_var(o, h, l, c, w):
+    term = np.log(h / c) * np.log(h / o) + np.log(l / c) * np.log(l / o)
+    return rolling(term, w, lambda v: v.mean(0))
+
+
+def ref_yz(o, h, l, c, w):
+    """Yang & Zhang (2000), eq. for V_YZ: V_O + k V_C + (1 - k) V_RS, V_C of open-to-close."""
+    overnight = np.full(c.shape, np.nan)
+    overnight[1:] = np.log(o[1:] / c[:-1])
+    open_close = np.log(c / o)
+    k = 0.34 / (1.34 + (w + 1) / (w - 1))
+    v_o = rolling(overnight, w, lambda v: v.var(0, ddof=1))
+    v_c = rolling(open_close, w, lambda v: v.var(0, ddof=1))
+    return np.sqrt(v_o + k * v_c + (1 - k) * ref_rs_var(o, h, l, c, w))
+
+
+def assert_matches(got, want):
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=RTOL, atol=0)
+
+
+@pytest.fixture(scope="module")
+def ohlc():
+    p = datasets.synthetic_ohlc(n_days=400, n_assets=6, seed=3)
+    return p.open, p.high, p.low, p.close
+
+
+@pytest.fixture(scope="module")
+def real_close():
+    p = datasets.load_sp500_20(warn_quantisation=False)
+    return p.close[-1500:]
+
+
+@pytest.mark.parametrize("w", [2, 5, 21, 63])
+def test_close_to_close(ohlc, real_close, w):
+    for c in (ohlc[3], real_close):
+        assert_matches(F.close_to_close_vol(c, w), ref_cc(c, w))
+
+
+def test_log_returns_and_ewma(ohlc, real_close):
+    for c in (ohlc[3], real_close):
+        assert_matches(F.log_returns(c), ref_log_returns(c))
+        assert_matches(F.ewma_vol(c, 0.94), ref_ewma(c, 0.94))
+        assert_matches(F.ewma_vol(c, 0.97), ref_ewma(c, 0.97))
+
+
+@pytest.mark.parametrize("w", [5, 21])
+def test_range_estimators(ohlc, w):
+    o, h, l, c = ohlc
+    assert_matches(F.parkinson_vol(h, l, w), ref_parkinson(h, l, w))
+    assert_matches(F.garman_klass_vol(o, h, l, c, w), ref_gk(o, h, l, c, w))
+    assert_matches(F.rogers_satchell_vol(o, h, l, c, w), np.sqrt(ref_rs_var(o, h, l, c, w)))
+    assert_matches(F.yang_zhang_vol(o, h, l, c, w), ref_yz(o, h, l, c, w))
+
+
+def test_yang_zhang_uses_open_to_close_not_close_to_close(ohlc):
+    """The common mistake (close-to-close variance as sigma_c) gives a clearly different value
+    on data with overnight gaps; the estimator follows the paper."""
+    o, h, l, c = ohlc
+    w = 21
+    k = 0.34 / (1.34 + (w + 1) / (w - 1))
+    got = F.yang_zhang_vol(o, h, l, c, w) ** 2
+    paper = ref_yz(o, h, l, c, w) ** 2
+    overnight = np.full(c.shape, np.nan)
+    overnight[1:] = np.log(o[1:] / c[:-1])
+    mistaken = (rolling(overnight, w, lambda v: v.var(0, ddof=1))
+                + k * rolling(ref_log_returns(c), w, lambda v: v.var(0, ddof=1))
+                + (1 - k) * ref_rs_var(o, h, l, c, w))
+    ok = ~np.isnan(paper)
+    np.testing.assert_allclose(got[ok], paper[ok], rtol=RTOL)
+    assert np.median(np.abs(mistaken[ok] / paper[ok] - 1)) > 1e-3
+
+
+def test_feature_set_equals_single_functions_and_1d(ohlc):
+    o, h, l, c = ohlc
+    fs = F.FeatureSet(cc_windows=(5, 21), ewma_lambdas=(0.94,), range_window=10)
+    out = fs.compute(c, o, h, l)
+    assert list(out) == fs.names
+    assert_matches(out["cc_vol_21"], F.close_to_close_vol(c, 21))
+    assert_matches(out["yang_zhang_vol_10"], F.yang_zhang_vol(o, h, l, c, 10))
+    one = fs.compute(c[:, 2], o[:, 2], h[:, 2], l[:, 2])
+    for name in fs.names:
+        assert one[name].shape == (len(c),)
+        np.testing.assert_array_equal(one[name], out[name][:, 2])
+
+
+def test_constant_prices_give_exact_zero():
+    c = np.full((300, 3), 123.456)
+    for w in (5, 21, 63):
+        v = F.close_to_close_vol(c, w)
+        assert np.all(v[w:] == 0.0)
+    ones = np.ones((300, 3)) * 50.0
+    assert np.all(F.yang_zhang_vol(ones, ones, ones, ones, 21)[21:] == 0.0)
+    assert np.all(F.parkinson_vol(ones, ones, 21)[20:] == 0.0)
+
+
+def test_prices_near_1e9_with_tiny_moves():
+    rng = np.random.default_rng(0)
+    c = 1e9 * np.exp(np.cumsum(rng.normal(0, 1e-9, (500, 4)), axis=0))
+    for w in (5, 21):
+        got = F.close_to_close_vol(c, w)
+        assert np.all(got[w:] >= 0) and np.isfinite(got[w:]).all()
+        assert_matches(got, ref_cc(c, w))
+
+
+def test_spike_leaves_no_residue():
+    rng = np.random.default_rng(1)
+    c = 100 * np.exp(np.cumsum(rng.normal(0, 1e-4, 400)))
+    c[200:] *= 1e4  # one enormous return at row 200
+    for w in (5, 21, 63):
+        got = F.close_to_close_vol(c, w)
+        want = ref_cc(c[:, None], w)[:, 0]
+        after = slice(200 + w, None)  # windows that no longer contain the spike
+        np.testing.assert_allclose(got[after], want[after], rtol=1e-10)
+        assert np.all(got >= 0, where=~np.isnan(got))
+
+
+def test_nan_affects_only_windows_that_contain_it(ohlc):
+    o, h, l, c = (x.copy() for x in ohlc)
+    c[100, 1] = np.nan
+    o[200, 2] = np.nan
+    got = F.close_to_close_vol(c, 21)
+    nan_rows = np.flatnonzero(np.isnan(got[:, 1]))
+    # the NaN price breaks returns 100 and 101: windows ending at 100..121 hold one of them
+    np.testing.assert_array_equal(nan_rows, np.r_[np.arange(21), np.arange(100, 122)])
+    assert_matches(got, ref_cc(c, 21))
+    assert_matches(F.yang_zhang_vol(o, h, l, c, 21), ref_yz(o, h, l, c, 21))
+    assert np.isfinite(F.close_to_close_vol(c, 21)[130:, 1]).all()
+
+
+def test_streaming_twin_agrees_and_resumes(ohlc, tmp_path):
+    o, h, l, c = ohlc
+    fs = F.FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_window=21)
+    batch = fs.compute(c, o, h, l)
+    stream = fs.stream(c.shape[1])
+    rows = [stream.update(c[t], o[t], h[t], l[t]) for t in range(250)]
+    stream.save(tmp_path / "state.npz")
+    resumed = F.StreamingFeatures.load(fs, tmp_path / "state.npz")
+    rows += [resumed.update(c[t], o[t], h[t], l[t]) for t in range(250, len(c))]
+    for name in fs.names:
+        got = np.array([r[name] for r in rows])
+        np.testing.assert_allclose(got, batch[name], rtol=1e-12, atol=0)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(batch[name]))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda c: c.__setitem__((50, 1), -1.0), "non-positive or infinite price at row 50, asset column 1"),
+    (lambda c: c.__setitem__((7, 0), 0.0), "row 7, asset column 0"),
+    (lambda c: c.__setitem__((9, 2), np.inf), "row 9, asset column 2"),
+])
+def test_bad_prices_are_rejected(ohlc, bad, match):
+    c = ohlc[3].copy()
+    bad(c)
+    with pytest.raises(ValueError, match=match):
+        F.close_to_close_vol(c, 5)
+
+
+def test_bad_arguments(ohlc):
+    o, h, l, c = ohlc
+    with pytest.raises(ValueError, match="window must be an int >= 2"):
+        F.close_to_close_vol(c, 1)
+    with pytest.raises(ValueError, match=r"lambda must be in \(0, 1\)"):
+        F.ewma_vol(c, 1.5)
+    with pytest.raises(ValueError, match="high < low at row 3"):
+        h2 = h.copy()
+        h2[3, 0] = l[3, 0] * 0.5
+        F.parkinson_vol(h2, l, 5)
+    with pytest.raises(ValueError, match="shape"):
+        F.garman_klass_vol(o[:-1], h, l, c, 5)
+    with pytest.raises(ValueError, match="need open, high and low"):
+        F.FeatureSet().compute(c)
+    with pytest.raises(TypeError, match="numbers"):
+        F.close_to_close_vol(np.array(["a", "b"]), 2)
+    with pytest.raises(ValueError, match="empty"):
+        F.close_to_close_vol(np.zeros((0, 3)), 2)

@@ -1,0 +1,105 @@
+"""Targets, episodes and splits: the leak test for every horizon and split."""
+import numpy as np
+import pytest
+from dataclasses import replace
+
+from metarisk_fast import datasets
+from metarisk_fast.data import DataError
+from metarisk_fast.tasks import EpisodeBuilder, TaskSpec, asset_split, realized_variance, time_split
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return datasets.synthetic_ohlc(n_days=700, n_assets=6, seed=2)
+
+
+def test_realized_variance_is_the_mean_of_future_squared_returns(panel):
+    c = panel.close
+    for h in (1, 5, 22):
+        rv = realized_variance(c, h)
+        r = np.log(c[1:] / c[:-1])
+        t = 100
+        np.testing.assert_allclose(rv[t], (r[t:t + h] ** 2).mean(0), rtol=1e-12)
+        assert np.isnan(rv[-h:]).all() and np.isfinite(rv[: len(c) - h]).all()
+
+
+@pytest.mark.parametrize("h", [1, 5, 22])
+def test_episode_layout_and_no_leak(panel, h):
+    spec = TaskSpec(horizon=h, support=40, query=10)
+    eb = EpisodeBuilder(panel, spec)
+    batch = eb.episodes(n=32, seed=1)
+    assert batch.xs.shape == (32, 40, spec.n_features) and batch.yq.shape == (32, 10, 1)
+    q0 = batch.query_rows[:, 0]
+    # every support target is realised strictly before the first query day
+    assert np.all(batch.support_rows[:, -1] + h < q0)
+    # alter every price from each episode's first query day on: the support set must not change
+    for b in range(0, 32, 8):
+        altered = replace(panel, close=panel.close.copy(), open=panel.open.copy(),
+                          high=panel.high.copy(), low=panel.low.copy())
+        rng = np.random.default_rng(b)
+        for a in (altered.close, altered.open, altered.high, altered.low):
+            a[q0[b]:] *= np.exp(rng.normal(0, 0.05, a[q0[b]:].shape))
+        altered.high[q0[b]:] = np.maximum.reduce([altered.high[q0[b]:], altered.open[q0[b]:], altered.close[q0[b]:]])
+        altered.low[q0[b]:] = np.minimum.reduce([altered.low[q0[b]:], altered.open[q0[b]:], altered.close[q0[b]:]])
+        eb2 = EpisodeBuilder(altered, spec)
+        again = eb2._gather(batch.asset[b:b + 1], batch.support_rows[b:b + 1], batch.query_rows[b:b + 1])
+        np.testing.assert_array_equal(again.xs, batch.xs[b:b + 1])
+        np.testing.assert_array_equal(again.ys, batch.ys[b:b + 1])
+        np.testing.assert_array_equal(again.scale, batch.scale[b:b + 1])
+        assert not np.array_equal(again.yq, batch.yq[b:b + 1])  # the query did change
+
+
+@pytest.mark.parametrize("h", [1, 5, 22])
+def test_time_and_asset_splits_with_embargo(panel, h):
+    spec = TaskSpec(horizon=h, support=30, query=10)
+    eb = EpisodeBuilder(panel, spec)
+    train_end, test_start = time_split(panel, panel.dates[400], h)
+    assert test_start - train_end >= h + 1
+    train_assets, test_assets = asset_split(panel.assets, 2, seed=0)
+    assert set(train_assets).isdisjoint(test_assets) and len(test_assets) == 2
+    tr = eb.episodes(train_assets, end=panel.dates[train_end], n=50, seed=0)
+    # every training target (query and support) is realised by train_end
+    assert tr.query_rows.max() + h <= train_end
+    assert set(tr.asset_names) <= set(train_assets)
+    te = eb.episodes(test_assets, start=panel.dates[test_start], stride=5)
+    assert te.support_rows.min() >= test_start and set(te.asset_names) <= set(test_assets)
+    assert asset_split(panel.assets, 2, seed=0) == (train_assets, test_assets)
+
+
+def test_deterministic_under_seed(panel):
+    eb = EpisodeBuilder(panel, TaskSpec(support=20, query=5))
+    a, b = eb.episodes(n=10, seed=3), eb.episodes(n=10, seed=3)
+    np.testing.assert_array_equal(a.xs, b.xs)
+    assert not np.array_equal(a.xs, eb.episodes(n=10, seed=4).xs)
+
+
+def test_support_standardisation_uses_support_only(panel):
+    batch = EpisodeBuilder(panel, TaskSpec(support=50, query=5)).episodes(n=8)
+    np.testing.assert_allclose(batch.xs.mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(batch.xs.std(axis=1), 1, atol=1e-4)
+    np.testing.assert_allclose((batch.ys[..., 0].astype(np.float64) ** 2).mean(axis=1), 1, rtol=1e-5)
+
+
+def test_forecast_tasks_use_only_the_past(panel):
+    eb = EpisodeBuilder(panel, TaskSpec(horizon=5, support=30, query=1))
+    rows = np.arange(600, 690)
+    batch, ok = eb.forecast_tasks(np.full(len(rows), 2), rows, history=40)
+    assert ok.all() and batch.xs.shape == (90, 40, eb.spec.n_features)
+    assert np.all(batch.support_rows[:, -1] + 5 < batch.query_rows[:, 0])
+    early, ok_early = eb.forecast_tasks(np.array([0, 0]), np.array([10, 300]), history=40)
+    assert ok_early.tolist() == [False, True] and len(early) == 1
+
+
+def test_errors(panel):
+    with pytest.raises(ValueError, match="horizon must be an int >= 1"):
+        TaskSpec(horizon=0)
+    with pytest.raises(DataError, match="too little history"):
+        EpisodeBuilder(panel, TaskSpec(support=600, query=200)).episodes(n=1)
+    with pytest.raises(DataError, match="cannot hold out"):
+        asset_split(panel.assets, 6)
+    with pytest.raises(DataError, match="no training or no test period"):
+        time_split(panel, panel.dates[-1], 5)
+    close_only = datasets.load_sp500_20(warn_quantisation=False)
+    from metarisk_fast.features import FeatureSet
+    with pytest.raises(DataError, match="needs OHLC"):
+        EpisodeBuilder(close_only, TaskSpec(features=FeatureSet()))
