@@ -1,0 +1,97 @@
+"""Forecast losses and comparison tests for variance forecasts.
+
+s: the realised variance proxy, h: the variance forecast, both in variance units.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def _pair(s, h):
+    s, h = np.asarray(s, dtype=np.float64), np.asarray(h, dtype=np.float64)
+    if s.shape != h.shape:
+        raise ValueError(f"proxy and forecast shapes differ: {s.shape} vs {h.shape}")
+    if np.any(h <= 0):
+        raise ValueError("variance forecasts must be > 0")
+    if np.any(s < 0):
+        raise ValueError("the variance proxy must be >= 0")
+    return s, h
+
+
+def qlike(s, h):
+    """QLIKE = s/h - ln(s/h) - 1 (Patton 2011), 0 at a perfect forecast; needs s > 0."""
+    s, h = _pair(s, h)
+    if np.any(s == 0):
+        raise ValueError("QLIKE in the s/h - ln(s/h) - 1 form needs s > 0; use qlike_log where the proxy can be 0")
+    x = s / h
+    return x - np.log(x) - 1.0
+
+
+def qlike_log(s, h):
+    """QLIKE in the form ln h + s/h: same ranking as qlike, defined for a zero proxy."""
+    s, h = _pair(s, h)
+    return np.log(h) + s / h
+
+
+def squared_error(s, h):
+    s, h = _pair(s, h)
+    return (s - h) ** 2
+
+
+@dataclass(frozen=True)
+class TestResult:
+    statistic: float
+    pvalue: float
+
+    def as_dict(self):
+        return {"statistic": float(self.statistic), "pvalue": float(self.pvalue)}
+
+
+def diebold_mariano(loss_a, loss_b, horizon: int = 1) -> TestResult:
+    """Diebold-Mariano test of equal expected loss with the Harvey-Leybourne-Newbold (1997)
+    small-sample correction; statistic < 0 means model a has the lower loss. Two-sided p-value
+    from Student t with T - 1 degrees of freedom."""
+    d = np.asarray(loss_a, np.float64) - np.asarray(loss_b, np.float64)
+    d = d[np.isfinite(d)]
+    T = d.size
+    if T < 3:
+        raise ValueError(f"Diebold-Mariano needs at least 3 loss differentials, got {T}")
+    dc = d - d.mean()
+    lrv = dc @ dc / T
+    for k in range(1, horizon):
+        lrv += 2 * (dc[k:] @ dc[:-k]) / T
+    if lrv <= 0:
+        return TestResult(0.0 if d.mean() == 0 else np.sign(d.mean()) * np.inf, 1.0 if d.mean() == 0 else 0.0)
+    dm = d.mean() / np.sqrt(lrv / T)
+    hln = np.sqrt((T + 1 - 2 * horizon + horizon * (horizon - 1) / T) / T)
+    stat = hln * dm
+    return TestResult(stat, 2 * stats.t.sf(abs(stat), df=T - 1))
+
+
+def mincer_zarnowitz(s, h, lags: int | None = None) -> dict:
+    """Regress s on a + b h with Newey-West (HAC) errors; Wald test of a = 0, b = 1."""
+    import statsmodels.api as sm
+
+    s, h = _pair(s, h)
+    lags = int(lags if lags is not None else np.floor(4 * (len(s) / 100) ** (2 / 9)))
+    res = sm.OLS(s, sm.add_constant(h)).fit(cov_type="HAC", cov_kwds={"maxlags": lags})
+    wald = res.wald_test(np.eye(2), value=np.array([0.0, 1.0]), scalar=True)
+    return {"alpha": float(res.params[0]), "beta": float(res.params[1]),
+            "alpha_se": float(res.bse[0]), "beta_se": float(res.bse[1]), "r2": float(res.rsquared),
+            "wald": float(wald.statistic), "pvalue": float(wald.pvalue), "hac_lags": lags}
+
+
+def model_confidence_set(losses: pd.DataFrame, size: float = 0.10, reps: int = 1000, seed: int = 0,
+                         block_size: int | None = None) -> pd.Series:
+    """Hansen-Lunde-Nason Model Confidence Set (arch's implementation); MCS p-value per model."""
+    from arch.bootstrap import MCS
+
+    losses = losses.dropna()
+    mcs = MCS(losses, size=size, reps=reps, block_size=block_size or max(2, int(len(losses) ** (1 / 3))),
+              seed=seed)
+    mcs.compute()
+    return mcs.pvalues["Pvalue"].reindex(losses.columns)

@@ -1,0 +1,120 @@
+"""Value-at-Risk and Expected Shortfall from variance forecasts, and their backtests.
+
+Conventions: VaR and ES are returned as quantities of the return distribution (negative numbers
+for a loss), so an exceedance is r < VaR. alpha is the tail probability (0.01 for 99 % VaR).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def _t_scale(nu):
+    return np.sqrt((nu - 2.0) / nu)  # unit-variance Student t
+
+
+def value_at_risk(variance, alpha: float, dist: str = "normal", nu: float | None = None):
+    sigma = np.sqrt(np.asarray(variance, np.float64))
+    if dist == "normal":
+        return sigma * stats.norm.ppf(alpha)
+    if dist == "t":
+        _check_nu(nu)
+        return sigma * stats.t.ppf(alpha, nu) * _t_scale(nu)
+    raise ValueError(f"dist must be 'normal' or 't', got {dist!r}")
+
+
+def expected_shortfall(variance, alpha: float, dist: str = "normal", nu: float | None = None):
+    """E[r | r < VaR_alpha] (negative)."""
+    sigma = np.sqrt(np.asarray(variance, np.float64))
+    if dist == "normal":
+        return -sigma * stats.norm.pdf(stats.norm.ppf(alpha)) / alpha
+    if dist == "t":
+        _check_nu(nu)
+        q = stats.t.ppf(alpha, nu)
+        return -sigma * _t_scale(nu) * stats.t.pdf(q, nu) * (nu + q * q) / ((nu - 1) * alpha)
+    raise ValueError(f"dist must be 'normal' or 't', got {dist!r}")
+
+
+def _check_nu(nu):
+    if nu is None or not nu > 2:
+        raise ValueError(f"Student t needs nu > 2 (finite variance), got {nu}")
+
+
+def kupiec_pof(hits, alpha: float) -> dict:
+    """Kupiec (1995) proportion-of-failures LR test; chi2(1) under H0: P(hit) = alpha.
+    The p-value is compared with the test size (e.g. 5 %), not with the VaR level."""
+    hits = np.asarray(hits, bool)
+    n, x = hits.size, int(hits.sum())
+    p_hat = x / n
+    ll0 = (n - x) * np.log1p(-alpha) + x * np.log(alpha)
+    ll1 = (n - x) * np.log1p(-p_hat) if x < n else 0.0
+    ll1 += x * np.log(p_hat) if x > 0 else 0.0
+    lr = -2.0 * (ll0 - ll1)
+    return {"n": n, "exceedances": x, "rate": p_hat, "lr": float(lr), "pvalue": float(stats.chi2.sf(lr, 1))}
+
+
+def christoffersen(hits, alpha: float) -> dict:
+    """Christoffersen (1998) independence LR (first-order Markov vs independence) and
+    conditional coverage LR_cc = LR_pof + LR_ind, chi2(1) and chi2(2)."""
+    hits = np.asarray(hits, bool).astype(int)
+    prev, cur = hits[:-1], hits[1:]
+    n00 = int(np.sum((prev == 0) & (cur == 0)))
+    n01 = int(np.sum((prev == 0) & (cur == 1)))
+    n10 = int(np.sum((prev == 1) & (cur == 0)))
+    n11 = int(np.sum((prev == 1) & (cur == 1)))
+
+    def xlogy(a, b):
+        return a * np.log(b) if a > 0 else 0.0
+
+    pi01 = n01 / max(n00 + n01, 1)
+    pi11 = n11 / max(n10 + n11, 1)
+    pi = (n01 + n11) / max(n00 + n01 + n10 + n11, 1)
+    ll_ind = xlogy(n00, 1 - pi01) + xlogy(n01, pi01) + xlogy(n10, 1 - pi11) + xlogy(n11, pi11)
+    ll_null = xlogy(n00 + n10, 1 - pi) + xlogy(n01 + n11, pi)
+    lr_ind = float(max(-2.0 * (ll_null - ll_ind), 0.0))
+    pof = kupiec_pof(hits.astype(bool), alpha)
+    lr_cc = pof["lr"] + lr_ind
+    return {"lr_ind": lr_ind, "pvalue_ind": float(stats.chi2.sf(lr_ind, 1)),
+            "lr_cc": float(lr_cc), "pvalue_cc": float(stats.chi2.sf(lr_cc, 2)),
+            "transitions": [n00, n01, n10, n11]}
+
+
+def basel_traffic_light(hits, alpha: float = 0.01) -> dict:
+    """Basel zones from the binomial probability of at most x exceedances: green below 95 %,
+    yellow below 99.99 %, red above (for 250 days at 99 %: green 0-4, yellow 5-9, red 10+)."""
+    hits = np.asarray(hits, bool)
+    n, x = hits.size, int(hits.sum())
+    cum = float(stats.binom.cdf(x, n, alpha))
+    zone = "green" if cum < 0.95 else ("yellow" if cum < 0.9999 else "red")
+    return {"zone": zone, "exceedances": x, "n": n, "cumulative_probability": cum}
+
+
+def acerbi_szekely_z2(returns, variance, alpha: float, dist: str = "normal", nu: float | None = None,
+                      reps: int = 2000, seed: int = 0) -> dict:
+    """Acerbi & Szekely (2014) Z2 = sum_t r_t 1{r_t < VaR_t} / (T alpha |ES_t|) + 1, with VaR and
+    ES from the variance forecasts. E[Z2] = 0 when the forecast distribution is right; Z2 < 0
+    says risk was underestimated. One-sided p-value by simulating returns from the forecasts."""
+    r = np.asarray(returns, np.float64)
+    variance = np.asarray(variance, np.float64)
+    var = value_at_risk(variance, alpha, dist, nu)
+    es = np.abs(expected_shortfall(variance, alpha, dist, nu))
+    T = r.size
+
+    def z2(x):
+        return np.sum(x * (x < var) / es, axis=-1) / (T * alpha) + 1.0
+
+    rng = np.random.default_rng(seed)
+    draws = rng.standard_normal((reps, T)) if dist == "normal" else rng.standard_t(nu, (reps, T)) * _t_scale(nu)
+    stat = float(z2(r))
+    return {"z2": stat, "pvalue": float(np.mean(z2(draws * np.sqrt(variance)) <= stat))}
+
+
+def fz0_loss(returns, var, es, alpha: float):
+    """FZ0 loss of Patton, Ziegel & Chen (2019) for (VaR, ES) with ES <= VaR < 0:
+    -1/(alpha ES) 1{r <= VaR} (VaR - r) + VaR/ES + ln(-ES) - 1. Lower is better."""
+    r = np.asarray(returns, np.float64)
+    v, e = np.asarray(var, np.float64), np.asarray(es, np.float64)
+    if np.any(e >= 0) or np.any(v >= 0):
+        raise ValueError("FZ0 needs negative VaR and ES (return quantiles of the loss tail)")
+    hit = (r <= v).astype(np.float64)
+    return -hit * (v - r) / (alpha * e) + v / e + np.log(-e) - 1.0
