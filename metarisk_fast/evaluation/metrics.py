@@ -79,7 +79,7 @@ def mincer_zarnowitz(s, h, lags: int | None = None) -> dict:
     s, h = _pair(s, h)
     lags = int(lags if lags is not None else np.floor(4 * (len(s) / 100) ** (2 / 9)))
     res = sm.OLS(s, sm.add_constant(h)).fit(cov_type="HAC", cov_kwds={"maxlags": lags})
-    wald = res.wald_test(np.eye(2), value=np.array([0.0, 1.0]), scalar=True)
+    wald = res.wald_test((np.eye(2), np.array([0.0, 1.0])), scalar=True)
     return {"alpha": float(res.params[0]), "beta": float(res.params[1]),
             "alpha_se": float(res.bse[0]), "beta_se": float(res.bse[1]), "r2": float(res.rsquared),
             "wald": float(wald.statistic), "pvalue": float(wald.pvalue), "hac_lags": lags}

@@ -185,16 +185,28 @@ def pooled_learner(net, loss="gaussian_nll"):
 
 
 def train_meta(learner, builder: EpisodeBuilder, assets, end, *, steps: int, batch: int = 64,
-               lr: float = 1e-3, seed: int = 0, progress: bool = False, desc: str = "meta-train"):
-    """Adam on the meta-loss over episodes of ``assets`` whose targets are realised by ``end``."""
+               lr: float = 1e-3, seed: int = 0, supports=(None,), progress: bool = False,
+               desc: str = "meta-train"):
+    """Adam on the meta-loss over episodes of ``assets`` whose targets are realised by ``end``;
+    meta-batches cycle through the support sizes in ``supports`` (None: the spec's K), so one
+    model serves several few-shot history lengths.
+    A meta-batch whose inner loop diverges is skipped and counted (``skipped`` in the result)
+    rather than stopping the run; a run where most batches diverge is an error."""
     torch.manual_seed(seed)
     opt = torch.optim.Adam(learner.parameters(), lr=lr)
-    history = []
+    history, skipped = [], 0
     for it in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        xs, ys, xq, yq = builder.episodes(assets, end=end, n=batch, seed=seed * 100003 + it).tensors()
+        xs, ys, xq, yq = builder.episodes(assets, end=end, n=batch, seed=seed * 100003 + it,
+                                          support=supports[it % len(supports)]).tensors()
         opt.zero_grad(set_to_none=True)
-        loss = learner.meta_loss(xs, ys, xq, yq)
+        try:
+            loss = learner.meta_loss(xs, ys, xq, yq)
+        except FloatingPointError:
+            skipped += 1
+            if skipped > max(10, steps // 2):
+                raise
+            continue
         loss.backward()
         opt.step()
-        history.append(float(loss))
-    return history
+        history.append(loss.item())
+    return {"losses": history, "skipped": skipped}

@@ -3,8 +3,8 @@
 Target: the realised variance over the next h days, RV_t = mean(r_{t+1}^2 .. r_{t+h}^2) (or a
 range-based proxy where OHLC exists). An episode is (asset, time window): K consecutive support
 days, then Q query days starting at q0, where every support target is realised strictly before
-q0 (support rows t <= q0 - h - 1). Features are standardised per task from support rows only,
-and targets are divided by the support's mean realised variance, so nothing a learner adapts on
+q0 (support rows t <= q0 - h - 1). Features and targets are normalised per task by the support's
+mean realised variance (support rows only), so nothing a learner adapts on
 depends on a price at or after q0. The forecaster outputs the log of that normalised variance.
 """
 from __future__ import annotations
@@ -19,6 +19,8 @@ from ..features import FeatureSet
 
 CLOSE_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_features=())
 VAR_FLOOR = 1e-12  # log-variance floor for constant prices
+TARGET_CAP = 20.0  # normalised volatility targets sqrt(RV / c) are capped here (learning only)
+FEATURE_CLIP = 8.0  # normalised features live in [-8, 8] (e^8: a 3000x variance ratio)
 
 
 def realized_variance(close: np.ndarray, horizon: int) -> np.ndarray:
@@ -79,7 +81,7 @@ class TaskSpec:
 class TaskBatch:
     """B episodes as arrays ready for the learners, with the (asset, rows) of every episode."""
 
-    xs: np.ndarray  # (B, K, D) float32, standardised from support statistics
+    xs: np.ndarray  # (B, K, D) float32, normalised by support statistics (see _gather)
     ys: np.ndarray  # (B, K, 1) sqrt(RV / scale)
     xq: np.ndarray  # (B, Q, D)
     yq: np.ndarray  # (B, Q, 1), NaN where the target is not (yet) realised
@@ -107,9 +109,6 @@ class TaskBatch:
     def asset_names(self) -> np.ndarray:
         return np.asarray(self.panel.assets, dtype=object)[self.asset]
 
-    def realized_variance(self) -> np.ndarray:
-        """Query targets back in variance units, (B, Q)."""
-        return self.yq[..., 0].astype(np.float64) ** 2 * self.scale[:, None]
 
 
 class EpisodeBuilder:
@@ -146,29 +145,37 @@ class EpisodeBuilder:
             out[: T - length + 1] = (c[length:] - c[:-length]) == length
         return out
 
-    def _gather(self, asset, s_rows, q_rows, with_query_targets=True) -> TaskBatch:
+    def _gather(self, asset, s_rows, q_rows) -> TaskBatch:
+        """Cut (support, query) rows and normalise by the support's mean realised variance c:
+        log-variance features become log(v / c), returns r / sqrt(c), targets sqrt(RV / c).
+        The features keep their meaning across assets and regimes (log(ewma^2 / c) is the EWMA
+        forecast in these units) and nothing depends on a row after the support."""
         xs = self.x[s_rows, asset[:, None]]
         ys = self.y[s_rows, asset[:, None]]
         xq = self.x[q_rows, asset[:, None]]
         yq = self.y[q_rows, asset[:, None]]
-        mu = xs.mean(axis=1, keepdims=True)
-        sd = xs.std(axis=1, keepdims=True)
-        sd = np.where(sd > 1e-8, sd, 1.0)
         scale = np.maximum(ys.mean(axis=1), VAR_FLOOR)
-        f32 = (lambda a: np.ascontiguousarray(a, dtype=np.float32))
-        return TaskBatch(
-            xs=f32((xs - mu) / sd), ys=f32(np.sqrt(ys / scale[:, None]))[..., None],
-            xq=f32((xq - mu) / sd), yq=f32(np.sqrt(yq / scale[:, None]))[..., None],
-            scale=scale, asset=asset, support_rows=s_rows, query_rows=q_rows, panel=self.panel)
+        shift = np.concatenate([np.zeros((len(scale), 1)), np.repeat(np.log(scale)[:, None], xs.shape[2] - 1, 1)], 1)
+        mult = np.concatenate([1.0 / np.sqrt(scale)[:, None], np.ones((len(scale), xs.shape[2] - 1))], 1)
+
+        def norm(x):  # clipped: a flat-price stretch would otherwise give log(1e-12 / c)
+            return np.ascontiguousarray(np.clip((x - shift[:, None, :]) * mult[:, None, :], -FEATURE_CLIP, FEATURE_CLIP),
+                                        dtype=np.float32)
+
+        def target(y):  # capped at a 400x variance ratio so one crash day cannot blow up an inner step
+            return np.ascontiguousarray(np.minimum(np.sqrt(y / scale[:, None]), TARGET_CAP), dtype=np.float32)[..., None]
+
+        return TaskBatch(xs=norm(xs), ys=target(ys), xq=norm(xq), yq=target(yq), scale=scale, asset=asset,
+                         support_rows=s_rows, query_rows=q_rows, panel=self.panel)
 
     # ------------------------------------------------------------------ episodes
     def episodes(self, assets=None, start=None, end=None, n: int | None = None, stride: int | None = None,
-                 seed: int = 0) -> TaskBatch:
+                 seed: int = 0, support: int | None = None, query: int | None = None) -> TaskBatch:
         """Episodes of the given assets whose support and query rows lie in [start, end] and whose
         query targets are realised by ``end``: ``n`` drawn at random (seeded), or every start
-        ``stride`` rows apart."""
+        ``stride`` rows apart. ``support`` / ``query`` override the spec's K and Q."""
         spec = self.spec
-        K, Q, h = spec.support, spec.query, spec.horizon
+        K, Q, h = support or spec.support, query or spec.query, spec.horizon
         cols = (np.arange(self.panel.n_assets) if assets is None
                 else self.panel.asset_index(list(assets)))
         lo = 0 if start is None else self.row_of(start)

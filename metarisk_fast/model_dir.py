@@ -1,0 +1,92 @@
+"""A trained model on disk: ``model.pt`` (weights) and ``model.json`` (learner, hyper-parameters,
+feature spec, horizon, versions, the weights' SHA-256). Both are written atomically; loading
+checks the format version and the checksum, and says clearly what is wrong."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .data.io import atomic_write_bytes, atomic_write_text
+from .features import FeatureSet
+from .learners import MAML, MLP, MetaSGD, Reptile
+from .learners.forecasters import pooled_learner
+from .tasks import TaskSpec
+
+FORMAT_VERSION = 1
+LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "pooled", "memory")
+
+
+class ModelError(ValueError):
+    """A model directory that is missing, damaged or from an incompatible version."""
+
+
+def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 0.05, inner_steps: int = 5):
+    if kind not in LEARNERS:
+        raise ValueError(f"unknown learner {kind!r}; choose from {', '.join(LEARNERS)}")
+    if kind == "memory":
+        raise ValueError("the memory-augmented learner is not available in this version "
+                         "(its kernels are still being built); choose maml, fomaml, reptile, metasgd or pooled")
+    net = MLP(n_features, tuple(hidden), 1)
+    if kind == "pooled":
+        return pooled_learner(net)
+    cls = {"maml": MAML, "fomaml": MAML, "reptile": Reptile, "metasgd": MetaSGD}[kind]
+    kw = {"first_order": True} if kind == "fomaml" else {}
+    return cls(net, inner_lr=inner_lr, inner_steps=inner_steps, loss="gaussian_nll", **kw)
+
+
+def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hidden, info: dict) -> Path:
+    out = Path(out_dir)
+    buf = io.BytesIO()
+    torch.save(learner.state_dict(), buf)
+    weights = buf.getvalue()
+    meta = {
+        "format_version": FORMAT_VERSION, "metarisk_fast_version": __version__, "torch_version": torch.__version__,
+        "learner": kind, "hidden": list(hidden), "inner_lr": getattr(learner, "inner_lr", None),
+        "inner_steps": learner.inner_steps, "history": int(history),
+        "task_spec": {"horizon": spec.horizon, "support": spec.support, "query": spec.query, "proxy": spec.proxy,
+                      "features": asdict(spec.features)},
+        "weights_sha256": hashlib.sha256(weights).hexdigest(), **info,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "model.pt", weights)
+    atomic_write_text(out / "model.json", json.dumps(meta, indent=2, default=str))
+    return out
+
+
+def load_model(model_dir):
+    """(learner, TaskSpec, metadata) from a model directory."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise ModelError(f"{d}: no such model directory (create one with `metarisk train`)")
+    meta_path, weights_path = d / "model.json", d / "model.pt"
+    for p in (meta_path, weights_path):
+        if not p.exists():
+            raise ModelError(f"{d}: missing {p.name}; not a metarisk model directory or an interrupted save")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{meta_path}: damaged ({exc})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{d}: model format {meta.get('format_version')} written by metarisk_fast "
+                         f"{meta.get('metarisk_fast_version')}; this is metarisk_fast {__version__}, which reads "
+                         f"format {FORMAT_VERSION}: retrain the model")
+    weights = weights_path.read_bytes()
+    if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
+        raise ModelError(f"{weights_path}: damaged (checksum does not match model.json)")
+    try:
+        ts = meta["task_spec"]
+        spec = TaskSpec(horizon=ts["horizon"], support=ts["support"], query=ts["query"], proxy=ts["proxy"],
+                        features=FeatureSet(**{k: tuple(v) if isinstance(v, list) else v
+                                               for k, v in ts["features"].items()}))
+        learner = make_learner(meta["learner"], spec.n_features, meta["hidden"], meta["inner_lr"] or 0.05,
+                               meta["inner_steps"])
+        learner.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise ModelError(f"{d}: model.json and model.pt do not describe a loadable model: {exc}") from None
+    return learner, spec, meta

@@ -1,0 +1,130 @@
+"""The `metarisk` command end to end on a small synthetic panel, and its bad-input messages."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metarisk_fast import datasets
+from metarisk_fast.cli import main
+
+
+@pytest.fixture(scope="module")
+def prices(tmp_path_factory):
+    d = tmp_path_factory.mktemp("prices")
+    p = datasets.synthetic_ohlc(n_days=900, n_assets=6, seed=4)
+    wide = pd.DataFrame(np.round(p.close, 4), columns=list(p.assets))
+    wide.insert(0, "Date", p.dates.astype(str))
+    path = d / "wide.csv"
+    wide.to_csv(path, index=False)
+    one = d / "one.csv"
+    wide[["Date", "SYN000"]].to_csv(one, index=False)
+    short = d / "short.csv"
+    wide.iloc[:40].to_csv(short, index=False)
+    return {"wide": path, "one": one, "short": short, "dates": p.dates}
+
+
+@pytest.fixture(scope="module")
+def model(prices, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "m"
+    assert main(["train", "--prices", str(prices["wide"]), "--out", str(out), "--steps", "8", "--batch", "16",
+                 "--history", "40", "--quiet", "--train-end", str(prices["dates"][600])]) == 0
+    return out
+
+
+def test_train_writes_a_model_directory(model):
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["learner"] == "maml" and meta["history"] == 40 and len(meta["train_assets"]) == 5
+    assert meta["validation"]["qlike_model"] < 0 and (model / "model.pt").exists()
+
+
+def test_forecast_csv_for_seen_and_unseen_single_asset(model, prices, tmp_path):
+    out = tmp_path / "f.csv"
+    start = str(prices["dates"][700])
+    assert main(["forecast", "--model", str(model), "--prices", str(prices["one"]), "--out", str(out),
+                 "--start", start, "--quiet"]) == 0
+    f = pd.read_csv(out)
+    assert list(f.columns[:3]) == ["date", "asset", "forecast_variance"]
+    assert f["date"].min() == start and f["asset"].unique().tolist() == ["SYN000"]
+    assert len(f) == 900 - 700 and (f["forecast_variance"] > 0).all() and (f["var_1"] < f["var_5"]).all()
+    assert (f["es_2_5"] < f["var_5"]).all()
+
+
+def test_forecast_uses_only_the_past(model, prices, tmp_path):
+    """Forecasts up to a date do not change when later prices are altered."""
+    wide = pd.read_csv(prices["wide"])
+    cut = 800
+    altered = wide.copy()
+    altered.iloc[cut:, 1:] *= 1.5
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    wide.to_csv(tmp_path / "w1.csv", index=False)
+    altered.to_csv(tmp_path / "w2.csv", index=False)
+    for src, out in ((tmp_path / "w1.csv", a), (tmp_path / "w2.csv", b)):
+        assert main(["forecast", "--model", str(model), "--prices", str(src), "--out", str(out),
+                     "--start", wide["Date"][700], "--quiet"]) == 0
+    fa, fb = pd.read_csv(a), pd.read_csv(b)
+    before = fa["date"] < wide["Date"][cut]
+    np.testing.assert_allclose(fa[before]["forecast_variance"], fb[before]["forecast_variance"], rtol=1e-6)
+
+
+def test_evaluate_writes_the_report(model, prices, tmp_path):
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--model", str(model), "--prices", str(prices["wide"]), "--out", str(out),
+                 "--start", str(prices["dates"][650]), "--no-garch", "--quiet"]) == 0
+    for name in ("forecasts.csv", "report.json", "report.md", "forecast_vs_realised.png", "loss_by_model.png",
+                 "var_exceedances.png"):
+        assert (out / name).stat().st_size > 0
+    rep = json.loads((out / "report.json").read_text())
+    table = rep["evaluations"][0]["table"]
+    assert set(table) == {"maml", "ewma", "har", "log_har"}
+    assert "Kupiec" in (out / "report.md").read_text()
+
+
+def test_demo_smoke(tmp_path):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--steps", "2", "--batch", "8", "--learners", "fomaml",
+                 "--histories", "20", "--no-garch", "--quiet"]) == 0
+    md = (tmp_path / "d" / "report.md").read_text()
+    assert "few-shot, history k = 20 days" in md and "fomaml" in md and "ewma" in md
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--prices", "{one}", "--out", "{tmp}/m"], "needs two or more"),
+    (["train", "--prices", "{short}", "--out", "{tmp}/m"], "too little history"),
+    (["train", "--prices", "{wide}", "--out", "{tmp}/m", "--train-end", "1900-01-01"], "before the first date"),
+    (["train", "--prices", "{wide}", "--out", "{tmp}/m", "--learner", "lstm"], "unknown learner 'lstm'"),
+    (["train", "--prices", "{tmp}/absent.csv", "--out", "{tmp}/m"], "no such file"),
+    (["forecast", "--model", "{tmp}/nope", "--prices", "{wide}", "--out", "{tmp}/f.csv"], "no such model directory"),
+    (["forecast", "--model", "{model}", "--prices", "{wide}", "--out", "{tmp}/f.csv", "--start", "2100-01-01"],
+     "after the last date"),
+])
+def test_bad_input_exits_nonzero_with_a_clear_message(argv, message, prices, model, tmp_path, capsys):
+    fill = {"one": prices["one"], "short": prices["short"], "wide": prices["wide"], "tmp": tmp_path, "model": model}
+    argv = [a.format(**fill) for a in argv] + ["--quiet"]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_damaged_model_is_reported(model, prices, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(model, bad)
+    data = bytearray((bad / "model.pt").read_bytes())
+    data[100] ^= 0xFF
+    (bad / "model.pt").write_bytes(bytes(data))
+    assert main(["forecast", "--model", str(bad), "--prices", str(prices["wide"]), "--out", str(tmp_path / "f.csv"),
+                 "--quiet"]) == 2
+    assert "damaged" in capsys.readouterr().err
+    (bad / "model.json").write_text(json.loads(json.dumps("{not json")))
+    assert main(["forecast", "--model", str(bad), "--prices", str(prices["wide"]), "--out", str(tmp_path / "f.csv"),
+                 "--quiet"]) == 2
+    assert "damaged" in capsys.readouterr().err
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_help_on_every_subcommand(capsys):
+    for sub in ("demo", "train", "forecast", "evaluate"):
+        with pytest.raises(SystemExit) as e:
+            main([sub, "--help"])
+        assert e.value.code == 0
+        assert "--seed" in capsys.readouterr().out
