@@ -33,6 +33,9 @@ def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 
         raise ValueError("the memory-augmented learner is not available in this version "
                          "(its kernels are still being built); choose maml, fomaml, reptile, metasgd or pooled")
     net = MLP(n_features, tuple(hidden), 1)
+    with torch.no_grad():  # output 0 = the anchor forecast (see tasks): start from RiskMetrics
+        net.layers[-1].weight.zero_()
+        net.layers[-1].bias.zero_()
     if kind == "pooled":
         return pooled_learner(net)
     cls = {"maml": MAML, "fomaml": MAML, "reptile": Reptile, "metasgd": MetaSGD}[kind]

@@ -45,7 +45,6 @@ def test_episode_layout_and_no_leak(panel, h):
         again = eb2._gather(batch.asset[b:b + 1], batch.support_rows[b:b + 1], batch.query_rows[b:b + 1])
         np.testing.assert_array_equal(again.xs, batch.xs[b:b + 1])
         np.testing.assert_array_equal(again.ys, batch.ys[b:b + 1])
-        np.testing.assert_array_equal(again.scale, batch.scale[b:b + 1])
         assert not np.array_equal(again.yq, batch.yq[b:b + 1])  # the query did change
 
 
@@ -73,11 +72,15 @@ def test_deterministic_under_seed(panel):
     assert not np.array_equal(a.xs, eb.episodes(n=10, seed=4).xs)
 
 
-def test_support_standardisation_uses_support_only(panel):
-    batch = EpisodeBuilder(panel, TaskSpec(support=50, query=5)).episodes(n=8)
-    np.testing.assert_allclose(batch.xs.mean(axis=1), 0, atol=1e-5)
-    np.testing.assert_allclose(batch.xs.std(axis=1), 1, atol=1e-4)
-    np.testing.assert_allclose((batch.ys[..., 0].astype(np.float64) ** 2).mean(axis=1), 1, rtol=1e-5)
+def test_normalisation_by_support_scale_and_anchor(panel):
+    eb = EpisodeBuilder(panel, TaskSpec(support=50, query=5))
+    b = eb.episodes(n=8)
+    rv = eb.y[b.support_rows, b.asset[:, None]]
+    np.testing.assert_allclose(b.ys[..., 0] ** 2, np.minimum(rv / eb.anchor[b.support_rows, b.asset[:, None]], 400),
+                               rtol=1e-5)
+    # log-variance features are relative to the support's mean realised variance
+    np.testing.assert_allclose(b.xs[..., 2], np.clip(eb.x[b.support_rows, b.asset[:, None], 2]
+                                                     - np.log(rv.mean(1))[:, None], -8, 8), rtol=1e-5, atol=1e-5)
 
 
 def test_forecast_tasks_use_only_the_past(panel):

@@ -48,7 +48,7 @@ class MetaForecaster(Forecaster):
         for lo in range(0, len(batch), self.chunk):  # bounded memory; each chunk is one kernel call
             sl = slice(lo, lo + self.chunk)
             z[sl] = self.learner.adapt_predict(batch.xs[sl], batch.ys[sl], batch.xq[sl])[:, 0, 0]
-        out[ok] = batch.scale * np.exp(np.clip(z, -50, 50))
+        out[ok] = batch.anchor[:, 0] * np.exp(np.clip(z, -50, 50))
         return out
 
 

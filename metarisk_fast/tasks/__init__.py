@@ -3,9 +3,10 @@
 Target: the realised variance over the next h days, RV_t = mean(r_{t+1}^2 .. r_{t+h}^2) (or a
 range-based proxy where OHLC exists). An episode is (asset, time window): K consecutive support
 days, then Q query days starting at q0, where every support target is realised strictly before
-q0 (support rows t <= q0 - h - 1). Features and targets are normalised per task by the support's
-mean realised variance (support rows only), so nothing a learner adapts on
-depends on a price at or after q0. The forecaster outputs the log of that normalised variance.
+q0 (support rows t <= q0 - h - 1). Features are normalised per task by the support's mean
+realised variance (support rows only) and targets are taken relative to each row's RiskMetrics
+forecast (known at that row), so nothing a learner adapts on depends on a price at or after q0.
+The forecaster outputs the log of the variance relative to that anchor.
 """
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ import numpy as np
 import torch
 
 from ..data import DataError, PricePanel
+from .. import features as F
 from ..features import FeatureSet
 
 CLOSE_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_features=())
 VAR_FLOOR = 1e-12  # log-variance floor for constant prices
+ANCHOR_LAMBDA = 0.94  # RiskMetrics
 TARGET_CAP = 20.0  # normalised volatility targets sqrt(RV / c) are capped here (learning only)
 FEATURE_CLIP = 8.0  # normalised features live in [-8, 8] (e^8: a 3000x variance ratio)
 
@@ -82,10 +85,10 @@ class TaskBatch:
     """B episodes as arrays ready for the learners, with the (asset, rows) of every episode."""
 
     xs: np.ndarray  # (B, K, D) float32, normalised by support statistics (see _gather)
-    ys: np.ndarray  # (B, K, 1) sqrt(RV / scale)
+    ys: np.ndarray  # (B, K, 1) sqrt(RV / anchor) per row
     xq: np.ndarray  # (B, Q, D)
     yq: np.ndarray  # (B, Q, 1), NaN where the target is not (yet) realised
-    scale: np.ndarray  # (B,) support mean RV: forecast variance = scale * exp(output)
+    anchor: np.ndarray  # (B, Q) anchor variance of each query row: forecast = anchor * exp(output)
     asset: np.ndarray  # (B,) column in the panel
     support_rows: np.ndarray  # (B, K) row indices
     query_rows: np.ndarray  # (B, Q)
@@ -129,7 +132,9 @@ class EpisodeBuilder:
         self.x = x
         self.y = (realized_variance(panel.close, spec.horizon) if spec.proxy == "squared_returns"
                   else range_variance(panel, spec.horizon))
-        self.x_ok = np.isfinite(x).all(axis=-1)
+        # the anchor forecast of each row: the EWMA variance at t (floored)
+        self.anchor = np.maximum(F.ewma_vol(panel.close, ANCHOR_LAMBDA) ** 2, VAR_FLOOR)
+        self.x_ok = np.isfinite(x).all(axis=-1) & np.isfinite(self.anchor)
         self.y_ok = np.isfinite(self.y)
 
     # ------------------------------------------------------------------ index helpers
@@ -146,27 +151,28 @@ class EpisodeBuilder:
         return out
 
     def _gather(self, asset, s_rows, q_rows) -> TaskBatch:
-        """Cut (support, query) rows and normalise by the support's mean realised variance c:
-        log-variance features become log(v / c), returns r / sqrt(c), targets sqrt(RV / c).
-        The features keep their meaning across assets and regimes (log(ewma^2 / c) is the EWMA
-        forecast in these units) and nothing depends on a row after the support."""
-        xs = self.x[s_rows, asset[:, None]]
-        ys = self.y[s_rows, asset[:, None]]
-        xq = self.x[q_rows, asset[:, None]]
-        yq = self.y[q_rows, asset[:, None]]
-        scale = np.maximum(ys.mean(axis=1), VAR_FLOOR)
-        shift = np.concatenate([np.zeros((len(scale), 1)), np.repeat(np.log(scale)[:, None], xs.shape[2] - 1, 1)], 1)
-        mult = np.concatenate([1.0 / np.sqrt(scale)[:, None], np.ones((len(scale), xs.shape[2] - 1))], 1)
+        """Cut (support, query) rows. Features are normalised by the support's mean realised
+        variance c: log-variance features become log(v / c), returns r / sqrt(c). Each row's
+        target is its realised variance relative to that row's anchor forecast a_t (the EWMA
+        variance at t, known at t): sqrt(RV / a_t), so a network whose output is 0 forecasts
+        exactly the anchor and learns multiplicative corrections to it. Nothing depends on a
+        row after the support (support) or after t (query row t)."""
+        cols = asset[:, None]
+        xs, ys, xq, yq = self.x[s_rows, cols], self.y[s_rows, cols], self.x[q_rows, cols], self.y[q_rows, cols]
+        c = np.maximum(ys.mean(axis=1), VAR_FLOOR)
+        D = xs.shape[2]
+        shift = np.concatenate([np.zeros((len(c), 1)), np.repeat(np.log(c)[:, None], D - 1, 1)], 1)[:, None, :]
+        mult = np.concatenate([1.0 / np.sqrt(c)[:, None], np.ones((len(c), D - 1))], 1)[:, None, :]
 
         def norm(x):  # clipped: a flat-price stretch would otherwise give log(1e-12 / c)
-            return np.ascontiguousarray(np.clip((x - shift[:, None, :]) * mult[:, None, :], -FEATURE_CLIP, FEATURE_CLIP),
-                                        dtype=np.float32)
+            return np.ascontiguousarray(np.clip((x - shift) * mult, -FEATURE_CLIP, FEATURE_CLIP), dtype=np.float32)
 
-        def target(y):  # capped at a 400x variance ratio so one crash day cannot blow up an inner step
-            return np.ascontiguousarray(np.minimum(np.sqrt(y / scale[:, None]), TARGET_CAP), dtype=np.float32)[..., None]
+        def target(y, anchor):  # capped at a 400x ratio so one crash day cannot blow up an inner step
+            return np.ascontiguousarray(np.minimum(np.sqrt(y / anchor), TARGET_CAP), dtype=np.float32)[..., None]
 
-        return TaskBatch(xs=norm(xs), ys=target(ys), xq=norm(xq), yq=target(yq), scale=scale, asset=asset,
-                         support_rows=s_rows, query_rows=q_rows, panel=self.panel)
+        a_s, a_q = self.anchor[s_rows, cols], self.anchor[q_rows, cols]
+        return TaskBatch(xs=norm(xs), ys=target(ys, a_s), xq=norm(xq), yq=target(yq, a_q), anchor=a_q,
+                         asset=asset, support_rows=s_rows, query_rows=q_rows, panel=self.panel)
 
     # ------------------------------------------------------------------ episodes
     def episodes(self, assets=None, start=None, end=None, n: int | None = None, stride: int | None = None,
