@@ -13,6 +13,15 @@ py::dict mlp_inner_loop(const py::array&, const py::array&, const py::array&, co
                         const py::object&, const py::object&, const std::vector<int64_t>&,
                         int64_t, const std::string&, const std::string&, const std::string&,
                         bool, bool, bool, bool);
+py::tuple memory_read_fwd(const py::array&, const py::array&, const py::array&, double);
+py::tuple memory_read_bwd(const py::array&, const py::array&, const py::array&, double, const py::array&,
+                          const py::array&, const py::object&);
+py::tuple memory_write_fwd(const py::array&, const py::array&, const py::array&, const py::array&,
+                           const py::array&, double);
+py::tuple memory_write_bwd(const py::array&, const py::array&, const py::array&, const py::array&,
+                           const py::array&, double, const py::array&, const py::array&, const py::array&,
+                           const py::object&, const py::object&);
+py::tuple memory_topk_py(const py::array&, const py::array&, int64_t, double);
 }  // namespace metarisk
 
 PYBIND11_MODULE(_core, m) {
@@ -25,4 +34,15 @@ PYBIND11_MODULE(_core, m) {
         py::arg("steps"), py::arg("activation"), py::arg("loss"), py::arg("mode"),
         py::arg("want_loss"), py::arg("want_lr_grad"), py::arg("want_adapted"),
         py::arg("want_pred"));
+  m.def("memory_read_forward", &metarisk::memory_read_fwd, py::arg("memory"), py::arg("keys"), py::arg("beta"),
+        py::arg("eps"));
+  m.def("memory_read_backward", &metarisk::memory_read_bwd, py::arg("memory"), py::arg("keys"), py::arg("beta"),
+        py::arg("eps"), py::arg("weights"), py::arg("d_read"), py::arg("d_weights"));
+  m.def("memory_write_forward", &metarisk::memory_write_fwd, py::arg("memory"), py::arg("usage"),
+        py::arg("prev_read_weights"), py::arg("alpha"), py::arg("values"), py::arg("gamma"));
+  m.def("memory_write_backward", &metarisk::memory_write_bwd, py::arg("memory"), py::arg("usage"),
+        py::arg("prev_read_weights"), py::arg("alpha"), py::arg("values"), py::arg("gamma"),
+        py::arg("write_weights"), py::arg("least_used"), py::arg("d_new_memory"), py::arg("d_new_usage"),
+        py::arg("d_write_weights"));
+  m.def("memory_topk", &metarisk::memory_topk_py, py::arg("memory"), py::arg("keys"), py::arg("k"), py::arg("eps"));
 }

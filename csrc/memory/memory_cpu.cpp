@@ -1,0 +1,366 @@
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "../common/checks.h"
+#include "../common/small_gemm.h"
+#include "../common/thread_pool.h"
+#include "memory.h"
+
+namespace metarisk {
+namespace {
+
+constexpr int64_t KEY_BLOCK = 32;    // keys per work item: their similarities stay in L2
+constexpr int64_t SLOT_CHUNK = 512;  // memory rows per work item in the row-parallel passes
+
+template <typename T>
+T* scratch(size_t n, int slot = 0) {
+  thread_local std::vector<T> bufs[4];
+  auto& b = bufs[slot];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
+template <typename T>
+T norm(const T* x, int64_t n) {
+  T s = T(0);
+  for (int64_t i = 0; i < n; ++i) s += x[i] * x[i];
+  return std::sqrt(s);
+}
+
+// Row norms and a transposed copy (W, N) of every memory, row chunks in parallel.
+template <typename T>
+void prepare(const T* memory, int64_t E, int64_t N, int64_t W, std::vector<T>& mt, std::vector<T>& mn) {
+  mt.resize(E * N * W);
+  mn.resize(E * N);
+  const int64_t chunks = (N + SLOT_CHUNK - 1) / SLOT_CHUNK;
+  parallel_for(E * chunks, [&](int64_t item, int) {
+    const int64_t e = item / chunks, j0 = (item % chunks) * SLOT_CHUNK, j1 = std::min(N, j0 + SLOT_CHUNK);
+    const T* M = memory + e * N * W;
+    T* MT = mt.data() + e * N * W;
+    for (int64_t j = j0; j < j1; ++j) {
+      mn[e * N + j] = norm(M + j * W, W);
+      for (int64_t w = 0; w < W; ++w) MT[w * N + j] = M[j * W + w];
+    }
+  });
+}
+
+template <typename T>
+struct ReadPlan {
+  int64_t blocks_per_memory, items;
+  explicit ReadPlan(const MemoryReadArgs<T>& a)
+      : blocks_per_memory((a.G + KEY_BLOCK - 1) / KEY_BLOCK), items(a.E * blocks_per_memory) {}
+  void block(int64_t item, const MemoryReadArgs<T>& a, int64_t& e, int64_t& q0, int64_t& kb) const {
+    e = item / blocks_per_memory;
+    const int64_t g0 = (item % blocks_per_memory) * KEY_BLOCK;
+    kb = std::min(KEY_BLOCK, a.G - g0);
+    q0 = e * a.G + g0;
+  }
+};
+
+template <typename T>
+void check_read(const MemoryReadArgs<T>& a) {
+  MR_CHECK(a.N >= 1, "memory has no slots (N = 0)");
+  MR_CHECK(a.W >= 1 && a.E >= 1 && a.G >= 1, "empty memory or key batch");
+  check_finite(a.memory, a.E * a.N * a.W, "memory");
+  check_finite(a.keys, a.E * a.G * a.W, "keys");
+  for (int64_t q = 0; q < a.E * a.G; ++q)
+    MR_CHECK(std::isfinite(a.beta[q]) && a.beta[q] >= T(0),
+             "beta (key strength) must be finite and >= 0, got " << a.beta[q] << " at key " << q);
+}
+
+}  // namespace
+
+template <typename T>
+void memory_read_forward(const MemoryReadArgs<T>& a) {
+  check_read(a);
+  std::vector<T> mt, mn;
+  prepare(a.memory, a.E, a.N, a.W, mt, mn);
+  const ReadPlan<T> plan(a);
+  const int64_t N = a.N, W = a.W;
+  parallel_for(plan.items, [&](int64_t item, int) {
+    int64_t e, q0, kb;
+    plan.block(item, a, e, q0, kb);
+    const T* K = a.keys + q0 * W;
+    T* P = a.weights + q0 * N;
+    gemm_nn<T>(kb, N, W, K, W, mt.data() + e * N * W, N, P, N, false);  // dots k . M_j
+    const T* mnorm = mn.data() + e * N;
+    for (int64_t i = 0; i < kb; ++i) {
+      const T kn = norm(K + i * W, W), b = a.beta[q0 + i];
+      T* p = P + i * N;
+      T mx = -INFINITY;
+      for (int64_t j = 0; j < N; ++j) {
+        p[j] = b * p[j] / (kn * mnorm[j] + a.eps);
+        mx = std::max(mx, p[j]);
+      }
+      T s = T(0);
+      for (int64_t j = 0; j < N; ++j) s += (p[j] = std::exp(p[j] - mx));
+      const T inv = T(1) / s;
+      for (int64_t j = 0; j < N; ++j) p[j] *= inv;
+    }
+    gemm_nn<T>(kb, W, N, P, N, a.memory + e * N * W, W, a.read + q0 * W, W, false);
+  });
+}
+
+template <typename T>
+void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* d_weights, T* d_keys,
+                          T* d_beta, T* d_memory) {
+  check_read(a);
+  std::vector<T> mt, mn;
+  prepare(a.memory, a.E, a.N, a.W, mt, mn);
+  const ReadPlan<T> plan(a);
+  const int64_t N = a.N, W = a.W, E = a.E;
+  // One memory shared by many key blocks: each thread accumulates its own dM and d|M_j|.
+  const int threads = num_threads();
+  const int64_t copies = E == 1 ? threads : 1;
+  std::vector<T> acc(copies * E * N * (W + 1), T(0));
+  auto dM_of = [&](int worker, int64_t e) { return acc.data() + ((E == 1 ? worker : 0) * E + e) * N * (W + 1); };
+  // per-episode memories: one item per memory so no two threads touch the same dM
+  const int64_t items = E == 1 ? plan.items : E;
+  parallel_for(items, [&](int64_t item, int worker) {
+    const int64_t first = E == 1 ? item : item * plan.blocks_per_memory;
+    const int64_t last = E == 1 ? item + 1 : first + plan.blocks_per_memory;
+    for (int64_t it = first; it < last; ++it) {
+      int64_t e, q0, kb;
+      plan.block(it, a, e, q0, kb);
+      const T* K = a.keys + q0 * W;
+      const T* P = a.weights + q0 * N;
+      const T* dR = d_read + q0 * W;
+      const T* M = a.memory + e * N * W;
+      const T* MT = mt.data() + e * N * W;
+      const T* mnorm = mn.data() + e * N;
+      T* S = scratch<T>(KEY_BLOCK * N, 0);
+      T* dP = scratch<T>(KEY_BLOCK * N, 1);
+      gemm_nn<T>(kb, N, W, K, W, MT, N, S, N, false);
+      if (d_weights) std::memcpy(dP, d_weights + q0 * N, sizeof(T) * kb * N);
+      gemm_nn<T>(kb, N, W, dR, W, MT, N, dP, N, d_weights != nullptr);
+      T* acc_e = dM_of(worker, e);
+      T* dmn = acc_e + N * W;
+      for (int64_t i = 0; i < kb; ++i) {
+        const T kn = norm(K + i * W, W), b = a.beta[q0 + i];
+        const T* p = P + i * N;
+        T* dp = dP + i * N;
+        T* s = S + i * N;
+        T dot = T(0);
+        for (int64_t j = 0; j < N; ++j) dot += p[j] * dp[j];
+        T dbeta = T(0), dkn = T(0);
+        for (int64_t j = 0; j < N; ++j) {
+          const T dl = p[j] * (dp[j] - dot);
+          const T D = kn * mnorm[j] + a.eps;
+          const T sim = s[j] / D;
+          dbeta += dl * sim;
+          const T dsim = b * dl;
+          const T dD = -dsim * sim / D;
+          dkn += dD * mnorm[j];
+          dmn[j] += dD * kn;
+          s[j] = dsim / D;  // S now holds G = dL/d(k . M_j)
+        }
+        d_beta[q0 + i] = dbeta;
+        T* dk = d_keys + (q0 + i) * W;
+        gemm_nn<T>(1, W, N, s, N, M, W, dk, W, false);
+        if (kn > T(0))
+          for (int64_t w = 0; w < W; ++w) dk[w] += dkn / kn * K[i * W + w];
+      }
+      gemm_tn<T>(N, W, kb, S, N, K, W, acc_e, W, true);
+      gemm_tn<T>(N, W, kb, P, N, dR, W, acc_e, W, true);
+    }
+  });
+  const int64_t chunks = (N + SLOT_CHUNK - 1) / SLOT_CHUNK;
+  parallel_for(E * chunks, [&](int64_t item, int) {  // reduce copies, add the norm terms
+    const int64_t e = item / chunks, j0 = (item % chunks) * SLOT_CHUNK, j1 = std::min(N, j0 + SLOT_CHUNK);
+    for (int64_t j = j0; j < j1; ++j) {
+      T dmn = T(0);
+      T* out = d_memory + (e * N + j) * W;
+      for (int64_t w = 0; w < W; ++w) out[w] = T(0);
+      for (int64_t c = 0; c < copies; ++c) {
+        const T* src = acc.data() + (c * E + e) * N * (W + 1);
+        for (int64_t w = 0; w < W; ++w) out[w] += src[j * W + w];
+        dmn += src[N * W + j];
+      }
+      const T m = mn[e * N + j];
+      if (m > T(0))
+        for (int64_t w = 0; w < W; ++w) out[w] += dmn / m * a.memory[(e * N + j) * W + w];
+    }
+  });
+}
+
+namespace {
+
+template <typename T>
+void check_write(const MemoryWriteArgs<T>& a) {
+  MR_CHECK(a.N >= 1, "memory has no slots (N = 0)");
+  MR_CHECK(a.P >= 1 && a.P <= a.N, "each memory takes between 1 and N = " << a.N << " writes per call, got " << a.P);
+  MR_CHECK(a.gamma >= T(0) && a.gamma <= T(1), "usage decay gamma must be in [0, 1], got " << a.gamma);
+  check_finite(a.memory, a.E * a.N * a.W, "memory");
+  check_finite(a.usage, a.E * a.N, "usage");
+  check_finite(a.prev_read, a.E * a.P * a.N, "prev_read_weights");
+  check_finite(a.alpha, a.E * a.P, "alpha");
+  check_finite(a.values, a.E * a.P * a.W, "values");
+}
+
+template <typename T>
+T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
+
+// The P least-used slots of usage u (ascending usage, ties by lower index), partial selection.
+template <typename T>
+void least_used(const T* u, int64_t N, int64_t P, int64_t* out) {
+  std::vector<int64_t> idx(N);
+  std::iota(idx.begin(), idx.end(), 0);
+  auto less = [u](int64_t x, int64_t y) { return u[x] < u[y] || (u[x] == u[y] && x < y); };
+  std::nth_element(idx.begin(), idx.begin() + (P - 1), idx.end(), less);
+  std::sort(idx.begin(), idx.begin() + P, less);
+  std::copy(idx.begin(), idx.begin() + P, out);
+}
+
+}  // namespace
+
+template <typename T>
+void memory_write_forward(const MemoryWriteArgs<T>& a) {
+  check_write(a);
+  const int64_t E = a.E, N = a.N, W = a.W, P = a.P;
+  parallel_for(E, [&](int64_t e, int) { least_used(a.usage + e * N, N, P, a.least_used + e * P); });
+  const int64_t chunks = (N + SLOT_CHUNK - 1) / SLOT_CHUNK;
+  parallel_for(E * chunks, [&](int64_t item, int) {
+    const int64_t e = item / chunks, j0 = (item % chunks) * SLOT_CHUNK, j1 = std::min(N, j0 + SLOT_CHUNK);
+    const int64_t* lu = a.least_used + e * P;
+    T* ww = a.write_weights + e * P * N;
+    T* nu = a.new_usage + e * N;
+    for (int64_t j = j0; j < j1; ++j) nu[j] = a.gamma * a.usage[e * N + j];
+    for (int64_t p = 0; p < P; ++p) {
+      const T g = sigmoid(a.alpha[e * P + p]);
+      const T* wr = a.prev_read + (e * P + p) * N;
+      T* w = ww + p * N;
+      for (int64_t j = j0; j < j1; ++j) {
+        w[j] = g * wr[j] + (j == lu[p] ? T(1) - g : T(0));
+        nu[j] += w[j];
+      }
+    }
+    T* M = a.new_memory + e * N * W;
+    std::memcpy(M + j0 * W, a.memory + (e * N + j0) * W, sizeof(T) * (j1 - j0) * W);
+    for (int64_t p = 0; p < P; ++p)  // the least-used slots are cleared before the write
+      if (lu[p] >= j0 && lu[p] < j1) std::fill(M + lu[p] * W, M + (lu[p] + 1) * W, T(0));
+    gemm_tn<T>(j1 - j0, W, P, ww + j0, N, a.values + e * P * W, W, M + j0 * W, W, true);
+  });
+}
+
+template <typename T>
+void memory_write_backward(const MemoryWriteArgs<T>& a, const T* dM, const T* dU, const T* dWW, T* d_memory,
+                           T* d_usage, T* d_prev_read, T* d_alpha, T* d_values) {
+  const int64_t E = a.E, N = a.N, W = a.W, P = a.P;
+  const int64_t chunks = (N + SLOT_CHUNK - 1) / SLOT_CHUNK;
+  std::vector<T> partial(E * chunks * P * (W + 1), T(0));  // per item: dV (P x W) and dalpha (P)
+  parallel_for(E * chunks, [&](int64_t item, int) {
+    const int64_t e = item / chunks, j0 = (item % chunks) * SLOT_CHUNK, j1 = std::min(N, j0 + SLOT_CHUNK);
+    const int64_t n = j1 - j0;
+    const int64_t* lu = a.least_used + e * P;
+    const T* V = a.values + e * P * W;
+    const T* dMe = dM + (e * N + j0) * W;
+    const T* ww = a.write_weights + e * P * N;
+    // dww^T (n x P) = dM_rows (n x W) . V^T (W x P)
+    T* Vt = scratch<T>(W * P, 2);
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t w = 0; w < W; ++w) Vt[w * P + p] = V[p * W + w];
+    T* dwwT = scratch<T>(n * P, 3);
+    gemm_nn<T>(n, P, W, dMe, W, Vt, P, dwwT, P, false);
+    T* part = partial.data() + item * P * (W + 1);
+    for (int64_t p = 0; p < P; ++p) {
+      const T g = sigmoid(a.alpha[e * P + p]);
+      const T* wr = a.prev_read + (e * P + p) * N;
+      T* dpr = d_prev_read + (e * P + p) * N;
+      T dal = T(0);
+      for (int64_t j = j0; j < j1; ++j) {
+        T d = dwwT[(j - j0) * P + p];
+        if (dU) d += dU[e * N + j];
+        if (dWW) d += dWW[(e * P + p) * N + j];
+        dpr[j] = g * d;
+        dal += d * (wr[j] - (j == lu[p] ? T(1) : T(0)));
+      }
+      part[P * W + p] = dal * g * (T(1) - g);
+    }
+    gemm_nn<T>(P, W, n, ww + j0, N, dMe, W, part, W, false);  // dV partial = ww[:, rows] . dM_rows
+    T* dMem = d_memory + (e * N + j0) * W;
+    std::memcpy(dMem, dMe, sizeof(T) * n * W);
+    for (int64_t p = 0; p < P; ++p)
+      if (lu[p] >= j0 && lu[p] < j1) std::fill(dMem + (lu[p] - j0) * W, dMem + (lu[p] - j0 + 1) * W, T(0));
+    for (int64_t j = j0; j < j1; ++j) d_usage[e * N + j] = dU ? a.gamma * dU[e * N + j] : T(0);
+  });
+  parallel_for(E, [&](int64_t e, int) {
+    std::fill(d_values + e * P * W, d_values + (e + 1) * P * W, T(0));
+    std::fill(d_alpha + e * P, d_alpha + (e + 1) * P, T(0));
+    for (int64_t c = 0; c < chunks; ++c) {
+      const T* part = partial.data() + (e * chunks + c) * P * (W + 1);
+      for (int64_t i = 0; i < P * W; ++i) d_values[e * P * W + i] += part[i];
+      for (int64_t p = 0; p < P; ++p) d_alpha[e * P + p] += part[P * W + p];
+    }
+  });
+}
+
+template <typename T>
+void memory_topk(const MemoryReadArgs<T>& a, int64_t k, int64_t* idx, T* sim) {
+  check_read(a);
+  MR_CHECK(k >= 1 && k <= a.N, "topk must be in [1, N = " << a.N << "], got " << k);
+  const ReadPlan<T> plan(a);
+  const int64_t N = a.N, W = a.W;
+  constexpr int64_t CH = 2048;
+  parallel_for(plan.items, [&](int64_t item, int) {
+    int64_t e, q0, kb;
+    plan.block(item, a, e, q0, kb);
+    const T* K = a.keys + q0 * W;
+    const T* M = a.memory + e * N * W;
+    T* MTc = scratch<T>(W * CH, 0);
+    T* S = scratch<T>(KEY_BLOCK * CH, 1);
+    T* mnc = scratch<T>(CH, 2);
+    // per key: a min-heap of (sim, -index) of size k; the root is the weakest kept slot
+    std::vector<std::vector<std::pair<T, int64_t>>> heaps(kb);
+    auto weaker = [](const std::pair<T, int64_t>& x, const std::pair<T, int64_t>& y) {
+      return x.first > y.first || (x.first == y.first && x.second < y.second);
+    };
+    std::vector<T> kn(kb);
+    for (int64_t i = 0; i < kb; ++i) kn[i] = norm(K + i * W, W);
+    for (int64_t c0 = 0; c0 < N; c0 += CH) {
+      const int64_t cn = std::min(CH, N - c0);
+      for (int64_t j = 0; j < cn; ++j) {
+        mnc[j] = norm(M + (c0 + j) * W, W);
+        for (int64_t w = 0; w < W; ++w) MTc[w * cn + j] = M[(c0 + j) * W + w];
+      }
+      gemm_nn<T>(kb, cn, W, K, W, MTc, cn, S, cn, false);
+      for (int64_t i = 0; i < kb; ++i) {
+        auto& h = heaps[i];
+        for (int64_t j = 0; j < cn; ++j) {
+          const T s = S[i * cn + j] / (kn[i] * mnc[j] + a.eps);
+          const std::pair<T, int64_t> cand{s, c0 + j};
+          if (static_cast<int64_t>(h.size()) < k) {
+            h.push_back(cand);
+            std::push_heap(h.begin(), h.end(), weaker);
+          } else if (s > h.front().first) {  // equal similarity: the lower index already kept wins
+            std::pop_heap(h.begin(), h.end(), weaker);
+            h.back() = cand;
+            std::push_heap(h.begin(), h.end(), weaker);
+          }
+        }
+      }
+    }
+    for (int64_t i = 0; i < kb; ++i) {
+      auto& h = heaps[i];
+      std::sort(h.begin(), h.end(), weaker);  // strongest first
+      for (int64_t r = 0; r < k; ++r) {
+        idx[(q0 + i) * k + r] = h[r].second;
+        sim[(q0 + i) * k + r] = h[r].first;
+      }
+    }
+  });
+}
+
+#define MR_INSTANTIATE(T)                                                                              \
+  template void memory_read_forward<T>(const MemoryReadArgs<T>&);                                      \
+  template void memory_read_backward<T>(const MemoryReadArgs<T>&, const T*, const T*, T*, T*, T*);     \
+  template void memory_write_forward<T>(const MemoryWriteArgs<T>&);                                    \
+  template void memory_write_backward<T>(const MemoryWriteArgs<T>&, const T*, const T*, const T*, T*,  \
+                                         T*, T*, T*, T*);                                              \
+  template void memory_topk<T>(const MemoryReadArgs<T>&, int64_t, int64_t*, T*);
+MR_INSTANTIATE(float)
+MR_INSTANTIATE(double)
+
+}  // namespace metarisk

@@ -1,0 +1,176 @@
+"""External-memory ops (Santoro et al. 2016) as autograd Functions over the compiled kernels.
+
+Shapes: a memory is (N, W) (one memory shared by every key) or (B, N, W) (one per episode).
+Keys are (B, W) or (B, H, W) (H heads per episode); beta is None (= 1, Santoro et al.), a
+float, or one strength >= 0 per key. Twins with the same signatures: metarisk_fast.reference.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .. import _core
+from ._validate import as_tensor
+
+EPS = 1e-6
+
+
+class MemoryRead(NamedTuple):
+    read: torch.Tensor  # shaped like the keys
+    weights: torch.Tensor  # (..., N) dense, or (..., k) for a top-k read
+
+
+class TopKRead(NamedTuple):
+    read: torch.Tensor
+    weights: torch.Tensor  # (..., k) softmax over the k nearest slots
+    indices: torch.Tensor  # (..., k) their slots, most similar first
+
+
+def _np(t):
+    return None if t is None else t.detach().contiguous().numpy()
+
+
+def _layout(memory, keys, beta):
+    """(memory (E,N,W), keys (E*G, W), beta (E*G,), key shape) with checks that name the argument."""
+    memory = as_tensor(memory, "memory")
+    keys = as_tensor(keys, "keys", dtype=memory.dtype)
+    if memory.dim() not in (2, 3):
+        raise ValueError(f"memory must be (N, W) or (B, N, W), got shape {tuple(memory.shape)}")
+    if memory.shape[-2] == 0:
+        raise ValueError("memory has no slots (N = 0)")
+    if keys.dim() not in (2, 3):
+        raise ValueError(f"keys must be (B, W) or (B, H, W), got shape {tuple(keys.shape)}")
+    if keys.shape[-1] != memory.shape[-1]:
+        raise ValueError(f"key width {keys.shape[-1]} does not match the memory width {memory.shape[-1]}")
+    if memory.dim() == 3 and keys.shape[0] != memory.shape[0]:
+        raise ValueError(f"{keys.shape[0]} key groups for {memory.shape[0]} per-episode memories")
+    if keys.shape[0] == 0:
+        raise ValueError("no keys")
+    mem3 = memory if memory.dim() == 3 else memory.unsqueeze(0)
+    n_keys = keys.shape[:-1].numel()
+    if beta is None:
+        beta = torch.ones(n_keys, dtype=memory.dtype)
+    elif isinstance(beta, (float, int)):
+        beta = torch.full((n_keys,), float(beta), dtype=memory.dtype)
+    else:
+        beta = as_tensor(beta, "beta", dtype=memory.dtype)
+        if tuple(beta.shape) != tuple(keys.shape[:-1]):
+            raise ValueError(f"beta must have shape {tuple(keys.shape[:-1])} (one per key), got {tuple(beta.shape)}")
+        beta = beta.reshape(-1)
+    if not torch.isfinite(beta).all() or (beta < 0).any():
+        raise ValueError("beta (key strength) must be finite and >= 0")
+    return mem3, keys.reshape(-1, keys.shape[-1]), beta, tuple(keys.shape)
+
+
+class _DenseRead(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, memory, keys, beta, eps):
+        read, weights = _core.memory_read_forward(_np(memory), _np(keys), _np(beta), eps)
+        read, weights = torch.from_numpy(read), torch.from_numpy(weights)
+        ctx.save_for_backward(memory, keys, beta, weights)
+        ctx.eps = eps
+        return read, weights
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_read, d_weights):
+        memory, keys, beta, weights = ctx.saved_tensors
+        d_read = torch.zeros(keys.shape, dtype=keys.dtype) if d_read is None else d_read
+        dk, db, dm = _core.memory_read_backward(_np(memory), _np(keys), _np(beta), ctx.eps, _np(weights),
+                                                _np(d_read), _np(d_weights))
+        return torch.from_numpy(dm), torch.from_numpy(dk), torch.from_numpy(db), None
+
+
+def memory_read(memory, keys, beta=None, topk: int | None = None, eps: float = EPS):
+    """Content-based read: w = softmax_i(beta * cos(k, M_i)), read = sum_i w_i M_i, with
+    cos(k, M_i) = k.M_i / (|k| |M_i| + eps). Returns (read, weights); with ``topk`` the softmax
+    runs over the k most similar slots (an exact scan) and indices are returned too."""
+    mem3, k2, b1, key_shape = _layout(memory, keys, beta)
+    if topk is None:
+        read, weights = _DenseRead.apply(mem3.contiguous(), k2.contiguous(), b1.contiguous(), eps)
+        return MemoryRead(read.reshape(key_shape), weights.reshape(*key_shape[:-1], mem3.shape[1]))
+    if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or not 1 <= topk <= mem3.shape[1]:
+        raise ValueError(f"topk must be an int in [1, N = {mem3.shape[1]}], got {topk!r}")
+    idx, _ = _core.memory_topk(_np(mem3), _np(k2), int(topk), eps)
+    idx = torch.from_numpy(idx)  # (E*G, k): selection is not differentiated
+    group = torch.arange(k2.shape[0]) // (k2.shape[0] // mem3.shape[0])
+    rows = mem3[group[:, None], idx]  # (E*G, k, W): the differentiable part on k rows
+    sim = (rows @ k2.unsqueeze(-1)).squeeze(-1) / (k2.norm(dim=-1, keepdim=True) * rows.norm(dim=-1) + eps)
+    w = torch.softmax(b1[:, None] * sim, dim=-1)
+    read = (w.unsqueeze(-1) * rows).sum(1)
+    k = int(topk)
+    return TopKRead(read.reshape(key_shape), w.reshape(*key_shape[:-1], k), idx.reshape(*key_shape[:-1], k))
+
+
+class _Write(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, memory, usage, prev_read, alpha, values, gamma):
+        nm, nu, ww, lu = _core.memory_write_forward(_np(memory), _np(usage), _np(prev_read), _np(alpha),
+                                                    _np(values), gamma)
+        ww_t, lu_t = torch.from_numpy(ww), torch.from_numpy(lu)
+        ctx.save_for_backward(memory, usage, prev_read, alpha, values, ww_t, lu_t)
+        ctx.gamma = gamma
+        ctx.mark_non_differentiable(lu_t)
+        return torch.from_numpy(nm), torch.from_numpy(nu), ww_t, lu_t
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_mem, d_usage, d_ww, _):
+        memory, usage, prev_read, alpha, values, ww, lu = ctx.saved_tensors
+        d_mem = torch.zeros_like(memory) if d_mem is None else d_mem
+        out = _core.memory_write_backward(_np(memory), _np(usage), _np(prev_read), _np(alpha), _np(values),
+                                          ctx.gamma, _np(ww), _np(lu), _np(d_mem), _np(d_usage), _np(d_ww))
+        return (*(torch.from_numpy(o) for o in out), None)
+
+
+def memory_write_lrua(memory, usage, prev_read_weights, alpha, values, gamma: float = 0.95):
+    """Least-recently-used-access write (Santoro et al. 2016, eqs. 20-23), batched.
+
+    memory (N, W) with values (P, W): P writes into one shared memory, sent to the P least-used
+    slots (ties by index); or memory (B, N, W) with values (B, W) or (B, P, W): per-episode
+    writes. prev_read_weights (..., N) is w^r_{t-1} of each write and alpha (...) its gate logit:
+    w^w = sigmoid(alpha) w^r_{t-1} + (1 - sigmoid(alpha)) w^lu. The least-used slots are zeroed,
+    then M += sum w^w a^T. Returns (new_memory, new_usage, write_weights, least_used) where
+    new_usage = gamma * usage + sum w^w (add the next read weights to complete u_t)."""
+    memory = as_tensor(memory, "memory")
+    dt = memory.dtype
+    usage, prev, values = (as_tensor(x, n, dtype=dt) for x, n in
+                           ((usage, "usage"), (prev_read_weights, "prev_read_weights"), (values, "values")))
+    alpha = as_tensor(alpha, "alpha", dtype=dt)
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+    shared = memory.dim() == 2
+    if memory.dim() not in (2, 3) or memory.shape[-2] == 0:
+        raise ValueError(f"memory must be (N, W) or (B, N, W) with N >= 1, got shape {tuple(memory.shape)}")
+    N, W = memory.shape[-2:]
+    if shared:
+        if values.dim() != 2 or values.shape[1] != W:
+            raise ValueError(f"values for a shared memory must be (P, {W}), got {tuple(values.shape)}")
+        single = False
+        mem3, use2, vals3 = memory[None], usage.reshape(1, -1), values[None]
+    else:
+        single = values.dim() == 2
+        vals3 = values[:, None] if single else values
+        if vals3.dim() != 3 or vals3.shape[0] != memory.shape[0] or vals3.shape[2] != W:
+            raise ValueError(f"values must be ({memory.shape[0]}, W) or ({memory.shape[0]}, P, W) with W = {W}, "
+                             f"got {tuple(values.shape)}")
+        mem3, use2 = memory, usage
+    P = vals3.shape[1]
+    if P > N:
+        raise ValueError(f"{P} writes into a memory of {N} slots: each write needs its own least-used slot")
+    if tuple(use2.shape) != (mem3.shape[0], N):
+        raise ValueError(f"usage must have shape {tuple(memory.shape[:-1])}, got {tuple(usage.shape)}")
+    prev3 = prev.reshape(mem3.shape[0], P, N) if prev.numel() == mem3.shape[0] * P * N else None
+    if prev3 is None or tuple(prev.shape[:-1]) != tuple(values.shape[:-1]):
+        raise ValueError(f"prev_read_weights must have shape {tuple(values.shape[:-1]) + (N,)}, got {tuple(prev.shape)}")
+    if alpha.numel() != mem3.shape[0] * P or tuple(alpha.shape) != tuple(values.shape[:-1]):
+        raise ValueError(f"alpha must have shape {tuple(values.shape[:-1])} (one gate per write), got {tuple(alpha.shape)}")
+    nm, nu, ww, lu = _Write.apply(mem3.contiguous(), use2.contiguous(), prev3.contiguous(),
+                                  alpha.reshape(mem3.shape[0], P).contiguous(), vals3.contiguous(), float(gamma))
+    if shared:
+        return nm[0], nu[0], ww[0], lu[0]
+    if single:
+        return nm, nu, ww[:, 0], lu[:, 0]
+    return nm, nu, ww, lu
