@@ -33,6 +33,7 @@ def get_num_threads() -> int:
     return int(_core.num_threads())
 
 
-from .learners import MAML, MLP, MetaSGD, Reptile  # noqa: E402
+from .learners import MAML, MLP, ExternalMemory, MemoryAugmentedNet, MetaSGD, Reptile  # noqa: E402
 
-__all__ = ["MLP", "MAML", "Reptile", "MetaSGD", "build_info", "set_num_threads", "get_num_threads"]
+__all__ = ["MLP", "MAML", "Reptile", "MetaSGD", "ExternalMemory", "MemoryAugmentedNet", "build_info",
+           "set_num_threads", "get_num_threads"]

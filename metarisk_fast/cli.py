@@ -220,8 +220,9 @@ def cmd_demo(args):
         evals.append(evaluate(builder, A, R, {**fc, **base}, horizon=spec.horizon,
                               label=f"few-shot, history k = {k} days"))
     elapsed = time.perf_counter() - t_start
-    pre = ("Meta-learners adapt on only the last k days of each held-out asset (5 gradient steps, or none "
-           "for `pooled`: the same network trained without meta-learning); the baselines use each asset's "
+    pre = ("Meta-learners adapt on only the last k days of each held-out asset (5 gradient steps; `memory` "
+           "writes them into an external memory and reads it once; `pooled` is the same network trained "
+           "without meta-learning and does not adapt); the baselines use each asset's "
            f"full history up to the forecast date. Training: assets {', '.join(train_assets)}, "
            f"{panel.dates[0]} to {panel.dates[train_end]}; testing after an embargo of {spec.horizon} day(s). "
            f"Run time {elapsed:.0f} s.\n")
@@ -264,8 +265,8 @@ def _parser():
     d.add_argument("--horizon", type=int, default=1, help="forecast horizon in days (default 1)")
     d.add_argument("--train-end", default="2014-12-31", help="last training date (default 2014-12-31)")
     d.add_argument("--holdout", type=int, default=5, help="assets held out for testing (default 5)")
-    d.add_argument("--learners", nargs="+", default=["maml", "fomaml", "reptile", "metasgd", "pooled"],
-                   choices=[x for x in LEARNERS if x != "memory"])
+    d.add_argument("--learners", nargs="+", default=["maml", "fomaml", "reptile", "metasgd", "memory", "pooled"],
+                   choices=LEARNERS)
     d.add_argument("--histories", type=int, nargs="+", default=list(DEFAULT_HISTORIES),
                    help="few-shot history lengths k (default 20 60 250)")
     d.set_defaults(func=cmd_demo)

@@ -16,26 +16,34 @@ from .data.io import atomic_write_bytes, atomic_write_text
 from .features import FeatureSet
 from .learners import MAML, MLP, MetaSGD, Reptile
 from .learners.forecasters import pooled_learner
+from .learners.memory import MemoryAugmentedNet
 from .tasks import TaskSpec
 
 FORMAT_VERSION = 1
 LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "pooled", "memory")
+MEMORY_SLOTS = 256  # >= the longest few-shot history written into one episode's memory
 
 
 class ModelError(ValueError):
     """A model directory that is missing, damaged or from an incompatible version."""
 
 
+def _zero_output(net: MLP) -> None:
+    """Output 0 is the anchor forecast (see tasks): a fresh model starts at RiskMetrics."""
+    with torch.no_grad():
+        net.layers[-1].weight.zero_()
+        net.layers[-1].bias.zero_()
+
+
 def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 0.05, inner_steps: int = 5):
     if kind not in LEARNERS:
         raise ValueError(f"unknown learner {kind!r}; choose from {', '.join(LEARNERS)}")
     if kind == "memory":
-        raise ValueError("the memory-augmented learner is not available in this version "
-                         "(its kernels are still being built); choose maml, fomaml, reptile, metasgd or pooled")
+        model = MemoryAugmentedNet(n_features, width=32, slots=MEMORY_SLOTS, hidden=tuple(hidden), loss="gaussian_nll")
+        _zero_output(model.decoder)
+        return model
     net = MLP(n_features, tuple(hidden), 1)
-    with torch.no_grad():  # output 0 = the anchor forecast (see tasks): start from RiskMetrics
-        net.layers[-1].weight.zero_()
-        net.layers[-1].bias.zero_()
+    _zero_output(net)
     if kind == "pooled":
         return pooled_learner(net)
     cls = {"maml": MAML, "fomaml": MAML, "reptile": Reptile, "metasgd": MetaSGD}[kind]

@@ -6,6 +6,8 @@
 // an MR x NR block of C stays in registers across the whole k loop.
 #pragma once
 #include <cstdint>
+#include <cstddef>
+#include <vector>
 
 namespace metarisk {
 
@@ -62,19 +64,35 @@ static inline void gemm_edge(int64_t m, int64_t n, int64_t k, const T* __restric
 }
 
 template <typename T, int MR>
-static inline void gemm_rows(int64_t n, int64_t k, const T* A, int64_t a_row, int64_t a_col,
-                             const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate) {
-  constexpr int NR = GemmBlock<T>::NR;
-  int64_t j = 0;
-  for (; j + NR <= n; j += NR)
-    gemm_micro<T, MR, NR>(k, A, a_row, a_col, B + j, ldb, C + j, ldc, accumulate);
-  if (j < n) gemm_edge<T>(MR, n - j, k, A, a_row, a_col, B + j, ldb, C + j, ldc, accumulate);
+static inline void gemm_block_rows(int64_t k, const T* A, int64_t a_row, int64_t a_col, const T* B,
+                                   int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  gemm_micro<T, MR, GemmBlock<T>::NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate);
+}
+
+// Rows i .. m-1 of one NR-wide column panel (B: k x NR at stride ldb).
+template <typename T>
+static inline void gemm_panel(int64_t m, int64_t k, const T* A, int64_t a_row, int64_t a_col,
+                              const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  constexpr int MR = GemmBlock<T>::MR;
+  int64_t i = 0;
+  for (; i + MR <= m; i += MR)
+    gemm_block_rows<T, MR>(k, A + i * a_row, a_row, a_col, B, ldb, C + i * ldc, ldc, accumulate);
+  const T* Ai = A + i * a_row;
+  T* Ci = C + i * ldc;
+  switch (m - i) {
+    case 5: gemm_block_rows<T, 5>(k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
+    case 4: gemm_block_rows<T, 4>(k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
+    case 3: gemm_block_rows<T, 3>(k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
+    case 2: gemm_block_rows<T, 2>(k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
+    case 1: gemm_block_rows<T, 1>(k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
+    default: break;
+  }
 }
 
 template <typename T>
 inline void gemm(int64_t m, int64_t n, int64_t k, const T* A, int64_t a_row, int64_t a_col,
                  const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate) {
-  constexpr int MR = GemmBlock<T>::MR;
+  constexpr int MR = GemmBlock<T>::MR, NR = GemmBlock<T>::NR;
   if (n == 1) {  // a column vector output (the last layer of a scalar regressor): plain dots
     for (int64_t i = 0; i < m; ++i) {
       T s = accumulate ? C[i * ldc] : T(0);
@@ -83,19 +101,25 @@ inline void gemm(int64_t m, int64_t n, int64_t k, const T* A, int64_t a_row, int
     }
     return;
   }
-  int64_t i = 0;
-  for (; i + MR <= m; i += MR)
-    gemm_rows<T, MR>(n, k, A + i * a_row, a_row, a_col, B, ldb, C + i * ldc, ldc, accumulate);
-  const T* Ai = A + i * a_row;
-  T* Ci = C + i * ldc;
-  switch (m - i) {
-    case 5: gemm_rows<T, 5>(n, k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
-    case 4: gemm_rows<T, 4>(n, k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
-    case 3: gemm_rows<T, 3>(n, k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
-    case 2: gemm_rows<T, 2>(n, k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
-    case 1: gemm_rows<T, 1>(n, k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
-    default: break;
+  // Column panels outermost. When several row blocks reuse a panel whose rows lie far apart
+  // (a wide B: rows at a large, often power-of-two stride alias in the cache), copy it into a
+  // contiguous buffer first.
+  const bool pack = m > MR && ldb > 2 * NR;
+  thread_local std::vector<T> packed;
+  if (pack && packed.size() < static_cast<size_t>(k * NR)) packed.resize(k * NR);
+  int64_t j = 0;
+  for (; j + NR <= n; j += NR) {
+    const T* Bj = B + j;
+    int64_t ldbj = ldb;
+    if (pack) {
+      for (int64_t p = 0; p < k; ++p)
+        for (int q = 0; q < NR; ++q) packed[p * NR + q] = B[p * ldb + j + q];
+      Bj = packed.data();
+      ldbj = NR;
+    }
+    gemm_panel<T>(m, k, A, a_row, a_col, Bj, ldbj, C + j, ldc, accumulate);
   }
+  if (j < n) gemm_edge<T>(m, n - j, k, A, a_row, a_col, B + j, ldb, C + j, ldc, accumulate);
 }
 
 // C = A * B (A: m x k, lda) [+ C]

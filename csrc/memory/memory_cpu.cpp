@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../common/checks.h"
+#include "../common/fast_math.h"
 #include "../common/small_gemm.h"
 #include "../common/thread_pool.h"
 #include "memory.h"
@@ -91,12 +92,14 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
       const T kn = norm(K + i * W, W), b = a.beta[q0 + i];
       T* p = P + i * N;
       T mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
       for (int64_t j = 0; j < N; ++j) {
         p[j] = b * p[j] / (kn * mnorm[j] + a.eps);
         mx = std::max(mx, p[j]);
       }
       T s = T(0);
-      for (int64_t j = 0; j < N; ++j) s += (p[j] = std::exp(p[j] - mx));
+#pragma omp simd reduction(+ : s)
+      for (int64_t j = 0; j < N; ++j) s += (p[j] = fast_exp(p[j] - mx));
       const T inv = T(1) / s;
       for (int64_t j = 0; j < N; ++j) p[j] *= inv;
     }
@@ -144,8 +147,10 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
         T* dp = dP + i * N;
         T* s = S + i * N;
         T dot = T(0);
+#pragma omp simd reduction(+ : dot)
         for (int64_t j = 0; j < N; ++j) dot += p[j] * dp[j];
         T dbeta = T(0), dkn = T(0);
+#pragma omp simd reduction(+ : dbeta, dkn)
         for (int64_t j = 0; j < N; ++j) {
           const T dl = p[j] * (dp[j] - dot);
           const T D = kn * mnorm[j] + a.eps;

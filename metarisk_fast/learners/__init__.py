@@ -1,5 +1,6 @@
 """Learners: the MAML family (fused inner loops) share one interface with the baselines."""
 from .maml import MAML, MetaSGD, Reptile
+from .memory import ExternalMemory, MemoryAugmentedNet
 from .mlp import MLP
 
-__all__ = ["MLP", "MAML", "Reptile", "MetaSGD"]
+__all__ = ["MLP", "MAML", "Reptile", "MetaSGD", "ExternalMemory", "MemoryAugmentedNet"]

@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 
 from .. import features as F
 from ..tasks import EpisodeBuilder
-from .maml import _GradientMetaLearner
 
 VAR_FLOOR = 1e-12
 
@@ -34,10 +33,10 @@ class MetaForecaster(Forecaster):
     """A meta-learned network: for each (asset, t), adapt on the last ``history`` days (targets
     realised before t) and predict the log of the normalised variance at t."""
 
-    learner: _GradientMetaLearner
+    learner: torch.nn.Module  # a MAML-family learner or a MemoryAugmentedNet
     history: int = 60
     name: str = "maml"
-    chunk: int = 8192
+    chunk: int = 1024
 
     def predict(self, builder, asset, rows):
         batch, ok = builder.forecast_tasks(asset, rows, self.history)

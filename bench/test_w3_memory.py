@@ -1,0 +1,103 @@
+"""W3 (WORKLOADS.md): external memory of N = 4096 slots x W = 64, B = 256 keys per call, float32:
+dense read, LRUA write of 256 vectors (gamma = 0.95), read + write, and read forward + backward,
+against the same equations in PyTorch eager (metarisk_fast.reference) and under torch.compile."""
+import pytest
+import torch
+
+from metarisk_fast import ops, reference
+
+N, W, B, GAMMA = 4096, 64, 256, 0.95
+KEY_BLOCK = 32  # keys per block in the kernel: the memory is read twice per block
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    mem = torch.randn(N, W, generator=g)
+    keys = torch.randn(B, W, generator=g)
+    beta = torch.rand(B, generator=g) * 5
+    usage = torch.rand(N, generator=g)
+    prev = torch.softmax(torch.randn(B, N, generator=g), -1)
+    alpha = torch.randn(B, generator=g)
+    return mem, keys, beta, usage, prev, alpha
+
+
+READ_FLOPS = 4 * B * N * W  # dots and weighted sum
+WRITE_FLOPS = 2 * B * N * W
+READ_BYTES = 4 * (2 * N * W * (B // KEY_BLOCK) + B * N + 2 * B * W)
+WRITE_BYTES = 4 * (2 * N * W + 2 * B * N + B * W)
+
+
+def _rates(benchmark, flops, nbytes):
+    t = benchmark.stats.stats.median
+    benchmark.extra_info["keys_per_s"] = round(B / t)
+    benchmark.extra_info["GFLOP_s"] = round(flops / t / 1e9, 1)
+    benchmark.extra_info["GB_s"] = round(nbytes / t / 1e9, 1)
+
+
+def _read(lib):
+    def run(mem, keys, beta):
+        return lib.memory_read(mem, keys, beta)
+    return run
+
+
+def _write(lib):
+    def run(mem, usage, prev, alpha, keys):
+        return lib.memory_write_lrua(mem, usage, prev, alpha, keys, GAMMA)
+    return run
+
+
+def _read_write(lib):
+    def run(mem, keys, beta, usage, prev, alpha):
+        new_mem, new_usage, _, _ = lib.memory_write_lrua(mem, usage, prev, alpha, keys, GAMMA)
+        return lib.memory_read(new_mem, keys, beta)
+    return run
+
+
+def _read_fwd_bwd(lib):
+    def run(mem, keys, beta):
+        r, w = lib.memory_read(mem, keys, beta)
+        return torch.autograd.grad(r.sum() + (w * w).sum(), [mem, keys, beta])
+    return run
+
+
+PEERS = {"metarisk_fast": lambda f: f(ops), "eager": lambda f: f(reference),
+         "torch_compile": lambda f: torch.compile(f(reference), dynamic=False)}
+
+
+@pytest.mark.parametrize("peer", list(PEERS))
+def test_read(benchmark, peer):
+    benchmark.group = "W3 read"
+    mem, keys, beta, *_ = _data()
+    fn = PEERS[peer](_read)
+    with torch.no_grad():
+        benchmark.pedantic(fn, (mem, keys, beta), rounds=20, warmup_rounds=2)
+    _rates(benchmark, READ_FLOPS, READ_BYTES)
+
+
+@pytest.mark.parametrize("peer", list(PEERS))
+def test_write(benchmark, peer):
+    benchmark.group = "W3 write"
+    mem, keys, beta, usage, prev, alpha = _data()
+    fn = PEERS[peer](_write)
+    with torch.no_grad():
+        benchmark.pedantic(fn, (mem, usage, prev, alpha, keys), rounds=20, warmup_rounds=2)
+    _rates(benchmark, WRITE_FLOPS, WRITE_BYTES)
+
+
+@pytest.mark.parametrize("peer", list(PEERS))
+def test_read_write(benchmark, peer):
+    benchmark.group = "W3 read+write"
+    mem, keys, beta, usage, prev, alpha = _data()
+    fn = PEERS[peer](_read_write)
+    with torch.no_grad():
+        benchmark.pedantic(fn, (mem, keys, beta, usage, prev, alpha), rounds=20, warmup_rounds=2)
+    _rates(benchmark, READ_FLOPS + WRITE_FLOPS, READ_BYTES + WRITE_BYTES)
+
+
+@pytest.mark.parametrize("peer", ["metarisk_fast", "eager"])
+def test_read_forward_backward(benchmark, peer):
+    benchmark.group = "W3 read fwd+bwd"
+    mem, keys, beta, *_ = (t.requires_grad_() for t in _data()[:3])
+    fn = PEERS[peer](_read_fwd_bwd)
+    benchmark.pedantic(fn, (mem, keys, beta), rounds=10, warmup_rounds=2)
+    _rates(benchmark, READ_FLOPS * 3, READ_BYTES * 3)
