@@ -22,6 +22,10 @@ py::tuple memory_write_bwd(const py::array&, const py::array&, const py::array&,
                            const py::array&, double, const py::array&, const py::array&, const py::array&,
                            const py::object&, const py::object&);
 py::tuple memory_topk_py(const py::array&, const py::array&, int64_t, double);
+#ifdef METARISK_WITH_CUDA
+void mlp_inner_loop_cuda(const py::dict&, const std::string&, int, int64_t, int64_t, int64_t, const std::vector<int64_t>&,
+                         int64_t, const std::string&, const std::string&, const std::string&, bool);
+#endif
 }  // namespace metarisk
 
 PYBIND11_MODULE(_core, m) {
@@ -44,5 +48,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("prev_read_weights"), py::arg("alpha"), py::arg("values"), py::arg("gamma"),
         py::arg("write_weights"), py::arg("least_used"), py::arg("d_new_memory"), py::arg("d_new_usage"),
         py::arg("d_write_weights"));
+#ifdef METARISK_WITH_CUDA
+  m.def("mlp_inner_loop_cuda", &metarisk::mlp_inner_loop_cuda, py::arg("ptrs"), py::arg("dtype"), py::arg("device"), py::arg("tasks"),
+        py::arg("support"), py::arg("query"), py::arg("sizes"), py::arg("steps"), py::arg("activation"),
+        py::arg("loss"), py::arg("mode"), py::arg("lr_per_param"));
+#endif
   m.def("memory_topk", &metarisk::memory_topk_py, py::arg("memory"), py::arg("keys"), py::arg("k"), py::arg("eps"));
 }

@@ -55,4 +55,9 @@ struct InnerLoopArgs {
 template <typename T>
 void inner_loop_cpu(const MlpShape& shape, const InnerLoopArgs<T>& args);
 
+// The same on a CUDA device: every pointer in args is device memory; inputs are not scanned for
+// NaN here (the Python op checks them on the device). Blocks until the kernel has finished.
+template <typename T>
+void inner_loop_cuda(const MlpShape& shape, const InnerLoopArgs<T>& args);
+
 }  // namespace metarisk

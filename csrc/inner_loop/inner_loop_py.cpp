@@ -94,4 +94,56 @@ py::dict mlp_inner_loop(const py::array& theta, const py::array& lr, const py::a
                        py::str(theta.dtype()).cast<std::string>());
 }
 
+#ifdef METARISK_WITH_CUDA
+void cuda_set_device(int device);
+
+template <typename T>
+static void run_cuda(const MlpShape& shape, const py::dict& ptrs, int64_t B, int64_t K, int64_t Q, int64_t steps,
+                     MetaMode mode, bool lr_per_param) {
+  auto ptr = [&](const char* key) -> T* {
+    const uintptr_t v = ptrs.contains(key) && !ptrs[key].is_none() ? ptrs[key].cast<uintptr_t>() : 0;
+    return reinterpret_cast<T*>(v);
+  };
+  InnerLoopArgs<T> a;
+  a.theta = ptr("theta");
+  a.lr = ptr("lr");
+  a.lr_per_param = lr_per_param;
+  a.xs = ptr("xs");
+  a.ys = ptr("ys");
+  a.xq = ptr("xq");
+  a.yq = ptr("yq");
+  a.tasks = B;
+  a.support = K;
+  a.query = Q;
+  a.steps = steps;
+  a.mode = mode;
+  a.task_loss = ptr("loss");
+  a.task_grad = ptr("grad");
+  a.task_lr_grad = ptr("lr_grad");
+  a.adapted = ptr("adapted");
+  a.query_pred = ptr("pred");
+  MR_CHECK(a.theta && a.lr && a.xs && a.ys, "theta, lr, xs and ys device pointers are required");
+  py::gil_scoped_release release;
+  inner_loop_cuda<T>(shape, a);
+}
+
+// Device buffers come in as integer addresses (tensor.data_ptr()), allocated and shape-checked
+// by the Python op; the outputs named in ptrs are written.
+void mlp_inner_loop_cuda(const py::dict& ptrs, const std::string& dtype, int device, int64_t B, int64_t K, int64_t Q,
+                         const std::vector<int64_t>& sizes, int64_t steps, const std::string& activation,
+                         const std::string& loss, const std::string& mode, bool lr_per_param) {
+  cuda_set_device(device);
+  MlpShape shape{sizes, parse_activation(activation), parse_loss(loss)};
+  shape.validate();
+  MR_CHECK(B >= 1 && K >= 0 && Q >= 0 && steps >= 0, "bad task batch sizes");
+  const MetaMode m = parse_mode(mode);
+  if (dtype == "float32")
+    run_cuda<float>(shape, ptrs, B, K, Q, steps, m, lr_per_param);
+  else if (dtype == "float64")
+    run_cuda<double>(shape, ptrs, B, K, Q, steps, m, lr_per_param);
+  else
+    throw py::type_error("dtype must be float32 or float64, got " + dtype);
+}
+#endif
+
 }  // namespace metarisk

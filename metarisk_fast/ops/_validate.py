@@ -9,7 +9,7 @@ import torch
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
-def as_tensor(x, name: str, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+def as_tensor(x, name: str, *, dtype: torch.dtype | None = None, allow_cuda: bool = False) -> torch.Tensor:
     """Tensors pass through; NumPy arrays are wrapped without a copy."""
     if isinstance(x, torch.Tensor):
         t = x
@@ -21,10 +21,9 @@ def as_tensor(x, name: str, *, dtype: torch.dtype | None = None) -> torch.Tensor
         raise TypeError(f"{name} must be float32 or float64, got {t.dtype}")
     if dtype is not None and t.dtype != dtype:
         raise TypeError(f"{name} has dtype {t.dtype} but the parameters are {dtype}; use one dtype")
-    if t.device.type != "cpu":
+    if t.device.type != "cpu" and not (allow_cuda and t.device.type == "cuda"):
         raise ValueError(
-            f"{name} is on {t.device}; this build's kernels run on CPU tensors "
-            "(move the model and data with .cpu())"
+            f"{name} is on {t.device}; this op runs on CPU tensors (move the model and data with .cpu())"
         )
     return t
 
@@ -60,11 +59,13 @@ def mlp_sizes(params: Sequence[torch.Tensor]) -> list[int]:
     return sizes
 
 
-def check_task_batch(xs, ys, xq, yq, sizes, dtype, *, need_query_targets: bool):
-    """Validates and converts (B,K,D), (B,K,O), (B,Q,D), (B,Q,O); returns contiguous tensors."""
+def check_task_batch(xs, ys, xq, yq, sizes, dtype, *, need_query_targets: bool, device=None):
+    """Validates and converts (B,K,D), (B,K,O), (B,Q,D), (B,Q,O); returns contiguous tensors,
+    all on ``device`` (the parameters' device)."""
     d_in, d_out = sizes[0], sizes[-1]
-    xs = as_tensor(xs, "xs", dtype=dtype)
-    ys = as_tensor(ys, "ys", dtype=dtype)
+    cuda = device is not None and device.type == "cuda"
+    xs = as_tensor(xs, "xs", dtype=dtype, allow_cuda=cuda)
+    ys = as_tensor(ys, "ys", dtype=dtype, allow_cuda=cuda)
     check_ndim(xs, "xs", 3, "(tasks, support rows, features)")
     check_ndim(ys, "ys", 3, "(tasks, support rows, outputs)")
     if xs.shape[0] == 0:
@@ -76,7 +77,7 @@ def check_task_batch(xs, ys, xq, yq, sizes, dtype, *, need_query_targets: bool):
             f"ys must have shape {(xs.shape[0], xs.shape[1], d_out)} to match xs, got {tuple(ys.shape)}"
         )
     if xq is not None:
-        xq = as_tensor(xq, "xq", dtype=dtype)
+        xq = as_tensor(xq, "xq", dtype=dtype, allow_cuda=cuda)
         check_ndim(xq, "xq", 3, "(tasks, query rows, features)")
         if xq.shape[0] != xs.shape[0] or xq.shape[2] != d_in:
             raise ValueError(
@@ -85,7 +86,7 @@ def check_task_batch(xs, ys, xq, yq, sizes, dtype, *, need_query_targets: bool):
     if yq is not None:
         if xq is None:
             raise ValueError("yq given without xq")
-        yq = as_tensor(yq, "yq", dtype=dtype)
+        yq = as_tensor(yq, "yq", dtype=dtype, allow_cuda=cuda)
         if yq.shape != (xq.shape[0], xq.shape[1], d_out):
             raise ValueError(
                 f"yq must have shape {(xq.shape[0], xq.shape[1], d_out)} to match xq, got {tuple(yq.shape)}"
@@ -98,8 +99,11 @@ def check_task_batch(xs, ys, xq, yq, sizes, dtype, *, need_query_targets: bool):
                 f"{name} requires grad, but the fused inner loop differentiates only with respect "
                 "to the parameters and learning rates; detach the data"
             )
-    contig = [None if t is None else t.contiguous() for t in (xs, ys, xq, yq)]
-    return contig
+    if device is not None:
+        for t, name in ((xs, "xs"), (ys, "ys"), (xq, "xq"), (yq, "yq")):
+            if t is not None and t.device != device:
+                raise ValueError(f"{name} is on {t.device} but the parameters are on {device}")
+    return [None if t is None else t.contiguous() for t in (xs, ys, xq, yq)]
 
 
 def check_steps(steps) -> int:

@@ -27,20 +27,24 @@ def _check_choice(value: str, name: str, choices) -> str:
 
 
 def _flat_params(params: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
-    params = [as_tensor(p, f"params[{i}]") for i, p in enumerate(params)]
+    params = [as_tensor(p, f"params[{i}]", allow_cuda=True) for i, p in enumerate(params)]
     sizes = mlp_sizes(params)
     dtypes = {p.dtype for p in params}
     if len(dtypes) != 1:
         raise TypeError(f"all parameters must share one dtype, got {sorted(map(str, dtypes))}")
+    devices = {p.device for p in params}
+    if len(devices) != 1:
+        raise ValueError(f"all parameters must be on one device, got {sorted(map(str, devices))}")
     return torch.cat([p.reshape(-1) for p in params]), sizes
 
 
 def _flat_lr(lr: LearningRate, params: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
     """(1,) for one shared rate, (P,) for one rate per parameter entry (differentiable)."""
+    device = params[0].device
     if isinstance(lr, (float, int)) and not isinstance(lr, bool):
-        return torch.tensor([float(lr)], dtype=dtype)
+        return torch.tensor([float(lr)], dtype=dtype, device=device)
     if isinstance(lr, (torch.Tensor, np.ndarray)):
-        t = as_tensor(lr, "inner lr", dtype=dtype)
+        t = as_tensor(lr, "inner lr", dtype=dtype, allow_cuda=True)
         if t.numel() != 1:
             raise ValueError(
                 f"a single inner lr tensor must hold one value, got shape {tuple(t.shape)}; "
@@ -53,11 +57,51 @@ def _flat_lr(lr: LearningRate, params: Sequence[torch.Tensor], dtype: torch.dtyp
     for i, (r, p) in enumerate(zip(lrs, params)):
         if tuple(r.shape) != tuple(p.shape):
             raise ValueError(f"inner lr[{i}] has shape {tuple(r.shape)}, parameter has {tuple(p.shape)}")
-    return torch.cat([as_tensor(r, f"inner lr[{i}]", dtype=dtype).reshape(-1) for i, r in enumerate(lrs)])
+    return torch.cat([as_tensor(r, f"inner lr[{i}]", dtype=dtype, allow_cuda=True).reshape(-1)
+                      for i, r in enumerate(lrs)])
 
 
 def _np(t: torch.Tensor | None):
     return None if t is None else t.detach().numpy()
+
+
+def _run_core(theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss, mode, *, want_loss=False,
+              want_lr_grad=False, want_adapted=False, want_pred=False) -> dict:
+    """One fused kernel call on the tensors' device; returns the requested outputs as tensors."""
+    if theta.device.type == "cpu":
+        out = _core.mlp_inner_loop(_np(theta), _np(lr), _np(xs), _np(ys), _np(xq), _np(yq), sizes, steps,
+                                   activation, loss, mode, want_loss, want_lr_grad, want_adapted, want_pred)
+        return {k: torch.from_numpy(v) for k, v in out.items()}
+    if not hasattr(_core, "mlp_inner_loop_cuda"):
+        raise ValueError(f"the parameters are on {theta.device}, but this build of metarisk_fast has no CUDA "
+                         "kernels: rebuild with METARISK_CUDA=ON (see build_info())")
+    for t, name in ((theta, "theta"), (lr, "inner lr"), (xs, "xs"), (ys, "ys"), (xq, "xq"), (yq, "yq")):
+        if t is not None and t.device != theta.device:
+            raise ValueError(f"{name} is on {t.device} but the parameters are on {theta.device}")
+        if t is not None and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains a non-finite value")
+    B, K = xs.shape[:2]
+    Q = 0 if xq is None else xq.shape[1]
+    P, O = theta.numel(), sizes[-1]
+    new = (lambda *shape: torch.empty(shape, dtype=theta.dtype, device=theta.device))
+    out = {}
+    if want_loss:
+        out["loss"] = new(B)
+    if mode != "none":
+        out["grad"] = new(B, P)
+    if want_lr_grad:
+        out["lr_grad"] = new(B, P)
+    if want_adapted:
+        out["adapted"] = new(B, P)
+    if want_pred:
+        out["pred"] = new(B, Q, O)
+    inputs = {k: t.detach().contiguous() for k, t in
+              (("theta", theta), ("lr", lr), ("xs", xs), ("ys", ys), ("xq", xq), ("yq", yq)) if t is not None}
+    ptrs = {k: v.data_ptr() for k, v in {**out, **inputs}.items()}  # `inputs` keeps the buffers alive
+    torch.cuda.synchronize(theta.device)  # the kernel runs on the legacy default stream
+    _core.mlp_inner_loop_cuda(ptrs, str(theta.dtype).removeprefix("torch."), theta.device.index or 0, B, K, Q,
+                              sizes, steps, activation, loss, mode, lr.numel() == P and P != 1)
+    return out
 
 
 class _MetaLoss(torch.autograd.Function):
@@ -67,13 +111,11 @@ class _MetaLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss, mode):
         want_theta, want_lr = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        out = _core.mlp_inner_loop(
-            _np(theta), _np(lr), _np(xs), _np(ys), _np(xq), _np(yq), sizes, steps, activation,
-            loss, mode if want_theta else "none", True, want_lr, False, False,
-        )
-        losses = torch.from_numpy(out["loss"])
-        ctx.task_grad = torch.from_numpy(out["grad"]) if want_theta else None
-        ctx.task_lr_grad = torch.from_numpy(out["lr_grad"]) if want_lr else None
+        out = _run_core(theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss,
+                        mode if want_theta else "none", want_loss=True, want_lr_grad=want_lr)
+        losses = out["loss"]
+        ctx.task_grad = out["grad"] if want_theta else None
+        ctx.task_lr_grad = out["lr_grad"] if want_lr else None
         ctx.lr_numel = lr.numel()
         return losses
 
@@ -117,7 +159,8 @@ def mlp_meta_loss(
     lr_flat = _flat_lr(lr, params, theta.dtype)
     if mode == "reptile" and lr_flat.requires_grad:
         raise ValueError("Reptile has no gradient for the inner learning rate; pass a plain float")
-    xs, ys, xq, yq = check_task_batch(xs, ys, xq, yq, sizes, theta.dtype, need_query_targets=True)
+    xs, ys, xq, yq = check_task_batch(xs, ys, xq, yq, sizes, theta.dtype, need_query_targets=True,
+                                      device=theta.device)
     if xq.shape[1] == 0:
         raise ValueError("the query set is empty (Q = 0); the meta-loss needs query rows")
     losses = _MetaLoss.apply(theta, lr_flat, xs, ys, xq, yq, sizes, steps, activation, loss, mode)
@@ -137,18 +180,17 @@ def _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, *, adapted: boo
     with torch.no_grad():
         theta, sizes = _flat_params(params)
         lr_flat = _flat_lr(lr, params, theta.dtype)
-        xs, ys, xq, _ = check_task_batch(xs, ys, xq, None, sizes, theta.dtype, need_query_targets=False)
-        out = _core.mlp_inner_loop(
-            _np(theta), _np(lr_flat), _np(xs), _np(ys), _np(xq), None, sizes, steps, activation,
-            loss, "none", False, False, adapted, pred,
-        )
+        xs, ys, xq, _ = check_task_batch(xs, ys, xq, None, sizes, theta.dtype, need_query_targets=False,
+                                         device=theta.device)
+        out = _run_core(theta, lr_flat, xs, ys, xq, None, sizes, steps, activation, loss, "none",
+                        want_adapted=adapted, want_pred=pred)
     return out, sizes
 
 
 def mlp_adapt(params, lr, xs, ys, *, steps: int, activation: str = "relu", loss: str = "mse"):
     """Adapted parameters of every task, as a list shaped like ``params`` with a leading B."""
     out, sizes = _adapt_call(params, lr, xs, ys, None, steps, activation, loss, adapted=True, pred=False)
-    flat = torch.from_numpy(out["adapted"])
+    flat = out["adapted"]
     pieces, start = [], 0
     for p in params:
         n = p.numel()
@@ -162,7 +204,7 @@ def mlp_adapt_predict(params, lr, xs, ys, xq, *, steps: int, activation: str = "
     if xq is None:
         raise ValueError("xq (query inputs) is required")
     out, _ = _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, adapted=False, pred=True)
-    return torch.from_numpy(out["pred"])
+    return out["pred"]
 
 
 def mlp_adapt_predict_numpy(
