@@ -51,6 +51,39 @@ struct InnerLoopArgs {
   T* query_pred = nullptr;    // (B, Q, d_L)
 };
 
+// One task's scratch, carved from a flat buffer, shared by the CPU and CUDA paths: parameters
+// of every step, the activations / deltas / gradients the backward sweep needs, query buffers,
+// the sweep's vectors and the R-operator's buffers. `extra` leading entries are left to the
+// caller (the CPU path keeps transposed weights there).
+template <typename T>
+struct TaskWorkspace {
+  T *thetas, *acts, *deltas, *grads, *qacts, *qdeltas, *v, *u, *hv, *rz, *ra, *rd;
+
+  // kept: steps whose activations are kept (S for second order, else 1); kept_g likewise for
+  // the per-step gradients (S when the learning rates get gradients).
+  MR_HD static int64_t size(int64_t P, int64_t A, int64_t S, int64_t K, int64_t Q, bool second, bool want_lr,
+                            int64_t extra) {
+    const int64_t kept = second ? S : 1, kept_g = want_lr && S > 1 ? S : 1, rows_q = Q > 1 ? Q : 1;
+    return extra + (S + 1) * P + 2 * kept * K * A + kept_g * P + 2 * rows_q * A + 3 * P + (second ? 3 * K * A : 0);
+  }
+
+  MR_HD TaskWorkspace(T* w, int64_t P, int64_t A, int64_t S, int64_t K, int64_t Q, bool second, bool want_lr,
+                      int64_t extra) {
+    const int64_t kept = second ? S : 1, kept_g = want_lr && S > 1 ? S : 1, rows_q = Q > 1 ? Q : 1;
+    w += extra;
+    thetas = w; w += (S + 1) * P;
+    acts = w; w += kept * K * A;
+    deltas = w; w += kept * K * A;
+    grads = w; w += kept_g * P;
+    qacts = w; w += rows_q * A;
+    qdeltas = w; w += rows_q * A;
+    v = w; w += P;
+    u = w; w += P;
+    hv = w; w += P;
+    rz = w; ra = w + K * A; rd = w + 2 * K * A;
+  }
+};
+
 // Checks finiteness and argument consistency, then runs all tasks in parallel.
 template <typename T>
 void inner_loop_cpu(const MlpShape& shape, const InnerLoopArgs<T>& args);

@@ -176,25 +176,12 @@ void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
   const int64_t D = lay.d[0], O = lay.d[lay.L];
   const bool second = a.mode == MetaMode::SecondOrder;
   const bool want_lr = a.task_lr_grad != nullptr;
-  // Steps whose activations, deltas and gradients are kept for the backward sweep.
-  const int64_t kept = second ? S : 1;
-  const int64_t kept_g = want_lr ? std::max<int64_t>(S, 1) : 1;
-  const int64_t rows_q = std::max<int64_t>(Q, 1);
-  const size_t need = (S + 1) * P + 2 * lay.Pw + 2 * kept * K * A + kept_g * P + 2 * rows_q * A +
-                      3 * P + (second ? 3 * K * A : 0);
-  T* w = scratch<T>(need);
-  T* thetas = w; w += (S + 1) * P;
-  T* wt = w; w += lay.Pw;
-  T* ut = w; w += lay.Pw;
-  T* acts = w; w += kept * K * A;
-  T* deltas = w; w += kept * K * A;
-  T* grads = w; w += kept_g * P;
-  T* qacts = w; w += rows_q * A;
-  T* qdeltas = w; w += rows_q * A;
-  T* v = w; w += P;
-  T* u = w; w += P;
-  T* hv = w; w += P;
-  T *rz = w, *ra = w + K * A, *rd = w + 2 * K * A;
+  T* base = scratch<T>(TaskWorkspace<T>::size(P, A, S, K, Q, second, want_lr, 2 * lay.Pw));
+  T* wt = base;  // transposed weights of the current step, then of the direction u
+  T* ut = base + lay.Pw;
+  const TaskWorkspace<T> ws(base, P, A, S, K, Q, second, want_lr, 2 * lay.Pw);
+  T *thetas = ws.thetas, *acts = ws.acts, *deltas = ws.deltas, *grads = ws.grads, *qacts = ws.qacts;
+  T *qdeltas = ws.qdeltas, *v = ws.v, *u = ws.u, *hv = ws.hv, *rz = ws.rz, *ra = ws.ra, *rd = ws.rd;
 
   const T* xs = a.xs + b * K * D;
   const T* ys = a.ys + b * K * O;

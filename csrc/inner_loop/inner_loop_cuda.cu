@@ -169,18 +169,9 @@ __global__ void inner_loop_kernel(DevLayout lay, Activation act, Loss loss, Inne
   const int64_t D = lay.d[0], O = lay.d[lay.L];
   const bool second = a.mode == MetaMode::SecondOrder;
   const bool want_lr = a.task_lr_grad != nullptr;
-  const int64_t kept = second ? S : 1, kept_g = want_lr ? (S > 1 ? S : 1) : 1, rows_q = Q > 1 ? Q : 1;
-  T* w = work + b * per_task;
-  T* thetas = w; w += (S + 1) * P;
-  T* acts = w; w += kept * K * A;
-  T* deltas = w; w += kept * K * A;
-  T* grads = w; w += kept_g * P;
-  T* qacts = w; w += rows_q * A;
-  T* qdeltas = w; w += rows_q * A;
-  T* v = w; w += P;
-  T* u = w; w += P;
-  T* hv = w; w += P;
-  T *rz = w, *ra = w + K * A, *rd = w + 2 * K * A;
+  const TaskWorkspace<T> ws(work + b * per_task, P, A, S, K, Q, second, want_lr, 0);
+  T *thetas = ws.thetas, *acts = ws.acts, *deltas = ws.deltas, *grads = ws.grads, *qacts = ws.qacts;
+  T *qdeltas = ws.qdeltas, *v = ws.v, *u = ws.u, *hv = ws.hv, *rz = ws.rz, *ra = ws.ra, *rd = ws.rd;
   const DevNet<T> net{lay, act, loss};
   const T* xs = a.xs + b * K * D;
   const T* ys = a.ys + b * K * O;
@@ -265,9 +256,8 @@ void inner_loop_cuda(const MlpShape& shape, const InnerLoopArgs<T>& a) {
     lay.A += lay.d[l];
   }
   const int64_t S = a.steps, K = a.support, Q = a.query, P = lay.P, A = lay.A;
-  const bool second = a.mode == MetaMode::SecondOrder;
-  const int64_t kept = second ? S : 1, kept_g = a.task_lr_grad ? (S > 1 ? S : 1) : 1, rows_q = Q > 1 ? Q : 1;
-  const int64_t per_task = (S + 1) * P + 2 * kept * K * A + kept_g * P + 2 * rows_q * A + 3 * P + 3 * K * A;
+  const int64_t per_task = TaskWorkspace<T>::size(P, A, S, K, Q, a.mode == MetaMode::SecondOrder,
+                                                   a.task_lr_grad != nullptr, 0);
   T* work = nullptr;
   cuda_check(cudaMalloc(&work, sizeof(T) * per_task * a.tasks), "cudaMalloc (inner-loop workspace)");
   inner_loop_kernel<T><<<static_cast<unsigned>(a.tasks), THREADS>>>(lay, shape.activation, shape.loss, a, work, per_task);
