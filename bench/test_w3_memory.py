@@ -63,6 +63,9 @@ def _read_fwd_bwd(lib):
 PEERS = {"metarisk_fast": lambda f: f(ops), "eager": lambda f: f(reference),
          "torch_compile": lambda f: torch.compile(f(reference), dynamic=False)}
 
+# torch.compile's own import path raises a DeprecationWarning (torch.jit.script_method) in 2.13
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 
 @pytest.mark.parametrize("peer", list(PEERS))
 def test_read(benchmark, peer):

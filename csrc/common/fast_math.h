@@ -4,7 +4,6 @@
 // to the range where the result is a normal number; exp(x) for x below it returns ~0.
 // Accuracy: a few ulp in float and double (tested against std::exp).
 #pragma once
-#include <algorithm>
 #include <cstdint>
 
 namespace metarisk {
@@ -29,7 +28,9 @@ template <typename T>
 inline T fast_exp(T x) {
   using Tr = ExpTraits<T>;
   using I = typename Tr::I;
-  x = std::min(std::max(x, T(Tr::lo)), T(Tr::hi));
+  const T lo = Tr::lo, hi = Tr::hi;  // locals: std::min / max on static members blocks vectorisation
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
   const T kd = x * T(1.4426950408889634) + Tr::shifter;  // round(x / ln2) sits in the low bits
   const I kbits = __builtin_bit_cast(I, kd);
   const T n = kd - Tr::shifter;

@@ -31,23 +31,6 @@ T norm(const T* x, int64_t n) {
   return std::sqrt(s);
 }
 
-// Row norms and a transposed copy (W, N) of every memory, row chunks in parallel.
-template <typename T>
-void prepare(const T* memory, int64_t E, int64_t N, int64_t W, std::vector<T>& mt, std::vector<T>& mn) {
-  mt.resize(E * N * W);
-  mn.resize(E * N);
-  const int64_t chunks = (N + SLOT_CHUNK - 1) / SLOT_CHUNK;
-  parallel_for(E * chunks, [&](int64_t item, int) {
-    const int64_t e = item / chunks, j0 = (item % chunks) * SLOT_CHUNK, j1 = std::min(N, j0 + SLOT_CHUNK);
-    const T* M = memory + e * N * W;
-    T* MT = mt.data() + e * N * W;
-    for (int64_t j = j0; j < j1; ++j) {
-      mn[e * N + j] = norm(M + j * W, W);
-      for (int64_t w = 0; w < W; ++w) MT[w * N + j] = M[j * W + w];
-    }
-  });
-}
-
 template <typename T>
 struct ReadPlan {
   int64_t blocks_per_memory, items;
@@ -74,36 +57,72 @@ void check_read(const MemoryReadArgs<T>& a) {
 
 }  // namespace
 
+// Row norms of every memory (no transposed copy: the forward works slot-major).
+template <typename T>
+void slot_norms(const T* memory, int64_t E, int64_t N, int64_t W, std::vector<T>& mn) {
+  mn.resize(E * N);
+  const int64_t chunks = (N + SLOT_CHUNK - 1) / SLOT_CHUNK;
+  parallel_for(E * chunks, [&](int64_t item, int) {
+    const int64_t e = item / chunks, j0 = (item % chunks) * SLOT_CHUNK, j1 = std::min(N, j0 + SLOT_CHUNK);
+    for (int64_t j = j0; j < j1; ++j) mn[e * N + j] = norm(memory + (e * N + j) * W, W);
+  });
+}
+
 template <typename T>
 void memory_read_forward(const MemoryReadArgs<T>& a) {
   check_read(a);
-  std::vector<T> mt, mn;
-  prepare(a.memory, a.E, a.N, a.W, mt, mn);
+  std::vector<T> mn;
+  slot_norms(a.memory, a.E, a.N, a.W, mn);
   const ReadPlan<T> plan(a);
   const int64_t N = a.N, W = a.W;
   parallel_for(plan.items, [&](int64_t item, int) {
     int64_t e, q0, kb;
     plan.block(item, a, e, q0, kb);
     const T* K = a.keys + q0 * W;
-    T* P = a.weights + q0 * N;
-    gemm_nn<T>(kb, N, W, K, W, mt.data() + e * N * W, N, P, N, false);  // dots k . M_j
+    const T* M = a.memory + e * N * W;
     const T* mnorm = mn.data() + e * N;
+    // Slot-major: S^T (N x kb) = M (N x W) . K^T (W x kb), K^T small enough to stay in L1, the
+    // memory streamed once; the softmax then runs across slots with the keys as vector lanes.
+    T* Kt = scratch<T>(W * KEY_BLOCK, 2);
+    for (int64_t i = 0; i < kb; ++i)
+      for (int64_t w = 0; w < W; ++w) Kt[w * kb + i] = K[i * W + w];
+    T* St = scratch<T>(N * KEY_BLOCK, 0);
+    gemm_nn<T>(N, kb, W, M, W, Kt, kb, St, kb, false);
+    T scale[KEY_BLOCK], mx[KEY_BLOCK], sum[KEY_BLOCK];
     for (int64_t i = 0; i < kb; ++i) {
-      const T kn = norm(K + i * W, W), b = a.beta[q0 + i];
-      T* p = P + i * N;
-      T mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-      for (int64_t j = 0; j < N; ++j) {
-        p[j] = b * p[j] / (kn * mnorm[j] + a.eps);
-        mx = std::max(mx, p[j]);
-      }
-      T s = T(0);
-#pragma omp simd reduction(+ : s)
-      for (int64_t j = 0; j < N; ++j) s += (p[j] = fast_exp(p[j] - mx));
-      const T inv = T(1) / s;
-      for (int64_t j = 0; j < N; ++j) p[j] *= inv;
+      scale[i] = norm(K + i * W, W);
+      mx[i] = -INFINITY;
+      sum[i] = T(0);
     }
-    gemm_nn<T>(kb, W, N, P, N, a.memory + e * N * W, W, a.read + q0 * W, W, false);
+    for (int64_t j = 0; j < N; ++j) {
+      T* row = St + j * kb;
+      const T mj = mnorm[j];
+#pragma omp simd
+      for (int64_t i = 0; i < kb; ++i) {
+        row[i] = a.beta[q0 + i] * row[i] / (scale[i] * mj + a.eps);
+        mx[i] = std::max(mx[i], row[i]);
+      }
+    }
+    for (int64_t j = 0; j < N; ++j) {
+      T* row = St + j * kb;
+#pragma omp simd
+      for (int64_t i = 0; i < kb; ++i) {
+        row[i] = fast_exp(row[i] - mx[i]);
+        sum[i] += row[i];
+      }
+    }
+    for (int64_t i = 0; i < kb; ++i) sum[i] = T(1) / sum[i];
+    for (int64_t j = 0; j < N; ++j) {
+      T* row = St + j * kb;
+#pragma omp simd
+      for (int64_t i = 0; i < kb; ++i) row[i] *= sum[i];
+    }
+    // read (kb x W) = S (kb x N) . M: the transposed-A product reads S^T rows contiguously
+    gemm_tn<T>(kb, W, N, St, kb, M, W, a.read + q0 * W, W, false);
+    T* P = a.weights + q0 * N;  // the weights output, key-major
+    for (int64_t j0 = 0; j0 < N; j0 += 64)
+      for (int64_t i = 0; i < kb; ++i)
+        for (int64_t j = j0; j < std::min(N, j0 + 64); ++j) P[i * N + j] = St[j * kb + i];
   });
 }
 
@@ -111,8 +130,8 @@ template <typename T>
 void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* d_weights, T* d_keys,
                           T* d_beta, T* d_memory) {
   check_read(a);
-  std::vector<T> mt, mn;
-  prepare(a.memory, a.E, a.N, a.W, mt, mn);
+  std::vector<T> mn;
+  slot_norms(a.memory, a.E, a.N, a.W, mn);
   const ReadPlan<T> plan(a);
   const int64_t N = a.N, W = a.W, E = a.E;
   // One memory shared by many key blocks: each thread accumulates its own dM and d|M_j|.
@@ -129,47 +148,69 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
       int64_t e, q0, kb;
       plan.block(it, a, e, q0, kb);
       const T* K = a.keys + q0 * W;
-      const T* P = a.weights + q0 * N;
       const T* dR = d_read + q0 * W;
       const T* M = a.memory + e * N * W;
-      const T* MT = mt.data() + e * N * W;
       const T* mnorm = mn.data() + e * N;
-      T* S = scratch<T>(KEY_BLOCK * N, 0);
-      T* dP = scratch<T>(KEY_BLOCK * N, 1);
-      gemm_nn<T>(kb, N, W, K, W, MT, N, S, N, false);
-      if (d_weights) std::memcpy(dP, d_weights + q0 * N, sizeof(T) * kb * N);
-      gemm_nn<T>(kb, N, W, dR, W, MT, N, dP, N, d_weights != nullptr);
+      // slot-major (N x kb) buffers, as in the forward: keys are the vector lanes
+      T* Kt = scratch<T>(2 * W * KEY_BLOCK, 2);
+      T* dRt = Kt + W * kb;
+      for (int64_t i = 0; i < kb; ++i)
+        for (int64_t w = 0; w < W; ++w) {
+          Kt[w * kb + i] = K[i * W + w];
+          dRt[w * kb + i] = dR[i * W + w];
+        }
+      T* St = scratch<T>(N * KEY_BLOCK, 0);
+      T* dPt = scratch<T>(N * KEY_BLOCK, 1);
+      T* Pt = scratch<T>(N * KEY_BLOCK, 3);
+      gemm_nn<T>(N, kb, W, M, W, Kt, kb, St, kb, false);  // dots
+      const T* P = a.weights + q0 * N;
+      for (int64_t j0 = 0; j0 < N; j0 += 64)
+        for (int64_t i = 0; i < kb; ++i)
+          for (int64_t j = j0; j < std::min(N, j0 + 64); ++j) {
+            Pt[j * kb + i] = P[i * N + j];
+            dPt[j * kb + i] = d_weights ? d_weights[(q0 + i) * N + j] : T(0);
+          }
+      gemm_nn<T>(N, kb, W, M, W, dRt, kb, dPt, kb, true);  // + dL/dread . M_j
+      T kn[KEY_BLOCK], beta[KEY_BLOCK], dot[KEY_BLOCK], dbeta[KEY_BLOCK], dkn[KEY_BLOCK];
+      for (int64_t i = 0; i < kb; ++i) {
+        kn[i] = norm(K + i * W, W);
+        beta[i] = a.beta[q0 + i];
+        dot[i] = dbeta[i] = dkn[i] = T(0);
+      }
+      for (int64_t j = 0; j < N; ++j) {
+#pragma omp simd
+        for (int64_t i = 0; i < kb; ++i) dot[i] += Pt[j * kb + i] * dPt[j * kb + i];
+      }
       T* acc_e = dM_of(worker, e);
       T* dmn = acc_e + N * W;
-      for (int64_t i = 0; i < kb; ++i) {
-        const T kn = norm(K + i * W, W), b = a.beta[q0 + i];
-        const T* p = P + i * N;
-        T* dp = dP + i * N;
-        T* s = S + i * N;
-        T dot = T(0);
-#pragma omp simd reduction(+ : dot)
-        for (int64_t j = 0; j < N; ++j) dot += p[j] * dp[j];
-        T dbeta = T(0), dkn = T(0);
-#pragma omp simd reduction(+ : dbeta, dkn)
-        for (int64_t j = 0; j < N; ++j) {
-          const T dl = p[j] * (dp[j] - dot);
-          const T D = kn * mnorm[j] + a.eps;
-          const T sim = s[j] / D;
-          dbeta += dl * sim;
-          const T dsim = b * dl;
+      for (int64_t j = 0; j < N; ++j) {
+        T* s = St + j * kb;
+        const T* p = Pt + j * kb;
+        const T* dp = dPt + j * kb;
+        const T mj = mnorm[j];
+        T dmj = T(0);
+#pragma omp simd reduction(+ : dmj)
+        for (int64_t i = 0; i < kb; ++i) {
+          const T dl = p[i] * (dp[i] - dot[i]);
+          const T D = kn[i] * mj + a.eps;
+          const T sim = s[i] / D;
+          dbeta[i] += dl * sim;
+          const T dsim = beta[i] * dl;
           const T dD = -dsim * sim / D;
-          dkn += dD * mnorm[j];
-          dmn[j] += dD * kn;
-          s[j] = dsim / D;  // S now holds G = dL/d(k . M_j)
+          dkn[i] += dD * mj;
+          dmj += dD * kn[i];
+          s[i] = dsim / D;  // St now holds G = dL/d(k . M_j)
         }
-        d_beta[q0 + i] = dbeta;
-        T* dk = d_keys + (q0 + i) * W;
-        gemm_nn<T>(1, W, N, s, N, M, W, dk, W, false);
-        if (kn > T(0))
-          for (int64_t w = 0; w < W; ++w) dk[w] += dkn / kn * K[i * W + w];
+        dmn[j] += dmj;
       }
-      gemm_tn<T>(N, W, kb, S, N, K, W, acc_e, W, true);
-      gemm_tn<T>(N, W, kb, P, N, dR, W, acc_e, W, true);
+      for (int64_t i = 0; i < kb; ++i) d_beta[q0 + i] = dbeta[i];
+      T* dK = d_keys + q0 * W;
+      gemm_tn<T>(kb, W, N, St, kb, M, W, dK, W, false);
+      for (int64_t i = 0; i < kb; ++i)
+        if (kn[i] > T(0))
+          for (int64_t w = 0; w < W; ++w) dK[i * W + w] += dkn[i] / kn[i] * K[i * W + w];
+      gemm_nn<T>(N, W, kb, St, kb, K, W, acc_e, W, true);
+      gemm_nn<T>(N, W, kb, Pt, kb, dR, W, acc_e, W, true);
     }
   });
   const int64_t chunks = (N + SLOT_CHUNK - 1) / SLOT_CHUNK;
