@@ -29,6 +29,9 @@ def test_episode_layout_and_no_leak(panel, h):
     eb = EpisodeBuilder(panel, spec)
     batch = eb.episodes(n=32, seed=1)
     assert batch.xs.shape == (32, 40, spec.n_features) and batch.yq.shape == (32, 10, 1)
+    assert len(spec.feature_names) == spec.n_features
+    np.testing.assert_array_equal(batch.query_dates, panel.dates[batch.query_rows])
+    assert np.all(batch.support_dates[:, -1] < batch.query_dates[:, 0])
     q0 = batch.query_rows[:, 0]
     # every support target is realised strictly before the first query day
     assert np.all(batch.support_rows[:, -1] + h < q0)

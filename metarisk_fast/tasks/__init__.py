@@ -72,8 +72,8 @@ class TaskSpec:
 
     @property
     def feature_names(self) -> list[str]:
-        return ["log_return"] + [f"log_var_{n.removesuffix('_vol') if n.endswith('_vol') else n}"
-                                 for n in self.features.names[1:]]
+        """Names of the D input columns: the log return, then log(vol^2) of each volatility."""
+        return ["log_return"] + [f"log_var({n})" for n in self.features.names[1:]]
 
     @property
     def n_features(self) -> int:
