@@ -69,6 +69,16 @@ def _grid(panel, assets, start_row, end_row):
     return np.repeat(cols, len(rows)), np.tile(rows, len(cols))
 
 
+def _garch_fits(baselines) -> dict:
+    """Refits and convergence failures of the GARCH baselines (reported, not hidden)."""
+    return {b.name: {"fits": b.fits, "convergence_failures": b.failures} for b in baselines if hasattr(b, "failures")}
+
+
+def _garch_line(fits: dict) -> str:
+    return "".join(f" {n}: {v['fits']} fits, {v['convergence_failures']} failed to converge (no forecast "
+                   "for their blocks)." for n, v in fits.items())
+
+
 def _baselines(args, include_garch=True):
     from .learners.forecasters import EWMAForecaster, GARCHForecaster, HARForecaster
 
@@ -174,14 +184,17 @@ def cmd_evaluate(args):
         raise ValueError(f"no date with a realised target from --start {args.start} on in {panel.source}")
     A, R = _grid(panel, panel.assets, lo, hi)
     models = {meta["learner"]: MetaForecaster(learner, history, name=meta["learner"]).predict(builder, A, R)}
-    for b in _baselines(args, include_garch=not args.no_garch):
+    baselines = _baselines(args, include_garch=not args.no_garch)
+    for b in baselines:
         _log(args, f"forecasting with {b.name}")
         models[b.name] = b.predict(builder, A, R)
+    fits = _garch_fits(baselines)
     ev = evaluate(builder, A, R, models, horizon=spec.horizon, label=f"{meta['learner']} model, history {history}")
     seen = sorted(set(meta.get("train_assets", [])) & set(panel.assets))
     pre = (f"Model `{args.model}` ({meta['learner']}, trained to {meta.get('train_end')}); prices `{panel.source}`. "
-           + (f"Assets seen in training: {', '.join(seen)}.\n" if seen else "No asset was seen in training.\n"))
-    write_report([ev], args.out, "metarisk evaluation", pre, extra={"model": meta})
+           + (f"Assets seen in training: {', '.join(seen)}." if seen else "No asset was seen in training.")
+           + _garch_line(fits) + "\n")
+    write_report([ev], args.out, "metarisk evaluation", pre, extra={"model": meta, "garch_fits": fits})
     print(ev.table[["qlike", "mse", "hit_0.01_normal", "hit_0.05_normal"]].sort_values("qlike").to_string())
     print(f"report written to {args.out}")
     return 0
@@ -211,9 +224,11 @@ def cmd_demo(args):
     hi = panel.n_days - 1 - spec.horizon
     A, R = _grid(panel, test_assets, test_start, hi)
     base = {}
-    for b in _baselines(args, include_garch=not args.no_garch):
+    baselines = _baselines(args, include_garch=not args.no_garch)
+    for b in baselines:
         _log(args, f"forecasting with {b.name}")
         base[b.name] = b.predict(builder, A, R)
+    fits = _garch_fits(baselines)
     evals = []
     for k in args.histories:
         fc = {kind: MetaForecaster(l, k, name=kind).predict(builder, A, R) for kind, l in learners.items()}
@@ -225,9 +240,10 @@ def cmd_demo(args):
            "without meta-learning and does not adapt); the baselines use each asset's "
            f"full history up to the forecast date. Training: assets {', '.join(train_assets)}, "
            f"{panel.dates[0]} to {panel.dates[train_end]}; testing after an embargo of {spec.horizon} day(s). "
-           f"Run time {elapsed:.0f} s.\n")
+           f"Run time {elapsed:.0f} s." + _garch_line(fits) + "\n")
     out = write_report(evals, args.out, "metarisk demo: few-shot variance forecasting on held-out assets", pre,
-                       extra={"train": train_info, "train_assets": train_assets, "test_assets": test_assets})
+                       extra={"train": train_info, "train_assets": train_assets, "test_assets": test_assets,
+                              "garch_fits": fits})
     for ev in evals:
         print(f"\n== {ev.meta['label']}: {', '.join(ev.meta['assets'])}, {ev.meta['first_date']} to {ev.meta['last_date']}")
         cols = ["qlike", "mse", "dm_vs_ewma", "dm_pvalue", "mcs_pvalue", "hit_0.01_normal", "hit_0.05_normal",

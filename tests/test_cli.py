@@ -74,6 +74,8 @@ def test_evaluate_writes_the_report(model, prices, tmp_path):
     for name in ("forecasts.csv", "report.json", "report.md", "forecast_vs_realised.png", "loss_by_model.png",
                  "var_exceedances.png"):
         assert (out / name).stat().st_size > 0
+    cols = pd.read_csv(out / "forecasts.csv", nrows=1).columns.tolist()
+    assert cols[:5] == ["date", "asset", "model", "forecast_variance", "realized_variance"]
     rep = json.loads((out / "report.json").read_text())
     table = rep["evaluations"][0]["table"]
     assert set(table) == {"maml", "ewma", "har", "log_har"}

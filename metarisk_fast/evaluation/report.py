@@ -181,9 +181,7 @@ def write_report(evals: list[Evaluation], out_dir, title: str, preamble: str = "
     out.mkdir(parents=True, exist_ok=True)
     frames = []
     for ev in evals:
-        f = ev.forecasts.copy()
-        f.insert(0, "setting", ev.meta["label"])
-        frames.append(f)
+        frames.append(ev.forecasts.assign(setting=ev.meta["label"]))
     atomic_write_text(out / "forecasts.csv", pd.concat(frames).to_csv(index=False))
     report = {"title": title, **(extra or {}),
               "evaluations": [{"meta": ev.meta, "table": json.loads(ev.table.to_json(orient="index")),
