@@ -2,7 +2,6 @@
 rows, D = 16, MLP 16-64-64-1, S = 5 steps, then predict one query row; median and p99 over
 10,000 calls. Peers: torch.func and a plain PyTorch autograd loop."""
 import numpy as np
-import pytest
 import torch
 
 import metarisk_fast as mr

@@ -130,7 +130,7 @@ def cmd_train(args):
 
 
 # --------------------------------------------------------------------------- forecast
-def _forecast_frame(learner, spec, meta, panel, start, history):
+def _forecast_frame(learner, spec, panel, start, history):
     import pandas as pd
 
     from .evaluation import expected_shortfall, value_at_risk
@@ -160,7 +160,7 @@ def cmd_forecast(args):
     learner, spec, meta = load_model(args.model)
     panel = _load_panel(args.prices)
     history = args.history or meta["history"]
-    frame = _forecast_frame(learner, spec, meta, panel, args.start, history)
+    frame = _forecast_frame(learner, spec, panel, args.start, history)
     atomic_write_text(args.out, frame.to_csv(index=False))
     print(f"wrote {len(frame)} forecasts ({frame['asset'].nunique()} assets, {frame['date'].min()} to "
           f"{frame['date'].max()}) to {args.out}")

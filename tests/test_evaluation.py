@@ -88,9 +88,9 @@ def test_var_and_es_against_integration():
             pdf = lambda x: stats.norm.pdf(x, scale=2.0)
         else:
             sc = 2.0 * np.sqrt((nu - 2) / nu)
-            pdf = lambda x: stats.t.pdf(x / sc, nu) / sc
+            pdf = lambda x, sc=sc, nu=nu: stats.t.pdf(x / sc, nu) / sc
         assert integrate.quad(pdf, -np.inf, var)[0] == pytest.approx(0.025, rel=1e-6)
-        assert integrate.quad(lambda x: x * pdf(x), -np.inf, var)[0] / 0.025 == pytest.approx(es, rel=1e-6)
+        assert integrate.quad(lambda x, pdf=pdf: x * pdf(x), -np.inf, var)[0] / 0.025 == pytest.approx(es, rel=1e-6)
     assert E.value_at_risk(1.0, 0.01) == pytest.approx(-2.3263478740)
     with pytest.raises(ValueError, match="nu > 2"):
         E.value_at_risk(1.0, 0.01, "t", 2.0)

@@ -70,7 +70,7 @@ def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", 
     nxt = np.minimum(rows + 1, panel.n_days - 1)
     r_next = np.log(panel.close[nxt, asset] / panel.close[rows, asset])
     ok = np.isfinite(s) & np.isfinite(r_next) & (rows + 1 < panel.n_days)
-    for name, f in forecasts.items():
+    for f in forecasts.values():
         ok &= np.isfinite(f) & (f > 0)
     if ok.sum() < 30:
         raise ValueError(f"only {int(ok.sum())} forecast dates are common to all models: too few to evaluate")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numba
 import numpy as np
