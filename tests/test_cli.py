@@ -50,6 +50,23 @@ def test_forecast_csv_for_seen_and_unseen_single_asset(model, prices, tmp_path):
     assert (f["es_2_5"] < f["var_5"]).all()
 
 
+def test_forecast_with_less_history_than_asked(model, prices, tmp_path):
+    """A recently listed asset is forecast from the days it has (at most --history)."""
+    wide = pd.read_csv(prices["wide"])
+    wide.loc[:649, "SYN001"] = np.nan  # listed at row 650
+    src, out = tmp_path / "young.csv", tmp_path / "f.csv"
+    wide.to_csv(src, index=False)
+    assert main(["forecast", "--model", str(model), "--prices", str(src), "--out", str(out), "--quiet",
+                 "--start", wide["Date"][700]]) == 0
+    f = pd.read_csv(out)
+    young = f[f["asset"] == "SYN001"]
+    first = wide.index[wide["Date"] == young["date"].min()][0]
+    # 63-day features, then at least 20 support days with realised targets: before 40 are there
+    assert 650 + 63 + 20 < first < 650 + 63 + 40
+    assert young["date"].is_monotonic_increasing and len(young) == 899 - first + 1
+    assert (f[f["asset"] == "SYN000"]["date"].min()) == wide["Date"][700]
+
+
 def test_forecast_uses_only_the_past(model, prices, tmp_path):
     """Forecasts up to a date do not change when later prices are altered."""
     wide = pd.read_csv(prices["wide"])

@@ -96,6 +96,14 @@ def test_forecast_tasks_use_only_the_past(panel):
     assert ok_early.tolist() == [False, True] and len(early) == 1
 
 
+def test_available_history_counts_usable_rows(panel):
+    eb = EpisodeBuilder(panel, TaskSpec(horizon=5, support=30, query=1))
+    first_ok = int(np.argmax((eb.x_ok & eb.y_ok)[:, 1]))
+    rows = np.array([first_ok + 5, first_ok + 5 + 10, 600])
+    got = eb.available_history(np.full(3, 1), rows)
+    assert got[0] == 0 and got[1] == 10 and got[2] == 600 - 5 - first_ok
+
+
 def test_errors(panel):
     with pytest.raises(ValueError, match="horizon must be an int >= 1"):
         TaskSpec(horizon=0)

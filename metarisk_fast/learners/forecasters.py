@@ -30,25 +30,34 @@ class Forecaster(ABC):
 
 @dataclass
 class MetaForecaster(Forecaster):
-    """A meta-learned network: for each (asset, t), adapt on the last ``history`` days (targets
-    realised before t) and predict the log of the normalised variance at t."""
+    """A meta-learned network: for each (asset, t), adapt on at most the last ``history`` days
+    (targets realised before t; fewer where the asset has less, down to ``min_history``) and
+    predict the log of the variance relative to the anchor at t."""
 
     learner: torch.nn.Module  # a MAML-family learner or a MemoryAugmentedNet
     history: int = 60
     name: str = "maml"
+    min_history: int = 20
     chunk: int = 1024
 
     def predict(self, builder, asset, rows):
-        batch, ok = builder.forecast_tasks(asset, rows, self.history)
+        asset, rows = np.asarray(asset, np.int64), np.asarray(rows, np.int64)
         out = np.full(len(asset), np.nan)
-        if len(batch) == 0:
-            return out
+        avail = np.minimum(builder.available_history(asset, rows), self.history)
+        # one batched call per distinct history length (nearly all pairs have the full one)
+        for length in np.unique(avail[avail >= min(self.min_history, self.history)]):
+            sel = np.flatnonzero(avail == length)
+            batch, ok = builder.forecast_tasks(asset[sel], rows[sel], int(length))
+            if len(batch):
+                out[sel[ok]] = batch.anchor[:, 0] * np.exp(np.clip(self._predict(batch), -50, 50))
+        return out
+
+    def _predict(self, batch) -> np.ndarray:
         z = np.empty(len(batch), dtype=np.float64)
         for lo in range(0, len(batch), self.chunk):  # bounded memory; each chunk is one kernel call
             sl = slice(lo, lo + self.chunk)
             z[sl] = self.learner.adapt_predict(batch.xs[sl], batch.ys[sl], batch.xq[sl])[:, 0, 0]
-        out[ok] = batch.anchor[:, 0] * np.exp(np.clip(z, -50, 50))
-        return out
+        return z
 
 
 @dataclass

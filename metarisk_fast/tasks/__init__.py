@@ -226,6 +226,17 @@ class EpisodeBuilder:
         batch = self._gather(asset[ok], s_rows[ok], rows[ok][:, None])
         return batch, ok
 
+    def available_history(self, asset: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For each (asset, t): how many consecutive usable support rows end at t - h - 1 (rows
+        with finite features and a realised target), i.e. the longest history a forecast at t
+        can adapt on."""
+        ok = self.x_ok & self.y_ok
+        idx = np.arange(ok.shape[0])[:, None]
+        last_bad = np.maximum.accumulate(np.where(ok, -1, idx), axis=0)  # latest unusable row <= r
+        run = idx - last_bad  # consecutive usable rows ending at r
+        end = np.asarray(rows) - self.spec.horizon - 1
+        return np.where(end >= 0, run[np.maximum(end, 0), np.asarray(asset)], 0)
+
 
 def time_split(panel: PricePanel, train_end, horizon: int, embargo: int | None = None):
     """(last training row, first test row): training targets are realised by ``train_end`` and
