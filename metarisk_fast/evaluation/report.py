@@ -98,6 +98,7 @@ def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", 
             d["dm_pvalue"] = dm.pvalue
             det["diebold_mariano_vs_" + benchmark] = dm.as_dict()
         det["mincer_zarnowitz"] = M.mincer_zarnowitz(s, f)
+        d["mz_beta"], d["mz_pvalue"] = det["mincer_zarnowitz"]["beta"], det["mincer_zarnowitz"]["pvalue"]
         for alpha in VAR_LEVELS:
             for dist in ("normal", "t"):
                 var = R.value_at_risk(f, alpha, dist, nu)
@@ -147,7 +148,8 @@ def _md_table(df: pd.DataFrame, cols) -> str:
     return head + body
 
 
-SUMMARY_COLS = ["qlike", "qlike_ratio", "mse", "dm_vs_ewma", "dm_pvalue", "mcs_pvalue", "hit_0.01_normal",
+SUMMARY_COLS = ["qlike", "qlike_ratio", "mse", "dm_vs_ewma", "dm_pvalue", "mcs_pvalue", "mz_beta", "mz_pvalue",
+                "hit_0.01_normal",
                 "kupiec_p_0.01_normal", "hit_0.05_normal", "hit_0.01_t", "z2_normal", "fz0_normal",
                 "vt_realised_vol", "vt_turnover"]
 
