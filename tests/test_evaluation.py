@@ -129,3 +129,14 @@ def test_model_confidence_set_drops_the_bad_model():
     losses = pd.DataFrame({"good": base, "also_good": base + rng.normal(0, 0.01, 600), "bad": base + 0.2})
     p = E.model_confidence_set(losses, reps=300)
     assert p["bad"] < 0.05 and max(p["good"], p["also_good"]) == 1.0
+
+
+def test_risk_bad_input():
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        E.value_at_risk([-1.0], 0.01)
+    with pytest.raises(ValueError, match="alpha"):
+        E.expected_shortfall([1.0], 1.5)
+    with pytest.raises(ValueError, match="no VaR exceedance"):
+        E.kupiec_pof([], 0.01)
+    with pytest.raises(ValueError, match="at least 3"):
+        E.diebold_mariano([1.0], [2.0])

@@ -225,3 +225,18 @@ def test_bad_arguments(ohlc):
         F.close_to_close_vol(np.array(["a", "b"]), 2)
     with pytest.raises(ValueError, match="empty"):
         F.close_to_close_vol(np.zeros((0, 3)), 2)
+
+
+def test_streaming_bad_input(ohlc, tmp_path):
+    o, h, l, c = ohlc
+    fs = F.FeatureSet(cc_windows=(5,), ewma_lambdas=(), range_features=())
+    stream = fs.stream(c.shape[1])
+    with pytest.raises(ValueError, match="bar has 3 values, expected 6"):
+        stream.update(c[0, :3])
+    bad = tmp_path / "state.npz"
+    bad.write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match="not a saved feature state"):
+        F.StreamingFeatures.load(fs, bad)
+    stream.save(tmp_path / "ok.npz")
+    with pytest.raises(ValueError, match="another feature set"):
+        F.StreamingFeatures.load(F.FeatureSet(cc_windows=(21,), ewma_lambdas=(), range_features=()), tmp_path / "ok.npz")

@@ -133,6 +133,9 @@ def test_external_memory_module(tmp_path):
     assert not m.memory.requires_grad
     m.reset(4)
     assert m.memory.shape == (4, 10, 4) and m.memory.abs().sum() == 0
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="not a saved ExternalMemory"):
+        ExternalMemory.load(tmp_path / "junk.pt")
 
 
 def _linear_tasks(B, K, Q, g):

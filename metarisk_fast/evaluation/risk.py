@@ -13,8 +13,24 @@ def _t_scale(nu):
     return np.sqrt((nu - 2.0) / nu)  # unit-variance Student t
 
 
+def _sigma(variance, alpha):
+    v = np.asarray(variance, np.float64)
+    if not np.all(np.isfinite(v)) or np.any(v < 0):
+        raise ValueError("variance forecasts must be finite and >= 0")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha (tail probability) must be in (0, 1), got {alpha}")
+    return np.sqrt(v)
+
+
+def _hits(hits):
+    hits = np.asarray(hits, bool)
+    if hits.size == 0:
+        raise ValueError("no VaR exceedance indicators to test")
+    return hits
+
+
 def value_at_risk(variance, alpha: float, dist: str = "normal", nu: float | None = None):
-    sigma = np.sqrt(np.asarray(variance, np.float64))
+    sigma = _sigma(variance, alpha)
     if dist == "normal":
         return sigma * stats.norm.ppf(alpha)
     if dist == "t":
@@ -25,7 +41,7 @@ def value_at_risk(variance, alpha: float, dist: str = "normal", nu: float | None
 
 def expected_shortfall(variance, alpha: float, dist: str = "normal", nu: float | None = None):
     """E[r | r < VaR_alpha] (negative)."""
-    sigma = np.sqrt(np.asarray(variance, np.float64))
+    sigma = _sigma(variance, alpha)
     if dist == "normal":
         return -sigma * stats.norm.pdf(stats.norm.ppf(alpha)) / alpha
     if dist == "t":
@@ -43,7 +59,7 @@ def _check_nu(nu):
 def kupiec_pof(hits, alpha: float) -> dict:
     """Kupiec (1995) proportion-of-failures LR test; chi2(1) under H0: P(hit) = alpha.
     The p-value is compared with the test size (e.g. 5 %), not with the VaR level."""
-    hits = np.asarray(hits, bool)
+    hits = _hits(hits)
     n, x = hits.size, int(hits.sum())
     p_hat = x / n
     ll0 = (n - x) * np.log1p(-alpha) + x * np.log(alpha)
@@ -56,7 +72,7 @@ def kupiec_pof(hits, alpha: float) -> dict:
 def christoffersen(hits, alpha: float) -> dict:
     """Christoffersen (1998) independence LR (first-order Markov vs independence) and
     conditional coverage LR_cc = LR_pof + LR_ind, chi2(1) and chi2(2)."""
-    hits = np.asarray(hits, bool).astype(int)
+    hits = _hits(hits).astype(int)
     prev, cur = hits[:-1], hits[1:]
     n00 = int(np.sum((prev == 0) & (cur == 0)))
     n01 = int(np.sum((prev == 0) & (cur == 1)))
@@ -82,7 +98,7 @@ def christoffersen(hits, alpha: float) -> dict:
 def basel_traffic_light(hits, alpha: float = 0.01) -> dict:
     """Basel zones from the binomial probability of at most x exceedances: green below 95 %,
     yellow below 99.99 %, red above (for 250 days at 99 %: green 0-4, yellow 5-9, red 10+)."""
-    hits = np.asarray(hits, bool)
+    hits = _hits(hits)
     n, x = hits.size, int(hits.sum())
     cum = float(stats.binom.cdf(x, n, alpha))
     zone = "green" if cum < 0.95 else ("yellow" if cum < 0.9999 else "red")

@@ -197,9 +197,16 @@ class StreamingFeatures:
 
     @classmethod
     def load(cls, spec: FeatureSet, path) -> "StreamingFeatures":
-        with np.load(path) as z:
-            state = tuple(z[k].copy() for k in ("r_ring", "term_ring", "cc", "ewma", "means", "yz", "prev_close"))
-            t = int(z["t"])
+        keys = ("r_ring", "term_ring", "cc", "ewma", "means", "yz", "prev_close")
+        try:
+            with np.load(path) as z:
+                state = tuple(z[k].copy() for k in keys)
+                t = int(z["t"])
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise ValueError(f"{path}: not a saved feature state (damaged or another file): {exc}") from None
+        fresh = cls(spec, state[-1].shape[0])._state
+        if any(a.shape != b.shape for a, b in zip(state, fresh)):
+            raise ValueError(f"{path}: the saved state belongs to another feature set (windows or lambdas differ)")
         return cls(spec, state[-1].shape[0], t, state)
 
 

@@ -61,8 +61,11 @@ class ExternalMemory(nn.Module):
 
     @classmethod
     def load(cls, path) -> "ExternalMemory":
-        state = torch.load(path, weights_only=True)
-        e, n, w = state["memory"].shape
+        try:
+            state = torch.load(path, weights_only=True)
+            e, n, w = state["memory"].shape
+        except Exception as exc:  # torch.load fails in many ways on a foreign file (pickle, zip, struct)
+            raise ValueError(f"{path}: not a saved ExternalMemory (damaged or another file): {exc}") from None
         mem = cls(n, w, e, state.pop("gamma")).to(state["memory"].dtype)
         mem.load_state_dict(state)
         return mem
