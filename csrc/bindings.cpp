@@ -24,7 +24,7 @@ py::tuple memory_write_bwd(const py::array&, const py::array&, const py::array&,
 py::tuple memory_topk_py(const py::array&, const py::array&, int64_t, double);
 #ifdef METARISK_WITH_CUDA
 void mlp_inner_loop_cuda(const py::dict&, const std::string&, int, int64_t, int64_t, int64_t, const std::vector<int64_t>&,
-                         int64_t, const std::string&, const std::string&, const std::string&, bool);
+                         int64_t, const std::string&, const std::string&, const std::string&, bool, bool);
 #endif
 }  // namespace metarisk
 
@@ -51,7 +51,7 @@ PYBIND11_MODULE(_core, m) {
 #ifdef METARISK_WITH_CUDA
   m.def("mlp_inner_loop_cuda", &metarisk::mlp_inner_loop_cuda, py::arg("ptrs"), py::arg("dtype"), py::arg("device"), py::arg("tasks"),
         py::arg("support"), py::arg("query"), py::arg("sizes"), py::arg("steps"), py::arg("activation"),
-        py::arg("loss"), py::arg("mode"), py::arg("lr_per_param"));
+        py::arg("loss"), py::arg("mode"), py::arg("lr_per_param"), py::arg("theta_per_task"));
 #endif
   m.def("memory_topk", &metarisk::memory_topk_py, py::arg("memory"), py::arg("keys"), py::arg("k"), py::arg("eps"));
 }

@@ -33,7 +33,8 @@ def get_num_threads() -> int:
     return int(_core.num_threads())
 
 
-from .learners import MAML, MLP, ExternalMemory, MemoryAugmentedNet, MetaSGD, Reptile  # noqa: E402
+from .learners import (MAML, MLP, ExternalMemory, MemoryAugmentedNet, MemoryConditionedMAML, MetaSGD,  # noqa: E402
+                       Reptile)
 
-__all__ = ["MLP", "MAML", "Reptile", "MetaSGD", "ExternalMemory", "MemoryAugmentedNet", "build_info",
+__all__ = ["MLP", "MAML", "Reptile", "MetaSGD", "ExternalMemory", "MemoryAugmentedNet", "MemoryConditionedMAML", "build_info",
            "set_num_threads", "get_num_threads"]

@@ -53,3 +53,14 @@ def test_cuda_learner_and_device_mismatch():
     assert all(p.grad is not None and p.grad.is_cuda for p in learner.parameters())
     with pytest.raises(ValueError, match="parameters are on cuda"):
         learner.meta_loss(xs, ys, xq, yq)
+
+
+def test_cuda_per_task_starting_points():
+    params = make_params([3, 8, 1])
+    xs, ys, xq, yq = make_tasks(4, 6, 5, 3)
+    offs = [0.1 * torch.randn((4, *p.shape), dtype=torch.float64) for p in params]
+    cp = [p.detach().cuda().requires_grad_() for p in params]
+    co = [o.cuda().requires_grad_() for o in offs]
+    got = ops.mlp_meta_loss(cp, 0.05, xs.cuda(), ys.cuda(), xq.cuda(), yq.cuda(), steps=2, task_offsets=co)
+    want = reference.mlp_meta_loss(params, 0.05, xs, ys, xq, yq, steps=2, task_offsets=offs)
+    torch.testing.assert_close(got.cpu(), want, **TOL[torch.float64])

@@ -1,7 +1,8 @@
 // Fused batched inner loops for the MAML family on an MLP.
 //
 // Every task b starts from the same flat parameter vector theta (per layer: weight (out, in)
-// then bias (out,), the nn.Linear order), runs `steps` SGD steps on its support set
+// then bias (out,), the nn.Linear order) or from its own row of a (B, P) theta (a
+// memory-conditioned start), runs `steps` SGD steps on its support set
 //   theta_{s+1} = theta_s - lr * grad L_support(theta_s)      (lr scalar or per parameter)
 // and evaluates the query loss at theta_S. Depending on the mode it also returns the task's
 // meta-gradient with respect to theta:
@@ -34,7 +35,8 @@ struct MlpShape {
 
 template <typename T>
 struct InnerLoopArgs {
-  const T* theta = nullptr;  // (P,)
+  const T* theta = nullptr;  // (P,) shared, or (B, P) one starting point per task
+  bool theta_per_task = false;
   const T* lr = nullptr;     // (P,) if lr_per_param else (1,)
   bool lr_per_param = false;
   const T* xs = nullptr;  // (B, K, d_0)

@@ -185,7 +185,8 @@ void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
 
   const T* xs = a.xs + b * K * D;
   const T* ys = a.ys + b * K * O;
-  std::memcpy(thetas, a.theta, sizeof(T) * P);
+  const T* theta0 = a.theta + (a.theta_per_task ? b * P : 0);
+  std::memcpy(thetas, theta0, sizeof(T) * P);
   for (int64_t s = 0; s < S; ++s) {
     const T* th = thetas + s * P;
     T* th_next = thetas + (s + 1) * P;
@@ -220,7 +221,7 @@ void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
 
   if (a.mode == MetaMode::Reptile) {
     T* out = a.task_grad + b * P;
-    for (int64_t p = 0; p < P; ++p) out[p] = a.theta[p] - thS[p];
+    for (int64_t p = 0; p < P; ++p) out[p] = theta0[p] - thS[p];
     return;
   }
   if (a.mode == MetaMode::None && !want_lr) return;
@@ -262,7 +263,7 @@ void inner_loop_cpu(const MlpShape& shape, const InnerLoopArgs<T>& a) {
            "a MAML meta-gradient needs a query set with targets");
   MR_CHECK(!a.task_lr_grad || (Q > 0 && a.yq), "the learning-rate gradient needs query targets");
   MR_CHECK(!a.task_loss || a.yq, "task_loss needs query targets");
-  check_finite(a.theta, lay.P, "theta (initial parameters)");
+  check_finite(a.theta, a.theta_per_task ? B * lay.P : lay.P, "theta (initial parameters)");
   check_finite(a.lr, a.lr_per_param ? lay.P : 1, "inner learning rate");
   check_finite(a.xs, B * K * D, "xs (support inputs)");
   check_finite(a.ys, B * K * O, "ys (support targets)");

@@ -175,7 +175,8 @@ __global__ void inner_loop_kernel(DevLayout lay, Activation act, Loss loss, Inne
   const DevNet<T> net{lay, act, loss};
   const T* xs = a.xs + b * K * D;
   const T* ys = a.ys + b * K * O;
-  for (int64_t p = threadIdx.x; p < P; p += blockDim.x) thetas[p] = a.theta[p];
+  const T* theta0 = a.theta + (a.theta_per_task ? b * P : 0);
+  for (int64_t p = threadIdx.x; p < P; p += blockDim.x) thetas[p] = theta0[p];
   __syncthreads();
   for (int64_t s = 0; s < S; ++s) {
     const T* th = thetas + s * P;
@@ -204,7 +205,7 @@ __global__ void inner_loop_kernel(DevLayout lay, Activation act, Loss loss, Inne
   }
   __syncthreads();
   if (a.mode == MetaMode::Reptile) {
-    for (int64_t p = threadIdx.x; p < P; p += blockDim.x) a.task_grad[b * P + p] = a.theta[p] - thS[p];
+    for (int64_t p = threadIdx.x; p < P; p += blockDim.x) a.task_grad[b * P + p] = theta0[p] - thS[p];
     return;
   }
   if (a.mode == MetaMode::None && !want_lr) return;

@@ -34,13 +34,14 @@ static py::dict run(const MlpShape& shape, const py::array& theta, const py::arr
                     bool want_lr_grad, bool want_adapted, bool want_pred) {
   const int64_t P = shape.num_params(), D = shape.in_features(), O = shape.out_features();
   InnerLoopArgs<T> a;
-  a.theta = checked_data<T>(theta, "theta", {P});
+  a.theta_per_task = theta.ndim() == 2;
   MR_CHECK(lr.ndim() == 1 && (lr.shape(0) == 1 || lr.shape(0) == P),
            "lr must have shape (1,) or (" << P << ",) (one rate per parameter), got " << shape_str(lr));
   a.lr_per_param = lr.shape(0) == P && P != 1;
   a.lr = checked_data<T>(lr, "lr", {lr.shape(0)});
   a.xs = checked_data<T>(xs, "xs", {-1, -1, D});
   a.tasks = xs.shape(0);
+  a.theta = a.theta_per_task ? checked_data<T>(theta, "theta", {a.tasks, P}) : checked_data<T>(theta, "theta", {P});
   a.support = xs.shape(1);
   a.ys = checked_data<T>(ys, "ys", {a.tasks, a.support, O});
   if (!xq.is_none()) {
@@ -99,13 +100,14 @@ void cuda_set_device(int device);
 
 template <typename T>
 static void run_cuda(const MlpShape& shape, const py::dict& ptrs, int64_t B, int64_t K, int64_t Q, int64_t steps,
-                     MetaMode mode, bool lr_per_param) {
+                     MetaMode mode, bool lr_per_param, bool theta_per_task) {
   auto ptr = [&](const char* key) -> T* {
     const uintptr_t v = ptrs.contains(key) && !ptrs[key].is_none() ? ptrs[key].cast<uintptr_t>() : 0;
     return reinterpret_cast<T*>(v);
   };
   InnerLoopArgs<T> a;
   a.theta = ptr("theta");
+  a.theta_per_task = theta_per_task;
   a.lr = ptr("lr");
   a.lr_per_param = lr_per_param;
   a.xs = ptr("xs");
@@ -131,16 +133,17 @@ static void run_cuda(const MlpShape& shape, const py::dict& ptrs, int64_t B, int
 // by the Python op; the outputs named in ptrs are written.
 void mlp_inner_loop_cuda(const py::dict& ptrs, const std::string& dtype, int device, int64_t B, int64_t K, int64_t Q,
                          const std::vector<int64_t>& sizes, int64_t steps, const std::string& activation,
-                         const std::string& loss, const std::string& mode, bool lr_per_param) {
+                         const std::string& loss, const std::string& mode, bool lr_per_param,
+                         bool theta_per_task) {
   cuda_set_device(device);
   MlpShape shape{sizes, parse_activation(activation), parse_loss(loss)};
   shape.validate();
   MR_CHECK(B >= 1 && K >= 0 && Q >= 0 && steps >= 0, "bad task batch sizes");
   const MetaMode m = parse_mode(mode);
   if (dtype == "float32")
-    run_cuda<float>(shape, ptrs, B, K, Q, steps, m, lr_per_param);
+    run_cuda<float>(shape, ptrs, B, K, Q, steps, m, lr_per_param, theta_per_task);
   else if (dtype == "float64")
-    run_cuda<double>(shape, ptrs, B, K, Q, steps, m, lr_per_param);
+    run_cuda<double>(shape, ptrs, B, K, Q, steps, m, lr_per_param, theta_per_task);
   else
     throw py::type_error("dtype must be float32 or float64, got " + dtype);
 }

@@ -149,3 +149,68 @@ def _per_task_loss(z, y, loss):
     if loss == "gaussian_nll":
         return (0.5 * (math.log(2 * math.pi) + z + y * y * torch.exp(-z))).mean(dim=(1, 2))
     raise ValueError(f"loss must be 'mse', 'gaussian_nll' or 'bce', got {loss!r}")
+
+
+class MemoryConditionedMAML(nn.Module):
+    """MAML whose inner loop starts from what an external memory retrieves.
+
+    A permutation-invariant encoder turns each task's support set into a key; a content-based
+    read (cosine / softmax, the memory kernels) over ``slots`` learned memory rows gives mixing
+    weights; the retrieved parameter offset (weights x a table of per-slot offsets) is added to
+    the shared initial parameters, and the fused inner loop adapts from there. Offsets start at
+    zero, so training starts from plain MAML; gradients reach the shared parameters, the offsets,
+    the memory rows, the key strength and the encoder.
+    """
+
+    def __init__(self, net: MLP, inner_lr: float = 0.01, inner_steps: int = 5, slots: int = 16, key_width: int = 16,
+                 first_order: bool = False, loss: str = "mse"):
+        super().__init__()
+        from .maml import MAML
+
+        self.maml = MAML(net, inner_lr, inner_steps, first_order, loss)  # validation and kernel settings
+        self.net = net
+        n_params = sum(p.numel() for p in net.parameters())
+        d_in, d_out = net.sizes[0], net.sizes[-1]
+        self.task_encoder = MLP(d_in + d_out, (32,), key_width, activation="tanh")
+        self.memory_keys = nn.Parameter(torch.randn(slots, key_width) / math.sqrt(key_width))
+        self.memory_offsets = nn.Parameter(torch.zeros(slots, n_params))
+        self.log_beta = nn.Parameter(torch.tensor(math.log(5.0)))
+
+    @property
+    def inner_steps(self) -> int:
+        return self.maml.inner_steps
+
+    def task_offsets(self, xs, ys) -> list[torch.Tensor]:
+        """Per-task offsets (B, *shape) for every parameter, retrieved from the memory."""
+        key = self.task_encoder(torch.cat([xs, ys], -1)).mean(1)  # (B, key_width)
+        beta = torch.exp(self.log_beta).expand(key.shape[0])
+        _, weights = ops.memory_read(self.memory_keys, key, beta)  # (B, slots)
+        flat = weights @ self.memory_offsets  # (B, P)
+        out, start = [], 0
+        for p in self.net.parameters():
+            out.append(flat[:, start:start + p.numel()].reshape(flat.shape[0], *p.shape))
+            start += p.numel()
+        return out
+
+    def _kw(self, loss):
+        return dict(steps=self.maml.inner_steps, activation=self.net.activation, loss=loss or self.maml.loss)
+
+    def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
+        xs, ys, xq, yq = (torch.as_tensor(a) for a in (xs, ys, xq, yq))
+        return ops.mlp_meta_loss(list(self.net.parameters()), self.maml.inner_lr, xs, ys, xq, yq,
+                                 mode=self.maml.mode, task_offsets=self.task_offsets(xs, ys), **self._kw(loss))
+
+    def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
+        return self.query_losses(xs, ys, xq, yq, loss).mean()
+
+    def adapt_predict(self, xs, ys, xq, loss: str | None = None):
+        numpy_in = isinstance(xs, np.ndarray)
+        single = np.ndim(xs) == 2
+        xs, ys, xq = (torch.as_tensor(a) for a in (xs, ys, xq))
+        if single:
+            xs, ys, xq = xs[None], ys[None], xq[None]
+        with torch.no_grad():
+            pred = ops.mlp_adapt_predict(list(self.net.parameters()), self.maml.inner_lr, xs, ys, xq,
+                                         task_offsets=self.task_offsets(xs, ys), **self._kw(loss))
+        pred = pred[0] if single else pred
+        return pred.numpy() if numpy_in else pred

@@ -82,7 +82,7 @@ def _run_core(theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss, mode, *
             raise ValueError(f"{name} contains a non-finite value")
     B, K = xs.shape[:2]
     Q = 0 if xq is None else xq.shape[1]
-    P, O = theta.numel(), sizes[-1]
+    P, O = theta.shape[-1], sizes[-1]
     new = (lambda *shape: torch.empty(shape, dtype=theta.dtype, device=theta.device))
     out = {}
     if want_loss:
@@ -100,7 +100,7 @@ def _run_core(theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss, mode, *
     ptrs = {k: v.data_ptr() for k, v in {**out, **inputs}.items()}  # `inputs` keeps the buffers alive
     torch.cuda.synchronize(theta.device)  # the kernel runs on the legacy default stream
     _core.mlp_inner_loop_cuda(ptrs, str(theta.dtype).removeprefix("torch."), theta.device.index or 0, B, K, Q,
-                              sizes, steps, activation, loss, mode, lr.numel() == P and P != 1)
+                              sizes, steps, activation, loss, mode, lr.numel() == P and P != 1, theta.dim() == 2)
     return out
 
 
@@ -117,19 +117,36 @@ class _MetaLoss(torch.autograd.Function):
         ctx.task_grad = out["grad"] if want_theta else None
         ctx.task_lr_grad = out["lr_grad"] if want_lr else None
         ctx.lr_numel = lr.numel()
+        ctx.per_task = theta.dim() == 2
         return losses
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_losses):
         g_theta = g_lr = None
-        if ctx.task_grad is not None:
-            g_theta = grad_losses @ ctx.task_grad
+        if ctx.task_grad is not None:  # per-task starting points get their task's gradient
+            g_theta = grad_losses[:, None] * ctx.task_grad if ctx.per_task else grad_losses @ ctx.task_grad
         if ctx.task_lr_grad is not None:
             g_lr = grad_losses @ ctx.task_lr_grad
             if ctx.lr_numel == 1:
                 g_lr = g_lr.sum().reshape(1)
         return g_theta, g_lr, None, None, None, None, None, None, None, None, None
+
+
+def _task_start(theta: torch.Tensor, task_offsets, params, B: int) -> torch.Tensor:
+    """theta (P,), or theta + per-task offsets as (B, P) when ``task_offsets`` is given (one
+    tensor per parameter with a leading task dimension): a per-task starting point."""
+    if task_offsets is None:
+        return theta
+    offs = list(task_offsets)
+    if len(offs) != len(params):
+        raise ValueError(f"task_offsets needs {len(params)} tensors (one per parameter), got {len(offs)}")
+    for i, (o, p) in enumerate(zip(offs, params)):
+        if tuple(o.shape) != (B, *p.shape):
+            raise ValueError(f"task_offsets[{i}] must have shape {(B, *p.shape)}, got {tuple(o.shape)}")
+    flat = torch.cat([as_tensor(o, f"task_offsets[{i}]", dtype=theta.dtype, allow_cuda=True).reshape(B, -1)
+                      for i, o in enumerate(offs)], dim=1)
+    return theta.unsqueeze(0) + flat
 
 
 def mlp_meta_loss(
@@ -144,10 +161,12 @@ def mlp_meta_loss(
     activation: str = "relu",
     loss: str = "mse",
     mode: str = "second_order",
+    task_offsets: Sequence[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Query loss of each task after ``steps`` SGD steps on its support set, shape (B,).
 
-    Differentiable with respect to ``params`` (and ``lr`` when it requires grad):
+    Differentiable with respect to ``params`` (and ``lr`` when it requires grad, and
+    ``task_offsets``, per-task additions to the starting parameters):
     ``second_order`` gives the exact MAML meta-gradient, ``first_order`` the FOMAML one, and
     ``reptile`` makes the gradient of each task's loss the Reptile direction theta - theta_S.
     """
@@ -163,6 +182,7 @@ def mlp_meta_loss(
                                       device=theta.device)
     if xq.shape[1] == 0:
         raise ValueError("the query set is empty (Q = 0); the meta-loss needs query rows")
+    theta = _task_start(theta, task_offsets, params, xs.shape[0])
     losses = _MetaLoss.apply(theta, lr_flat, xs, ys, xq, yq, sizes, steps, activation, loss, mode)
     if not torch.isfinite(losses).all():
         bad = int(torch.nonzero(~torch.isfinite(losses))[0])
@@ -173,7 +193,7 @@ def mlp_meta_loss(
     return losses
 
 
-def _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, *, adapted: bool, pred: bool):
+def _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, *, adapted: bool, pred: bool, task_offsets=None):
     _check_choice(activation, "activation", ACTIVATIONS)
     _check_choice(loss, "loss", LOSSES)
     steps = check_steps(steps)
@@ -182,14 +202,16 @@ def _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, *, adapted: boo
         lr_flat = _flat_lr(lr, params, theta.dtype)
         xs, ys, xq, _ = check_task_batch(xs, ys, xq, None, sizes, theta.dtype, need_query_targets=False,
                                          device=theta.device)
+        theta = _task_start(theta, task_offsets, params, xs.shape[0])
         out = _run_core(theta, lr_flat, xs, ys, xq, None, sizes, steps, activation, loss, "none",
                         want_adapted=adapted, want_pred=pred)
     return out, sizes
 
 
-def mlp_adapt(params, lr, xs, ys, *, steps: int, activation: str = "relu", loss: str = "mse"):
+def mlp_adapt(params, lr, xs, ys, *, steps: int, activation: str = "relu", loss: str = "mse", task_offsets=None):
     """Adapted parameters of every task, as a list shaped like ``params`` with a leading B."""
-    out, sizes = _adapt_call(params, lr, xs, ys, None, steps, activation, loss, adapted=True, pred=False)
+    out, sizes = _adapt_call(params, lr, xs, ys, None, steps, activation, loss, adapted=True, pred=False,
+                             task_offsets=task_offsets)
     flat = out["adapted"]
     pieces, start = [], 0
     for p in params:
@@ -199,11 +221,13 @@ def mlp_adapt(params, lr, xs, ys, *, steps: int, activation: str = "relu", loss:
     return pieces
 
 
-def mlp_adapt_predict(params, lr, xs, ys, xq, *, steps: int, activation: str = "relu", loss: str = "mse"):
+def mlp_adapt_predict(params, lr, xs, ys, xq, *, steps: int, activation: str = "relu", loss: str = "mse",
+                      task_offsets=None):
     """Predictions (B, Q, O) on the query inputs after adapting on each task's support set."""
     if xq is None:
         raise ValueError("xq (query inputs) is required")
-    out, _ = _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, adapted=False, pred=True)
+    out, _ = _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, adapted=False, pred=True,
+                         task_offsets=task_offsets)
     return out["pred"]
 
 

@@ -50,20 +50,23 @@ def _adapt_one(params, lrs, xs, ys, steps, activation, loss, first_order):
 
 
 def mlp_meta_loss(params, lr, xs, ys, xq, yq, *, steps, activation="relu", loss="mse",
-                  mode="second_order"):
+                  mode="second_order", task_offsets=None):
     lrs = _lr_list(lr, params)
     first_order = mode != "second_order"
+    offsets = task_offsets if task_offsets is not None else [torch.zeros((xs.shape[0], *p.shape), dtype=p.dtype)
+                                                             for p in params]
 
-    def task(xs_b, ys_b, xq_b, yq_b):
-        p = _adapt_one(params, lrs, xs_b, ys_b, steps, activation, loss, first_order)
+    def task(off, xs_b, ys_b, xq_b, yq_b):
+        start = [t + o for t, o in zip(params, off)]
+        p = _adapt_one(start, lrs, xs_b, ys_b, steps, activation, loss, first_order)
         q = loss_fn(mlp_forward(p, xq_b, activation), yq_b, loss)
         if mode != "reptile":
             return q
         # value: the query loss; gradient w.r.t. theta: theta - theta_S (the Reptile direction)
-        surrogate = sum((t * (t - a).detach()).sum() for t, a in zip(params, p))
+        surrogate = sum((t * (t - a).detach()).sum() for t, a in zip(start, p))
         return q.detach() + surrogate - surrogate.detach()
 
-    return vmap(task)(xs, ys, xq, yq)
+    return vmap(task)(list(offsets), xs, ys, xq, yq)
 
 
 def mlp_adapt(params, lr, xs, ys, *, steps, activation="relu", loss="mse"):
