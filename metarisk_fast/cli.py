@@ -236,7 +236,8 @@ def cmd_demo(args):
                               label=f"few-shot, history k = {k} days"))
     elapsed = time.perf_counter() - t_start
     pre = ("Meta-learners adapt on only the last k days of each held-out asset (5 gradient steps; `memory` "
-           "writes them into an external memory and reads it once; `pooled` is the same network trained "
+           "writes them into an external memory and reads it once; `memory_maml` starts its 5 steps from "
+           "parameters retrieved from a memory; `pooled` is the same network trained "
            "without meta-learning and does not adapt); the baselines use each asset's "
            f"full history up to the forecast date. Training: assets {', '.join(train_assets)}, "
            f"{panel.dates[0]} to {panel.dates[train_end]}; testing after an embargo of {spec.horizon} day(s). "
@@ -281,7 +282,8 @@ def _parser():
     d.add_argument("--horizon", type=int, default=1, help="forecast horizon in days (default 1)")
     d.add_argument("--train-end", default="2014-12-31", help="last training date (default 2014-12-31)")
     d.add_argument("--holdout", type=int, default=5, help="assets held out for testing (default 5)")
-    d.add_argument("--learners", nargs="+", default=["maml", "fomaml", "reptile", "metasgd", "memory", "pooled"],
+    d.add_argument("--learners", nargs="+",
+                   default=["maml", "fomaml", "reptile", "metasgd", "memory", "memory_maml", "pooled"],
                    choices=LEARNERS)
     d.add_argument("--histories", type=int, nargs="+", default=list(DEFAULT_HISTORIES),
                    help="few-shot history lengths k (default 20 60 250)")

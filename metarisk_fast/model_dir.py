@@ -16,11 +16,11 @@ from .data.io import atomic_write_bytes, atomic_write_text
 from .features import FeatureSet
 from .learners import MAML, MLP, MetaSGD, Reptile
 from .learners.forecasters import pooled_learner
-from .learners.memory import MemoryAugmentedNet
+from .learners.memory import MemoryAugmentedNet, MemoryConditionedMAML
 from .tasks import TaskSpec
 
 FORMAT_VERSION = 1
-LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "pooled", "memory")
+LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml")
 MEMORY_SLOTS = 256  # >= the longest few-shot history written into one episode's memory
 
 
@@ -46,6 +46,8 @@ def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 
     _zero_output(net)
     if kind == "pooled":
         return pooled_learner(net)
+    if kind == "memory_maml":
+        return MemoryConditionedMAML(net, inner_lr=inner_lr, inner_steps=inner_steps, loss="gaussian_nll")
     cls = {"maml": MAML, "fomaml": MAML, "reptile": Reptile, "metasgd": MetaSGD}[kind]
     kw = {"first_order": True} if kind == "fomaml" else {}
     return cls(net, inner_lr=inner_lr, inner_steps=inner_steps, loss="gaussian_nll", **kw)

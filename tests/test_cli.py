@@ -99,6 +99,17 @@ def test_evaluate_writes_the_report(model, prices, tmp_path):
     assert "Kupiec" in (out / "report.md").read_text()
 
 
+@pytest.mark.parametrize("learner", ["fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml"])
+def test_every_learner_trains_saves_loads_and_forecasts(learner, prices, tmp_path):
+    out = tmp_path / "m"
+    assert main(["train", "--prices", str(prices["wide"]), "--out", str(out), "--steps", "3", "--batch", "8",
+                 "--history", "30", "--learner", learner, "--quiet"]) == 0
+    assert main(["forecast", "--model", str(out), "--prices", str(prices["one"]), "--out", str(tmp_path / "f.csv"),
+                 "--start", str(prices["dates"][850]), "--quiet"]) == 0
+    f = pd.read_csv(tmp_path / "f.csv")
+    assert len(f) == 50 and (f["forecast_variance"] > 0).all()
+
+
 def test_demo_smoke(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "d"), "--steps", "2", "--batch", "8", "--learners", "fomaml",
                  "--histories", "20", "--no-garch", "--quiet"]) == 0

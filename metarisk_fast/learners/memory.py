@@ -180,6 +180,10 @@ class MemoryConditionedMAML(nn.Module):
     def inner_steps(self) -> int:
         return self.maml.inner_steps
 
+    @property
+    def inner_lr(self) -> float:
+        return self.maml.inner_lr
+
     def task_offsets(self, xs, ys) -> list[torch.Tensor]:
         """Per-task offsets (B, *shape) for every parameter, retrieved from the memory."""
         key = self.task_encoder(torch.cat([xs, ys], -1)).mean(1)  # (B, key_width)
