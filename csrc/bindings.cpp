@@ -23,6 +23,8 @@ py::tuple memory_write_bwd(const py::array&, const py::array&, const py::array&,
                            const py::object&, const py::object&);
 py::tuple memory_topk_py(const py::array&, const py::array&, int64_t, double);
 #ifdef METARISK_WITH_CUDA
+void memory_cuda(const std::string&, const py::dict&, const std::string&, int, int64_t, int64_t, int64_t, int64_t,
+                 double);
 void mlp_inner_loop_cuda(const py::dict&, const std::string&, int, int64_t, int64_t, int64_t, const std::vector<int64_t>&,
                          int64_t, const std::string&, const std::string&, const std::string&, bool, bool);
 #endif
@@ -52,6 +54,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("mlp_inner_loop_cuda", &metarisk::mlp_inner_loop_cuda, py::arg("ptrs"), py::arg("dtype"), py::arg("device"), py::arg("tasks"),
         py::arg("support"), py::arg("query"), py::arg("sizes"), py::arg("steps"), py::arg("activation"),
         py::arg("loss"), py::arg("mode"), py::arg("lr_per_param"), py::arg("theta_per_task"));
+  m.def("memory_cuda", &metarisk::memory_cuda, py::arg("op"), py::arg("ptrs"), py::arg("dtype"), py::arg("device"),
+        py::arg("memories"), py::arg("slots"), py::arg("width"), py::arg("per_memory"), py::arg("param"));
 #endif
   m.def("memory_topk", &metarisk::memory_topk_py, py::arg("memory"), py::arg("keys"), py::arg("k"), py::arg("eps"));
 }

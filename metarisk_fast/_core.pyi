@@ -32,3 +32,7 @@ def memory_write_backward(
     d_new_usage: Optional[np.ndarray], d_write_weights: Optional[np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]: ...
 def memory_topk(memory: np.ndarray, keys: np.ndarray, k: int, eps: float) -> tuple[np.ndarray, np.ndarray]: ...
+def memory_cuda(
+    op: str, ptrs: dict[str, int], dtype: str, device: int, memories: int, slots: int, width: int, per_memory: int,
+    param: float,
+) -> None: ...  # only in CUDA builds: read_forward, read_backward, write_forward, write_backward

@@ -64,3 +64,37 @@ def test_cuda_per_task_starting_points():
     got = ops.mlp_meta_loss(cp, 0.05, xs.cuda(), ys.cuda(), xq.cuda(), yq.cuda(), steps=2, task_offsets=co)
     want = reference.mlp_meta_loss(params, 0.05, xs, ys, xq, yq, steps=2, task_offsets=offs)
     torch.testing.assert_close(got.cpu(), want, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shared", [True, False])
+def test_cuda_memory_read_and_write_match_twins(dtype, shared):
+    g = torch.Generator().manual_seed(0)
+    N, W, B, H = 37, 8, 5, 3
+    mem = torch.randn(*(() if shared else (B,)), N, W, dtype=dtype, generator=g)
+    keys = torch.randn(B, H, W, dtype=dtype, generator=g)
+    beta = torch.rand(B, H, dtype=dtype, generator=g) * 3
+    cpu = [t.clone().requires_grad_() for t in (mem, keys, beta)]
+    gpu = [t.cuda().requires_grad_() for t in (mem, keys, beta)]
+    r1, w1 = ops.memory_read(*gpu)
+    r2, w2 = reference.memory_read(*cpu)
+    torch.testing.assert_close(r1.cpu(), r2, **TOL[dtype])
+    ga = torch.autograd.grad(r1.sum() + (w1 ** 2).sum(), gpu)
+    gb = torch.autograd.grad(r2.sum() + (w2 ** 2).sum(), cpu)
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a.cpu(), b, **TOL[dtype])
+    usage = torch.rand(mem.shape[:-1], dtype=dtype, generator=g)
+    P = 3
+    vals = torch.randn(*((P, W) if shared else (B, P, W)), dtype=dtype, generator=g)
+    prev = torch.softmax(torch.randn(*vals.shape[:-1], N, dtype=dtype, generator=g), -1)
+    alpha = torch.randn(vals.shape[:-1], dtype=dtype, generator=g)
+    cpu = [t.clone().requires_grad_() for t in (mem, usage, prev, alpha, vals)]
+    gpu = [t.cuda().requires_grad_() for t in (mem, usage, prev, alpha, vals)]
+    o1, o2 = ops.memory_write_lrua(*gpu), reference.memory_write_lrua(*cpu)
+    for a, b in zip(o1[:3], o2[:3]):
+        torch.testing.assert_close(a.cpu(), b, **TOL[dtype])
+    torch.testing.assert_close(o1[3].cpu(), o2[3])
+    ga = torch.autograd.grad(sum(t.sum() for t in o1[:3]), gpu)
+    gb = torch.autograd.grad(sum(t.sum() for t in o2[:3]), cpu)
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a.cpu(), b, **TOL[dtype])

@@ -59,4 +59,33 @@ MR_HD T loss_hess(Loss loss, T z, T y) {
   }
 }
 
+// External memory (Santoro et al. 2016), per (key, slot) and per written slot.
+// Read logit: beta * cos(k, M_j) = beta * (k . M_j) / (|k| |M_j| + eps).
+template <typename T>
+MR_HD T cosine_logit(T beta, T dot, T kn, T mn, T eps) {
+  return beta * dot / (kn * mn + eps);
+}
+// Backward through the softmax and the cosine for one (key, slot): p the read weight, dp = dL/dp,
+// pdp = sum_j p_j dp_j. Gives the slot's share of dL/dbeta, g = dL/d(k . M_j) and
+// dD = dL/d(|k| |M_j| + eps).
+template <typename T>
+MR_HD void cosine_softmax_grad(T p, T dp, T pdp, T beta, T dot, T kn, T mn, T eps, T& dbeta, T& g, T& dD) {
+  const T dl = p * (dp - pdp);
+  const T D = kn * mn + eps;
+  const T sim = dot / D;
+  dbeta = dl * sim;
+  const T dsim = beta * dl;
+  g = dsim / D;
+  dD = -dsim * sim / D;
+}
+// LRUA write weight w^w = sigmoid(alpha) w^r + (1 - sigmoid(alpha)) w^lu, from the gate value.
+template <typename T>
+MR_HD T lrua_gate(T alpha) {
+  return T(1) / (T(1) + std::exp(-alpha));
+}
+template <typename T>
+MR_HD T lrua_blend(T gate, T prev_read, bool least_used) {
+  return gate * prev_read + (least_used ? T(1) - gate : T(0));
+}
+
 }  // namespace metarisk

@@ -64,4 +64,18 @@ void memory_write_backward(const MemoryWriteArgs<T>& a, const T* d_new_memory, c
 template <typename T>
 void memory_topk(const MemoryReadArgs<T>& a, int64_t k, int64_t* idx, T* sim);
 
+// The same on a CUDA device (all pointers device memory; blocks until done). The exact top-k
+// scan is CPU only: on a GPU the op selects with torch.topk over the dense similarities.
+template <typename T>
+void memory_read_forward_cuda(const MemoryReadArgs<T>& a);
+template <typename T>
+void memory_read_backward_cuda(const MemoryReadArgs<T>& a, const T* d_read, const T* d_weights, T* d_keys,
+                               T* d_beta, T* d_memory);
+template <typename T>
+void memory_write_forward_cuda(const MemoryWriteArgs<T>& a);
+template <typename T>
+void memory_write_backward_cuda(const MemoryWriteArgs<T>& a, const T* d_new_memory, const T* d_new_usage,
+                                const T* d_write_weights, T* d_memory, T* d_usage, T* d_prev_read, T* d_alpha,
+                                T* d_values);
+
 }  // namespace metarisk

@@ -6,6 +6,7 @@
 
 #include "../common/checks.h"
 #include "../common/fast_math.h"
+#include "../common/host_device.h"
 #include "../common/small_gemm.h"
 #include "../common/thread_pool.h"
 #include "memory.h"
@@ -99,7 +100,7 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
       const T mj = mnorm[j];
 #pragma omp simd
       for (int64_t i = 0; i < kb; ++i) {
-        row[i] = a.beta[q0 + i] * row[i] / (scale[i] * mj + a.eps);
+        row[i] = cosine_logit(a.beta[q0 + i], row[i], scale[i], mj, a.eps);
         mx[i] = std::max(mx[i], row[i]);
       }
     }
@@ -191,15 +192,12 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
         T dmj = T(0);
 #pragma omp simd reduction(+ : dmj)
         for (int64_t i = 0; i < kb; ++i) {
-          const T dl = p[i] * (dp[i] - dot[i]);
-          const T D = kn[i] * mj + a.eps;
-          const T sim = s[i] / D;
-          dbeta[i] += dl * sim;
-          const T dsim = beta[i] * dl;
-          const T dD = -dsim * sim / D;
+          T db, g, dD;
+          cosine_softmax_grad(p[i], dp[i], dot[i], beta[i], s[i], kn[i], mj, a.eps, db, g, dD);
+          dbeta[i] += db;
           dkn[i] += dD * mj;
           dmj += dD * kn[i];
-          s[i] = dsim / D;  // St now holds G = dL/d(k . M_j)
+          s[i] = g;  // St now holds G = dL/d(k . M_j)
         }
         dmn[j] += dmj;
       }
@@ -246,9 +244,6 @@ void check_write(const MemoryWriteArgs<T>& a) {
   check_finite(a.values, a.E * a.P * a.W, "values");
 }
 
-template <typename T>
-T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
-
 // The P least-used slots of usage u (ascending usage, ties by lower index), partial selection.
 template <typename T>
 void least_used(const T* u, int64_t N, int64_t P, int64_t* out) {
@@ -275,11 +270,11 @@ void memory_write_forward(const MemoryWriteArgs<T>& a) {
     T* nu = a.new_usage + e * N;
     for (int64_t j = j0; j < j1; ++j) nu[j] = a.gamma * a.usage[e * N + j];
     for (int64_t p = 0; p < P; ++p) {
-      const T g = sigmoid(a.alpha[e * P + p]);
+      const T g = lrua_gate(a.alpha[e * P + p]);
       const T* wr = a.prev_read + (e * P + p) * N;
       T* w = ww + p * N;
       for (int64_t j = j0; j < j1; ++j) {
-        w[j] = g * wr[j] + (j == lu[p] ? T(1) - g : T(0));
+        w[j] = lrua_blend(g, wr[j], j == lu[p]);
         nu[j] += w[j];
       }
     }
@@ -312,7 +307,7 @@ void memory_write_backward(const MemoryWriteArgs<T>& a, const T* dM, const T* dU
     gemm_nn<T>(n, P, W, dMe, W, Vt, P, dwwT, P, false);
     T* part = partial.data() + item * P * (W + 1);
     for (int64_t p = 0; p < P; ++p) {
-      const T g = sigmoid(a.alpha[e * P + p]);
+      const T g = lrua_gate(a.alpha[e * P + p]);
       const T* wr = a.prev_read + (e * P + p) * N;
       T* dpr = d_prev_read + (e * P + p) * N;
       T dal = T(0);

@@ -166,4 +166,87 @@ py::tuple memory_topk_py(const py::array& m, const py::array& k, int64_t topk_, 
   return is_f64(m) ? topk<double>(m, k, topk_, eps) : topk<float>(m, k, topk_, eps);
 }
 
+#ifdef METARISK_WITH_CUDA
+void cuda_set_device(int device);
+
+namespace {
+// Device addresses (tensor.data_ptr()) from the op; absent or None keys are null pointers.
+template <typename P>
+P* dev(const py::dict& d, const char* key) {
+  return d.contains(key) && !d[key].is_none() ? reinterpret_cast<P*>(d[key].cast<uintptr_t>()) : nullptr;
+}
+
+template <typename T>
+MemoryReadArgs<T> dev_read_args(const py::dict& d, int64_t E, int64_t N, int64_t W, int64_t G, double eps) {
+  MemoryReadArgs<T> a;
+  a.memory = dev<const T>(d, "memory");
+  a.keys = dev<const T>(d, "keys");
+  a.beta = dev<const T>(d, "beta");
+  a.read = dev<T>(d, "read");
+  a.weights = dev<T>(d, "weights");
+  a.E = E, a.N = N, a.W = W, a.G = G, a.eps = static_cast<T>(eps);
+  return a;
+}
+
+template <typename T>
+MemoryWriteArgs<T> dev_write_args(const py::dict& d, int64_t E, int64_t N, int64_t W, int64_t P, double gamma) {
+  MemoryWriteArgs<T> a;
+  a.memory = dev<const T>(d, "memory");
+  a.usage = dev<const T>(d, "usage");
+  a.prev_read = dev<const T>(d, "prev_read");
+  a.alpha = dev<const T>(d, "alpha");
+  a.values = dev<const T>(d, "values");
+  a.new_memory = dev<T>(d, "new_memory");
+  a.new_usage = dev<T>(d, "new_usage");
+  a.write_weights = dev<T>(d, "write_weights");
+  a.least_used = dev<int64_t>(d, "least_used");
+  a.E = E, a.N = N, a.W = W, a.P = P, a.gamma = static_cast<T>(gamma);
+  return a;
+}
+
+template <typename T>
+void run_memory_cuda(const std::string& op, const py::dict& d, int64_t E, int64_t N, int64_t W, int64_t G,
+                     double param) {
+  if (op == "read_forward") {
+    auto a = dev_read_args<T>(d, E, N, W, G, param);
+    py::gil_scoped_release release;
+    memory_read_forward_cuda<T>(a);
+  } else if (op == "read_backward") {
+    auto a = dev_read_args<T>(d, E, N, W, G, param);
+    const T *dr = dev<const T>(d, "d_read"), *dw = dev<const T>(d, "d_weights");
+    T *dk = dev<T>(d, "d_keys"), *db = dev<T>(d, "d_beta"), *dm = dev<T>(d, "d_memory");
+    py::gil_scoped_release release;
+    memory_read_backward_cuda<T>(a, dr, dw, dk, db, dm);
+  } else if (op == "write_forward") {
+    auto a = dev_write_args<T>(d, E, N, W, G, param);
+    py::gil_scoped_release release;
+    memory_write_forward_cuda<T>(a);
+  } else if (op == "write_backward") {
+    auto a = dev_write_args<T>(d, E, N, W, G, param);
+    const T *dm = dev<const T>(d, "d_new_memory"), *du = dev<const T>(d, "d_new_usage");
+    const T* dww = dev<const T>(d, "d_write_weights");
+    T *om = dev<T>(d, "d_memory"), *ou = dev<T>(d, "d_usage"), *orr = dev<T>(d, "d_prev_read");
+    T *oa = dev<T>(d, "d_alpha"), *ov = dev<T>(d, "d_values");
+    py::gil_scoped_release release;
+    memory_write_backward_cuda<T>(a, dm, du, dww, om, ou, orr, oa, ov);
+  } else {
+    fail("unknown memory op '" + op + "'");
+  }
+}
+}  // namespace
+
+// One entry for the four CUDA memory kernels; G is the keys per memory (read) or the writes
+// per memory (write); param is eps (read) or gamma (write).
+void memory_cuda(const std::string& op, const py::dict& ptrs, const std::string& dtype, int device, int64_t E,
+                 int64_t N, int64_t W, int64_t G, double param) {
+  cuda_set_device(device);
+  if (dtype == "float32")
+    run_memory_cuda<float>(op, ptrs, E, N, W, G, param);
+  else if (dtype == "float64")
+    run_memory_cuda<double>(op, ptrs, E, N, W, G, param);
+  else
+    throw py::type_error("dtype must be float32 or float64, got " + dtype);
+}
+#endif
+
 }  // namespace metarisk

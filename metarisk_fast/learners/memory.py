@@ -30,10 +30,10 @@ class ExternalMemory(nn.Module):
 
     def reset(self, memories: int | None = None) -> "ExternalMemory":
         e = memories or self.memory.shape[0]
-        dt = self.memory.dtype
-        self.memory = torch.zeros(e, self.slots, self.width, dtype=dt)
-        self.usage = torch.zeros(e, self.slots, dtype=dt)
-        self.last_read = torch.zeros(e, self.slots, dtype=dt)
+        kw = dict(dtype=self.memory.dtype, device=self.memory.device)
+        self.memory = torch.zeros(e, self.slots, self.width, **kw)
+        self.usage = torch.zeros(e, self.slots, **kw)
+        self.last_read = torch.zeros(e, self.slots, **kw)
         return self
 
     def detach(self) -> "ExternalMemory":
@@ -101,11 +101,11 @@ class MemoryAugmentedNet(nn.Module):
         if K > self.slots:
             raise ValueError(f"{K} support rows for a memory of {self.slots} slots; raise `slots`")
         Q = xq.shape[1]
-        one = torch.ones(B, K, 1, dtype=xs.dtype)
-        keys_s = self.encoder(torch.cat([xs, ys, one], -1))
-        keys_q = self.encoder(torch.cat([xq, torch.zeros(B, Q, self.out_features + 1, dtype=xs.dtype)], -1))
+        kw = dict(dtype=xs.dtype, device=xs.device)
+        keys_s = self.encoder(torch.cat([xs, ys, torch.ones(B, K, 1, **kw)], -1))
+        keys_q = self.encoder(torch.cat([xq, torch.zeros(B, Q, self.out_features + 1, **kw)], -1))
         if self.use_memory:
-            mem = ExternalMemory(self.slots, self.width, B, self.gamma).to(xs.dtype)
+            mem = ExternalMemory(self.slots, self.width, B, self.gamma).to(**kw)
             mem.write(keys_s, self.write_gate.expand(B, K).to(xs.dtype))
             read, _ = mem.read(keys_q, torch.exp(self.log_beta).to(xs.dtype).expand(B, Q))
         else:
@@ -118,7 +118,8 @@ class MemoryAugmentedNet(nn.Module):
             t = torch.from_numpy(a) if isinstance(a, np.ndarray) else a
             if t.dim() != 3:
                 raise ValueError(f"expected (tasks, rows, features) arrays, got shape {tuple(t.shape)}")
-            out.append(t.to(next(self.parameters()).dtype))
+            ref = next(self.parameters())
+            out.append(t.to(device=ref.device, dtype=ref.dtype))
         return out
 
     def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
@@ -137,7 +138,7 @@ class MemoryAugmentedNet(nn.Module):
         with torch.no_grad():
             z = self._forward(*self._tensors(xs, ys, xq))
         z = z[0] if single else z
-        return z.numpy().astype(xs.dtype) if numpy_in else z
+        return z.cpu().numpy().astype(xs.dtype) if numpy_in else z
 
 
 def _per_task_loss(z, y, loss):

@@ -1,6 +1,8 @@
 """External-memory ops (Santoro et al. 2016) as autograd Functions over the compiled kernels.
 
-Shapes: a memory is (N, W) (one memory shared by every key) or (B, N, W) (one per episode).
+Shapes: a memory is (N, W) (one memory shared by every key) or (B, N, W) (one per episode);
+CPU tensors run the CPU kernels, CUDA tensors the CUDA ones (the top-k selection on a GPU uses
+torch.topk).
 Keys are (B, W) or (B, H, W) (H heads per episode); beta is None (= 1, Santoro et al.), a
 float, or one strength >= 0 per key. Twins with the same signatures: metarisk_fast.reference.
 """
@@ -32,10 +34,30 @@ def _np(t):
     return None if t is None else t.detach().contiguous().numpy()
 
 
+def _cuda(op: str, like: torch.Tensor, dims, param: float, inputs: dict, outputs: dict) -> dict:
+    """Runs one CUDA memory kernel; outputs: name -> (shape, dtype or None for like's dtype)."""
+    if not hasattr(_core, "memory_cuda"):
+        raise ValueError(f"the memory is on {like.device}, but this build of metarisk_fast has no CUDA kernels: "
+                         "rebuild with METARISK_CUDA=ON (see build_info())")
+    for name, t in inputs.items():
+        if t is not None and t.device != like.device:
+            raise ValueError(f"{name} is on {t.device} but the memory is on {like.device}")
+        if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains a non-finite value")
+    keep = {k: v.detach().contiguous() for k, v in inputs.items() if v is not None}
+    out = {k: torch.empty(shape, dtype=dt or like.dtype, device=like.device) for k, (shape, dt) in outputs.items()}
+    ptrs = {k: v.data_ptr() for k, v in {**keep, **out}.items()}  # `keep` holds the buffers alive
+    torch.cuda.synchronize(like.device)  # the kernels run on the legacy default stream
+    _core.memory_cuda(op, ptrs, str(like.dtype).removeprefix("torch."), like.device.index or 0, *dims, param)
+    return out
+
+
 def _layout(memory, keys, beta):
     """(memory (E,N,W), keys (E*G, W), beta (E*G,), key shape) with checks that name the argument."""
-    memory = as_tensor(memory, "memory")
-    keys = as_tensor(keys, "keys", dtype=memory.dtype)
+    memory = as_tensor(memory, "memory", allow_cuda=True)
+    keys = as_tensor(keys, "keys", dtype=memory.dtype, allow_cuda=True)
+    if keys.device != memory.device:
+        raise ValueError(f"keys are on {keys.device} but the memory is on {memory.device}")
     if memory.dim() not in (2, 3):
         raise ValueError(f"memory must be (N, W) or (B, N, W), got shape {tuple(memory.shape)}")
     if memory.shape[-2] == 0:
@@ -51,11 +73,11 @@ def _layout(memory, keys, beta):
     mem3 = memory if memory.dim() == 3 else memory.unsqueeze(0)
     n_keys = keys.shape[:-1].numel()
     if beta is None:
-        beta = torch.ones(n_keys, dtype=memory.dtype)
+        beta = torch.ones(n_keys, dtype=memory.dtype, device=memory.device)
     elif isinstance(beta, (float, int)):
-        beta = torch.full((n_keys,), float(beta), dtype=memory.dtype)
+        beta = torch.full((n_keys,), float(beta), dtype=memory.dtype, device=memory.device)
     else:
-        beta = as_tensor(beta, "beta", dtype=memory.dtype)
+        beta = as_tensor(beta, "beta", dtype=memory.dtype, allow_cuda=True)
         if tuple(beta.shape) != tuple(keys.shape[:-1]):
             raise ValueError(f"beta must have shape {tuple(keys.shape[:-1])} (one per key), got {tuple(beta.shape)}")
         beta = beta.reshape(-1)
@@ -67,8 +89,15 @@ def _layout(memory, keys, beta):
 class _DenseRead(torch.autograd.Function):
     @staticmethod
     def forward(ctx, memory, keys, beta, eps):
-        read, weights = _core.memory_read_forward(_np(memory), _np(keys), _np(beta), eps)
-        read, weights = torch.from_numpy(read), torch.from_numpy(weights)
+        if memory.is_cuda:
+            E, N, W = memory.shape
+            o = _cuda("read_forward", memory, (E, N, W, keys.shape[0] // E), eps,
+                      {"memory": memory, "keys": keys, "beta": beta},
+                      {"read": (keys.shape, None), "weights": ((keys.shape[0], N), None)})
+            read, weights = o["read"], o["weights"]
+        else:
+            read, weights = _core.memory_read_forward(_np(memory), _np(keys), _np(beta), eps)
+            read, weights = torch.from_numpy(read), torch.from_numpy(weights)
         ctx.save_for_backward(memory, keys, beta, weights)
         ctx.eps = eps
         return read, weights
@@ -77,7 +106,14 @@ class _DenseRead(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, d_read, d_weights):
         memory, keys, beta, weights = ctx.saved_tensors
-        d_read = torch.zeros(keys.shape, dtype=keys.dtype) if d_read is None else d_read
+        d_read = torch.zeros_like(keys) if d_read is None else d_read
+        if memory.is_cuda:
+            E, N, W = memory.shape
+            o = _cuda("read_backward", memory, (E, N, W, keys.shape[0] // E), ctx.eps,
+                      {"memory": memory, "keys": keys, "beta": beta, "weights": weights, "d_read": d_read,
+                       "d_weights": d_weights},
+                      {"d_keys": (keys.shape, None), "d_beta": (beta.shape, None), "d_memory": (memory.shape, None)})
+            return o["d_memory"], o["d_keys"], o["d_beta"], None
         dk, db, dm = _core.memory_read_backward(_np(memory), _np(keys), _np(beta), ctx.eps, _np(weights),
                                                 _np(d_read), _np(d_weights))
         return torch.from_numpy(dm), torch.from_numpy(dk), torch.from_numpy(db), None
@@ -93,9 +129,14 @@ def memory_read(memory, keys, beta=None, topk: int | None = None, eps: float = E
         return MemoryRead(read.reshape(key_shape), weights.reshape(*key_shape[:-1], mem3.shape[1]))
     if isinstance(topk, bool) or not isinstance(topk, (int, np.integer)) or not 1 <= topk <= mem3.shape[1]:
         raise ValueError(f"topk must be an int in [1, N = {mem3.shape[1]}], got {topk!r}")
-    idx, _ = _core.memory_topk(_np(mem3), _np(k2), int(topk), eps)
-    idx = torch.from_numpy(idx)  # (E*G, k): selection is not differentiated
-    group = torch.arange(k2.shape[0]) // (k2.shape[0] // mem3.shape[0])
+    group = torch.arange(k2.shape[0], device=k2.device) // (k2.shape[0] // mem3.shape[0])
+    if mem3.is_cuda:  # on a GPU: select with torch.topk over the dense similarities
+        with torch.no_grad():
+            dots = torch.bmm(k2.view(mem3.shape[0], -1, k2.shape[1]), mem3.transpose(1, 2)).reshape(k2.shape[0], -1)
+            sims = dots / (k2.norm(dim=-1, keepdim=True) * mem3.norm(dim=-1)[group] + eps)
+            idx = torch.topk(sims, int(topk), dim=-1).indices
+    else:
+        idx = torch.from_numpy(_core.memory_topk(_np(mem3), _np(k2), int(topk), eps)[0])  # exact scan
     rows = mem3[group[:, None], idx]  # (E*G, k, W): the differentiable part on k rows
     sim = (rows @ k2.unsqueeze(-1)).squeeze(-1) / (k2.norm(dim=-1, keepdim=True) * rows.norm(dim=-1) + eps)
     w = torch.softmax(b1[:, None] * sim, dim=-1)
@@ -107,19 +148,37 @@ def memory_read(memory, keys, beta=None, topk: int | None = None, eps: float = E
 class _Write(torch.autograd.Function):
     @staticmethod
     def forward(ctx, memory, usage, prev_read, alpha, values, gamma):
-        nm, nu, ww, lu = _core.memory_write_forward(_np(memory), _np(usage), _np(prev_read), _np(alpha),
-                                                    _np(values), gamma)
-        ww_t, lu_t = torch.from_numpy(ww), torch.from_numpy(lu)
+        if memory.is_cuda:
+            (E, N, W), P = memory.shape, values.shape[1]
+            o = _cuda("write_forward", memory, (E, N, W, P), gamma,
+                      {"memory": memory, "usage": usage, "prev_read": prev_read, "alpha": alpha, "values": values},
+                      {"new_memory": (memory.shape, None), "new_usage": (usage.shape, None),
+                       "write_weights": ((E, P, N), None), "least_used": ((E, P), torch.int64)})
+            nm, nu, ww_t, lu_t = o["new_memory"], o["new_usage"], o["write_weights"], o["least_used"]
+        else:
+            nm, nu, ww, lu = _core.memory_write_forward(_np(memory), _np(usage), _np(prev_read), _np(alpha),
+                                                        _np(values), gamma)
+            nm, nu, ww_t, lu_t = torch.from_numpy(nm), torch.from_numpy(nu), torch.from_numpy(ww), torch.from_numpy(lu)
         ctx.save_for_backward(memory, usage, prev_read, alpha, values, ww_t, lu_t)
         ctx.gamma = gamma
         ctx.mark_non_differentiable(lu_t)
-        return torch.from_numpy(nm), torch.from_numpy(nu), ww_t, lu_t
+        return nm, nu, ww_t, lu_t
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, d_mem, d_usage, d_ww, _):
         memory, usage, prev_read, alpha, values, ww, lu = ctx.saved_tensors
         d_mem = torch.zeros_like(memory) if d_mem is None else d_mem
+        if memory.is_cuda:
+            (E, N, W), P = memory.shape, values.shape[1]
+            o = _cuda("write_backward", memory, (E, N, W, P), ctx.gamma,
+                      {"memory": memory, "usage": usage, "prev_read": prev_read, "alpha": alpha, "values": values,
+                       "write_weights": ww, "least_used": lu, "d_new_memory": d_mem, "d_new_usage": d_usage,
+                       "d_write_weights": d_ww},
+                      {"d_memory": (memory.shape, None), "d_usage": (usage.shape, None),
+                       "d_prev_read": (prev_read.shape, None), "d_alpha": (alpha.shape, None),
+                       "d_values": (values.shape, None)})
+            return o["d_memory"], o["d_usage"], o["d_prev_read"], o["d_alpha"], o["d_values"], None
         out = _core.memory_write_backward(_np(memory), _np(usage), _np(prev_read), _np(alpha), _np(values),
                                           ctx.gamma, _np(ww), _np(lu), _np(d_mem), _np(d_usage), _np(d_ww))
         return (*(torch.from_numpy(o) for o in out), None)
@@ -134,11 +193,14 @@ def memory_write_lrua(memory, usage, prev_read_weights, alpha, values, gamma: fl
     w^w = sigmoid(alpha) w^r_{t-1} + (1 - sigmoid(alpha)) w^lu. The least-used slots are zeroed,
     then M += sum w^w a^T. Returns (new_memory, new_usage, write_weights, least_used) where
     new_usage = gamma * usage + sum w^w (add the next read weights to complete u_t)."""
-    memory = as_tensor(memory, "memory")
+    memory = as_tensor(memory, "memory", allow_cuda=True)
     dt = memory.dtype
-    usage, prev, values = (as_tensor(x, n, dtype=dt) for x, n in
-                           ((usage, "usage"), (prev_read_weights, "prev_read_weights"), (values, "values")))
-    alpha = as_tensor(alpha, "alpha", dtype=dt)
+    usage, prev, values, alpha = (as_tensor(x, n, dtype=dt, allow_cuda=True) for x, n in
+                                  ((usage, "usage"), (prev_read_weights, "prev_read_weights"), (values, "values"),
+                                   (alpha, "alpha")))
+    for t, n in ((usage, "usage"), (prev, "prev_read_weights"), (values, "values"), (alpha, "alpha")):
+        if t.device != memory.device:
+            raise ValueError(f"{n} is on {t.device} but the memory is on {memory.device}")
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
     shared = memory.dim() == 2
