@@ -324,7 +324,7 @@ def main(argv=None) -> int:
     try:
         _setup(args)
         return args.func(args)
-    except (DataError, ModelError, ValueError, FileNotFoundError) as exc:
+    except (DataError, ModelError, ValueError, FileNotFoundError, FloatingPointError) as exc:
         print(f"metarisk {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
