@@ -17,8 +17,6 @@ from tqdm.auto import tqdm
 from .. import features as F
 from ..tasks import EpisodeBuilder
 
-VAR_FLOOR = 1e-12
-
 
 class Forecaster(ABC):
     name = "forecaster"
