@@ -6,6 +6,7 @@
 // an MR x NR block of C stays in registers across the whole k loop.
 #pragma once
 #include <cstdint>
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -99,6 +100,14 @@ inline void gemm(int64_t m, int64_t n, int64_t k, const T* A, int64_t a_row, int
       for (int64_t p = 0; p < k; ++p) s += A[i * a_row + p * a_col] * B[p * ldb];
       C[i * ldc] = s;
     }
+    return;
+  }
+  // Long reductions in slices of KC, so a packed panel slice stays in L1 across the row blocks.
+  constexpr int64_t KC = 256;
+  if (k > 2 * KC) {
+    for (int64_t p0 = 0; p0 < k; p0 += KC)
+      gemm<T>(m, n, std::min<int64_t>(KC, k - p0), A + p0 * a_col, a_row, a_col, B + p0 * ldb, ldb, C, ldc,
+              accumulate || p0 > 0);
     return;
   }
   // Column panels outermost. When several row blocks reuse a panel whose rows lie far apart
