@@ -366,9 +366,6 @@ def feature_panel(o, h, l, c, cc_w, lams, wr, want, n_out, first_out, n_blocks):
             continue
         r_ring, term_ring, cc_st, ew_st, m_st, yz_st, prev_c = new_state(nb, cc_w, lams.shape[0], wr, ranged)
         row = np.empty((n_out, nb))
-        # contiguous copies of the block's row: numba types a 2-D slice as non-contiguous,
-        # which would keep every inner loop scalar
-        io = np.empty((4, nb))
         r = np.empty(nb)
         acc = np.empty(nb)
         fscr = np.empty((4, nb))
@@ -376,15 +373,13 @@ def feature_panel(o, h, l, c, cc_w, lams, wr, want, n_out, first_out, n_blocks):
         flags = np.zeros(nb, np.bool_)
         bad = np.zeros(6, np.int64)
         for t in range(T):
-            for j in range(nb):
-                io[3, j] = c[t, j0 + j]
+            cr = c[t, j0:j1]  # a row slice of a C-ordered panel: contiguous for numba too
             if ranged:
-                for j in range(nb):
-                    io[0, j] = o[t, j0 + j]
-                    io[1, j] = h[t, j0 + j]
-                    io[2, j] = l[t, j0 + j]
-            _step(t, io[0], io[1], io[2], io[3], cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st,
-                  m_st, yz_st, prev_c, r, flags, acc, fscr, iscr, row, bad)
+                _step(t, o[t, j0:j1], h[t, j0:j1], l[t, j0:j1], cr, cc_w, lams, wr, want, r_ring, term_ring,
+                      cc_st, ew_st, m_st, yz_st, prev_c, r, flags, acc, fscr, iscr, row, bad)
+            else:
+                _step(t, cr, cr, cr, cr, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
+                      prev_c, r, flags, acc, fscr, iscr, row, bad)
             for f in range(first_out, n_out):
                 for j in range(nb):
                     outs[f - first_out, t, j0 + j] = row[f, j]
