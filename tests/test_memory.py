@@ -138,6 +138,18 @@ def test_external_memory_module(tmp_path):
         ExternalMemory.load(tmp_path / "junk.pt")
 
 
+def _train_then_mse(learner, tasks, *, steps, lr, batch, test_size, test_query):
+    """Adam on the learner's meta-loss over fresh task batches, then its query MSE on held-out tasks."""
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(learner.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        learner.meta_loss(*tasks(batch, 10, 10, g)).backward()
+        opt.step()
+    xs, ys, xq, yq = tasks(test_size, 10, test_query, torch.Generator().manual_seed(9))
+    return ((learner.adapt_predict(xs, ys, xq) - yq) ** 2).mean().item(), (xs, ys, xq)
+
+
 def _linear_tasks(B, K, Q, g):
     a = torch.rand(B, 1, 1, generator=g) * 4 - 2
     b = torch.rand(B, 1, 1, generator=g) * 2 - 1
@@ -150,15 +162,9 @@ def test_memory_learner_beats_the_same_encoder_decoder_without_memory():
     scores = {}
     for use in (True, False):
         torch.manual_seed(0)
-        g = torch.Generator().manual_seed(0)
         net = MemoryAugmentedNet(1, width=32, slots=32, hidden=(64,), use_memory=use)
-        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-        for _ in range(300):
-            opt.zero_grad()
-            net.meta_loss(*_linear_tasks(32, 10, 10, g)).backward()
-            opt.step()
-        xs, ys, xq, yq = _linear_tasks(400, 10, 20, torch.Generator().manual_seed(9))
-        scores[use] = ((net.adapt_predict(xs, ys, xq) - yq) ** 2).mean().item()
+        scores[use], (xs, ys, xq) = _train_then_mse(net, _linear_tasks, steps=300, lr=3e-3, batch=32,
+                                                     test_size=400, test_query=20)
         np_pred = net.adapt_predict(xs.numpy(), ys.numpy(), xq.numpy())
         assert isinstance(np_pred, np.ndarray) and np_pred.shape == (400, 20, 1)
     assert scores[True] < 0.25 * scores[False], scores
@@ -201,16 +207,10 @@ def test_memory_conditioned_maml_seeds_the_inner_loop():
     scores = {}
     for name in ("maml", "memory"):
         torch.manual_seed(0)
-        g = torch.Generator().manual_seed(0)
         net = MLP(1, (40, 40), 1)
         learner = MAML(net, 0.01, 1) if name == "maml" else MemoryConditionedMAML(net, 0.01, 1, slots=8, key_width=8)
-        opt = torch.optim.Adam(learner.parameters(), lr=1e-3)
-        for _ in range(500):
-            opt.zero_grad()
-            learner.meta_loss(*tasks(16, 10, 10, g)).backward()
-            opt.step()
-        xs, ys, xq, yq = tasks(300, 10, 30, torch.Generator().manual_seed(5))
-        scores[name] = ((learner.adapt_predict(xs, ys, xq) - yq) ** 2).mean().item()
+        scores[name], (xs, ys, xq) = _train_then_mse(learner, tasks, steps=500, lr=1e-3, batch=16,
+                                                      test_size=300, test_query=30)
         if name == "memory":
             assert learner.memory_keys.grad is not None and learner.memory_offsets.grad.abs().sum() > 0
             single = learner.adapt_predict(xs[0].numpy(), ys[0].numpy(), xq[0].numpy())

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "../common/cuda_block.cuh"
 #include "../common/host_device.h"
 #include "inner_loop.h"
 
@@ -15,7 +16,7 @@ namespace metarisk {
 namespace {
 
 constexpr int MAX_LAYERS = 16;
-constexpr int THREADS = 256;
+constexpr int THREADS = CUDA_BLOCK_THREADS;
 
 struct DevLayout {
   int L;
@@ -34,20 +35,6 @@ __device__ void block_gemm(int64_t m, int64_t n, int64_t k, const T* A, int64_t 
     C[i * ldc + j] = s;
   }
   __syncthreads();
-}
-
-template <typename T>
-__device__ T block_sum(T v) {
-  __shared__ T buf[THREADS];
-  buf[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
-    __syncthreads();
-  }
-  const T out = buf[0];
-  __syncthreads();
-  return out;
 }
 
 template <typename T>
@@ -94,7 +81,7 @@ struct DevNet {
       part += loss_value(loss, z[e], y[e]);
       dL[e] = loss_grad(loss, z[e], y[e]) * inv;
     }
-    const T total = block_sum(part);
+    const T total = block_reduce(part);
     if (grad == nullptr) return total * inv;
     for (int l = L; l >= 1; --l) {
       const int64_t out = lay.d[l], inn = lay.d[l - 1];

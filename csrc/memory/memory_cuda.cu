@@ -7,13 +7,14 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "../common/cuda_block.cuh"
 #include "../common/host_device.h"
 #include "memory.h"
 
 namespace metarisk {
 namespace {
 
-constexpr int THREADS = 256;
+constexpr int THREADS = CUDA_BLOCK_THREADS;
 
 void check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) {
@@ -24,23 +25,6 @@ void check(cudaError_t err, const char* what) {
 }
 
 unsigned blocks_for(int64_t n) { return static_cast<unsigned>((n + THREADS - 1) / THREADS); }
-
-template <typename T>
-__device__ T block_reduce(T v, bool take_max) {
-  __shared__ T buf[THREADS];
-  buf[threadIdx.x] = v;
-  __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) {
-      const T o = buf[threadIdx.x + s];
-      buf[threadIdx.x] = take_max ? (o > buf[threadIdx.x] ? o : buf[threadIdx.x]) : buf[threadIdx.x] + o;
-    }
-    __syncthreads();
-  }
-  const T out = buf[0];
-  __syncthreads();
-  return out;
-}
 
 template <typename T>
 __global__ void slot_norms(const T* M, int64_t rows, int64_t W, T* mn) {
@@ -55,7 +39,7 @@ template <typename T>
 __device__ T key_norm(const T* k, int64_t W) {
   T part = T(0);
   for (int64_t w = threadIdx.x; w < W; w += blockDim.x) part += k[w] * k[w];
-  return sqrt(block_reduce(part, false));
+  return sqrt(block_reduce(part));
 }
 
 template <typename T>
@@ -81,7 +65,7 @@ __global__ void read_forward(MemoryReadArgs<T> a, const T* mn) {
   mx = block_reduce(mx, true);
   T part = T(0);
   for (int64_t j = threadIdx.x; j < N; j += blockDim.x) part += (P[j] = exp(P[j] - mx));
-  const T inv = T(1) / block_reduce(part, false);
+  const T inv = T(1) / block_reduce(part);
   for (int64_t j = threadIdx.x; j < N; j += blockDim.x) P[j] *= inv;
   __syncthreads();
   for (int64_t w = threadIdx.x; w < W; w += blockDim.x) {
@@ -110,7 +94,7 @@ __global__ void read_backward_keys(MemoryReadArgs<T> a, const T* mn, const T* d_
     Gq[j] = dp;  // dP for now
     part += P[j] * dp;
   }
-  const T pdp = block_reduce(part, false);
+  const T pdp = block_reduce(part);
   T part_beta = T(0), part_kn = T(0);
   for (int64_t j = threadIdx.x; j < N; j += blockDim.x) {
     T dbeta, g, dD;
@@ -120,7 +104,7 @@ __global__ void read_backward_keys(MemoryReadArgs<T> a, const T* mn, const T* d_
     Gq[j] = g;
     Hq[j] = dD * kn;
   }
-  const T dbeta = block_reduce(part_beta, false), dkn = block_reduce(part_kn, false);
+  const T dbeta = block_reduce(part_beta), dkn = block_reduce(part_kn);
   if (threadIdx.x == 0) d_beta[q] = dbeta;
   for (int64_t w = threadIdx.x; w < W; w += blockDim.x) {
     T s = T(0);
@@ -240,7 +224,7 @@ __global__ void write_backward_gate(MemoryWriteArgs<T> a, const T* dww, T* d_alp
   T part = T(0);
   for (int64_t j = threadIdx.x; j < N; j += blockDim.x)
     part += dww[ep * N + j] * (a.prev_read[ep * N + j] - (j == a.least_used[ep] ? T(1) : T(0)));
-  const T s = block_reduce(part, false);
+  const T s = block_reduce(part);
   if (threadIdx.x == 0) {
     const T g = lrua_gate(a.alpha[ep]);
     d_alpha[ep] = s * g * (T(1) - g);

@@ -74,37 +74,55 @@ def _log_into(x, out, ibuf):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def _swap(nan_row, j, a, b):
+    """Enter a and drop b from asset j's window: NaN-count bookkeeping shared by the rolling
+    variance and the rolling mean. Returns (a, b with NaN as 0, whether b was NaN, NaN count)."""
+    an = np.isnan(a)
+    bn = np.isnan(b)
+    nanc = nan_row[j] + an - bn
+    nan_row[j] = nanc
+    return (0.0 if an else a), (0.0 if bn else b), bn, nanc
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _needs_recompute(peak_row, j, value, bn, nanc):
+    """Track the running moment's peak; True where the window is NaN-free and either the last
+    NaN just left or the moment fell below CANCEL of its peak (cancellation)."""
+    peak = max(peak_row[j], value)
+    peak_row[j] = peak
+    return (nanc == 0.0) & (bn | (value < CANCEL * peak))
+
+
+@njit(cache=True, error_model="numpy")
+def _window_sum(ring, t, w, j):
+    """Sum of asset j's values at rows t - w + 1 .. t (ring indexed by row % len)."""
+    R = ring.shape[0]
+    s = 0.0
+    for k in range(t - w + 1, t + 1):
+        s += ring[k % R, j]
+    return s
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _var_update(st, xn, xo, inv_w, flags):
     """Replace xo by xn in each asset's window; st: (4, nb). Sets flags where the exact
     recomputation is needed (cancellation, or the last NaN just left)."""
     for j in range(xn.shape[0]):
-        a = xn[j]
-        b = xo[j]
-        an = np.isnan(a)
-        bn = np.isnan(b)
-        nanc = st[V_NAN, j] + an - bn
-        st[V_NAN, j] = nanc
-        a0 = 0.0 if an else a
-        b0 = 0.0 if bn else b
+        a0, b0, bn, nanc = _swap(st[V_NAN], j, xn[j], xo[j])
         d = a0 - b0
         mean = st[V_MEAN, j]
         mnew = mean + d * inv_w
         m2 = st[V_M2, j] + d * (a0 - mnew + b0 - mean)
         st[V_MEAN, j] = mnew
         st[V_M2, j] = m2
-        peak = max(st[V_PEAK, j], m2)
-        st[V_PEAK, j] = peak
-        flags[j] = (nanc == 0.0) & (bn | (m2 < CANCEL * peak))
+        flags[j] = _needs_recompute(st[V_PEAK], j, m2, bn, nanc)
 
 
 @njit(cache=True, error_model="numpy")
 def _var_recompute(st, ring, t, w, j):
     """Two-pass mean and M2 of the window ending at row t (ring indexed by row % len)."""
     R = ring.shape[0]
-    s = 0.0
-    for k in range(t - w + 1, t + 1):
-        s += ring[k % R, j]
-    mean = s / w
+    mean = _window_sum(ring, t, w, j) / w
     m2 = 0.0
     for k in range(t - w + 1, t + 1):
         d = ring[k % R, j] - mean
@@ -115,16 +133,23 @@ def _var_recompute(st, ring, t, w, j):
 
 
 @njit(cache=True, error_model="numpy")
-def _var_recompute_all(st, ring, t, w, acc):
-    """_var_recompute for every asset whose window holds no NaN, rows outer and assets inner so
-    the ring is read contiguously (the periodic recomputation)."""
+def _window_sums(ring, t, w, acc):
+    """acc[j] = sum of every asset's values at rows t - w + 1 .. t, rows outer and assets inner
+    so the ring is read contiguously."""
     R = ring.shape[0]
-    nb = ring.shape[1]
     acc[:] = 0.0
     for k in range(t - w + 1, t + 1):
         row = ring[k % R]
-        for j in range(nb):
+        for j in range(ring.shape[1]):
             acc[j] += row[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _var_recompute_all(st, ring, t, w, acc):
+    """_var_recompute for every asset whose window holds no NaN (the periodic recomputation)."""
+    R = ring.shape[0]
+    nb = ring.shape[1]
+    _window_sums(ring, t, w, acc)
     for j in range(nb):
         acc[j] /= w
     m2 = np.zeros(nb)
@@ -143,39 +168,23 @@ def _var_recompute_all(st, ring, t, w, acc):
 @njit(cache=True, inline="always", error_model="numpy")
 def _mean_update(st, xn, xo, flags):
     for j in range(xn.shape[0]):
-        a = xn[j]
-        b = xo[j]
-        an = np.isnan(a)
-        bn = np.isnan(b)
-        nanc = st[M_NAN, j] + an - bn
-        st[M_NAN, j] = nanc
-        s = st[M_SUM, j] + ((0.0 if an else a) - (0.0 if bn else b))
+        a0, b0, bn, nanc = _swap(st[M_NAN], j, xn[j], xo[j])
+        s = st[M_SUM, j] + (a0 - b0)
         st[M_SUM, j] = s
-        peak = max(st[M_PEAK, j], s)
-        st[M_PEAK, j] = peak
-        flags[j] = (nanc == 0.0) & (bn | (s < CANCEL * peak))
+        flags[j] = _needs_recompute(st[M_PEAK], j, s, bn, nanc)
 
 
 @njit(cache=True, error_model="numpy")
 def _mean_recompute(st, ring, t, w, j):
-    R = ring.shape[0]
-    s = 0.0
-    for k in range(t - w + 1, t + 1):
-        s += ring[k % R, j]
+    s = _window_sum(ring, t, w, j)
     st[M_SUM, j] = s
     st[M_PEAK, j] = s
 
 
 @njit(cache=True, error_model="numpy")
 def _mean_recompute_all(st, ring, t, w, acc):
-    R = ring.shape[0]
-    nb = ring.shape[1]
-    acc[:] = 0.0
-    for k in range(t - w + 1, t + 1):
-        row = ring[k % R]
-        for j in range(nb):
-            acc[j] += row[j]
-    for j in range(nb):
+    _window_sums(ring, t, w, acc)
+    for j in range(ring.shape[1]):
         if st[M_NAN, j] == 0.0:
             st[M_SUM, j] = acc[j]
             st[M_PEAK, j] = acc[j]
