@@ -75,23 +75,49 @@ def test_polars_rolling_std(benchmark, panel):
     _bandwidth(benchmark, 1, 1)
 
 
+FULL_SET = F.FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_window=21)
+
+
 def test_metarisk_fast_full_feature_set(benchmark, panel):
+    """Into fresh output arrays (720 MB: the first touch of every page is part of the time)."""
     benchmark.group = "W4 full feature set"
     p, _ = panel
-    fs = F.FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_window=21)
-    out = benchmark.pedantic(fs.compute_array, (p.close, p.open, p.high, p.low), rounds=3, warmup_rounds=1)
-    _bandwidth(benchmark, 4, len(fs.names))
-    assert out.shape == (len(fs.names), T, N)
+    out = benchmark.pedantic(FULL_SET.compute_array, (p.close, p.open, p.high, p.low), rounds=3, warmup_rounds=1)
+    _bandwidth(benchmark, 4, len(FULL_SET.names))
+    assert out.shape == (len(FULL_SET.names), T, N)
 
 
-def test_copy_bandwidth_reference(benchmark, panel):
-    """The physical limit: a plain copy of the four OHLC arrays into nine new outputs' worth."""
+def test_metarisk_fast_full_feature_set_into_buffer(benchmark, panel):
+    """Into a reused output buffer (compute_array(out=...)), as a backtest that recomputes does."""
     benchmark.group = "W4 full feature set"
     p, _ = panel
-    src = np.stack([p.open, p.high, p.low, p.close])
+    buf = np.empty((len(FULL_SET.names), T, N))
+    benchmark.pedantic(FULL_SET.compute_array, (p.close, p.open, p.high, p.low), {"out": buf},
+                       rounds=3, warmup_rounds=1)
+    _bandwidth(benchmark, 4, len(FULL_SET.names))
+
+
+def _copy_reference(benchmark, panel, fresh):
+    """The physical limit: a plain copy of the four OHLC arrays into nine outputs' worth, into
+    fresh arrays or into reused ones (np.copyto, the warm-buffer figure of WORKLOADS.md)."""
+    benchmark.group = "W4 full feature set"
+    p, _ = panel
+    src = [p.open, p.high, p.low, p.close]
+    dst = [np.empty((T, N)) for _ in range(9)]
 
     def copy():
-        return [src[k % 4].copy() for k in range(9)]
+        if fresh:
+            return [src[k % 4].copy() for k in range(9)]
+        for k in range(9):
+            np.copyto(dst[k], src[k % 4])
 
     benchmark.pedantic(copy, rounds=3, warmup_rounds=1)
     _bandwidth(benchmark, 4, 9)
+
+
+def test_copy_bandwidth_reference_fresh(benchmark, panel):
+    _copy_reference(benchmark, panel, fresh=True)
+
+
+def test_copy_bandwidth_reference_into_buffer(benchmark, panel):
+    _copy_reference(benchmark, panel, fresh=False)

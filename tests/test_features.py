@@ -199,12 +199,63 @@ def test_streaming_twin_agrees_and_resumes(ohlc, tmp_path):
     (lambda c: c.__setitem__((50, 1), -1.0), "non-positive or infinite price at row 50, asset column 1"),
     (lambda c: c.__setitem__((7, 0), 0.0), "row 7, asset column 0"),
     (lambda c: c.__setitem__((9, 2), np.inf), "row 9, asset column 2"),
+    (lambda c: c.__setitem__((11, 5), -2.0), "row 11, asset column 5"),  # another asset block
 ])
 def test_bad_prices_are_rejected(ohlc, bad, match):
     c = ohlc[3].copy()
     bad(c)
     with pytest.raises(ValueError, match=match):
         F.close_to_close_vol(c, 5)
+
+
+def test_bad_open_price_is_located(ohlc):
+    o, h, l, c = (x.copy() for x in ohlc)
+    o[12, 4] = -1.0
+    o[30, 1] = 0.0
+    with pytest.raises(ValueError, match="row 12, asset column 4 \\(2 such values\\)"):
+        F.garman_klass_vol(o, h, l, c, 5)
+
+
+def test_vectorised_log_matches_math_log():
+    """The kernel's branch-free log: within 1 ulp of libm on normal numbers, and libm's special
+    values (0, negative, subnormal, inf, NaN)."""
+    import math
+
+    from numba import njit
+
+    from metarisk_fast.features._kernels import _ln
+
+    @njit
+    def ln_all(x, out):
+        for j in range(x.shape[0]):
+            out[j] = _ln(x[j])
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.exp(rng.uniform(-700, 700, 20_000)), 1 + rng.normal(0, 1e-9, 1000),
+                        [1.0, 2.0, 0.5, np.nextafter(1.0, 0), np.nextafter(1.0, 2), 5e-324, 1e-310,
+                         2.2250738585072014e-308, 1.7976931348623157e308, 0.0, -0.0, -1.0, np.inf,
+                         -np.inf, np.nan]])
+    got = np.empty_like(x)
+    ln_all(x, got)
+    want = np.array([math.log(v) if v > 0 else (-math.inf if v == 0 else math.nan) for v in x])
+    want[x == np.inf] = np.inf
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(got[~finite & ~np.isnan(want)], want[~finite & ~np.isnan(want)])
+    ulp = np.spacing(np.abs(want[finite]))
+    assert np.all(np.abs(got[finite] - want[finite]) <= ulp)
+
+
+def test_out_buffer_is_filled_and_checked(ohlc):
+    o, h, l, c = ohlc
+    fs = F.FeatureSet()
+    fresh = fs.compute_array(c, o, h, l)
+    buf = np.full_like(fresh, -1.0)
+    assert fs.compute_array(c, o, h, l, out=buf) is buf
+    np.testing.assert_array_equal(buf, fresh)
+    for bad in (buf[:-1], buf.astype(np.float32), np.asfortranarray(buf), buf[:, ::2]):
+        with pytest.raises(ValueError, match="out must be a writeable C-contiguous float64 array"):
+            fs.compute_array(c, o, h, l, out=bad)
 
 
 def test_bad_arguments(ohlc):

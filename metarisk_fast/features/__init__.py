@@ -110,15 +110,25 @@ class FeatureSet:
                 raise ValueError(f"{n} has shape {x.shape} but close has {c.shape}")
         return o, h, lo, c, one_d
 
-    def compute_array(self, close, open=None, high=None, low=None, *, skip_log_return=False) -> np.ndarray:
+    def compute_array(self, close, open=None, high=None, low=None, *, skip_log_return=False,
+                      out=None) -> np.ndarray:
         """Features stacked as (F, T, N) in the order of ``names`` (without the log returns if
-        ``skip_log_return``: one output less to write)."""
+        ``skip_log_return``: one output less to write). ``out``: a C-contiguous float64 array of
+        that shape to fill instead of a new one (a backtest that recomputes reuses its buffer and
+        skips the page faults of fresh memory)."""
         o, h, lo, c, _ = self._inputs(close, open, high, low)
         cc_w, lams, wr, want, n_out = self._args()
-        n_blocks = max(1, min(c.shape[1], numba.get_num_threads()))
-        outs, bads = K.feature_panel(o, h, lo, c, cc_w, lams, wr, want, n_out, int(skip_log_return), n_blocks)
+        shape = (n_out - int(skip_log_return), *c.shape)
+        if out is None:
+            out = np.empty(shape)
+        elif (not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.float64
+              or not out.flags.c_contiguous or not out.flags.writeable):
+            raise ValueError(f"out must be a writeable C-contiguous float64 array of shape {shape}, got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+        bads = K.feature_panel(o, h, lo, c, cc_w, lams, wr, want, int(skip_log_return),
+                               _block_width(c.shape[1]), out)
         _raise_bad(bads)
-        return outs
+        return out
 
     def compute(self, close, open=None, high=None, low=None) -> dict[str, np.ndarray]:
         """Features by name, each shaped like ``close`` ((T,) or (T, N))."""
@@ -128,6 +138,13 @@ class FeatureSet:
 
     def stream(self, n_assets: int) -> "StreamingFeatures":
         return StreamingFeatures(self, n_assets)
+
+
+def _block_width(n_assets: int) -> int:
+    """Assets per parallel block: one block per thread, so each row's slice is a long contiguous
+    run the hardware prefetcher follows (short runs of 32-256 assets measured 1.3-4x slower on
+    W4 despite their cache-resident rings), capped so the rings stay within L3."""
+    return max(1, min(4096, -(-n_assets // numba.get_num_threads())))
 
 
 def _raise_bad(bads: np.ndarray) -> None:

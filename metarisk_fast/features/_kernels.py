@@ -9,7 +9,9 @@ Numerics (see DESIGN.md, "Rolling variance"):
   (mean' = mean + (x_new - x_old)/w; M2' = M2 + (x_new - x_old)(x_new - mean' + x_old - mean)),
   never sum / sum-of-squares, and are clamped at 0;
 - rolling means of the non-negative range terms use running sums;
-- both are recomputed exactly from the window (kept in ring buffers) every `w` rows, when the
+- both are recomputed exactly from the window (kept in ring buffers) every w * (256 // w) rows
+  (every ~256 rows: each recomputation costs two passes over the window, so doing it every w
+  rows doubled the cost of a window; the update's rounding drift over 256 rows is ~1e-14), when the
   running value falls below 1 % of its peak since the last recomputation (a spike leaving the
   window: the cancellation case, so no residue survives it), and when the last NaN leaves.
 A NaN input makes NaN exactly the outputs whose window contains it.
@@ -21,9 +23,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
-CANCEL = 1e-2  # recompute when the running moment drops below this fraction of its peak
+CANCEL = 1e-4  # recompute when the running moment drops below this fraction of its peak
+RECOMPUTE_ROWS = 256  # periodic exact recomputation about this often (a multiple of the window)
 LN2 = math.log(2.0)
 
 # rows of the per-asset state array, per rolling variance (cc windows and the two YZ variances)
@@ -36,61 +41,53 @@ T_U2, T_GK, T_RS, T_O, T_C = 0, 1, 2, 3, 4
 
 # fdlibm's log (Sun Microsystems, 1993): x = m 2^k with m in [sqrt(2)/2, sqrt(2)), f = m - 1,
 # s = f / (2 + f), log(1 + f) = 2 atanh(s) by a polynomial in s^2; under 1 ulp. Written on bit
-# patterns in separate passes so the compiler vectorises it (libm's log stays scalar and
-# dominated the kernel: 7.1 vs 2.8 ns per value here).
+# patterns with branch-free special cases so that it inlines into the kernel's loops and
+# vectorises (Numba has no vector log here: libm's scalar log cost 7.1 ns per value, this ~1.3).
 LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
 LG1, LG2, LG3, LG4 = 6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01, 2.222219843214978396e-01
 LG5, LG6, LG7 = 1.818357216161805012e-01, 1.531383769920937332e-01, 1.479819860511658591e-01
 TINY = 2.2250738585072014e-308  # smallest normal double
+TWO54 = 18014398509481984.0  # scales a subnormal into the normal range
+EXP_BIAS = 4503599627370496.0 + 1023.0  # 2^52 + the exponent bias
 
 
-@njit(cache=True, error_model="numpy")
-def _log_into(x, out, ibuf):
-    """out = log(x) elementwise; ibuf: (2, n) int64 scratch. Zero, negative, subnormal, inf and
-    NaN inputs take libm's log (same results as math.log)."""
-    n = x.shape[0]
-    xb = x.view(np.int64)
-    mant = ibuf[0]
-    expo = ibuf[1]
-    for j in range(n):
-        b = xb[j]
-        hx = ((b >> 32) & 0xffffffff) + (0x3ff00000 - 0x3fe6a09e)
-        expo[j] = (hx >> 20) - 0x3ff
-        mant[j] = (((hx & 0x000fffff) + 0x3fe6a09e) << 32) | (b & 0xffffffff)
-    m = mant.view(np.float64)
-    for j in range(n):
-        f = m[j] - 1.0
-        hfsq = 0.5 * f * f
-        s = f / (2.0 + f)
-        z = s * s
-        w = z * z
-        r = w * (LG2 + w * (LG4 + w * LG6)) + z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)))
-        k = float(expo[j])
-        out[j] = s * (hfsq + r) + k * LN2_LO - hfsq + f + k * LN2_HI
-    for j in range(n):
-        xj = x[j]
-        if not (xj >= TINY and xj < np.inf):
-            out[j] = math.log(xj)
+@intrinsic
+def _as_bits(typingctx, x):
+    """The IEEE bits of a float64 as uint64 (a free register bitcast)."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.uint64(types.float64), codegen
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _swap(nan_row, j, a, b):
-    """Enter a and drop b from asset j's window: NaN-count bookkeeping shared by the rolling
-    variance and the rolling mean. Returns (a, b with NaN as 0, whether b was NaN, NaN count)."""
-    an = np.isnan(a)
-    bn = np.isnan(b)
-    nanc = nan_row[j] + an - bn
-    nan_row[j] = nanc
-    return (0.0 if an else a), (0.0 if bn else b), bn, nanc
+@intrinsic
+def _from_bits(typingctx, b):
+    """The float64 whose IEEE bits are the uint64 b."""
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.uint64), codegen
 
 
-@njit(cache=True, inline="always", error_model="numpy")
-def _needs_recompute(peak_row, j, value, bn, nanc):
-    """Track the running moment's peak; True where the window is NaN-free and either the last
-    NaN just left or the moment fell below CANCEL of its peak (cancellation)."""
-    peak = max(peak_row[j], value)
-    peak_row[j] = peak
-    return (nanc == 0.0) & (bn | (value < CANCEL * peak))
+@njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
+def _ln(x):
+    """log(x) with math.log's special values (0 -> -inf, < 0 or NaN -> NaN, inf -> inf) chosen by
+    selects, not branches. Unsigned shifts and the exponent turned into a double through its bits
+    (2^52 + k) avoid the two operations AVX2 lacks (64-bit arithmetic shift, int64 -> double)."""
+    sub = x < TINY
+    xs = x * TWO54 if sub else x
+    b = _as_bits(xs)
+    hx = ((b >> np.uint64(32)) & np.uint64(0xffffffff)) + np.uint64(0x3ff00000 - 0x3fe6a09e)
+    k = _from_bits(np.uint64(0x4330000000000000) | (hx >> np.uint64(20))) - EXP_BIAS - (54.0 if sub else 0.0)
+    m = _from_bits((((hx & np.uint64(0x000fffff)) + np.uint64(0x3fe6a09e)) << np.uint64(32))
+                   | (b & np.uint64(0xffffffff)))
+    f = m - 1.0
+    hfsq = 0.5 * f * f
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    r = w * (LG2 + w * (LG4 + w * LG6)) + z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)))
+    y = s * (hfsq + r) + k * LN2_LO - hfsq + f + k * LN2_HI
+    y = y if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
+    return np.inf if x == np.inf else y
 
 
 @njit(cache=True, error_model="numpy")
@@ -101,21 +98,6 @@ def _window_sum(ring, t, w, j):
     for k in range(t - w + 1, t + 1):
         s += ring[k % R, j]
     return s
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _var_update(st, xn, xo, inv_w, flags):
-    """Replace xo by xn in each asset's window; st: (4, nb). Sets flags where the exact
-    recomputation is needed (cancellation, or the last NaN just left)."""
-    for j in range(xn.shape[0]):
-        a0, b0, bn, nanc = _swap(st[V_NAN], j, xn[j], xo[j])
-        d = a0 - b0
-        mean = st[V_MEAN, j]
-        mnew = mean + d * inv_w
-        m2 = st[V_M2, j] + d * (a0 - mnew + b0 - mean)
-        st[V_MEAN, j] = mnew
-        st[V_M2, j] = m2
-        flags[j] = _needs_recompute(st[V_PEAK], j, m2, bn, nanc)
 
 
 @njit(cache=True, error_model="numpy")
@@ -146,32 +128,25 @@ def _window_sums(ring, t, w, acc):
 
 @njit(cache=True, error_model="numpy")
 def _var_recompute_all(st, ring, t, w, acc):
-    """_var_recompute for every asset whose window holds no NaN (the periodic recomputation)."""
+    """_var_recompute for every asset whose window holds no NaN (the periodic recomputation);
+    acc: (2, nb) scratch."""
     R = ring.shape[0]
     nb = ring.shape[1]
-    _window_sums(ring, t, w, acc)
+    mean, m2 = acc[0], acc[1]
+    _window_sums(ring, t, w, mean)
     for j in range(nb):
-        acc[j] /= w
-    m2 = np.zeros(nb)
+        mean[j] /= w
+    m2[:] = 0.0
     for k in range(t - w + 1, t + 1):
         row = ring[k % R]
         for j in range(nb):
-            d = row[j] - acc[j]
+            d = row[j] - mean[j]
             m2[j] += d * d
     for j in range(nb):
         if st[V_NAN, j] == 0.0:
-            st[V_MEAN, j] = acc[j]
+            st[V_MEAN, j] = mean[j]
             st[V_M2, j] = m2[j]
             st[V_PEAK, j] = m2[j]
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _mean_update(st, xn, xo, flags):
-    for j in range(xn.shape[0]):
-        a0, b0, bn, nanc = _swap(st[M_NAN], j, xn[j], xo[j])
-        s = st[M_SUM, j] + (a0 - b0)
-        st[M_SUM, j] = s
-        flags[j] = _needs_recompute(st[M_PEAK], j, s, bn, nanc)
 
 
 @njit(cache=True, error_model="numpy")
@@ -183,21 +158,96 @@ def _mean_recompute(st, ring, t, w, j):
 
 @njit(cache=True, error_model="numpy")
 def _mean_recompute_all(st, ring, t, w, acc):
-    _window_sums(ring, t, w, acc)
+    s = acc[0]
+    _window_sums(ring, t, w, s)
     for j in range(ring.shape[1]):
         if st[M_NAN, j] == 0.0:
-            st[M_SUM, j] = acc[j]
-            st[M_PEAK, j] = acc[j]
+            st[M_SUM, j] = s[j]
+            st[M_PEAK, j] = s[j]
 
 
-@njit(cache=True, error_model="numpy")
-def _recompute_flagged(st, ring, t, w, flags, is_var, acc):
-    """Exact recomputation: every asset every w rows (vectorised), else only the flagged ones."""
-    if t % w == 0:
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _vol(nan_count, moment, scale):
+    """sqrt(moment * scale), NaN while the window holds a NaN, never negative."""
+    return np.nan if nan_count > 0.0 else math.sqrt(max(moment, 0.0) * scale)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _var_step(st, xn, xo, w, flags, out, scale, write):
+    """Replace xo by xn in every asset's window (st: (4, nb) mean, M2, peak, NaN count; a NaN
+    counts and enters the moments as 0) and, if write, out = sqrt(M2 * scale). Flags the assets
+    whose NaN-free window needs the exact recomputation (the last NaN just left, or M2 fell below
+    CANCEL of its peak: cancellation); returns how many. One branch-free loop, so it vectorises."""
+    mean_a, m2_a, peak_a, nan_a = st[V_MEAN], st[V_M2], st[V_PEAK], st[V_NAN]
+    inv_w = 1.0 / w
+    nflag = 0
+    for j in range(xn.shape[0]):
+        a = xn[j]
+        b = xo[j]
+        an = np.isnan(a)
+        bn = np.isnan(b)
+        nanc = nan_a[j] + (1.0 if an else 0.0) - (1.0 if bn else 0.0)
+        nan_a[j] = nanc
+        a0 = 0.0 if an else a
+        b0 = 0.0 if bn else b
+        d = a0 - b0
+        mean = mean_a[j]
+        mnew = mean + d * inv_w
+        m2 = m2_a[j] + d * (a0 - mnew + b0 - mean)
+        mean_a[j] = mnew
+        m2_a[j] = m2
+        peak = max(peak_a[j], m2)
+        peak_a[j] = peak
+        f = (nanc == 0.0) & (bn | (m2 < CANCEL * peak))
+        flags[j] = f
+        nflag += f
+        if write:
+            out[j] = _vol(nanc, m2, scale)
+    return nflag
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _mean_step(st, xn, xo, flags, out, scale, write):
+    """_var_step for a running sum (st: (3, nb) sum, peak, NaN count)."""
+    sum_a, peak_a, nan_a = st[M_SUM], st[M_PEAK], st[M_NAN]
+    nflag = 0
+    for j in range(xn.shape[0]):
+        a = xn[j]
+        b = xo[j]
+        an = np.isnan(a)
+        bn = np.isnan(b)
+        nanc = nan_a[j] + (1.0 if an else 0.0) - (1.0 if bn else 0.0)
+        nan_a[j] = nanc
+        s = sum_a[j] + ((0.0 if an else a) - (0.0 if bn else b))
+        sum_a[j] = s
+        peak = max(peak_a[j], s)
+        peak_a[j] = peak
+        f = (nanc == 0.0) & (bn | (s < CANCEL * peak))
+        flags[j] = f
+        nflag += f
+        if write:
+            out[j] = _vol(nanc, s, scale)
+    return nflag
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _recompute(st, ring, t, w, is_var, flags, nflag, acc, out, scale, write):
+    """Exact recomputation after a step: every asset every w * (RECOMPUTE_ROWS // w) rows
+    (vectorised), else only the flagged ones; rewrites their outputs."""
+    nan_row = st[V_NAN] if is_var else st[M_NAN]
+    moment = st[V_M2] if is_var else st[M_SUM]
+    if t % (w * max(1, RECOMPUTE_ROWS // w)) == 0:
         if is_var:
             _var_recompute_all(st, ring, t, w, acc)
         else:
             _mean_recompute_all(st, ring, t, w, acc)
+        if write:
+            for j in range(out.shape[0]):
+                out[j] = _vol(nan_row[j], moment[j], scale)
+        return
+    if nflag == 0:
         return
     for j in range(flags.shape[0]):
         if flags[j]:
@@ -205,137 +255,164 @@ def _recompute_flagged(st, ring, t, w, flags, is_var, acc):
                 _var_recompute(st, ring, t, w, j)
             else:
                 _mean_recompute(st, ring, t, w, j)
+            if write:
+                out[j] = _vol(nan_row[j], moment[j], scale)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _is_bad_price(x):
+    """Non-positive or infinite (NaN marks a missing value and is allowed)."""
+    return (x <= 0.0) | (x == np.inf)
 
 
 @njit(cache=True, error_model="numpy")
-def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
-          prev_c, r, flags, acc, fscr, iscr, outs, bad):
-    """Advance one row t for nb assets. o/h/l/c: the row's prices (h, l, o are ignored when no
-    range feature is wanted). want: [parkinson, garman_klass, rogers_satchell, yang_zhang].
-    outs rows: log return, cc vol per window, EWMA vol per lambda, then the wanted range vols.
-    Non-positive or infinite prices: count in bad[0], first (row, asset) in bad[1:3];
-    high < low: count in bad[3], first (row, asset) in bad[4:6]. fscr (4, nb) float and
-    iscr (2, nb) int64 are scratch for the logs."""
-    nb = c.shape[0]
-    ncc = cc_w.shape[0]
-    ranged = want[0] or want[1] or want[2] or want[3]
-    Rr = r_ring.shape[0]
-    pos = t % Rr
-    Rt = term_ring.shape[1]
-    tpos = t % Rt
-    ov = term_ring[T_O, tpos]
-    ratio = fscr[0]
-    for j in range(nb):
+def _record_first(bad, k, t, mask_row):
+    """Count the row's bad values in bad[k] and keep the first (row, asset) in bad[k+1:k+3]."""
+    for j in range(mask_row.shape[0]):
+        if mask_row[j]:
+            if bad[k] == 0:
+                bad[k + 1] = t
+                bad[k + 2] = j
+            bad[k] += 1
+
+
+# Each row loop is its own compiled function: inlined into the step, the loops stopped
+# vectorising (W4 full set 45 -> 30 ns per point once separate).
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _returns_row(c, prev_c, r):
+    """r = ln(c / prev_c), prev_c = c; returns the count of bad prices (located on the rare path
+    later, so the loop stays branch-free)."""
+    nbad = 0
+    for j in range(c.shape[0]):
         cj = c[j]
-        if cj <= 0.0 or np.isinf(cj):
-            if bad[0] == 0:
-                bad[1] = t
-                bad[2] = j
-            bad[0] += 1
-    for j in range(nb):
-        ratio[j] = c[j] / prev_c[j]
-    _log_into(ratio, r, iscr)
-    if ranged:
-        for j in range(nb):
-            ratio[j] = o[j] / prev_c[j]
-        _log_into(ratio, ov, iscr)
-    for j in range(nb):
-        prev_c[j] = c[j]
-    r_ring[pos, :] = r
-    outs[0, :] = r
-    for m in range(ncc):  # close-to-close variances; R > w so row t never overwrites row t - w
-        w = cc_w[m]
-        st = cc_st[m]
-        _var_update(st, r, r_ring[(t - w) % Rr], 1.0 / w, flags)
-        _recompute_flagged(st, r_ring, t, w, flags, True, acc)
-        out = outs[1 + m]
-        for j in range(nb):
-            out[j] = np.nan if st[V_NAN, j] > 0.0 else math.sqrt(max(st[V_M2, j], 0.0) / (w - 1))
-    for k in range(lams.shape[0]):
-        lam = lams[k]
-        s = ew_st[k]
-        out = outs[1 + ncc + k]
-        for j in range(nb):
-            x = r[j]
-            if np.isnan(x):
-                out[j] = np.nan
-            else:
-                sj = s[j]
-                sj = x * x if np.isnan(sj) else lam * sj + (1.0 - lam) * x * x
-                s[j] = sj
-                out[j] = math.sqrt(sj)
-    if not ranged:
-        return
-    u2 = term_ring[T_U2, tpos]
-    gk = term_ring[T_GK, tpos]
-    rs = term_ring[T_RS, tpos]
-    oc = term_ring[T_C, tpos]
+        nbad += _is_bad_price(cj)
+        r[j] = _ln(cj / prev_c[j])
+        prev_c[j] = cj
+    return nbad
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _range_row(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
+    """Log return and the five range terms of one row (ln(H/L)^2, Garman-Klass, Rogers-Satchell,
+    overnight and open-to-close returns); returns the counts of bad prices and of high < low."""
     k_gk = 2.0 * LN2 - 1.0
-    for j in range(nb):
-        hj, lj, oj = h[j], l[j], o[j]
-        if oj <= 0.0 or hj <= 0.0 or lj <= 0.0 or np.isinf(oj) or np.isinf(hj) or np.isinf(lj):
-            if bad[0] == 0:
-                bad[1] = t
-                bad[2] = j
-            bad[0] += 1
-        if hj < lj:
-            if bad[3] == 0:
-                bad[4] = t
-                bad[5] = j
-            bad[3] += 1
-    # three logs of ratios; the others follow without cancellation (L <= C <= H)
-    la, lb, lco = fscr[1], fscr[2], fscr[3]
-    for j in range(nb):
-        ratio[j] = h[j] / c[j]
-    _log_into(ratio, la, iscr)
-    for j in range(nb):
-        ratio[j] = l[j] / c[j]
-    _log_into(ratio, lb, iscr)
-    for j in range(nb):
-        ratio[j] = c[j] / o[j]
-    _log_into(ratio, lco, iscr)
-    for j in range(nb):
-        a = la[j]
-        b = lb[j]
-        lc = lco[j]
+    nbad = 0
+    nhl = 0
+    for j in range(c.shape[0]):
+        cj, oj, hj, lj, pj = c[j], o[j], h[j], l[j], prev_c[j]
+        nbad += _is_bad_price(cj) | _is_bad_price(oj) | _is_bad_price(hj) | _is_bad_price(lj)
+        nhl += hj < lj
+        r[j] = _ln(cj / pj)
+        ov[j] = _ln(oj / pj)
+        # ln(H/C), ln(L/C), ln(C/O): the other logs follow from them without cancellation
+        # (L <= C <= H)
+        a = _ln(hj / cj)
+        b = _ln(lj / cj)
+        lc = _ln(cj / oj)
         lu = a - b
         u2[j] = lu * lu
         gk[j] = 0.5 * lu * lu - k_gk * lc * lc
         rs[j] = a * (a + lc) + b * (b + lc)
         oc[j] = lc
+        prev_c[j] = cj
+    return nbad, nhl
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _ewma_row(lam, s, r, out):
+    """s = lam s + (1 - lam) r^2 (r^2 at the first return; unchanged at a NaN), out = sqrt(s)."""
+    for j in range(r.shape[0]):
+        x = r[j]
+        sj = s[j]
+        x2 = x * x
+        new = x2 if np.isnan(sj) else lam * sj + (1.0 - lam) * x2
+        xn = np.isnan(x)
+        sj = sj if xn else new
+        s[j] = sj
+        out[j] = np.nan if xn else math.sqrt(sj)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _yang_zhang_row(so, sc, srs, wr, out):
+    """sqrt(s_o^2 + k s_c^2 + (1 - k) s_RS^2) from the overnight and open-to-close variances and
+    the Rogers-Satchell sum."""
+    kyz = 0.34 / (1.34 + (wr + 1.0) / (wr - 1.0))
+    inv_wr, inv_wr1 = 1.0 / wr, 1.0 / (wr - 1)
+    for j in range(out.shape[0]):
+        nanc = so[V_NAN, j] + sc[V_NAN, j] + srs[M_NAN, j]
+        out[j] = np.nan if nanc > 0.0 else math.sqrt(
+            max(so[V_M2, j], 0.0) * inv_wr1 + kyz * max(sc[V_M2, j], 0.0) * inv_wr1
+            + (1.0 - kyz) * max(srs[M_SUM, j], 0.0) * inv_wr)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
+          prev_c, flags, acc, outs, t_out, j0, first_out, bad):
+    """Advance one row t for the nb assets of o/h/l/c (h, l, o are ignored when no range feature
+    is wanted; want: [parkinson, garman_klass, rogers_satchell, yang_zhang]) and write the row's
+    features to outs[:, t_out, j0:j0 + nb] in the order log return, cc vol per window, EWMA vol
+    per lambda, wanted range vols, without the first `first_out` of them.
+    Non-positive or infinite prices: count in bad[0], first (row, asset) in bad[1:3];
+    high < low: count in bad[3], first (row, asset) in bad[4:6].
+    Scratch: flags (nb,) bool, acc (2, nb)."""
+    nb = c.shape[0]
+    j1 = j0 + nb
+    ranged = want[0] or want[1] or want[2] or want[3]
+    Rr = r_ring.shape[0]
+    r = r_ring[t % Rr]
+    Rt = term_ring.shape[1]
+    tpos = t % Rt
+    if ranged:
+        nbad, nhl = _range_row(o, h, l, c, prev_c, r, term_ring[T_U2, tpos], term_ring[T_GK, tpos],
+                               term_ring[T_RS, tpos], term_ring[T_O, tpos], term_ring[T_C, tpos])
+    else:
+        nbad, nhl = _returns_row(c, prev_c, r), 0
+    if nbad:
+        for j in range(nb):
+            flags[j] = _is_bad_price(c[j]) | (ranged and (_is_bad_price(o[j]) | _is_bad_price(h[j]) | _is_bad_price(l[j])))
+        _record_first(bad, 0, t, flags)
+    if nhl:
+        for j in range(nb):
+            flags[j] = h[j] < l[j]
+        _record_first(bad, 3, t, flags)
+
+    slot = -first_out
+    if slot == 0:
+        outs[0, t_out, j0:j1] = r
+    slot += 1
+    for m in range(cc_w.shape[0]):  # close-to-close variances; R > w so row t never overwrites row t - w
+        w = cc_w[m]
+        out = outs[slot, t_out, j0:j1]
+        scale = 1.0 / (w - 1)
+        nflag = _var_step(cc_st[m], r, r_ring[(t - w) % Rr], w, flags, out, scale, True)
+        _recompute(cc_st[m], r_ring, t, w, True, flags, nflag, acc, out, scale, True)
+        slot += 1
+    for k in range(lams.shape[0]):
+        _ewma_row(lams[k], ew_st[k], r, outs[slot, t_out, j0:j1])
+        slot += 1
+    if not ranged:
+        return
+
     opos = (t - wr) % Rt  # Rt = wr + 1: the row leaving the window
+    inv_wr = 1.0 / wr
     for f in range(3):  # Parkinson, Garman-Klass, Rogers-Satchell means (RS also feeds YZ)
         if not (want[f] or (f == 2 and want[3])):
             continue
         st = m_st[f]
-        _mean_update(st, term_ring[f, tpos], term_ring[f, opos], flags)
-        _recompute_flagged(st, term_ring[f], t, wr, flags, False, acc)
+        write = want[f]
+        out = outs[slot, t_out, j0:j1] if write else acc[0, :0]
+        scale = inv_wr / (4.0 * LN2) if f == 0 else inv_wr
+        nflag = _mean_step(st, term_ring[f, tpos], term_ring[f, opos], flags, out, scale, write)
+        _recompute(st, term_ring[f], t, wr, False, flags, nflag, acc, out, scale, write)
+        if write:
+            slot += 1
     if want[3]:
+        no_out = acc[0, :0]
         for f in range(2):  # overnight and open-to-close variances
             st = yz_st[f]
-            _var_update(st, term_ring[T_O + f, tpos], term_ring[T_O + f, opos], 1.0 / wr, flags)
-            _recompute_flagged(st, term_ring[T_O + f], t, wr, flags, True, acc)
-    slot = 1 + ncc + lams.shape[0]
-    inv_wr = 1.0 / wr
-    for f in range(3):
-        if not want[f]:
-            continue
-        scale = inv_wr / (4.0 * LN2) if f == 0 else inv_wr
-        st = m_st[f]
-        out = outs[slot]
-        slot += 1
-        for j in range(nb):
-            out[j] = np.nan if st[M_NAN, j] > 0.0 else math.sqrt(max(st[M_SUM, j], 0.0) * scale)
-    if want[3]:
-        kyz = 0.34 / (1.34 + (wr + 1.0) / (wr - 1.0))
-        out = outs[slot]
-        so, sc, srs = yz_st[0], yz_st[1], m_st[2]
-        for j in range(nb):
-            if so[V_NAN, j] > 0.0 or sc[V_NAN, j] > 0.0 or srs[M_NAN, j] > 0.0:
-                out[j] = np.nan
-            else:
-                out[j] = math.sqrt(max(so[V_M2, j], 0.0) / (wr - 1) + kyz * max(sc[V_M2, j], 0.0) / (wr - 1)
-                                   + (1.0 - kyz) * max(srs[M_SUM, j], 0.0) * inv_wr)
+            nflag = _var_step(st, term_ring[T_O + f, tpos], term_ring[T_O + f, opos], wr, flags, no_out, 1.0, False)
+            _recompute(st, term_ring[T_O + f], t, wr, True, flags, nflag, acc, no_out, 1.0, False)
+        _yang_zhang_row(yz_st[0], yz_st[1], m_st[2], wr, outs[slot, t_out, j0:j1])
 
 
 @njit(cache=True, error_model="numpy")
@@ -359,43 +436,40 @@ def new_state(n_assets, cc_w, n_lams, wr, ranged):
     return r_ring, term_ring, cc_st, ew_st, m_st, yz_st, prev_c
 
 
+@njit(cache=True, error_model="numpy")
+def _scratch(nb):
+    return np.zeros(nb, np.bool_), np.empty((2, nb))
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
-def feature_panel(o, h, l, c, cc_w, lams, wr, want, n_out, first_out, n_blocks):
-    """All requested features of a (T, N) panel in one pass; returns (outs (F, T, N), bad), where
-    outs holds the kernel's outputs from index first_out on (1 drops the log returns)."""
+def feature_panel(o, h, l, c, cc_w, lams, wr, want, first_out, block, outs):
+    """All requested features of a (T, N) panel in one pass into outs (F, T, N) (the kernel's
+    outputs from index first_out on: 1 drops the log returns), asset blocks of `block` columns
+    in parallel (small enough that a block's rings stay in cache). Returns the per-block bad-input
+    counts and positions (see _step)."""
     T, N = c.shape
-    outs = np.empty((n_out - first_out, T, N))
+    n_blocks = (N + block - 1) // block
     ranged = want[0] or want[1] or want[2] or want[3]
-    bounds = np.linspace(0, N, n_blocks + 1).astype(np.int64)
     bads = np.zeros((n_blocks, 6), np.int64)
     for blk in prange(n_blocks):
-        j0, j1 = bounds[blk], bounds[blk + 1]
+        j0 = blk * block
+        j1 = min(N, j0 + block)
         nb = j1 - j0
-        if nb == 0:
-            continue
         r_ring, term_ring, cc_st, ew_st, m_st, yz_st, prev_c = new_state(nb, cc_w, lams.shape[0], wr, ranged)
-        row = np.empty((n_out, nb))
-        r = np.empty(nb)
-        acc = np.empty(nb)
-        fscr = np.empty((4, nb))
-        iscr = np.empty((2, nb), np.int64)
-        flags = np.zeros(nb, np.bool_)
+        flags, acc = _scratch(nb)
         bad = np.zeros(6, np.int64)
         for t in range(T):
             cr = c[t, j0:j1]  # a row slice of a C-ordered panel: contiguous for numba too
             if ranged:
                 _step(t, o[t, j0:j1], h[t, j0:j1], l[t, j0:j1], cr, cc_w, lams, wr, want, r_ring, term_ring,
-                      cc_st, ew_st, m_st, yz_st, prev_c, r, flags, acc, fscr, iscr, row, bad)
+                      cc_st, ew_st, m_st, yz_st, prev_c, flags, acc, outs, t, j0, first_out, bad)
             else:
                 _step(t, cr, cr, cr, cr, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
-                      prev_c, r, flags, acc, fscr, iscr, row, bad)
-            for f in range(first_out, n_out):
-                for j in range(nb):
-                    outs[f - first_out, t, j0 + j] = row[f, j]
+                      prev_c, flags, acc, outs, t, j0, first_out, bad)
         bad[2] += j0
         bad[5] += j0
         bads[blk] = bad
-    return outs, bads
+    return bads
 
 
 @njit(cache=True, error_model="numpy")
@@ -403,9 +477,9 @@ def feature_step(t, o, h, l, c, cc_w, lams, wr, want, n_out, r_ring, term_ring, 
                  m_st, yz_st, prev_c):
     """One bar of the streaming twin: the same _step as the batch kernel."""
     nb = c.shape[0]
-    row = np.empty((n_out, nb))
+    outs = np.empty((n_out, 1, nb))
     bad = np.zeros(6, np.int64)
+    flags, acc = _scratch(nb)
     _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
-          prev_c, np.empty(nb), np.zeros(nb, np.bool_), np.empty(nb), np.empty((4, nb)),
-          np.empty((2, nb), np.int64), row, bad)
-    return row, bad
+          prev_c, flags, acc, outs, 0, 0, 0, bad)
+    return outs[:, 0, :], bad
