@@ -5,6 +5,8 @@ Python on top of it: autograd ops, learners, features, data, tasks and evaluatio
 """
 from __future__ import annotations
 
+import torch  # noqa: F401  first, so that _core shares torch's OpenMP runtime (csrc/common/thread_pool.h)
+
 try:
     from . import _core
 except ImportError as exc:  # no silent fall-back to slow code
