@@ -10,18 +10,21 @@ from metarisk_fast.learners import ExternalMemory, MemoryAugmentedNet
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-11), torch.float32: dict(rtol=1e-4, atol=1e-5)}
 
 
-def _read_case(dtype, shared, N=37, W=8, B=5, H=3, seed=0):
+def _read_case(dtype, shared, N=37, W=8, B=5, H=3, seed=0, beta_scale=3.0):
     g = torch.Generator().manual_seed(seed)
     mem = torch.randn(*(() if shared else (B,)), N, W, dtype=dtype, generator=g).requires_grad_()
     keys = torch.randn(B, H, W, dtype=dtype, generator=g).requires_grad_()
-    beta = (torch.rand(B, H, dtype=dtype, generator=g) * 3).requires_grad_()
+    beta = (torch.rand(B, H, dtype=dtype, generator=g) * beta_scale).requires_grad_()
     return mem, keys, beta
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("shared", [True, False])
-def test_read_forward_backward_match_twin(dtype, shared):
-    mem, keys, beta = _read_case(dtype, shared)
+# N = 300 spans several of the kernel's slot chunks; beta up to 500 passes the limit (40 in
+# float32, 340 in float64) above which the softmax is shifted by a max pass instead of by beta
+@pytest.mark.parametrize("N, beta_scale", [(37, 3.0), (300, 3.0), (300, 500.0)])
+def test_read_forward_backward_match_twin(dtype, shared, N, beta_scale):
+    mem, keys, beta = _read_case(dtype, shared, N=N, beta_scale=beta_scale)
     got, want = ops.memory_read(mem, keys, beta), reference.memory_read(mem, keys, beta)
     torch.testing.assert_close(got.read, want.read, **TOL[dtype])
     torch.testing.assert_close(got.weights, want.weights, **TOL[dtype])

@@ -22,6 +22,12 @@ namespace metarisk {
 // Scans a buffer for NaN/inf and reports the first offending flat index.
 template <typename T>
 inline void check_finite(const T* p, int64_t n, const char* name) {
+  // Branch-free count first (vectorised: the early-exit scan cost 0.1 ms serial per W3 read),
+  // then the rare path finds the first offender. x - x is NaN exactly for NaN and +-inf.
+  int64_t bad = 0;
+#pragma omp simd reduction(+ : bad)
+  for (int64_t i = 0; i < n; ++i) bad += (p[i] - p[i]) != T(0);
+  if (bad == 0) return;
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(p[i])) {
       std::ostringstream os;

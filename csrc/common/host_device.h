@@ -71,12 +71,12 @@ MR_HD T cosine_logit(T beta, T dot, T kn, T mn, T eps) {
 template <typename T>
 MR_HD void cosine_softmax_grad(T p, T dp, T pdp, T beta, T dot, T kn, T mn, T eps, T& dbeta, T& g, T& dD) {
   const T dl = p * (dp - pdp);
-  const T D = kn * mn + eps;
-  const T sim = dot / D;
+  const T inv_D = T(1) / (kn * mn + eps);  // one division, not three
+  const T sim = dot * inv_D;
   dbeta = dl * sim;
   const T dsim = beta * dl;
-  g = dsim / D;
-  dD = -dsim * sim / D;
+  g = dsim * inv_D;
+  dD = -g * sim;
 }
 // LRUA write weight w^w = sigmoid(alpha) w^r + (1 - sigmoid(alpha)) w^lu, from the gate value.
 template <typename T>

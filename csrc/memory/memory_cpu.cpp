@@ -9,6 +9,7 @@
 #include "../common/host_device.h"
 #include "../common/small_gemm.h"
 #include "../common/thread_pool.h"
+#include "../common/transpose.h"
 #include "memory.h"
 
 namespace metarisk {
@@ -16,6 +17,7 @@ namespace {
 
 constexpr int64_t KEY_BLOCK = 32;    // keys per work item: their similarities stay in L2
 constexpr int64_t SLOT_CHUNK = 512;  // memory rows per work item in the row-parallel passes
+constexpr int64_t READ_CHUNK = 128;  // memory rows per step of the fused read: 32 KB of a 64-wide memory
 
 template <typename T>
 T* scratch(size_t n, int slot = 0) {
@@ -69,6 +71,11 @@ void slot_norms(const T* memory, int64_t E, int64_t N, int64_t W, std::vector<T>
   });
 }
 
+// Softmax shift: cos(k, M_j) <= 1, so beta is an upper bound of every logit and exp(logit - beta)
+// never overflows; it cannot underflow to 0 for all slots while 2 beta stays inside exp's normal
+// range. Up to this beta the read needs no max pass; above it, one extra pass finds the max.
+template <typename T> constexpr T kFixedShiftMaxBeta = sizeof(T) == 4 ? T(40) : T(340);
+
 template <typename T>
 void memory_read_forward(const MemoryReadArgs<T>& a) {
   check_read(a);
@@ -82,48 +89,58 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
     const T* K = a.keys + q0 * W;
     const T* M = a.memory + e * N * W;
     const T* mnorm = mn.data() + e * N;
-    // Slot-major: S^T (N x kb) = M (N x W) . K^T (W x kb), K^T small enough to stay in L1, the
-    // memory streamed once; the softmax then runs across slots with the keys as vector lanes.
-    T* Kt = scratch<T>(W * KEY_BLOCK, 2);
-    for (int64_t i = 0; i < kb; ++i)
-      for (int64_t w = 0; w < W; ++w) Kt[w * kb + i] = K[i * W + w];
-    T* St = scratch<T>(N * KEY_BLOCK, 0);
-    gemm_nn<T>(N, kb, W, M, W, Kt, kb, St, kb, false);
-    T scale[KEY_BLOCK], mx[KEY_BLOCK], sum[KEY_BLOCK];
+    // One pass over the memory in chunks of slots that stay in L1/L2 while they are used twice:
+    // S^T (chunk x kb) = M_c . K^T, exp in place (keys as vector lanes), read^T += M_c^T . P_c,
+    // and P_c is written out transposed; the softmax is normalised at the end.
+    T* Kt = scratch<T>(W * KEY_BLOCK + W * KEY_BLOCK, 2);
+    T* RT = Kt + W * KEY_BLOCK;  // read^T (W x kb)
+    transpose(kb, W, K, W, Kt, kb);
+    T* St = scratch<T>(READ_CHUNK * KEY_BLOCK, 0);
+    T kn[KEY_BLOCK], beta[KEY_BLOCK], shift[KEY_BLOCK], sum[KEY_BLOCK];
+    bool fixed_shift = true;
     for (int64_t i = 0; i < kb; ++i) {
-      scale[i] = norm(K + i * W, W);
-      mx[i] = -INFINITY;
+      kn[i] = norm(K + i * W, W);
+      beta[i] = a.beta[q0 + i];
+      shift[i] = beta[i];
       sum[i] = T(0);
+      fixed_shift = fixed_shift && beta[i] <= kFixedShiftMaxBeta<T>;
     }
-    for (int64_t j = 0; j < N; ++j) {
-      T* row = St + j * kb;
-      const T mj = mnorm[j];
-#pragma omp simd
-      for (int64_t i = 0; i < kb; ++i) {
-        row[i] = cosine_logit(a.beta[q0 + i], row[i], scale[i], mj, a.eps);
-        mx[i] = std::max(mx[i], row[i]);
+    if (!fixed_shift) {  // a very sharp key: shift by the true max instead
+      for (int64_t i = 0; i < kb; ++i) shift[i] = -INFINITY;
+      for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
+        const int64_t cn = std::min(READ_CHUNK, N - c0);
+        gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, St, kb, false);
+        for (int64_t j = 0; j < cn; ++j) {
+          const T mj = mnorm[c0 + j];
+          for (int64_t i = 0; i < kb; ++i)
+            shift[i] = std::max(shift[i], cosine_logit(beta[i], St[j * kb + i], kn[i], mj, a.eps));
+        }
       }
     }
-    for (int64_t j = 0; j < N; ++j) {
-      T* row = St + j * kb;
-#pragma omp simd
-      for (int64_t i = 0; i < kb; ++i) {
-        row[i] = fast_exp(row[i] - mx[i]);
-        sum[i] += row[i];
-      }
-    }
-    for (int64_t i = 0; i < kb; ++i) sum[i] = T(1) / sum[i];
-    for (int64_t j = 0; j < N; ++j) {
-      T* row = St + j * kb;
-#pragma omp simd
-      for (int64_t i = 0; i < kb; ++i) row[i] *= sum[i];
-    }
-    // read (kb x W) = S (kb x N) . M: the transposed-A product reads S^T rows contiguously
-    gemm_tn<T>(kb, W, N, St, kb, M, W, a.read + q0 * W, W, false);
     T* P = a.weights + q0 * N;  // the weights output, key-major
-    for (int64_t j0 = 0; j0 < N; j0 += 64)
-      for (int64_t i = 0; i < kb; ++i)
-        for (int64_t j = j0; j < std::min(N, j0 + 64); ++j) P[i * N + j] = St[j * kb + i];
+    for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
+      const int64_t cn = std::min(READ_CHUNK, N - c0);
+      gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, St, kb, false);
+      for (int64_t j = 0; j < cn; ++j) {
+        T* row = St + j * kb;
+        const T mj = mnorm[c0 + j];
+#pragma omp simd
+        for (int64_t i = 0; i < kb; ++i) {
+          row[i] = fast_exp(cosine_logit(beta[i], row[i], kn[i], mj, a.eps) - shift[i]);
+          sum[i] += row[i];
+        }
+      }
+      gemm_tn<T>(W, kb, cn, M + c0 * W, W, St, kb, RT, kb, c0 > 0);
+      transpose(cn, kb, St, kb, P + c0, N);
+    }
+    for (int64_t i = 0; i < kb; ++i) {
+      const T inv = T(1) / sum[i];
+      T* r = a.read + (q0 + i) * W;
+      for (int64_t w = 0; w < W; ++w) r[w] = RT[w * kb + i] * inv;
+      T* p = P + i * N;
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j) p[j] *= inv;
+    }
   });
 }
 
@@ -152,25 +169,25 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
       const T* dR = d_read + q0 * W;
       const T* M = a.memory + e * N * W;
       const T* mnorm = mn.data() + e * N;
-      // slot-major (N x kb) buffers, as in the forward: keys are the vector lanes
-      T* Kt = scratch<T>(2 * W * KEY_BLOCK, 2);
+      // slot-major (N x kb) buffers, as in the forward: keys are the vector lanes. SP holds
+      // [S | P] side by side (row stride 2 kb) so the two memory-gradient products run as one
+      // with K and dL/dread stacked: dM += [G | P] . [K ; dR], one pass over the accumulator.
+      const int64_t ld2 = 2 * kb;
+      T* Kt = scratch<T>(2 * W * KEY_BLOCK + 2 * KEY_BLOCK * W, 2);
       T* dRt = Kt + W * kb;
-      for (int64_t i = 0; i < kb; ++i)
-        for (int64_t w = 0; w < W; ++w) {
-          Kt[w * kb + i] = K[i * W + w];
-          dRt[w * kb + i] = dR[i * W + w];
-        }
-      T* St = scratch<T>(N * KEY_BLOCK, 0);
+      T* KdR = dRt + W * kb;  // [K ; dR] (2 kb x W)
+      transpose(kb, W, K, W, Kt, kb);
+      transpose(kb, W, dR, W, dRt, kb);
+      std::copy(K, K + kb * W, KdR);
+      std::copy(dR, dR + kb * W, KdR + kb * W);
+      T* SP = scratch<T>(N * 2 * KEY_BLOCK, 0);
       T* dPt = scratch<T>(N * KEY_BLOCK, 1);
-      T* Pt = scratch<T>(N * KEY_BLOCK, 3);
-      gemm_nn<T>(N, kb, W, M, W, Kt, kb, St, kb, false);  // dots
-      const T* P = a.weights + q0 * N;
-      for (int64_t j0 = 0; j0 < N; j0 += 64)
-        for (int64_t i = 0; i < kb; ++i)
-          for (int64_t j = j0; j < std::min(N, j0 + 64); ++j) {
-            Pt[j * kb + i] = P[i * N + j];
-            dPt[j * kb + i] = d_weights ? d_weights[(q0 + i) * N + j] : T(0);
-          }
+      gemm_nn<T>(N, kb, W, M, W, Kt, kb, SP, ld2, false);  // dots
+      transpose(kb, N, a.weights + q0 * N, N, SP + kb, ld2);
+      if (d_weights)
+        transpose(kb, N, d_weights + q0 * N, N, dPt, kb);
+      else
+        std::fill(dPt, dPt + N * kb, T(0));
       gemm_nn<T>(N, kb, W, M, W, dRt, kb, dPt, kb, true);  // + dL/dread . M_j
       T kn[KEY_BLOCK], beta[KEY_BLOCK], dot[KEY_BLOCK], dbeta[KEY_BLOCK], dkn[KEY_BLOCK];
       for (int64_t i = 0; i < kb; ++i) {
@@ -179,14 +196,16 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
         dot[i] = dbeta[i] = dkn[i] = T(0);
       }
       for (int64_t j = 0; j < N; ++j) {
+        const T* p = SP + j * ld2 + kb;
+        const T* dp = dPt + j * kb;
 #pragma omp simd
-        for (int64_t i = 0; i < kb; ++i) dot[i] += Pt[j * kb + i] * dPt[j * kb + i];
+        for (int64_t i = 0; i < kb; ++i) dot[i] += p[i] * dp[i];
       }
       T* acc_e = dM_of(worker, e);
       T* dmn = acc_e + N * W;
       for (int64_t j = 0; j < N; ++j) {
-        T* s = St + j * kb;
-        const T* p = Pt + j * kb;
+        T* s = SP + j * ld2;
+        const T* p = s + kb;
         const T* dp = dPt + j * kb;
         const T mj = mnorm[j];
         T dmj = T(0);
@@ -197,18 +216,17 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
           dbeta[i] += db;
           dkn[i] += dD * mj;
           dmj += dD * kn[i];
-          s[i] = g;  // St now holds G = dL/d(k . M_j)
+          s[i] = g;  // the S half of SP now holds G = dL/d(k . M_j)
         }
         dmn[j] += dmj;
       }
       for (int64_t i = 0; i < kb; ++i) d_beta[q0 + i] = dbeta[i];
       T* dK = d_keys + q0 * W;
-      gemm_tn<T>(kb, W, N, St, kb, M, W, dK, W, false);
+      gemm_tn<T>(kb, W, N, SP, ld2, M, W, dK, W, false);
       for (int64_t i = 0; i < kb; ++i)
         if (kn[i] > T(0))
           for (int64_t w = 0; w < W; ++w) dK[i * W + w] += dkn[i] / kn[i] * K[i * W + w];
-      gemm_nn<T>(N, W, kb, St, kb, K, W, acc_e, W, true);
-      gemm_nn<T>(N, W, kb, Pt, kb, dR, W, acc_e, W, true);
+      gemm_nn<T>(N, W, ld2, SP, ld2, KdR, W, acc_e, W, true);
     }
   });
   const int64_t chunks = (N + SLOT_CHUNK - 1) / SLOT_CHUNK;
