@@ -3,7 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "common/thread_pool.h"
+#include "common/parallel.h"
 
 namespace py = pybind11;
 

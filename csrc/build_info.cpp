@@ -1,7 +1,7 @@
 // What this binary was compiled with, for metarisk_fast.build_info().
 #include <pybind11/pybind11.h>
 
-#include "common/thread_pool.h"
+#include "common/parallel.h"
 
 namespace metarisk {
 namespace py = pybind11;

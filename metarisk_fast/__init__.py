@@ -5,7 +5,7 @@ Python on top of it: autograd ops, learners, features, data, tasks and evaluatio
 """
 from __future__ import annotations
 
-import torch  # noqa: F401  first, so that _core shares torch's OpenMP runtime (csrc/common/thread_pool.h)
+import torch  # noqa: F401  first, so that _core shares torch's OpenMP runtime (csrc/common/parallel.h)
 
 try:
     from . import _core

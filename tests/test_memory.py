@@ -178,6 +178,8 @@ def test_memory_learner_beats_the_same_encoder_decoder_without_memory():
     (lambda: ops.memory_read(torch.ones(5, 4), torch.ones(2, 3)), ValueError, "key width 3"),
     (lambda: ops.memory_read(torch.ones(5, 4), torch.tensor([[float("nan")] * 4])), ValueError, "keys contains a non-finite"),
     (lambda: ops.memory_read(torch.ones(5, 4), torch.ones(2, 4), torch.tensor([1.0, -1.0])), ValueError, "beta"),
+    (lambda: ops.memory_read(torch.ones(5, 4), torch.ones(2, 4), torch.tensor([1.0, float("nan")]), topk=2),
+     ValueError, "beta"),
     (lambda: ops.memory_read(torch.ones(5, 4), torch.ones(2, 4), topk=6), ValueError, "topk must be"),
     (lambda: ops.memory_read(torch.ones(5, 4), torch.ones(2, 4).double()), TypeError, "dtype"),
     (lambda: ops.memory_read(torch.ones(2, 5, 4), torch.ones(3, 4)), ValueError, "3 key groups for 2"),

@@ -4,7 +4,7 @@
 
 #include "../common/checks.h"
 #include "../common/small_gemm.h"
-#include "../common/thread_pool.h"
+#include "../common/parallel.h"
 #include "inner_loop.h"
 
 namespace metarisk {

@@ -8,7 +8,7 @@
 #include "../common/fast_math.h"
 #include "../common/host_device.h"
 #include "../common/small_gemm.h"
-#include "../common/thread_pool.h"
+#include "../common/parallel.h"
 #include "../common/transpose.h"
 #include "memory.h"
 
