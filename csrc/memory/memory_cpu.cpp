@@ -96,14 +96,15 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
     T* RT = Kt + W * KEY_BLOCK;  // read^T (W x kb)
     transpose(kb, W, K, W, Kt, kb);
     T* St = scratch<T>(READ_CHUNK * KEY_BLOCK, 0);
-    T kn[KEY_BLOCK], beta[KEY_BLOCK], shift[KEY_BLOCK], sum[KEY_BLOCK];
+    // logits in log2 units (beta log2(e) cos), so the exponential is a plain exp2
+    T kn[KEY_BLOCK], beta2[KEY_BLOCK], shift[KEY_BLOCK], sum[KEY_BLOCK];
     bool fixed_shift = true;
     for (int64_t i = 0; i < kb; ++i) {
       kn[i] = norm(K + i * W, W);
-      beta[i] = a.beta[q0 + i];
-      shift[i] = beta[i];
+      beta2[i] = a.beta[q0 + i] * T(1.4426950408889634);
+      shift[i] = beta2[i];
       sum[i] = T(0);
-      fixed_shift = fixed_shift && beta[i] <= kFixedShiftMaxBeta<T>;
+      fixed_shift = fixed_shift && a.beta[q0 + i] <= kFixedShiftMaxBeta<T>;
     }
     if (!fixed_shift) {  // a very sharp key: shift by the true max instead
       for (int64_t i = 0; i < kb; ++i) shift[i] = -INFINITY;
@@ -113,7 +114,7 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
         for (int64_t j = 0; j < cn; ++j) {
           const T mj = mnorm[c0 + j];
           for (int64_t i = 0; i < kb; ++i)
-            shift[i] = std::max(shift[i], cosine_logit(beta[i], St[j * kb + i], kn[i], mj, a.eps));
+            shift[i] = std::max(shift[i], cosine_logit(beta2[i], St[j * kb + i], kn[i], mj, a.eps));
         }
       }
     }
@@ -126,7 +127,7 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
         const T mj = mnorm[c0 + j];
 #pragma omp simd
         for (int64_t i = 0; i < kb; ++i) {
-          row[i] = fast_exp(cosine_logit(beta[i], row[i], kn[i], mj, a.eps) - shift[i]);
+          row[i] = fast_exp2(cosine_logit(beta2[i], row[i], kn[i], mj, a.eps) - shift[i]);
           sum[i] += row[i];
         }
       }
