@@ -1,8 +1,9 @@
 """Numba kernels of the rolling-volatility features: one fused pass over a (T, N) panel.
 
-Layout: time-major C-ordered panels. Assets are split into blocks processed in parallel; inside a
-block the loop runs over time and, for each feature, over the block's assets, so every inner
-loop reads and writes contiguous memory and vectorises.
+Layout: time-major C-ordered panels. Assets are split into one block per thread; inside a block
+the loop runs over time and, for each feature, over the block's assets, so every inner loop
+reads and writes contiguous memory and vectorises. Each row loop is its own compiled function
+(see _returns_row).
 
 Numerics (see DESIGN.md, "Rolling variance"):
 - rolling variances use the exact replace-one update of Welford's recurrence
@@ -10,10 +11,11 @@ Numerics (see DESIGN.md, "Rolling variance"):
   never sum / sum-of-squares, and are clamped at 0;
 - rolling means of the non-negative range terms use running sums;
 - both are recomputed exactly from the window (kept in ring buffers) every w * (256 // w) rows
-  (every ~256 rows: each recomputation costs two passes over the window, so doing it every w
-  rows doubled the cost of a window; the update's rounding drift over 256 rows is ~1e-14), when the
-  running value falls below 1 % of its peak since the last recomputation (a spike leaving the
-  window: the cancellation case, so no residue survives it), and when the last NaN leaves.
+  (each recomputation costs two passes over the window; every w rows instead made the full set
+  10 % slower, and the update's rounding drift over 256 rows is ~1e-14), when the running value
+  falls below 1e-4 of its peak since the last recomputation (a spike leaving the window: the
+  cancellation case, so no residue survives it; above that the relative error stays ~1e-12),
+  and when the last NaN leaves.
 A NaN input makes NaN exactly the outputs whose window contains it.
 
 The same step function advances the batch kernel and the streaming twin, so the two agree.
