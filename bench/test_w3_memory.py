@@ -104,3 +104,44 @@ def test_read_forward_backward(benchmark, peer):
     fn = PEERS[peer](_read_fwd_bwd)
     benchmark.pedantic(fn, (mem, keys, beta), rounds=10, warmup_rounds=2)
     _rates(benchmark, READ_FLOPS * 3, READ_BYTES * 3)
+
+
+# The exact top-k read on a memory too large for a dense softmax: N = 10^6 slots, k = 32.
+N_LARGE, TOPK = 1_000_000, 32
+TOPK_FLOPS = 2 * B * N_LARGE * W  # the similarities; selection and the k-row read are small
+
+
+def _chunked_eager_topk(mem, keys, beta, chunk=65536):
+    """The memory-frugal way to write it in PyTorch: similarities chunk by chunk, a running top-k."""
+    kn = keys.norm(dim=-1, keepdim=True)
+    best_v = best_i = None
+    for c0 in range(0, mem.shape[0], chunk):
+        mc = mem[c0:c0 + chunk]
+        v, i = torch.topk((keys @ mc.T) / (kn * mc.norm(dim=-1) + 1e-6), TOPK, dim=-1)
+        if best_v is not None:
+            v, sel = torch.topk(torch.cat([best_v, v], 1), TOPK, dim=-1)
+            i = torch.gather(torch.cat([best_i, i + c0], 1), 1, sel)
+        else:
+            i = i + c0
+        best_v, best_i = v, i
+    w = torch.softmax(beta[:, None] * best_v, dim=-1)
+    return (w.unsqueeze(-1) * mem[best_i]).sum(1), w, best_i
+
+
+TOPK_PEERS = {"metarisk_fast": lambda m, k, b: ops.memory_read(m, k, b, topk=TOPK),
+              "eager_dense": lambda m, k, b: reference.memory_read(m, k, b, topk=TOPK),
+              "eager_chunked": _chunked_eager_topk}
+
+
+@pytest.fixture(scope="module")
+def large_memory():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(N_LARGE, W, generator=g), torch.randn(B, W, generator=g), torch.rand(B, generator=g) * 5
+
+
+@pytest.mark.parametrize("peer", list(TOPK_PEERS))
+def test_topk_read_large_memory(benchmark, peer, large_memory):
+    benchmark.group = "W3 top-k read, N = 1e6"
+    with torch.no_grad():
+        benchmark.pedantic(TOPK_PEERS[peer], large_memory, rounds=3, warmup_rounds=1)
+    _rates(benchmark, TOPK_FLOPS, 4 * N_LARGE * W * (B // KEY_BLOCK))

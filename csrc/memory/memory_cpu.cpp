@@ -361,44 +361,55 @@ template <typename T>
 void memory_topk(const MemoryReadArgs<T>& a, int64_t k, int64_t* idx, T* sim) {
   check_read(a);
   MR_CHECK(k >= 1 && k <= a.N, "topk must be in [1, N = " << a.N << "], got " << k);
+  std::vector<T> mn;
+  slot_norms(a.memory, a.E, a.N, a.W, mn);
   const ReadPlan<T> plan(a);
   const int64_t N = a.N, W = a.W;
-  constexpr int64_t CH = 2048;
   parallel_for(plan.items, [&](int64_t item, int) {
     int64_t e, q0, kb;
     plan.block(item, a, e, q0, kb);
     const T* K = a.keys + q0 * W;
     const T* M = a.memory + e * N * W;
-    T* MTc = scratch<T>(W * CH, 0);
-    T* S = scratch<T>(KEY_BLOCK * CH, 1);
-    T* mnc = scratch<T>(CH, 2);
-    // per key: a min-heap of (sim, -index) of size k; the root is the weakest kept slot
+    const T* mnorm = mn.data() + e * N;
+    // Slot-major chunks as in the dense read (S^T = M_c . K^T: the memory is read in place, keys
+    // are the vector lanes); each row of cosines is compared with every key's current k-th best
+    // at once, and only the rare winners touch the heaps.
+    T* Kt = scratch<T>(W * KEY_BLOCK, 2);
+    transpose(kb, W, K, W, Kt, kb);
+    T* St = scratch<T>(READ_CHUNK * KEY_BLOCK, 0);
+    // per key: a min-heap of (sim, index) of size k; the root is the weakest kept slot
     std::vector<std::vector<std::pair<T, int64_t>>> heaps(kb);
     auto weaker = [](const std::pair<T, int64_t>& x, const std::pair<T, int64_t>& y) {
       return x.first > y.first || (x.first == y.first && x.second < y.second);
     };
-    std::vector<T> kn(kb);
-    for (int64_t i = 0; i < kb; ++i) kn[i] = norm(K + i * W, W);
-    for (int64_t c0 = 0; c0 < N; c0 += CH) {
-      const int64_t cn = std::min(CH, N - c0);
+    T kn[KEY_BLOCK], threshold[KEY_BLOCK];
+    for (int64_t i = 0; i < kb; ++i) {
+      kn[i] = norm(K + i * W, W);
+      threshold[i] = -INFINITY;  // until the heap holds k slots every slot enters
+    }
+    for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
+      const int64_t cn = std::min(READ_CHUNK, N - c0);
+      gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, St, kb, false);
       for (int64_t j = 0; j < cn; ++j) {
-        mnc[j] = norm(M + (c0 + j) * W, W);
-        for (int64_t w = 0; w < W; ++w) MTc[w * cn + j] = M[(c0 + j) * W + w];
-      }
-      gemm_nn<T>(kb, cn, W, K, W, MTc, cn, S, cn, false);
-      for (int64_t i = 0; i < kb; ++i) {
-        auto& h = heaps[i];
-        for (int64_t j = 0; j < cn; ++j) {
-          const T s = S[i * cn + j] / (kn[i] * mnc[j] + a.eps);
-          const std::pair<T, int64_t> cand{s, c0 + j};
-          if (static_cast<int64_t>(h.size()) < k) {
-            h.push_back(cand);
-            std::push_heap(h.begin(), h.end(), weaker);
-          } else if (s > h.front().first) {  // equal similarity: the lower index already kept wins
+        T* row = St + j * kb;
+        const T mj = mnorm[c0 + j];
+        int wins = 0;
+#pragma omp simd reduction(+ : wins)
+        for (int64_t i = 0; i < kb; ++i) {
+          row[i] = row[i] / (kn[i] * mj + a.eps);
+          wins += row[i] > threshold[i];
+        }
+        if (wins == 0) continue;
+        for (int64_t i = 0; i < kb; ++i) {
+          if (!(row[i] > threshold[i])) continue;  // equal similarity: the lower index kept wins
+          auto& h = heaps[i];
+          if (static_cast<int64_t>(h.size()) == k) {
             std::pop_heap(h.begin(), h.end(), weaker);
-            h.back() = cand;
-            std::push_heap(h.begin(), h.end(), weaker);
+            h.pop_back();
           }
+          h.emplace_back(row[i], c0 + j);
+          std::push_heap(h.begin(), h.end(), weaker);
+          if (static_cast<int64_t>(h.size()) == k) threshold[i] = h.front().first;
         }
       }
     }
