@@ -155,6 +155,25 @@ def test_prices_near_1e9_with_tiny_moves():
         assert_matches(got, ref_cc(c, w))
 
 
+def test_range_estimators_near_1e9_with_tiny_moves():
+    """Stable and as accurate as the inputs allow where every log is ~1e-9: the ratios' own
+    rounding (1e-16 on a 1e-9 log) then limits any float64 formula to ~1e-8 relative, the NumPy
+    transcription included, so the reference here is the same formula in long double."""
+    rng = np.random.default_rng(2)
+    c = 1e9 * np.exp(np.cumsum(rng.normal(0, 1e-9, (400, 3)), axis=0))
+    o = np.r_[c[:1], c[:-1]] * np.exp(rng.normal(0, 1e-9, c.shape))
+    h = np.maximum(o, c) * np.exp(np.abs(rng.normal(0, 1e-9, c.shape)))
+    l = np.minimum(o, c) * np.exp(-np.abs(rng.normal(0, 1e-9, c.shape)))
+    o_ld, h_ld, l_ld, c_ld = (x.astype(np.longdouble) for x in (o, h, l, c))
+    for got, want in ((F.parkinson_vol(h, l, 21), ref_parkinson(h_ld, l_ld, 21)),
+                      (F.rogers_satchell_vol(o, h, l, c, 21), np.sqrt(ref_rs_var(o_ld, h_ld, l_ld, c_ld, 21))),
+                      (F.yang_zhang_vol(o, h, l, c, 21), ref_yz(o_ld, h_ld, l_ld, c_ld, 21))):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        ok = ~np.isnan(want)
+        assert np.all(got[ok] > 0)
+        np.testing.assert_allclose(got[ok], want[ok].astype(float), rtol=1e-7)
+
+
 def test_spike_leaves_no_residue():
     rng = np.random.default_rng(1)
     c = 100 * np.exp(np.cumsum(rng.normal(0, 1e-4, 400)))

@@ -69,27 +69,48 @@ def _from_bits(typingctx, b):
     return types.float64(types.uint64), codegen
 
 
+@njit(cache=True, inline="always", error_model="numpy")
+def _ln_bits(x):
+    """The IEEE bits of x, subnormals scaled by 2^54 first (fdlibm's reduction works on them)."""
+    return _as_bits(x * TWO54 if x < TINY else x)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _ln_hx(b):
+    """fdlibm's high word, shifted so that m lands in [sqrt(2)/2, sqrt(2)). Unsigned shifts:
+    AVX2 has no 64-bit arithmetic shift."""
+    return ((b >> np.uint64(32)) & np.uint64(0xffffffff)) + np.uint64(0x3ff00000 - 0x3fe6a09e)
+
+
 @njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
-def _ln(x):
-    """log(x) with math.log's special values (0 -> -inf, < 0 or NaN -> NaN, inf -> inf) chosen by
-    selects, not branches. Unsigned shifts and the exponent turned into a double through its bits
-    (2^52 + k) avoid the two operations AVX2 lacks (64-bit arithmetic shift, int64 -> double)."""
-    sub = x < TINY
-    xs = x * TWO54 if sub else x
-    b = _as_bits(xs)
-    hx = ((b >> np.uint64(32)) & np.uint64(0xffffffff)) + np.uint64(0x3ff00000 - 0x3fe6a09e)
-    k = _from_bits(np.uint64(0x4330000000000000) | (hx >> np.uint64(20))) - EXP_BIAS - (54.0 if sub else 0.0)
-    m = _from_bits((((hx & np.uint64(0x000fffff)) + np.uint64(0x3fe6a09e)) << np.uint64(32))
-                   | (b & np.uint64(0xffffffff)))
-    f = m - 1.0
+def _ln_f(x):
+    """f = m - 1 for x = m 2^k, m in [sqrt(2)/2, sqrt(2))."""
+    b = _ln_bits(x)
+    mant = ((_ln_hx(b) & np.uint64(0x000fffff)) + np.uint64(0x3fe6a09e)) << np.uint64(32)
+    return _from_bits(mant | (b & np.uint64(0xffffffff))) - 1.0
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
+def _ln_finish(x, f, s):
+    """log(x) from f and s = f / (2 + f) (given, so that several logs can share one division),
+    with math.log's special values (0 -> -inf, < 0 or NaN -> NaN, inf -> inf) chosen by selects.
+    The exponent k becomes a double through its bits (2^52 + k): AVX2 has no int64 -> double."""
+    hx = _ln_hx(_ln_bits(x))
+    k = _from_bits(np.uint64(0x4330000000000000) | (hx >> np.uint64(20))) - EXP_BIAS - (54.0 if x < TINY else 0.0)
     hfsq = 0.5 * f * f
-    s = f / (2.0 + f)
     z = s * s
     w = z * z
     r = w * (LG2 + w * (LG4 + w * LG6)) + z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)))
     y = s * (hfsq + r) + k * LN2_LO - hfsq + f + k * LN2_HI
     y = y if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
     return np.inf if x == np.inf else y
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
+def _ln(x):
+    """log(x), under 1 ulp."""
+    f = _ln_f(x)
+    return _ln_finish(x, f, f / (2.0 + f))
 
 
 @njit(cache=True, error_model="numpy")
@@ -311,13 +332,25 @@ def _range_row(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
         cj, oj, hj, lj, pj = c[j], o[j], h[j], l[j], prev_c[j]
         nbad += _is_bad_price(cj) | _is_bad_price(oj) | _is_bad_price(hj) | _is_bad_price(lj)
         nhl += hj < lj
-        r[j] = _ln(cj / pj)
-        ov[j] = _ln(oj / pj)
-        # ln(H/C), ln(L/C), ln(C/O): the other logs follow from them without cancellation
-        # (L <= C <= H)
-        a = _ln(hj / cj)
-        b = _ln(lj / cj)
-        lc = _ln(cj / oj)
+        # ln(C/C-1), ln(O/C-1), ln(H/C), ln(L/C), ln(C/O); the other logs follow from them without
+        # cancellation (L <= C <= H). The ratios are exact divisions (they must equal NumPy's);
+        # the five logs share one division for their s = f / (2 + f): D = prod(2 + f_i),
+        # s_i = f_i prod_{j != i}(2 + f_j) / D, a few ulp instead of one (the row was bound by
+        # its ten divisions).
+        x0, x1, x2, x3, x4 = cj / pj, oj / pj, hj / cj, lj / cj, cj / oj
+        f0, f1, f2, f3, f4 = _ln_f(x0), _ln_f(x1), _ln_f(x2), _ln_f(x3), _ln_f(x4)
+        d0, d1, d2, d3, d4 = 2.0 + f0, 2.0 + f1, 2.0 + f2, 2.0 + f3, 2.0 + f4
+        p01 = d0 * d1
+        p012 = p01 * d2
+        p0123 = p012 * d3
+        q34 = d3 * d4
+        q234 = d2 * q34
+        inv = 1.0 / (p0123 * d4)
+        r[j] = _ln_finish(x0, f0, f0 * (inv * (d1 * q234)))
+        ov[j] = _ln_finish(x1, f1, f1 * (inv * (d0 * q234)))
+        a = _ln_finish(x2, f2, f2 * (inv * (p01 * q34)))
+        b = _ln_finish(x3, f3, f3 * (inv * (p012 * d4)))
+        lc = _ln_finish(x4, f4, f4 * (inv * p0123))
         lu = a - b
         u2[j] = lu * lu
         gk[j] = 0.5 * lu * lu - k_gk * lc * lc
