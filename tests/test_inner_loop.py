@@ -140,6 +140,27 @@ def test_thread_count_does_not_change_results():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_core_shares_torchs_openmp_runtime():
+    """The core's parallel loops must run on the OpenMP runtime torch uses, not on a second copy
+    (csrc/common/parallel.h): in a fresh interpreter, after `import metarisk_fast`, a torch op
+    and a parallel kernel call, exactly one libgomp is mapped."""
+    import ast
+    import subprocess
+    import sys
+
+    code = (
+        "import metarisk_fast, torch\n"
+        "from metarisk_fast import ops\n"
+        "torch.randn(512, 512) @ torch.randn(512, 512)\n"
+        "ops.memory_read(torch.randn(64, 8), torch.randn(40, 8))\n"
+        "maps = open('/proc/self/maps').read().splitlines()\n"
+        "print(sorted({l.split()[-1] for l in maps if 'libgomp' in l}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    gomps = ast.literal_eval(out)  # the mapped libgomp files
+    assert len(gomps) == 1, gomps
+
+
 # ---------------------------------------------------------------------------- bad input
 def _valid():
     params = make_params([3, 4, 1])
