@@ -487,8 +487,8 @@ def _scratch(nb):
 def feature_panel(o, h, l, c, cc_w, lams, wr, want, first_out, block, outs):
     """All requested features of a (T, N) panel in one pass into outs (F, T, N) (the kernel's
     outputs from index first_out on: 1 drops the log returns), asset blocks of `block` columns
-    in parallel (small enough that a block's rings stay in cache). Returns the per-block bad-input
-    counts and positions (see _step)."""
+    in parallel (features._block_width: one per thread). Returns the per-block bad-input counts
+    and positions (see _step)."""
     T, N = c.shape
     n_blocks = (N + block - 1) // block
     ranged = want[0] or want[1] or want[2] or want[3]
