@@ -140,7 +140,7 @@ def test_thread_count_does_not_change_results():
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_core_shares_torchs_openmp_runtime():
+def test_core_shares_torchs_openmp_runtime(tmp_path):
     """The core's parallel loops must run on the OpenMP runtime torch uses, not on a second copy
     (csrc/common/parallel.h): in a fresh interpreter, after `import metarisk_fast`, a torch op
     and a parallel kernel call, exactly one libgomp is mapped."""
@@ -156,7 +156,10 @@ def test_core_shares_torchs_openmp_runtime():
         "maps = open('/proc/self/maps').read().splitlines()\n"
         "print(sorted({l.split()[-1] for l in maps if 'libgomp' in l}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    # run outside the source tree, so that the installed package (with its built core) imports
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     gomps = ast.literal_eval(out)  # the mapped libgomp files
     assert len(gomps) == 1, gomps
 
