@@ -49,10 +49,12 @@ def test_read_gradcheck(shared):
     assert torch.autograd.gradcheck(lambda m, k, b: ops.memory_read(m, k, b), (mem, keys, beta))
 
 
-def test_topk_equals_dense_at_k_equal_n_and_selects_the_nearest():
-    mem, keys, beta = _read_case(torch.float64, True, N=50)
+# N = 300 spans several of the scan's slot chunks; per-episode memories read their own slots
+@pytest.mark.parametrize("shared, N", [(True, 50), (True, 300), (False, 300)])
+def test_topk_equals_dense_at_k_equal_n_and_selects_the_nearest(shared, N):
+    mem, keys, beta = _read_case(torch.float64, shared, N=N)
     dense = ops.memory_read(mem, keys, beta)
-    full = ops.memory_read(mem, keys, beta, topk=50)
+    full = ops.memory_read(mem, keys, beta, topk=N)
     torch.testing.assert_close(full.read, dense.read, **TOL[torch.float64])
     got = ops.memory_read(mem, keys, beta, topk=5)
     want = reference.memory_read(mem, keys, beta, topk=5)
