@@ -60,6 +60,18 @@ void check_read(const MemoryReadArgs<T>& a) {
 
 }  // namespace
 
+// The slot-major similarity pass shared by the dense and the top-k read: for each chunk of
+// READ_CHUNK slots, St (cn x kb) = M_c . K^T (the memory read in place, keys as the vector
+// lanes), then per_chunk(c0, cn) consumes St.
+template <typename T, typename F>
+void for_each_chunk_dots(const T* M, int64_t N, int64_t W, const T* Kt, int64_t kb, T* St, F&& per_chunk) {
+  for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
+    const int64_t cn = std::min(READ_CHUNK, N - c0);
+    gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, St, kb, false);
+    per_chunk(c0, cn);
+  }
+}
+
 // Row norms of every memory (no transposed copy: the forward works slot-major).
 template <typename T>
 void slot_norms(const T* memory, int64_t E, int64_t N, int64_t W, std::vector<T>& mn) {
@@ -108,20 +120,16 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
     }
     if (!fixed_shift) {  // a very sharp key: shift by the true max instead
       for (int64_t i = 0; i < kb; ++i) shift[i] = -INFINITY;
-      for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
-        const int64_t cn = std::min(READ_CHUNK, N - c0);
-        gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, St, kb, false);
+      for_each_chunk_dots(M, N, W, Kt, kb, St, [&](int64_t c0, int64_t cn) {
         for (int64_t j = 0; j < cn; ++j) {
           const T mj = mnorm[c0 + j];
           for (int64_t i = 0; i < kb; ++i)
             shift[i] = std::max(shift[i], cosine_logit(beta2[i], St[j * kb + i], kn[i], mj, a.eps));
         }
-      }
+      });
     }
     T* P = a.weights + q0 * N;  // the weights output, key-major
-    for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
-      const int64_t cn = std::min(READ_CHUNK, N - c0);
-      gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, St, kb, false);
+    for_each_chunk_dots(M, N, W, Kt, kb, St, [&](int64_t c0, int64_t cn) {
       for (int64_t j = 0; j < cn; ++j) {
         T* row = St + j * kb;
         const T mj = mnorm[c0 + j];
@@ -133,7 +141,7 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
       }
       gemm_tn<T>(W, kb, cn, M + c0 * W, W, St, kb, RT, kb, c0 > 0);
       transpose(cn, kb, St, kb, P + c0, N);
-    }
+    });
     for (int64_t i = 0; i < kb; ++i) {
       const T inv = T(1) / sum[i];
       T* r = a.read + (q0 + i) * W;
@@ -393,9 +401,7 @@ void memory_topk(const MemoryReadArgs<T>& a, int64_t k, int64_t* idx, T* sim) {
       kn[i] = norm(K + i * W, W);
       threshold[i] = -INFINITY;  // until the heap holds k slots every slot enters
     }
-    for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
-      const int64_t cn = std::min(READ_CHUNK, N - c0);
-      gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, St, kb, false);
+    for_each_chunk_dots(M, N, W, Kt, kb, St, [&](int64_t c0, int64_t cn) {
       for (int64_t j = 0; j < cn; ++j) {
         T* row = St + j * kb;
         const T mj = mnorm[c0 + j];
@@ -418,7 +424,7 @@ void memory_topk(const MemoryReadArgs<T>& a, int64_t k, int64_t* idx, T* sim) {
           if (static_cast<int64_t>(h.size()) == k) threshold[i] = h.front().first;
         }
       }
-    }
+    });
     for (int64_t i = 0; i < kb; ++i) {
       auto& h = heaps[i];
       std::sort(h.begin(), h.end(), weaker);  // strongest first
