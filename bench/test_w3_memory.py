@@ -67,34 +67,31 @@ PEERS = {"metarisk_fast": lambda f: f(ops), "eager": lambda f: f(reference),
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
+def _bench_no_grad(benchmark, group, peer, op, args, flops, nbytes):
+    benchmark.group = group
+    fn = PEERS[peer](op)
+    with torch.no_grad():
+        benchmark.pedantic(fn, args, rounds=20, warmup_rounds=2)
+    _rates(benchmark, flops, nbytes)
+
+
 @pytest.mark.parametrize("peer", list(PEERS))
 def test_read(benchmark, peer):
-    benchmark.group = "W3 read"
     mem, keys, beta, *_ = _data()
-    fn = PEERS[peer](_read)
-    with torch.no_grad():
-        benchmark.pedantic(fn, (mem, keys, beta), rounds=20, warmup_rounds=2)
-    _rates(benchmark, READ_FLOPS, READ_BYTES)
+    _bench_no_grad(benchmark, "W3 read", peer, _read, (mem, keys, beta), READ_FLOPS, READ_BYTES)
 
 
 @pytest.mark.parametrize("peer", list(PEERS))
 def test_write(benchmark, peer):
-    benchmark.group = "W3 write"
     mem, keys, beta, usage, prev, alpha = _data()
-    fn = PEERS[peer](_write)
-    with torch.no_grad():
-        benchmark.pedantic(fn, (mem, usage, prev, alpha, keys), rounds=20, warmup_rounds=2)
-    _rates(benchmark, WRITE_FLOPS, WRITE_BYTES)
+    _bench_no_grad(benchmark, "W3 write", peer, _write, (mem, usage, prev, alpha, keys), WRITE_FLOPS, WRITE_BYTES)
 
 
 @pytest.mark.parametrize("peer", list(PEERS))
 def test_read_write(benchmark, peer):
-    benchmark.group = "W3 read+write"
     mem, keys, beta, usage, prev, alpha = _data()
-    fn = PEERS[peer](_read_write)
-    with torch.no_grad():
-        benchmark.pedantic(fn, (mem, keys, beta, usage, prev, alpha), rounds=20, warmup_rounds=2)
-    _rates(benchmark, READ_FLOPS + WRITE_FLOPS, READ_BYTES + WRITE_BYTES)
+    _bench_no_grad(benchmark, "W3 read+write", peer, _read_write, (mem, keys, beta, usage, prev, alpha),
+                   READ_FLOPS + WRITE_FLOPS, READ_BYTES + WRITE_BYTES)
 
 
 @pytest.mark.parametrize("peer", ["metarisk_fast", "eager"])

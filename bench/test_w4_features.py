@@ -107,20 +107,19 @@ def _copy_reference(benchmark, panel, fresh):
     p, _ = panel
     src = [p.open.reshape(-1), p.high.reshape(-1), p.low.reshape(-1), p.close.reshape(-1)]
     dst = [np.empty(T * N) for _ in range(9)]
-    pool = ThreadPoolExecutor(2)
 
     def copy_half(h):
         lo, hi = h * T * N // 2, (h + 1) * T * N // 2
         for k in range(9):
             np.copyto(dst[k][lo:hi], src[k % 4][lo:hi])
 
-    def copy():
-        if fresh:
-            return [src[k % 4].copy() for k in range(9)]
-        list(pool.map(copy_half, (0, 1)))
+    with ThreadPoolExecutor(2) as pool:
+        def copy():
+            if fresh:
+                return [src[k % 4].copy() for k in range(9)]
+            list(pool.map(copy_half, (0, 1)))
 
-    benchmark.pedantic(copy, rounds=3, warmup_rounds=1)
-    pool.shutdown()
+        benchmark.pedantic(copy, rounds=3, warmup_rounds=1)
     _bandwidth(benchmark, 4, 9)
     # a copy's own count: each of the nine copies reads and writes its 80 MB
     benchmark.extra_info["copy_read_write_GB_per_s"] = round(18 * 8 * T * N / benchmark.stats.stats.median / 1e9, 2)

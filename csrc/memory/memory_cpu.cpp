@@ -60,18 +60,6 @@ void check_read(const MemoryReadArgs<T>& a) {
 
 }  // namespace
 
-// The slot-major similarity pass shared by the dense and the top-k read: for each chunk of
-// READ_CHUNK slots, St (cn x kb) = M_c . K^T (the memory read in place, keys as the vector
-// lanes), then per_chunk(c0, cn) consumes St.
-template <typename T, typename F>
-void for_each_chunk_dots(const T* M, int64_t N, int64_t W, const T* Kt, int64_t kb, T* St, F&& per_chunk) {
-  for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
-    const int64_t cn = std::min(READ_CHUNK, N - c0);
-    gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, St, kb, false);
-    per_chunk(c0, cn);
-  }
-}
-
 // Row norms of every memory (no transposed copy: the forward works slot-major).
 template <typename T>
 void slot_norms(const T* memory, int64_t E, int64_t N, int64_t W, std::vector<T>& mn) {
@@ -83,6 +71,54 @@ void slot_norms(const T* memory, int64_t E, int64_t N, int64_t W, std::vector<T>
   });
 }
 
+// One block of up to KEY_BLOCK keys against its memory, as the dense read and the top-k scan
+// see it: the keys transposed into the thread's scratch (so they are the vector lanes of the
+// slot-major similarity tiles) and their norms.
+template <typename T>
+struct KeyBlock {
+  int64_t e, q0, kb, N, W;
+  const T* K;      // (kb x W) keys
+  const T* M;      // (N x W) their memory
+  const T* mnorm;  // (N) its slot norms
+  T* Kt;           // (W x kb) keys transposed
+  T* St;           // (READ_CHUNK x kb) similarity tile
+  T kn[KEY_BLOCK];
+
+  // For each chunk of READ_CHUNK slots: St (cn x kb) = M_c . K^T (the memory read in place, the
+  // chunk stays in L1/L2 for whatever per_chunk(c0, cn) does with it next).
+  template <typename F>
+  void chunk_dots(F&& per_chunk) const {
+    for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
+      const int64_t cn = std::min(READ_CHUNK, N - c0);
+      gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, St, kb, false);
+      per_chunk(c0, cn);
+    }
+  }
+};
+
+// Checks, slot norms, then fn(block) for every key block, in parallel.
+template <typename T, typename F>
+void for_each_key_block(const MemoryReadArgs<T>& a, F&& fn) {
+  check_read(a);
+  std::vector<T> mn;
+  slot_norms(a.memory, a.E, a.N, a.W, mn);
+  const ReadPlan<T> plan(a);
+  parallel_for(plan.items, [&](int64_t item, int) {
+    KeyBlock<T> b;
+    plan.block(item, a, b.e, b.q0, b.kb);
+    b.N = a.N;
+    b.W = a.W;
+    b.K = a.keys + b.q0 * a.W;
+    b.M = a.memory + b.e * a.N * a.W;
+    b.mnorm = mn.data() + b.e * a.N;
+    b.Kt = scratch<T>(a.W * KEY_BLOCK, 2);
+    b.St = scratch<T>(READ_CHUNK * KEY_BLOCK, 0);
+    transpose(b.kb, a.W, b.K, a.W, b.Kt, b.kb);
+    for (int64_t i = 0; i < b.kb; ++i) b.kn[i] = norm(b.K + i * a.W, a.W);
+    fn(b);
+  });
+}
+
 // Softmax shift: cos(k, M_j) <= 1, so beta is an upper bound of every logit and exp(logit - beta)
 // never overflows; it cannot underflow to 0 for all slots while 2 beta stays inside exp's normal
 // range. Up to this beta the read needs no max pass; above it, one extra pass finds the max.
@@ -90,29 +126,18 @@ template <typename T> constexpr T kFixedShiftMaxBeta = sizeof(T) == 4 ? T(40) : 
 
 template <typename T>
 void memory_read_forward(const MemoryReadArgs<T>& a) {
-  check_read(a);
-  std::vector<T> mn;
-  slot_norms(a.memory, a.E, a.N, a.W, mn);
-  const ReadPlan<T> plan(a);
   const int64_t N = a.N, W = a.W;
-  parallel_for(plan.items, [&](int64_t item, int) {
-    int64_t e, q0, kb;
-    plan.block(item, a, e, q0, kb);
-    const T* K = a.keys + q0 * W;
-    const T* M = a.memory + e * N * W;
-    const T* mnorm = mn.data() + e * N;
+  for_each_key_block(a, [&](const KeyBlock<T>& b) {
+    const int64_t kb = b.kb, q0 = b.q0;
+    T* St = b.St;
     // One pass over the memory in chunks of slots that stay in L1/L2 while they are used twice:
     // S^T (chunk x kb) = M_c . K^T, exp in place (keys as vector lanes), read^T += M_c^T . P_c,
     // and P_c is written out transposed; the softmax is normalised at the end.
-    T* Kt = scratch<T>(W * KEY_BLOCK + W * KEY_BLOCK, 2);
-    T* RT = Kt + W * KEY_BLOCK;  // read^T (W x kb)
-    transpose(kb, W, K, W, Kt, kb);
-    T* St = scratch<T>(READ_CHUNK * KEY_BLOCK, 0);
+    T* RT = scratch<T>(W * KEY_BLOCK, 1);  // read^T (W x kb)
     // logits in log2 units (beta log2(e) cos), so the exponential is a plain exp2
-    T kn[KEY_BLOCK], beta2[KEY_BLOCK], shift[KEY_BLOCK], sum[KEY_BLOCK];
+    T beta2[KEY_BLOCK], shift[KEY_BLOCK], sum[KEY_BLOCK];
     bool fixed_shift = true;
     for (int64_t i = 0; i < kb; ++i) {
-      kn[i] = norm(K + i * W, W);
       beta2[i] = a.beta[q0 + i] * T(1.4426950408889634);
       shift[i] = beta2[i];
       sum[i] = T(0);
@@ -120,26 +145,26 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
     }
     if (!fixed_shift) {  // a very sharp key: shift by the true max instead
       for (int64_t i = 0; i < kb; ++i) shift[i] = -INFINITY;
-      for_each_chunk_dots(M, N, W, Kt, kb, St, [&](int64_t c0, int64_t cn) {
+      b.chunk_dots([&](int64_t c0, int64_t cn) {
         for (int64_t j = 0; j < cn; ++j) {
-          const T mj = mnorm[c0 + j];
+          const T mj = b.mnorm[c0 + j];
           for (int64_t i = 0; i < kb; ++i)
-            shift[i] = std::max(shift[i], cosine_logit(beta2[i], St[j * kb + i], kn[i], mj, a.eps));
+            shift[i] = std::max(shift[i], cosine_logit(beta2[i], St[j * kb + i], b.kn[i], mj, a.eps));
         }
       });
     }
     T* P = a.weights + q0 * N;  // the weights output, key-major
-    for_each_chunk_dots(M, N, W, Kt, kb, St, [&](int64_t c0, int64_t cn) {
+    b.chunk_dots([&](int64_t c0, int64_t cn) {
       for (int64_t j = 0; j < cn; ++j) {
         T* row = St + j * kb;
-        const T mj = mnorm[c0 + j];
+        const T mj = b.mnorm[c0 + j];
 #pragma omp simd
         for (int64_t i = 0; i < kb; ++i) {
-          row[i] = fast_exp2(cosine_logit(beta2[i], row[i], kn[i], mj, a.eps) - shift[i]);
+          row[i] = fast_exp2(cosine_logit(beta2[i], row[i], b.kn[i], mj, a.eps) - shift[i]);
           sum[i] += row[i];
         }
       }
-      gemm_tn<T>(W, kb, cn, M + c0 * W, W, St, kb, RT, kb, c0 > 0);
+      gemm_tn<T>(W, kb, cn, b.M + c0 * W, W, St, kb, RT, kb, c0 > 0);
       transpose(cn, kb, St, kb, P + c0, N);
     });
     for (int64_t i = 0; i < kb; ++i) {
@@ -373,42 +398,26 @@ void memory_write_backward(const MemoryWriteArgs<T>& a, const T* dM, const T* dU
 
 template <typename T>
 void memory_topk(const MemoryReadArgs<T>& a, int64_t k, int64_t* idx, T* sim) {
-  check_read(a);
   MR_CHECK(k >= 1 && k <= a.N, "topk must be in [1, N = " << a.N << "], got " << k);
-  std::vector<T> mn;
-  slot_norms(a.memory, a.E, a.N, a.W, mn);
-  const ReadPlan<T> plan(a);
-  const int64_t N = a.N, W = a.W;
-  parallel_for(plan.items, [&](int64_t item, int) {
-    int64_t e, q0, kb;
-    plan.block(item, a, e, q0, kb);
-    const T* K = a.keys + q0 * W;
-    const T* M = a.memory + e * N * W;
-    const T* mnorm = mn.data() + e * N;
-    // Slot-major chunks as in the dense read (S^T = M_c . K^T: the memory is read in place, keys
-    // are the vector lanes); each row of cosines is compared with every key's current k-th best
-    // at once, and only the rare winners touch the heaps.
-    T* Kt = scratch<T>(W * KEY_BLOCK, 2);
-    transpose(kb, W, K, W, Kt, kb);
-    T* St = scratch<T>(READ_CHUNK * KEY_BLOCK, 0);
+  for_each_key_block(a, [&](const KeyBlock<T>& b) {
+    const int64_t kb = b.kb, q0 = b.q0;
+    // Slot-major chunks as in the dense read; each row of cosines is compared with every key's
+    // current k-th best at once, and only the rare winners touch the heaps.
     // per key: a min-heap of (sim, index) of size k; the root is the weakest kept slot
     std::vector<std::vector<std::pair<T, int64_t>>> heaps(kb);
     auto weaker = [](const std::pair<T, int64_t>& x, const std::pair<T, int64_t>& y) {
       return x.first > y.first || (x.first == y.first && x.second < y.second);
     };
-    T kn[KEY_BLOCK], threshold[KEY_BLOCK];
-    for (int64_t i = 0; i < kb; ++i) {
-      kn[i] = norm(K + i * W, W);
-      threshold[i] = -INFINITY;  // until the heap holds k slots every slot enters
-    }
-    for_each_chunk_dots(M, N, W, Kt, kb, St, [&](int64_t c0, int64_t cn) {
+    T threshold[KEY_BLOCK];
+    for (int64_t i = 0; i < kb; ++i) threshold[i] = -INFINITY;  // until a heap holds k slots all enter
+    b.chunk_dots([&](int64_t c0, int64_t cn) {
       for (int64_t j = 0; j < cn; ++j) {
-        T* row = St + j * kb;
-        const T mj = mnorm[c0 + j];
+        T* row = b.St + j * kb;
+        const T mj = b.mnorm[c0 + j];
         int wins = 0;
 #pragma omp simd reduction(+ : wins)
         for (int64_t i = 0; i < kb; ++i) {
-          row[i] = row[i] / (kn[i] * mj + a.eps);
+          row[i] = row[i] / (b.kn[i] * mj + a.eps);
           wins += row[i] > threshold[i];
         }
         if (wins == 0) continue;

@@ -7,14 +7,20 @@
 namespace metarisk {
 namespace {
 
+// The memory argument of every entry: (E, N, W), checked, with its dimensions.
+template <typename T>
+const T* memory_arg(const py::array& memory, int64_t& E, int64_t& N, int64_t& W) {
+  MR_CHECK(memory.ndim() == 3, "memory must be 3-D (memories, slots, width), got " << shape_str(memory));
+  E = memory.shape(0);
+  N = memory.shape(1);
+  W = memory.shape(2);
+  return checked_data<T>(memory, "memory", {E, N, W});
+}
+
 template <typename T>
 MemoryReadArgs<T> read_args(const py::array& memory, const py::array& keys, const py::array& beta, double eps) {
-  MR_CHECK(memory.ndim() == 3, "memory must be 3-D (memories, slots, width), got " << shape_str(memory));
   MemoryReadArgs<T> a;
-  a.E = memory.shape(0);
-  a.N = memory.shape(1);
-  a.W = memory.shape(2);
-  a.memory = checked_data<T>(memory, "memory", {a.E, a.N, a.W});
+  a.memory = memory_arg<T>(memory, a.E, a.N, a.W);
   MR_CHECK(keys.ndim() == 2 && keys.shape(1) == a.W,
            "keys must be (rows, " << a.W << ") to match the memory width, got " << shape_str(keys));
   MR_CHECK(keys.shape(0) % a.E == 0 && keys.shape(0) > 0,
@@ -61,12 +67,8 @@ py::tuple read_bwd(const py::array& memory, const py::array& keys, const py::arr
 template <typename T>
 MemoryWriteArgs<T> write_args(const py::array& memory, const py::array& usage, const py::array& prev_read,
                               const py::array& alpha, const py::array& values, double gamma) {
-  MR_CHECK(memory.ndim() == 3, "memory must be 3-D (memories, slots, width), got " << shape_str(memory));
   MemoryWriteArgs<T> a;
-  a.E = memory.shape(0);
-  a.N = memory.shape(1);
-  a.W = memory.shape(2);
-  a.memory = checked_data<T>(memory, "memory", {a.E, a.N, a.W});
+  a.memory = memory_arg<T>(memory, a.E, a.N, a.W);
   a.usage = checked_data<T>(usage, "usage", {a.E, a.N});
   MR_CHECK(values.ndim() == 3, "values must be 3-D (memories, writes, width), got " << shape_str(values));
   a.P = values.shape(1);
