@@ -69,6 +69,28 @@ def _from_bits(typingctx, b):
     return types.float64(types.uint64), codegen
 
 
+def _prefetch_intrinsic(rw):
+    """An intrinsic f(arr, idx): llvm.prefetch of &arr[idx] (a contiguous array) for reading
+    (rw = 0) or writing (rw = 1)."""
+    @intrinsic
+    def prefetch(typingctx, arr, idx):
+        def codegen(context, builder, sig, args):
+            data = context.make_array(sig.args[0])(context, builder, args[0]).data
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = builder.module.declare_intrinsic(
+                "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+            ptr = builder.bitcast(builder.gep(data, [args[1]]), i8p)
+            builder.call(fn, [ptr, ir.Constant(i32, rw), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+        return types.none(arr, types.intp), codegen
+    return prefetch
+
+
+_prefetch_read = _prefetch_intrinsic(0)
+_prefetch_write = _prefetch_intrinsic(1)
+
+
 @njit(cache=True, inline="always", error_model="numpy")
 def _ln_bits(x):
     """The IEEE bits of x, subnormals scaled by 2^54 first (fdlibm's reduction works on them)."""
@@ -483,6 +505,21 @@ def _scratch(nb):
     return np.zeros(nb, np.bool_), np.empty((2, nb))
 
 
+@njit(cache=True, error_model="numpy")
+def _prefetch_next_row(t, j0, j1, o, h, l, c, ranged, outs):
+    """Ask for what step t reads and writes while step t - 1 runs: a block's rows are short runs
+    at a long stride, which the hardware prefetcher picks up late (W4 full set 97 -> 82 ms)."""
+    for j in range(j0, j1, 8):  # 8 doubles per 64-byte line
+        _prefetch_read(c[t], j)
+        if ranged:
+            _prefetch_read(o[t], j)
+            _prefetch_read(h[t], j)
+            _prefetch_read(l[t], j)
+    for f in range(outs.shape[0]):
+        for j in range(j0, j1, 8):
+            _prefetch_write(outs[f, t], j)
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def feature_panel(o, h, l, c, cc_w, lams, wr, want, first_out, block, outs):
     """All requested features of a (T, N) panel in one pass into outs (F, T, N) (the kernel's
@@ -501,6 +538,8 @@ def feature_panel(o, h, l, c, cc_w, lams, wr, want, first_out, block, outs):
         flags, acc = _scratch(nb)
         bad = np.zeros(6, np.int64)
         for t in range(T):
+            if t + 1 < T:
+                _prefetch_next_row(t + 1, j0, j1, o, h, l, c, ranged, outs)
             cr = c[t, j0:j1]  # a row slice of a C-ordered panel: contiguous for numba too
             if ranged:
                 _step(t, o[t, j0:j1], h[t, j0:j1], l[t, j0:j1], cr, cc_w, lams, wr, want, r_ring, term_ring,
