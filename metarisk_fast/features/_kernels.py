@@ -3,7 +3,10 @@
 Layout: time-major C-ordered panels. Assets are split into one block per thread; inside a block
 the loop runs over time and, for each feature, over the block's assets, so every inner loop
 reads and writes contiguous memory and vectorises. Each row loop is its own compiled function
-(see _returns_row).
+(see _returns_row). Everything below the parallel loop is compiled without Numba's reference
+counting (_nrt=False: these functions never allocate): each row slice otherwise took an atomic
+reference on the whole panel, and with two threads slicing the same panels every row that cache
+line bounced between the cores (W4 full set 82 -> 71 ms; 1.75 -> 0.84 us of overhead per row).
 
 Numerics (see DESIGN.md, "Rolling variance"):
 - rolling variances use the exact replace-one update of Welford's recurrence
@@ -135,7 +138,7 @@ def _ln(x):
     return _ln_finish(x, f, f / (2.0 + f))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _window_sum(ring, t, w, j):
     """Sum of asset j's values at rows t - w + 1 .. t (ring indexed by row % len)."""
     R = ring.shape[0]
@@ -145,7 +148,7 @@ def _window_sum(ring, t, w, j):
     return s
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _var_recompute(st, ring, t, w, j):
     """Two-pass mean and M2 of the window ending at row t (ring indexed by row % len)."""
     R = ring.shape[0]
@@ -159,7 +162,7 @@ def _var_recompute(st, ring, t, w, j):
     st[V_PEAK, j] = m2
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _window_sums(ring, t, w, acc):
     """acc[j] = sum of every asset's values at rows t - w + 1 .. t, rows outer and assets inner
     so the ring is read contiguously."""
@@ -171,7 +174,7 @@ def _window_sums(ring, t, w, acc):
             acc[j] += row[j]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _var_recompute_all(st, ring, t, w, acc):
     """_var_recompute for every asset whose window holds no NaN (the periodic recomputation);
     acc: (2, nb) scratch."""
@@ -194,14 +197,14 @@ def _var_recompute_all(st, ring, t, w, acc):
             st[V_PEAK, j] = m2[j]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _mean_recompute(st, ring, t, w, j):
     s = _window_sum(ring, t, w, j)
     st[M_SUM, j] = s
     st[M_PEAK, j] = s
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _mean_recompute_all(st, ring, t, w, acc):
     s = acc[0]
     _window_sums(ring, t, w, s)
@@ -213,7 +216,7 @@ def _mean_recompute_all(st, ring, t, w, acc):
 
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _vol(nan_count, moment, scale):
     """sqrt(moment * scale), NaN while the window holds a NaN, never negative."""
     return np.nan if nan_count > 0.0 else math.sqrt(max(moment, 0.0) * scale)
@@ -222,7 +225,7 @@ def _vol(nan_count, moment, scale):
 # The small helpers below are plain njit functions that LLVM inlines; Numba's own
 # inline="always" (IR level) made the loops using them stop vectorising (full set 29 -> 43 ns
 # per point). _ln is the exception: too big for LLVM's inliner, it needs inline="always".
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _enter_leave(nan_a, j, a, b):
     """Enter a and drop b from asset j's window: NaN-count bookkeeping shared by the rolling
     variance and the rolling sum. Returns (a and b with NaN as 0, whether b was NaN, NaN count)."""
@@ -233,7 +236,7 @@ def _enter_leave(nan_a, j, a, b):
     return (0.0 if an else a), (0.0 if bn else b), bn, nanc
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _needs_recompute(peak_a, j, moment, bn, nanc):
     """Track the running moment's peak; True where the window is NaN-free and either the last
     NaN just left or the moment fell below CANCEL of its peak (cancellation)."""
@@ -242,7 +245,7 @@ def _needs_recompute(peak_a, j, moment, bn, nanc):
     return (nanc == 0.0) & (bn | (moment < CANCEL * peak))
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _var_step(st, xn, xo, w, flags, out, scale, write):
     """Replace xo by xn in every asset's window (st: (4, nb) mean, M2, peak, NaN count; a NaN
     counts and enters the moments as 0) and, if write, out = sqrt(M2 * scale). Flags the assets
@@ -267,7 +270,7 @@ def _var_step(st, xn, xo, w, flags, out, scale, write):
     return nflag
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _mean_step(st, xn, xo, flags, out, scale, write):
     """_var_step for a running sum (st: (3, nb) sum, peak, NaN count)."""
     sum_a, peak_a, nan_a = st[M_SUM], st[M_PEAK], st[M_NAN]
@@ -284,7 +287,7 @@ def _mean_step(st, xn, xo, flags, out, scale, write):
     return nflag
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _recompute(st, ring, t, w, is_var, flags, nflag, acc, out, scale, write):
     """Exact recomputation after a step: every asset every w * (RECOMPUTE_ROWS // w) rows
     (vectorised), else only the flagged ones; rewrites their outputs."""
@@ -311,13 +314,13 @@ def _recompute(st, ring, t, w, is_var, flags, nflag, acc, out, scale, write):
                 out[j] = _vol(nan_row[j], moment[j], scale)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _is_bad_price(x):
     """Non-positive or infinite (NaN marks a missing value and is allowed)."""
     return (x <= 0.0) | (x == np.inf)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _record_first(bad, k, t, mask_row):
     """Count the row's bad values in bad[k] and keep the first (row, asset) in bad[k+1:k+3]."""
     for j in range(mask_row.shape[0]):
@@ -330,7 +333,7 @@ def _record_first(bad, k, t, mask_row):
 
 # Each row loop is its own compiled function: inlined into the step, the loops stopped
 # vectorising (W4 full set 45 -> 30 ns per point once separate).
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _returns_row(c, prev_c, r):
     """r = ln(c / prev_c), prev_c = c; returns the count of bad prices (located on the rare path
     later, so the loop stays branch-free)."""
@@ -343,7 +346,7 @@ def _returns_row(c, prev_c, r):
     return nbad
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _range_row(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
     """Log return and the five range terms of one row (ln(H/L)^2, Garman-Klass, Rogers-Satchell,
     overnight and open-to-close returns); returns the counts of bad prices and of high < low."""
@@ -382,7 +385,7 @@ def _range_row(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
     return nbad, nhl
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _ewma_row(lam, s, r, out):
     """s = lam s + (1 - lam) r^2 (r^2 at the first return; unchanged at a NaN), out = sqrt(s)."""
     for j in range(r.shape[0]):
@@ -396,7 +399,7 @@ def _ewma_row(lam, s, r, out):
         out[j] = np.nan if xn else math.sqrt(sj)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _yang_zhang_row(so, sc, srs, wr, out):
     """sqrt(s_o^2 + k s_c^2 + (1 - k) s_RS^2) from the overnight and open-to-close variances and
     the Rogers-Satchell sum."""
@@ -409,7 +412,7 @@ def _yang_zhang_row(so, sc, srs, wr, out):
             + (1.0 - kyz) * max(srs[M_SUM, j], 0.0) * inv_wr)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
           prev_c, flags, acc, outs, t_out, j0, first_out, bad):
     """Advance one row t for the nb assets of o/h/l/c (h, l, o are ignored when no range feature
@@ -442,7 +445,9 @@ def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, 
 
     slot = -first_out
     if slot == 0:
-        outs[0, t_out, j0:j1] = r
+        out = outs[0, t_out, j0:j1]
+        for j in range(nb):
+            out[j] = r[j]
     slot += 1
     for m in range(cc_w.shape[0]):  # close-to-close variances; R > w so row t never overwrites row t - w
         w = cc_w[m]
@@ -505,7 +510,7 @@ def _scratch(nb):
     return np.zeros(nb, np.bool_), np.empty((2, nb))
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _prefetch_next_row(t, j0, j1, o, h, l, c, ranged, outs):
     """Ask for what step t reads and writes while step t - 1 runs: a block's rows are short runs
     at a long stride, which the hardware prefetcher picks up late (W4 full set 97 -> 82 ms)."""
@@ -518,6 +523,23 @@ def _prefetch_next_row(t, j0, j1, o, h, l, c, ranged, outs):
     for f in range(outs.shape[0]):
         for j in range(j0, j1, 8):
             _prefetch_write(outs[f, t], j)
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _block_rows(o, h, l, c, j0, j1, cc_w, lams, wr, want, ranged, r_ring, term_ring, cc_st, ew_st, m_st,
+                yz_st, prev_c, flags, acc, outs, first_out, bad):
+    """Every row of the asset block j0:j1, in time order."""
+    T = c.shape[0]
+    for t in range(T):
+        if t + 1 < T:
+            _prefetch_next_row(t + 1, j0, j1, o, h, l, c, ranged, outs)
+        cr = c[t, j0:j1]  # a row slice of a C-ordered panel: contiguous for numba too
+        if ranged:
+            _step(t, o[t, j0:j1], h[t, j0:j1], l[t, j0:j1], cr, cc_w, lams, wr, want, r_ring, term_ring,
+                  cc_st, ew_st, m_st, yz_st, prev_c, flags, acc, outs, t, j0, first_out, bad)
+        else:
+            _step(t, cr, cr, cr, cr, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
+                  prev_c, flags, acc, outs, t, j0, first_out, bad)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -537,16 +559,8 @@ def feature_panel(o, h, l, c, cc_w, lams, wr, want, first_out, block, outs):
         r_ring, term_ring, cc_st, ew_st, m_st, yz_st, prev_c = new_state(nb, cc_w, lams.shape[0], wr, ranged)
         flags, acc = _scratch(nb)
         bad = np.zeros(6, np.int64)
-        for t in range(T):
-            if t + 1 < T:
-                _prefetch_next_row(t + 1, j0, j1, o, h, l, c, ranged, outs)
-            cr = c[t, j0:j1]  # a row slice of a C-ordered panel: contiguous for numba too
-            if ranged:
-                _step(t, o[t, j0:j1], h[t, j0:j1], l[t, j0:j1], cr, cc_w, lams, wr, want, r_ring, term_ring,
-                      cc_st, ew_st, m_st, yz_st, prev_c, flags, acc, outs, t, j0, first_out, bad)
-            else:
-                _step(t, cr, cr, cr, cr, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
-                      prev_c, flags, acc, outs, t, j0, first_out, bad)
+        _block_rows(o, h, l, c, j0, j1, cc_w, lams, wr, want, ranged, r_ring, term_ring, cc_st, ew_st,
+                    m_st, yz_st, prev_c, flags, acc, outs, first_out, bad)
         bad[2] += j0
         bad[5] += j0
         bads[blk] = bad
