@@ -71,7 +71,7 @@ def _bench_no_grad(benchmark, group, peer, op, args, flops, nbytes):
     benchmark.group = group
     fn = PEERS[peer](op)
     with torch.no_grad():
-        benchmark.pedantic(fn, args, rounds=20, warmup_rounds=2)
+        benchmark.pedantic(fn, args, rounds=50, warmup_rounds=3)
     _rates(benchmark, flops, nbytes)
 
 

@@ -73,11 +73,13 @@ def test_topk_on_a_large_memory_ties_by_index():
     assert res.indices[0].tolist() == [3, 7, 9]
 
 
+# N = 1100 spans several of the kernel's slot chunks and the streamed weight rows' vector body
+@pytest.mark.parametrize("N", [20, 1100])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layout", ["shared", "episode", "episode_multi"])
-def test_lrua_write_matches_the_transcription(dtype, layout):
+def test_lrua_write_matches_the_transcription(dtype, layout, N):
     g = torch.Generator().manual_seed(3)
-    N, W, B, P = 20, 6, 4, 3
+    W, B, P = 6, 4, 3
     mem = torch.randn(*((N, W) if layout == "shared" else (B, N, W)), dtype=dtype, generator=g)
     usage = torch.rand(mem.shape[:-1], dtype=dtype, generator=g)
     usage.view(-1)[:4] = 0.5  # ties: the lower index goes first

@@ -8,6 +8,7 @@
 #include "../common/fast_math.h"
 #include "../common/host_device.h"
 #include "../common/small_gemm.h"
+#include "../common/stream_store.h"
 #include "../common/parallel.h"
 #include "../common/transpose.h"
 #include "memory.h"
@@ -320,27 +321,30 @@ void memory_write_forward(const MemoryWriteArgs<T>& a) {
     const int64_t* lu = a.least_used + e * P;
     T* ww = a.write_weights + e * P * N;
     T* nu = a.new_usage + e * N;
-    // The chunk's weights also go to a scratch copy whose rows lie SLOT_CHUNK + 16 apart: the
-    // product below reads them down the columns, and at the output's stride of N floats (a
-    // multiple of 4 KB) those rows alias in L1 (the write's GEMM ran at 68 instead of 93 GFLOP/s)
+    // The chunk's weights are computed into a scratch copy whose rows lie SLOT_CHUNK + 16 apart:
+    // the product below reads them down the columns, and at the output's stride of N floats (a
+    // multiple of 4 KB) those rows alias in L1 (the write's GEMM ran at 68 instead of 93 GFLOP/s);
+    // from there they are streamed to the output.
     constexpr int64_t ldw = SLOT_CHUNK + 16;
     T* wc = scratch<T>(P * ldw, 0);
     for (int64_t j = j0; j < j1; ++j) nu[j] = a.gamma * a.usage[e * N + j];
     for (int64_t p = 0; p < P; ++p) {
       const T g = lrua_gate(a.alpha[e * P + p]);
       const T* wr = a.prev_read + (e * P + p) * N;
-      T* w = ww + p * N;
       T* wcp = wc + p * ldw - j0;
       for (int64_t j = j0; j < j1; ++j) {
-        w[j] = wcp[j] = lrua_blend(g, wr[j], j == lu[p]);
-        nu[j] += w[j];
+        wcp[j] = lrua_blend(g, wr[j], j == lu[p]);
+        nu[j] += wcp[j];
       }
+      // the weights output (B x N: 4 MB on W3) is written once: streamed, not read for ownership
+      stream_copy(ww + p * N + j0, wcp + j0, j1 - j0);
     }
     T* M = a.new_memory + e * N * W;
     std::memcpy(M + j0 * W, a.memory + (e * N + j0) * W, sizeof(T) * (j1 - j0) * W);
     for (int64_t p = 0; p < P; ++p)  // the least-used slots are cleared before the write
       if (lu[p] >= j0 && lu[p] < j1) std::fill(M + lu[p] * W, M + (lu[p] + 1) * W, T(0));
     gemm_tn<T>(j1 - j0, W, P, wc, ldw, a.values + e * P * W, W, M + j0 * W, W, true);
+    stream_fence();
   });
 }
 
