@@ -11,42 +11,24 @@
 
 namespace metarisk {
 
+#if defined(__AVX512F__)
+constexpr int64_t kStreamBytes = 64;
+inline void stream_vector(float* d, const float* s) { _mm512_stream_ps(d, _mm512_loadu_ps(s)); }
+inline void stream_vector(double* d, const double* s) { _mm512_stream_pd(d, _mm512_loadu_pd(s)); }
+#elif defined(__AVX__)
+constexpr int64_t kStreamBytes = 32;
+inline void stream_vector(float* d, const float* s) { _mm256_stream_ps(d, _mm256_loadu_ps(s)); }
+inline void stream_vector(double* d, const double* s) { _mm256_stream_pd(d, _mm256_loadu_pd(s)); }
+#endif
+
 template <typename T>
 inline void stream_copy(T* dst, const T* src, int64_t n) {
   int64_t i = 0;
 #if defined(__AVX__)
-#if defined(__AVX512F__)
-  using F = __m512;
-  using D = __m512d;
-  constexpr int64_t bytes = 64;
-#else
-  using F = __m256;
-  using D = __m256d;
-  constexpr int64_t bytes = 32;
-#endif
-  constexpr int64_t lanes = bytes / sizeof(T);
-  for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % bytes != 0; ++i) dst[i] = src[i];
-  if (reinterpret_cast<uintptr_t>(dst + i) % bytes == 0) {  // false only for a misaligned T*
-    for (; i + lanes <= n; i += lanes) {
-      if constexpr (sizeof(T) == 4) {
-        F v;
-        __builtin_memcpy(&v, src + i, bytes);
-#if defined(__AVX512F__)
-        _mm512_stream_ps(reinterpret_cast<float*>(dst + i), v);
-#else
-        _mm256_stream_ps(reinterpret_cast<float*>(dst + i), v);
-#endif
-      } else {
-        D v;
-        __builtin_memcpy(&v, src + i, bytes);
-#if defined(__AVX512F__)
-        _mm512_stream_pd(reinterpret_cast<double*>(dst + i), v);
-#else
-        _mm256_stream_pd(reinterpret_cast<double*>(dst + i), v);
-#endif
-      }
-    }
-  }
+  constexpr int64_t lanes = kStreamBytes / sizeof(T);
+  for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % kStreamBytes != 0; ++i) dst[i] = src[i];
+  if (reinterpret_cast<uintptr_t>(dst + i) % kStreamBytes == 0)  // false only for a misaligned T*
+    for (; i + lanes <= n; i += lanes) stream_vector(dst + i, src + i);
 #endif
   for (; i < n; ++i) dst[i] = src[i];
 }
