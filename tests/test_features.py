@@ -214,6 +214,24 @@ def test_streaming_twin_agrees_and_resumes(ohlc, tmp_path):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(batch[name]))
 
 
+def test_nan_free_fast_path_gives_the_bookkept_result(ohlc):
+    """The batch kernel skips the NaN counts on rows whose windows hold no NaN; the streaming
+    twin always keeps them. Gaps closer together and further apart than the longest window (+2)
+    switch the fast path off and on; the two must agree bit for bit."""
+    o, h, l, c = (x.copy() for x in ohlc)
+    c[:30, 0] = o[:30, 0] = h[:30, 0] = l[:30, 0] = np.nan  # listed late
+    c[100, 1] = np.nan
+    c[140, 1] = np.nan  # before the first gap has left every window
+    o[300, 2] = np.nan  # a range input only
+    h[301, 3] = l[301, 3] = np.nan
+    fs = F.FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_window=21)
+    batch = fs.compute(c, o, h, l)
+    stream = fs.stream(c.shape[1])
+    rows = [stream.update(c[t], o[t], h[t], l[t]) for t in range(len(c))]
+    for name in fs.names:
+        np.testing.assert_array_equal(np.array([r[name] for r in rows]), batch[name], err_msg=name)
+
+
 @pytest.mark.parametrize("bad, match", [
     (lambda c: c.__setitem__((50, 1), -1.0), "non-positive or infinite price at row 50, asset column 1"),
     (lambda c: c.__setitem__((7, 0), 0.0), "row 7, asset column 0"),

@@ -246,44 +246,67 @@ def _needs_recompute(peak_a, j, moment, bn, nanc):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _var_step(st, xn, xo, w, flags, out, scale, write):
+def _var_update(st, j, a0, b0, bn, nanc, inv_w, flags, out, scale, write):
+    """Asset j's replace-one update of a rolling variance (a0 enters, b0 leaves, NaN as 0);
+    returns whether it needs the exact recomputation."""
+    mean = st[V_MEAN, j]
+    d = a0 - b0
+    mnew = mean + d * inv_w
+    m2 = st[V_M2, j] + d * (a0 - mnew + b0 - mean)
+    st[V_MEAN, j] = mnew
+    st[V_M2, j] = m2
+    f = _needs_recompute(st[V_PEAK], j, m2, bn, nanc)
+    flags[j] = f
+    if write:
+        out[j] = _vol(nanc, m2, scale)
+    return f
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
+def _var_step(st, xn, xo, w, flags, out, scale, write, nan_free):
     """Replace xo by xn in every asset's window (st: (4, nb) mean, M2, peak, NaN count; a NaN
     counts and enters the moments as 0) and, if write, out = sqrt(M2 * scale). Flags the assets
     whose NaN-free window needs the exact recomputation (the last NaN just left, or M2 fell below
-    CANCEL of its peak: cancellation); returns how many. One branch-free loop, so it vectorises."""
-    mean_a, m2_a, peak_a, nan_a = st[V_MEAN], st[V_M2], st[V_PEAK], st[V_NAN]
+    CANCEL of its peak: cancellation); returns how many. nan_free: no window holds or takes a NaN
+    (the NaN counts are all 0 and stay 0), so the loop skips their bookkeeping; same result.
+    Branch-free loops, so they vectorise."""
     inv_w = 1.0 / w
     nflag = 0
-    for j in range(xn.shape[0]):
-        a0, b0, bn, nanc = _enter_leave(nan_a, j, xn[j], xo[j])
-        d = a0 - b0
-        mean = mean_a[j]
-        mnew = mean + d * inv_w
-        m2 = m2_a[j] + d * (a0 - mnew + b0 - mean)
-        mean_a[j] = mnew
-        m2_a[j] = m2
-        f = _needs_recompute(peak_a, j, m2, bn, nanc)
-        flags[j] = f
-        nflag += f
-        if write:
-            out[j] = _vol(nanc, m2, scale)
+    if nan_free:
+        for j in range(xn.shape[0]):
+            nflag += _var_update(st, j, xn[j], xo[j], False, 0.0, inv_w, flags, out, scale, write)
+    else:
+        nan_a = st[V_NAN]
+        for j in range(xn.shape[0]):
+            a0, b0, bn, nanc = _enter_leave(nan_a, j, xn[j], xo[j])
+            nflag += _var_update(st, j, a0, b0, bn, nanc, inv_w, flags, out, scale, write)
     return nflag
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _mean_step(st, xn, xo, flags, out, scale, write):
+def _mean_update(st, j, a0, b0, bn, nanc, flags, out, scale, write):
+    """Asset j's update of a running sum; returns whether it needs the exact recomputation."""
+    s = st[M_SUM, j] + (a0 - b0)
+    st[M_SUM, j] = s
+    f = _needs_recompute(st[M_PEAK], j, s, bn, nanc)
+    flags[j] = f
+    if write:
+        out[j] = _vol(nanc, s, scale)
+    return f
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
+def _mean_step(st, xn, xo, flags, out, scale, write, nan_free):
     """_var_step for a running sum (st: (3, nb) sum, peak, NaN count)."""
-    sum_a, peak_a, nan_a = st[M_SUM], st[M_PEAK], st[M_NAN]
     nflag = 0
-    for j in range(xn.shape[0]):
-        a0, b0, bn, nanc = _enter_leave(nan_a, j, xn[j], xo[j])
-        s = sum_a[j] + (a0 - b0)
-        sum_a[j] = s
-        f = _needs_recompute(peak_a, j, s, bn, nanc)
-        flags[j] = f
-        nflag += f
-        if write:
-            out[j] = _vol(nanc, s, scale)
+    if nan_free:
+        for j in range(xn.shape[0]):
+            nflag += _mean_update(st, j, xn[j], xo[j], False, 0.0, flags, out, scale, write)
+    else:
+        nan_a = st[M_NAN]
+        for j in range(xn.shape[0]):
+            a0, b0, bn, nanc = _enter_leave(nan_a, j, xn[j], xo[j])
+            nflag += _mean_update(st, j, a0, b0, bn, nanc, flags, out, scale, write)
     return nflag
 
 
@@ -335,28 +358,34 @@ def _record_first(bad, k, t, mask_row):
 # vectorising (W4 full set 45 -> 30 ns per point once separate).
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _returns_row(c, prev_c, r):
-    """r = ln(c / prev_c), prev_c = c; returns the count of bad prices (located on the rare path
-    later, so the loop stays branch-free)."""
+    """r = ln(c / prev_c), prev_c = c; returns the counts of bad prices (located on the rare path
+    later, so the loop stays branch-free) and of NaN returns."""
     nbad = 0
+    nnan = 0
     for j in range(c.shape[0]):
         cj = c[j]
         nbad += _is_bad_price(cj)
-        r[j] = _ln(cj / prev_c[j])
+        rj = _ln(cj / prev_c[j])
+        nnan += np.isnan(rj)
+        r[j] = rj
         prev_c[j] = cj
-    return nbad
+    return nbad, nnan
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _range_row(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
     """Log return and the five range terms of one row (ln(H/L)^2, Garman-Klass, Rogers-Satchell,
-    overnight and open-to-close returns); returns the counts of bad prices and of high < low."""
+    overnight and open-to-close returns); returns the counts of bad prices, of high < low and of
+    rows with a NaN price (the previous close included)."""
     k_gk = 2.0 * LN2 - 1.0
     nbad = 0
     nhl = 0
+    nnan = 0
     for j in range(c.shape[0]):
         cj, oj, hj, lj, pj = c[j], o[j], h[j], l[j], prev_c[j]
         nbad += _is_bad_price(cj) | _is_bad_price(oj) | _is_bad_price(hj) | _is_bad_price(lj)
         nhl += hj < lj
+        nnan += np.isnan(cj) | np.isnan(oj) | np.isnan(hj) | np.isnan(lj) | np.isnan(pj)
         # ln(C/C-1), ln(O/C-1), ln(H/C), ln(L/C), ln(C/O); the other logs follow from them without
         # cancellation (L <= C <= H). The ratios are exact divisions (they must equal NumPy's);
         # the five logs share one division for their s = f / (2 + f): D = prod(2 + f_i),
@@ -382,7 +411,7 @@ def _range_row(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
         rs[j] = a * (a + lc) + b * (b + lc)
         oc[j] = lc
         prev_c[j] = cj
-    return nbad, nhl
+    return nbad, nhl, nnan
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
@@ -414,14 +443,16 @@ def _yang_zhang_row(so, sc, srs, wr, out):
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
-          prev_c, flags, acc, outs, t_out, j0, first_out, bad):
+          prev_c, flags, acc, outs, t_out, j0, first_out, bad, clean_windows):
     """Advance one row t for the nb assets of o/h/l/c (h, l, o are ignored when no range feature
     is wanted; want: [parkinson, garman_klass, rogers_satchell, yang_zhang]) and write the row's
     features to outs[:, t_out, j0:j0 + nb] in the order log return, cc vol per window, EWMA vol
     per lambda, wanted range vols, without the first `first_out` of them.
     Non-positive or infinite prices: count in bad[0], first (row, asset) in bad[1:3];
     high < low: count in bad[3], first (row, asset) in bad[4:6].
-    Scratch: flags (nb,) bool, acc (2, nb)."""
+    clean_windows: no window holds a NaN at row t - 1 nor loses one at row t (the caller tracks
+    the last row with a NaN price); with a NaN-free row t the steps then skip the NaN counts.
+    Returns whether row t has a NaN price. Scratch: flags (nb,) bool, acc (2, nb)."""
     nb = c.shape[0]
     j1 = j0 + nb
     ranged = want[0] or want[1] or want[2] or want[3]
@@ -430,10 +461,12 @@ def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, 
     Rt = term_ring.shape[1]
     tpos = t % Rt
     if ranged:
-        nbad, nhl = _range_row(o, h, l, c, prev_c, r, term_ring[T_U2, tpos], term_ring[T_GK, tpos],
-                               term_ring[T_RS, tpos], term_ring[T_O, tpos], term_ring[T_C, tpos])
+        nbad, nhl, nnan = _range_row(o, h, l, c, prev_c, r, term_ring[T_U2, tpos], term_ring[T_GK, tpos],
+                                     term_ring[T_RS, tpos], term_ring[T_O, tpos], term_ring[T_C, tpos])
     else:
-        nbad, nhl = _returns_row(c, prev_c, r), 0
+        nhl = 0
+        nbad, nnan = _returns_row(c, prev_c, r)
+    nan_free = clean_windows and nnan == 0
     if nbad:
         for j in range(nb):
             flags[j] = _is_bad_price(c[j]) | (ranged and (_is_bad_price(o[j]) | _is_bad_price(h[j]) | _is_bad_price(l[j])))
@@ -453,14 +486,14 @@ def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, 
         w = cc_w[m]
         out = outs[slot, t_out, j0:j1]
         scale = 1.0 / (w - 1)
-        nflag = _var_step(cc_st[m], r, r_ring[(t - w) % Rr], w, flags, out, scale, True)
+        nflag = _var_step(cc_st[m], r, r_ring[(t - w) % Rr], w, flags, out, scale, True, nan_free)
         _recompute(cc_st[m], r_ring, t, w, True, flags, nflag, acc, out, scale, True)
         slot += 1
     for k in range(lams.shape[0]):
         _ewma_row(lams[k], ew_st[k], r, outs[slot, t_out, j0:j1])
         slot += 1
     if not ranged:
-        return
+        return nnan > 0
 
     opos = (t - wr) % Rt  # Rt = wr + 1: the row leaving the window
     inv_wr = 1.0 / wr
@@ -471,7 +504,7 @@ def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, 
         write = want[f]
         out = outs[slot, t_out, j0:j1] if write else acc[0, :0]
         scale = inv_wr / (4.0 * LN2) if f == 0 else inv_wr
-        nflag = _mean_step(st, term_ring[f, tpos], term_ring[f, opos], flags, out, scale, write)
+        nflag = _mean_step(st, term_ring[f, tpos], term_ring[f, opos], flags, out, scale, write, nan_free)
         _recompute(st, term_ring[f], t, wr, False, flags, nflag, acc, out, scale, write)
         if write:
             slot += 1
@@ -479,9 +512,11 @@ def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, 
         no_out = acc[0, :0]
         for f in range(2):  # overnight and open-to-close variances
             st = yz_st[f]
-            nflag = _var_step(st, term_ring[T_O + f, tpos], term_ring[T_O + f, opos], wr, flags, no_out, 1.0, False)
+            nflag = _var_step(st, term_ring[T_O + f, tpos], term_ring[T_O + f, opos], wr, flags, no_out, 1.0, False,
+                              nan_free)
             _recompute(st, term_ring[T_O + f], t, wr, True, flags, nflag, acc, no_out, 1.0, False)
         _yang_zhang_row(yz_st[0], yz_st[1], m_st[2], wr, outs[slot, t_out, j0:j1])
+    return nnan > 0
 
 
 @njit(cache=True, error_model="numpy")
@@ -530,16 +565,27 @@ def _block_rows(o, h, l, c, j0, j1, cc_w, lams, wr, want, ranged, r_ring, term_r
                 yz_st, prev_c, flags, acc, outs, first_out, bad):
     """Every row of the asset block j0:j1, in time order."""
     T = c.shape[0]
+    w_max = wr
+    for m in range(cc_w.shape[0]):
+        w_max = max(w_max, cc_w[m])
+    # The last row with a NaN price or previous close (row 0 has none): a NaN price at row L
+    # makes rows L and L + 1 of the returns and range terms NaN, and row L + 1 is flagged too
+    # (its previous close). At row t > last_nan + w_max no window holds a NaN and none leaves
+    # (the step where the last one leaves still runs the bookkeeping, and recomputes).
+    last_nan = 0
     for t in range(T):
         if t + 1 < T:
             _prefetch_next_row(t + 1, j0, j1, o, h, l, c, ranged, outs)
         cr = c[t, j0:j1]  # a row slice of a C-ordered panel: contiguous for numba too
         if ranged:
-            _step(t, o[t, j0:j1], h[t, j0:j1], l[t, j0:j1], cr, cc_w, lams, wr, want, r_ring, term_ring,
-                  cc_st, ew_st, m_st, yz_st, prev_c, flags, acc, outs, t, j0, first_out, bad)
+            has_nan = _step(t, o[t, j0:j1], h[t, j0:j1], l[t, j0:j1], cr, cc_w, lams, wr, want, r_ring,
+                            term_ring, cc_st, ew_st, m_st, yz_st, prev_c, flags, acc, outs, t, j0, first_out,
+                            bad, t - last_nan > w_max)
         else:
-            _step(t, cr, cr, cr, cr, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
-                  prev_c, flags, acc, outs, t, j0, first_out, bad)
+            has_nan = _step(t, cr, cr, cr, cr, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st,
+                            yz_st, prev_c, flags, acc, outs, t, j0, first_out, bad, t - last_nan > w_max)
+        if has_nan:
+            last_nan = t
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -576,5 +622,5 @@ def feature_step(t, o, h, l, c, cc_w, lams, wr, want, n_out, r_ring, term_ring, 
     bad = np.zeros(6, np.int64)
     flags, acc = _scratch(nb)
     _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
-          prev_c, flags, acc, outs, 0, 0, 0, bad)
+          prev_c, flags, acc, outs, 0, 0, 0, bad, False)  # NaN bookkeeping always: no row history here
     return outs[:, 0, :], bad
