@@ -237,12 +237,17 @@ def _enter_leave(nan_a, j, a, b):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _needs_recompute(peak_a, j, moment, bn, nanc):
-    """Track the running moment's peak; True where the window is NaN-free and either the last
-    NaN just left or the moment fell below CANCEL of its peak (cancellation)."""
+def _finish_update(peak_a, j, moment, bn, nanc, flags, out, scale, write):
+    """After asset j's running moment is updated: track its peak, flag it (and return True)
+    where the window is NaN-free and either the last NaN just left or the moment fell below
+    CANCEL of its peak (cancellation), and if write, out[j] = its vol."""
     peak = max(peak_a[j], moment)
     peak_a[j] = peak
-    return (nanc == 0.0) & (bn | (moment < CANCEL * peak))
+    f = (nanc == 0.0) & (bn | (moment < CANCEL * peak))
+    flags[j] = f
+    if write:
+        out[j] = _vol(nanc, moment, scale)
+    return f
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
@@ -255,11 +260,7 @@ def _var_update(st, j, a0, b0, bn, nanc, inv_w, flags, out, scale, write):
     m2 = st[V_M2, j] + d * (a0 - mnew + b0 - mean)
     st[V_MEAN, j] = mnew
     st[V_M2, j] = m2
-    f = _needs_recompute(st[V_PEAK], j, m2, bn, nanc)
-    flags[j] = f
-    if write:
-        out[j] = _vol(nanc, m2, scale)
-    return f
+    return _finish_update(st[V_PEAK], j, m2, bn, nanc, flags, out, scale, write)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
@@ -288,11 +289,7 @@ def _mean_update(st, j, a0, b0, bn, nanc, flags, out, scale, write):
     """Asset j's update of a running sum; returns whether it needs the exact recomputation."""
     s = st[M_SUM, j] + (a0 - b0)
     st[M_SUM, j] = s
-    f = _needs_recompute(st[M_PEAK], j, s, bn, nanc)
-    flags[j] = f
-    if write:
-        out[j] = _vol(nanc, s, scale)
-    return f
+    return _finish_update(st[M_PEAK], j, s, bn, nanc, flags, out, scale, write)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
