@@ -237,21 +237,26 @@ def _enter_leave(nan_a, j, a, b):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _finish_update(peak_a, j, moment, bn, nanc, flags, out, scale, write):
-    """After asset j's running moment is updated: track its peak, flag it (and return True)
-    where the window is NaN-free and either the last NaN just left or the moment fell below
-    CANCEL of its peak (cancellation), and if write, out[j] = its vol."""
+def _recompute_due(moment, peak, nanc, left_nan):
+    """The window is NaN-free and either its last NaN just left or the running moment fell
+    below CANCEL of its peak (cancellation): recompute it exactly."""
+    return (nanc == 0.0) & (left_nan | (moment < CANCEL * peak))
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _finish_update(peak_a, j, moment, bn, nanc, out, scale, write):
+    """After asset j's running moment is updated: track its peak, if write out[j] = its vol;
+    returns whether a recomputation is due (only counted here: the rare recomputation finds
+    the assets again from the stored state, which saved a store per asset and step, ~6 %)."""
     peak = max(peak_a[j], moment)
     peak_a[j] = peak
-    f = (nanc == 0.0) & (bn | (moment < CANCEL * peak))
-    flags[j] = f
     if write:
         out[j] = _vol(nanc, moment, scale)
-    return f
+    return _recompute_due(moment, peak, nanc, bn)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _var_update(st, j, a0, b0, bn, nanc, inv_w, flags, out, scale, write):
+def _var_update(st, j, a0, b0, bn, nanc, inv_w, out, scale, write):
     """Asset j's replace-one update of a rolling variance (a0 enters, b0 leaves, NaN as 0);
     returns whether it needs the exact recomputation."""
     mean = st[V_MEAN, j]
@@ -260,59 +265,61 @@ def _var_update(st, j, a0, b0, bn, nanc, inv_w, flags, out, scale, write):
     m2 = st[V_M2, j] + d * (a0 - mnew + b0 - mean)
     st[V_MEAN, j] = mnew
     st[V_M2, j] = m2
-    return _finish_update(st[V_PEAK], j, m2, bn, nanc, flags, out, scale, write)
+    return _finish_update(st[V_PEAK], j, m2, bn, nanc, out, scale, write)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _var_step(st, xn, xo, w, flags, out, scale, write, nan_free):
+def _var_step(st, xn, xo, w, out, scale, write, nan_free):
     """Replace xo by xn in every asset's window (st: (4, nb) mean, M2, peak, NaN count; a NaN
-    counts and enters the moments as 0) and, if write, out = sqrt(M2 * scale). Flags the assets
-    whose NaN-free window needs the exact recomputation (the last NaN just left, or M2 fell below
-    CANCEL of its peak: cancellation); returns how many. nan_free: no window holds or takes a NaN
+    counts and enters the moments as 0) and, if write, out = sqrt(M2 * scale). Returns how many
+    NaN-free windows need the exact recomputation (the last NaN just left, or M2 fell below
+    CANCEL of its peak: cancellation). nan_free: no window holds or takes a NaN
     (the NaN counts are all 0 and stay 0), so the loop skips their bookkeeping; same result.
     Branch-free loops, so they vectorise."""
     inv_w = 1.0 / w
     nflag = 0
     if nan_free:
         for j in range(xn.shape[0]):
-            nflag += _var_update(st, j, xn[j], xo[j], False, 0.0, inv_w, flags, out, scale, write)
+            nflag += _var_update(st, j, xn[j], xo[j], False, 0.0, inv_w, out, scale, write)
     else:
         nan_a = st[V_NAN]
         for j in range(xn.shape[0]):
             a0, b0, bn, nanc = _enter_leave(nan_a, j, xn[j], xo[j])
-            nflag += _var_update(st, j, a0, b0, bn, nanc, inv_w, flags, out, scale, write)
+            nflag += _var_update(st, j, a0, b0, bn, nanc, inv_w, out, scale, write)
     return nflag
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _mean_update(st, j, a0, b0, bn, nanc, flags, out, scale, write):
+def _mean_update(st, j, a0, b0, bn, nanc, out, scale, write):
     """Asset j's update of a running sum; returns whether it needs the exact recomputation."""
     s = st[M_SUM, j] + (a0 - b0)
     st[M_SUM, j] = s
-    return _finish_update(st[M_PEAK], j, s, bn, nanc, flags, out, scale, write)
+    return _finish_update(st[M_PEAK], j, s, bn, nanc, out, scale, write)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _mean_step(st, xn, xo, flags, out, scale, write, nan_free):
+def _mean_step(st, xn, xo, out, scale, write, nan_free):
     """_var_step for a running sum (st: (3, nb) sum, peak, NaN count)."""
     nflag = 0
     if nan_free:
         for j in range(xn.shape[0]):
-            nflag += _mean_update(st, j, xn[j], xo[j], False, 0.0, flags, out, scale, write)
+            nflag += _mean_update(st, j, xn[j], xo[j], False, 0.0, out, scale, write)
     else:
         nan_a = st[M_NAN]
         for j in range(xn.shape[0]):
             a0, b0, bn, nanc = _enter_leave(nan_a, j, xn[j], xo[j])
-            nflag += _mean_update(st, j, a0, b0, bn, nanc, flags, out, scale, write)
+            nflag += _mean_update(st, j, a0, b0, bn, nanc, out, scale, write)
     return nflag
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _recompute(st, ring, t, w, is_var, flags, nflag, acc, out, scale, write):
+def _recompute(st, ring, t, w, is_var, nflag, acc, out, scale, write):
     """Exact recomputation after a step: every asset every w * (RECOMPUTE_ROWS // w) rows
-    (vectorised), else only the flagged ones; rewrites their outputs."""
+    (vectorised), else, when the step counted nflag > 0 due, those assets (found again from the
+    state and the value that left, still in the ring); rewrites their outputs."""
     nan_row = st[V_NAN] if is_var else st[M_NAN]
     moment = st[V_M2] if is_var else st[M_SUM]
+    peak = st[V_PEAK] if is_var else st[M_PEAK]
     if t % (w * max(1, RECOMPUTE_ROWS // w)) == 0:
         if is_var:
             _var_recompute_all(st, ring, t, w, acc)
@@ -324,8 +331,9 @@ def _recompute(st, ring, t, w, is_var, flags, nflag, acc, out, scale, write):
         return
     if nflag == 0:
         return
-    for j in range(flags.shape[0]):
-        if flags[j]:
+    left = ring[(t - w) % ring.shape[0]]
+    for j in range(left.shape[0]):
+        if _recompute_due(moment[j], peak[j], nan_row[j], np.isnan(left[j])):
             if is_var:
                 _var_recompute(st, ring, t, w, j)
             else:
@@ -483,8 +491,8 @@ def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, 
         w = cc_w[m]
         out = outs[slot, t_out, j0:j1]
         scale = 1.0 / (w - 1)
-        nflag = _var_step(cc_st[m], r, r_ring[(t - w) % Rr], w, flags, out, scale, True, nan_free)
-        _recompute(cc_st[m], r_ring, t, w, True, flags, nflag, acc, out, scale, True)
+        nflag = _var_step(cc_st[m], r, r_ring[(t - w) % Rr], w, out, scale, True, nan_free)
+        _recompute(cc_st[m], r_ring, t, w, True, nflag, acc, out, scale, True)
         slot += 1
     for k in range(lams.shape[0]):
         _ewma_row(lams[k], ew_st[k], r, outs[slot, t_out, j0:j1])
@@ -501,17 +509,16 @@ def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, 
         write = want[f]
         out = outs[slot, t_out, j0:j1] if write else acc[0, :0]
         scale = inv_wr / (4.0 * LN2) if f == 0 else inv_wr
-        nflag = _mean_step(st, term_ring[f, tpos], term_ring[f, opos], flags, out, scale, write, nan_free)
-        _recompute(st, term_ring[f], t, wr, False, flags, nflag, acc, out, scale, write)
+        nflag = _mean_step(st, term_ring[f, tpos], term_ring[f, opos], out, scale, write, nan_free)
+        _recompute(st, term_ring[f], t, wr, False, nflag, acc, out, scale, write)
         if write:
             slot += 1
     if want[3]:
         no_out = acc[0, :0]
         for f in range(2):  # overnight and open-to-close variances
             st = yz_st[f]
-            nflag = _var_step(st, term_ring[T_O + f, tpos], term_ring[T_O + f, opos], wr, flags, no_out, 1.0, False,
-                              nan_free)
-            _recompute(st, term_ring[T_O + f], t, wr, True, flags, nflag, acc, no_out, 1.0, False)
+            nflag = _var_step(st, term_ring[T_O + f, tpos], term_ring[T_O + f, opos], wr, no_out, 1.0, False, nan_free)
+            _recompute(st, term_ring[T_O + f], t, wr, True, nflag, acc, no_out, 1.0, False)
         _yang_zhang_row(yz_st[0], yz_st[1], m_st[2], wr, outs[slot, t_out, j0:j1])
     return nnan > 0
 
