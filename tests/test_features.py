@@ -199,6 +199,22 @@ def test_nan_affects_only_windows_that_contain_it(ohlc):
     assert np.isfinite(F.close_to_close_vol(c, 21)[130:, 1]).all()
 
 
+def test_missing_open_leaves_the_high_low_estimator_and_the_other_assets_alone(ohlc):
+    """A NaN open sends that asset's row down the kernel's careful path (libm logs): Parkinson,
+    which needs only high and low, stays defined there, the estimators that use the open are
+    NaN exactly in the windows that hold it, and the other assets of the row are untouched."""
+    o, h, l, c = (x.copy() for x in ohlc)
+    o[120, 2] = np.nan
+    fs = F.FeatureSet(cc_windows=(5,), ewma_lambdas=(), range_window=21)
+    got = fs.compute(c, o, h, l)
+    assert_matches(got["parkinson_vol_21"], ref_parkinson(h, l, 21))
+    assert_matches(got["garman_klass_vol_21"], ref_gk(o, h, l, c, 21))
+    assert_matches(got["rogers_satchell_vol_21"], np.sqrt(ref_rs_var(o, h, l, c, 21)))
+    assert_matches(got["yang_zhang_vol_21"], ref_yz(o, h, l, c, 21))
+    assert np.isnan(got["garman_klass_vol_21"][120:141, 2]).all()
+    assert np.isfinite(got["garman_klass_vol_21"][141:, 2]).all()
+
+
 def test_streaming_twin_agrees_and_resumes(ohlc, tmp_path):
     o, h, l, c = ohlc
     fs = F.FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_window=21)

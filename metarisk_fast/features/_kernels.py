@@ -95,9 +95,9 @@ _prefetch_write = _prefetch_intrinsic(1)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _ln_bits(x):
-    """The IEEE bits of x, subnormals scaled by 2^54 first (fdlibm's reduction works on them)."""
-    return _as_bits(x * TWO54 if x < TINY else x)
+def _ln_scaled(x):
+    """x with subnormals scaled by 2^54 (fdlibm's reduction works on normal numbers)."""
+    return x * TWO54 if x < TINY else x
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -108,25 +108,38 @@ def _ln_hx(b):
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
-def _ln_f(x):
-    """f = m - 1 for x = m 2^k, m in [sqrt(2)/2, sqrt(2))."""
-    b = _ln_bits(x)
+def _ln_f_normal(x):
+    """f = m - 1 for x = m 2^k, m in [sqrt(2)/2, sqrt(2)), x a positive normal number."""
+    b = _as_bits(x)
     mant = ((_ln_hx(b) & np.uint64(0x000fffff)) + np.uint64(0x3fe6a09e)) << np.uint64(32)
     return _from_bits(mant | (b & np.uint64(0xffffffff))) - 1.0
 
 
 @njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
-def _ln_finish(x, f, s):
+def _ln_f(x):
+    """_ln_f_normal for any x (subnormals scaled; garbage but finite for 0, < 0, inf, NaN)."""
+    return _ln_f_normal(_ln_scaled(x))
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
+def _ln_finish_normal(x, f, s, k_shift):
     """log(x) from f and s = f / (2 + f) (given, so that several logs can share one division),
-    with math.log's special values (0 -> -inf, < 0 or NaN -> NaN, inf -> inf) chosen by selects.
-    The exponent k becomes a double through its bits (2^52 + k): AVX2 has no int64 -> double."""
-    hx = _ln_hx(_ln_bits(x))
-    k = _from_bits(np.uint64(0x4330000000000000) | (hx >> np.uint64(20))) - EXP_BIAS - (54.0 if x < TINY else 0.0)
+    x a positive normal number that was 2^k_shift times the argument. The exponent k becomes a
+    double through its bits (2^52 + k): AVX2 has no int64 -> double."""
+    hx = _ln_hx(_as_bits(x))
+    k = _from_bits(np.uint64(0x4330000000000000) | (hx >> np.uint64(20))) - EXP_BIAS - k_shift
     hfsq = 0.5 * f * f
     z = s * s
     w = z * z
     r = w * (LG2 + w * (LG4 + w * LG6)) + z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)))
-    y = s * (hfsq + r) + k * LN2_LO - hfsq + f + k * LN2_HI
+    return s * (hfsq + r) + k * LN2_LO - hfsq + f + k * LN2_HI
+
+
+@njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
+def _ln_finish(x, f, s):
+    """_ln_finish_normal for any x, with math.log's special values (0 -> -inf, < 0 or NaN -> NaN,
+    inf -> inf) chosen by selects."""
+    y = _ln_finish_normal(_ln_scaled(x), f, s, 54.0 if x < TINY else 0.0)
     y = y if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
     return np.inf if x == np.inf else y
 
@@ -359,6 +372,27 @@ def _record_first(bad, k, t, mask_row):
             bad[k] += 1
 
 
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _range_row_special(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
+    """_range_row's rare path (before prev_c is updated): the counts of bad prices and of assets
+    with a NaN price, and the assets with a non-positive close or a ratio that is not a positive
+    normal number redone with libm's log, which handles 0, < 0, inf and NaN."""
+    nbad = 0
+    nnan = 0
+    for j in range(c.shape[0]):
+        cj, oj, hj, lj, pj = c[j], o[j], h[j], l[j], prev_c[j]
+        nbad += _is_bad_price(cj) | _is_bad_price(oj) | _is_bad_price(hj) | _is_bad_price(lj)
+        nnan += np.isnan(cj) | np.isnan(oj) | np.isnan(hj) | np.isnan(lj) | np.isnan(pj)
+        x0, x1, x2, x3, x4 = cj / pj, oj / pj, hj / cj, lj / cj, cj / oj
+        if not _fast_logs_ok(cj, x0, x1, x2, x3, x4):
+            lc = math.log(x4)
+            r[j] = math.log(x0)
+            ov[j] = math.log(x1)
+            u2[j], gk[j], rs[j] = _range_terms(math.log(x2), math.log(x3), lc)
+            oc[j] = lc
+    return nbad, nnan
+
+
 # Each row loop is its own compiled function: inlined into the step, the loops stopped
 # vectorising (W4 full set 45 -> 30 ns per point once separate).
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
@@ -377,27 +411,47 @@ def _returns_row(c, prev_c, r):
     return nbad, nnan
 
 
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _is_normal_ratio(x):
+    """A positive normal number."""
+    return (x >= TINY) & (x < np.inf)
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _fast_logs_ok(cj, x0, x1, x2, x3, x4):
+    """The close is positive and the five ratios are positive normal numbers, so the logs need
+    none of their special cases (and, the ratios being positive and finite, every price is)."""
+    return ((cj > 0.0) & _is_normal_ratio(x0) & _is_normal_ratio(x1) & _is_normal_ratio(x2)
+            & _is_normal_ratio(x3) & _is_normal_ratio(x4))
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
+def _range_terms(a, b, lc):
+    """ln(H/L)^2, the Garman-Klass and the Rogers-Satchell terms from a = ln(H/C), b = ln(L/C) and
+    lc = ln(C/O); the other logs follow from them without cancellation (L <= C <= H)."""
+    lu = a - b
+    return lu * lu, 0.5 * lu * lu - (2.0 * LN2 - 1.0) * lc * lc, a * (a + lc) + b * (b + lc)
+
+
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _range_row(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
     """Log return and the five range terms of one row (ln(H/L)^2, Garman-Klass, Rogers-Satchell,
-    overnight and open-to-close returns); returns the counts of bad prices, of high < low and of
-    rows with a NaN price (the previous close included)."""
-    k_gk = 2.0 * LN2 - 1.0
-    nbad = 0
+    overnight and open-to-close returns), prev_c = c; returns the counts of bad prices, of
+    high < low and of assets with a NaN price (the previous close included)."""
+    nsus = 0
     nhl = 0
-    nnan = 0
     for j in range(c.shape[0]):
         cj, oj, hj, lj, pj = c[j], o[j], h[j], l[j], prev_c[j]
-        nbad += _is_bad_price(cj) | _is_bad_price(oj) | _is_bad_price(hj) | _is_bad_price(lj)
         nhl += hj < lj
-        nnan += np.isnan(cj) | np.isnan(oj) | np.isnan(hj) | np.isnan(lj) | np.isnan(pj)
-        # ln(C/C-1), ln(O/C-1), ln(H/C), ln(L/C), ln(C/O); the other logs follow from them without
-        # cancellation (L <= C <= H). The ratios are exact divisions (they must equal NumPy's);
-        # the five logs share one division for their s = f / (2 + f): D = prod(2 + f_i),
-        # s_i = f_i prod_{j != i}(2 + f_j) / D, a few ulp instead of one (the row was bound by
-        # its ten divisions).
+        # ln(C/C-1), ln(O/C-1), ln(H/C), ln(L/C), ln(C/O). The ratios are exact divisions (they
+        # must equal NumPy's); the five logs share one division for their s = f / (2 + f):
+        # D = prod(2 + f_i), s_i = f_i prod_{j != i}(2 + f_j) / D, a few ulp instead of one (the
+        # row was bound by its ten divisions). The logs skip their special cases: an asset that
+        # fails _fast_logs_ok (a NaN, zero, negative or infinite price) is counted and redone
+        # by _range_row_special (the selects cost ~5 % of W4).
         x0, x1, x2, x3, x4 = cj / pj, oj / pj, hj / cj, lj / cj, cj / oj
-        f0, f1, f2, f3, f4 = _ln_f(x0), _ln_f(x1), _ln_f(x2), _ln_f(x3), _ln_f(x4)
+        nsus += not _fast_logs_ok(cj, x0, x1, x2, x3, x4)
+        f0, f1, f2, f3, f4 = _ln_f_normal(x0), _ln_f_normal(x1), _ln_f_normal(x2), _ln_f_normal(x3), _ln_f_normal(x4)
         d0, d1, d2, d3, d4 = 2.0 + f0, 2.0 + f1, 2.0 + f2, 2.0 + f3, 2.0 + f4
         p01 = d0 * d1
         p012 = p01 * d2
@@ -405,17 +459,18 @@ def _range_row(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
         q34 = d3 * d4
         q234 = d2 * q34
         inv = 1.0 / (p0123 * d4)
-        r[j] = _ln_finish(x0, f0, f0 * (inv * (d1 * q234)))
-        ov[j] = _ln_finish(x1, f1, f1 * (inv * (d0 * q234)))
-        a = _ln_finish(x2, f2, f2 * (inv * (p01 * q34)))
-        b = _ln_finish(x3, f3, f3 * (inv * (p012 * d4)))
-        lc = _ln_finish(x4, f4, f4 * (inv * p0123))
-        lu = a - b
-        u2[j] = lu * lu
-        gk[j] = 0.5 * lu * lu - k_gk * lc * lc
-        rs[j] = a * (a + lc) + b * (b + lc)
+        r[j] = _ln_finish_normal(x0, f0, f0 * (inv * (d1 * q234)), 0.0)
+        ov[j] = _ln_finish_normal(x1, f1, f1 * (inv * (d0 * q234)), 0.0)
+        a = _ln_finish_normal(x2, f2, f2 * (inv * (p01 * q34)), 0.0)
+        b = _ln_finish_normal(x3, f3, f3 * (inv * (p012 * d4)), 0.0)
+        lc = _ln_finish_normal(x4, f4, f4 * (inv * p0123), 0.0)
+        u2[j], gk[j], rs[j] = _range_terms(a, b, lc)
         oc[j] = lc
-        prev_c[j] = cj
+    nbad = nnan = 0
+    if nsus:
+        nbad, nnan = _range_row_special(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc)
+    for j in range(c.shape[0]):
+        prev_c[j] = c[j]
     return nbad, nhl, nnan
 
 
