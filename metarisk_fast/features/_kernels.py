@@ -541,16 +541,19 @@ def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, 
         out = outs[0, t_out, j0:j1]
         for j in range(nb):
             out[j] = r[j]
+        _prefetch_output(outs, 0, t_out + 1, j0, j1)
     slot += 1
     for m in range(cc_w.shape[0]):  # close-to-close variances; R > w so row t never overwrites row t - w
         w = cc_w[m]
         out = outs[slot, t_out, j0:j1]
+        _prefetch_output(outs, slot, t_out + 1, j0, j1)
         scale = 1.0 / (w - 1)
         nflag = _var_step(cc_st[m], r, r_ring[(t - w) % Rr], w, out, scale, True, nan_free)
         _recompute(cc_st[m], r_ring, t, w, True, nflag, acc, out, scale, True)
         slot += 1
     for k in range(lams.shape[0]):
         _ewma_row(lams[k], ew_st[k], r, outs[slot, t_out, j0:j1])
+        _prefetch_output(outs, slot, t_out + 1, j0, j1)
         slot += 1
     if not ranged:
         return nnan > 0
@@ -563,6 +566,8 @@ def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, 
         st = m_st[f]
         write = want[f]
         out = outs[slot, t_out, j0:j1] if write else acc[0, :0]
+        if write:
+            _prefetch_output(outs, slot, t_out + 1, j0, j1)
         scale = inv_wr / (4.0 * LN2) if f == 0 else inv_wr
         nflag = _mean_step(st, term_ring[f, tpos], term_ring[f, opos], out, scale, write, nan_free)
         _recompute(st, term_ring[f], t, wr, False, nflag, acc, out, scale, write)
@@ -575,6 +580,7 @@ def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, 
             nflag = _var_step(st, term_ring[T_O + f, tpos], term_ring[T_O + f, opos], wr, no_out, 1.0, False, nan_free)
             _recompute(st, term_ring[T_O + f], t, wr, True, nflag, acc, no_out, 1.0, False)
         _yang_zhang_row(yz_st[0], yz_st[1], m_st[2], wr, outs[slot, t_out, j0:j1])
+        _prefetch_output(outs, slot, t_out + 1, j0, j1)
     return nnan > 0
 
 
@@ -605,18 +611,26 @@ def _scratch(nb):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _prefetch_next_row(t, j0, j1, o, h, l, c, ranged, outs):
-    """Ask for what step t reads and writes while step t - 1 runs: a block's rows are short runs
-    at a long stride, which the hardware prefetcher picks up late (W4 full set 97 -> 82 ms)."""
+def _prefetch_output(outs, slot, t, j0, j1):
+    """Ask for row t of output slot, columns j0:j1 (if there is such a row), for writing."""
+    if t < outs.shape[1]:
+        for j in range(j0, j1, 8):
+            _prefetch_write(outs[slot, t], j)
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _prefetch_inputs(t, j0, j1, o, h, l, c, ranged):
+    """Ask for the prices step t reads while step t - 1 runs: a block's rows are short runs at a
+    long stride, which the hardware prefetcher picks up late (W4 full set 97 -> 82 ms, with the
+    outputs'). Each output row of step t is asked for right after step t - 1 wrote the same
+    feature (_prefetch_output): spread out instead of all at once, the prefetches stopped
+    queueing behind each other (~4 %)."""
     for j in range(j0, j1, 8):  # 8 doubles per 64-byte line
         _prefetch_read(c[t], j)
         if ranged:
             _prefetch_read(o[t], j)
             _prefetch_read(h[t], j)
             _prefetch_read(l[t], j)
-    for f in range(outs.shape[0]):
-        for j in range(j0, j1, 8):
-            _prefetch_write(outs[f, t], j)
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
@@ -634,7 +648,7 @@ def _block_rows(o, h, l, c, j0, j1, cc_w, lams, wr, want, ranged, r_ring, term_r
     last_nan = 0
     for t in range(T):
         if t + 1 < T:
-            _prefetch_next_row(t + 1, j0, j1, o, h, l, c, ranged, outs)
+            _prefetch_inputs(t + 1, j0, j1, o, h, l, c, ranged)
         cr = c[t, j0:j1]  # a row slice of a C-ordered panel: contiguous for numba too
         if ranged:
             has_nan = _step(t, o[t, j0:j1], h[t, j0:j1], l[t, j0:j1], cr, cc_w, lams, wr, want, r_ring,
