@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,13 @@ const T* checked_data(const py::array& a, const char* name, const std::vector<in
   for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || a.shape(i) == shape[i];
   MR_CHECK(ok, name << " must have shape " << shape_str(shape) << " (-1: any), got " << shape_str(a));
   return static_cast<const T*>(a.data());
+}
+
+// A device buffer handed over by a Python op as an integer address (tensor.data_ptr()) under
+// `key` in `ptrs`; absent or None is a null pointer (an output not asked for).
+template <typename T>
+T* device_ptr(const py::dict& ptrs, const char* key) {
+  return ptrs.contains(key) && !ptrs[key].is_none() ? reinterpret_cast<T*>(ptrs[key].cast<uintptr_t>()) : nullptr;
 }
 
 template <typename T>

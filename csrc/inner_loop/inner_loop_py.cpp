@@ -101,10 +101,7 @@ void cuda_set_device(int device);
 template <typename T>
 static void run_cuda(const MlpShape& shape, const py::dict& ptrs, int64_t B, int64_t K, int64_t Q, int64_t steps,
                      MetaMode mode, bool lr_per_param, bool theta_per_task) {
-  auto ptr = [&](const char* key) -> T* {
-    const uintptr_t v = ptrs.contains(key) && !ptrs[key].is_none() ? ptrs[key].cast<uintptr_t>() : 0;
-    return reinterpret_cast<T*>(v);
-  };
+  auto ptr = [&](const char* key) { return device_ptr<T>(ptrs, key); };
   InnerLoopArgs<T> a;
   a.theta = ptr("theta");
   a.theta_per_task = theta_per_task;

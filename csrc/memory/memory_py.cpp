@@ -172,20 +172,14 @@ py::tuple memory_topk_py(const py::array& m, const py::array& k, int64_t topk_, 
 void cuda_set_device(int device);
 
 namespace {
-// Device addresses (tensor.data_ptr()) from the op; absent or None keys are null pointers.
-template <typename P>
-P* dev(const py::dict& d, const char* key) {
-  return d.contains(key) && !d[key].is_none() ? reinterpret_cast<P*>(d[key].cast<uintptr_t>()) : nullptr;
-}
-
 template <typename T>
 MemoryReadArgs<T> dev_read_args(const py::dict& d, int64_t E, int64_t N, int64_t W, int64_t G, double eps) {
   MemoryReadArgs<T> a;
-  a.memory = dev<const T>(d, "memory");
-  a.keys = dev<const T>(d, "keys");
-  a.beta = dev<const T>(d, "beta");
-  a.read = dev<T>(d, "read");
-  a.weights = dev<T>(d, "weights");
+  a.memory = device_ptr<const T>(d, "memory");
+  a.keys = device_ptr<const T>(d, "keys");
+  a.beta = device_ptr<const T>(d, "beta");
+  a.read = device_ptr<T>(d, "read");
+  a.weights = device_ptr<T>(d, "weights");
   a.E = E, a.N = N, a.W = W, a.G = G, a.eps = static_cast<T>(eps);
   return a;
 }
@@ -193,15 +187,15 @@ MemoryReadArgs<T> dev_read_args(const py::dict& d, int64_t E, int64_t N, int64_t
 template <typename T>
 MemoryWriteArgs<T> dev_write_args(const py::dict& d, int64_t E, int64_t N, int64_t W, int64_t P, double gamma) {
   MemoryWriteArgs<T> a;
-  a.memory = dev<const T>(d, "memory");
-  a.usage = dev<const T>(d, "usage");
-  a.prev_read = dev<const T>(d, "prev_read");
-  a.alpha = dev<const T>(d, "alpha");
-  a.values = dev<const T>(d, "values");
-  a.new_memory = dev<T>(d, "new_memory");
-  a.new_usage = dev<T>(d, "new_usage");
-  a.write_weights = dev<T>(d, "write_weights");
-  a.least_used = dev<int64_t>(d, "least_used");
+  a.memory = device_ptr<const T>(d, "memory");
+  a.usage = device_ptr<const T>(d, "usage");
+  a.prev_read = device_ptr<const T>(d, "prev_read");
+  a.alpha = device_ptr<const T>(d, "alpha");
+  a.values = device_ptr<const T>(d, "values");
+  a.new_memory = device_ptr<T>(d, "new_memory");
+  a.new_usage = device_ptr<T>(d, "new_usage");
+  a.write_weights = device_ptr<T>(d, "write_weights");
+  a.least_used = device_ptr<int64_t>(d, "least_used");
   a.E = E, a.N = N, a.W = W, a.P = P, a.gamma = static_cast<T>(gamma);
   return a;
 }
@@ -215,8 +209,8 @@ void run_memory_cuda(const std::string& op, const py::dict& d, int64_t E, int64_
     memory_read_forward_cuda<T>(a);
   } else if (op == "read_backward") {
     auto a = dev_read_args<T>(d, E, N, W, G, param);
-    const T *dr = dev<const T>(d, "d_read"), *dw = dev<const T>(d, "d_weights");
-    T *dk = dev<T>(d, "d_keys"), *db = dev<T>(d, "d_beta"), *dm = dev<T>(d, "d_memory");
+    const T *dr = device_ptr<const T>(d, "d_read"), *dw = device_ptr<const T>(d, "d_weights");
+    T *dk = device_ptr<T>(d, "d_keys"), *db = device_ptr<T>(d, "d_beta"), *dm = device_ptr<T>(d, "d_memory");
     py::gil_scoped_release release;
     memory_read_backward_cuda<T>(a, dr, dw, dk, db, dm);
   } else if (op == "write_forward") {
@@ -225,10 +219,10 @@ void run_memory_cuda(const std::string& op, const py::dict& d, int64_t E, int64_
     memory_write_forward_cuda<T>(a);
   } else if (op == "write_backward") {
     auto a = dev_write_args<T>(d, E, N, W, G, param);
-    const T *dm = dev<const T>(d, "d_new_memory"), *du = dev<const T>(d, "d_new_usage");
-    const T* dww = dev<const T>(d, "d_write_weights");
-    T *om = dev<T>(d, "d_memory"), *ou = dev<T>(d, "d_usage"), *orr = dev<T>(d, "d_prev_read");
-    T *oa = dev<T>(d, "d_alpha"), *ov = dev<T>(d, "d_values");
+    const T *dm = device_ptr<const T>(d, "d_new_memory"), *du = device_ptr<const T>(d, "d_new_usage");
+    const T* dww = device_ptr<const T>(d, "d_write_weights");
+    T *om = device_ptr<T>(d, "d_memory"), *ou = device_ptr<T>(d, "d_usage"), *orr = device_ptr<T>(d, "d_prev_read");
+    T *oa = device_ptr<T>(d, "d_alpha"), *ov = device_ptr<T>(d, "d_values");
     py::gil_scoped_release release;
     memory_write_backward_cuda<T>(a, dm, du, dww, om, ou, orr, oa, ov);
   } else {
