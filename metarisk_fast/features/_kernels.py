@@ -383,7 +383,7 @@ def _range_row_special(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
         cj, oj, hj, lj, pj = c[j], o[j], h[j], l[j], prev_c[j]
         nbad += _is_bad_price(cj) | _is_bad_price(oj) | _is_bad_price(hj) | _is_bad_price(lj)
         nnan += np.isnan(cj) | np.isnan(oj) | np.isnan(hj) | np.isnan(lj) | np.isnan(pj)
-        x0, x1, x2, x3, x4 = cj / pj, oj / pj, hj / cj, lj / cj, cj / oj
+        x0, x1, x2, x3, x4 = _price_ratios(cj, oj, hj, lj, pj)
         if not _fast_logs_ok(cj, x0, x1, x2, x3, x4):
             lc = math.log(x4)
             r[j] = math.log(x0)
@@ -409,6 +409,13 @@ def _returns_row(c, prev_c, r):
         r[j] = rj
         prev_c[j] = cj
     return nbad, nnan
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
+def _price_ratios(cj, oj, hj, lj, pj):
+    """C/C-1, O/C-1, H/C, L/C and C/O, whose logs the range row takes: exact divisions (they
+    must equal NumPy's)."""
+    return cj / pj, oj / pj, hj / cj, lj / cj, cj / oj
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
@@ -443,13 +450,12 @@ def _range_row(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
     for j in range(c.shape[0]):
         cj, oj, hj, lj, pj = c[j], o[j], h[j], l[j], prev_c[j]
         nhl += hj < lj
-        # ln(C/C-1), ln(O/C-1), ln(H/C), ln(L/C), ln(C/O). The ratios are exact divisions (they
-        # must equal NumPy's); the five logs share one division for their s = f / (2 + f):
+        # The five logs of _price_ratios share one division for their s = f / (2 + f):
         # D = prod(2 + f_i), s_i = f_i prod_{j != i}(2 + f_j) / D, a few ulp instead of one (the
         # row was bound by its ten divisions). The logs skip their special cases: an asset that
         # fails _fast_logs_ok (a NaN, zero, negative or infinite price) is counted and redone
         # by _range_row_special (the selects cost ~5 % of W4).
-        x0, x1, x2, x3, x4 = cj / pj, oj / pj, hj / cj, lj / cj, cj / oj
+        x0, x1, x2, x3, x4 = _price_ratios(cj, oj, hj, lj, pj)
         nsus += not _fast_logs_ok(cj, x0, x1, x2, x3, x4)
         f0, f1, f2, f3, f4 = _ln_f_normal(x0), _ln_f_normal(x1), _ln_f_normal(x2), _ln_f_normal(x3), _ln_f_normal(x4)
         d0, d1, d2, d3, d4 = 2.0 + f0, 2.0 + f1, 2.0 + f2, 2.0 + f3, 2.0 + f4
