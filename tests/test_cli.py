@@ -158,3 +158,106 @@ def test_help_on_every_subcommand(capsys):
             main([sub, "--help"])
         assert e.value.code == 0
         assert "--seed" in capsys.readouterr().out
+
+
+def test_evaluate_defaults_to_after_the_training_end(model, prices, tmp_path, capsys):
+    """Without --start the evaluation begins after the model's training end and an h-day embargo;
+    asked for earlier dates, the report says which rows are in-sample."""
+    meta = json.loads((model / "model.json").read_text())
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--model", str(model), "--prices", str(prices["wide"]), "--out", str(out),
+                 "--no-garch", "--quiet"]) == 0
+    rep = json.loads((out / "report.json").read_text())["evaluations"][0]["meta"]
+    assert rep["first_date"] > meta["train_end"]
+    f = pd.read_csv(out / "forecasts.csv")
+    assert f["in_sample"].sum() == f["asset"].isin(meta["train_assets"]).sum()  # training assets, later dates
+    early = tmp_path / "early"
+    assert main(["evaluate", "--model", str(model), "--prices", str(prices["wide"]), "--out", str(early),
+                 "--start", str(prices["dates"][400]), "--no-garch", "--quiet"]) == 0
+    md = (early / "report.md").read_text()
+    assert "**In-sample:" in md
+    f = pd.read_csv(early / "forecasts.csv")
+    assert f.loc[f["date"] <= meta["train_end"], "in_sample"].all()
+    assert "in-sample" in capsys.readouterr().out
+
+
+def test_long_csv_missing_a_column_names_it(tmp_path, capsys, model):
+    p = datasets.synthetic_ohlc(n_days=60, n_assets=2, seed=1)
+    frame = pd.DataFrame({"date": np.repeat(p.dates.astype(str), 2), "asset": np.tile(list(p.assets), 60),
+                          "close": p.close.ravel()})
+    for drop in ("close", "asset"):
+        path = tmp_path / f"no_{drop}.csv"
+        frame.drop(columns=drop).assign(open=1.0, high=2.0).to_csv(path, index=False)
+        assert main(["forecast", "--model", str(model), "--prices", str(path), "--out", str(tmp_path / "f.csv")]) == 2
+        err = capsys.readouterr().err
+        assert f"no '{drop}' column" in err and "not sorted" not in err
+
+
+def test_messages_print_plain_numbers(tmp_path, capsys, model):
+    path = tmp_path / "neg.csv"
+    path.write_text("Date,A\n2020-01-01,10\n2020-01-02,-49.559\n")
+    assert main(["forecast", "--model", str(model), "--prices", str(path), "--out", str(tmp_path / "f.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "price -49.559 is not" in err and "np.float64" not in err
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["forecast", "--model", "{model}", "--prices", "{wide}", "--out", "{tmp}/f.csv", "--start", "notadate"],
+     "--start"),
+    (["forecast", "--model", "{model}", "--prices", "{wide}", "--out", "{tmp}/f.csv", "--history", "0"], "--history"),
+    (["forecast", "--model", "{model}", "--prices", "{wide}", "--out", "{tmp}/f.csv", "--history", "-5"], "--history"),
+    (["train", "--prices", "{wide}", "--out", "{tmp}/m", "--steps", "0"], "--steps"),
+    (["train", "--prices", "{wide}", "--out", "{tmp}/m", "--batch", "0"], "--batch"),
+    (["train", "--prices", "{wide}", "--out", "{tmp}/m", "--horizon", "0"], "--horizon"),
+    (["train", "--prices", "{wide}", "--out", "{tmp}/m", "--meta-lr", "nan"], "--meta-lr"),
+    (["train", "--prices", "{wide}", "--out", "{tmp}/m", "--train-end", "2020-13-45"], "--train-end"),
+    (["demo", "--histories", "0"], "--histories"),
+    (["demo", "--threads", "0"], "--threads"),
+])
+def test_bad_options_name_the_option(argv, option, prices, model, tmp_path, capsys):
+    fill = {"wide": prices["wide"], "tmp": tmp_path, "model": model}
+    with pytest.raises(SystemExit) as e:
+        main([a.format(**fill) for a in argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and "Traceback" not in err
+
+
+def test_out_paths_are_checked_before_the_work(prices, model, tmp_path, capsys):
+    import time
+
+    assert main(["forecast", "--model", str(model), "--prices", str(prices["wide"]), "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    existing = tmp_path / "file.txt"
+    existing.write_text("keep me")
+    t0 = time.perf_counter()
+    assert main(["train", "--prices", str(prices["wide"]), "--out", str(existing), "--steps", "2000"]) == 2
+    assert time.perf_counter() - t0 < 5  # refused before training
+    assert "exists and is not a directory" in capsys.readouterr().err and existing.read_text() == "keep me"
+    assert main(["evaluate", "--model", str(model), "--prices", str(prices["wide"]), "--out", str(existing)]) == 2
+    assert main(["demo", "--out", str(existing)]) == 2
+
+
+def test_output_files_respect_the_umask(model, prices, tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        out = tmp_path / "f.csv"
+        assert main(["forecast", "--model", str(model), "--prices", str(prices["one"]), "--out", str(out),
+                     "--quiet", "--start", str(prices["dates"][850])]) == 0
+        assert out.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+
+
+def test_help_explains_options_and_units(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "learners to meta-train and compare" in out and "few-shot history lengths" in out
+    with pytest.raises(SystemExit):
+        main(["forecast", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for phrase in ("daily variance units", "negative numbers", "For h > 1 they are one-day figures"):
+        assert phrase in out

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from metarisk_fast import datasets
-from metarisk_fast.data import DataError, QuantisationWarning, load_prices
+from metarisk_fast.data import DataError, QuantisationWarning, coarse_stretches, load_prices
 
 SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -19,8 +19,10 @@ def wide_csv(tmp_path, text, name="p.csv"):
 
 
 def test_embedded_sp500_loads_and_warns_about_coarse_prices():
-    with pytest.warns(QuantisationWarning, match="AAPL 1990-01-02"):
+    with pytest.warns(QuantisationWarning, match=r"^sp500_20: coarsely rounded prices in 9 stretches of 5 assets") as w:
         p = datasets.load_sp500_20()
+    assert "\n" not in str(w[0].message) and len(str(w[0].message)) < 160  # one line: counts, not the list
+    assert ("AAPL", np.datetime64("1990-01-02")) in [(a, f) for a, f, *_ in coarse_stretches(p)]
     assert (p.n_days, p.n_assets) == (8313, 20)
     assert p.assets[0] == "AAPL" and str(p.dates[0]) == "1990-01-02" and str(p.dates[-1]) == "2022-12-28"
     assert not p.has_ohlc and np.isfinite(p.close).all()

@@ -19,6 +19,11 @@ LONG_ALLOWED = ("date", "asset", "open", "high", "low", "close", "volume")
 FIELDS = ("open", "high", "low", "close")
 
 
+def plain(value) -> str:
+    """A value as a user reads it: NumPy scalars as Python numbers and strings (no np.float64(...))."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 class DataError(ValueError):
     """Input data that cannot be used as given."""
 
@@ -101,7 +106,7 @@ def _parse_dates(values, source: str, column: str) -> np.ndarray:
     bad = parsed.isna().to_numpy()
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{source}: column '{column}', row {i + 1}: cannot parse date {values[i]!r}")
+        raise DataError(f"{source}: column '{column}', row {i + 1}: cannot parse date {plain(values[i])}")
     return parsed.to_numpy().astype("datetime64[D]")
 
 
@@ -114,7 +119,7 @@ def _numeric(frame: pd.DataFrame, source: str, row_offset=None) -> np.ndarray:
         if bad.any():
             i = int(np.argmax(bad))
             raise DataError(f"{source}: column '{col}', row {i + 1 if row_offset is None else row_offset[i]}: "
-                            f"not a number: {s.iloc[i]!r}")
+                            f"not a number: {plain(s.iloc[i])}")
         out[:, k] = num.to_numpy(dtype=np.float64)
     return out
 
@@ -136,7 +141,7 @@ def _check_prices(arr: np.ndarray, source: str, field: str, assets, dates, rows=
         t, j = np.argwhere(bad)[0]
         row = t + 1 if rows is None else rows[t, j]
         raise DataError(f"{source}: {field} of '{assets[j]}', row {row} (date {dates[t]}): "
-                        f"price {arr[t, j]!r} is not a positive finite number")
+                        f"price {plain(arr[t, j])} is not a positive finite number")
 
 
 def _from_wide(df: pd.DataFrame, source: str) -> PricePanel:
@@ -204,8 +209,14 @@ def _from_long(df: pd.DataFrame, source: str) -> PricePanel:
         if bad.any():
             t, j = np.argwhere(bad)[0]
             raise DataError(f"{source}: row {rows[t, j]} ('{assets[j]}', {all_dates[t]}): "
-                            f"high {panel['high'][t, j]} < low {panel['low'][t, j]}")
+                            f"high {plain(panel['high'][t, j])} < low {plain(panel['low'][t, j])}")
     return PricePanel(dates=all_dates, assets=assets, source=source, **panel)
+
+
+def _looks_long(lower_columns: set) -> bool:
+    """Long format: an 'asset' column, or at least two of the field names (open, high, low, close,
+    volume). A wide file with one asset called 'close' stays wide."""
+    return "asset" in lower_columns or len(lower_columns & set(LONG_ALLOWED[2:])) >= 2
 
 
 def load_prices(source, *, warn_quantisation: bool = True) -> PricePanel:
@@ -221,7 +232,14 @@ def load_prices(source, *, warn_quantisation: bool = True) -> PricePanel:
     if df.shape[0] == 0:
         raise DataError(f"{name}: no rows")
     lower = {str(c).lower() for c in df.columns}
-    panel = _from_long(df, name) if set(LONG_REQUIRED) <= lower else _from_wide(df, name)
+    if _looks_long(lower):
+        missing = [c for c in LONG_REQUIRED if c not in lower]
+        if missing:
+            raise DataError(f"{name}: long format (date, asset, [open, high, low,] close) but no "
+                            f"{', '.join(repr(c) for c in missing)} column; columns are {list(df.columns)[:8]}")
+        panel = _from_long(df, name)
+    else:
+        panel = _from_wide(df, name)
     if warn_quantisation:
         warn_coarse_prices(panel)
     return panel
@@ -260,9 +278,11 @@ def coarse_stretches(panel: PricePanel, rel_step: float = 1e-3, min_days: int = 
 
 
 def warn_coarse_prices(panel: PricePanel) -> None:
+    """One line with counts; ``coarse_stretches`` (and the evaluation report) give the details."""
     stretches = coarse_stretches(panel)
     if stretches:
-        parts = [f"{a} {s}..{e} (steps up to {w:.2%})" for a, s, e, w in stretches[:6]]
-        more = f" and {len(stretches) - 6} more" if len(stretches) > 6 else ""
-        warnings.warn(f"{panel.source}: coarsely rounded prices, daily returns quantised: "
-                      + "; ".join(parts) + more, QuantisationWarning, stacklevel=3)
+        assets = {a for a, *_ in stretches}
+        worst = max(w for *_, w in stretches)
+        warnings.warn(f"{panel.source}: coarsely rounded prices in {len(stretches)} stretches of {len(assets)} "
+                      f"assets (daily returns move in steps of up to {worst:.2%}); the report lists them",
+                      QuantisationWarning, stacklevel=3)

@@ -7,6 +7,7 @@ import numpy as np
 from numba import njit
 
 from ..data import PricePanel, load_prices
+from ..data.panel import warn_coarse_prices
 
 SP500_20 = "sp500_20_stocks_close.csv.gz"
 
@@ -19,8 +20,11 @@ def load_sp500_20(*, warn_quantisation: bool = True) -> PricePanel:
     """Daily adjusted close of 20 S&P 500 stocks, 1990-01-02 to 2022-12-28 (skfolio 1.12.2,
     BSD 3-Clause; see datasets/data/README.md). Close only: no range-based estimators."""
     with resources.as_file(sp500_20_path()) as p:
-        panel = load_prices(p, warn_quantisation=warn_quantisation)
-    return PricePanel(dates=panel.dates, assets=panel.assets, close=panel.close, source="sp500_20")
+        panel = load_prices(p, warn_quantisation=False)
+    panel = PricePanel(dates=panel.dates, assets=panel.assets, close=panel.close, source="sp500_20")
+    if warn_quantisation:
+        warn_coarse_prices(panel)
+    return panel
 
 
 @njit(cache=True)

@@ -42,7 +42,7 @@ def vol_target_backtest(returns_next, variance, asset, target_annual=0.10, max_l
             "abs_gap": float(np.mean(np.abs(np.array(vols) - target_annual))), "turnover": float(np.mean(turns))}
 
 
-def last_year(asset, rows, days: int = 250) -> np.ndarray:
+def last_days(asset, rows, days: int = 250) -> np.ndarray:
     """Mask of each asset's last ``days`` observations (the Basel backtesting window)."""
     order = np.lexsort((-rows, asset))
     rank = np.empty(len(rows), np.int64)
@@ -50,6 +50,57 @@ def last_year(asset, rows, days: int = 250) -> np.ndarray:
     counts = np.diff(np.r_[starts, len(rows)])
     rank[order] = np.arange(len(rows)) - np.repeat(starts, counts)
     return rank < days
+
+
+def basel_by_asset(hits, asset, rows, names, alpha: float = 0.01, days: int = 250) -> dict:
+    """The regulatory Basel test: each asset's zone over its own last ``days`` days; the pooled
+    exceedance count over those days is given apart (it is not a Basel zone)."""
+    last = last_days(asset, rows, days)
+    per_asset = {str(names[j]): R.basel_traffic_light(hits[last & (asset == j)], alpha) for j in np.unique(asset)}
+    zones = [v["zone"] for v in per_asset.values()]
+    return {"days": days, "alpha": alpha, "per_asset": per_asset,
+            "zone_counts": {z: zones.count(z) for z in ("green", "yellow", "red")},
+            "pooled": {"exceedances": int(hits[last].sum()), "n": int(last.sum()), "assets": len(per_asset)}}
+
+
+def next_returns(builder, asset, rows) -> np.ndarray:
+    """r_{t+1} for each (asset, t): NaN unless both closes were observed (no bridged return)."""
+    close = builder.panel.close
+    nxt = np.minimum(rows + 1, builder.panel.n_days - 1)
+    seen = np.isfinite(close[rows, asset]) & np.isfinite(close[nxt, asset]) & (rows + 1 < builder.panel.n_days)
+    return np.where(seen, builder.returns[nxt, asset], np.nan)
+
+
+MIN_NU_SAMPLE = 250
+
+
+def student_t_nu_before(builder, asset, first_row: int) -> tuple[float, dict]:
+    """Student-t degrees of freedom for the t-VaR / ES, fitted on data before the evaluation:
+    next-day returns standardised by the RiskMetrics forecast, pooled over the evaluated assets,
+    for days t with t + 1 <= first_row. Too few such returns (< 250): nu = 30 (near normal)."""
+    cols = np.unique(asset)
+    t = np.arange(max(first_row - 1, 0))
+    A, Rw = np.repeat(cols, len(t)), np.tile(t, len(cols))
+    z = next_returns(builder, A, Rw) / np.sqrt(builder.anchor[Rw, A])
+    z = z[np.isfinite(z)]
+    if z.size < MIN_NU_SAMPLE:
+        return 30.0, {"n": int(z.size), "note": f"fewer than {MIN_NU_SAMPLE} returns before the evaluation: nu = 30"}
+    last = str(builder.panel.dates[first_row]) if first_row < builder.panel.n_days else None
+    return student_t_nu(z), {"n": int(z.size), "returns_through": last}
+
+
+def coverage(builder, asset, rows, forecasts: dict, evaluable: np.ndarray) -> dict:
+    """Per asset: asset-days asked for, those with a realised target and next return, and how many
+    of those each model could not forecast (too little history after listing or a long gap)."""
+    names = np.asarray(builder.panel.assets, dtype=object)
+    out = {}
+    for j in np.unique(asset):
+        sel = asset == j
+        ev = sel & evaluable
+        entry = {"asked": int(sel.sum()), "evaluable": int(ev.sum()),
+                 "no_forecast": {k: int((ev & ~(np.isfinite(f) & (f > 0))).sum()) for k, f in forecasts.items()}}
+        out[str(names[j])] = entry
+    return out
 
 
 @dataclass
@@ -61,24 +112,30 @@ class Evaluation:
 
 
 def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", nu: float | None = None,
-             horizon: int = 1, label: str = "") -> Evaluation:
+             horizon: int = 1, label: str = "", in_sample: np.ndarray | None = None) -> Evaluation:
     """Compare forecasts on the (asset, row) pairs where every model has a forecast and the target
-    is realised. VaR / ES backtests use the next day's log return."""
+    is realised. VaR / ES backtests use the next day's log return; the Student-t shape is fitted on
+    data before the first evaluated date unless ``nu`` is given. ``in_sample`` marks pairs a model
+    saw in training (dates or assets): they are counted in the report and flagged in the forecasts."""
     panel = builder.panel
     asset, rows = np.asarray(asset), np.asarray(rows)
+    in_sample = np.zeros(len(rows), bool) if in_sample is None else np.asarray(in_sample, bool)
     s = builder.y[rows, asset]
-    nxt = np.minimum(rows + 1, panel.n_days - 1)
-    r_next = np.log(panel.close[nxt, asset] / panel.close[rows, asset])
-    ok = np.isfinite(s) & np.isfinite(r_next) & (rows + 1 < panel.n_days)
+    r_next = next_returns(builder, asset, rows)
+    evaluable = np.isfinite(s) & np.isfinite(r_next)
+    ok = evaluable.copy()
     for f in forecasts.values():
         ok &= np.isfinite(f) & (f > 0)
+    cover = coverage(builder, asset, rows, forecasts, evaluable)
     if ok.sum() < 30:
         raise ValueError(f"only {int(ok.sum())} forecast dates are common to all models: too few to evaluate")
-    asset, rows, s, r_next = asset[ok], rows[ok], s[ok], r_next[ok]
+    nu_fit = {"given": True}
+    if nu is None:
+        nu, nu_fit = student_t_nu_before(builder, asset[ok], int(rows[ok].min()))
+    asset, rows, s, r_next, in_sample = asset[ok], rows[ok], s[ok], r_next[ok], in_sample[ok]
     fc = {k: np.asarray(v)[ok] for k, v in forecasts.items()}
     dates = panel.dates[rows]
-    if nu is None:
-        nu = student_t_nu(r_next / np.sqrt(fc[benchmark] if benchmark in fc else next(iter(fc.values()))))
+    names = np.asarray(panel.assets, dtype=object)
 
     # loss per date (averaged over assets) for DM and MCS
     def per_date(loss):
@@ -107,9 +164,7 @@ def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", 
                 det[key] = {"kupiec": R.kupiec_pof(hits, alpha), "christoffersen": R.christoffersen(hits, alpha)}
                 d[f"hit_{alpha:g}_{dist}"] = float(hits.mean())
                 d[f"kupiec_p_{alpha:g}_{dist}"] = det[key]["kupiec"]["pvalue"]
-        last = last_year(asset, rows)
-        det["basel_traffic_light_1pct_normal"] = R.basel_traffic_light(
-            r_next[last] < R.value_at_risk(f[last], 0.01), 0.01)
+        det["basel_1pct_normal"] = basel_by_asset(r_next < R.value_at_risk(f, 0.01), asset, rows, names)
         for dist in ("normal", "t"):
             es = R.expected_shortfall(f, ES_LEVEL, dist, nu)
             var = R.value_at_risk(f, ES_LEVEL, dist, nu)
@@ -123,16 +178,17 @@ def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", 
         rows_out.append(d)
         details[name] = det
         frames.append(pd.DataFrame({
-            "date": dates, "asset": np.asarray(panel.assets, dtype=object)[asset], "model": name,
+            "date": dates, "asset": names[asset], "model": name,
             "forecast_variance": f, "realized_variance": s, "next_return": r_next,
             "var_1": R.value_at_risk(f, 0.01), "var_5": R.value_at_risk(f, 0.05),
-            "es_2_5": R.expected_shortfall(f, ES_LEVEL)}))
+            "es_2_5": R.expected_shortfall(f, ES_LEVEL), "in_sample": in_sample}))
     table = pd.DataFrame(rows_out).set_index("model")
     if len(fc) > 1:
         table["mcs_pvalue"] = M.model_confidence_set(daily, reps=500)
-    meta = {"label": label, "n_pairs": int(len(s)), "assets": sorted(set(np.asarray(panel.assets)[asset])),
+    meta = {"label": label, "n_pairs": int(len(s)), "in_sample_pairs": int(in_sample.sum()),
+            "assets": sorted(set(names[asset])), "coverage": cover,
             "first_date": str(dates.min()), "last_date": str(dates.max()), "student_t_nu": nu,
-            "horizon": horizon, "benchmark": benchmark,
+            "student_t_nu_fit": nu_fit, "horizon": horizon, "benchmark": benchmark,
             "loss": "QLIKE in the form ln h + s/h (s: realised-variance proxy, can be 0); qlike_ratio: "
                     "s/h - ln(s/h) - 1 on s > 0"}
     return Evaluation(table=table, details=details, forecasts=pd.concat(frames, ignore_index=True), meta=meta)
@@ -154,22 +210,56 @@ SUMMARY_COLS = ["qlike", "qlike_ratio", "mse", "dm_vs_ewma", "dm_pvalue", "mcs_p
                 "vt_realised_vol", "vt_turnover"]
 
 
+def _coverage_lines(m: dict) -> list[str]:
+    """Assets that lost evaluable days, and how many each model could not forecast."""
+    lines = []
+    for a, c in m["coverage"].items():
+        missing = {k: v for k, v in c["no_forecast"].items() if v}
+        if c["evaluable"] == 0:
+            lines.append(f"- {a}: no day with a realised target and next return in the period ({c['asked']} asked): "
+                         "left out")
+        elif missing:
+            lines.append(f"- {a}: {c['evaluable']} evaluable days; without a forecast: "
+                         + ", ".join(f"{k} {v}" for k, v in missing.items()))
+    return lines
+
+
 def render_markdown(evals: list[Evaluation], title: str, preamble: str = "") -> str:
     out = [f"# {title}\n", preamble]
     for ev in evals:
         m = ev.meta
+        nu_fit = m["student_t_nu_fit"]
+        nu_src = ("given" if nu_fit.get("given") else nu_fit.get("note")
+                  or f"fitted on {nu_fit['n']} standardised returns before {nu_fit['returns_through']}")
         out.append(f"\n## {m['label']}\n\nAssets: {', '.join(m['assets'])}. Dates: {m['first_date']} to "
                    f"{m['last_date']} ({m['n_pairs']} asset-days where every model has a forecast). "
-                   f"Horizon {m['horizon']} day(s). Loss: {m['loss']}. Student-t nu = {m['student_t_nu']:.2f}.\n")
+                   f"Horizon {m['horizon']} day(s). Loss: {m['loss']}. Student-t nu = {m['student_t_nu']:.2f} "
+                   f"({nu_src}).\n")
+        if m["in_sample_pairs"]:
+            out.append(f"**In-sample: {m['in_sample_pairs']} of {m['n_pairs']} asset-days were seen in training** "
+                       "(a training asset, or a date up to the training end); `forecasts.csv` flags them "
+                       "(`in_sample`).\n")
+        cov = _coverage_lines(m)
+        if cov:
+            out.append("Coverage (asset-days left out of the comparison):\n" + "\n".join(cov) + "\n")
         out.append(_md_table(ev.table.sort_values("qlike"), SUMMARY_COLS))
-        out.append("\nVaR backtests (Kupiec POF, Christoffersen conditional coverage, p-values) and Basel zone:\n")
+        out.append("\nVaR backtests (Kupiec POF, Christoffersen conditional coverage, p-values):\n")
         lines = ["| model | VaR | exceedances | Kupiec p | CC p |", "|---|---|---|---|---|"]
         for name, det in ev.details.items():
             for key in ("var_0.01_normal", "var_0.05_normal", "var_0.01_t", "var_0.05_t"):
                 k, c = det[key]["kupiec"], det[key]["christoffersen"]
                 lines.append(f"| {name} | {key[4:]} | {k['exceedances']}/{k['n']} | {k['pvalue']:.3g} | {c['pvalue_cc']:.3g} |")
-            tl = det["basel_traffic_light_1pct_normal"]
-            lines.append(f"| {name} | Basel (last 250 days, 1 %) | {tl['exceedances']}/{tl['n']} | {tl['zone']} | |")
+        out.append("\n".join(lines) + "\n")
+        out.append("\nBasel traffic light (1 % normal VaR), each asset over its own last 250 days; the pooled "
+                   "count over the same days is not a Basel zone:\n")
+        lines = ["| model | green | yellow | red | yellow or red | pooled exceedances |", "|---|---|---|---|---|---|"]
+        for name, det in ev.details.items():
+            b = det["basel_1pct_normal"]
+            flagged = ", ".join(f"{a} ({v['zone']}, {v['exceedances']}/{v['n']})"
+                                for a, v in b["per_asset"].items() if v["zone"] != "green") or "none"
+            zc = b["zone_counts"]
+            lines.append(f"| {name} | {zc['green']} | {zc['yellow']} | {zc['red']} | {flagged} | "
+                         f"{b['pooled']['exceedances']}/{b['pooled']['n']} over {b['pooled']['assets']} assets |")
         out.append("\n".join(lines) + "\n")
     return "\n".join(out)
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import features as F
 from ..tasks import EpisodeBuilder
 
 
@@ -64,13 +63,9 @@ class EWMAForecaster(Forecaster):
 
     lam: float = 0.94
     name: str = "ewma"
-    _cache: dict = field(default_factory=dict, repr=False)
 
     def predict(self, builder, asset, rows):
-        key = id(builder)
-        if key not in self._cache:
-            self._cache = {key: F.ewma_vol(builder.panel.close, self.lam) ** 2}
-        return self._cache[key][rows, asset]
+        return builder.ewma(self.lam)[rows, asset]
 
 
 def _har_design(r2: np.ndarray) -> np.ndarray:
@@ -90,9 +85,9 @@ def _har_design(r2: np.ndarray) -> np.ndarray:
 class HARForecaster(Forecaster):
     """HAR (Corsi 2009) by rolling least squares: RV_{t+1..t+h} on daily, weekly and monthly
     realised variance; refit every ``refit`` days on the last ``window`` days whose targets are
-    realised. ``log=True`` fits log-HAR (variances floored at 1 % of the asset's median positive
-    squared return, so zero returns do not dominate) and corrects the retransformation bias with
-    Duan's smearing factor mean(exp(residual))."""
+    realised. ``log=True`` fits log-HAR (variances floored at 1 % of the median positive squared
+    return up to the refit date, so zero returns do not dominate) and corrects the
+    retransformation bias with Duan's smearing factor mean(exp(residual))."""
 
     log: bool = False
     window: int = 1000
@@ -102,30 +97,32 @@ class HARForecaster(Forecaster):
     def predict(self, builder, asset, rows):
         h = builder.spec.horizon
         out = np.full(len(asset), np.nan)
-        close = builder.panel.close
         for j in np.unique(asset):
             sel = np.flatnonzero(asset == j)
-            r2 = np.full(close.shape[0], np.nan)
-            r2[1:] = np.log(close[1:, j] / close[:-1, j]) ** 2
-            X = _har_design(r2)
-            y = builder.y[:, j]  # the evaluated proxy
-            if self.log:
-                floor = 0.01 * np.nanmedian(np.where(r2 > 0, r2, np.nan))
-                X = X.copy()
-                X[:, 1:] = np.log(np.maximum(X[:, 1:], floor))
-                y = np.log(np.maximum(y, floor))
+            r2 = builder.returns[:, j] ** 2
+            X_raw = _har_design(r2)
+            y_raw = builder.y[:, j]  # the evaluated proxy
             t_sel = rows[sel]
-            starts = np.arange(t_sel.min(), t_sel.max() + 1, self.refit)
-            for t0 in starts:  # one least-squares fit per refit block, forecasts vectorised
+            positive = np.where(r2 > 0, r2, np.nan)
+            for t0 in range(t_sel.min(), t_sel.max() + 1, self.refit):  # one fit per refit block
                 lo = max(0, t0 - h - self.window)
                 fit_rows = np.arange(lo, t0 - h)  # targets realised by t0 - 1
-                ok = np.isfinite(X[fit_rows]).all(1) & np.isfinite(y[fit_rows])
+                block = sel[(t_sel >= t0) & (t_sel < t0 + self.refit)]
+                X_fit, y_fit, X_new = X_raw[fit_rows], y_raw[fit_rows], X_raw[rows[block]]
+                if self.log:
+                    past = positive[: t0 + 1]
+                    if not np.isfinite(past).any():
+                        continue
+                    floor = 0.01 * np.nanmedian(past)  # from returns up to the refit date only
+                    X_fit, X_new = (np.column_stack([X[:, :1], np.log(np.maximum(X[:, 1:], floor))])
+                                    for X in (X_fit, X_new))
+                    y_fit = np.log(np.maximum(y_fit, floor))
+                ok = np.isfinite(X_fit).all(1) & np.isfinite(y_fit)
                 if ok.sum() < 50:
                     continue
-                A, b = X[fit_rows][ok], y[fit_rows][ok]
+                A, b = X_fit[ok], y_fit[ok]
                 beta, *_ = np.linalg.lstsq(A, b, rcond=None)
-                block = sel[(t_sel >= t0) & (t_sel < t0 + self.refit)]
-                pred = X[rows[block]] @ beta
+                pred = X_new @ beta
                 if self.log:
                     pred = np.exp(pred) * np.mean(np.exp(b - A @ beta))
                 out[block] = pred
@@ -135,12 +132,15 @@ class HARForecaster(Forecaster):
 @dataclass
 class GARCHForecaster(Forecaster):
     """GARCH(1,1) or GJR-GARCH(1,1) with Student-t errors through ``arch``: refit every
-    ``refit`` days on the last ``window`` returns (warm-started from the previous fit), filter
-    forward with fixed parameters in between. Convergence failures are counted, not hidden."""
+    ``refit`` days on the last ``window`` observed returns up to the refit date (warm-started from
+    the previous fit), filter forward with fixed parameters in between. Missing returns (NaN in the
+    bridged series: before listing, inside a long gap) are left out of the series, so whether a
+    forecast at t exists depends on returns up to t only. Convergence failures are counted."""
 
     gjr: bool = False
     window: int = 2000
     refit: int = 63
+    min_fit: int = 250
     name: str = "garch"
     progress: bool = False
     failures: int = 0
@@ -150,7 +150,6 @@ class GARCHForecaster(Forecaster):
         from arch import arch_model
 
         h = builder.spec.horizon
-        close = builder.panel.close
         out = np.full(len(asset), np.nan)
         jobs = []
         for j in np.unique(asset):
@@ -161,24 +160,27 @@ class GARCHForecaster(Forecaster):
         for j, sel, t_sel, t0 in tqdm(jobs, desc=self.name, disable=not self.progress, leave=False):
             t1 = min(t0 + self.refit, t_sel.max() + 1)
             lo = max(1, t0 - self.window)
-            r = 100.0 * np.log(close[lo:t1, j] / close[lo - 1:t1 - 1, j])  # rows lo..t1-1
-            if not np.isfinite(r).all() or t0 - lo < 250:
+            r_rows = lo + np.flatnonzero(np.isfinite(builder.returns[lo:t1, j]))  # observed returns' rows
+            n_fit = int(np.searchsorted(r_rows, t0, "right"))  # returns at rows <= t0
+            if n_fit < self.min_fit:
                 continue
+            r = 100.0 * builder.returns[r_rows, j]
             model = arch_model(r, mean="Constant", vol="GARCH", p=1, o=int(self.gjr), q=1, dist="t",
                                rescale=False)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = model.fit(last_obs=t0 - lo + 1, disp="off", starting_values=prev.get(j),
+                res = model.fit(last_obs=n_fit, disp="off", starting_values=prev.get(j),
                                 options={"maxiter": 200})
             self.fits += 1
             if res.convergence_flag != 0:
                 self.failures += 1
                 continue
             prev[j] = res.params
-            fc = res.forecast(horizon=h, start=t0 - lo, reindex=False)
-            var = fc.variance.to_numpy().mean(axis=1) / 1e4  # rows t0..t1-1, mean over 1..h
+            fc = res.forecast(horizon=h, start=n_fit - 1, reindex=False)
+            var = fc.variance.to_numpy().mean(axis=1) / 1e4  # made after returns n_fit-1.., mean over 1..h
             block = sel[(t_sel >= t0) & (t_sel < t1)]
-            out[block] = var[rows[block] - t0]
+            last_return = np.searchsorted(r_rows, rows[block], "right") - 1  # latest return <= t
+            out[block] = var[last_return - (n_fit - 1)]
         return out
 
 

@@ -22,8 +22,24 @@ from ..features import FeatureSet
 CLOSE_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_features=())
 VAR_FLOOR = 1e-12  # log-variance floor for constant prices
 ANCHOR_LAMBDA = 0.94  # RiskMetrics
+MAX_BRIDGED_GAP = 5  # up to this many missing closes in a row carry the last price forward (see bridge_gaps)
 TARGET_CAP = 20.0  # normalised volatility targets sqrt(RV / c) are capped here (learning only)
 FEATURE_CLIP = 8.0  # normalised features live in [-8, 8] (e^8: a 3000x variance ratio)
+
+
+def bridge_gaps(close: np.ndarray, max_gap: int = MAX_BRIDGED_GAP) -> np.ndarray:
+    """Close prices with each missing day carried forward from the last observed close for at most
+    ``max_gap`` days in a row (a holiday or a one-day halt: a zero return on the missing day, the
+    move over the gap on the day trading resumes); days before listing and the rest of a longer gap
+    stay NaN, so features restart after it. Each row uses rows at or before it only."""
+    close = np.asarray(close, np.float64)
+    seen = ~np.isnan(close)
+    rows = np.arange(close.shape[0])[:, None]
+    last = np.maximum.accumulate(np.where(seen, rows, -1), axis=0)  # last observed row <= t
+    fill = ~seen & (last >= 0) & (rows - last <= max_gap)
+    out = close.copy()
+    out[fill] = close[last[fill], np.nonzero(fill)[1]]
+    return out
 
 
 def realized_variance(close: np.ndarray, horizon: int) -> np.ndarray:
@@ -122,20 +138,49 @@ class EpisodeBuilder:
         if spec.features.needs_ohlc and not panel.has_ohlc:
             raise DataError(f"{panel.source}: the feature set needs OHLC prices; this panel has close only")
         self.panel, self.spec = panel, spec
+        # features run on the gap-bridged close; targets on the observed one, so a target never
+        # includes a bridged (made-up) return
+        self.close = bridge_gaps(panel.close)
         if panel.has_ohlc:
-            feats = spec.features.compute_array(panel.close, panel.open, panel.high, panel.low)
+            feats = spec.features.compute_array(self.close, *(bridge_gaps(a) for a in (panel.open, panel.high,
+                                                                                       panel.low)))
         else:
-            feats = spec.features.compute_array(panel.close)
+            feats = spec.features.compute_array(self.close)
         x = np.empty((panel.n_days, panel.n_assets, spec.n_features))
         x[..., 0] = feats[0]
         x[..., 1:] = np.log(np.maximum(np.moveaxis(feats[1:], 0, -1) ** 2, VAR_FLOOR))
         self.x = x
+        self.returns = feats[0]  # log returns of the bridged close (one owner: the features pass)
         self.y = (realized_variance(panel.close, spec.horizon) if spec.proxy == "squared_returns"
                   else range_variance(panel, spec.horizon))
-        # the anchor forecast of each row: the EWMA variance at t (floored)
-        self.anchor = np.maximum(F.ewma_vol(panel.close, ANCHOR_LAMBDA) ** 2, VAR_FLOOR)
-        self.x_ok = np.isfinite(x).all(axis=-1) & np.isfinite(self.anchor)
+        anchor_name = f"ewma_vol_{ANCHOR_LAMBDA:g}"
+        self.ewma_variance = (feats[spec.features.names.index(anchor_name)] ** 2 if anchor_name in spec.features.names
+                              else F.ewma_vol(self.close, ANCHOR_LAMBDA) ** 2)
+        # the anchor forecast of each row: the RiskMetrics variance at t (floored)
+        self.anchor = np.maximum(self.ewma_variance, VAR_FLOOR)
+        # a forecast is made on a day with an observed close and finite features
+        self.x_ok = np.isfinite(x).all(axis=-1) & np.isfinite(self.anchor) & ~np.isnan(panel.close)
         self.y_ok = np.isfinite(self.y)
+        self._index_usable_rows()
+
+    def _index_usable_rows(self) -> None:
+        """Counts for the support of a forecast: the last usable rows (finite features, realised
+        target) of the asset's current stretch, skipping the few rows a bridged gap makes unusable;
+        a stretch ends where the bridged close is NaN (before listing, inside a long gap)."""
+        usable = self.x_ok & self.y_ok
+        T, N = usable.shape
+        self._usable_count = np.cumsum(usable, axis=0)  # usable rows <= t
+        broken = np.isnan(self.close)
+        idx = np.arange(T)[:, None]
+        last_break = np.maximum.accumulate(np.where(broken, idx, -1), axis=0)
+        before = np.take_along_axis(self._usable_count, np.maximum(last_break, 0), axis=0)
+        self._stretch_start_count = np.where(last_break >= 0, before, 0)  # usable rows before the stretch
+        self._usable_pos = np.flatnonzero(usable.T.ravel())  # asset-major flat positions j * T + t
+        self._col_offset = np.concatenate([[0], np.cumsum(usable.sum(axis=0))[:-1]])
+
+    def ewma(self, lam: float) -> np.ndarray:
+        """RiskMetrics variance s_t = lam s_{t-1} + (1 - lam) r_t^2 of the bridged close, (T, N)."""
+        return self.ewma_variance if lam == ANCHOR_LAMBDA else F.ewma_vol(self.close, lam) ** 2
 
     # ------------------------------------------------------------------ index helpers
     def row_of(self, date, side="left") -> int:
@@ -213,29 +258,27 @@ class EpisodeBuilder:
 
     # ------------------------------------------------------------------ forecasting
     def forecast_tasks(self, asset: np.ndarray, rows: np.ndarray, history: int):
-        """One task per (asset, row t): support = the ``history`` rows ending at t - h - 1 (all
-        targets realised by t, strictly before it), query = row t. Returns (TaskBatch, ok) where
-        ok marks the (asset, t) pairs with a full, finite history and finite features at t."""
-        h = self.spec.horizon
+        """One task per (asset, row t): support = the last ``history`` usable rows of the asset at
+        or before t - h - 1 (all targets realised by t, strictly before it) within its current
+        stretch, query = row t. Returns (TaskBatch, ok) where ok marks the (asset, t) pairs with
+        that much history and finite features at t."""
         asset, rows = np.asarray(asset, np.int64), np.asarray(rows, np.int64)
-        first = rows - h - history
-        ok = (first >= 0) & self.x_ok[rows, asset]
-        full = self._window_ok(self.x_ok & self.y_ok, history)
-        ok &= full[np.maximum(first, 0), asset]
-        s_rows = np.maximum(first, 0)[:, None] + np.arange(history)
-        batch = self._gather(asset[ok], s_rows[ok], rows[ok][:, None])
-        return batch, ok
+        ok = (self.available_history(asset, rows) >= history) & self.x_ok[rows, asset]
+        a, end = asset[ok], rows[ok] - self.spec.horizon - 1
+        k = self._usable_count[end, a]  # usable rows <= end; the support is the last `history` of them
+        flat = self._usable_pos[(self._col_offset[a] + k - history)[:, None] + np.arange(history)]
+        s_rows = flat - a[:, None] * self.panel.n_days
+        return self._gather(a, s_rows, rows[ok][:, None]), ok
 
     def available_history(self, asset: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """For each (asset, t): how many consecutive usable support rows end at t - h - 1 (rows
-        with finite features and a realised target), i.e. the longest history a forecast at t
-        can adapt on."""
-        ok = self.x_ok & self.y_ok
-        idx = np.arange(ok.shape[0])[:, None]
-        last_bad = np.maximum.accumulate(np.where(ok, -1, idx), axis=0)  # latest unusable row <= r
-        run = idx - last_bad  # consecutive usable rows ending at r
-        end = np.asarray(rows) - self.spec.horizon - 1
-        return np.where(end >= 0, run[np.maximum(end, 0), np.asarray(asset)], 0)
+        """For each (asset, t): how many usable support rows (finite features and a target
+        realised by t) the asset's current stretch holds at or before t - h - 1, i.e. the longest
+        history a forecast at t can adapt on."""
+        asset = np.asarray(asset, np.int64)
+        end = np.asarray(rows, np.int64) - self.spec.horizon - 1
+        e = np.maximum(end, 0)
+        n = self._usable_count[e, asset] - self._stretch_start_count[e, asset]
+        return np.where(end >= 0, n, 0)
 
 
 def time_split(panel: PricePanel, train_end, horizon: int, embargo: int | None = None):
@@ -259,5 +302,5 @@ def asset_split(assets, n_test: int, seed: int = 0):
     return [a for a in assets if a not in test], test
 
 
-__all__ = ["TaskSpec", "TaskBatch", "EpisodeBuilder", "realized_variance", "range_variance",
+__all__ = ["TaskSpec", "TaskBatch", "EpisodeBuilder", "bridge_gaps", "realized_variance", "range_variance",
            "time_split", "asset_split"]
