@@ -1,42 +1,53 @@
 """metarisk_fast: fast meta-learning for financial risk forecasting.
 
-The compiled core (`metarisk_fast._core`) holds the fused kernels; everything else is thin
-Python on top of it: autograd ops, learners, features, data, tasks and evaluation.
+The compiled core (`metarisk_fast._core`, loaded through `_native`) holds the fused kernels;
+everything else is Python on top of it, in layers (docs/ARCHITECTURE.md). This face is lazy:
+`import metarisk_fast` loads nothing heavy; each name loads its layer on first use.
 """
 from __future__ import annotations
 
-import torch  # noqa: F401  first, so that _core shares torch's OpenMP runtime (csrc/common/parallel.h)
-
-try:
-    from . import _core
-except ImportError as exc:  # no silent fall-back to slow code
-    raise ImportError(
-        "metarisk_fast's compiled core (metarisk_fast._core) could not be imported: "
-        f"{exc}. Rebuild it from the source tree with `pip install .` "
-        "(needs a C++17 compiler, CMake >= 3.18 and pybind11; set METARISK_CUDA=OFF to skip CUDA)."
-    ) from exc
+import importlib
 
 __version__ = "0.1.0"
+
+_NAMES = {  # public name -> the module that owns it
+    "MLP": "learners", "MAML": "learners", "Reptile": "learners", "MetaSGD": "learners",
+    "ExternalMemory": "learners", "MemoryAugmentedNet": "learners", "MemoryConditionedMAML": "learners",
+}
+_SUBMODULES = ("ops", "reference", "learners", "features", "data", "datasets", "tasks", "forecasting",
+               "evaluation", "jobs", "cli")
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name == "_core":
+        return importlib.import_module("._native", __name__).core
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_info() -> dict:
     """What the compiled core was built with: CPU ISA flags, CUDA or not, thread count."""
-    return dict(_core.build_info())
+    from ._native import core
+
+    return dict(core.build_info())
 
 
 def set_num_threads(n: int) -> None:
     """Threads used by the core's parallel loops (default: METARISK_NUM_THREADS or all cores)."""
+    from ._native import core
+
     if int(n) < 1:
         raise ValueError(f"num_threads must be >= 1, got {n}")
-    _core.set_num_threads(int(n))
+    core.set_num_threads(int(n))
 
 
 def get_num_threads() -> int:
-    return int(_core.num_threads())
+    from ._native import core
+
+    return int(core.num_threads())
 
 
-from .learners import (MAML, MLP, ExternalMemory, MemoryAugmentedNet, MemoryConditionedMAML, MetaSGD,  # noqa: E402
-                       Reptile)
-
-__all__ = ["MLP", "MAML", "Reptile", "MetaSGD", "ExternalMemory", "MemoryAugmentedNet", "MemoryConditionedMAML", "build_info",
-           "set_num_threads", "get_num_threads"]
+__all__ = [*_NAMES, "build_info", "set_num_threads", "get_num_threads", "__version__"]

@@ -1,15 +1,11 @@
-"""The `metarisk` command: demo, train, forecast, evaluate."""
+"""The `metarisk` command: argument parsing, then one library call per subcommand (jobs.py)."""
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-
-DEFAULT_HISTORIES = (20, 60, 250)
 
 
 def _setup(args):
@@ -24,6 +20,10 @@ def _setup(args):
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
+
+
+def _log(args):
+    return None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
 def _int_in(lo: int, hi: int | None = None):
@@ -62,219 +62,38 @@ _date.__name__ = "date"
 _positive_float.__name__ = "number"
 
 
-def _check_out(path, kind: str, option: str = "--out") -> None:
-    """Refuse an output path of the wrong kind before any work starts."""
-    p = Path(path)
-    if kind == "file" and p.is_dir():
-        raise ValueError(f"{option} {path} is a directory; give the path of the file to write")
-    if kind == "dir" and p.exists() and not p.is_dir():
-        raise ValueError(f"{option} {path} exists and is not a directory")
-    parent = (p if kind == "dir" else p.parent).resolve()
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"{option} {path}: {parent} is not a directory")
+def _train_options(args):
+    from .jobs import TrainOptions
+
+    return TrainOptions(steps=args.steps, batch=args.batch, meta_lr=args.meta_lr, inner_lr=args.inner_lr,
+                        inner_steps=args.inner_steps, hidden=tuple(args.hidden), seed=args.seed)
 
 
-def _data_quality(panel) -> dict:
-    from .data import coarse_stretches
-
-    return {"coarse_stretches": [{"asset": a, "first": str(f), "last": str(t), "largest_step": round(w, 6)}
-                                 for a, f, t, w in coarse_stretches(panel)]}
-
-
-def _data_quality_line(quality: dict) -> str:
-    n = len(quality["coarse_stretches"])
-    return (f" Data quality: coarsely rounded prices in {n} stretches (listed in report.json, `data_quality`)."
-            if n else "")
-
-
-def _log(args, msg):
-    if not args.quiet:
-        print(msg, file=sys.stderr, flush=True)
-
-
-def _load_panel(source: str):
-    from .data import load_prices
-    from .datasets import load_sp500_20
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        panel = load_sp500_20() if source == "default" else load_prices(source)
-    for w in caught:  # one line each; the report holds the details
-        print(f"warning: {w.message}", file=sys.stderr)
-    return panel
-
-
-def _spec(horizon: int, support: int):
-    from .tasks import TaskSpec
-
-    return TaskSpec(horizon=horizon, support=support, query=20)
-
-
-def _train_learner(args, kind, builder, assets, end_date, *, steps, supports):
-    from .learners.forecasters import train_meta
-    from .model_dir import make_learner
-
-    learner = make_learner(kind, builder.spec.n_features, args.hidden, args.inner_lr, args.inner_steps)
-    t0 = time.perf_counter()
-    run = train_meta(learner, builder, assets, end_date, steps=steps, batch=args.batch, lr=args.meta_lr,
-                     seed=args.seed, supports=supports, progress=not args.quiet, desc=f"train {kind}")
-    return learner, {"train_seconds": round(time.perf_counter() - t0, 2),
-                     "final_meta_loss": float(np.mean(run["losses"][-20:])), "diverged_batches_skipped": run["skipped"]}
-
-
-def _grid(panel, assets, start_row, end_row):
-    cols = panel.asset_index(list(assets))
-    rows = np.arange(start_row, end_row + 1)
-    return np.repeat(cols, len(rows)), np.tile(rows, len(cols))
-
-
-def _garch_fits(baselines) -> dict:
-    """Refits and convergence failures of the GARCH baselines (reported, not hidden)."""
-    return {b.name: {"fits": b.fits, "convergence_failures": b.failures} for b in baselines if hasattr(b, "failures")}
-
-
-def _garch_line(fits: dict) -> str:
-    return "".join(f" {n}: {v['fits']} fits, {v['convergence_failures']} failed to converge (no forecast "
-                   "for their blocks)." for n, v in fits.items())
-
-
-def _baselines(args, include_garch=True):
-    from .learners.forecasters import EWMAForecaster, GARCHForecaster, HARForecaster
-
-    out = [EWMAForecaster(), HARForecaster(name="har"), HARForecaster(log=True, name="log_har")]
-    if include_garch:
-        out += [GARCHForecaster(name="garch_t", progress=not args.quiet, refit=args.garch_refit),
-                GARCHForecaster(gjr=True, name="gjr_garch_t", progress=not args.quiet, refit=args.garch_refit)]
-    return out
-
-
-# --------------------------------------------------------------------------- train
 def cmd_train(args):
-    from .learners.forecasters import EWMAForecaster, MetaForecaster
-    from .evaluation import qlike_log
-    from .model_dir import save_model
-    from .tasks import EpisodeBuilder, asset_split
+    from .jobs import train
 
-    _check_out(args.out, "dir")
-    panel = _load_panel(args.prices)
-    if panel.n_assets < 2:
-        raise ValueError(f"{panel.source}: {panel.n_assets} asset(s); training holds out at least one asset "
-                         "for validation, so it needs two or more")
-    spec = _spec(args.horizon, args.history)
-    end = panel.dates[-1] if args.train_end is None else np.datetime64(args.train_end, "D")
-    if end < panel.dates[0]:
-        raise ValueError(f"--train-end {args.train_end} is before the first date of {panel.source} ({panel.dates[0]})")
-    end_row = int(np.searchsorted(panel.dates, end, "right")) - 1
-    builder = EpisodeBuilder(panel, spec)
-    n_val = max(1, round(0.2 * panel.n_assets))
-    train_assets, val_assets = asset_split(panel.assets, n_val, seed=args.seed)
-    _log(args, f"training {args.learner} on {len(train_assets)} assets up to {panel.dates[end_row]}; "
-               f"validating on held-out {', '.join(val_assets)}")
-    learner, info = _train_learner(args, args.learner, builder, train_assets, panel.dates[end_row],
-                                   steps=args.steps, supports=(args.history,))
-    # validation: held-out assets over the last quarter of the training period
-    lo = end_row - max((end_row - spec.horizon) // 4, 30)
-    A, R = _grid(panel, val_assets, lo, end_row - spec.horizon)
-    s = builder.y[R, A]
-    fm = MetaForecaster(learner, args.history).predict(builder, A, R)
-    fe = EWMAForecaster().predict(builder, A, R)
-    ok = np.isfinite(s) & np.isfinite(fm) & np.isfinite(fe)
-    val = {"assets": val_assets, "first_date": str(panel.dates[lo]), "last_date": str(panel.dates[end_row - spec.horizon]),
-           "qlike_model": float(qlike_log(s[ok], fm[ok]).mean()), "qlike_ewma": float(qlike_log(s[ok], fe[ok]).mean())}
-    save_model(args.out, args.learner, learner, spec, history=args.history, hidden=args.hidden,
-               info={"train_assets": train_assets, "train_end": str(panel.dates[end_row]), "prices": panel.source,
-                     "seed": args.seed, "meta_steps": args.steps, "validation": val, **info})
+    meta = train(args.prices, args.out, learner=args.learner, horizon=args.horizon, history=args.history,
+                 train_end=args.train_end, options=_train_options(args), log=_log(args))
+    val = meta["validation"]
     print(f"saved {args.learner} model to {args.out}; validation QLIKE {val['qlike_model']:.4f} "
-          f"(EWMA {val['qlike_ewma']:.4f}) on {', '.join(val_assets)}")
+          f"(EWMA {val['qlike_ewma']:.4f}) on {', '.join(val['assets'])}")
     return 0
 
 
-# --------------------------------------------------------------------------- forecast
-def _forecast_frame(learner, spec, panel, start, history):
-    import pandas as pd
-
-    from .evaluation import expected_shortfall, value_at_risk
-    from .learners.forecasters import MetaForecaster
-    from .tasks import EpisodeBuilder
-
-    builder = EpisodeBuilder(panel, spec)
-    lo = 0 if start is None else int(np.searchsorted(panel.dates, np.datetime64(start, "D"), "left"))
-    if lo >= panel.n_days:
-        raise ValueError(f"--start {start} is after the last date of {panel.source} ({panel.dates[-1]})")
-    A, R = _grid(panel, panel.assets, lo, panel.n_days - 1)
-    f = MetaForecaster(learner, history).predict(builder, A, R)
-    ok = np.isfinite(f)
-    if not ok.any():
-        raise ValueError(f"{panel.source}: no date from {panel.dates[lo]} on has {history} days of history "
-                         f"(+{spec.horizon + builder.spec.features.warmup} for targets and features) for any asset")
-    f, A, R = f[ok], A[ok], R[ok]
-    return pd.DataFrame({"date": panel.dates[R], "asset": np.asarray(panel.assets, dtype=object)[A],
-                         "forecast_variance": f, "var_1": value_at_risk(f, 0.01), "var_5": value_at_risk(f, 0.05),
-                         "es_2_5": expected_shortfall(f, 0.025)}).sort_values(["date", "asset"], kind="stable")
-
-
 def cmd_forecast(args):
-    from .data.io import atomic_write_text
-    from .model_dir import load_model
+    from .jobs import forecast_to_csv
 
-    _check_out(args.out, "file")
-    learner, spec, meta = load_model(args.model)
-    panel = _load_panel(args.prices)
-    history = meta["history"] if args.history is None else args.history
-    frame = _forecast_frame(learner, spec, panel, args.start, history)
-    atomic_write_text(args.out, frame.to_csv(index=False))
+    frame = forecast_to_csv(args.model, args.prices, args.out, start=args.start, history=args.history, log=_log(args))
     print(f"wrote {len(frame)} forecasts ({frame['asset'].nunique()} assets, {frame['date'].min()} to "
           f"{frame['date'].max()}) to {args.out}")
     return 0
 
 
-# --------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args):
-    from .evaluation import evaluate, write_report
-    from .learners.forecasters import MetaForecaster
-    from .model_dir import load_model
-    from .tasks import EpisodeBuilder
+    from .jobs import evaluate
 
-    _check_out(args.out, "dir")
-    learner, spec, meta = load_model(args.model)
-    panel = _load_panel(args.prices)
-    history = meta["history"] if args.history is None else args.history
-    builder = EpisodeBuilder(panel, spec)
-    train_end = np.datetime64(meta["train_end"], "D") if meta.get("train_end") else None
-    hi = panel.n_days - 1 - spec.horizon
-    if args.start is not None:
-        lo = int(np.searchsorted(panel.dates, np.datetime64(args.start, "D"), "left"))
-        where = f"from --start {args.start}"
-    elif train_end is not None:  # out of sample by default: after the training end and an embargo of h days
-        lo = int(np.searchsorted(panel.dates, train_end, "right")) + spec.horizon
-        where = (f"after the model's training end {train_end} (+{spec.horizon} day embargo; give --start to "
-                 "evaluate earlier, in-sample dates)")
-    else:
-        lo, where = 0, "on"
-    if lo > hi:
-        raise ValueError(f"{panel.source} ({panel.dates[0]} to {panel.dates[-1]}) has no date with a realised "
-                         f"target {where}")
-    A, R = _grid(panel, panel.assets, lo, hi)
-    seen = sorted(set(meta.get("train_assets", [])) & set(panel.assets))
-    in_sample = np.isin(np.asarray(panel.assets, dtype=object)[A], seen)
-    if train_end is not None:
-        in_sample |= panel.dates[R] <= train_end
-    models = {meta["learner"]: MetaForecaster(learner, history, name=meta["learner"]).predict(builder, A, R)}
-    baselines = _baselines(args, include_garch=not args.no_garch)
-    for b in baselines:
-        _log(args, f"forecasting with {b.name}")
-        models[b.name] = b.predict(builder, A, R)
-    fits = _garch_fits(baselines)
-    ev = evaluate(builder, A, R, models, horizon=spec.horizon, label=f"{meta['learner']} model, history {history}",
-                  in_sample=in_sample)
-    quality = _data_quality(panel)
-    pre = (f"Model `{args.model}` ({meta['learner']}, trained to {meta.get('train_end')}); prices `{panel.source}`. "
-           + (f"Assets seen in training: {', '.join(seen)}." if seen else "No asset was seen in training.")
-           + _garch_line(fits) + _data_quality_line(quality) + "\n")
-    write_report([ev], args.out, "metarisk evaluation", pre,
-                 extra={"model": meta, "garch_fits": fits, "data_quality": quality})
+    ev = evaluate(args.model, args.prices, args.out, start=args.start, history=args.history, garch=not args.no_garch,
+                  garch_refit=args.garch_refit, log=_log(args))
     print(ev.table[["qlike", "mse", "hit_0.01_normal", "hit_0.05_normal"]].sort_values("qlike").to_string())
     if ev.meta["in_sample_pairs"]:
         print(f"note: {ev.meta['in_sample_pairs']} of {ev.meta['n_pairs']} asset-days are in-sample (training assets "
@@ -283,64 +102,24 @@ def cmd_evaluate(args):
     return 0
 
 
-# --------------------------------------------------------------------------- demo
 def cmd_demo(args):
     import pandas as pd
 
-    from .evaluation import evaluate, write_report
-    from .learners.forecasters import MetaForecaster
-    from .tasks import EpisodeBuilder, asset_split, time_split
+    from .jobs import demo
 
-    _check_out(args.out, "dir")
-    t_start = time.perf_counter()
-    panel = _load_panel("default")
-    spec = _spec(args.horizon, 60)
-    builder = EpisodeBuilder(panel, spec)
-    train_end, test_start = time_split(panel, args.train_end, spec.horizon)
-    train_assets, test_assets = asset_split(panel.assets, args.holdout, seed=args.seed)
-    _log(args, f"meta-training on {len(train_assets)} assets, 1990 to {panel.dates[train_end]}; "
-               f"held out: {', '.join(test_assets)} from {panel.dates[test_start]}")
-    learners, train_info = {}, {}
-    for kind in args.learners:
-        learners[kind], train_info[kind] = _train_learner(args, kind, builder, train_assets, panel.dates[train_end],
-                                                          steps=args.steps, supports=DEFAULT_HISTORIES)
-        _log(args, f"  {kind}: {train_info[kind]['train_seconds']} s")
-    hi = panel.n_days - 1 - spec.horizon
-    A, R = _grid(panel, test_assets, test_start, hi)
-    base = {}
-    baselines = _baselines(args, include_garch=not args.no_garch)
-    for b in baselines:
-        _log(args, f"forecasting with {b.name}")
-        base[b.name] = b.predict(builder, A, R)
-    fits = _garch_fits(baselines)
-    evals = []
-    for k in args.histories:
-        fc = {kind: MetaForecaster(l, k, name=kind).predict(builder, A, R) for kind, l in learners.items()}
-        evals.append(evaluate(builder, A, R, {**fc, **base}, horizon=spec.horizon,
-                              label=f"few-shot, history k = {k} days"))
-    elapsed = time.perf_counter() - t_start
-    quality = _data_quality(panel)
-    pre = ("Meta-learners adapt on only the last k days of each held-out asset (5 gradient steps; `memory` "
-           "writes them into an external memory and reads it once; `memory_maml` starts its 5 steps from "
-           "parameters retrieved from a memory; `pooled` is the same network trained "
-           "without meta-learning and does not adapt); the baselines use each asset's "
-           f"full history up to the forecast date. Training: assets {', '.join(train_assets)}, "
-           f"{panel.dates[0]} to {panel.dates[train_end]}; testing after an embargo of {spec.horizon} day(s). "
-           f"Run time {elapsed:.0f} s." + _garch_line(fits) + _data_quality_line(quality) + "\n")
-    out = write_report(evals, args.out, "metarisk demo: few-shot variance forecasting on held-out assets", pre,
-                       extra={"train": train_info, "train_assets": train_assets, "test_assets": test_assets,
-                              "garch_fits": fits, "data_quality": quality})
+    evals, out = demo(args.out, learners=args.learners, histories=args.histories, horizon=args.horizon,
+                      train_end=args.train_end, holdout=args.holdout, garch=not args.no_garch,
+                      garch_refit=args.garch_refit, options=_train_options(args), log=_log(args))
+    cols = ["qlike", "mse", "dm_vs_ewma", "dm_pvalue", "mcs_pvalue", "hit_0.01_normal", "hit_0.05_normal",
+            "kupiec_p_0.01_normal", "z2_normal"]
     for ev in evals:
         print(f"\n== {ev.meta['label']}: {', '.join(ev.meta['assets'])}, {ev.meta['first_date']} to {ev.meta['last_date']}")
-        cols = ["qlike", "mse", "dm_vs_ewma", "dm_pvalue", "mcs_pvalue", "hit_0.01_normal", "hit_0.05_normal",
-                "kupiec_p_0.01_normal", "z2_normal"]
         with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
             print(ev.table[[c for c in cols if c in ev.table]].sort_values("qlike").to_string())
-    print(f"\nreport: {', '.join(str(Path(args.out) / f) for f in out['files'])}  ({elapsed:.0f} s)")
+    print(f"\nreport: {', '.join(str(Path(args.out) / f) for f in out['files'])}  ({out['seconds']:.0f} s)")
     return 0
 
 
-# --------------------------------------------------------------------------- parser
 FORECAST_COLUMNS_HELP = (
     "Columns: date, asset, forecast_variance, var_1, var_5, es_2_5. forecast_variance is the forecast, made "
     "at the close of `date`, of the mean daily variance of log returns over the next h days (daily "
@@ -351,7 +130,8 @@ FORECAST_COLUMNS_HELP = (
 
 
 def _parser():
-    from .model_dir import LEARNERS
+    from .forecasting.persistence import LEARNERS
+    from .jobs import DEFAULT_HISTORIES, DEMO_LEARNERS
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--seed", type=_int_in(0), default=0, help="random seed (default 0)")
@@ -381,7 +161,7 @@ def _parser():
     d.add_argument("--train-end", type=_date, default="2014-12-31", help="last training date (default 2014-12-31)")
     d.add_argument("--holdout", type=_int_in(1), default=5, help="assets held out for testing (default 5)")
     d.add_argument("--learners", nargs="+",
-                   default=["maml", "fomaml", "reptile", "metasgd", "memory", "memory_maml", "pooled"],
+                   default=list(DEMO_LEARNERS),
                    choices=LEARNERS, metavar="LEARNER",
                    help=f"learners to meta-train and compare, from {', '.join(LEARNERS)} (default: all)")
     d.add_argument("--histories", type=_int_in(1, 5000), nargs="+", default=list(DEFAULT_HISTORIES),
@@ -423,7 +203,7 @@ def _parser():
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from .data import DataError
-    from .model_dir import ModelError
+    from .forecasting import ModelError
 
     try:
         _setup(args)

@@ -9,8 +9,8 @@ from metarisk_fast import datasets
 from metarisk_fast import features as F
 from metarisk_fast.data import PricePanel
 from metarisk_fast.evaluation import evaluate
-from metarisk_fast.learners.forecasters import EWMAForecaster, GARCHForecaster, HARForecaster, MetaForecaster
-from metarisk_fast.model_dir import make_learner
+from metarisk_fast.forecasting import EWMAForecaster, GARCHForecaster, HARForecaster, MetaForecaster
+from metarisk_fast.forecasting import make_learner
 from metarisk_fast.tasks import EpisodeBuilder, TaskSpec, bridge_gaps
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..data.io import atomic_write_text
+from .._files import atomic_write_text
 from . import metrics as M
 from . import risk as R
 
@@ -179,9 +179,8 @@ def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", 
         details[name] = det
         frames.append(pd.DataFrame({
             "date": dates, "asset": names[asset], "model": name,
-            "forecast_variance": f, "realized_variance": s, "next_return": r_next,
-            "var_1": R.value_at_risk(f, 0.01), "var_5": R.value_at_risk(f, 0.05),
-            "es_2_5": R.expected_shortfall(f, ES_LEVEL), "in_sample": in_sample}))
+            "forecast_variance": f, "realized_variance": s, "next_return": r_next, **R.risk_columns(f),
+            "in_sample": in_sample}))
     table = pd.DataFrame(rows_out).set_index("model")
     if len(fc) > 1:
         table["mcs_pvalue"] = M.model_confidence_set(daily, reps=500)
@@ -299,7 +298,7 @@ def _json_default(o):
 def _save(fig, path):
     import io
 
-    from ..data.io import atomic_write_bytes
+    from .._files import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")

@@ -51,6 +51,13 @@ def expected_shortfall(variance, alpha: float, dist: str = "normal", nu: float |
     raise ValueError(f"dist must be 'normal' or 't', got {dist!r}")
 
 
+def risk_columns(variance) -> dict:
+    """The risk columns of every forecast table (``metarisk forecast``, the reports): normal VaR at
+    1 % and 5 % and ES at 2.5 % of a one-day log return, as return quantiles (negative)."""
+    return {"var_1": value_at_risk(variance, 0.01), "var_5": value_at_risk(variance, 0.05),
+            "es_2_5": expected_shortfall(variance, 0.025)}
+
+
 def _check_nu(nu):
     if nu is None or not nu > 2:
         raise ValueError(f"Student t needs nu > 2 (finite variance), got {nu}")

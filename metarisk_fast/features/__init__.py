@@ -209,7 +209,7 @@ class StreamingFeatures:
     def save(self, path) -> None:
         buf = io.BytesIO()
         np.savez(buf, **self.state_dict())
-        from ..data.io import atomic_write_bytes
+        from .._files import atomic_write_bytes
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod

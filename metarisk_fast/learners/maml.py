@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..ops.inner_loop import LOSSES
+from .._types import LOSSES
 from .mlp import MLP
 
 

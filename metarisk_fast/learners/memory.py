@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import ops
-from ..data.io import atomic_write_bytes
+from .._files import atomic_write_bytes
 from .mlp import MLP
 
 

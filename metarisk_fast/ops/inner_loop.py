@@ -11,13 +11,11 @@ from typing import Sequence, Union
 import numpy as np
 import torch
 
-from .. import _core
+from .._native import core as _core
+from .._types import ACTIVATIONS, LOSSES, MODES
 from ._validate import as_tensor, check_steps, check_task_batch, mlp_sizes
 
 LearningRate = Union[float, torch.Tensor, Sequence[torch.Tensor]]
-MODES = ("second_order", "first_order", "reptile")
-ACTIVATIONS = ("relu", "tanh")
-LOSSES = ("mse", "gaussian_nll", "bce")
 
 
 def _check_choice(value: str, name: str, choices) -> str:

@@ -8,26 +8,12 @@ float, or one strength >= 0 per key. Twins with the same signatures: metarisk_fa
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import torch
 
-from .. import _core
+from .._native import core as _core
+from .._types import EPS, MemoryRead, TopKRead
 from ._validate import as_tensor
-
-EPS = 1e-6
-
-
-class MemoryRead(NamedTuple):
-    read: torch.Tensor  # shaped like the keys
-    weights: torch.Tensor  # (..., N) dense, or (..., k) for a top-k read
-
-
-class TopKRead(NamedTuple):
-    read: torch.Tensor
-    weights: torch.Tensor  # (..., k) softmax over the k nearest slots
-    indices: torch.Tensor  # (..., k) their slots, most similar first
 
 
 def _np(t):

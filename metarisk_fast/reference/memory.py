@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.memory import EPS, MemoryRead, TopKRead
+from .._types import EPS, MemoryRead, TopKRead
 
 
 def memory_read(memory, keys, beta=None, topk=None, eps: float = EPS):

@@ -1,4 +1,4 @@
-"""A trained model on disk: ``model.pt`` (weights) and ``model.json`` (learner, hyper-parameters,
+"""The learner registry (``make_learner``) and a trained model on disk: ``model.pt`` (weights) and ``model.json`` (learner, hyper-parameters,
 feature spec, horizon, versions, the weights' SHA-256). Both are written atomically; loading
 checks the format version and the checksum, and says clearly what is wrong."""
 from __future__ import annotations
@@ -11,13 +11,12 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
-from .data.io import atomic_write_bytes, atomic_write_text
-from .features import FeatureSet
-from .learners import MAML, MLP, MetaSGD, Reptile
-from .learners.forecasters import pooled_learner
-from .learners.memory import MemoryAugmentedNet, MemoryConditionedMAML
-from .tasks import TaskSpec
+from .. import __version__
+from .._files import atomic_write_bytes, atomic_write_text
+from ..features import FeatureSet
+from ..learners import MAML, MLP, MemoryAugmentedNet, MemoryConditionedMAML, MetaSGD, Reptile
+from ..tasks import TARGET, TaskSpec
+from .training import pooled_learner
 
 FORMAT_VERSION = 1
 LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml")
@@ -39,7 +38,7 @@ def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 
     if kind not in LEARNERS:
         raise ValueError(f"unknown learner {kind!r}; choose from {', '.join(LEARNERS)}")
     if kind == "memory":
-        model = MemoryAugmentedNet(n_features, width=32, slots=MEMORY_SLOTS, hidden=tuple(hidden), loss="gaussian_nll")
+        model = MemoryAugmentedNet(n_features, width=32, slots=MEMORY_SLOTS, hidden=tuple(hidden), loss=TARGET.loss)
         _zero_output(model.decoder)
         return model
     net = MLP(n_features, tuple(hidden), 1)
@@ -47,10 +46,10 @@ def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 
     if kind == "pooled":
         return pooled_learner(net)
     if kind == "memory_maml":
-        return MemoryConditionedMAML(net, inner_lr=inner_lr, inner_steps=inner_steps, loss="gaussian_nll")
+        return MemoryConditionedMAML(net, inner_lr=inner_lr, inner_steps=inner_steps, loss=TARGET.loss)
     cls = {"maml": MAML, "fomaml": MAML, "reptile": Reptile, "metasgd": MetaSGD}[kind]
     kw = {"first_order": True} if kind == "fomaml" else {}
-    return cls(net, inner_lr=inner_lr, inner_steps=inner_steps, loss="gaussian_nll", **kw)
+    return cls(net, inner_lr=inner_lr, inner_steps=inner_steps, loss=TARGET.loss, **kw)
 
 
 def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hidden, info: dict) -> Path:

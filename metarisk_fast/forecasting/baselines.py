@@ -1,60 +1,15 @@
-"""Variance forecasters behind one interface, so evaluation treats learners and baselines alike.
-
-``predict(builder, asset, rows)`` returns, for each (asset, row t), the forecast made at the
-close of t of the mean daily variance of log returns over t+1..t+h (NaN where a model has no
-forecast), using nothing after t.
-"""
+"""The baselines a practitioner would otherwise use: RiskMetrics EWMA, HAR and log-HAR by rolling
+least squares, GARCH(1,1)-t and GJR-GARCH(1,1)-t through ``arch``. Each forecast at t uses data up
+to t only (tests/test_forecasters.py perturbs the data after t)."""
 from __future__ import annotations
 
 import warnings
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from ..tasks import EpisodeBuilder
-
-
-class Forecaster(ABC):
-    name = "forecaster"
-
-    @abstractmethod
-    def predict(self, builder: EpisodeBuilder, asset: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Forecasts (M,) for the (asset, row) pairs."""
-
-
-@dataclass
-class MetaForecaster(Forecaster):
-    """A meta-learned network: for each (asset, t), adapt on at most the last ``history`` days
-    (targets realised before t; fewer where the asset has less, down to ``min_history``) and
-    predict the log of the variance relative to the anchor at t."""
-
-    learner: torch.nn.Module  # a MAML-family learner or a MemoryAugmentedNet
-    history: int = 60
-    name: str = "maml"
-    min_history: int = 20
-    chunk: int = 1024
-
-    def predict(self, builder, asset, rows):
-        asset, rows = np.asarray(asset, np.int64), np.asarray(rows, np.int64)
-        out = np.full(len(asset), np.nan)
-        avail = np.minimum(builder.available_history(asset, rows), self.history)
-        # one batched call per distinct history length (nearly all pairs have the full one)
-        for length in np.unique(avail[avail >= min(self.min_history, self.history)]):
-            sel = np.flatnonzero(avail == length)
-            batch, ok = builder.forecast_tasks(asset[sel], rows[sel], int(length))
-            if len(batch):
-                out[sel[ok]] = batch.anchor[:, 0] * np.exp(np.clip(self._predict(batch), -50, 50))
-        return out
-
-    def _predict(self, batch) -> np.ndarray:
-        z = np.empty(len(batch), dtype=np.float64)
-        for lo in range(0, len(batch), self.chunk):  # bounded memory; each chunk is one kernel call
-            sl = slice(lo, lo + self.chunk)
-            z[sl] = self.learner.adapt_predict(batch.xs[sl], batch.ys[sl], batch.xq[sl])[:, 0, 0]
-        return z
+from .forecasters import Forecaster
 
 
 @dataclass
@@ -182,39 +137,3 @@ class GARCHForecaster(Forecaster):
             last_return = np.searchsorted(r_rows, rows[block], "right") - 1  # latest return <= t
             out[block] = var[last_return - (n_fit - 1)]
         return out
-
-
-def pooled_learner(net, loss="gaussian_nll"):
-    """The same network trained on the same tasks without meta-learning: zero inner steps make
-    the meta-loss the plain query loss."""
-    from .maml import MAML
-
-    return MAML(net, inner_lr=1e-3, inner_steps=0, loss=loss)
-
-
-def train_meta(learner, builder: EpisodeBuilder, assets, end, *, steps: int, batch: int = 64,
-               lr: float = 1e-3, seed: int = 0, supports=(None,), progress: bool = False,
-               desc: str = "meta-train"):
-    """Adam on the meta-loss over episodes of ``assets`` whose targets are realised by ``end``;
-    meta-batches cycle through the support sizes in ``supports`` (None: the spec's K), so one
-    model serves several few-shot history lengths.
-    A meta-batch whose inner loop diverges is skipped and counted (``skipped`` in the result)
-    rather than stopping the run; a run where most batches diverge is an error."""
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(learner.parameters(), lr=lr)
-    history, skipped = [], 0
-    for it in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        xs, ys, xq, yq = builder.episodes(assets, end=end, n=batch, seed=seed * 100003 + it,
-                                          support=supports[it % len(supports)]).tensors()
-        opt.zero_grad(set_to_none=True)
-        try:
-            loss = learner.meta_loss(xs, ys, xq, yq)
-        except FloatingPointError:
-            skipped += 1
-            if skipped > max(10, steps // 2):
-                raise
-            continue
-        loss.backward()
-        opt.step()
-        history.append(loss.item())
-    return {"losses": history, "skipped": skipped}

@@ -1,0 +1,300 @@
+"""Leakage-free meta-learning tasks for variance forecasting.
+
+Target: the realised variance over the next h days, RV_t = mean(r_{t+1}^2 .. r_{t+h}^2) (or a
+range-based proxy where OHLC exists). An episode is (asset, time window): K consecutive support
+days, then Q query days starting at q0, where every support target is realised strictly before
+q0 (support rows t <= q0 - h - 1). Features are normalised per task by the support's mean
+realised variance (support rows only) and targets are taken relative to each row's RiskMetrics
+forecast (known at that row), so nothing a learner adapts on depends on a price at or after q0.
+The forecaster outputs the log of the variance relative to that anchor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..data import DataError, PricePanel
+from .. import features as F
+from ..features import FeatureSet
+from .target import TARGET
+
+CLOSE_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_features=())
+VAR_FLOOR = 1e-12  # log-variance floor for constant prices
+ANCHOR_LAMBDA = 0.94  # RiskMetrics
+MAX_BRIDGED_GAP = 5  # up to this many missing closes in a row carry the last price forward (see bridge_gaps)
+FEATURE_CLIP = 8.0  # normalised features live in [-8, 8] (e^8: a 3000x variance ratio)
+
+
+def bridge_gaps(close: np.ndarray, max_gap: int = MAX_BRIDGED_GAP) -> np.ndarray:
+    """Close prices with each missing day carried forward from the last observed close for at most
+    ``max_gap`` days in a row (a holiday or a one-day halt: a zero return on the missing day, the
+    move over the gap on the day trading resumes); days before listing and the rest of a longer gap
+    stay NaN, so features restart after it. Each row uses rows at or before it only."""
+    close = np.asarray(close, np.float64)
+    seen = ~np.isnan(close)
+    rows = np.arange(close.shape[0])[:, None]
+    last = np.maximum.accumulate(np.where(seen, rows, -1), axis=0)  # last observed row <= t
+    fill = ~seen & (last >= 0) & (rows - last <= max_gap)
+    out = close.copy()
+    out[fill] = close[last[fill], np.nonzero(fill)[1]]
+    return out
+
+
+def realized_variance(close: np.ndarray, horizon: int) -> np.ndarray:
+    """RV_t = mean of squared daily log returns over t+1..t+h, (T, N); NaN where incomplete."""
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    T = close.shape[0]
+    r2 = F.log_returns(close) ** 2
+    out = np.full(close.shape, np.nan)
+    if T > horizon:
+        win = np.lib.stride_tricks.sliding_window_view(r2[1:], horizon, axis=0)  # rows t+1..t+h
+        out[: T - horizon] = win.mean(axis=-1)
+    return out
+
+
+def range_variance(panel: PricePanel, horizon: int) -> np.ndarray:
+    """Garman-Klass daily variance averaged over t+1..t+h (a lower-noise proxy with OHLC)."""
+    if not panel.has_ohlc:
+        raise DataError(f"{panel.source}: the range-based proxy needs open, high and low prices")
+    lu = np.log(panel.high / panel.low)
+    lc = np.log(panel.close / panel.open)
+    daily = 0.5 * lu**2 - (2 * np.log(2) - 1) * lc**2
+    out = np.full(daily.shape, np.nan)
+    T = daily.shape[0]
+    if T > horizon:
+        out[: T - horizon] = np.lib.stride_tricks.sliding_window_view(daily[1:], horizon, axis=0).mean(-1)
+    return out
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    horizon: int = 1
+    support: int = 60
+    query: int = 20
+    features: FeatureSet = CLOSE_FEATURES
+    proxy: str = "squared_returns"  # or "garman_klass" where OHLC exists
+
+    def __post_init__(self):
+        for name in ("horizon", "support", "query"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if self.proxy not in ("squared_returns", "garman_klass"):
+            raise ValueError(f"proxy must be 'squared_returns' or 'garman_klass', got {self.proxy!r}")
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the D input columns: the log return, then log(vol^2) of each volatility."""
+        return ["log_return"] + [f"log_var({n})" for n in self.features.names[1:]]
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features.names)
+
+
+@dataclass
+class TaskBatch:
+    """B episodes as arrays ready for the learners, with the (asset, rows) of every episode."""
+
+    xs: np.ndarray  # (B, K, D) float32, normalised by support statistics (see _gather)
+    ys: np.ndarray  # (B, K, 1) sqrt(RV / anchor) per row
+    xq: np.ndarray  # (B, Q, D)
+    yq: np.ndarray  # (B, Q, 1), NaN where the target is not (yet) realised
+    anchor: np.ndarray  # (B, Q) anchor variance of each query row: forecast = anchor * exp(output)
+    asset: np.ndarray  # (B,) column in the panel
+    support_rows: np.ndarray  # (B, K) row indices
+    query_rows: np.ndarray  # (B, Q)
+    panel: PricePanel = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.xs.shape[0])
+
+    def tensors(self, dtype=torch.float32):
+        return tuple(torch.from_numpy(a).to(dtype) for a in (self.xs, self.ys, self.xq, self.yq))
+
+    @property
+    def query_dates(self) -> np.ndarray:
+        return self.panel.dates[self.query_rows]
+
+    @property
+    def support_dates(self) -> np.ndarray:
+        return self.panel.dates[self.support_rows]
+
+    @property
+    def asset_names(self) -> np.ndarray:
+        return np.asarray(self.panel.assets, dtype=object)[self.asset]
+
+
+
+class EpisodeBuilder:
+    """Computes features and targets of a panel once; cuts episodes and forecast tasks from them
+    by vectorised gathers (no loop over tasks)."""
+
+    def __init__(self, panel: PricePanel, spec: TaskSpec = TaskSpec()):
+        if spec.features.needs_ohlc and not panel.has_ohlc:
+            raise DataError(f"{panel.source}: the feature set needs OHLC prices; this panel has close only")
+        self.panel, self.spec = panel, spec
+        # features run on the gap-bridged close; targets on the observed one, so a target never
+        # includes a bridged (made-up) return
+        self.close = bridge_gaps(panel.close)
+        if panel.has_ohlc:
+            feats = spec.features.compute_array(self.close, *(bridge_gaps(a) for a in (panel.open, panel.high,
+                                                                                       panel.low)))
+        else:
+            feats = spec.features.compute_array(self.close)
+        x = np.empty((panel.n_days, panel.n_assets, spec.n_features))
+        x[..., 0] = feats[0]
+        x[..., 1:] = np.log(np.maximum(np.moveaxis(feats[1:], 0, -1) ** 2, VAR_FLOOR))
+        self.x = x
+        self.returns = feats[0]  # log returns of the bridged close (one owner: the features pass)
+        self.y = (realized_variance(panel.close, spec.horizon) if spec.proxy == "squared_returns"
+                  else range_variance(panel, spec.horizon))
+        anchor_name = f"ewma_vol_{ANCHOR_LAMBDA:g}"
+        self.ewma_variance = (feats[spec.features.names.index(anchor_name)] ** 2 if anchor_name in spec.features.names
+                              else F.ewma_vol(self.close, ANCHOR_LAMBDA) ** 2)
+        # the anchor forecast of each row: the RiskMetrics variance at t (floored)
+        self.anchor = np.maximum(self.ewma_variance, VAR_FLOOR)
+        # a forecast is made on a day with an observed close and finite features
+        self.x_ok = np.isfinite(x).all(axis=-1) & np.isfinite(self.anchor) & ~np.isnan(panel.close)
+        self.y_ok = np.isfinite(self.y)
+        self._index_usable_rows()
+
+    def _index_usable_rows(self) -> None:
+        """Counts for the support of a forecast: the last usable rows (finite features, realised
+        target) of the asset's current stretch, skipping the few rows a bridged gap makes unusable;
+        a stretch ends where the bridged close is NaN (before listing, inside a long gap)."""
+        usable = self.x_ok & self.y_ok
+        T, N = usable.shape
+        self._usable_count = np.cumsum(usable, axis=0)  # usable rows <= t
+        broken = np.isnan(self.close)
+        idx = np.arange(T)[:, None]
+        last_break = np.maximum.accumulate(np.where(broken, idx, -1), axis=0)
+        before = np.take_along_axis(self._usable_count, np.maximum(last_break, 0), axis=0)
+        self._stretch_start_count = np.where(last_break >= 0, before, 0)  # usable rows before the stretch
+        self._usable_pos = np.flatnonzero(usable.T.ravel())  # asset-major flat positions j * T + t
+        self._col_offset = np.concatenate([[0], np.cumsum(usable.sum(axis=0))[:-1]])
+
+    def ewma(self, lam: float) -> np.ndarray:
+        """RiskMetrics variance s_t = lam s_{t-1} + (1 - lam) r_t^2 of the bridged close, (T, N)."""
+        return self.ewma_variance if lam == ANCHOR_LAMBDA else F.ewma_vol(self.close, lam) ** 2
+
+    # ------------------------------------------------------------------ index helpers
+    def row_of(self, date, side="left") -> int:
+        return int(np.searchsorted(self.panel.dates, np.datetime64(date, "D"), side))
+
+    def _window_ok(self, ok: np.ndarray, length: int) -> np.ndarray:
+        """ok_all[s, j]: rows s..s+length-1 all ok (cumulative count, exact integers)."""
+        c = np.concatenate([np.zeros((1, ok.shape[1]), np.int64), np.cumsum(ok, axis=0)])
+        T = ok.shape[0]
+        out = np.zeros((T, ok.shape[1]), bool)
+        if T >= length:
+            out[: T - length + 1] = (c[length:] - c[:-length]) == length
+        return out
+
+    def _gather(self, asset, s_rows, q_rows) -> TaskBatch:
+        """Cut (support, query) rows. Features are normalised by the support's mean realised
+        variance c: log-variance features become log(v / c), returns r / sqrt(c). Each row's
+        target is its realised variance relative to that row's anchor forecast a_t (the EWMA
+        variance at t, known at t): sqrt(RV / a_t), so a network whose output is 0 forecasts
+        exactly the anchor and learns multiplicative corrections to it. Nothing depends on a
+        row after the support (support) or after t (query row t)."""
+        cols = asset[:, None]
+        xs, ys, xq, yq = self.x[s_rows, cols], self.y[s_rows, cols], self.x[q_rows, cols], self.y[q_rows, cols]
+        c = np.maximum(ys.mean(axis=1), VAR_FLOOR)
+        D = xs.shape[2]
+        shift = np.concatenate([np.zeros((len(c), 1)), np.repeat(np.log(c)[:, None], D - 1, 1)], 1)[:, None, :]
+        mult = np.concatenate([1.0 / np.sqrt(c)[:, None], np.ones((len(c), D - 1))], 1)[:, None, :]
+
+        def norm(x):  # clipped: a flat-price stretch would otherwise give log(1e-12 / c)
+            return np.ascontiguousarray(np.clip((x - shift) * mult, -FEATURE_CLIP, FEATURE_CLIP), dtype=np.float32)
+
+        a_s, a_q = self.anchor[s_rows, cols], self.anchor[q_rows, cols]
+        return TaskBatch(xs=norm(xs), ys=TARGET.encode(ys, a_s), xq=norm(xq), yq=TARGET.encode(yq, a_q), anchor=a_q,
+                         asset=asset, support_rows=s_rows, query_rows=q_rows, panel=self.panel)
+
+    # ------------------------------------------------------------------ episodes
+    def episodes(self, assets=None, start=None, end=None, n: int | None = None, stride: int | None = None,
+                 seed: int = 0, support: int | None = None, query: int | None = None) -> TaskBatch:
+        """Episodes of the given assets whose support and query rows lie in [start, end] and whose
+        query targets are realised by ``end``: ``n`` drawn at random (seeded), or every start
+        ``stride`` rows apart. ``support`` / ``query`` override the spec's K and Q."""
+        spec = self.spec
+        K, Q, h = support or spec.support, query or spec.query, spec.horizon
+        cols = (np.arange(self.panel.n_assets) if assets is None
+                else self.panel.asset_index(list(assets)))
+        lo = 0 if start is None else self.row_of(start)
+        hi = self.panel.n_days if end is None else self.row_of(end, "right")  # rows < hi
+        span = K + h + Q  # support, the h-row gap, query
+        s_ok = self._window_ok(self.x_ok & self.y_ok, K)
+        q_ok = self._window_ok(self.x_ok & self.y_ok, Q)
+        starts = np.arange(self.panel.n_days)
+        valid = np.zeros_like(s_ok)
+        in_range = (starts >= lo) & (starts + span - 1 + h < hi)  # query targets realised by end
+        idx = starts[in_range]
+        valid[idx] = s_ok[idx] & q_ok[np.minimum(idx + K + h, self.panel.n_days - 1)]
+        valid = valid[:, cols]
+        s_idx, c_idx = np.nonzero(valid)
+        if len(s_idx) == 0:
+            raise DataError(f"{self.panel.source}: no complete episode (K={K}, gap={h}, Q={Q}) "
+                            f"between {start or self.panel.dates[0]} and {end or self.panel.dates[-1]} "
+                            "for the chosen assets: too little history")
+        if stride is not None:
+            keep = (s_idx - lo) % stride == 0
+            s_idx, c_idx = s_idx[keep], c_idx[keep]
+        if n is not None:
+            pick = np.random.default_rng(seed).choice(len(s_idx), size=n, replace=len(s_idx) < n)
+            s_idx, c_idx = s_idx[pick], c_idx[pick]
+        asset = cols[c_idx]
+        s_rows = s_idx[:, None] + np.arange(K)
+        q_rows = (s_idx + K + h)[:, None] + np.arange(Q)
+        return self._gather(asset, s_rows, q_rows)
+
+    # ------------------------------------------------------------------ forecasting
+    def forecast_tasks(self, asset: np.ndarray, rows: np.ndarray, history: int):
+        """One task per (asset, row t): support = the last ``history`` usable rows of the asset at
+        or before t - h - 1 (all targets realised by t, strictly before it) within its current
+        stretch, query = row t. Returns (TaskBatch, ok) where ok marks the (asset, t) pairs with
+        that much history and finite features at t."""
+        asset, rows = np.asarray(asset, np.int64), np.asarray(rows, np.int64)
+        ok = (self.available_history(asset, rows) >= history) & self.x_ok[rows, asset]
+        a, end = asset[ok], rows[ok] - self.spec.horizon - 1
+        k = self._usable_count[end, a]  # usable rows <= end; the support is the last `history` of them
+        flat = self._usable_pos[(self._col_offset[a] + k - history)[:, None] + np.arange(history)]
+        s_rows = flat - a[:, None] * self.panel.n_days
+        return self._gather(a, s_rows, rows[ok][:, None]), ok
+
+    def available_history(self, asset: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For each (asset, t): how many usable support rows (finite features and a target
+        realised by t) the asset's current stretch holds at or before t - h - 1, i.e. the longest
+        history a forecast at t can adapt on."""
+        asset = np.asarray(asset, np.int64)
+        end = np.asarray(rows, np.int64) - self.spec.horizon - 1
+        e = np.maximum(end, 0)
+        n = self._usable_count[e, asset] - self._stretch_start_count[e, asset]
+        return np.where(end >= 0, n, 0)
+
+
+def time_split(panel: PricePanel, train_end, horizon: int, embargo: int | None = None):
+    """(last training row, first test row): training targets are realised by ``train_end`` and
+    test forecasts start ``max(embargo, horizon)`` rows later."""
+    gap = max(horizon, embargo or 0)
+    end = int(np.searchsorted(panel.dates, np.datetime64(train_end, "D"), "right")) - 1
+    if end < 0 or end + gap + 1 >= panel.n_days:
+        raise DataError(f"{panel.source}: train end {train_end} leaves no training or no test period "
+                        f"(data covers {panel.dates[0]} to {panel.dates[-1]})")
+    return end, end + gap + 1
+
+
+def asset_split(assets, n_test: int, seed: int = 0):
+    """(train assets, held-out assets), deterministic under the seed."""
+    assets = list(assets)
+    if not 1 <= n_test < len(assets):
+        raise DataError(f"cannot hold out {n_test} of {len(assets)} assets: need at least one on each side")
+    perm = np.random.default_rng(seed).permutation(len(assets))
+    test = sorted(assets[i] for i in perm[:n_test])
+    return [a for a in assets if a not in test], test
+
+
