@@ -13,6 +13,8 @@ import torch
 
 from .._native import core as _core
 from .._types import ACTIVATIONS, LOSSES, MODES
+from ._dispatch import numpy_view as _np
+from ._dispatch import run_cuda
 from ._validate import as_tensor, check_steps, check_task_batch, mlp_sizes
 
 LearningRate = Union[float, torch.Tensor, Sequence[torch.Tensor]]
@@ -59,10 +61,6 @@ def _flat_lr(lr: LearningRate, params: Sequence[torch.Tensor], dtype: torch.dtyp
                       for i, r in enumerate(lrs)])
 
 
-def _np(t: torch.Tensor | None):
-    return None if t is None else t.detach().numpy()
-
-
 def _run_core(theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss, mode, *, want_loss=False,
               want_lr_grad=False, want_adapted=False, want_pred=False) -> dict:
     """One fused kernel call on the tensors' device; returns the requested outputs as tensors."""
@@ -70,36 +68,15 @@ def _run_core(theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss, mode, *
         out = _core.mlp_inner_loop(_np(theta), _np(lr), _np(xs), _np(ys), _np(xq), _np(yq), sizes, steps,
                                    activation, loss, mode, want_loss, want_lr_grad, want_adapted, want_pred)
         return {k: torch.from_numpy(v) for k, v in out.items()}
-    if not hasattr(_core, "mlp_inner_loop_cuda"):
-        raise ValueError(f"the parameters are on {theta.device}, but this build of metarisk_fast has no CUDA "
-                         "kernels: rebuild with METARISK_CUDA=ON (see build_info())")
-    for t, name in ((theta, "theta"), (lr, "inner lr"), (xs, "xs"), (ys, "ys"), (xq, "xq"), (yq, "yq")):
-        if t is not None and t.device != theta.device:
-            raise ValueError(f"{name} is on {t.device} but the parameters are on {theta.device}")
-        if t is not None and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains a non-finite value")
     B, K = xs.shape[:2]
     Q = 0 if xq is None else xq.shape[1]
     P, O = theta.shape[-1], sizes[-1]
-    new = (lambda *shape: torch.empty(shape, dtype=theta.dtype, device=theta.device))
-    out = {}
-    if want_loss:
-        out["loss"] = new(B)
-    if mode != "none":
-        out["grad"] = new(B, P)
-    if want_lr_grad:
-        out["lr_grad"] = new(B, P)
-    if want_adapted:
-        out["adapted"] = new(B, P)
-    if want_pred:
-        out["pred"] = new(B, Q, O)
-    inputs = {k: t.detach().contiguous() for k, t in
-              (("theta", theta), ("lr", lr), ("xs", xs), ("ys", ys), ("xq", xq), ("yq", yq)) if t is not None}
-    ptrs = {k: v.data_ptr() for k, v in {**out, **inputs}.items()}  # `inputs` keeps the buffers alive
-    torch.cuda.synchronize(theta.device)  # the kernel runs on the legacy default stream
-    _core.mlp_inner_loop_cuda(ptrs, str(theta.dtype).removeprefix("torch."), theta.device.index or 0, B, K, Q,
-                              sizes, steps, activation, loss, mode, lr.numel() == P and P != 1, theta.dim() == 2)
-    return out
+    wanted = {"loss": (want_loss, (B,)), "grad": (mode != "none", (B, P)), "lr_grad": (want_lr_grad, (B, P)),
+              "adapted": (want_adapted, (B, P)), "pred": (want_pred, (B, Q, O))}
+    return run_cuda("mlp_inner_loop_cuda", theta, "the parameters are",
+                    {"theta": theta, "lr": lr, "xs": xs, "ys": ys, "xq": xq, "yq": yq},
+                    {k: (shape, None) for k, (want, shape) in wanted.items() if want},
+                    B, K, Q, sizes, steps, activation, loss, mode, lr.numel() == P and P != 1, theta.dim() == 2)
 
 
 class _MetaLoss(torch.autograd.Function):

@@ -13,29 +13,13 @@ import torch
 
 from .._native import core as _core
 from .._types import EPS, MemoryRead, TopKRead
+from ._dispatch import numpy_view as _np
+from ._dispatch import run_cuda
 from ._validate import as_tensor
 
 
-def _np(t):
-    return None if t is None else t.detach().contiguous().numpy()
-
-
 def _cuda(op: str, like: torch.Tensor, dims, param: float, inputs: dict, outputs: dict) -> dict:
-    """Runs one CUDA memory kernel; outputs: name -> (shape, dtype or None for like's dtype)."""
-    if not hasattr(_core, "memory_cuda"):
-        raise ValueError(f"the memory is on {like.device}, but this build of metarisk_fast has no CUDA kernels: "
-                         "rebuild with METARISK_CUDA=ON (see build_info())")
-    for name, t in inputs.items():
-        if t is not None and t.device != like.device:
-            raise ValueError(f"{name} is on {t.device} but the memory is on {like.device}")
-        if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains a non-finite value")
-    keep = {k: v.detach().contiguous() for k, v in inputs.items() if v is not None}
-    out = {k: torch.empty(shape, dtype=dt or like.dtype, device=like.device) for k, (shape, dt) in outputs.items()}
-    ptrs = {k: v.data_ptr() for k, v in {**keep, **out}.items()}  # `keep` holds the buffers alive
-    torch.cuda.synchronize(like.device)  # the kernels run on the legacy default stream
-    _core.memory_cuda(op, ptrs, str(like.dtype).removeprefix("torch."), like.device.index or 0, *dims, param)
-    return out
+    return run_cuda("memory_cuda", like, "the memory is", inputs, outputs, op, *dims, param)
 
 
 def _layout(memory, keys, beta):
