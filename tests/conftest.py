@@ -5,6 +5,20 @@ import torch
 import metarisk_fast as mr
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not (torch.cuda.is_available() and mr.build_info()["cuda_compiled"]),
+    reason="needs a CUDA device and a CUDA build of metarisk_fast._core (CI checks the build compiles)"))]
+
+
+DEVICE_TOL = {torch.float64: dict(rtol=1e-9, atol=1e-11), torch.float32: dict(rtol=1e-4, atol=1e-5)}
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Tests taking this fixture run on the CPU and, where there is one, on a CUDA device."""
+    return request.param
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -6,7 +6,7 @@ import torch
 
 import metarisk_fast as mr
 from metarisk_fast import ops, reference
-from conftest import make_params, make_tasks
+from conftest import DEVICE_TOL, make_params, make_tasks
 
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-11), torch.float32: dict(rtol=1e-4, atol=1e-5)}
 
@@ -254,3 +254,56 @@ def test_per_task_starting_points_match_reference(mode):
                                reference.mlp_forward(start, xq[1]))
     with pytest.raises(ValueError, match="task_offsets"):
         ops.mlp_meta_loss(params, 0.05, xs, ys, xq, yq, steps=1, task_offsets=offs[:2])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("mode", ["second_order", "first_order", "reptile"])
+def test_meta_gradients_match_reference_on_every_device(device, dtype, activation, mode):
+    params = make_params([5, 16, 12, 1], dtype, activation)
+    xs, ys, xq, yq = make_tasks(6, 9, 7, 5, dtype=dtype)
+    kw = dict(steps=3, activation=activation, loss="gaussian_nll", mode=mode)
+    dev_params = [p.detach().to(device).requires_grad_() for p in params]
+    got = ops.mlp_meta_loss(dev_params, 0.05, xs.to(device), ys.to(device), xq.to(device), yq.to(device), **kw)
+    want = reference.mlp_meta_loss(params, 0.05, xs, ys, xq, yq, **kw)
+    torch.testing.assert_close(got.cpu(), want, **DEVICE_TOL[dtype])
+    g_got = torch.autograd.grad(got.sum(), dev_params)
+    g_want = torch.autograd.grad(want.sum(), params)
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a.cpu(), b, **DEVICE_TOL[dtype])
+
+
+def test_meta_sgd_and_adapt_predict_on_every_device(device):
+    params = make_params([3, 8, 2])
+    lrs = [torch.full_like(p, 0.05).requires_grad_() for p in params]
+    xs, ys, xq, yq = make_tasks(4, 6, 5, 3, O=2)
+    c = [p.detach().to(device).requires_grad_() for p in params]
+    cl = [r.detach().to(device).requires_grad_() for r in lrs]
+    got = torch.autograd.grad(ops.mlp_meta_loss(c, cl, xs.to(device), ys.to(device), xq.to(device), yq.to(device), steps=4).sum(), cl)
+    want = torch.autograd.grad(reference.mlp_meta_loss(params, lrs, xs, ys, xq, yq, steps=4).sum(), lrs)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.cpu(), b, **DEVICE_TOL[torch.float64])
+    pred = ops.mlp_adapt_predict([p.detach() for p in c], 0.05, xs.to(device), ys.to(device), xq.to(device), steps=4)
+    torch.testing.assert_close(pred.cpu(), reference.mlp_adapt_predict(params, 0.05, xs, ys, xq, steps=4),
+                               **DEVICE_TOL[torch.float64])
+
+
+def test_learner_on_every_device(device):
+    learner = mr.MAML(mr.MLP(3, (8,), 1), inner_lr=0.05, inner_steps=2).to(device)
+    xs, ys, xq, yq = make_tasks(4, 6, 5, 3, dtype=torch.float32)
+    learner.meta_loss(xs.to(device), ys.to(device), xq.to(device), yq.to(device)).backward()
+    assert all(p.grad is not None and p.grad.device.type == device for p in learner.parameters())
+    if device != "cpu":
+        with pytest.raises(ValueError, match="parameters are on cuda"):
+            learner.meta_loss(xs, ys, xq, yq)
+
+
+def test_per_task_starting_points_on_every_device(device):
+    params = make_params([3, 8, 1])
+    xs, ys, xq, yq = make_tasks(4, 6, 5, 3)
+    offs = [0.1 * torch.randn((4, *p.shape), dtype=torch.float64) for p in params]
+    cp = [p.detach().to(device).requires_grad_() for p in params]
+    co = [o.to(device).requires_grad_() for o in offs]
+    got = ops.mlp_meta_loss(cp, 0.05, xs.to(device), ys.to(device), xq.to(device), yq.to(device), steps=2, task_offsets=co)
+    want = reference.mlp_meta_loss(params, 0.05, xs, ys, xq, yq, steps=2, task_offsets=offs)
+    torch.testing.assert_close(got.cpu(), want, **DEVICE_TOL[torch.float64])

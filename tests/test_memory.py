@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from metarisk_fast import ops, reference
+from conftest import DEVICE_TOL
 from metarisk_fast.learners import ExternalMemory, MemoryAugmentedNet
 
 TOL = {torch.float64: dict(rtol=1e-9, atol=1e-11), torch.float32: dict(rtol=1e-4, atol=1e-5)}
@@ -225,3 +226,37 @@ def test_memory_conditioned_maml_seeds_the_inner_loop():
             single = learner.adapt_predict(xs[0].numpy(), ys[0].numpy(), xq[0].numpy())
             np.testing.assert_allclose(single, learner.adapt_predict(xs, ys, xq)[0].numpy(), rtol=1e-5, atol=1e-6)
     assert scores["memory"] < 0.25 * scores["maml"], scores
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shared", [True, False])
+def test_memory_read_and_write_match_twins_on_every_device(device, dtype, shared):
+    g = torch.Generator().manual_seed(0)
+    N, W, B, H = 37, 8, 5, 3
+    mem = torch.randn(*(() if shared else (B,)), N, W, dtype=dtype, generator=g)
+    keys = torch.randn(B, H, W, dtype=dtype, generator=g)
+    beta = torch.rand(B, H, dtype=dtype, generator=g) * 3
+    cpu = [t.clone().requires_grad_() for t in (mem, keys, beta)]
+    gpu = [t.to(device).requires_grad_() for t in (mem, keys, beta)]
+    r1, w1 = ops.memory_read(*gpu)
+    r2, w2 = reference.memory_read(*cpu)
+    torch.testing.assert_close(r1.cpu(), r2, **DEVICE_TOL[dtype])
+    ga = torch.autograd.grad(r1.sum() + (w1 ** 2).sum(), gpu)
+    gb = torch.autograd.grad(r2.sum() + (w2 ** 2).sum(), cpu)
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a.cpu(), b, **DEVICE_TOL[dtype])
+    usage = torch.rand(mem.shape[:-1], dtype=dtype, generator=g)
+    P = 3
+    vals = torch.randn(*((P, W) if shared else (B, P, W)), dtype=dtype, generator=g)
+    prev = torch.softmax(torch.randn(*vals.shape[:-1], N, dtype=dtype, generator=g), -1)
+    alpha = torch.randn(vals.shape[:-1], dtype=dtype, generator=g)
+    cpu = [t.clone().requires_grad_() for t in (mem, usage, prev, alpha, vals)]
+    gpu = [t.to(device).requires_grad_() for t in (mem, usage, prev, alpha, vals)]
+    o1, o2 = ops.memory_write_lrua(*gpu), reference.memory_write_lrua(*cpu)
+    for a, b in zip(o1[:3], o2[:3]):
+        torch.testing.assert_close(a.cpu(), b, **DEVICE_TOL[dtype])
+    torch.testing.assert_close(o1[3].cpu(), o2[3])
+    ga = torch.autograd.grad(sum(t.sum() for t in o1[:3]), gpu)
+    gb = torch.autograd.grad(sum(t.sum() for t in o2[:3]), cpu)
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a.cpu(), b, **DEVICE_TOL[dtype])
