@@ -2,9 +2,9 @@
 //
 // Why OpenMP and not a pool of our own: torch's OpenMP workers spin for milliseconds after each
 // torch op. A pool of our own threads then shares the cores with those spinners, and a kernel
-// called right after a torch op ran at half speed (W3 read backward 5.8 -> 11 ms on 2 cores).
-// Our extension links libgomp.so.1 by soname and `metarisk_fast` imports torch first, so the
-// dynamic loader hands us torch's copy: one runtime, one team of threads, and the spinning
+// called right after a torch op runs at about half speed.
+// Our extension links libgomp.so.1 by soname and `metarisk_fast._native` imports torch before
+// the core, so the dynamic loader hands us torch's copy: one runtime, one team of threads, and the spinning
 // workers are the ones that pick up our work. Only GOMP_parallel and omp_get_thread_num are
 // used, which every libgomp since GCC 4.9 provides.
 #pragma once

@@ -16,7 +16,7 @@ namespace metarisk {
 // Explicit vectors (GCC/Clang vector extensions) keep the MR x NR accumulator block in
 // registers; left to itself the compiler vectorised the k loop instead when a_col == 1. Their
 // width is the widest the build targets: 64 bytes with AVX-512 (twice the FLOPs per
-// instruction: W3 read 1.43 -> 0.94 ms on a Zen 5), else 32.
+// instruction), else 32.
 #if defined(__AVX512F__)
 constexpr int kVecBytes = 64;
 #else

@@ -1,7 +1,6 @@
 // Non-temporal (streaming) stores for large outputs that a kernel writes once and does not read
 // back: a plain store first reads the line from DRAM (write-allocate), a streaming store does
-// not, so a write-only stream costs half the traffic (W3 LRUA write: 0.82 -> 0.49 ms, its 4 MB
-// of write weights). Scalar head and tail around the aligned vector body; call stream_fence()
+// not, so a write-only stream costs half the traffic (the LRUA write's B x N write weights). Scalar head and tail around the aligned vector body; call stream_fence()
 // before another thread reads the data.
 #pragma once
 #include <cstdint>

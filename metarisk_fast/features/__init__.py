@@ -11,7 +11,7 @@ until the window is full. Inputs are prices of shape (T,) or (T, N), time-major,
                        overnight returns ln(O_t / C_{t-1}), s_c^2 that of open-to-close returns
                        ln(C_t / O_t), k = 0.34 / (1.34 + (w + 1) / (w - 1))
 
-All features of a FeatureSet are computed in one fused pass (see _kernels.py for the numerics);
+All features of a FeatureSet are computed in one fused pass (see _kernels.py, _rolling.py and _intrinsics.py for the numerics);
 the single-feature functions run the same kernel with one feature switched on.
 """
 from __future__ import annotations
@@ -142,8 +142,8 @@ class FeatureSet:
 
 def _block_width(n_assets: int) -> int:
     """Assets per parallel block: one block per thread, so each row's slice is a long contiguous
-    run the hardware prefetcher follows (short runs of 32-256 assets measured 1.3-4x slower on
-    W4 despite their cache-resident rings), capped so the rings stay within L3."""
+    run the hardware prefetcher follows (short runs are slower despite their cache-resident
+    rings), capped so the rings stay within L3."""
     return max(1, min(4096, -(-n_assets // numba.get_num_threads())))
 
 

@@ -1,4 +1,4 @@
-"""Numba kernels of the rolling-volatility features: one fused pass over a (T, N) panel.
+"""Numba row drivers of the rolling-volatility features: one fused pass over a (T, N) panel.
 
 Layout: time-major C-ordered panels. Assets are split into one block per thread; inside a block
 the loop runs over time and, for each feature, over the block's assets, so every inner loop
@@ -6,7 +6,7 @@ reads and writes contiguous memory and vectorises. Each row loop is its own comp
 (see _returns_row). Everything below the parallel loop is compiled without Numba's reference
 counting (_nrt=False: these functions never allocate): each row slice otherwise took an atomic
 reference on the whole panel, and with two threads slicing the same panels every row that cache
-line bounced between the cores (W4 full set 82 -> 71 ms; 1.75 -> 0.84 us of overhead per row).
+line bounced between the cores (bench/RESULTS.md has the measurement).
 
 Numerics (see DESIGN.md, "Rolling variance"):
 - rolling variances use the exact replace-one update of Welford's recurrence
@@ -22,337 +22,20 @@ Numerics (see DESIGN.md, "Rolling variance"):
 A NaN input makes NaN exactly the outputs whose window contains it.
 
 The same step function advances the batch kernel and the streaming twin, so the two agree.
+The fast log and the intrinsics are in _intrinsics.py, the rolling-window state in _rolling.py.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
-CANCEL = 1e-4  # recompute when the running moment drops below this fraction of its peak
-RECOMPUTE_ROWS = 256  # periodic exact recomputation about this often (a multiple of the window)
+from ._intrinsics import TINY, _ln, _ln_f_normal, _ln_finish_normal, _prefetch_read, _prefetch_write
+from ._rolling import (M_NAN, M_SUM, T_C, T_GK, T_O, T_RS, T_U2, V_M2, V_NAN, _mean_step, _recompute,
+                       _var_step)
+
 LN2 = math.log(2.0)
-
-# rows of the per-asset state array, per rolling variance (cc windows and the two YZ variances)
-V_MEAN, V_M2, V_PEAK, V_NAN = 0, 1, 2, 3
-# rows per rolling mean (Parkinson, Garman-Klass, Rogers-Satchell)
-M_SUM, M_PEAK, M_NAN = 0, 1, 2
-# range terms kept in rings: ln(H/L)^2, GK term, RS term, overnight, open-to-close
-T_U2, T_GK, T_RS, T_O, T_C = 0, 1, 2, 3, 4
-
-
-# fdlibm's log (Sun Microsystems, 1993): x = m 2^k with m in [sqrt(2)/2, sqrt(2)), f = m - 1,
-# s = f / (2 + f), log(1 + f) = 2 atanh(s) by a polynomial in s^2; under 1 ulp. Written on bit
-# patterns with branch-free special cases so that it inlines into the kernel's loops and
-# vectorises (Numba has no vector log here: libm's scalar log cost 7.1 ns per value, this ~1.3).
-LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
-LG1, LG2, LG3, LG4 = 6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01, 2.222219843214978396e-01
-LG5, LG6, LG7 = 1.818357216161805012e-01, 1.531383769920937332e-01, 1.479819860511658591e-01
-TINY = 2.2250738585072014e-308  # smallest normal double
-TWO54 = 18014398509481984.0  # scales a subnormal into the normal range
-EXP_BIAS = 4503599627370496.0 + 1023.0  # 2^52 + the exponent bias
-
-
-@intrinsic
-def _as_bits(typingctx, x):
-    """The IEEE bits of a float64 as uint64 (a free register bitcast)."""
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.uint64(types.float64), codegen
-
-
-@intrinsic
-def _from_bits(typingctx, b):
-    """The float64 whose IEEE bits are the uint64 b."""
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.uint64), codegen
-
-
-def _prefetch_intrinsic(rw):
-    """An intrinsic f(arr, idx): llvm.prefetch of &arr[idx] (a contiguous array) for reading
-    (rw = 0) or writing (rw = 1)."""
-    @intrinsic
-    def prefetch(typingctx, arr, idx):
-        def codegen(context, builder, sig, args):
-            data = context.make_array(sig.args[0])(context, builder, args[0]).data
-            i8p = ir.IntType(8).as_pointer()
-            i32 = ir.IntType(32)
-            fn = builder.module.declare_intrinsic(
-                "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
-            ptr = builder.bitcast(builder.gep(data, [args[1]]), i8p)
-            builder.call(fn, [ptr, ir.Constant(i32, rw), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-            return context.get_dummy_value()
-        return types.none(arr, types.intp), codegen
-    return prefetch
-
-
-_prefetch_read = _prefetch_intrinsic(0)
-_prefetch_write = _prefetch_intrinsic(1)
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _ln_scaled(x):
-    """x with subnormals scaled by 2^54 (fdlibm's reduction works on normal numbers)."""
-    return x * TWO54 if x < TINY else x
-
-
-@njit(cache=True, inline="always", error_model="numpy")
-def _ln_hx(b):
-    """fdlibm's high word, shifted so that m lands in [sqrt(2)/2, sqrt(2)). Unsigned shifts:
-    AVX2 has no 64-bit arithmetic shift."""
-    return ((b >> np.uint64(32)) & np.uint64(0xffffffff)) + np.uint64(0x3ff00000 - 0x3fe6a09e)
-
-
-@njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
-def _ln_f_normal(x):
-    """f = m - 1 for x = m 2^k, m in [sqrt(2)/2, sqrt(2)), x a positive normal number."""
-    b = _as_bits(x)
-    mant = ((_ln_hx(b) & np.uint64(0x000fffff)) + np.uint64(0x3fe6a09e)) << np.uint64(32)
-    return _from_bits(mant | (b & np.uint64(0xffffffff))) - 1.0
-
-
-@njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
-def _ln_f(x):
-    """_ln_f_normal for any x (subnormals scaled; garbage but finite for 0, < 0, inf, NaN)."""
-    return _ln_f_normal(_ln_scaled(x))
-
-
-@njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
-def _ln_finish_normal(x, f, s, k_shift):
-    """log(x) from f and s = f / (2 + f) (given, so that several logs can share one division),
-    x a positive normal number that was 2^k_shift times the argument. The exponent k becomes a
-    double through its bits (2^52 + k): AVX2 has no int64 -> double."""
-    hx = _ln_hx(_as_bits(x))
-    k = _from_bits(np.uint64(0x4330000000000000) | (hx >> np.uint64(20))) - EXP_BIAS - k_shift
-    hfsq = 0.5 * f * f
-    z = s * s
-    w = z * z
-    r = w * (LG2 + w * (LG4 + w * LG6)) + z * (LG1 + w * (LG3 + w * (LG5 + w * LG7)))
-    return s * (hfsq + r) + k * LN2_LO - hfsq + f + k * LN2_HI
-
-
-@njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
-def _ln_finish(x, f, s):
-    """_ln_finish_normal for any x, with math.log's special values (0 -> -inf, < 0 or NaN -> NaN,
-    inf -> inf) chosen by selects."""
-    y = _ln_finish_normal(_ln_scaled(x), f, s, 54.0 if x < TINY else 0.0)
-    y = y if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
-    return np.inf if x == np.inf else y
-
-
-@njit(cache=True, inline="always", error_model="numpy", fastmath={"contract"})
-def _ln(x):
-    """log(x), under 1 ulp."""
-    f = _ln_f(x)
-    return _ln_finish(x, f, f / (2.0 + f))
-
-
-@njit(cache=True, error_model="numpy", _nrt=False)
-def _window_sum(ring, t, w, j):
-    """Sum of asset j's values at rows t - w + 1 .. t (ring indexed by row % len)."""
-    R = ring.shape[0]
-    s = 0.0
-    for k in range(t - w + 1, t + 1):
-        s += ring[k % R, j]
-    return s
-
-
-@njit(cache=True, error_model="numpy", _nrt=False)
-def _var_recompute(st, ring, t, w, j):
-    """Two-pass mean and M2 of the window ending at row t (ring indexed by row % len)."""
-    R = ring.shape[0]
-    mean = _window_sum(ring, t, w, j) / w
-    m2 = 0.0
-    for k in range(t - w + 1, t + 1):
-        d = ring[k % R, j] - mean
-        m2 += d * d
-    st[V_MEAN, j] = mean
-    st[V_M2, j] = m2
-    st[V_PEAK, j] = m2
-
-
-@njit(cache=True, error_model="numpy", _nrt=False)
-def _window_sums(ring, t, w, acc):
-    """acc[j] = sum of every asset's values at rows t - w + 1 .. t, rows outer and assets inner
-    so the ring is read contiguously."""
-    R = ring.shape[0]
-    acc[:] = 0.0
-    for k in range(t - w + 1, t + 1):
-        row = ring[k % R]
-        for j in range(ring.shape[1]):
-            acc[j] += row[j]
-
-
-@njit(cache=True, error_model="numpy", _nrt=False)
-def _var_recompute_all(st, ring, t, w, acc):
-    """_var_recompute for every asset whose window holds no NaN (the periodic recomputation);
-    acc: (2, nb) scratch."""
-    R = ring.shape[0]
-    nb = ring.shape[1]
-    mean, m2 = acc[0], acc[1]
-    _window_sums(ring, t, w, mean)
-    for j in range(nb):
-        mean[j] /= w
-    m2[:] = 0.0
-    for k in range(t - w + 1, t + 1):
-        row = ring[k % R]
-        for j in range(nb):
-            d = row[j] - mean[j]
-            m2[j] += d * d
-    for j in range(nb):
-        if st[V_NAN, j] == 0.0:
-            st[V_MEAN, j] = mean[j]
-            st[V_M2, j] = m2[j]
-            st[V_PEAK, j] = m2[j]
-
-
-@njit(cache=True, error_model="numpy", _nrt=False)
-def _mean_recompute(st, ring, t, w, j):
-    s = _window_sum(ring, t, w, j)
-    st[M_SUM, j] = s
-    st[M_PEAK, j] = s
-
-
-@njit(cache=True, error_model="numpy", _nrt=False)
-def _mean_recompute_all(st, ring, t, w, acc):
-    s = acc[0]
-    _window_sums(ring, t, w, s)
-    for j in range(ring.shape[1]):
-        if st[M_NAN, j] == 0.0:
-            st[M_SUM, j] = s[j]
-            st[M_PEAK, j] = s[j]
-
-
-
-
-@njit(cache=True, error_model="numpy", _nrt=False)
-def _vol(nan_count, moment, scale):
-    """sqrt(moment * scale), NaN while the window holds a NaN, never negative."""
-    return np.nan if nan_count > 0.0 else math.sqrt(max(moment, 0.0) * scale)
-
-
-# The small helpers below are plain njit functions that LLVM inlines; Numba's own
-# inline="always" (IR level) made the loops using them stop vectorising (full set 29 -> 43 ns
-# per point). _ln is the exception: too big for LLVM's inliner, it needs inline="always".
-@njit(cache=True, error_model="numpy", _nrt=False)
-def _enter_leave(nan_a, j, a, b):
-    """Enter a and drop b from asset j's window: NaN-count bookkeeping shared by the rolling
-    variance and the rolling sum. Returns (a and b with NaN as 0, whether b was NaN, NaN count)."""
-    an = np.isnan(a)
-    bn = np.isnan(b)
-    nanc = nan_a[j] + (1.0 if an else 0.0) - (1.0 if bn else 0.0)
-    nan_a[j] = nanc
-    return (0.0 if an else a), (0.0 if bn else b), bn, nanc
-
-
-@njit(cache=True, error_model="numpy", _nrt=False)
-def _recompute_due(moment, peak, nanc, left_nan):
-    """The window is NaN-free and either its last NaN just left or the running moment fell
-    below CANCEL of its peak (cancellation): recompute it exactly."""
-    return (nanc == 0.0) & (left_nan | (moment < CANCEL * peak))
-
-
-@njit(cache=True, error_model="numpy", _nrt=False)
-def _finish_update(peak_a, j, moment, bn, nanc, out, scale, write):
-    """After asset j's running moment is updated: track its peak, if write out[j] = its vol;
-    returns whether a recomputation is due (only counted here: the rare recomputation finds
-    the assets again from the stored state, which saved a store per asset and step, ~6 %)."""
-    peak = max(peak_a[j], moment)
-    peak_a[j] = peak
-    if write:
-        out[j] = _vol(nanc, moment, scale)
-    return _recompute_due(moment, peak, nanc, bn)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _var_update(st, j, a0, b0, bn, nanc, inv_w, out, scale, write):
-    """Asset j's replace-one update of a rolling variance (a0 enters, b0 leaves, NaN as 0);
-    returns whether it needs the exact recomputation."""
-    mean = st[V_MEAN, j]
-    d = a0 - b0
-    mnew = mean + d * inv_w
-    m2 = st[V_M2, j] + d * (a0 - mnew + b0 - mean)
-    st[V_MEAN, j] = mnew
-    st[V_M2, j] = m2
-    return _finish_update(st[V_PEAK], j, m2, bn, nanc, out, scale, write)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _var_step(st, xn, xo, w, out, scale, write, nan_free):
-    """Replace xo by xn in every asset's window (st: (4, nb) mean, M2, peak, NaN count; a NaN
-    counts and enters the moments as 0) and, if write, out = sqrt(M2 * scale). Returns how many
-    NaN-free windows need the exact recomputation (the last NaN just left, or M2 fell below
-    CANCEL of its peak: cancellation). nan_free: no window holds or takes a NaN
-    (the NaN counts are all 0 and stay 0), so the loop skips their bookkeeping; same result.
-    Branch-free loops, so they vectorise."""
-    inv_w = 1.0 / w
-    nflag = 0
-    if nan_free:
-        for j in range(xn.shape[0]):
-            nflag += _var_update(st, j, xn[j], xo[j], False, 0.0, inv_w, out, scale, write)
-    else:
-        nan_a = st[V_NAN]
-        for j in range(xn.shape[0]):
-            a0, b0, bn, nanc = _enter_leave(nan_a, j, xn[j], xo[j])
-            nflag += _var_update(st, j, a0, b0, bn, nanc, inv_w, out, scale, write)
-    return nflag
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _mean_update(st, j, a0, b0, bn, nanc, out, scale, write):
-    """Asset j's update of a running sum; returns whether it needs the exact recomputation."""
-    s = st[M_SUM, j] + (a0 - b0)
-    st[M_SUM, j] = s
-    return _finish_update(st[M_PEAK], j, s, bn, nanc, out, scale, write)
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _mean_step(st, xn, xo, out, scale, write, nan_free):
-    """_var_step for a running sum (st: (3, nb) sum, peak, NaN count)."""
-    nflag = 0
-    if nan_free:
-        for j in range(xn.shape[0]):
-            nflag += _mean_update(st, j, xn[j], xo[j], False, 0.0, out, scale, write)
-    else:
-        nan_a = st[M_NAN]
-        for j in range(xn.shape[0]):
-            a0, b0, bn, nanc = _enter_leave(nan_a, j, xn[j], xo[j])
-            nflag += _mean_update(st, j, a0, b0, bn, nanc, out, scale, write)
-    return nflag
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _recompute(st, ring, t, w, is_var, nflag, acc, out, scale, write):
-    """Exact recomputation after a step: every asset every w * (RECOMPUTE_ROWS // w) rows
-    (vectorised), else, when the step counted nflag > 0 due, those assets (found again from the
-    state and the value that left, still in the ring); rewrites their outputs."""
-    nan_row = st[V_NAN] if is_var else st[M_NAN]
-    moment = st[V_M2] if is_var else st[M_SUM]
-    peak = st[V_PEAK] if is_var else st[M_PEAK]
-    if t % (w * max(1, RECOMPUTE_ROWS // w)) == 0:
-        if is_var:
-            _var_recompute_all(st, ring, t, w, acc)
-        else:
-            _mean_recompute_all(st, ring, t, w, acc)
-        if write:
-            for j in range(out.shape[0]):
-                out[j] = _vol(nan_row[j], moment[j], scale)
-        return
-    if nflag == 0:
-        return
-    left = ring[(t - w) % ring.shape[0]]
-    for j in range(left.shape[0]):
-        if _recompute_due(moment[j], peak[j], nan_row[j], np.isnan(left[j])):
-            if is_var:
-                _var_recompute(st, ring, t, w, j)
-            else:
-                _mean_recompute(st, ring, t, w, j)
-            if write:
-                out[j] = _vol(nan_row[j], moment[j], scale)
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
@@ -394,7 +77,7 @@ def _range_row_special(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
 
 
 # Each row loop is its own compiled function: inlined into the step, the loops stopped
-# vectorising (W4 full set 45 -> 30 ns per point once separate).
+# vectorising.
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
 def _returns_row(c, prev_c, r):
     """r = ln(c / prev_c), prev_c = c; returns the counts of bad prices (located on the rare path
@@ -627,8 +310,7 @@ def _prefetch_output(outs, slot, t, j0, j1):
 @njit(cache=True, error_model="numpy", _nrt=False)
 def _prefetch_inputs(t, j0, j1, o, h, l, c, ranged):
     """Ask for the prices step t reads while step t - 1 runs: a block's rows are short runs at a
-    long stride, which the hardware prefetcher picks up late (W4 full set 97 -> 82 ms, with the
-    outputs'). Each output row of step t is asked for right after step t - 1 wrote the same
+    long stride, which the hardware prefetcher picks up late. Each output row of step t is asked for right after step t - 1 wrote the same
     feature (_prefetch_output): spread out instead of all at once, the prefetches stopped
     queueing behind each other (~4 %)."""
     for j in range(j0, j1, 8):  # 8 doubles per 64-byte line
