@@ -4,64 +4,10 @@ import numpy as np
 import pytest
 
 import metarisk_fast.features as F
+from metarisk_fast.reference import features as ref
 from metarisk_fast import datasets
 
 RTOL = 1e-10
-
-
-def rolling(x, w, fn):
-    out = np.full(x.shape, np.nan)
-    for t in range(w - 1, len(x)):
-        win = x[t - w + 1:t + 1]
-        ok = ~np.isnan(win).any(axis=0)
-        out[t, ok] = fn(win[:, ok])
-    return out
-
-
-def ref_log_returns(c):
-    r = np.full(c.shape, np.nan)
-    r[1:] = np.log(c[1:] / c[:-1])
-    return r
-
-
-def ref_cc(c, w):
-    return rolling(ref_log_returns(c), w, lambda v: v.std(axis=0, ddof=1))
-
-
-def ref_ewma(c, lam):
-    r = ref_log_returns(c)
-    s = np.full(c.shape[1], np.nan)
-    out = np.full(c.shape, np.nan)
-    for t in range(len(c)):
-        ok = ~np.isnan(r[t])
-        s[ok] = np.where(np.isnan(s[ok]), r[t, ok] ** 2, lam * s[ok] + (1 - lam) * r[t, ok] ** 2)
-        out[t, ok] = np.sqrt(s[ok])
-    return out
-
-
-def ref_parkinson(h, l, w):
-    return np.sqrt(rolling(np.log(h / l) ** 2, w, lambda v: v.mean(0)) / (4 * np.log(2)))
-
-
-def ref_gk(o, h, l, c, w):
-    term = 0.5 * np.log(h / l) ** 2 - (2 * np.log(2) - 1) * np.log(c / o) ** 2
-    return np.sqrt(rolling(term, w, lambda v: v.mean(0)))
-
-
-def ref_rs_var(o, h, l, c, w):
-    term = np.log(h / c) * np.log(h / o) + np.log(l / c) * np.log(l / o)
-    return rolling(term, w, lambda v: v.mean(0))
-
-
-def ref_yz(o, h, l, c, w):
-    """Yang & Zhang (2000), eq. for V_YZ: V_O + k V_C + (1 - k) V_RS, V_C of open-to-close."""
-    overnight = np.full(c.shape, np.nan)
-    overnight[1:] = np.log(o[1:] / c[:-1])
-    open_close = np.log(c / o)
-    k = 0.34 / (1.34 + (w + 1) / (w - 1))
-    v_o = rolling(overnight, w, lambda v: v.var(0, ddof=1))
-    v_c = rolling(open_close, w, lambda v: v.var(0, ddof=1))
-    return np.sqrt(v_o + k * v_c + (1 - k) * ref_rs_var(o, h, l, c, w))
 
 
 def assert_matches(got, want):
@@ -86,23 +32,23 @@ def real_close():
 @pytest.mark.parametrize("w", [2, 5, 21, 63])
 def test_close_to_close(ohlc, real_close, w):
     for c in (ohlc[3], real_close):
-        assert_matches(F.close_to_close_vol(c, w), ref_cc(c, w))
+        assert_matches(F.close_to_close_vol(c, w), ref.close_to_close_vol(c, w))
 
 
 def test_log_returns_and_ewma(ohlc, real_close):
     for c in (ohlc[3], real_close):
-        assert_matches(F.log_returns(c), ref_log_returns(c))
-        assert_matches(F.ewma_vol(c, 0.94), ref_ewma(c, 0.94))
-        assert_matches(F.ewma_vol(c, 0.97), ref_ewma(c, 0.97))
+        assert_matches(F.log_returns(c), ref.log_returns(c))
+        assert_matches(F.ewma_vol(c, 0.94), ref.ewma_vol(c, 0.94))
+        assert_matches(F.ewma_vol(c, 0.97), ref.ewma_vol(c, 0.97))
 
 
 @pytest.mark.parametrize("w", [5, 21])
 def test_range_estimators(ohlc, w):
     o, h, l, c = ohlc
-    assert_matches(F.parkinson_vol(h, l, w), ref_parkinson(h, l, w))
-    assert_matches(F.garman_klass_vol(o, h, l, c, w), ref_gk(o, h, l, c, w))
-    assert_matches(F.rogers_satchell_vol(o, h, l, c, w), np.sqrt(ref_rs_var(o, h, l, c, w)))
-    assert_matches(F.yang_zhang_vol(o, h, l, c, w), ref_yz(o, h, l, c, w))
+    assert_matches(F.parkinson_vol(h, l, w), ref.parkinson_vol(h, l, w))
+    assert_matches(F.garman_klass_vol(o, h, l, c, w), ref.garman_klass_vol(o, h, l, c, w))
+    assert_matches(F.rogers_satchell_vol(o, h, l, c, w), ref.rogers_satchell_vol(o, h, l, c, w))
+    assert_matches(F.yang_zhang_vol(o, h, l, c, w), ref.yang_zhang_vol(o, h, l, c, w))
 
 
 def test_yang_zhang_uses_open_to_close_not_close_to_close(ohlc):
@@ -112,12 +58,12 @@ def test_yang_zhang_uses_open_to_close_not_close_to_close(ohlc):
     w = 21
     k = 0.34 / (1.34 + (w + 1) / (w - 1))
     got = F.yang_zhang_vol(o, h, l, c, w) ** 2
-    paper = ref_yz(o, h, l, c, w) ** 2
+    paper = ref.yang_zhang_vol(o, h, l, c, w) ** 2
     overnight = np.full(c.shape, np.nan)
     overnight[1:] = np.log(o[1:] / c[:-1])
-    mistaken = (rolling(overnight, w, lambda v: v.var(0, ddof=1))
-                + k * rolling(ref_log_returns(c), w, lambda v: v.var(0, ddof=1))
-                + (1 - k) * ref_rs_var(o, h, l, c, w))
+    mistaken = (ref.rolling(overnight, w, lambda v: v.var(-1, ddof=1))
+                + k * ref.rolling(ref.log_returns(c), w, lambda v: v.var(-1, ddof=1))
+                + (1 - k) * ref.rogers_satchell_vol(o, h, l, c, w) ** 2)
     ok = ~np.isnan(paper)
     np.testing.assert_allclose(got[ok], paper[ok], rtol=RTOL)
     assert np.median(np.abs(mistaken[ok] / paper[ok] - 1)) > 1e-3
@@ -152,7 +98,7 @@ def test_prices_near_1e9_with_tiny_moves():
     for w in (5, 21):
         got = F.close_to_close_vol(c, w)
         assert np.all(got[w:] >= 0) and np.isfinite(got[w:]).all()
-        assert_matches(got, ref_cc(c, w))
+        assert_matches(got, ref.close_to_close_vol(c, w))
 
 
 def test_range_estimators_near_1e9_with_tiny_moves():
@@ -165,9 +111,9 @@ def test_range_estimators_near_1e9_with_tiny_moves():
     h = np.maximum(o, c) * np.exp(np.abs(rng.normal(0, 1e-9, c.shape)))
     l = np.minimum(o, c) * np.exp(-np.abs(rng.normal(0, 1e-9, c.shape)))
     o_ld, h_ld, l_ld, c_ld = (x.astype(np.longdouble) for x in (o, h, l, c))
-    for got, want in ((F.parkinson_vol(h, l, 21), ref_parkinson(h_ld, l_ld, 21)),
-                      (F.rogers_satchell_vol(o, h, l, c, 21), np.sqrt(ref_rs_var(o_ld, h_ld, l_ld, c_ld, 21))),
-                      (F.yang_zhang_vol(o, h, l, c, 21), ref_yz(o_ld, h_ld, l_ld, c_ld, 21))):
+    for got, want in ((F.parkinson_vol(h, l, 21), ref.parkinson_vol(h_ld, l_ld, 21)),
+                      (F.rogers_satchell_vol(o, h, l, c, 21), ref.rogers_satchell_vol(o_ld, h_ld, l_ld, c_ld, 21)),
+                      (F.yang_zhang_vol(o, h, l, c, 21), ref.yang_zhang_vol(o_ld, h_ld, l_ld, c_ld, 21))):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
         ok = ~np.isnan(want)
         assert np.all(got[ok] > 0)
@@ -180,7 +126,7 @@ def test_spike_leaves_no_residue():
     c[200:] *= 1e4  # one enormous return at row 200
     for w in (5, 21, 63):
         got = F.close_to_close_vol(c, w)
-        want = ref_cc(c[:, None], w)[:, 0]
+        want = ref.close_to_close_vol(c[:, None], w)[:, 0]
         after = slice(200 + w, None)  # windows that no longer contain the spike
         np.testing.assert_allclose(got[after], want[after], rtol=1e-10)
         assert np.all(got >= 0, where=~np.isnan(got))
@@ -194,8 +140,8 @@ def test_nan_affects_only_windows_that_contain_it(ohlc):
     nan_rows = np.flatnonzero(np.isnan(got[:, 1]))
     # the NaN price breaks returns 100 and 101: windows ending at 100..121 hold one of them
     np.testing.assert_array_equal(nan_rows, np.r_[np.arange(21), np.arange(100, 122)])
-    assert_matches(got, ref_cc(c, 21))
-    assert_matches(F.yang_zhang_vol(o, h, l, c, 21), ref_yz(o, h, l, c, 21))
+    assert_matches(got, ref.close_to_close_vol(c, 21))
+    assert_matches(F.yang_zhang_vol(o, h, l, c, 21), ref.yang_zhang_vol(o, h, l, c, 21))
     assert np.isfinite(F.close_to_close_vol(c, 21)[130:, 1]).all()
 
 
@@ -207,10 +153,10 @@ def test_missing_open_leaves_the_high_low_estimator_and_the_other_assets_alone(o
     o[120, 2] = np.nan
     fs = F.FeatureSet(cc_windows=(5,), ewma_lambdas=(), range_window=21)
     got = fs.compute(c, o, h, l)
-    assert_matches(got["parkinson_vol_21"], ref_parkinson(h, l, 21))
-    assert_matches(got["garman_klass_vol_21"], ref_gk(o, h, l, c, 21))
-    assert_matches(got["rogers_satchell_vol_21"], np.sqrt(ref_rs_var(o, h, l, c, 21)))
-    assert_matches(got["yang_zhang_vol_21"], ref_yz(o, h, l, c, 21))
+    assert_matches(got["parkinson_vol_21"], ref.parkinson_vol(h, l, 21))
+    assert_matches(got["garman_klass_vol_21"], ref.garman_klass_vol(o, h, l, c, 21))
+    assert_matches(got["rogers_satchell_vol_21"], ref.rogers_satchell_vol(o, h, l, c, 21))
+    assert_matches(got["yang_zhang_vol_21"], ref.yang_zhang_vol(o, h, l, c, 21))
     assert np.isnan(got["garman_klass_vol_21"][120:141, 2]).all()
     assert np.isfinite(got["garman_klass_vol_21"][141:, 2]).all()
 
