@@ -1,0 +1,50 @@
+"""One estimator at a time: each runs the fused kernel with one feature switched on (the formulas
+are in the package docstring; NumPy twins in metarisk_fast.reference.features)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .feature_set import FeatureSet
+
+
+def _single(spec: FeatureSet, name_index: int, close, open=None, high=None, low=None):
+    one_d = np.ndim(close) == 1
+    skip = name_index > 0
+    out = spec.compute_array(close, open, high, low, skip_log_return=skip)[name_index - skip]
+    return out[:, 0] if one_d else out
+
+
+def log_returns(close):
+    """r_t = ln(C_t / C_{t-1}); NaN at row 0."""
+    return _single(FeatureSet(cc_windows=(), ewma_lambdas=(), range_features=()), 0, close)
+
+
+def close_to_close_vol(close, window: int):
+    """Sample std (ddof = 1) of the last ``window`` log returns."""
+    return _single(FeatureSet(cc_windows=(window,), ewma_lambdas=(), range_features=()), 1, close)
+
+
+def ewma_vol(close, lam: float = 0.94):
+    """RiskMetrics EWMA volatility of log returns."""
+    return _single(FeatureSet(cc_windows=(), ewma_lambdas=(lam,), range_features=()), 1, close)
+
+
+def _range(feature, window, open, high, low, close):
+    return _single(FeatureSet(cc_windows=(), ewma_lambdas=(), range_window=window,
+                              range_features=(feature,)), 1, close, open, high, low)
+
+
+def parkinson_vol(high, low, window: int):
+    return _range("parkinson", window, high, high, low, high)
+
+
+def garman_klass_vol(open, high, low, close, window: int):
+    return _range("garman_klass", window, open, high, low, close)
+
+
+def rogers_satchell_vol(open, high, low, close, window: int):
+    return _range("rogers_satchell", window, open, high, low, close)
+
+
+def yang_zhang_vol(open, high, low, close, window: int):
+    return _range("yang_zhang", window, open, high, low, close)
