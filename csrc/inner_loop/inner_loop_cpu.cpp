@@ -52,6 +52,14 @@ void transpose_weights(const Layout& lay, const T* theta, T* wt) {
   }
 }
 
+// out[o] = sum over the n rows of m (n, cols): a bias gradient from the layer's deltas.
+template <typename T>
+void sum_rows(const T* m, int64_t n, int64_t cols, T* out) {
+  std::fill(out, out + cols, T(0));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t o = 0; o < cols; ++o) out[o] += m[r * cols + o];
+}
+
 template <typename T>
 struct Net {
   const Layout& lay;
@@ -96,10 +104,7 @@ struct Net {
       const T* delta = layer(deltas, n, l);
       const T* a_prev = input_or_layer(x, acts, n, l - 1);
       gemm_tn<T>(out, in, n, delta, out, a_prev, in, grad + lay.w[l], in, false);
-      T* gb = grad + lay.b[l];
-      std::fill(gb, gb + out, T(0));
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t o = 0; o < out; ++o) gb[o] += delta[r * out + o];
+      sum_rows(delta, n, out, grad + lay.b[l]);
       if (l > 1) {
         T* dprev = layer(deltas, n, l - 1);
         gemm_nn<T>(n, in, out, delta, out, theta + lay.w[l], in, dprev, in, false);
@@ -142,10 +147,7 @@ struct Net {
       const T* delta = layer(deltas, n, l);
       gemm_tn<T>(out, in, n, Rd, out, input_or_layer(x, acts, n, l - 1), in, hv + lay.w[l], in, false);
       if (l > 1) gemm_tn<T>(out, in, n, delta, out, layer(ra, n, l - 1), in, hv + lay.w[l], in, true);
-      T* hb = hv + lay.b[l];
-      std::fill(hb, hb + out, T(0));
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t o = 0; o < out; ++o) hb[o] += Rd[r * out + o];
+      sum_rows(Rd, n, out, hv + lay.b[l]);
       if (l > 1) {
         T* Rdp = layer(rd, n, l - 1);
         gemm_nn<T>(n, in, out, Rd, out, theta + lay.w[l], in, Rdp, in, false);

@@ -1,4 +1,4 @@
-"""W2 (WORKLOADS.md): adapt-and-predict latency inside a backtest. One task, K = 64 support
+"""Adapt-and-predict latency inside a backtest (W2 in bench/WORKLOADS.md). One task, K = 64 support
 rows, D = 16, MLP 16-64-64-1, S = 5 steps, then predict one query row; median and p99 over
 10,000 calls. Peers: torch.func and a plain PyTorch autograd loop."""
 import numpy as np
@@ -24,28 +24,28 @@ def _latency(benchmark, fn, rounds):
 
 
 def test_metarisk_fast_numpy_path(benchmark):
-    benchmark.group = "W2 adapt+predict"
+    benchmark.group = "adapt+predict"
     learner = mr.MAML(mr.MLP(D, (64, 64), 1), LR, S)
     xs, ys, xq = _data()
     _latency(benchmark, lambda: learner.adapt_predict(xs, ys, xq), CALLS)
 
 
 def test_metarisk_fast_torch_path(benchmark):
-    benchmark.group = "W2 adapt+predict"
+    benchmark.group = "adapt+predict"
     learner = mr.MAML(mr.MLP(D, (64, 64), 1), LR, S)
     xs, ys, xq = (torch.from_numpy(a) for a in _data())
     _latency(benchmark, lambda: learner.adapt_predict(xs, ys, xq), CALLS)
 
 
 def test_torch_func(benchmark):
-    benchmark.group = "W2 adapt+predict"
+    benchmark.group = "adapt+predict"
     params = [p.detach() for p in mr.MLP(D, (64, 64), 1).parameters()]
     xs, ys, xq = (torch.from_numpy(a)[None] for a in _data())
     _latency(benchmark, lambda: reference.mlp_adapt_predict(params, LR, xs, ys, xq, steps=S), 500)
 
 
 def test_plain_pytorch_loop(benchmark):
-    benchmark.group = "W2 adapt+predict"
+    benchmark.group = "adapt+predict"
     params = [p.detach().requires_grad_() for p in mr.MLP(D, (64, 64), 1).parameters()]
     xs, ys, xq = (torch.from_numpy(a) for a in _data())
 

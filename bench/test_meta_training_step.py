@@ -1,4 +1,4 @@
-"""W1 (WORKLOADS.md): one full meta-step on B = 64 tasks, K = Q = 32, MLP 16-64-64-1, MSE,
+"""One meta-training step (W1 in bench/WORKLOADS.md): B = 64 tasks, K = Q = 32, MLP 16-64-64-1, MSE,
 S = 5 inner steps at lr 0.01: inner loops + query loss + gradient w.r.t. the initial parameters
 (the optimizer step excluded). Metric: tasks per second. Peers: a per-task loop in plain
 PyTorch, torch.func (vmap over tasks of a grad-based inner loop), and higher where installed."""
@@ -48,7 +48,7 @@ def _tasks_per_s(benchmark):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_metarisk_fast(benchmark, variant):
-    benchmark.group = f"W1 {variant}"
+    benchmark.group = f"meta-step {variant}"
     learner = learner_for(variant)
     data = workload()
 
@@ -63,7 +63,7 @@ def test_metarisk_fast(benchmark, variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_torch_func_vmap(benchmark, variant):
-    benchmark.group = f"W1 {variant}"
+    benchmark.group = f"meta-step {variant}"
     learner = learner_for(variant)
     params = list(learner.net.parameters())
     lr = list(learner.inner_lrs) if variant == "metasgd" else LR
@@ -103,7 +103,7 @@ def _plain_loop_step(params, lrs, data, variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_plain_pytorch_loop(benchmark, variant):
-    benchmark.group = f"W1 {variant}"
+    benchmark.group = f"meta-step {variant}"
     learner = learner_for(variant)
     params = list(learner.net.parameters())
     lrs = list(learner.inner_lrs) if variant == "metasgd" else [LR] * len(params)
@@ -122,7 +122,7 @@ def test_plain_pytorch_loop(benchmark, variant):
 @pytest.mark.parametrize("variant", ["maml2", "fomaml"])
 def test_higher(benchmark, variant):
     higher = pytest.importorskip("higher")
-    benchmark.group = f"W1 {variant}"
+    benchmark.group = f"meta-step {variant}"
     net = mr.MLP(D, SIZES[1:-1], 1)
     inner_opt = torch.optim.SGD(net.parameters(), lr=LR)
     xs, ys, xq, yq = workload()

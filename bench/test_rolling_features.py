@@ -1,4 +1,4 @@
-"""W4 (WORKLOADS.md): rolling volatility features on 2,000 assets x 5,000 days of OHLC, float64.
+"""Rolling volatility features (W4 in bench/WORKLOADS.md) on 2,000 assets x 5,000 days of OHLC, float64.
 close_to_close_vol against pandas rolling().std(), bottleneck move_std and polars rolling_std on
 the same feature (the peers start from the same log returns, computed outside their timing; a
 second line times them from prices too), and the whole feature set in points per second and
@@ -29,7 +29,7 @@ def _bandwidth(benchmark, n_in, n_out):
 
 
 def test_metarisk_fast_cc_vol(benchmark, panel):
-    benchmark.group = "W4 cc vol 21"
+    benchmark.group = "features cc vol 21"
     p, _ = panel
     out = benchmark.pedantic(F.close_to_close_vol, (p.close, W), rounds=5, warmup_rounds=1)
     _bandwidth(benchmark, 1, 1)
@@ -38,7 +38,7 @@ def test_metarisk_fast_cc_vol(benchmark, panel):
 
 def test_bottleneck_move_std(benchmark, panel):
     bn = pytest.importorskip("bottleneck")
-    benchmark.group = "W4 cc vol 21"
+    benchmark.group = "features cc vol 21"
     _, r = panel
     benchmark.pedantic(bn.move_std, (r, W), {"axis": 0, "ddof": 1}, rounds=5, warmup_rounds=1)
     _bandwidth(benchmark, 1, 1)
@@ -46,7 +46,7 @@ def test_bottleneck_move_std(benchmark, panel):
 
 def test_bottleneck_move_std_from_prices(benchmark, panel):
     bn = pytest.importorskip("bottleneck")
-    benchmark.group = "W4 cc vol 21"
+    benchmark.group = "features cc vol 21"
     p, _ = panel
     benchmark.pedantic(lambda c: bn.move_std(np.log(c[1:] / c[:-1]), W, axis=0, ddof=1), (p.close,),
                        rounds=5, warmup_rounds=1)
@@ -55,7 +55,7 @@ def test_bottleneck_move_std_from_prices(benchmark, panel):
 
 def test_bottleneck_move_std_fortran_order(benchmark, panel):
     bn = pytest.importorskip("bottleneck")
-    benchmark.group = "W4 cc vol 21"
+    benchmark.group = "features cc vol 21"
     rf = np.asfortranarray(panel[1])
     benchmark.pedantic(bn.move_std, (rf, W), {"axis": 0, "ddof": 1}, rounds=5, warmup_rounds=1)
     _bandwidth(benchmark, 1, 1)
@@ -63,7 +63,7 @@ def test_bottleneck_move_std_fortran_order(benchmark, panel):
 
 def test_pandas_rolling_std(benchmark, panel):
     pd = pytest.importorskip("pandas")
-    benchmark.group = "W4 cc vol 21"
+    benchmark.group = "features cc vol 21"
     df = pd.DataFrame(panel[1])
     benchmark.pedantic(lambda: df.rolling(W).std(), rounds=3, warmup_rounds=1)
     _bandwidth(benchmark, 1, 1)
@@ -71,7 +71,7 @@ def test_pandas_rolling_std(benchmark, panel):
 
 def test_polars_rolling_std(benchmark, panel):
     pl = pytest.importorskip("polars")
-    benchmark.group = "W4 cc vol 21"
+    benchmark.group = "features cc vol 21"
     df = pl.DataFrame(panel[1], schema=[f"a{j}" for j in range(N)])
     benchmark.pedantic(lambda: df.select(pl.all().rolling_std(W)), rounds=3, warmup_rounds=1)
     _bandwidth(benchmark, 1, 1)
@@ -82,7 +82,7 @@ FULL_SET = F.FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_wind
 
 def test_metarisk_fast_full_feature_set(benchmark, panel):
     """Into fresh output arrays (720 MB: the first touch of every page is part of the time)."""
-    benchmark.group = "W4 full feature set"
+    benchmark.group = "features full set"
     p, _ = panel
     out = benchmark.pedantic(FULL_SET.compute_array, (p.close, p.open, p.high, p.low), rounds=3, warmup_rounds=1)
     _bandwidth(benchmark, 4, len(FULL_SET.names))
@@ -91,7 +91,7 @@ def test_metarisk_fast_full_feature_set(benchmark, panel):
 
 def test_metarisk_fast_full_feature_set_into_buffer(benchmark, panel):
     """Into a reused output buffer (compute_array(out=...)), as a backtest that recomputes does."""
-    benchmark.group = "W4 full feature set"
+    benchmark.group = "features full set"
     p, _ = panel
     buf = np.empty((len(FULL_SET.names), T, N))
     benchmark.pedantic(FULL_SET.compute_array, (p.close, p.open, p.high, p.low), {"out": buf},
@@ -103,7 +103,7 @@ def _copy_reference(benchmark, panel, fresh):
     """The physical limit: the four OHLC arrays copied into nine outputs' worth, into fresh arrays
     (one thread; page faults included) or into reused buffers by two threads (np.copyto releases
     the GIL): the machine's copy bandwidth at the thread count of the feature set."""
-    benchmark.group = "W4 full feature set"
+    benchmark.group = "features full set"
     p, _ = panel
     src = [p.open.reshape(-1), p.high.reshape(-1), p.low.reshape(-1), p.close.reshape(-1)]
     dst = [np.empty(T * N) for _ in range(9)]

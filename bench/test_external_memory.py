@@ -1,4 +1,4 @@
-"""W3 (WORKLOADS.md): external memory of N = 4096 slots x W = 64, B = 256 keys per call, float32:
+"""External memory (W3 in bench/WORKLOADS.md): N = 4096 slots x W = 64, B = 256 keys per call, float32:
 dense read, LRUA write of 256 vectors (gamma = 0.95), read + write, and read forward + backward,
 against the same equations in PyTorch eager (metarisk_fast.reference) and under torch.compile."""
 import pytest
@@ -78,25 +78,25 @@ def _bench_no_grad(benchmark, group, peer, op, args, flops, nbytes):
 @pytest.mark.parametrize("peer", list(PEERS))
 def test_read(benchmark, peer):
     mem, keys, beta, *_ = _data()
-    _bench_no_grad(benchmark, "W3 read", peer, _read, (mem, keys, beta), READ_FLOPS, READ_BYTES)
+    _bench_no_grad(benchmark, "memory read", peer, _read, (mem, keys, beta), READ_FLOPS, READ_BYTES)
 
 
 @pytest.mark.parametrize("peer", list(PEERS))
 def test_write(benchmark, peer):
     mem, keys, beta, usage, prev, alpha = _data()
-    _bench_no_grad(benchmark, "W3 write", peer, _write, (mem, usage, prev, alpha, keys), WRITE_FLOPS, WRITE_BYTES)
+    _bench_no_grad(benchmark, "memory write", peer, _write, (mem, usage, prev, alpha, keys), WRITE_FLOPS, WRITE_BYTES)
 
 
 @pytest.mark.parametrize("peer", list(PEERS))
 def test_read_write(benchmark, peer):
     mem, keys, beta, usage, prev, alpha = _data()
-    _bench_no_grad(benchmark, "W3 read+write", peer, _read_write, (mem, keys, beta, usage, prev, alpha),
+    _bench_no_grad(benchmark, "memory read+write", peer, _read_write, (mem, keys, beta, usage, prev, alpha),
                    READ_FLOPS + WRITE_FLOPS, READ_BYTES + WRITE_BYTES)
 
 
 @pytest.mark.parametrize("peer", ["metarisk_fast", "eager"])
 def test_read_forward_backward(benchmark, peer):
-    benchmark.group = "W3 read fwd+bwd"
+    benchmark.group = "memory read fwd+bwd"
     mem, keys, beta, *_ = (t.requires_grad_() for t in _data()[:3])
     fn = PEERS[peer](_read_fwd_bwd)
     benchmark.pedantic(fn, (mem, keys, beta), rounds=10, warmup_rounds=2)
@@ -138,7 +138,7 @@ def large_memory():
 
 @pytest.mark.parametrize("peer", list(TOPK_PEERS))
 def test_topk_read_large_memory(benchmark, peer, large_memory):
-    benchmark.group = "W3 top-k read, N = 1e6"
+    benchmark.group = "memory top-k read, N = 1e6"
     with torch.no_grad():
         benchmark.pedantic(TOPK_PEERS[peer], large_memory, rounds=3, warmup_rounds=1)
     _rates(benchmark, TOPK_FLOPS, 4 * N_LARGE * W * (B // KEY_BLOCK))
