@@ -130,7 +130,7 @@ def train(prices, out, *, learner: str = "maml", horizon: int = 1, history: int 
     end = panel.dates[-1] if train_end is None else np.datetime64(train_end, "D")
     if end < panel.dates[0]:
         raise ValueError(f"--train-end {train_end} is before the first date of {panel.source} ({panel.dates[0]})")
-    end_row = int(np.searchsorted(panel.dates, end, "right")) - 1
+    end_row = panel.row_of(end, "right") - 1
     builder = EpisodeBuilder(panel, spec)
     train_assets, val_assets = asset_split(panel.assets, max(1, round(0.2 * panel.n_assets)), seed=options.seed)
     _say(log, f"training {learner} on {len(train_assets)} assets up to {panel.dates[end_row]}; "
@@ -159,7 +159,7 @@ def forecast(model, prices, *, start=None, history: int | None = None, log: Log 
     panel = load_panel(prices, log)
     history = meta["history"] if history is None else history
     builder = EpisodeBuilder(panel, spec)
-    lo = 0 if start is None else int(np.searchsorted(panel.dates, np.datetime64(start, "D"), "left"))
+    lo = 0 if start is None else panel.row_of(start)
     if lo >= panel.n_days:
         raise ValueError(f"--start {start} is after the last date of {panel.source} ({panel.dates[-1]})")
     A, R = grid(panel, panel.assets, lo, panel.n_days - 1)
@@ -194,10 +194,10 @@ def evaluate(model, prices, out, *, start=None, history: int | None = None, garc
     train_end = np.datetime64(meta["train_end"], "D") if meta.get("train_end") else None
     hi = panel.n_days - 1 - spec.horizon
     if start is not None:
-        lo = int(np.searchsorted(panel.dates, np.datetime64(start, "D"), "left"))
+        lo = panel.row_of(start)
         where = f"from --start {start}"
     elif train_end is not None:
-        lo = int(np.searchsorted(panel.dates, train_end, "right")) + spec.horizon
+        lo = panel.row_of(train_end, "right") + spec.horizon
         where = (f"after the model's training end {train_end} (+{spec.horizon} day embargo; give --start to "
                  "evaluate earlier, in-sample dates)")
     else:

@@ -69,11 +69,16 @@ class PricePanel:
             raise DataError(f"{self.source}: unknown assets {missing}; the panel has {list(self.assets)}")
         return np.array([lookup[n] for n in names], dtype=np.int64)
 
+    def row_of(self, date, side: str = "left") -> int:
+        """The row of ``date`` (side 'left': the first row on or after it; 'right': one past the
+        last row on or before it), as np.searchsorted on the dates."""
+        return int(np.searchsorted(self.dates, np.datetime64(date, "D"), side))
+
     def select(self, assets=None, start=None, end=None) -> "PricePanel":
         """Sub-panel of the given assets and dates start <= date <= end."""
         cols = np.arange(self.n_assets) if assets is None else self.asset_index(list(assets))
-        lo = 0 if start is None else int(np.searchsorted(self.dates, np.datetime64(start, "D"), "left"))
-        hi = self.n_days if end is None else int(np.searchsorted(self.dates, np.datetime64(end, "D"), "right"))
+        lo = 0 if start is None else self.row_of(start)
+        hi = self.n_days if end is None else self.row_of(end, "right")
         if hi <= lo:
             raise DataError(f"{self.source}: no dates between {start} and {end} "
                             f"(data covers {self.dates[0]} to {self.dates[-1]})")
@@ -81,9 +86,6 @@ class PricePanel:
         return replace(self, dates=self.dates[lo:hi], assets=tuple(self.assets[i] for i in cols),
                        close=cut(self.close), open=cut(self.open), high=cut(self.high), low=cut(self.low))
 
-    def to_frame(self, field: str = "close") -> pd.DataFrame:
-        return pd.DataFrame(getattr(self, field), index=pd.DatetimeIndex(self.dates, name="date"),
-                            columns=list(self.assets))
 
 
 def _read(path: Path) -> pd.DataFrame:

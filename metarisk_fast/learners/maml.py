@@ -102,7 +102,6 @@ class MAML(_GradientMetaLearner):
     def __init__(self, net: MLP, inner_lr: float = 0.01, inner_steps: int = 5,
                  first_order: bool = False, loss: str = "mse"):
         super().__init__(net, inner_lr, inner_steps, loss)
-        self.first_order = bool(first_order)
         self.mode = "first_order" if first_order else "second_order"
 
 

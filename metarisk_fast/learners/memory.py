@@ -8,10 +8,10 @@ import math
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .. import ops
 from .._files import atomic_write_bytes
+from .._losses import elementwise_loss
 from .mlp import MLP
 
 
@@ -143,13 +143,7 @@ class MemoryAugmentedNet(nn.Module):
 
 def _per_task_loss(z, y, loss):
     """Mean loss of each task, (B,): the same losses as the fused kernels."""
-    if loss == "bce":
-        return F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(dim=(1, 2))
-    if loss == "mse":
-        return ((z - y) ** 2).mean(dim=(1, 2))
-    if loss == "gaussian_nll":
-        return (0.5 * (math.log(2 * math.pi) + z + y * y * torch.exp(-z))).mean(dim=(1, 2))
-    raise ValueError(f"loss must be 'mse', 'gaussian_nll' or 'bce', got {loss!r}")
+    return elementwise_loss(z, y, loss).mean(dim=(1, 2))
 
 
 class MemoryConditionedMAML(nn.Module):

@@ -1,11 +1,11 @@
 """torch.func reference of the fused inner loops (see metarisk_fast.ops.inner_loop)."""
 from __future__ import annotations
 
-import math
 
 import torch
-import torch.nn.functional as F
 from torch.func import grad, vmap
+
+from .._losses import elementwise_loss
 
 
 def mlp_forward(params, x, activation="relu"):
@@ -19,13 +19,7 @@ def mlp_forward(params, x, activation="relu"):
 
 
 def loss_fn(z, y, loss="mse"):
-    if loss == "mse":
-        return ((z - y) ** 2).mean()
-    if loss == "gaussian_nll":
-        return (0.5 * (math.log(2 * math.pi) + z + y * y * torch.exp(-z))).mean()
-    if loss == "bce":
-        return F.binary_cross_entropy_with_logits(z, y)
-    raise ValueError(f"unknown loss {loss!r}")
+    return elementwise_loss(z, y, loss).mean()
 
 
 def _lr_list(lr, params):

@@ -182,9 +182,6 @@ class EpisodeBuilder:
         return self.ewma_variance if lam == ANCHOR_LAMBDA else F.ewma_vol(self.close, lam) ** 2
 
     # ------------------------------------------------------------------ index helpers
-    def row_of(self, date, side="left") -> int:
-        return int(np.searchsorted(self.panel.dates, np.datetime64(date, "D"), side))
-
     def _window_ok(self, ok: np.ndarray, length: int) -> np.ndarray:
         """ok_all[s, j]: rows s..s+length-1 all ok (cumulative count, exact integers)."""
         c = np.concatenate([np.zeros((1, ok.shape[1]), np.int64), np.cumsum(ok, axis=0)])
@@ -225,8 +222,8 @@ class EpisodeBuilder:
         K, Q, h = support or spec.support, query or spec.query, spec.horizon
         cols = (np.arange(self.panel.n_assets) if assets is None
                 else self.panel.asset_index(list(assets)))
-        lo = 0 if start is None else self.row_of(start)
-        hi = self.panel.n_days if end is None else self.row_of(end, "right")  # rows < hi
+        lo = 0 if start is None else self.panel.row_of(start)
+        hi = self.panel.n_days if end is None else self.panel.row_of(end, "right")  # rows < hi
         span = K + h + Q  # support, the h-row gap, query
         s_ok = self._window_ok(self.x_ok & self.y_ok, K)
         q_ok = self._window_ok(self.x_ok & self.y_ok, Q)
@@ -281,7 +278,7 @@ def time_split(panel: PricePanel, train_end, horizon: int, embargo: int | None =
     """(last training row, first test row): training targets are realised by ``train_end`` and
     test forecasts start ``max(embargo, horizon)`` rows later."""
     gap = max(horizon, embargo or 0)
-    end = int(np.searchsorted(panel.dates, np.datetime64(train_end, "D"), "right")) - 1
+    end = panel.row_of(train_end, "right") - 1
     if end < 0 or end + gap + 1 >= panel.n_days:
         raise DataError(f"{panel.source}: train end {train_end} leaves no training or no test period "
                         f"(data covers {panel.dates[0]} to {panel.dates[-1]})")
