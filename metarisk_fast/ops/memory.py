@@ -87,6 +87,11 @@ class _DenseRead(torch.autograd.Function):
         return torch.from_numpy(dm), torch.from_numpy(dk), torch.from_numpy(db), None
 
 
+def _cosine(dots, key_norms, slot_norms, eps):
+    """The read's similarity, as the kernels compute it: k.M / (|k| |M| + eps)."""
+    return dots / (key_norms * slot_norms + eps)
+
+
 def memory_read(memory, keys, beta=None, topk: int | None = None, eps: float = EPS):
     """Content-based read: w = softmax_i(beta * cos(k, M_i)), read = sum_i w_i M_i, with
     cos(k, M_i) = k.M_i / (|k| |M_i| + eps). Returns (read, weights); with ``topk`` the softmax
@@ -104,12 +109,12 @@ def memory_read(memory, keys, beta=None, topk: int | None = None, eps: float = E
     if mem3.is_cuda:  # on a GPU: select with torch.topk over the dense similarities
         with torch.no_grad():
             dots = torch.bmm(k2.view(mem3.shape[0], -1, k2.shape[1]), mem3.transpose(1, 2)).reshape(k2.shape[0], -1)
-            sims = dots / (k2.norm(dim=-1, keepdim=True) * mem3.norm(dim=-1)[group] + eps)
+            sims = _cosine(dots, k2.norm(dim=-1, keepdim=True), mem3.norm(dim=-1)[group], eps)
             idx = torch.topk(sims, int(topk), dim=-1).indices
     else:
         idx = torch.from_numpy(_core.memory_topk(_np(mem3), _np(k2), int(topk), eps)[0])  # exact scan
     rows = mem3[group[:, None], idx]  # (E*G, k, W): the differentiable part on k rows
-    sim = (rows @ k2.unsqueeze(-1)).squeeze(-1) / (k2.norm(dim=-1, keepdim=True) * rows.norm(dim=-1) + eps)
+    sim = _cosine((rows @ k2.unsqueeze(-1)).squeeze(-1), k2.norm(dim=-1, keepdim=True), rows.norm(dim=-1), eps)
     w = torch.softmax(b1[:, None] * sim, dim=-1)
     read = (w.unsqueeze(-1) * rows).sum(1)
     k = int(topk)
