@@ -290,3 +290,12 @@ def test_streaming_bad_input(ohlc, tmp_path):
     stream.save(tmp_path / "ok.npz")
     with pytest.raises(ValueError, match="another feature set"):
         F.StreamingFeatures.load(F.FeatureSet(cc_windows=(21,), ewma_lambdas=(), range_features=()), tmp_path / "ok.npz")
+
+
+def test_one_day_range_window(ohlc):
+    """A range mean over one day is that day's estimator; Yang-Zhang needs two days."""
+    o, h, l, c = ohlc
+    assert_matches(F.garman_klass_vol(o, h, l, c, 1), ref.garman_klass_vol(o, h, l, c, 1))
+    assert_matches(F.parkinson_vol(h, l, 1), ref.parkinson_vol(h, l, 1))
+    with pytest.raises(ValueError, match="range_window must be an int >= 2"):
+        F.FeatureSet(range_window=1)

@@ -117,3 +117,18 @@ def test_errors(panel):
     from metarisk_fast.features import FeatureSet
     with pytest.raises(DataError, match="needs OHLC"):
         EpisodeBuilder(close_only, TaskSpec(features=FeatureSet()))
+
+
+@pytest.mark.parametrize("h", [1, 5])
+def test_range_variance_is_the_mean_daily_garman_klass_ahead(panel, h):
+    """RV proxy with OHLC: the mean over t+1..t+h of each day's Garman-Klass variance."""
+    from metarisk_fast.reference import features as ref
+    from metarisk_fast.tasks import range_variance
+
+    daily = ref.garman_klass_vol(panel.open, panel.high, panel.low, panel.close, 1) ** 2
+    got = range_variance(panel, h)
+    T = panel.n_days
+    want = np.full(daily.shape, np.nan)
+    want[: T - h] = np.mean([daily[1 + i: T - h + 1 + i] for i in range(h)], axis=0)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert np.isnan(got[T - h:]).all()

@@ -27,9 +27,9 @@ def _panel(x, name: str) -> tuple[np.ndarray, bool]:
     return x, one_d
 
 
-def _check_window(window, name="window") -> int:
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 2:
-        raise ValueError(f"{name} must be an int >= 2, got {window!r}")
+def _check_window(window, name="window", minimum: int = 2) -> int:
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {window!r}")
     return int(window)
 
 
@@ -56,7 +56,8 @@ class FeatureSet:
     def __post_init__(self):
         object.__setattr__(self, "cc_windows", tuple(_check_window(w, "cc window") for w in self.cc_windows))
         object.__setattr__(self, "ewma_lambdas", tuple(_check_lambda(x) for x in self.ewma_lambdas))
-        _check_window(self.range_window, "range_window")
+        # a range mean over one day is the day's estimator; Yang-Zhang's sample variances need two
+        _check_window(self.range_window, "range_window", 2 if "yang_zhang" in self.range_features else 1)
         unknown = set(self.range_features) - set(RANGE_FEATURES)
         if unknown:
             raise ValueError(f"unknown range features {sorted(unknown)}; choose from {RANGE_FEATURES}")

@@ -59,13 +59,11 @@ def range_variance(panel: PricePanel, horizon: int) -> np.ndarray:
     """Garman-Klass daily variance averaged over t+1..t+h (a lower-noise proxy with OHLC)."""
     if not panel.has_ohlc:
         raise DataError(f"{panel.source}: the range-based proxy needs open, high and low prices")
-    lu = np.log(panel.high / panel.low)
-    lc = np.log(panel.close / panel.open)
-    daily = 0.5 * lu**2 - (2 * np.log(2) - 1) * lc**2
-    out = np.full(daily.shape, np.nan)
-    T = daily.shape[0]
-    if T > horizon:
-        out[: T - horizon] = np.lib.stride_tricks.sliding_window_view(daily[1:], horizon, axis=0).mean(-1)
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    gk = F.garman_klass_vol(panel.open, panel.high, panel.low, panel.close, horizon)  # mean over t-h+1..t
+    out = np.full(gk.shape, np.nan)
+    out[: max(gk.shape[0] - horizon, 0)] = gk[horizon:] ** 2  # row t: the mean over t+1..t+h
     return out
 
 
