@@ -8,6 +8,8 @@ from typing import NamedTuple
 import torch
 
 EPS = 1e-6  # cosine similarity: dot / (|k| |m| + EPS)
+MAX_BETA = 1e30  # key strengths above this are refused (csrc/memory/memory.h, kMaxBeta)
+MAX_INNER_STEPS = 10_000  # csrc/inner_loop/inner_loop.h, kMaxInnerSteps
 LOSSES = ("mse", "gaussian_nll", "bce")
 MODES = ("second_order", "first_order", "reptile")
 ACTIVATIONS = ("relu", "tanh")

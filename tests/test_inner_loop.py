@@ -183,7 +183,7 @@ def _valid():
         (lambda a: a.update(xs=a["xs"][0]), ValueError, "3-D"),
         (lambda a: a["xs"].__setitem__((1, 2, 0), float("nan")), ValueError, "xs .*non-finite.*index"),
         (lambda a: a["yq"].__setitem__((0, 0, 0), float("inf")), ValueError, "yq .*non-finite"),
-        (lambda a: a.update(steps=-1), ValueError, "inner_steps must be >= 0"),
+        (lambda a: a.update(steps=-1), ValueError, r"inner_steps must be in \[0, 10000\]"),
         (lambda a: a.update(steps=2.5), TypeError, "inner_steps must be an int"),
         (lambda a: a.update(mode="third_order"), ValueError, "mode must be one of"),
         (lambda a: a.update(loss="hinge"), ValueError, "loss must be one of"),

@@ -59,6 +59,15 @@ struct InnerLoopArgs {
 // caller (the CPU path keeps transposed weights there).
 template <typename T>
 struct TaskWorkspace {
+  // Elements of one task's workspace, computed in double so that user-sized arguments cannot
+  // overflow it before the bound below is checked.
+  static double size_bound(int64_t P, int64_t A, int64_t S, int64_t K, int64_t Q, bool second, bool want_lr,
+                           int64_t extra) {
+    const double kept = second ? S : 1, kept_g = want_lr && S > 1 ? S : 1, rows_q = Q > 1 ? Q : 1;
+    return double(extra) + (double(S) + 1) * P + 2 * kept * K * A + kept_g * P + 2 * rows_q * A + 3.0 * P +
+           (second ? 3.0 * K * A : 0.0);
+  }
+
   T *thetas, *acts, *deltas, *grads, *qacts, *qdeltas, *v, *u, *hv, *rz, *ra, *rd;
 
   // kept: steps whose activations are kept (S for second order, else 1); kept_g likewise for
@@ -85,6 +94,10 @@ struct TaskWorkspace {
     rz = w; ra = w + K * A; rd = w + 2 * K * A;
   }
 };
+
+// Bounds on what a caller controls: inner steps, and one task's workspace.
+constexpr int64_t kMaxInnerSteps = 10000;
+constexpr double kMaxTaskWorkspaceBytes = double(int64_t(4) << 30);
 
 // Checks finiteness and argument consistency, then runs all tasks in parallel.
 template <typename T>

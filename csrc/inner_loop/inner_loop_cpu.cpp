@@ -16,10 +16,15 @@ int64_t MlpShape::num_params() const {
 }
 
 void MlpShape::validate() const {
-  MR_CHECK(sizes.size() >= 2, "an MLP needs at least an input and an output size, got "
-                                  << sizes.size() << " sizes");
-  for (size_t i = 0; i < sizes.size(); ++i)
-    MR_CHECK(sizes[i] >= 1, "layer size " << i << " must be >= 1, got " << sizes[i]);
+  MR_CHECK(sizes.size() >= 2 && sizes.size() <= 64, "an MLP needs 2 to 64 layer sizes (input to output), got "
+                                                        << sizes.size() << " sizes");
+  double params = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    MR_CHECK(sizes[i] >= 1 && sizes[i] <= (int64_t(1) << 24), "layer size " << i << " must be in [1, 2^24], got "
+                                                                             << sizes[i]);
+    if (i > 0) params += double(sizes[i - 1] + 1) * sizes[i];
+  }
+  MR_CHECK(params <= double(int64_t(1) << 31), "the MLP has " << params << " parameters; the limit is 2^31");
 }
 
 namespace {
@@ -258,6 +263,14 @@ void inner_loop_cpu(const MlpShape& shape, const InnerLoopArgs<T>& a) {
   MR_CHECK(B >= 1, "need at least one task, got " << B);
   MR_CHECK(K >= 1 || a.steps == 0, "support set needs at least one row when inner_steps > 0");
   MR_CHECK(Q >= 0 && a.steps >= 0, "query rows and inner_steps must be >= 0");
+  MR_CHECK(a.steps <= kMaxInnerSteps, "inner_steps must be <= " << kMaxInnerSteps << ", got " << a.steps);
+  const double workspace = sizeof(T) * TaskWorkspace<T>::size_bound(lay.P, lay.A, a.steps, K, Q,
+                                                                     a.mode == MetaMode::SecondOrder,
+                                                                     a.task_lr_grad != nullptr, 2 * lay.Pw);
+  MR_CHECK(workspace <= kMaxTaskWorkspaceBytes,
+           "one task's inner-loop workspace would take " << workspace / double(1 << 30) << " GiB (inner_steps "
+               << a.steps << ", support rows " << K << ", " << lay.P << " parameters); the limit is "
+               << kMaxTaskWorkspaceBytes / double(1 << 30) << " GiB");
   MR_CHECK(a.theta && a.lr && a.xs && a.ys, "theta, lr, xs and ys are required");
   MR_CHECK(Q == 0 || a.xq, "xq is required when query rows > 0");
   MR_CHECK(a.mode == MetaMode::None || a.task_grad, "a meta-gradient mode needs task_grad");

@@ -136,6 +136,7 @@ void mlp_inner_loop_cuda(const py::dict& ptrs, const std::string& dtype, int dev
   MlpShape shape{sizes, parse_activation(activation), parse_loss(loss)};
   shape.validate();
   MR_CHECK(B >= 1 && K >= 0 && Q >= 0 && steps >= 0, "bad task batch sizes");
+  MR_CHECK(steps <= kMaxInnerSteps, "inner_steps must be <= " << kMaxInnerSteps << ", got " << steps);
   const MetaMode m = parse_mode(mode);
   if (dtype == "float32")
     run_cuda<float>(shape, ptrs, B, K, Q, steps, m, lr_per_param, theta_per_task);

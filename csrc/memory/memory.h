@@ -9,13 +9,17 @@
 
 namespace metarisk {
 
+// Key strengths above this are refused: the read's logits (beta log2(e) cos) must stay finite in
+// float; far below it the softmax is already a hard maximum.
+constexpr double kMaxBeta = 1e30;
+
 template <typename T>
 struct MemoryReadArgs {
   const T* memory = nullptr;  // (E, N, W)
   const T* keys = nullptr;    // (E * G, W)
   const T* beta = nullptr;    // (E * G,) key strengths >= 0
   int64_t E = 1, N = 0, W = 0, G = 0;
-  T eps = T(1e-6);
+  T eps = T(1e-6);  // > 0: a zero key or slot has similarity 0, not 0/0
   T* read = nullptr;     // (E * G, W)
   T* weights = nullptr;  // (E * G, N)
 };

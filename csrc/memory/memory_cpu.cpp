@@ -28,6 +28,16 @@ T* scratch(size_t n, int slot = 0) {
   return b.data();
 }
 
+// Buffers that live across calls in the calling thread (grow-only: no page faults or zero fill
+// once warm), handed to the workers of one call; separate from the workers' own scratch.
+template <typename T>
+T* call_buffer(size_t n, int slot) {
+  thread_local std::vector<T> bufs[3];
+  auto& b = bufs[slot];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
 template <typename T>
 T norm(const T* x, int64_t n) {
   T s = T(0);
@@ -54,9 +64,11 @@ void check_read(const MemoryReadArgs<T>& a) {
   MR_CHECK(a.W >= 1 && a.E >= 1 && a.G >= 1, "empty memory or key batch");
   check_finite(a.memory, a.E * a.N * a.W, "memory");
   check_finite(a.keys, a.E * a.G * a.W, "keys");
+  MR_CHECK(std::isfinite(a.eps) && a.eps > T(0), "eps must be finite and > 0, got " << a.eps);
   for (int64_t q = 0; q < a.E * a.G; ++q)
-    MR_CHECK(std::isfinite(a.beta[q]) && a.beta[q] >= T(0),
-             "beta (key strength) must be finite and >= 0, got " << a.beta[q] << " at key " << q);
+    MR_CHECK(std::isfinite(a.beta[q]) && a.beta[q] >= T(0) && a.beta[q] <= T(kMaxBeta),
+             "beta (key strength) must be finite, >= 0 and <= " << kMaxBeta << ", got " << a.beta[q]
+                                                                << " at key " << q);
 }
 
 }  // namespace
@@ -187,98 +199,105 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
   slot_norms(a.memory, a.E, a.N, a.W, mn);
   const ReadPlan<T> plan(a);
   const int64_t N = a.N, W = a.W, E = a.E;
-  // One memory shared by many key blocks: each thread accumulates its own dM and d|M_j|.
-  const int threads = num_threads();
-  const int64_t copies = E == 1 ? threads : 1;
-  std::vector<T> acc(copies * E * N * (W + 1), T(0));
-  auto dM_of = [&](int worker, int64_t e) { return acc.data() + ((E == 1 ? worker : 0) * E + e) * N * (W + 1); };
-  // per-episode memories: one item per memory so no two threads touch the same dM
-  const int64_t items = E == 1 ? plan.items : E;
-  parallel_for(items, [&](int64_t item, int worker) {
-    const int64_t first = E == 1 ? item : item * plan.blocks_per_memory;
-    const int64_t last = E == 1 ? item + 1 : first + plan.blocks_per_memory;
-    for (int64_t it = first; it < last; ++it) {
-      int64_t e, q0, kb;
-      plan.block(it, a, e, q0, kb);
-      const T* K = a.keys + q0 * W;
-      const T* dR = d_read + q0 * W;
-      const T* M = a.memory + e * N * W;
-      const T* mnorm = mn.data() + e * N;
-      // slot-major (N x kb) buffers, as in the forward: keys are the vector lanes. SP holds
-      // [S | P] side by side (row stride 2 kb) so the two memory-gradient products run as one
-      // with K and dL/dread stacked: dM += [G | P] . [K ; dR], one pass over the accumulator.
-      const int64_t ld2 = 2 * kb;
-      T* Kt = scratch<T>(2 * W * KEY_BLOCK + 2 * KEY_BLOCK * W, 2);
-      T* dRt = Kt + W * kb;
-      T* KdR = dRt + W * kb;  // [K ; dR] (2 kb x W)
-      transpose(kb, W, K, W, Kt, kb);
-      transpose(kb, W, dR, W, dRt, kb);
-      std::copy(K, K + kb * W, KdR);
-      std::copy(dR, dR + kb * W, KdR + kb * W);
-      T* SP = scratch<T>(N * 2 * KEY_BLOCK, 0);
-      T* dPt = scratch<T>(N * KEY_BLOCK, 1);
-      gemm_nn<T>(N, kb, W, M, W, Kt, kb, SP, ld2, false);  // dots
-      transpose(kb, N, a.weights + q0 * N, N, SP + kb, ld2);
-      if (d_weights)
-        transpose(kb, N, d_weights + q0 * N, N, dPt, kb);
-      else
-        std::fill(dPt, dPt + N * kb, T(0));
-      gemm_nn<T>(N, kb, W, M, W, dRt, kb, dPt, kb, true);  // + dL/dread . M_j
-      T kn[KEY_BLOCK], beta[KEY_BLOCK], dot[KEY_BLOCK], dbeta[KEY_BLOCK], dkn[KEY_BLOCK];
-      for (int64_t i = 0; i < kb; ++i) {
-        kn[i] = norm(K + i * W, W);
-        beta[i] = a.beta[q0 + i];
-        dot[i] = dbeta[i] = dkn[i] = T(0);
-      }
-      for (int64_t j = 0; j < N; ++j) {
-        const T* p = SP + j * ld2 + kb;
-        const T* dp = dPt + j * kb;
-#pragma omp simd
-        for (int64_t i = 0; i < kb; ++i) dot[i] += p[i] * dp[i];
-      }
-      T* acc_e = dM_of(worker, e);
-      T* dmn = acc_e + N * W;
-      for (int64_t j = 0; j < N; ++j) {
-        T* s = SP + j * ld2;
-        const T* p = s + kb;
-        const T* dp = dPt + j * kb;
-        const T mj = mnorm[j];
-        T dmj = T(0);
-#pragma omp simd reduction(+ : dmj)
-        for (int64_t i = 0; i < kb; ++i) {
-          T db, g, dD;
-          cosine_softmax_grad(p[i], dp[i], dot[i], beta[i], s[i], kn[i], mj, a.eps, db, g, dD);
-          dbeta[i] += db;
-          dkn[i] += dD * mj;
-          dmj += dD * kn[i];
-          s[i] = g;  // the S half of SP now holds G = dL/d(k . M_j)
-        }
-        dmn[j] += dmj;
-      }
-      for (int64_t i = 0; i < kb; ++i) d_beta[q0 + i] = dbeta[i];
-      T* dK = d_keys + q0 * W;
-      gemm_tn<T>(kb, W, N, SP, ld2, M, W, dK, W, false);
-      for (int64_t i = 0; i < kb; ++i)
-        if (kn[i] > T(0))
-          for (int64_t w = 0; w < W; ++w) dK[i * W + w] += dkn[i] / kn[i] * K[i * W + w];
-      gemm_nn<T>(N, W, ld2, SP, ld2, KdR, W, acc_e, W, true);
+  // Two passes, both parallel, with no per-thread accumulators: the result is bitwise the same
+  // for any thread count or schedule. Pass 1, per key block: d_keys, d_beta, and the block's
+  // share of the memory gradient as factors, [G | P] (N x 2 kb, slot-major) and [K ; dR]
+  // (2 kb x W), kept. Pass 2, per chunk of slots: dM = sum over the memory's blocks, in block
+  // order, of [G | P] . [K ; dR], plus the slot-norm terms.
+  // block factors stored at their first key q0: [G | P] at q0 * 2N, [K ; dR] at q0 * 2W (twice the
+  // weights' size in all); no zero fill, every entry is written
+  const int64_t keys = E * a.G;
+  T* sp_all = call_buffer<T>(keys * 2 * N, 0);
+  T* kdr_all = call_buffer<T>(keys * 2 * W, 1);
+  T* dmn_all = call_buffer<T>(plan.items * N, 2);  // each block's d|M_j|
+  parallel_for(plan.items, [&](int64_t it, int) {
+    int64_t e, q0, kb;
+    plan.block(it, a, e, q0, kb);
+    const T* K = a.keys + q0 * W;
+    const T* dR = d_read + q0 * W;
+    const T* M = a.memory + e * N * W;
+    const T* mnorm = mn.data() + e * N;
+    // slot-major (N x kb) buffers, as in the forward: keys are the vector lanes. SP holds [S | P]
+    // side by side (row stride 2 kb); S becomes G = dL/d(k . M_j) below.
+    const int64_t ld2 = 2 * kb;
+    T* Kt = scratch<T>(2 * W * KEY_BLOCK, 2);
+    T* dRt = Kt + W * kb;
+    T* KdR = kdr_all + q0 * 2 * W;  // [K ; dR] (2 kb x W)
+    transpose(kb, W, K, W, Kt, kb);
+    transpose(kb, W, dR, W, dRt, kb);
+    std::copy(K, K + kb * W, KdR);
+    std::copy(dR, dR + kb * W, KdR + kb * W);
+    T* SP = sp_all + q0 * 2 * N;
+    T* dPt = scratch<T>(N * KEY_BLOCK, 1);
+    gemm_nn<T>(N, kb, W, M, W, Kt, kb, SP, ld2, false);  // dots
+    transpose(kb, N, a.weights + q0 * N, N, SP + kb, ld2);
+    if (d_weights)
+      transpose(kb, N, d_weights + q0 * N, N, dPt, kb);
+    else
+      std::fill(dPt, dPt + N * kb, T(0));
+    gemm_nn<T>(N, kb, W, M, W, dRt, kb, dPt, kb, true);  // + dL/dread . M_j
+    // sum_j p_j dp_j accumulates in double (also for float): p (dp - sum p dp) cancels when a
+    // sharp key puts nearly all weight on one slot.
+    T kn[KEY_BLOCK], beta[KEY_BLOCK], dot[KEY_BLOCK], dbeta[KEY_BLOCK], dkn[KEY_BLOCK];
+    double dot_acc[KEY_BLOCK];
+    for (int64_t i = 0; i < kb; ++i) {
+      kn[i] = norm(K + i * W, W);
+      beta[i] = a.beta[q0 + i];
+      dot_acc[i] = 0.0;
+      dbeta[i] = dkn[i] = T(0);
     }
+    for (int64_t j = 0; j < N; ++j) {
+      const T* p = SP + j * ld2 + kb;
+      const T* dp = dPt + j * kb;
+#pragma omp simd
+      for (int64_t i = 0; i < kb; ++i) dot_acc[i] += static_cast<double>(p[i]) * dp[i];
+    }
+    for (int64_t i = 0; i < kb; ++i) dot[i] = static_cast<T>(dot_acc[i]);
+    T* dmn = dmn_all + it * N;
+    for (int64_t j = 0; j < N; ++j) {
+      T* s = SP + j * ld2;
+      const T* p = s + kb;
+      const T* dp = dPt + j * kb;
+      const T mj = mnorm[j];
+      T dmj = T(0);
+#pragma omp simd reduction(+ : dmj)
+      for (int64_t i = 0; i < kb; ++i) {
+        T db, g, dD;
+        cosine_softmax_grad(p[i], dp[i], dot[i], beta[i], s[i], kn[i], mj, a.eps, db, g, dD);
+        dbeta[i] += db;
+        dkn[i] += dD * mj;
+        dmj += dD * kn[i];
+        s[i] = g;  // the S half of SP now holds G
+      }
+      dmn[j] = dmj;
+    }
+    for (int64_t i = 0; i < kb; ++i) d_beta[q0 + i] = dbeta[i];
+    T* dK = d_keys + q0 * W;
+    gemm_tn<T>(kb, W, N, SP, ld2, M, W, dK, W, false);
+    for (int64_t i = 0; i < kb; ++i)
+      if (kn[i] > T(0))
+        for (int64_t w = 0; w < W; ++w) dK[i * W + w] += dkn[i] / kn[i] * K[i * W + w];
   });
   const int64_t chunks = (N + SLOT_CHUNK - 1) / SLOT_CHUNK;
-  parallel_for(E * chunks, [&](int64_t item, int) {  // reduce copies, add the norm terms
+  parallel_for(E * chunks, [&](int64_t item, int) {
     const int64_t e = item / chunks, j0 = (item % chunks) * SLOT_CHUNK, j1 = std::min(N, j0 + SLOT_CHUNK);
-    for (int64_t j = j0; j < j1; ++j) {
-      T dmn = T(0);
-      T* out = d_memory + (e * N + j) * W;
-      for (int64_t w = 0; w < W; ++w) out[w] = T(0);
-      for (int64_t c = 0; c < copies; ++c) {
-        const T* src = acc.data() + (c * E + e) * N * (W + 1);
-        for (int64_t w = 0; w < W; ++w) out[w] += src[j * W + w];
-        dmn += src[N * W + j];
-      }
+    T* out = d_memory + (e * N + j0) * W;
+    T* dmn = scratch<T>(SLOT_CHUNK, 3);
+    std::fill(dmn, dmn + (j1 - j0), T(0));
+    for (int64_t b = 0; b < plan.blocks_per_memory; ++b) {
+      const int64_t it = e * plan.blocks_per_memory + b;
+      int64_t e_, q0, kb;
+      plan.block(it, a, e_, q0, kb);
+      const int64_t ld2 = 2 * kb;
+      gemm_nn<T>(j1 - j0, W, ld2, sp_all + q0 * 2 * N + j0 * ld2, ld2, kdr_all + q0 * 2 * W, W, out,
+                 W, b > 0);
+      const T* part = dmn_all + it * N;
+      for (int64_t j = j0; j < j1; ++j) dmn[j - j0] += part[j];
+    }
+    for (int64_t j = j0; j < j1; ++j) {  // the slot-norm terms
       const T m = mn[e * N + j];
       if (m > T(0))
-        for (int64_t w = 0; w < W; ++w) out[w] += dmn / m * a.memory[(e * N + j) * W + w];
+        for (int64_t w = 0; w < W; ++w) out[(j - j0) * W + w] += dmn[j - j0] / m * a.memory[(e * N + j) * W + w];
     }
   });
 }
@@ -412,8 +431,14 @@ void memory_topk(const MemoryReadArgs<T>& a, int64_t k, int64_t* idx, T* sim) {
     auto weaker = [](const std::pair<T, int64_t>& x, const std::pair<T, int64_t>& y) {
       return x.first > y.first || (x.first == y.first && x.second < y.second);
     };
+    // threshold: the k-th best so far; until a heap holds k slots every slot enters (filling).
+    // A NaN similarity (an overflowing dot product) ranks below every number, as -inf.
     T threshold[KEY_BLOCK];
-    for (int64_t i = 0; i < kb; ++i) threshold[i] = -INFINITY;  // until a heap holds k slots all enter
+    int filling[KEY_BLOCK];
+    for (int64_t i = 0; i < kb; ++i) {
+      threshold[i] = -INFINITY;
+      filling[i] = 1;
+    }
     b.chunk_dots([&](int64_t c0, int64_t cn) {
       for (int64_t j = 0; j < cn; ++j) {
         T* row = b.St + j * kb;
@@ -421,12 +446,13 @@ void memory_topk(const MemoryReadArgs<T>& a, int64_t k, int64_t* idx, T* sim) {
         int wins = 0;
 #pragma omp simd reduction(+ : wins)
         for (int64_t i = 0; i < kb; ++i) {
-          row[i] = row[i] / (b.kn[i] * mj + a.eps);
-          wins += row[i] > threshold[i];
+          const T c = row[i] / (b.kn[i] * mj + a.eps);
+          row[i] = c == c ? c : -INFINITY;
+          wins += (row[i] > threshold[i]) | filling[i];
         }
         if (wins == 0) continue;
         for (int64_t i = 0; i < kb; ++i) {
-          if (!(row[i] > threshold[i])) continue;  // equal similarity: the lower index kept wins
+          if (!(row[i] > threshold[i]) && !filling[i]) continue;  // equal similarity: the lower index kept wins
           auto& h = heaps[i];
           if (static_cast<int64_t>(h.size()) == k) {
             std::pop_heap(h.begin(), h.end(), weaker);
@@ -434,7 +460,10 @@ void memory_topk(const MemoryReadArgs<T>& a, int64_t k, int64_t* idx, T* sim) {
           }
           h.emplace_back(row[i], c0 + j);
           std::push_heap(h.begin(), h.end(), weaker);
-          if (static_cast<int64_t>(h.size()) == k) threshold[i] = h.front().first;
+          if (static_cast<int64_t>(h.size()) == k) {
+            threshold[i] = h.front().first;
+            filling[i] = 0;
+          }
         }
       }
     });

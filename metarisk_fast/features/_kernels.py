@@ -45,6 +45,14 @@ def _is_bad_price(x):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
+def _finite_or_nan(x):
+    """x, or NaN where x is +-inf: a log return or range term that overflowed (extreme or
+    subnormal prices) is treated as missing, so the NaN bookkeeping restores the windows after it
+    leaves them."""
+    return x if (x - x) == 0.0 else np.nan
+
+
+@njit(cache=True, error_model="numpy", _nrt=False)
 def _record_first(bad, k, t, mask_row):
     """Count the row's bad values in bad[k] and keep the first (row, asset) in bad[k+1:k+3]."""
     for j in range(mask_row.shape[0]):
@@ -68,10 +76,12 @@ def _range_row_special(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
         nnan += np.isnan(cj) | np.isnan(oj) | np.isnan(hj) | np.isnan(lj) | np.isnan(pj)
         x0, x1, x2, x3, x4 = _price_ratios(cj, oj, hj, lj, pj)
         if not _fast_logs_ok(cj, x0, x1, x2, x3, x4):
-            lc = math.log(x4)
-            r[j] = math.log(x0)
-            ov[j] = math.log(x1)
-            u2[j], gk[j], rs[j] = _range_terms(math.log(x2), math.log(x3), lc)
+            lc = _finite_or_nan(math.log(x4))
+            r[j] = _finite_or_nan(math.log(x0))
+            ov[j] = _finite_or_nan(math.log(x1))
+            _, gk[j], rs[j] = _range_terms(_finite_or_nan(math.log(x2)), _finite_or_nan(math.log(x3)), lc)
+            lu = _finite_or_nan(math.log(hj / lj))  # Parkinson's term needs high and low only
+            u2[j] = lu * lu
             oc[j] = lc
     return nbad, nnan
 
@@ -87,7 +97,7 @@ def _returns_row(c, prev_c, r):
     for j in range(c.shape[0]):
         cj = c[j]
         nbad += _is_bad_price(cj)
-        rj = _ln(cj / prev_c[j])
+        rj = _finite_or_nan(_ln(cj / prev_c[j]))  # an overflowing ratio counts as missing
         nnan += np.isnan(rj)
         r[j] = rj
         prev_c[j] = cj

@@ -27,9 +27,12 @@ def _panel(x, name: str) -> tuple[np.ndarray, bool]:
     return x, one_d
 
 
+MAX_WINDOW = 100_000  # rows; each window keeps a ring of this many values per asset
+
+
 def _check_window(window, name="window", minimum: int = 2) -> int:
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {window!r}")
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not minimum <= window <= MAX_WINDOW:
+        raise ValueError(f"{name} must be an int in [{minimum}, {MAX_WINDOW}], got {window!r}")
     return int(window)
 
 
@@ -167,27 +170,46 @@ class StreamingFeatures:
 
     def update(self, close, open=None, high=None, low=None) -> dict[str, np.ndarray]:
         """Consume one bar (arrays of shape (n_assets,)); return each feature's value at it."""
+        c, o, h, lo = self._checked_bar(close, open, high, low)
+        cc_w, lams, wr, want, n_out = self.spec._args()
+        row, bad = K.feature_step(self.t, o, h, lo, c, cc_w, lams, wr, want, n_out, *self._state)
+        bad[1] = self.t
+        _raise_bad(bad)  # never fires after _checked_bar; kept as the kernel's own guard
+        self.t += 1
+        return dict(zip(self.spec.names, row))
+
+    def _checked_bar(self, close, open, high, low):
+        """The bar as float64 arrays, every check done before the state is touched (a rejected
+        bar leaves the stream exactly as it was): shapes, real-number dtypes, prices > 0 or NaN,
+        high >= low."""
         bar = []
         for x, n in ((close, "close"), (open, "open"), (high, "high"), (low, "low")):
             if x is None:
                 bar.append(None)
                 continue
-            a = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+            a = np.asarray(x)
+            if a.dtype.kind not in "fiu":
+                raise TypeError(f"{n} bar must hold real numbers, got dtype {a.dtype}")
+            a = np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
             if a.shape[0] != self.n_assets:
                 raise ValueError(f"{n} bar has {a.shape[0]} values, expected {self.n_assets} assets")
+            bad = ~(np.isnan(a) | ((a > 0) & (a < np.inf)))
+            if bad.any():
+                j = int(np.argmax(bad))
+                raise ValueError(f"non-positive or infinite price at row {self.t}, asset column {j} "
+                                 f"({int(bad.sum())} such values); prices must be > 0 (NaN marks missing)")
             bar.append(a)
         c, o, h, lo = bar
         if self.spec.needs_ohlc:
             if o is None or h is None or lo is None:
                 raise ValueError("range features need open, high and low in every bar")
+            crossed = h < lo
+            if crossed.any():
+                raise ValueError(f"high < low at row {self.t}, asset column {int(np.argmax(crossed))} "
+                                 f"({int(crossed.sum())} such rows)")
         else:
             o = h = lo = c
-        cc_w, lams, wr, want, n_out = self.spec._args()
-        row, bad = K.feature_step(self.t, o, h, lo, c, cc_w, lams, wr, want, n_out, *self._state)
-        bad[1] = self.t
-        _raise_bad(bad)
-        self.t += 1
-        return dict(zip(self.spec.names, row))
+        return c, o, h, lo
 
     def state_dict(self) -> dict[str, np.ndarray]:
         keys = ("r_ring", "term_ring", "cc", "ewma", "means", "yz", "prev_close")

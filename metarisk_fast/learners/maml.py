@@ -79,20 +79,22 @@ class _GradientMetaLearner(nn.Module):
         return [r.detach() for r in lr] if isinstance(lr, (list, tuple)) else lr
 
     def _numpy_params(self, dtype):
-        """Flat parameter and lr arrays, cached until a parameter changes (optimizer steps bump
-        the tensors' version counters)."""
-        tensors = list(self.parameters())
-        key = (np.dtype(dtype), tuple((id(t), t._version) for t in tensors))
-        if self._numpy_cache is None or self._numpy_cache[0] != key:
-            with torch.no_grad():
-                theta = torch.cat([p.reshape(-1) for p in self.net.parameters()]).numpy().astype(dtype)
-                lr = self._lr_detached()
-                if isinstance(lr, list):
-                    lr_arr = torch.cat([r.reshape(-1) for r in lr]).numpy().astype(dtype)
-                else:
-                    lr_arr = np.array([lr], dtype=dtype)
-            self._numpy_cache = (key, theta, lr_arr)
-        return self._numpy_cache[1], self._numpy_cache[2]
+        """Flat parameter and lr arrays, read from the parameters' current values on every call:
+        NumPy views of their storage are kept (rebuilt when a parameter or its storage is
+        replaced), so no update is missed, in place (fused optimisers, ``.data`` writes) or not."""
+        lr = self._lr()
+        lr = list(lr) if isinstance(lr, (list, tuple, nn.ParameterList)) else lr
+        tensors = list(self.net.parameters()) + (lr if isinstance(lr, list) else [])
+        cache = self._numpy_cache
+        if (cache is None or len(cache[0]) != len(tensors) or any(a is not b for a, b in zip(cache[0], tensors))
+                or cache[1] != [t.data_ptr() for t in tensors]):
+            views = [t.detach().reshape(-1).numpy() for t in tensors]  # share the tensors' memory
+            cache = self._numpy_cache = (tensors, [t.data_ptr() for t in tensors], views)
+        views, n_params = cache[2], len(tensors) - (len(lr) if isinstance(lr, list) else 0)
+        theta = np.concatenate(views[:n_params]).astype(dtype, copy=False)
+        lr_arr = (np.concatenate(views[n_params:]).astype(dtype, copy=False) if isinstance(lr, list)
+                  else np.array([lr], dtype=dtype))
+        return theta, lr_arr
 
 
 class MAML(_GradientMetaLearner):

@@ -6,6 +6,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .._types import MAX_INNER_STEPS
+
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
@@ -109,6 +111,6 @@ def check_task_batch(xs, ys, xq, yq, sizes, dtype, *, need_query_targets: bool, 
 def check_steps(steps) -> int:
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
         raise TypeError(f"inner_steps must be an int, got {type(steps).__name__}")
-    if steps < 0:
-        raise ValueError(f"inner_steps must be >= 0, got {steps}")
+    if not 0 <= steps <= MAX_INNER_STEPS:
+        raise ValueError(f"inner_steps must be in [0, {MAX_INNER_STEPS}], got {steps}")
     return int(steps)

@@ -159,13 +159,20 @@ def mlp_meta_loss(
         raise ValueError("the query set is empty (Q = 0); the meta-loss needs query rows")
     theta = _task_start(theta, task_offsets, params, xs.shape[0])
     losses = _MetaLoss.apply(theta, lr_flat, xs, ys, xq, yq, sizes, steps, activation, loss, mode)
-    if not torch.isfinite(losses).all():
-        bad = int(torch.nonzero(~torch.isfinite(losses))[0])
+    _check_converged(losses, "query loss", steps)
+    return losses
+
+
+def _check_converged(values, what: str, steps: int) -> None:
+    """A non-finite output after the inner loop is an error, as in every op of this module."""
+    finite = np.isfinite(values) if isinstance(values, np.ndarray) else torch.isfinite(values)
+    if not finite.all():
+        per_task = finite.reshape(finite.shape[0], -1).all(1)
+        bad = int(np.argmin(per_task) if isinstance(values, np.ndarray) else torch.nonzero(~per_task)[0])
         raise FloatingPointError(
-            f"the inner loop diverged: task {bad} has a non-finite query loss after {steps} steps; "
+            f"the inner loop diverged: task {bad} has a non-finite {what} after {steps} steps; "
             "lower the inner learning rate or standardise the features"
         )
-    return losses
 
 
 def _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, *, adapted: bool, pred: bool, task_offsets=None):
@@ -188,6 +195,7 @@ def mlp_adapt(params, lr, xs, ys, *, steps: int, activation: str = "relu", loss:
     out, sizes = _adapt_call(params, lr, xs, ys, None, steps, activation, loss, adapted=True, pred=False,
                              task_offsets=task_offsets)
     flat = out["adapted"]
+    _check_converged(flat, "adapted parameter", steps)
     pieces, start = [], 0
     for p in params:
         n = p.numel()
@@ -203,6 +211,7 @@ def mlp_adapt_predict(params, lr, xs, ys, xq, *, steps: int, activation: str = "
         raise ValueError("xq (query inputs) is required")
     out, _ = _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, adapted=False, pred=True,
                          task_offsets=task_offsets)
+    _check_converged(out["pred"], "prediction", steps)
     return out["pred"]
 
 
@@ -219,9 +228,21 @@ def mlp_adapt_predict_numpy(
     loss: str = "mse",
 ) -> np.ndarray:
     """The backtest hot path: flat parameters and C-contiguous arrays in, predictions out, no
-    torch dispatch. The core checks dtypes, shapes, contiguity and finiteness."""
+    torch dispatch. Argument types are checked here (so a wrong one is named, not reported as a
+    binding signature); the core checks dtypes, shapes, contiguity and finiteness."""
+    for name, a in (("theta", theta), ("lr", lr), ("xs", xs), ("ys", ys), ("xq", xq)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    steps = check_steps(steps)
+    _check_choice(activation, "activation", ACTIVATIONS)
+    _check_choice(loss, "loss", LOSSES)
+    try:
+        sizes = [int(n) for n in sizes]
+    except (TypeError, ValueError):
+        raise TypeError(f"sizes must be a sequence of ints, got {sizes!r}") from None
     out = _core.mlp_inner_loop(
-        theta, lr, xs, ys, xq, None, list(sizes), steps, activation, loss, "none",
+        theta, lr, xs, ys, xq, None, sizes, steps, activation, loss, "none",
         False, False, False, True,
     )
+    _check_converged(out["pred"], "prediction", steps)
     return out["pred"]

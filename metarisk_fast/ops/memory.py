@@ -8,11 +8,13 @@ float, or one strength >= 0 per key. Twins with the same signatures: metarisk_fa
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
 from .._native import core as _core
-from .._types import EPS, MemoryRead, TopKRead
+from .._types import EPS, MAX_BETA, MemoryRead, TopKRead
 from ._dispatch import numpy_view as _np
 from ._dispatch import run_cuda
 from ._validate import as_tensor
@@ -96,10 +98,13 @@ def memory_read(memory, keys, beta=None, topk: int | None = None, eps: float = E
     """Content-based read: w = softmax_i(beta * cos(k, M_i)), read = sum_i w_i M_i, with
     cos(k, M_i) = k.M_i / (|k| |M_i| + eps). Returns (read, weights); with ``topk`` the softmax
     runs over the k most similar slots (an exact scan) and indices are returned too."""
+    if isinstance(eps, bool) or not isinstance(eps, (float, int)) or not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
     mem3, k2, b1, key_shape = _layout(memory, keys, beta)
     # the CPU dense kernel checks beta itself (and names the key); spare its hot path a pass
-    if (topk is not None or mem3.is_cuda) and (not torch.isfinite(b1).all() or (b1 < 0).any()):
-        raise ValueError("beta (key strength) must be finite and >= 0")
+    if (topk is not None or mem3.is_cuda) and (not torch.isfinite(b1).all() or (b1 < 0).any()
+                                               or (b1 > MAX_BETA).any()):
+        raise ValueError(f"beta (key strength) must be finite, >= 0 and <= {MAX_BETA:g}")
     if topk is None:
         read, weights = _DenseRead.apply(mem3.contiguous(), k2.contiguous(), b1.contiguous(), eps)
         return MemoryRead(read.reshape(key_shape), weights.reshape(*key_shape[:-1], mem3.shape[1]))

@@ -1,0 +1,266 @@
+"""Regression tests for what an audit of the public API found: crashes, hangs, silent NaN and
+silently wrong results (issue #12), one test per finding."""
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import metarisk_fast as mr
+from metarisk_fast import features as F
+from metarisk_fast import ops, reference
+from metarisk_fast.learners import ExternalMemory
+
+from conftest import make_tasks
+
+
+def test_topk_on_an_all_zero_memory_and_eps_checked():
+    """A new ExternalMemory is all zeros: every similarity is 0, never 0/0, and eps = 0 is refused."""
+    keys = torch.randn(16, 8)
+    out = ops.memory_read(torch.zeros(16, 8), keys, topk=2)
+    assert torch.isfinite(out.read).all() and (out.read == 0).all()
+    assert ((out.indices >= 0) & (out.indices < 16)).all()
+    assert (out.indices[:, 0] != out.indices[:, 1]).all()
+    for eps in (0.0, -1e-6, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+            ops.memory_read(torch.zeros(16, 8), keys, topk=2, eps=eps)
+    read = ExternalMemory(slots=16, width=8).read(keys.unsqueeze(0))  # a new memory is all zeros
+    assert all(torch.isfinite(t).all() for t in read if isinstance(t, torch.Tensor))
+
+
+def test_topk_ranks_nan_similarities_last_and_fills_every_slot():
+    """Slots whose norm overflows (finite entries, inf norm: cosine NaN) rank below every number,
+    and each key still gets k distinct valid slots."""
+    g = torch.Generator().manual_seed(0)
+    mem = torch.randn(40, 8, generator=g)
+    mem[::3] = 3e38  # finite entries; with positive keys both k.M_j and |M_j| overflow: cos = inf / inf
+    keys = torch.rand(5, 8, generator=g) + 0.5
+    k = 30  # more than the 26 slots with a number, so NaN slots must fill the heap
+    idx = ops.memory_read(mem, keys, topk=k).indices
+    assert ((idx >= 0) & (idx < 40)).all()
+    for row in idx:
+        assert len(set(row.tolist())) == k
+        finite_first = row[:26].tolist()
+        assert not any(j % 3 == 0 for j in finite_first)
+
+
+def test_beta_beyond_the_bound_is_refused():
+    mem, keys = torch.randn(50, 8), torch.randn(4, 8)
+    for topk in (None, 3):
+        with pytest.raises(ValueError, match="beta"):
+            ops.memory_read(mem, keys, torch.full((4,), 3e38), topk=topk)
+    read, _ = ops.memory_read(mem, keys, torch.full((4,), 1e30))  # the bound itself works
+    assert torch.isfinite(read).all()
+
+
+def test_set_num_threads_during_a_shared_memory_backward():
+    """Another thread changing the thread count mid-call neither corrupts memory nor changes the
+    result (each call reads the count once; the backward's buffers do not depend on it)."""
+    g = torch.Generator().manual_seed(1)
+    mem = torch.randn(600, 16, generator=g, requires_grad=True)
+    keys = torch.randn(300, 16, generator=g, requires_grad=True)
+
+    def grads():
+        r, w = ops.memory_read(mem, keys, 3.0)
+        return torch.autograd.grad(r.sum() + (w ** 2).sum(), (mem, keys))
+
+    want = grads()
+    stop = threading.Event()
+
+    def flip():
+        n = 1
+        while not stop.is_set():
+            mr.set_num_threads(n)
+            n = 3 - n
+
+    before = mr.get_num_threads()
+    t = threading.Thread(target=flip)
+    t.start()
+    try:
+        for _ in range(30):
+            got = grads()
+            for a, b in zip(got, want):
+                assert torch.equal(a, b)
+    finally:
+        stop.set()
+        t.join()
+        mr.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_read_backward_is_bitwise_reproducible_across_thread_counts(dtype):
+    g = torch.Generator().manual_seed(2)
+    mem = torch.randn(700, 32, generator=g, dtype=dtype, requires_grad=True)  # shared memory, many key blocks
+    keys = torch.randn(200, 32, generator=g, dtype=dtype, requires_grad=True)
+    beta = (torch.rand(200, generator=g, dtype=dtype) * 5).requires_grad_()
+
+    def grads():
+        r, w = ops.memory_read(mem, keys, beta)
+        return torch.autograd.grad(r.sum() + (w ** 2).sum(), (mem, keys, beta))
+
+    before = mr.get_num_threads()
+    try:
+        runs = []
+        for n in (1, 2, 3, 1, 2):
+            mr.set_num_threads(n)
+            runs.append(grads())
+    finally:
+        mr.set_num_threads(before)
+    for run in runs[1:]:
+        for a, b in zip(run, runs[0]):
+            assert torch.equal(a, b)
+
+
+def test_float32_read_backward_at_a_sharp_key_is_as_accurate_as_eager():
+    g = torch.Generator().manual_seed(3)
+    N, W, B = 1000, 32, 64
+    mem = torch.randn(N, W, generator=g, dtype=torch.float64)
+    keys = mem[:B] + 1.0 * torch.randn(B, W, generator=g, dtype=torch.float64)
+    beta = torch.full((B,), 500.0, dtype=torch.float64)
+    d_read = torch.randn(B, W, generator=g, dtype=torch.float64)
+
+    def grads(fn, dtype):
+        ts = [t.to(dtype).clone().requires_grad_() for t in (mem, keys, beta)]
+        read, _ = fn(*ts)
+        return [x.double() for x in torch.autograd.grad((read * d_read.to(dtype)).sum(), ts)]
+
+    exact = grads(reference.memory_read, torch.float64)
+    ours, eager = grads(ops.memory_read, torch.float32), grads(reference.memory_read, torch.float32)
+    for o, e, x in zip(ours, eager, exact):
+        assert (o - x).norm() <= 2 * (e - x).norm() + 1e-12 * x.norm()
+
+
+def test_inner_steps_and_workspace_are_bounded():
+    params = [p.detach() for p in mr.MLP(3, (8,), 1).parameters()]
+    xs, ys, xq, yq = make_tasks(2, 4, 3, 3, dtype=torch.float32)
+    for steps in (2 ** 62 - 1, 10_001):
+        with pytest.raises(ValueError, match=r"inner_steps must be in \[0, 10000\]"):
+            ops.mlp_adapt_predict(params, 0.1, xs, ys, xq, steps=steps)
+    big = torch.zeros(1, 2_000_000, 3)  # 2 M support rows x 10,000 second-order steps: terabytes
+    with pytest.raises(ValueError, match="workspace"):
+        ops.mlp_meta_loss([p.clone().requires_grad_() for p in params], 0.1, big, torch.zeros(1, 2_000_000, 1),
+                          xq[:1], yq[:1], steps=10_000)
+    theta = np.concatenate([p.numpy().ravel() for p in params])
+    with pytest.raises(ValueError, match=r"inner_steps must be in \[0, 10000\]"):
+        ops.mlp_adapt_predict_numpy(theta, np.array([0.1], np.float32), [3, 8, 1], xs.numpy(), ys.numpy(),
+                                    xq.numpy(), steps=2 ** 62 - 1)
+
+
+def test_the_numpy_hot_path_names_a_bad_argument():
+    params = [p.detach() for p in mr.MLP(3, (8,), 1).parameters()]
+    xs, ys, xq, _ = (t.numpy() for t in make_tasks(2, 4, 3, 3, dtype=torch.float32))
+    theta = np.concatenate([p.numpy().ravel() for p in params])
+    lr = np.array([0.1], np.float32)
+    cases = [
+        (dict(xs=xs.tolist()), TypeError, "xs must be a numpy.ndarray"),
+        (dict(sizes=[3, "x", 1]), TypeError, "sizes must be a sequence of ints"),
+        (dict(activation="gelu"), ValueError, "activation must be one of"),
+        (dict(steps=1.5), TypeError, "inner_steps must be an int"),
+        (dict(xs=xs.astype(np.float64)), ValueError, "xs"),
+    ]
+    for change, exc, match in cases:
+        kw = dict(theta=theta, lr=lr, sizes=[3, 8, 1], xs=xs, ys=ys, xq=xq, steps=2, activation="relu")
+        kw.update(change)
+        with pytest.raises(exc, match=match) as info:
+            ops.mlp_adapt_predict_numpy(kw.pop("theta"), kw.pop("lr"), kw.pop("sizes"), kw.pop("xs"), kw.pop("ys"),
+                                        kw.pop("xq"), **kw)
+        assert "incompatible function arguments" not in str(info.value)
+
+
+def test_divergence_raises_on_every_path():
+    learner = mr.MAML(mr.MLP(3, (8,), 1), inner_lr=1e6, inner_steps=20)
+    xs, ys, xq, yq = make_tasks(2, 4, 3, 3, dtype=torch.float32)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        learner.meta_loss(xs, ys, xq, yq)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        learner.adapt_predict(xs, ys, xq)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        learner.adapt_predict(xs.numpy(), ys.numpy(), xq.numpy())
+    with pytest.raises(FloatingPointError, match="diverged"):
+        learner.adapt(xs, ys)
+
+
+@pytest.mark.parametrize("update", ["fused_adam", "data_assignment", "data_copy"])
+def test_numpy_path_sees_every_parameter_update(update):
+    torch.manual_seed(0)
+    learner = mr.MAML(mr.MLP(3, (8,), 1), inner_lr=0.05, inner_steps=2)
+    xs, ys, xq, yq = make_tasks(4, 6, 5, 3, dtype=torch.float32)
+    learner.adapt_predict(xs.numpy(), ys.numpy(), xq.numpy())  # fills any cache
+    if update == "fused_adam":
+        opt = torch.optim.Adam(learner.parameters(), lr=0.1, fused=True)
+        learner.meta_loss(xs, ys, xq, yq).backward()
+        opt.step()
+    else:
+        for p in learner.parameters():
+            if update == "data_assignment":
+                p.data = p.data + 0.3
+            else:
+                p.data.copy_(p.data - 0.3)
+    np.testing.assert_allclose(learner.adapt_predict(xs.numpy(), ys.numpy(), xq.numpy()),
+                               learner.adapt_predict(xs, ys, xq).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_rejected_bar_leaves_the_stream_untouched():
+    p = mr.datasets.synthetic_ohlc(n_days=120, n_assets=3, seed=0)
+    fs = F.FeatureSet(cc_windows=(5, 21), ewma_lambdas=(0.94,), range_window=10)
+    clean, faulty = fs.stream(n_assets=3), fs.stream(n_assets=3)
+    bars = [(p.close[t], p.open[t], p.high[t], p.low[t]) for t in range(120)]
+    for t, bar in enumerate(bars):
+        want = clean.update(*bar)
+        if t in (30, 31, 60):
+            bad_close = bar[0].copy()
+            bad_close[1] = -5.0
+            with pytest.raises(ValueError, match="non-positive or infinite price"):
+                faulty.update(bad_close, *bar[1:])
+            crossed = (bar[0], bar[1], bar[3], bar[2] * 1.5)
+            with pytest.raises(ValueError, match="high < low"):
+                faulty.update(*crossed)
+        got = faulty.update(*bar)
+        for name in want:
+            np.testing.assert_array_equal(got[name], want[name])
+
+
+@pytest.mark.parametrize("bad", [np.array([True, False, True]), np.array([1 + 1j, 2.0, 3.0])])
+def test_the_stream_refuses_bool_and_complex_bars(bad):
+    s = F.FeatureSet(range_features=()).stream(n_assets=3)
+    with pytest.raises(TypeError, match="real numbers"):
+        s.update(bad)
+    with pytest.raises(TypeError, match="numbers"):
+        F.close_to_close_vol(np.tile(bad, (30, 1)), 5)
+
+
+@pytest.mark.parametrize("window", [2 ** 40, 2 ** 63 - 1, 100_001])
+def test_huge_windows_are_refused_at_once(window):
+    c = np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, (50, 2)), axis=0))
+    with pytest.raises(ValueError, match=r"window must be an int in \[2, 100000\]"):
+        F.close_to_close_vol(c, window)
+    with pytest.raises(ValueError, match=r"window must be an int in \[2, 100000\]"):
+        F.FeatureSet(cc_windows=(5, window), range_features=()).stream(n_assets=2)
+
+
+def test_an_overflowing_return_leaves_the_window_with_it():
+    """Extreme but valid prices whose ratio overflows: the return is treated as missing, and the
+    features are exact again once it has left the window."""
+    rng = np.random.default_rng(1)
+    c = np.exp(np.cumsum(rng.normal(0, 0.01, 400)))
+    c[200] = 1e-300
+    c[201] = 1e300  # ln(1e300 / 1e-300) overflows the ratio
+    w = 21
+    got = F.close_to_close_vol(c, w)
+    want = reference.features.close_to_close_vol(np.where(np.arange(400) == 201, np.nan, c), w)
+    after = np.arange(400) >= 202 + w
+    np.testing.assert_allclose(got[after], want[after], rtol=1e-10)
+    assert np.isfinite(got[after]).all()
+    ewma = F.ewma_vol(c, 0.94)
+    assert np.isfinite(ewma[210:]).all()
+
+
+def test_parkinson_needs_only_high_and_low():
+    p = mr.datasets.synthetic_ohlc(n_days=80, n_assets=2, seed=3)
+    close = p.close.copy()
+    close[40, 0] = np.nan
+    fs = F.FeatureSet(cc_windows=(5,), ewma_lambdas=(), range_window=10)
+    out = fs.compute(close, p.open, p.high, p.low)
+    np.testing.assert_allclose(out["parkinson_vol_10"], reference.features.parkinson_vol(p.high, p.low, 10),
+                               rtol=1e-10)
+    assert np.isnan(out["garman_klass_vol_10"][40:50, 0]).all()  # it uses the close: NaN in that window
