@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "common/checks.h"
 #include "common/parallel.h"
 
 namespace py = pybind11;
@@ -32,6 +33,7 @@ void mlp_inner_loop_cuda(const py::dict&, const std::string&, int, int64_t, int6
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "metarisk_fast compiled core (no libtorch; buffers in, buffers out)";
+  py::register_exception<metarisk::FloatingPointError>(m, "FloatingPointError", PyExc_FloatingPointError);
   m.def("build_info", &metarisk::build_info);
   m.def("num_threads", &metarisk::num_threads);
   m.def("set_num_threads", &metarisk::set_num_threads, py::arg("n"));

@@ -1,9 +1,12 @@
 """Types of the compiled core (metarisk_fast._core). Buffers are NumPy arrays (or anything
 exposing the buffer protocol), C-contiguous, float32 or float64; checks raise ValueError /
 TypeError naming the argument. The GIL is released while a kernel runs."""
+import builtins
 from typing import Optional
 
 import numpy as np
+
+class FloatingPointError(builtins.FloatingPointError): ...  # a result overflowed from finite inputs
 
 def build_info() -> dict: ...
 def num_threads() -> int: ...

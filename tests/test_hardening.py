@@ -28,20 +28,27 @@ def test_topk_on_an_all_zero_memory_and_eps_checked():
     assert all(torch.isfinite(t).all() for t in read if isinstance(t, torch.Tensor))
 
 
-def test_topk_ranks_nan_similarities_last_and_fills_every_slot():
-    """Slots whose norm overflows (finite entries, inf norm: cosine NaN) rank below every number,
-    and each key still gets k distinct valid slots."""
+def test_an_overflowing_norm_is_a_clear_error_not_a_nan_similarity():
+    """Finite entries whose norms overflow would give NaN similarities: the read and the top-k
+    scan refuse them by name."""
     g = torch.Generator().manual_seed(0)
     mem = torch.randn(40, 8, generator=g)
-    mem[::3] = 3e38  # finite entries; with positive keys both k.M_j and |M_j| overflow: cos = inf / inf
+    mem[3] = 3e38  # |M_3| overflows float32
     keys = torch.rand(5, 8, generator=g) + 0.5
-    k = 30  # more than the 26 slots with a number, so NaN slots must fill the heap
-    idx = ops.memory_read(mem, keys, topk=k).indices
-    assert ((idx >= 0) & (idx < 40)).all()
-    for row in idx:
-        assert len(set(row.tolist())) == k
-        finite_first = row[:26].tolist()
-        assert not any(j % 3 == 0 for j in finite_first)
+    for topk in (None, 4):
+        with pytest.raises(ValueError, match="memory slot 3 has a norm that overflows"):
+            ops.memory_read(mem, keys, topk=topk)
+    with pytest.raises(ValueError, match="key 2 has a norm that overflows"):
+        ops.memory_read(torch.randn(40, 8), torch.cat([keys[:2], torch.full((1, 8), 3e38), keys[3:]]))
+
+
+def test_a_write_that_overflows_raises():
+    mem = torch.full((10, 4), 3e38)
+    usage = torch.rand(10)
+    values = torch.full((2, 4), 3e38)
+    prev = torch.softmax(torch.randn(2, 10), -1)
+    with pytest.raises(FloatingPointError, match="overflowed"):
+        ops.memory_write_lrua(mem, usage, prev, torch.full((2,), 5.0), values)
 
 
 def test_beta_beyond_the_bound_is_refused():

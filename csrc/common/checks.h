@@ -10,6 +10,12 @@ namespace metarisk {
 
 [[noreturn]] inline void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
+// A result that overflowed from finite inputs (Python sees FloatingPointError, as for a diverging
+// inner loop: csrc/bindings.cpp registers the translation).
+struct FloatingPointError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 #define MR_CHECK(cond, msg)                         \
   do {                                              \
     if (!(cond)) {                                  \
@@ -34,6 +40,19 @@ inline void check_finite(const T* p, int64_t n, const char* name) {
       os << name << " contains a non-finite value (" << p[i] << ") at flat index " << i;
       fail(os.str());
     }
+  }
+}
+
+// Counts the non-finite values of a result (vectorised) and throws FloatingPointError if any.
+template <typename T>
+inline void check_result_finite(const T* p, int64_t n, const char* what) {
+  int64_t bad = 0;
+#pragma omp simd reduction(+ : bad)
+  for (int64_t i = 0; i < n; ++i) bad += (p[i] - p[i]) != T(0);
+  if (bad) {
+    std::ostringstream os;
+    os << what << " overflowed: " << bad << " non-finite values from finite inputs; scale the inputs down";
+    throw FloatingPointError(os.str());
   }
 }
 

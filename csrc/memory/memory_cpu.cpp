@@ -69,11 +69,21 @@ void check_read(const MemoryReadArgs<T>& a) {
     MR_CHECK(std::isfinite(a.beta[q]) && a.beta[q] >= T(0) && a.beta[q] <= T(kMaxBeta),
              "beta (key strength) must be finite, >= 0 and <= " << kMaxBeta << ", got " << a.beta[q]
                                                                 << " at key " << q);
+  for (int64_t q = 0; q < a.E * a.G; ++q)
+    MR_CHECK(std::isfinite(norm(a.keys + q * a.W, a.W)), "key " << q << " has a norm that overflows: scale the keys");
+}
+
+// Every similarity k.M_j / (|k| |M_j| + eps) is finite when the key and slot norms are: their
+// squares did not overflow, so neither does |k| |M_j| >= |k.M_j|. No NaN reaches the softmax or
+// the top-k scan.
+template <typename T>
+void check_slot_norms(const std::vector<T>& mn) {
+  for (size_t j = 0; j < mn.size(); ++j)
+    MR_CHECK(std::isfinite(mn[j]), "memory slot " << j << " has a norm that overflows: scale the memory");
 }
 
 }  // namespace
 
-// Row norms of every memory (no transposed copy: the forward works slot-major).
 template <typename T>
 void slot_norms(const T* memory, int64_t E, int64_t N, int64_t W, std::vector<T>& mn) {
   mn.resize(E * N);
@@ -115,6 +125,7 @@ void for_each_key_block(const MemoryReadArgs<T>& a, F&& fn) {
   check_read(a);
   std::vector<T> mn;
   slot_norms(a.memory, a.E, a.N, a.W, mn);
+  check_slot_norms(mn);
   const ReadPlan<T> plan(a);
   parallel_for(plan.items, [&](int64_t item, int) {
     KeyBlock<T> b;
@@ -197,6 +208,7 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
   check_read(a);
   std::vector<T> mn;
   slot_norms(a.memory, a.E, a.N, a.W, mn);
+  check_slot_norms(mn);
   const ReadPlan<T> plan(a);
   const int64_t N = a.N, W = a.W, E = a.E;
   // Two passes, both parallel, with no per-thread accumulators: the result is bitwise the same
@@ -364,6 +376,8 @@ void memory_write_forward(const MemoryWriteArgs<T>& a) {
       if (lu[p] >= j0 && lu[p] < j1) std::fill(M + lu[p] * W, M + (lu[p] + 1) * W, T(0));
     gemm_tn<T>(j1 - j0, W, P, wc, ldw, a.values + e * P * W, W, M + j0 * W, W, true);
     stream_fence();
+    check_result_finite(M + j0 * W, (j1 - j0) * W, "the written memory");
+    check_result_finite(nu + j0, j1 - j0, "the new usage");
   });
 }
 
