@@ -73,7 +73,8 @@ def cmd_train(args):
     from .jobs import train
 
     meta = train(args.prices, args.out, learner=args.learner, horizon=args.horizon, history=args.history,
-                 train_end=args.train_end, options=_train_options(args), log=_log(args))
+                 train_end=args.train_end, options=_train_options(args), log=_log(args), nproc=args.nproc,
+                 checkpoint_every=args.checkpoint_every, resume=args.resume)
     val = meta["validation"]
     print(f"saved {args.learner} model to {args.out}; validation QLIKE {val['qlike_model']:.4f} "
           f"(EWMA {val['qlike_ewma']:.4f}) on {', '.join(val['assets'])}")
@@ -175,6 +176,12 @@ def _parser():
     t.add_argument("--learner", default="maml", help=f"one of {', '.join(LEARNERS)} (default maml)")
     t.add_argument("--train-end", type=_date, default=None, help="last date whose targets train the model (default: all)")
     t.add_argument("--history", type=_int_in(1, 5000), default=60, help="support days per task (default 60)")
+    t.add_argument("--nproc", type=_int_in(1, 1024), default=1,
+                   help="local processes for data-parallel meta-training (torch.distributed, gloo; default 1). "
+                        "Under torchrun, its ranks form the group instead")
+    t.add_argument("--checkpoint-every", type=_int_in(0), default=0,
+                   help="write OUT/checkpoint.pt every this many meta-steps (default 0: never)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.set_defaults(func=cmd_train)
 
     f = sub.add_parser("forecast", parents=[common], help="forecast variance, VaR and ES with a trained model",

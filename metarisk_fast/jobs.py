@@ -4,6 +4,7 @@ return what they computed. Paths are checked before any long work; files are wri
 ``log`` receives one-line progress messages (None: silent)."""
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ._files import atomic_write_text
 from .data import coarse_stretches, load_prices
@@ -19,6 +21,8 @@ from .datasets import load_sp500_20
 from .evaluation import Evaluation, evaluate as evaluate_forecasts, qlike_log, risk_columns, write_report
 from .forecasting import (EWMAForecaster, GARCHForecaster, HARForecaster, MetaForecaster, load_model,
                           make_learner, save_model, train_meta)
+from .forecasting.distributed import join_torchrun, run_local, threads_per_rank
+from .forecasting.training import process_group
 from .tasks import EpisodeBuilder, TaskSpec, asset_split, time_split
 
 DEFAULT_HISTORIES = (20, 60, 250)
@@ -88,11 +92,12 @@ def _data_quality_line(quality: dict) -> str:
             if n else "")
 
 
-def _train_learner(kind, builder, assets, end_date, opts: TrainOptions, supports, log: Log):
+def _train_learner(kind, builder, assets, end_date, opts: TrainOptions, supports, log: Log, **checkpointing):
     learner = make_learner(kind, builder.spec.n_features, opts.hidden, opts.inner_lr, opts.inner_steps)
     t0 = time.perf_counter()
     run = train_meta(learner, builder, assets, end_date, steps=opts.steps, batch=opts.batch, lr=opts.meta_lr,
-                     seed=opts.seed, supports=supports, progress=log is not None, desc=f"train {kind}")
+                     seed=opts.seed, supports=supports, progress=log is not None, desc=f"train {kind}",
+                     **checkpointing)
     return learner, {"train_seconds": round(time.perf_counter() - t0, 2),
                      "final_meta_loss": float(np.mean(run["losses"][-20:])), "diverged_batches_skipped": run["skipped"]}
 
@@ -118,24 +123,54 @@ def _run_baselines(builder, A, R, garch, garch_refit, log):
 
 # --------------------------------------------------------------------------- train
 def train(prices, out, *, learner: str = "maml", horizon: int = 1, history: int = 60, train_end=None,
-          options: TrainOptions = TrainOptions(), log: Log = None) -> dict:
+          options: TrainOptions = TrainOptions(), log: Log = None, nproc: int = 1, checkpoint_every: int = 0,
+          resume: bool = False) -> dict:
     """Meta-train on 80 % of the panel's assets up to ``train_end``, validate on the rest, and save
-    the model directory ``out``; returns its metadata (model.json)."""
+    the model directory ``out``; returns its metadata (model.json). ``nproc`` > 1: data-parallel
+    over that many local processes (torch.distributed, gloo); under `torchrun` the ranks it
+    started join one group. Every ``checkpoint_every`` steps rank 0 rewrites
+    ``out/checkpoint.pt``; ``resume`` continues from it. Rank 0 alone writes."""
     check_out(out, "dir")
     panel = load_panel(prices, log)
     if panel.n_assets < 2:
         raise ValueError(f"{panel.source}: {panel.n_assets} asset(s); training holds out at least one asset "
                          "for validation, so it needs two or more")
-    spec = TaskSpec(horizon=horizon, support=history, query=QUERY)
     end = panel.dates[-1] if train_end is None else np.datetime64(train_end, "D")
     if end < panel.dates[0]:
         raise ValueError(f"--train-end {train_end} is before the first date of {panel.source} ({panel.dates[0]})")
+    if options.batch % nproc:
+        raise ValueError(f"--batch {options.batch} must be a multiple of --nproc {nproc}")
+    if resume and not (Path(out) / CHECKPOINT).exists():
+        raise ValueError(f"--resume: no checkpoint in {out} (`{CHECKPOINT}` is written every --checkpoint-every steps)")
+    job = (panel, str(out), learner, horizon, history, end, options, log is not None, checkpoint_every, resume)
+    if nproc > 1:
+        _say(log, f"training on {nproc} processes, {threads_per_rank(nproc)} kernel thread(s) each")
+        run_local(_train_process, nproc, *job)
+    else:
+        join_torchrun()
+        _train_process(*job)
+    return load_model(out)[2]
+
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def _train_process(panel, out, learner, horizon, history, end, options, progress, checkpoint_every, resume):
+    """One process's share of ``train``: every rank trains; rank 0 validates and saves."""
+    rank, world = process_group()
+    torch.manual_seed(options.seed)  # the initial weights: the same on one process or many
+    log = _stderr if progress and rank == 0 else None
+    spec = TaskSpec(horizon=horizon, support=history, query=QUERY)
     end_row = panel.row_of(end, "right") - 1
     builder = EpisodeBuilder(panel, spec)
     train_assets, val_assets = asset_split(panel.assets, max(1, round(0.2 * panel.n_assets)), seed=options.seed)
     _say(log, f"training {learner} on {len(train_assets)} assets up to {panel.dates[end_row]}; "
               f"validating on held-out {', '.join(val_assets)}")
-    model, info = _train_learner(learner, builder, train_assets, panel.dates[end_row], options, (history,), log)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    model, info = _train_learner(learner, builder, train_assets, panel.dates[end_row], options, (history,), log,
+                                 checkpoint=Path(out) / CHECKPOINT, checkpoint_every=checkpoint_every, resume=resume)
+    if rank != 0:
+        return
     # validation: held-out assets over the last quarter of the training period
     lo = end_row - max((end_row - spec.horizon) // 4, 30)
     A, R = grid(panel, val_assets, lo, end_row - spec.horizon)
@@ -146,9 +181,13 @@ def train(prices, out, *, learner: str = "maml", horizon: int = 1, history: int 
     val = {"assets": val_assets, "first_date": str(panel.dates[lo]), "last_date": str(panel.dates[end_row - spec.horizon]),
            "qlike_model": float(qlike_log(s[ok], fm[ok]).mean()), "qlike_ewma": float(qlike_log(s[ok], fe[ok]).mean())}
     info = {"train_assets": train_assets, "train_end": str(panel.dates[end_row]), "prices": panel.source,
-            "seed": options.seed, "meta_steps": options.steps, "validation": val, **info}
+            "seed": options.seed, "meta_steps": options.steps, "processes": world, "validation": val, **info}
     save_model(out, learner, model, spec, history=history, hidden=options.hidden, info=info)
-    return load_model(out)[2]
+    (Path(out) / CHECKPOINT).unlink(missing_ok=True)
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- forecast

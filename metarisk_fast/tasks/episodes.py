@@ -27,6 +27,18 @@ MAX_BRIDGED_GAP = 5  # up to this many missing closes in a row carry the last pr
 FEATURE_CLIP = 8.0  # normalised features live in [-8, 8] (e^8: a 3000x variance ratio)
 
 
+def task_pick(seed: int, task_ids: np.ndarray, n_valid: int) -> np.ndarray:
+    """Index in [0, n_valid) of each task: splitmix64 of (seed, task id), a counter-based draw, so
+    that task i is the same whichever process draws it and whatever else it draws."""
+    with np.errstate(over="ignore"):
+        x = (np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) ^ task_ids.astype(np.uint64)
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x % np.uint64(n_valid)).astype(np.int64)
+
+
 def bridge_gaps(close: np.ndarray, max_gap: int = MAX_BRIDGED_GAP) -> np.ndarray:
     """Close prices with each missing day carried forward from the last observed close for at most
     ``max_gap`` days in a row (a holiday or a one-day halt: a zero return on the missing day, the
@@ -212,10 +224,12 @@ class EpisodeBuilder:
 
     # ------------------------------------------------------------------ episodes
     def episodes(self, assets=None, start=None, end=None, n: int | None = None, stride: int | None = None,
-                 seed: int = 0, support: int | None = None, query: int | None = None) -> TaskBatch:
+                 seed: int = 0, support: int | None = None, query: int | None = None,
+                 task_ids: np.ndarray | None = None) -> TaskBatch:
         """Episodes of the given assets whose support and query rows lie in [start, end] and whose
-        query targets are realised by ``end``: ``n`` drawn at random (seeded), or every start
-        ``stride`` rows apart. ``support`` / ``query`` override the spec's K and Q."""
+        query targets are realised by ``end``: ``n`` drawn at random (seeded), one per global task
+        id in ``task_ids`` (each drawn from (seed, id) alone), or every start ``stride`` rows apart.
+        ``support`` / ``query`` override the spec's K and Q."""
         spec = self.spec
         K, Q, h = support or spec.support, query or spec.query, spec.horizon
         cols = (np.arange(self.panel.n_assets) if assets is None
@@ -239,7 +253,10 @@ class EpisodeBuilder:
         if stride is not None:
             keep = (s_idx - lo) % stride == 0
             s_idx, c_idx = s_idx[keep], c_idx[keep]
-        if n is not None:
+        if task_ids is not None:  # task i is a function of (seed, i) alone: any split of the ids over
+            pick = task_pick(seed, np.asarray(task_ids), len(s_idx))  # processes draws the same tasks
+            s_idx, c_idx = s_idx[pick], c_idx[pick]
+        elif n is not None:
             pick = np.random.default_rng(seed).choice(len(s_idx), size=n, replace=len(s_idx) < n)
             s_idx, c_idx = s_idx[pick], c_idx[pick]
         asset = cols[c_idx]

@@ -1,0 +1,87 @@
+"""Processes for data-parallel meta-training on torch.distributed: N local processes on this
+machine (``run_local``), or the ranks `torchrun` started (``join_torchrun``). The training loop
+itself is ``training.train_meta``, unchanged: it reads the group's rank and size."""
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+TIMEOUT = timedelta(seconds=int(os.environ.get("METARISK_DIST_TIMEOUT", "300")))  # a rank that stops is noticed
+
+
+def backend() -> str:
+    """gloo: the jobs train on the CPU (a learner on GPUs goes with an NCCL group of its own:
+    ``train_meta`` runs in whatever group is initialised)."""
+    return os.environ.get("METARISK_DIST_BACKEND", "gloo")
+
+
+def threads_per_rank(world: int) -> int:
+    """Kernel threads of each rank so that ranks x threads never exceed the cores."""
+    return max(1, (os.cpu_count() or 1) // world)
+
+
+def _set_threads(n: int) -> None:
+    import metarisk_fast as mr
+
+    mr.set_num_threads(n)
+    torch.set_num_threads(n)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, threads: int, errors: str, fn, args) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group(backend(), rank=rank, world_size=world, timeout=TIMEOUT)
+    _set_threads(threads)
+    try:
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001  recorded with its time: the first one is the cause
+        Path(errors, f"rank{rank}").write_text(f"{time.time()!r}\n{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def run_local(fn, nproc: int, *args, threads: int | None = None) -> None:
+    """fn(*args) in nproc processes forming one gloo group (rank 0 is the one that writes). If a
+    rank fails, the others are stopped, and the error names the rank that failed first (the
+    others then fail on the broken connection)."""
+    if nproc < 1:
+        raise ValueError(f"nproc must be >= 1, got {nproc}")
+    threads = threads or threads_per_rank(nproc)
+    with tempfile.TemporaryDirectory() as errors:
+        try:
+            mp.start_processes(_rank_main, args=(nproc, _free_port(), threads, errors, fn, args), nprocs=nproc,
+                               join=True, start_method="spawn")
+        except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
+            first = sorted((float(f.read_text().split("\n", 1)[0]), f.name, f.read_text().split("\n", 1)[1])
+                           for f in Path(errors).iterdir())
+            if first:
+                _, rank, message = first[0]
+                raise RuntimeError(f"training process {rank[4:]} of {nproc} failed, and the others were stopped: "
+                                   f"{message}") from None
+            raise RuntimeError(f"training process {exc.error_index} of {nproc} stopped "
+                               f"({str(exc).strip().splitlines()[-1]}); the others were stopped") from None
+
+
+def join_torchrun() -> bool:
+    """Joins the group `torchrun` set up (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT in the
+    environment); False when not started by torchrun or with one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    dist.init_process_group(backend(), timeout=TIMEOUT)
+    _set_threads(int(os.environ.get("METARISK_NUM_THREADS", threads_per_rank(int(os.environ.get(
+        "LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))))))
+    return True

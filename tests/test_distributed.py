@@ -1,0 +1,103 @@
+"""Data-parallel meta-training on torch.distributed (gloo, two local processes): the same tasks,
+the same meta-gradients and the same trained weights as one process, to round-off in float64;
+checkpoints and resume; a failing rank stops the group with an error that names it."""
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from metarisk_fast import datasets
+from metarisk_fast.data import PricePanel
+from metarisk_fast.forecasting import make_learner, train_meta
+from metarisk_fast.forecasting.distributed import run_local
+from metarisk_fast.forecasting.training import process_group
+from metarisk_fast.tasks import EpisodeBuilder, TaskSpec
+
+STEPS, BATCH = 4, 8
+
+
+def small_panel():
+    p = datasets.synthetic_ohlc(n_days=500, n_assets=4, seed=7)
+    return PricePanel(dates=p.dates, assets=p.assets, close=p.close, source="synthetic")
+
+
+def train_float64(kind, steps=STEPS, **kw):
+    panel = small_panel()
+    builder = EpisodeBuilder(panel, TaskSpec(support=30, query=5))
+    torch.manual_seed(0)
+    learner = make_learner(kind, builder.spec.n_features, (16,), 0.05, 2).double()
+    run = train_meta(learner, builder, list(panel.assets), panel.dates[-1], steps=steps, batch=BATCH, lr=1e-2,
+                     seed=3, dtype=torch.float64, **kw)
+    return learner, run
+
+
+def _rank_trains(kind, path):
+    learner, run = train_float64(kind)
+    if process_group()[0] == 0:
+        torch.save({"state": learner.state_dict(), "losses": run["losses"]}, path)
+
+
+def _rank_fails():
+    if process_group()[0] == 1:
+        raise RuntimeError("rank 1 gives up")
+    torch.distributed.barrier()
+
+
+def test_task_ids_split_over_processes_draw_the_same_tasks():
+    builder = EpisodeBuilder(small_panel(), TaskSpec(support=30, query=5))
+    whole = builder.episodes(seed=3, task_ids=np.arange(64, 80))
+    halves = [builder.episodes(seed=3, task_ids=np.arange(lo, lo + 8)) for lo in (64, 72)]
+    np.testing.assert_array_equal(whole.xs, np.concatenate([h.xs for h in halves]))
+    np.testing.assert_array_equal(whole.support_rows, np.concatenate([h.support_rows for h in halves]))
+    assert len({tuple(r) for r in whole.support_rows}) > 8  # the draws differ from task to task
+
+
+@pytest.mark.parametrize("kind", ["maml", "reptile", "metasgd", "memory"])
+def test_two_processes_train_like_one(kind, tmp_path):
+    single, run = train_float64(kind)
+    run_local(_rank_trains, 2, kind, tmp_path / "rank0.pt", threads=1)
+    got = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    np.testing.assert_allclose(got["losses"], run["losses"], rtol=1e-12)
+    for name, value in single.state_dict().items():
+        torch.testing.assert_close(got["state"][name], value, rtol=1e-10, atol=1e-12)
+
+
+def test_resume_from_a_checkpoint_continues_exactly(tmp_path):
+    straight, run = train_float64("maml", steps=6)
+    ckpt = tmp_path / "ckpt.pt"
+    train_float64("maml", steps=3, checkpoint=ckpt, checkpoint_every=3)
+    resumed, run2 = train_float64("maml", steps=6, checkpoint=ckpt, resume=True)
+    assert run2["losses"] == run["losses"]
+    for name, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[name], value)
+
+
+def test_a_failing_rank_stops_the_group_with_its_name():
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="training process 1 of 2 failed.*rank 1 gives up"):
+        run_local(_rank_fails, 2, threads=1)
+    assert time.perf_counter() - t0 < 120
+
+
+def test_train_command_on_two_processes(tmp_path):
+    from metarisk_fast.cli import main
+
+    p = datasets.synthetic_ohlc(n_days=500, n_assets=5, seed=4)
+    import pandas as pd
+
+    wide = pd.DataFrame(np.round(p.close, 4), columns=list(p.assets))
+    wide.insert(0, "Date", p.dates.astype(str))
+    wide.to_csv(tmp_path / "p.csv", index=False)
+    argv = ["train", "--prices", str(tmp_path / "p.csv"), "--steps", "4", "--batch", "8", "--history", "30",
+            "--quiet", "--threads", "1"]
+    assert main(argv + ["--out", str(tmp_path / "one")]) == 0
+    assert main(argv + ["--out", str(tmp_path / "two"), "--nproc", "2", "--checkpoint-every", "2"]) == 0
+    meta = json.loads((tmp_path / "two" / "model.json").read_text())
+    assert meta["processes"] == 2 and not (tmp_path / "two" / "checkpoint.pt").exists()
+    a = torch.load(tmp_path / "one" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "two" / "model.pt", weights_only=True)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
+    assert main(argv + ["--out", str(tmp_path / "three"), "--nproc", "3"]) == 2  # 8 tasks do not split in 3
