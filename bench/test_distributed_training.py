@@ -3,7 +3,8 @@ of two, one kernel thread each, with 256 tasks per rank per step on W1's network
 K = Q = 32, S = 5 second-order steps, MSE, Adam), and of one process with two threads; the
 all-reduce's share of a step; and a projection to 8 and 64 ranks from the measured compute time
 per task and all-reduce time per byte (ring all-reduce: 2 (N - 1) / N of the gradient's bytes
-through each rank; loopback bandwidth, so a real network adds to it)."""
+through each rank; loopback bandwidth, so a real network adds to it). The all-reduce time includes
+waiting for the slower rank."""
 import json
 
 import pytest
@@ -15,7 +16,7 @@ from metarisk_fast.forecasting.distributed import run_local
 from metarisk_fast.forecasting.training import _sum_across_ranks, process_group
 
 TASKS_PER_RANK, K, Q, D, S = 256, 32, 32, 16, 5
-WARMUP, TIMED = 3, 15
+WARMUP, TIMED, REPEATS = 3, 15, 3
 
 
 def _time_steps(path, threads):
@@ -60,9 +61,13 @@ def _run(tmp_path, world, threads):
 
 def test_distributed_scaling(tmp_path, benchmark):
     assert not (dist.is_available() and dist.is_initialized())
-    one = _run(tmp_path, 1, 1)
-    two = _run(tmp_path, 2, 1)
-    threaded = _run(tmp_path, 1, 2)
+    runs = {}  # the configurations alternate, three times; each keeps its fastest run (a noisy VM)
+    for _ in range(REPEATS):
+        for key in ((1, 1), (2, 1), (1, 2)):
+            r = _run(tmp_path, *key)
+            if key not in runs or r["step_s"] < runs[key]["step_s"]:
+                runs[key] = r
+    one, two, threaded = runs[(1, 1)], runs[(2, 1)], runs[(1, 2)]
     rate = {name: r_world * TASKS_PER_RANK / r["step_s"]
             for name, r, r_world in (("1 process x 1 thread", one, 1), ("2 processes x 1 thread", two, 2),
                                      ("1 process x 2 threads", threaded, 1))}
