@@ -10,6 +10,7 @@ namespace py = pybind11;
 
 namespace metarisk {
 py::dict build_info();
+py::dict cpu_supports();
 py::dict mlp_inner_loop(const py::array&, const py::array&, const py::array&, const py::array&,
                         const py::object&, const py::object&, const std::vector<int64_t>&,
                         int64_t, const std::string&, const std::string&, const std::string&,
@@ -31,10 +32,18 @@ void mlp_inner_loop_cuda(const py::dict&, const std::string&, int, int64_t, int6
 #endif
 }  // namespace metarisk
 
-PYBIND11_MODULE(_core, m) {
+// One module per CPU variant (CMakeLists.txt): the name comes from the build, expanded before
+// pybind11 pastes it into PyInit_<name>.
+#ifndef METARISK_MODULE_NAME
+#define METARISK_MODULE_NAME _core
+#endif
+#define METARISK_PYBIND11_MODULE(name, m) PYBIND11_MODULE(name, m)
+
+METARISK_PYBIND11_MODULE(METARISK_MODULE_NAME, m) {
   m.doc() = "metarisk_fast compiled core (no libtorch; buffers in, buffers out)";
   py::register_exception<metarisk::FloatingPointError>(m, "FloatingPointError", PyExc_FloatingPointError);
   m.def("build_info", &metarisk::build_info);
+  m.def("cpu_supports", &metarisk::cpu_supports);
   m.def("num_threads", &metarisk::num_threads);
   m.def("set_num_threads", &metarisk::set_num_threads, py::arg("n"));
   m.def("mlp_inner_loop", &metarisk::mlp_inner_loop, py::arg("theta"), py::arg("lr"),

@@ -1,4 +1,5 @@
-"""Types of the compiled core (metarisk_fast._core). Buffers are NumPy arrays (or anything
+"""Types of the compiled core (metarisk_fast._core and its wider variants _core_x86_64_v3,
+_core_x86_64_v4, which have the same functions). Buffers are NumPy arrays (or anything
 exposing the buffer protocol), C-contiguous, float32 or float64; checks raise ValueError /
 TypeError naming the argument. The GIL is released while a kernel runs."""
 import builtins
@@ -8,7 +9,8 @@ import numpy as np
 
 class FloatingPointError(builtins.FloatingPointError): ...  # a result overflowed from finite inputs
 
-def build_info() -> dict: ...
+def build_info() -> dict: ...  # variant, cpu_isa, compiler, cuda_compiled, cuda_devices, num_threads
+def cpu_supports() -> dict[str, bool]: ...  # which x86-64 levels (v2, v3, v4) this CPU runs
 def num_threads() -> int: ...
 def set_num_threads(n: int) -> None: ...
 def mlp_inner_loop(
