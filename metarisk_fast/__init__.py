@@ -1,7 +1,8 @@
 """metarisk_fast: fast meta-learning for financial risk forecasting.
 
-The compiled core (`metarisk_fast._core`, loaded through `_native`) holds the fused kernels;
-everything else is Python on top of it, in layers (docs/ARCHITECTURE.md). This face is lazy:
+The compiled core (`metarisk_fast._core` and its wider CPU variants, loaded through `_native`)
+holds the fused kernels; everything else is Python on top of it, in layers
+(docs/ARCHITECTURE.md). This face is lazy:
 `import metarisk_fast` loads nothing heavy; each name loads its layer on first use.
 """
 from __future__ import annotations
@@ -23,8 +24,9 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
-    if name == "_core":
-        return importlib.import_module("._native", __name__).core
+    if name == "_core":  # the baseline module, loaded the way every op loads the core
+        importlib.import_module("._native", __name__)
+        return importlib.import_module("._core", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
