@@ -25,8 +25,7 @@ def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     if name == "_core":  # the baseline module, loaded the way every op loads the core
-        importlib.import_module("._native", __name__)
-        return importlib.import_module("._core", __name__)
+        return importlib.import_module("._native", __name__).baseline
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -50,4 +50,4 @@ def _load():
 
 core = _load()
 
-__all__ = ["core", "available"]
+__all__ = ["core", "baseline", "available"]
