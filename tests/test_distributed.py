@@ -54,7 +54,7 @@ def test_task_ids_split_over_processes_draw_the_same_tasks():
     assert len({tuple(r) for r in whole.support_rows}) > 8  # the draws differ from task to task
 
 
-@pytest.mark.parametrize("kind", ["maml", "reptile", "metasgd", "memory"])
+@pytest.mark.parametrize("kind", ["maml", "fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml"])
 def test_two_processes_train_like_one(kind, tmp_path):
     single, run = train_float64(kind)
     run_local(_rank_trains, 2, kind, tmp_path / "rank0.pt", threads=1)
