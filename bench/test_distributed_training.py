@@ -7,7 +7,6 @@ through each rank; loopback bandwidth, so a real network adds to it). The all-re
 waiting for the slower rank."""
 import json
 
-import pytest
 import torch
 import torch.distributed as dist
 
