@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -76,8 +77,9 @@ def cmd_train(args):
                  train_end=args.train_end, options=_train_options(args), log=_log(args), nproc=args.nproc,
                  checkpoint_every=args.checkpoint_every, resume=args.resume)
     val = meta["validation"]
-    print(f"saved {args.learner} model to {args.out}; validation QLIKE {val['qlike_model']:.4f} "
-          f"(EWMA {val['qlike_ewma']:.4f}) on {', '.join(val['assets'])}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the group
+        print(f"saved {args.learner} model to {args.out}; validation QLIKE {val['qlike_model']:.4f} "
+              f"(EWMA {val['qlike_ewma']:.4f}) on {', '.join(val['assets'])}")
     return 0
 
 

@@ -21,7 +21,7 @@ from .datasets import load_sp500_20
 from .evaluation import Evaluation, evaluate as evaluate_forecasts, qlike_log, risk_columns, write_report
 from .forecasting import (EWMAForecaster, GARCHForecaster, HARForecaster, MetaForecaster, load_model,
                           make_learner, save_model, train_meta)
-from .forecasting.distributed import join_torchrun, run_local, threads_per_rank
+from .forecasting.distributed import join_torchrun, run_local, threads_per_rank, wait_for_all_ranks
 from .forecasting.training import process_group
 from .tasks import EpisodeBuilder, TaskSpec, asset_split, time_split
 
@@ -146,8 +146,10 @@ def train(prices, out, *, learner: str = "maml", horizon: int = 1, history: int 
     if nproc > 1:
         _say(log, f"training on {nproc} processes, {threads_per_rank(nproc)} kernel thread(s) each")
         run_local(_train_process, nproc, *job)
+    elif join_torchrun():  # a rank of torchrun's group: read the model once rank 0 has written it
+        _train_process(*job)
+        wait_for_all_ranks()
     else:
-        join_torchrun()
         _train_process(*job)
     return load_model(out)[2]
 

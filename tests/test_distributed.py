@@ -101,3 +101,27 @@ def test_train_command_on_two_processes(tmp_path):
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
     assert main(argv + ["--out", str(tmp_path / "three"), "--nproc", "3"]) == 2  # 8 tasks do not split in 3
+
+
+def test_train_command_under_torchrun(tmp_path):
+    """The same command, two ranks started by torchrun: rank 0 writes the model, once."""
+    import shutil
+    import socket
+    import subprocess
+
+    p = datasets.synthetic_ohlc(n_days=500, n_assets=5, seed=4)
+    import pandas as pd
+
+    wide = pd.DataFrame(np.round(p.close, 4), columns=list(p.assets))
+    wide.insert(0, "Date", p.dates.astype(str))
+    wide.to_csv(tmp_path / "p.csv", index=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run([shutil.which("torchrun"), "--nproc-per-node", "2", "--master-port", str(port),
+                           shutil.which("metarisk"), "train", "--prices", str(tmp_path / "p.csv"), "--out",
+                           str(tmp_path / "m"), "--steps", "4", "--batch", "8", "--history", "30", "--quiet"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("saved maml model") == 1
+    assert json.loads((tmp_path / "m" / "model.json").read_text())["processes"] == 2

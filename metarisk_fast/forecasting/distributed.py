@@ -85,3 +85,9 @@ def join_torchrun() -> bool:
     _set_threads(int(os.environ.get("METARISK_NUM_THREADS", threads_per_rank(int(os.environ.get(
         "LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))))))
     return True
+
+
+def wait_for_all_ranks() -> None:
+    """A barrier of the initialised group (nothing without one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
