@@ -19,8 +19,8 @@ from ._files import atomic_write_text
 from .data import coarse_stretches, load_prices
 from .datasets import load_sp500_20
 from .evaluation import Evaluation, evaluate as evaluate_forecasts, qlike_log, risk_columns, write_report
-from .forecasting import (EWMAForecaster, GARCHForecaster, HARForecaster, MetaForecaster, load_model,
-                          make_learner, save_model, train_meta)
+from .forecasting import (LEARNERS, EWMAForecaster, GARCHForecaster, HARForecaster, MetaForecaster,
+                          load_model, make_learner, save_model, train_meta)
 from .forecasting.distributed import join_torchrun, run_local, threads_per_rank, wait_for_all_ranks
 from .forecasting.training import process_group
 from .tasks import EpisodeBuilder, TaskSpec, asset_split, time_split
@@ -42,6 +42,24 @@ class TrainOptions:
     inner_steps: int = 5
     hidden: tuple[int, ...] = (64, 64)
     seed: int = 0
+
+    def __post_init__(self):
+        for name, lo, hi in (("steps", 1, 10**7), ("batch", 1, 65536), ("inner_steps", 0, 10_000), ("seed", 0, None)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo or (hi is not None and v > hi):
+                raise ValueError(f"{name} must be an int in [{lo}, {hi if hi is not None else 'inf'}], got {v!r}")
+        for name in ("meta_lr", "inner_lr"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1
+                                  for h in self.hidden):
+            raise ValueError(f"hidden must be one or more layer sizes >= 1, got {self.hidden!r}")
+
+
+def _check_count(name: str, value, lo: int = 1, hi: int = 5000) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {value!r}")
 
 
 def _say(log: Log, msg: str) -> None:
@@ -131,6 +149,9 @@ def train(prices, out, *, learner: str = "maml", horizon: int = 1, history: int 
     started join one group. Every ``checkpoint_every`` steps rank 0 rewrites
     ``out/checkpoint.pt``; ``resume`` continues from it. Rank 0 alone writes."""
     check_out(out, "dir")
+    for name, value, lo, hi in (("history", history, 1, 5000), ("horizon", horizon, 1, 250), ("nproc", nproc, 1, 1024),
+                                ("checkpoint_every", checkpoint_every, 0, 10**7)):
+        _check_count(name, value, lo, hi)
     panel = load_panel(prices, log)
     if panel.n_assets < 2:
         raise ValueError(f"{panel.source}: {panel.n_assets} asset(s); training holds out at least one asset "
@@ -168,7 +189,8 @@ def _train_process(panel, out, learner, horizon, history, end, options, progress
     train_assets, val_assets = asset_split(panel.assets, max(1, round(0.2 * panel.n_assets)), seed=options.seed)
     _say(log, f"training {learner} on {len(train_assets)} assets up to {panel.dates[end_row]}; "
               f"validating on held-out {', '.join(val_assets)}")
-    Path(out).mkdir(parents=True, exist_ok=True)
+    if checkpoint_every:  # the checkpoint lives in the model directory
+        Path(out).mkdir(parents=True, exist_ok=True)
     model, info = _train_learner(learner, builder, train_assets, panel.dates[end_row], options, (history,), log,
                                  checkpoint=Path(out) / CHECKPOINT, checkpoint_every=checkpoint_every, resume=resume)
     if rank != 0:
@@ -196,6 +218,8 @@ def _stderr(msg: str) -> None:
 def forecast(model, prices, *, start=None, history: int | None = None, log: Log = None) -> pd.DataFrame:
     """The forecast table (columns: date, asset, forecast_variance and ``risk_columns``) of every
     asset from ``start`` (default: as soon as history allows); ``model`` is a model directory."""
+    if history is not None:
+        _check_count("history", history)
     learner, spec, meta = load_model(model)
     panel = load_panel(prices, log)
     history = meta["history"] if history is None else history
@@ -228,6 +252,9 @@ def evaluate(model, prices, out, *, start=None, history: int | None = None, garc
     training end and an h-day embargo); training assets and earlier dates are flagged in-sample.
     Writes the report directory ``out``."""
     check_out(out, "dir")
+    if history is not None:
+        _check_count("history", history)
+    _check_count("garch_refit", garch_refit, 1, 10_000)
     learner, spec, meta = load_model(model)
     panel = load_panel(prices, log)
     history = meta["history"] if history is None else history
@@ -271,6 +298,15 @@ def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTO
     forecast the held-out assets from only the last k days (k in ``histories``) and compare with
     the baselines; writes the report directory ``out``. Returns the evaluations and the files."""
     check_out(out, "dir")
+    if not histories:
+        raise ValueError("histories: give at least one few-shot history length")
+    for k in histories:
+        _check_count("histories", k)
+    for name, value, hi in (("horizon", horizon, 250), ("holdout", holdout, 10_000), ("garch_refit", garch_refit, 10_000)):
+        _check_count(name, value, 1, hi)
+    unknown = [kind for kind in learners if kind not in LEARNERS]
+    if unknown or not learners:
+        raise ValueError(f"learners: choose one or more of {', '.join(LEARNERS)}, got {list(learners)}")
     t_start = time.perf_counter()
     panel = load_panel("default", log)
     spec = TaskSpec(horizon=horizon, support=60, query=QUERY)

@@ -261,3 +261,23 @@ def test_help_explains_options_and_units(capsys):
     out = " ".join(capsys.readouterr().out.split())
     for phrase in ("daily variance units", "negative numbers", "For h > 1 they are one-day figures"):
         assert phrase in out
+
+
+def test_the_library_calls_check_their_arguments(prices, model, tmp_path):
+    from metarisk_fast import jobs
+
+    for kw, match in ((dict(steps=0), "steps"), (dict(batch=-1), "batch"), (dict(meta_lr=float("nan")), "meta_lr"),
+                      (dict(inner_steps=20_000), "inner_steps"), (dict(hidden=()), "hidden")):
+        with pytest.raises(ValueError, match=match):
+            jobs.TrainOptions(**kw)
+    with pytest.raises(ValueError, match="history"):
+        jobs.train(prices["wide"], tmp_path / "m", history=0)
+    with pytest.raises(ValueError, match="nproc"):
+        jobs.train(prices["wide"], tmp_path / "m", nproc=0)
+    with pytest.raises(ValueError, match="history"):
+        jobs.forecast(model, prices["wide"], history=-5)
+    with pytest.raises(ValueError, match="histories"):
+        jobs.demo(tmp_path / "d", histories=())
+    with pytest.raises(ValueError, match="learners"):
+        jobs.demo(tmp_path / "d", learners=("lstm",))
+    assert not (tmp_path / "m").exists()

@@ -155,3 +155,37 @@ def test_an_empty_asset_and_a_gap_are_reported(evaluated):
     assert panel.assets[2] not in ev.meta["assets"]
     from metarisk_fast.evaluation.render import render_markdown
     assert f"- {panel.assets[2]}: no day with a realised target" in render_markdown([ev], "t")
+
+
+def test_meta_forecasts_with_gaps_use_only_the_past():
+    """With missing closes before and after T, changing every price after T (and adding gaps
+    there) moves no forecast dated at or before T."""
+    panel = close_panel(n_days=800, n_assets=2, seed=5)
+    close = panel.close.copy()
+    close[450, 0] = close[451, 0] = np.nan
+    before = PricePanel(dates=panel.dates, assets=panel.assets, close=close, source="gaps")
+    cut = 600
+    later = altered_after(before, cut).close.copy()
+    later[650:653, 1] = np.nan
+    after = PricePanel(dates=panel.dates, assets=panel.assets, close=later, source="gaps, altered")
+    A, R = grid(panel, 400, 800)
+    model = MetaForecaster(make_learner("maml", TaskSpec().n_features), history=60)
+    a = model.predict(EpisodeBuilder(before), A, R)
+    b = model.predict(EpisodeBuilder(after), A, R)
+    early = R <= cut
+    np.testing.assert_array_equal(a[early], b[early])
+    assert np.isfinite(a[early]).mean() > 0.95 and not np.allclose(a[~early], b[~early], equal_nan=True)
+
+
+def test_bad_arguments_of_the_new_entry_points():
+    builder = EpisodeBuilder(close_panel(n_days=300, n_assets=2))
+    for ids in (np.array([-1, 2]), np.array([[1, 2]]), np.array([0.5, 1.5])):
+        with pytest.raises(ValueError, match="task_ids must be a 1-D array of ints >= 0"):
+            builder.episodes(seed=0, task_ids=ids)
+    with pytest.raises(ValueError, match="max_gap must be an int >= 0"):
+        bridge_gaps(np.ones((3, 1)), max_gap=-1)
+    A, R = grid(builder.panel, 100, 200)
+    with pytest.raises(ValueError, match="expected"):
+        evaluate(builder, A, R, {"ewma": np.ones(5)})
+    with pytest.raises(ValueError, match="in_sample"):
+        evaluate(builder, A, R, {"ewma": EWMAForecaster().predict(builder, A, R)}, in_sample=np.ones(3, bool))

@@ -102,6 +102,12 @@ def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", 
     panel = builder.panel
     asset, rows = np.asarray(asset), np.asarray(rows)
     in_sample = np.zeros(len(rows), bool) if in_sample is None else np.asarray(in_sample, bool)
+    if asset.shape != rows.shape or asset.ndim != 1 or in_sample.shape != rows.shape:
+        raise ValueError(f"asset {asset.shape}, rows {rows.shape} and in_sample {in_sample.shape} must be 1-D "
+                         "arrays of one length")
+    for name, f in forecasts.items():
+        if np.shape(f) != rows.shape:
+            raise ValueError(f"forecasts[{name!r}] has shape {np.shape(f)}, expected {rows.shape}")
     s = builder.y[rows, asset]
     r_next = next_returns(builder, asset, rows)
     evaluable = np.isfinite(s) & np.isfinite(r_next)

@@ -172,9 +172,7 @@ class StreamingFeatures:
         """Consume one bar (arrays of shape (n_assets,)); return each feature's value at it."""
         c, o, h, lo = self._checked_bar(close, open, high, low)
         cc_w, lams, wr, want, n_out = self.spec._args()
-        row, bad = K.feature_step(self.t, o, h, lo, c, cc_w, lams, wr, want, n_out, *self._state)
-        bad[1] = self.t
-        _raise_bad(bad)  # never fires after _checked_bar; kept as the kernel's own guard
+        row, _ = K.feature_step(self.t, o, h, lo, c, cc_w, lams, wr, want, n_out, *self._state)
         self.t += 1
         return dict(zip(self.spec.names, row))
 

@@ -44,6 +44,8 @@ def bridge_gaps(close: np.ndarray, max_gap: int = MAX_BRIDGED_GAP) -> np.ndarray
     ``max_gap`` days in a row (a holiday or a one-day halt: a zero return on the missing day, the
     move over the gap on the day trading resumes); days before listing and the rest of a longer gap
     stay NaN, so features restart after it. Each row uses rows at or before it only."""
+    if isinstance(max_gap, bool) or not isinstance(max_gap, (int, np.integer)) or max_gap < 0:
+        raise ValueError(f"max_gap must be an int >= 0, got {max_gap!r}")
     close = np.asarray(close, np.float64)
     seen = ~np.isnan(close)
     rows = np.arange(close.shape[0])[:, None]
@@ -171,6 +173,7 @@ class EpisodeBuilder:
         self.x_ok = np.isfinite(x).all(axis=-1) & np.isfinite(self.anchor) & ~np.isnan(panel.close)
         self.y_ok = np.isfinite(self.y)
         self._index_usable_rows()
+        self._windows_cache: dict[int, np.ndarray] = {}
 
     def _index_usable_rows(self) -> None:
         """Counts for the support of a forecast: the last usable rows (finite features, realised
@@ -192,6 +195,13 @@ class EpisodeBuilder:
         return self.ewma_variance if lam == ANCHOR_LAMBDA else F.ewma_vol(self.close, lam) ** 2
 
     # ------------------------------------------------------------------ index helpers
+    def _windows_ok(self, length: int) -> np.ndarray:
+        """_window_ok of the usable rows, kept per length: the builder's arrays never change, and
+        training asks for the same support and query lengths every step."""
+        if length not in self._windows_cache:
+            self._windows_cache[length] = self._window_ok(self.x_ok & self.y_ok, length)
+        return self._windows_cache[length]
+
     def _window_ok(self, ok: np.ndarray, length: int) -> np.ndarray:
         """ok_all[s, j]: rows s..s+length-1 all ok (cumulative count, exact integers)."""
         c = np.concatenate([np.zeros((1, ok.shape[1]), np.int64), np.cumsum(ok, axis=0)])
@@ -237,8 +247,7 @@ class EpisodeBuilder:
         lo = 0 if start is None else self.panel.row_of(start)
         hi = self.panel.n_days if end is None else self.panel.row_of(end, "right")  # rows < hi
         span = K + h + Q  # support, the h-row gap, query
-        s_ok = self._window_ok(self.x_ok & self.y_ok, K)
-        q_ok = self._window_ok(self.x_ok & self.y_ok, Q)
+        s_ok, q_ok = self._windows_ok(K), self._windows_ok(Q)
         starts = np.arange(self.panel.n_days)
         valid = np.zeros_like(s_ok)
         in_range = (starts >= lo) & (starts + span - 1 + h < hi)  # query targets realised by end
@@ -254,7 +263,11 @@ class EpisodeBuilder:
             keep = (s_idx - lo) % stride == 0
             s_idx, c_idx = s_idx[keep], c_idx[keep]
         if task_ids is not None:  # task i is a function of (seed, i) alone: any split of the ids over
-            pick = task_pick(seed, np.asarray(task_ids), len(s_idx))  # processes draws the same tasks
+            task_ids = np.asarray(task_ids)  # processes draws the same tasks
+            if task_ids.ndim != 1 or task_ids.dtype.kind not in "iu" or (task_ids < 0).any():
+                raise ValueError(f"task_ids must be a 1-D array of ints >= 0, got {task_ids.dtype} "
+                                 f"of shape {task_ids.shape}")
+            pick = task_pick(seed, task_ids, len(s_idx))
             s_idx, c_idx = s_idx[pick], c_idx[pick]
         elif n is not None:
             pick = np.random.default_rng(seed).choice(len(s_idx), size=n, replace=len(s_idx) < n)
