@@ -14,9 +14,10 @@ __version__ = "0.1.0"
 _NAMES = {  # public name -> the module that owns it
     "MLP": "learners", "MAML": "learners", "Reptile": "learners", "MetaSGD": "learners",
     "ExternalMemory": "learners", "MemoryAugmentedNet": "learners", "MemoryConditionedMAML": "learners",
+    "RiskEngine": "streaming", "RiskSnapshot": "streaming",
 }
 _SUBMODULES = ("ops", "reference", "learners", "features", "data", "datasets", "tasks", "forecasting",
-               "evaluation", "jobs", "cli")
+               "evaluation", "streaming", "jobs", "cli")
 
 
 def __getattr__(name: str):

@@ -22,6 +22,7 @@ ABOVE = {  # module -> packages it must not pull in
     "metarisk_fast.forecasting": ["metarisk_fast.evaluation", "metarisk_fast.jobs", "metarisk_fast.cli"],
     "metarisk_fast.evaluation": ["metarisk_fast._core", "metarisk_fast.learners", "metarisk_fast.forecasting",
                                  "metarisk_fast.jobs", "metarisk_fast.cli"],
+    "metarisk_fast.streaming": ["metarisk_fast.jobs", "metarisk_fast.cli"],
     "metarisk_fast.jobs": ["metarisk_fast.cli"],
 }
 

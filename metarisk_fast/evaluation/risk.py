@@ -5,6 +5,8 @@ for a loss), so an exceedance is r < VaR. alpha is the tail probability (0.01 fo
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy import stats
 
@@ -31,10 +33,18 @@ def _hits(hits):
     return hits
 
 
+@lru_cache(maxsize=64)
+def _normal_factors(alpha: float) -> tuple[float, float]:
+    """(VaR, ES) of a standard normal at tail probability alpha: computed once per alpha, since a
+    streaming engine asks for the same few on every bar."""
+    q = float(stats.norm.ppf(alpha))
+    return q, float(-stats.norm.pdf(q) / alpha)
+
+
 def value_at_risk(variance, alpha: float, dist: str = "normal", nu: float | None = None):
     sigma = _sigma(variance, alpha)
     if dist == "normal":
-        return sigma * stats.norm.ppf(alpha)
+        return sigma * _normal_factors(float(alpha))[0]
     if dist == "t":
         _check_nu(nu)
         return sigma * stats.t.ppf(alpha, nu) * _t_scale(nu)
@@ -45,7 +55,7 @@ def expected_shortfall(variance, alpha: float, dist: str = "normal", nu: float |
     """E[r | r < VaR_alpha] (negative)."""
     sigma = _sigma(variance, alpha)
     if dist == "normal":
-        return -sigma * stats.norm.pdf(stats.norm.ppf(alpha)) / alpha
+        return sigma * _normal_factors(float(alpha))[1]
     if dist == "t":
         _check_nu(nu)
         q = stats.t.ppf(alpha, nu)

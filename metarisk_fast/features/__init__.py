@@ -15,9 +15,9 @@ All features of a FeatureSet (feature_set.py) are computed in one fused pass (_k
 the rows, _rolling.py keeps the windows, _intrinsics.py has the fast log); the single-feature
 functions (estimators.py) run the same kernel with one feature switched on.
 """
-from .estimators import (close_to_close_vol, ewma_vol, garman_klass_vol, log_returns, parkinson_vol,
-                         rogers_satchell_vol, yang_zhang_vol)
+from .estimators import (LOG_RETURNS, close_to_close_vol, ewma_vol, garman_klass_vol, log_returns, parkinson_vol,
+                         range_feature_set, rogers_satchell_vol, yang_zhang_vol)
 from .feature_set import RANGE_FEATURES, FeatureSet, StreamingFeatures
 
-__all__ = ["RANGE_FEATURES", "FeatureSet", "StreamingFeatures", "log_returns", "close_to_close_vol", "ewma_vol",
+__all__ = ["RANGE_FEATURES", "LOG_RETURNS", "range_feature_set", "FeatureSet", "StreamingFeatures", "log_returns", "close_to_close_vol", "ewma_vol",
            "parkinson_vol", "garman_klass_vol", "rogers_satchell_vol", "yang_zhang_vol"]

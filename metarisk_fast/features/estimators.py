@@ -14,9 +14,17 @@ def _single(spec: FeatureSet, name_index: int, close, open=None, high=None, low=
     return out[:, 0] if one_d else out
 
 
+LOG_RETURNS = FeatureSet(cc_windows=(), ewma_lambdas=(), range_features=())  # the log return alone
+
+
+def range_feature_set(feature: str, window: int) -> FeatureSet:
+    """The feature set of one range estimator (its output is the set's second feature)."""
+    return FeatureSet(cc_windows=(), ewma_lambdas=(), range_window=window, range_features=(feature,))
+
+
 def log_returns(close):
     """r_t = ln(C_t / C_{t-1}); NaN at row 0."""
-    return _single(FeatureSet(cc_windows=(), ewma_lambdas=(), range_features=()), 0, close)
+    return _single(LOG_RETURNS, 0, close)
 
 
 def close_to_close_vol(close, window: int):
@@ -30,8 +38,7 @@ def ewma_vol(close, lam: float = 0.94):
 
 
 def _range(feature, window, open, high, low, close):
-    return _single(FeatureSet(cc_windows=(), ewma_lambdas=(), range_window=window,
-                              range_features=(feature,)), 1, close, open, high, low)
+    return _single(range_feature_set(feature, window), 1, close, open, high, low)
 
 
 def parkinson_vol(high, low, window: int):

@@ -170,13 +170,29 @@ class StreamingFeatures:
 
     def update(self, close, open=None, high=None, low=None) -> dict[str, np.ndarray]:
         """Consume one bar (arrays of shape (n_assets,)); return each feature's value at it."""
-        c, o, h, lo = self._checked_bar(close, open, high, low)
+        return dict(zip(self.spec.names, self.update_array(close, open, high, low)))
+
+    def update_array(self, close, open=None, high=None, low=None) -> np.ndarray:
+        """``update`` as one (F, n_assets) array in the order of ``spec.names``."""
+        c, o, h, lo = self.check_bar(close, open, high, low)
         cc_w, lams, wr, want, n_out = self.spec._args()
         row, _ = K.feature_step(self.t, o, h, lo, c, cc_w, lams, wr, want, n_out, *self._state)
         self.t += 1
-        return dict(zip(self.spec.names, row))
+        return row
 
-    def _checked_bar(self, close, open, high, low):
+    def select(self, columns) -> "StreamingFeatures":
+        """A stream of the given asset columns (in that order), each with its state so far."""
+        columns = np.asarray(columns, np.int64)
+        return StreamingFeatures(self.spec, len(columns), self.t, tuple(a[..., columns].copy() for a in self._state))
+
+    def extend(self, n_new: int) -> "StreamingFeatures":
+        """This stream with ``n_new`` more assets, appended with a fresh state: the state of an asset
+        that has had no price so far (a fresh window is all NaN, as after only missing bars)."""
+        fresh = StreamingFeatures(self.spec, n_new)._state
+        return StreamingFeatures(self.spec, self.n_assets + n_new, self.t,
+                                 tuple(np.concatenate([a, b], axis=-1) for a, b in zip(self._state, fresh)))
+
+    def check_bar(self, close, open=None, high=None, low=None):
         """The bar as float64 arrays, every check done before the state is touched (a rejected
         bar leaves the stream exactly as it was): shapes, real-number dtypes, prices > 0 or NaN,
         high >= low."""

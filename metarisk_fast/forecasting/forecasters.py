@@ -44,12 +44,15 @@ class MetaForecaster(Forecaster):
             sel = np.flatnonzero(avail == length)
             batch, ok = builder.forecast_tasks(asset[sel], rows[sel], int(length))
             if len(batch):
-                out[sel[ok]] = TARGET.decode(self._predict(batch), batch.anchor[:, 0])
+                out[sel[ok]] = self.variance(batch.xs, batch.ys, batch.xq, batch.anchor[:, 0])
         return out
 
-    def _predict(self, batch) -> np.ndarray:
-        z = np.empty(len(batch), dtype=np.float64)
-        for lo in range(0, len(batch), self.chunk):  # bounded memory; each chunk is one kernel call
+    def variance(self, xs, ys, xq, anchor) -> np.ndarray:
+        """Variance forecasts (B,) of normalised one-query tasks (tasks.normalise_task): adapt on
+        each support, predict the query row, decode with its anchor. The batch forecasts and the
+        streaming engine both end here."""
+        z = np.empty(len(xs), dtype=np.float64)
+        for lo in range(0, len(xs), self.chunk):  # bounded memory; each chunk is one kernel call
             sl = slice(lo, lo + self.chunk)
-            z[sl] = self.learner.adapt_predict(batch.xs[sl], batch.ys[sl], batch.xq[sl])[:, 0, 0]
-        return z
+            z[sl] = self.learner.adapt_predict(xs[sl], ys[sl], xq[sl])[:, 0, 0]
+        return TARGET.decode(z, anchor)

@@ -23,6 +23,7 @@ from .target import TARGET
 CLOSE_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_features=())
 VAR_FLOOR = 1e-12  # log-variance floor for constant prices
 ANCHOR_LAMBDA = 0.94  # RiskMetrics
+ANCHOR_FEATURE = f"ewma_vol_{ANCHOR_LAMBDA:g}"
 MAX_BRIDGED_GAP = 5  # up to this many missing closes in a row carry the last price forward (see bridge_gaps)
 FEATURE_CLIP = 8.0  # normalised features live in [-8, 8] (e^8: a 3000x variance ratio)
 
@@ -56,6 +57,16 @@ def bridge_gaps(close: np.ndarray, max_gap: int = MAX_BRIDGED_GAP) -> np.ndarray
     return out
 
 
+def forward_mean(rows) -> np.ndarray:
+    """The mean of h stacked arrays, summed in order (rows[0] + rows[1] + ...) / h: the batch
+    targets and the streaming engine add the same terms in the same order, so they agree bit for
+    bit."""
+    acc = np.array(rows[0], dtype=np.float64, copy=True)
+    for r in rows[1:]:
+        acc += r
+    return acc / len(rows)
+
+
 def realized_variance(close: np.ndarray, horizon: int) -> np.ndarray:
     """RV_t = mean of squared daily log returns over t+1..t+h, (T, N); NaN where incomplete."""
     if horizon < 1:
@@ -64,9 +75,46 @@ def realized_variance(close: np.ndarray, horizon: int) -> np.ndarray:
     r2 = F.log_returns(close) ** 2
     out = np.full(close.shape, np.nan)
     if T > horizon:
-        win = np.lib.stride_tricks.sliding_window_view(r2[1:], horizon, axis=0)  # rows t+1..t+h
-        out[: T - horizon] = win.mean(axis=-1)
+        out[: T - horizon] = forward_mean([r2[k: T - horizon + k] for k in range(1, horizon + 1)])
     return out
+
+
+def network_inputs(feats: np.ndarray) -> np.ndarray:
+    """Network inputs (..., D) from the feature set's outputs (D, ...): the log return, then
+    log(vol^2) of each volatility (floored), for a panel or for one bar."""
+    x = np.empty((*feats.shape[1:], feats.shape[0]))
+    x[..., 0] = feats[0]
+    x[..., 1:] = np.log(np.maximum(np.moveaxis(feats[1:], 0, -1) ** 2, VAR_FLOOR))
+    return x
+
+
+def anchor_variance(ewma_vol: np.ndarray) -> np.ndarray:
+    """The anchor of each row: the RiskMetrics variance at t, floored."""
+    return np.maximum(ewma_vol ** 2, VAR_FLOOR)
+
+
+def support_scale(ys: np.ndarray) -> np.ndarray:
+    """c (B,): the mean realised variance of each task's support targets ys (B, K), floored."""
+    return np.maximum(ys.mean(axis=1), VAR_FLOOR)
+
+
+def normalise_rows(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Rows x (B, R, D) of tasks with support scales c (B,) as learner inputs, float32: log-variance
+    features become log(v / c), returns r / sqrt(c), clipped to [-FEATURE_CLIP, FEATURE_CLIP] (a
+    flat-price stretch would otherwise give log(1e-12 / c))."""
+    D = x.shape[2]
+    shift = np.concatenate([np.zeros((len(c), 1)), np.repeat(np.log(c)[:, None], D - 1, 1)], 1)[:, None, :]
+    mult = np.concatenate([1.0 / np.sqrt(c)[:, None], np.ones((len(c), D - 1))], 1)[:, None, :]
+    return np.ascontiguousarray(np.clip((x - shift) * mult, -FEATURE_CLIP, FEATURE_CLIP), dtype=np.float32)
+
+
+def normalise_task(xs, ys, xq, a_s):
+    """Learner inputs (xs, ys, xq) of tasks from raw support rows xs (B, K, D), their realised
+    variances ys (B, K) and anchors a_s (B, K), and query rows xq (B, Q, D): features scaled by the
+    support's mean realised variance (normalise_rows), support targets encoded relative to their
+    rows' anchors (tasks/target.py)."""
+    c = support_scale(ys)
+    return normalise_rows(xs, c), TARGET.encode(ys, a_s), normalise_rows(xq, c)
 
 
 def range_variance(panel: PricePanel, horizon: int) -> np.ndarray:
@@ -111,7 +159,7 @@ class TaskSpec:
 class TaskBatch:
     """B episodes as arrays ready for the learners, with the (asset, rows) of every episode."""
 
-    xs: np.ndarray  # (B, K, D) float32, normalised by support statistics (see _gather)
+    xs: np.ndarray  # (B, K, D) float32, normalised by support statistics (see normalise_task)
     ys: np.ndarray  # (B, K, 1) sqrt(RV / anchor) per row
     xq: np.ndarray  # (B, Q, D)
     yq: np.ndarray  # (B, Q, 1), NaN where the target is not (yet) realised
@@ -157,18 +205,14 @@ class EpisodeBuilder:
                                                                                        panel.low)))
         else:
             feats = spec.features.compute_array(self.close)
-        x = np.empty((panel.n_days, panel.n_assets, spec.n_features))
-        x[..., 0] = feats[0]
-        x[..., 1:] = np.log(np.maximum(np.moveaxis(feats[1:], 0, -1) ** 2, VAR_FLOOR))
-        self.x = x
+        self.x = x = network_inputs(feats)
         self.returns = feats[0]  # log returns of the bridged close (one owner: the features pass)
         self.y = (realized_variance(panel.close, spec.horizon) if spec.proxy == "squared_returns"
                   else range_variance(panel, spec.horizon))
-        anchor_name = f"ewma_vol_{ANCHOR_LAMBDA:g}"
-        self.ewma_variance = (feats[spec.features.names.index(anchor_name)] ** 2 if anchor_name in spec.features.names
-                              else F.ewma_vol(self.close, ANCHOR_LAMBDA) ** 2)
-        # the anchor forecast of each row: the RiskMetrics variance at t (floored)
-        self.anchor = np.maximum(self.ewma_variance, VAR_FLOOR)
+        ewma_vol = (feats[spec.features.names.index(ANCHOR_FEATURE)] if ANCHOR_FEATURE in spec.features.names
+                    else F.ewma_vol(self.close, ANCHOR_LAMBDA))
+        self.ewma_variance = ewma_vol ** 2
+        self.anchor = anchor_variance(ewma_vol)  # the anchor forecast of each row
         # a forecast is made on a day with an observed close and finite features
         self.x_ok = np.isfinite(x).all(axis=-1) & np.isfinite(self.anchor) & ~np.isnan(panel.close)
         self.y_ok = np.isfinite(self.y)
@@ -212,24 +256,15 @@ class EpisodeBuilder:
         return out
 
     def _gather(self, asset, s_rows, q_rows) -> TaskBatch:
-        """Cut (support, query) rows. Features are normalised by the support's mean realised
-        variance c: log-variance features become log(v / c), returns r / sqrt(c). Each row's
-        target is its realised variance relative to that row's anchor forecast a_t (the EWMA
-        variance at t, known at t): sqrt(RV / a_t), so a network whose output is 0 forecasts
-        exactly the anchor and learns multiplicative corrections to it. Nothing depends on a
-        row after the support (support) or after t (query row t)."""
+        """Cut (support, query) rows and normalise them (normalise_task). Each row's target is its
+        realised variance relative to that row's anchor forecast a_t (the EWMA variance at t, known
+        at t): sqrt(RV / a_t), so a network whose output is 0 forecasts exactly the anchor and
+        learns multiplicative corrections to it. Nothing depends on a row after the support
+        (support) or after t (query row t)."""
         cols = asset[:, None]
-        xs, ys, xq, yq = self.x[s_rows, cols], self.y[s_rows, cols], self.x[q_rows, cols], self.y[q_rows, cols]
-        c = np.maximum(ys.mean(axis=1), VAR_FLOOR)
-        D = xs.shape[2]
-        shift = np.concatenate([np.zeros((len(c), 1)), np.repeat(np.log(c)[:, None], D - 1, 1)], 1)[:, None, :]
-        mult = np.concatenate([1.0 / np.sqrt(c)[:, None], np.ones((len(c), D - 1))], 1)[:, None, :]
-
-        def norm(x):  # clipped: a flat-price stretch would otherwise give log(1e-12 / c)
-            return np.ascontiguousarray(np.clip((x - shift) * mult, -FEATURE_CLIP, FEATURE_CLIP), dtype=np.float32)
-
         a_s, a_q = self.anchor[s_rows, cols], self.anchor[q_rows, cols]
-        return TaskBatch(xs=norm(xs), ys=TARGET.encode(ys, a_s), xq=norm(xq), yq=TARGET.encode(yq, a_q), anchor=a_q,
+        xs, ys, xq = normalise_task(self.x[s_rows, cols], self.y[s_rows, cols], self.x[q_rows, cols], a_s)
+        return TaskBatch(xs=xs, ys=ys, xq=xq, yq=TARGET.encode(self.y[q_rows, cols], a_q), anchor=a_q,
                          asset=asset, support_rows=s_rows, query_rows=q_rows, panel=self.panel)
 
     # ------------------------------------------------------------------ episodes

@@ -1,0 +1,450 @@
+"""RiskEngine: one bar in, every asset's risk out, for live loops and bar-by-bar backtests.
+
+The engine keeps, per asset, what a forecast at the newest bar t needs and nothing more:
+- the gap bridging of the batch path (tasks.bridge_gaps: a missing price carries the last one
+  forward for up to MAX_BRIDGED_GAP bars);
+- the streaming feature state (features.StreamingFeatures, the batch kernel's step) on the
+  bridged prices, and the target's own stream on the observed prices;
+- a delay line of the last h + 2 rows (inputs, anchor, usability, stretch breaks), since a row
+  enters a support set only once its h-day target is realised strictly before t;
+- the support store: the last ``history`` usable rows of the asset's current stretch.
+A bar then costs one feature step, a few array operations and one batched adapt-and-predict
+kernel call over the assets due (never a Python loop over assets), and its forecasts are the
+batch path's (``metarisk forecast``) bit for bit: the same inputs meet the same functions
+(tasks.network_inputs, tasks.normalise_task, MetaForecaster.variance) in the same order.
+"""
+from __future__ import annotations
+
+import copy as _copy
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .._files import atomic_write_bytes
+from ..data import DataError, PricePanel, load_prices
+from ..datasets import load_sp500_20
+from ..evaluation import risk_columns
+from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
+from ..forecasting import MetaForecaster, load_model
+from ..tasks import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, anchor_variance, forward_mean, network_inputs,
+                     normalise_rows, normalise_task, support_scale)
+
+STATE_FORMAT = 1
+_ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
+           "sup_x", "sup_y", "sup_anchor", "count", "pos", "adapted", "adapted_scale", "adapted_at", "phase")
+
+
+@dataclass(frozen=True)
+class RiskSnapshot:
+    """Every asset's risk at one bar, arrays indexed like ``assets`` (NaN where not ``ready``):
+    the forecast mean daily variance of log returns over the next h bars, its square root, and
+    the normal VaR 1 % / 5 % and ES 2.5 % of a one-day log return (``metarisk forecast``'s
+    columns)."""
+
+    bar: int
+    date: np.datetime64 | None
+    assets: tuple[str, ...]
+    variance: np.ndarray
+    vol: np.ndarray
+    var_1: np.ndarray
+    var_5: np.ndarray
+    es_2_5: np.ndarray
+    ready: np.ndarray
+
+    def to_frame(self) -> pd.DataFrame:
+        """The ready assets' rows in ``metarisk forecast``'s columns."""
+        r = self.ready
+        return pd.DataFrame({"date": np.repeat(self.date, int(r.sum())) if self.date is not None else self.bar,
+                             "asset": np.asarray(self.assets, dtype=object)[r], "forecast_variance": self.variance[r],
+                             "var_1": self.var_1[r], "var_5": self.var_5[r], "es_2_5": self.es_2_5[r]})
+
+
+def _weights_digest(learner: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(learner.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class RiskEngine:
+    """The streaming twin of ``metarisk forecast``. Build it with ``from_model``; feed it history
+    with ``warm_up`` and then one bar at a time with ``update`` (``peek`` for a forming bar).
+
+    ``readapt_every`` = 1 (default) re-adapts every ready asset on every bar: exact, the batch
+    forecasts bit for bit. k > 1 (gradient-based learners) adapts each asset every k bars (assets
+    staggered over the k bars) and in between predicts with the weights of its last adaptation and
+    that support's scale: an approximation that trades accuracy for speed."""
+
+    def __init__(self, learner: torch.nn.Module, spec: TaskSpec, assets, *, history: int = 60,
+                 min_history: int = 20, readapt_every: int = 1):
+        for name, value, lo in (("history", history, 1), ("min_history", min_history, 1),
+                                ("readapt_every", readapt_every, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= 100_000:
+                raise ValueError(f"{name} must be an int in [{lo}, 100000], got {value!r}")
+        if readapt_every > 1 and not hasattr(learner, "adapt"):
+            raise ValueError(f"readapt_every={readapt_every} keeps each asset's adapted weights between bars, which "
+                             f"needs a gradient-based learner (MAML, FOMAML, Reptile, Meta-SGD); "
+                             f"{type(learner).__name__} re-adapts on every bar (readapt_every=1)")
+        if ANCHOR_FEATURE not in spec.features.names:
+            raise ValueError(f"the model's feature set has no {ANCHOR_FEATURE} (the anchor of every forecast)")
+        assets = self._check_names(assets)
+        self.learner, self.spec = learner, spec
+        self.history, self.min_history, self.readapt_every = int(history), int(min_history), int(readapt_every)
+        self.forecaster = MetaForecaster(learner, self.history, min_history=self.min_history)
+        self.weights = _weights_digest(learner)
+        self.assets: list[str] = []
+        self.t, self.last_date = 0, None
+        self._features = StreamingFeatures(spec.features, len(assets))
+        self._targets = StreamingFeatures(self._target_features(), len(assets))
+        self._state = self._fresh(0)
+        self._adopted = 0  # assets ever added: the stagger phase of the next one
+        self._append(assets, fresh_streams=False)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_model(cls, model, assets, *, history: int | None = None, spec: TaskSpec | None = None,
+                   min_history: int = 20, readapt_every: int = 1) -> "RiskEngine":
+        """An engine for ``assets`` from a model directory (its feature spec and history) or from a
+        learner (then ``spec`` defaults to TaskSpec() and ``history`` to 60)."""
+        if isinstance(model, torch.nn.Module):
+            spec, history = spec or TaskSpec(), history or 60
+            learner = model
+        else:
+            learner, saved_spec, meta = load_model(model)
+            spec, history = spec or saved_spec, history or meta["history"]
+        return cls(learner, spec, assets, history=history, min_history=min_history, readapt_every=readapt_every)
+
+    def _target_features(self):
+        """The observed-price stream of the target proxy: log returns, or Garman-Klass over h."""
+        if self.spec.proxy == "squared_returns":
+            return LOG_RETURNS
+        return range_feature_set("garman_klass", self.spec.horizon)
+
+    @property
+    def _ohlc(self) -> bool:
+        return self.spec.features.needs_ohlc or self.spec.proxy == "garman_klass"
+
+    def _fresh(self, n: int) -> dict[str, np.ndarray]:
+        """The state of n assets with no bar yet."""
+        h, H, D = self.spec.horizon, self.history, self.spec.n_features
+        S = 4 if self._ohlc else 1
+        P = sum(p.numel() for p in self.learner.net.parameters()) if self.readapt_every > 1 else 0
+        return {"last_price": np.full((S, n), np.nan), "gap": np.zeros((S, n), np.int64), "seen": np.zeros((S, n), bool),
+                "row_x": np.full((h + 2, n, D), np.nan), "row_anchor": np.full((h + 2, n), np.nan),
+                "row_ok": np.zeros((h + 2, n), bool), "row_break": np.ones((h + 2, n), bool),
+                "row_y": np.full((h + 2, n), np.nan), "sq_returns": np.full((h, n), np.nan),
+                "sup_x": np.zeros((n, H, D)), "sup_y": np.zeros((n, H)), "sup_anchor": np.zeros((n, H)),
+                "count": np.zeros(n, np.int64), "pos": np.zeros(n, np.int64),
+                "adapted": np.zeros((n, P), np.float32), "adapted_scale": np.ones(n), "adapted_at": np.full(n, -1, np.int64),
+                "phase": np.zeros(n, np.int64)}
+
+    @staticmethod
+    def _check_names(assets) -> list[str]:
+        if isinstance(assets, str):
+            assets = [assets]
+        names = [a for a in assets]
+        if not names or not all(isinstance(a, str) and a for a in names):
+            raise ValueError(f"assets must be one or more non-empty names, got {assets!r}")
+        dup = sorted({a for a in names if names.count(a) > 1})
+        if dup:
+            raise ValueError(f"duplicate asset names: {dup}")
+        return names
+
+    # ------------------------------------------------------------------ assets
+    def add_asset(self, name: str) -> None:
+        """Add an asset mid-stream; it forecasts once it has ``min_history`` usable bars (as an
+        asset listed mid-sample does in the batch forecast)."""
+        names = self._check_names([name])
+        if names[0] in self.assets:
+            raise ValueError(f"asset {names[0]!r} is already in the engine")
+        self._append(names, fresh_streams=True)
+
+    def remove_asset(self, name: str) -> None:
+        if name not in self.assets:
+            raise ValueError(f"asset {name!r} is not in the engine (assets: {', '.join(self.assets)})")
+        if len(self.assets) == 1:
+            raise ValueError("cannot remove the engine's last asset")
+        keep = np.array([i for i, a in enumerate(self.assets) if a != name])
+        self._features, self._targets = self._features.select(keep), self._targets.select(keep)
+        self._state = {k: np.take(v, keep, axis=self._asset_axis(k)) for k, v in self._state.items()}
+        self.assets.remove(name)
+
+    @staticmethod
+    def _asset_axis(key: str) -> int:
+        return 0 if key.startswith("sup_") or key in ("count", "pos", "adapted", "adapted_scale", "adapted_at",
+                                                       "phase") else 1
+
+    def _append(self, names, fresh_streams: bool) -> None:
+        n = len(names)
+        if fresh_streams:
+            self._features, self._targets = self._features.extend(n), self._targets.extend(n)
+        new = self._fresh(n)
+        new["phase"] = (self._adopted + np.arange(n)) % self.readapt_every
+        self._state = {k: np.concatenate([v, new[k]], axis=self._asset_axis(k)) for k, v in self._state.items()}
+        self._adopted += n
+        self.assets.extend(names)
+
+    # ------------------------------------------------------------------ bars
+    def _bar(self, bar, open, high, low, date):
+        """The bar as checked float64 arrays (close, open, high, low) in the engine's asset order
+        and its date; every check runs before any state changes."""
+        arrays = []
+        for x, name in ((bar, "close"), (open, "open"), (high, "high"), (low, "low")):
+            if isinstance(x, Mapping):
+                unknown = sorted(set(map(str, x)) - set(self.assets))
+                if unknown:
+                    raise ValueError(f"{name} bar names assets not in the engine: {unknown} (add them with add_asset)")
+                x = np.array([x.get(a, np.nan) for a in self.assets], dtype=np.float64)
+            arrays.append(x)
+        if not self._ohlc:
+            arrays[1:] = [None, None, None]
+        elif any(a is None for a in arrays[1:]):
+            raise ValueError("this model uses open, high and low: give them as keyword arrays in every bar")
+        checked = self._features.check_bar(*arrays)  # shapes, dtypes, prices > 0 or NaN, high >= low
+        if date is not None:
+            try:
+                date = np.datetime64(date, "D")
+            except (ValueError, TypeError):
+                raise ValueError(f"date {date!r} is not a date") from None
+            if np.isnat(date):
+                raise ValueError("date is NaT")
+            if self.last_date is not None and date <= self.last_date:
+                raise ValueError(f"bar date {date} is not after the previous bar's {self.last_date}: bars must come "
+                                 "in increasing date order")
+        return checked, date
+
+    def _advance(self, close, open, high, low, date):
+        """Commit one checked bar; returns the bar's network inputs (N, D), anchors and usability."""
+        st, t, h, H = self._state, self.t, self.spec.horizon, self.history
+        observed = np.stack([close, open, high, low]) if self._ohlc else close[None]
+        missing = np.isnan(observed)
+        st["gap"] = np.where(missing, st["gap"] + 1, 0)
+        bridged = np.where(missing & st["seen"] & (st["gap"] <= MAX_BRIDGED_GAP), st["last_price"], observed)
+        st["last_price"] = np.where(missing, st["last_price"], observed)
+        st["seen"] |= ~missing
+        b_close = bridged[0]
+        if self.spec.features.needs_ohlc:
+            feats = self._features.update_array(b_close, bridged[1], bridged[2], bridged[3])
+        else:
+            feats = self._features.update_array(b_close)
+        x = network_inputs(feats)
+        anchor = anchor_variance(feats[self.spec.features.names.index(ANCHOR_FEATURE)])
+        ok = np.isfinite(x).all(axis=-1) & np.isfinite(anchor) & ~np.isnan(close)
+        # the target completed by this bar: row t - h's
+        if self.spec.proxy == "squared_returns":
+            st["sq_returns"][t % h] = self._targets.update_array(close)[0] ** 2
+            y_done = forward_mean([st["sq_returns"][(t - h + 1 + k) % h] for k in range(h)])
+        else:
+            y_done = self._targets.update_array(close, open, high, low)[1] ** 2
+        slot = t % (h + 2)
+        st["row_x"][slot], st["row_anchor"][slot], st["row_ok"][slot] = x, anchor, ok
+        st["row_break"][slot], st["row_y"][slot] = np.isnan(b_close), np.nan
+        if t >= h:
+            st["row_y"][(t - h) % (h + 2)] = y_done
+        if t >= h + 1:  # row t - h - 1 (target realised by t - 1) joins the support store
+            e = (t - h - 1) % (h + 2)
+            usable = st["row_ok"][e] & np.isfinite(st["row_y"][e])
+            st["count"] = np.where(st["row_break"][e], 0, st["count"] + usable)
+            st["adapted_at"][st["row_break"][e]] = -1  # a new stretch: weights adapted on the old one are dropped
+            j = np.flatnonzero(usable)
+            p = st["pos"][j]
+            st["sup_x"][j, p] = st["row_x"][e, j]
+            st["sup_y"][j, p] = st["row_y"][e, j]
+            st["sup_anchor"][j, p] = st["row_anchor"][e, j]
+            st["pos"][j] = (p + 1) % H
+        self.t += 1
+        if date is not None:
+            self.last_date = date
+        return x, anchor, ok
+
+    def _support(self, sel: np.ndarray, length: int):
+        """The last ``length`` stored rows of the assets ``sel``, oldest first."""
+        st, H = self._state, self.history
+        idx = (st["pos"][sel, None] - length + np.arange(length)) % H
+        rows = sel[:, None]
+        return st["sup_x"][rows, idx], st["sup_y"][rows, idx], st["sup_anchor"][rows, idx]
+
+    def _forecast(self, x, anchor, ok) -> np.ndarray:
+        st, H = self._state, self.history
+        length = np.minimum(st["count"], H)
+        ready = ok & (length >= min(self.min_history, H))
+        variance = np.full(len(self.assets), np.nan)
+        if self.readapt_every == 1:
+            for L in np.unique(length[ready]):  # nearly always one group: every asset with the full history
+                sel = np.flatnonzero(ready & (length == L))
+                xs, ys, a_s = self._support(sel, int(L))
+                xs, ys, xq = normalise_task(xs, ys, x[sel][:, None, :], a_s)
+                variance[sel] = self.forecaster.variance(xs, ys, xq, anchor[sel])
+            return variance
+        due = ready & ((st["adapted_at"] < 0) | ((self.t - 1 - st["phase"]) % self.readapt_every == 0))
+        for L in np.unique(length[due]):
+            sel = np.flatnonzero(due & (length == L))
+            xs, ys, a_s = self._support(sel, int(L))
+            c = support_scale(ys)
+            with torch.no_grad():
+                pieces = self.learner.adapt(torch.from_numpy(normalise_rows(xs, c)),
+                                            torch.from_numpy(TARGET.encode(ys, a_s)))
+            st["adapted"][sel] = torch.cat([p.reshape(len(sel), -1) for p in pieces], 1).numpy()
+            st["adapted_scale"][sel], st["adapted_at"][sel] = c, self.t - 1
+        go = np.flatnonzero(ready & (st["adapted_at"] >= 0))
+        if len(go):
+            xq = normalise_rows(x[go][:, None, :], st["adapted_scale"][go])
+            variance[go] = self._forward(st["adapted"][go], xq, anchor[go])
+        return variance
+
+    def _forward(self, flat: np.ndarray, xq: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+        """Predictions of each asset's adapted network on its query row, decoded."""
+        net = self.learner.net
+        names = [n for n, _ in net.named_parameters()]
+        shapes = [p.shape for _, p in net.named_parameters()]
+        sizes = [int(np.prod(s)) for s in shapes]
+        pieces = torch.split(torch.from_numpy(flat), sizes, dim=1)
+        params = {n: p.reshape(len(flat), *s) for n, p, s in zip(names, pieces, shapes)}
+        with torch.no_grad():
+            z = torch.func.vmap(lambda p, x: torch.func.functional_call(net, p, (x,)))(params, torch.from_numpy(xq))
+        return TARGET.decode(z[:, 0, 0].double().numpy(), anchor)
+
+    def _snapshot(self, variance) -> RiskSnapshot:
+        ready = np.isfinite(variance)
+        cols = {k: np.full(len(variance), np.nan) for k in ("var_1", "var_5", "es_2_5")}
+        for k, v in risk_columns(variance[ready]).items():
+            cols[k][ready] = v
+        return RiskSnapshot(bar=self.t - 1, date=self.last_date, assets=tuple(self.assets), variance=variance,
+                            vol=np.sqrt(variance), ready=ready, **cols)
+
+    def update(self, bar, *, open=None, high=None, low=None, date=None) -> RiskSnapshot:
+        """Commit one bar (a 1-D array in the engine's asset order, or a mapping asset -> price; NaN
+        or absent: no bar for that asset) and return every asset's risk after it. A rejected bar
+        raises and leaves the engine exactly as it was."""
+        checked, date = self._bar(bar, open, high, low, date)
+        return self._snapshot(self._forecast(*self._advance(*checked, date)))
+
+    def peek(self, bar, *, open=None, high=None, low=None, date=None) -> RiskSnapshot:
+        """``update``'s result for a bar that is not committed (a forming bar); the engine is left
+        as it was. Costs a copy of the state."""
+        return self.copy().update(bar, open=open, high=high, low=low, date=date)
+
+    # ------------------------------------------------------------------ history
+    def warm_up(self, prices) -> RiskSnapshot:
+        """Feed a history (a PricePanel, a DataFrame, a CSV / Parquet path, or 'default' for the
+        embedded panel) holding every engine asset; returns the risk after its last bar. Raises if
+        it is too short for any forecast, saying how many bars are needed."""
+        panel = prices if isinstance(prices, PricePanel) else (
+            load_sp500_20() if isinstance(prices, str) and prices == "default" else load_prices(prices))
+        missing = [a for a in self.assets if a not in panel.assets]
+        if missing:
+            raise DataError(f"{panel.source}: no prices for the engine's assets {missing}")
+        if self._ohlc and not panel.has_ohlc:
+            raise DataError(f"{panel.source}: this model uses open, high and low prices; the file has close only")
+        needed = self.bars_needed
+        if self.t == 0 and panel.n_days < needed:
+            raise DataError(f"{panel.source}: {panel.n_days} bars; the engine needs at least {needed} "
+                            f"(features {self.spec.features.warmup}, horizon {self.spec.horizon} + 1, "
+                            f"{min(self.min_history, self.history)} support rows) before its first forecast")
+        if self.last_date is not None and panel.dates[0] <= self.last_date:
+            raise DataError(f"{panel.source}: starts {panel.dates[0]}, not after the engine's last bar {self.last_date}")
+        cols = panel.asset_index(self.assets)
+        fields = [panel.close[:, cols]] + ([a[:, cols] for a in (panel.open, panel.high, panel.low)] if self._ohlc else [])
+        for i in range(panel.n_days - 1):  # state only: the forecasts of past bars are not needed
+            self._advance(*self._checked_row(fields, i), panel.dates[i])
+        out = self._advance(*self._checked_row(fields, panel.n_days - 1), panel.dates[-1])
+        return self._snapshot(self._forecast(*out))
+
+    def _checked_row(self, fields, i):
+        return self._features.check_bar(*(f[i] for f in fields), *([None] * (4 - len(fields))))
+
+    @property
+    def bars_needed(self) -> int:
+        """Bars of a gap-free history before the first forecast: the features' warm-up, the
+        horizon plus the one-bar embargo of the support targets, and min(min_history, history)
+        support rows."""
+        return self.spec.features.warmup + self.spec.horizon + min(self.min_history, self.history)
+
+    # ------------------------------------------------------------------ persistence
+    def copy(self) -> "RiskEngine":
+        """An independent engine in the same state (sharing the read-only learner)."""
+        other = _copy.copy(self)
+        other.assets = list(self.assets)
+        other._state = {k: v.copy() for k, v in self._state.items()}
+        other._features = self._features.select(np.arange(len(self.assets)))
+        other._targets = self._targets.select(np.arange(len(self.assets)))
+        return other
+
+    def state_dict(self) -> dict:
+        meta = {"format": STATE_FORMAT, "t": self.t, "last_date": None if self.last_date is None else str(self.last_date),
+                "assets": self.assets, "adopted": self._adopted, "history": self.history,
+                "min_history": self.min_history, "readapt_every": self.readapt_every, "weights": self.weights,
+                "horizon": self.spec.horizon, "features": self.spec.features.names, "proxy": self.spec.proxy}
+        out = {"meta": np.array(json.dumps(meta))}
+        out.update({f"state.{k}": v.copy() for k, v in self._state.items()})
+        out.update({f"features.{k}": v for k, v in self._features.state_dict().items()})
+        out.update({f"targets.{k}": v for k, v in self._targets.state_dict().items()})
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state_dict taken from an engine over the same model (weights, features,
+        horizon, history); every check runs before anything changes."""
+        try:
+            meta = json.loads(str(state["meta"]))
+            new_state = {k: np.array(state[f"state.{k}"]) for k in _ARRAYS}
+            feats = {k[len("features."):]: np.array(v) for k, v in state.items() if k.startswith("features.")}
+            targs = {k[len("targets."):]: np.array(v) for k, v in state.items() if k.startswith("targets.")}
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"not a RiskEngine state: {exc}") from None
+        mine = self.state_dict()
+        mine_meta = json.loads(str(mine["meta"]))
+        for key in ("format", "weights", "history", "min_history", "readapt_every", "horizon", "features", "proxy"):
+            if meta.get(key) != mine_meta[key]:
+                raise ValueError(f"the saved engine state has {key} = {meta.get(key)!r}, this engine "
+                                 f"{mine_meta[key]!r}: restore it into an engine over the same model and settings")
+        n = len(meta["assets"])
+        fresh = self._fresh(n)
+        for k, v in new_state.items():
+            if v.shape != fresh[k].shape or v.dtype != fresh[k].dtype:
+                raise ValueError(f"the saved engine state's {k} has shape {v.shape} {v.dtype}, expected "
+                                 f"{fresh[k].shape} {fresh[k].dtype}")
+        self._features = self._stream_from(self.spec.features, feats, n)
+        self._targets = self._stream_from(self._target_features(), targs, n)
+        self._state, self.assets, self.t = new_state, list(meta["assets"]), int(meta["t"])
+        self.last_date = None if meta["last_date"] is None else np.datetime64(meta["last_date"], "D")
+        self._adopted = int(meta["adopted"])
+
+    @staticmethod
+    def _stream_from(spec, saved: dict, n: int) -> StreamingFeatures:
+        keys = ("r_ring", "term_ring", "cc", "ewma", "means", "yz", "prev_close")
+        fresh = StreamingFeatures(spec, n)
+        state = tuple(saved.get(k) for k in keys)
+        if any(s is None or s.shape != f.shape for s, f in zip(state, fresh._state)):
+            raise ValueError("the saved engine state's feature stream does not match this model's feature set")
+        return StreamingFeatures(spec, n, int(saved["t"]), state)
+
+    def save(self, path) -> None:
+        """Write the state (not the model) to ``path`` atomically (NumPy .npz)."""
+        buf = io.BytesIO()
+        np.savez(buf, **self.state_dict())
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path, model, **kw) -> "RiskEngine":
+        """An engine over ``model`` (a model directory or learner, as in ``from_model``) in the
+        state saved at ``path``; continuing it gives the outputs of the engine never stopped."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                state = {k: z[k] for k in z.files}
+            meta = json.loads(str(state["meta"]))
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise ValueError(f"{path}: not a saved RiskEngine state (damaged or another file): {exc}") from None
+        kw.setdefault("history", meta.get("history"))
+        kw.setdefault("min_history", meta.get("min_history", 20))
+        kw.setdefault("readapt_every", meta.get("readapt_every", 1))
+        engine = cls.from_model(model, meta.get("assets"), **kw)
+        engine.load_state_dict(state)
+        return engine

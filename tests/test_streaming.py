@@ -1,0 +1,208 @@
+"""The streaming RiskEngine: bar-by-bar replay equals the batch forecast (bit for bit for the
+gradient-based learners), with gaps, late listings and assets added mid-stream; saved, restored,
+copied and peeked streams continue exactly; rejected bars change nothing."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from metarisk_fast import RiskEngine, datasets, jobs
+from metarisk_fast.data import DataError, PricePanel
+from metarisk_fast.forecasting import make_learner, save_model
+from metarisk_fast.tasks import TaskSpec
+
+
+def _model(tmp_path_factory, kind: str, spec: TaskSpec = TaskSpec()):
+    """A small model whose outputs depend on its inputs (perturbed from the zero-output start)."""
+    torch.manual_seed(1)
+    learner = make_learner(kind, spec.n_features, (16, 16), 0.05, 3)
+    with torch.no_grad():
+        for p in learner.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    out = tmp_path_factory.mktemp(kind)
+    save_model(out, kind, learner, spec, history=60, hidden=(16, 16), info={})
+    return out
+
+
+@pytest.fixture(scope="module")
+def maml_dir(tmp_path_factory):
+    return _model(tmp_path_factory, "maml")
+
+
+@pytest.fixture(scope="module")
+def panel():
+    p = datasets.load_sp500_20(warn_quantisation=False)
+    return p.select(assets=list(p.assets[:5]), start="2018-06-01", end="2020-12-31")
+
+
+def gappy(panel: PricePanel) -> PricePanel:
+    """Missing closes of every kind: single days, a bridged 4-day gap, a 9-day gap (too long to
+    bridge: the stretch restarts), a late listing."""
+    close = panel.close.copy()
+    close[100, 0] = np.nan
+    close[300:304, 1] = np.nan
+    close[200:209, 2] = np.nan
+    close[:180, 3] = np.nan
+    close[400, :] = np.nan
+    return PricePanel(dates=panel.dates, assets=panel.assets, close=close, source="gappy")
+
+
+def replay(engine: RiskEngine, panel: PricePanel, start: int = 0) -> pd.DataFrame:
+    frames = [engine.update(panel.close[i], date=panel.dates[i]).to_frame() for i in range(start, panel.n_days)]
+    return pd.concat(frames).sort_values(["date", "asset"], kind="stable").reset_index(drop=True)
+
+
+def same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)
+
+
+def batch(model, panel: PricePanel) -> pd.DataFrame:
+    return jobs.forecast(model, panel).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("data", ["clean", "gappy"])
+def test_replay_is_the_batch_forecast_bit_for_bit(maml_dir, panel, data):
+    p = panel if data == "clean" else gappy(panel)
+    got, want = replay(RiskEngine.from_model(maml_dir, list(p.assets)), p), batch(maml_dir, p)
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+
+
+@pytest.mark.parametrize("kind", ["metasgd", "memory", "memory_maml"])
+def test_every_learner_streams_its_batch_forecast(tmp_path_factory, panel, kind):
+    """Gradient learners (the fused kernel, per-task deterministic) agree exactly; the memory
+    learners' torch matrix products round by batch size, so to float32 rounding."""
+    model = _model(tmp_path_factory, kind)
+    p = gappy(panel)
+    got, want = replay(RiskEngine.from_model(model, list(p.assets)), p), batch(model, p)
+    assert (got[["date", "asset"]].values == want[["date", "asset"]].values).all()
+    rtol = 0 if kind == "metasgd" else 3e-7
+    np.testing.assert_allclose(got.forecast_variance, want.forecast_variance, rtol=rtol, atol=0)
+
+
+def test_warm_up_then_update_equals_updates_alone(maml_dir, panel):
+    p = gappy(panel)
+    cut = 350
+    whole = replay(RiskEngine.from_model(maml_dir, list(p.assets)), p)
+    engine = RiskEngine.from_model(maml_dir, list(p.assets))
+    first = engine.warm_up(p.select(end=p.dates[cut - 1]))
+    assert first.date == p.dates[cut - 1]
+    rest = replay(engine, p, start=cut)
+    pd.testing.assert_frame_equal(rest, whole[whole.date >= p.dates[cut]].reset_index(drop=True), check_exact=True)
+    last = whole[whole.date == p.dates[cut - 1]]
+    np.testing.assert_array_equal(first.variance[first.ready], last.forecast_variance.values)
+
+
+def test_save_restore_copy_and_peek_continue_exactly(maml_dir, panel, tmp_path):
+    p = gappy(panel)
+    engine = RiskEngine.from_model(maml_dir, list(p.assets))
+    engine.warm_up(p.select(end=p.dates[299]))
+    engine.save(tmp_path / "state.npz")
+    twin = engine.copy()
+    before = engine.state_dict()
+    peeked = engine.peek(p.close[300], date=p.dates[300])
+    assert same_state(before, engine.state_dict())
+    restored = RiskEngine.load(tmp_path / "state.npz", maml_dir)
+    outs = [replay(e, p, start=300) for e in (engine, twin, restored)]
+    for o in outs[1:]:
+        pd.testing.assert_frame_equal(o, outs[0], check_exact=True)
+    day = outs[0][outs[0].date == p.dates[300]]
+    np.testing.assert_array_equal(peeked.variance[peeked.ready], day.forecast_variance.values)
+
+
+def test_a_state_from_another_model_is_refused(maml_dir, tmp_path_factory, panel, tmp_path):
+    engine = RiskEngine.from_model(maml_dir, list(panel.assets))
+    engine.warm_up(panel.select(end=panel.dates[150]))
+    engine.save(tmp_path / "state.npz")
+    other = _model(tmp_path_factory, "metasgd")
+    with pytest.raises(ValueError, match="weights"):
+        RiskEngine.load(tmp_path / "state.npz", other)
+    (tmp_path / "junk.npz").write_bytes(b"not a state")
+    with pytest.raises(ValueError, match="not a saved RiskEngine state"):
+        RiskEngine.load(tmp_path / "junk.npz", maml_dir)
+
+
+def test_rejected_bars_change_nothing(maml_dir, panel):
+    engine = RiskEngine.from_model(maml_dir, list(panel.assets))
+    engine.warm_up(panel.select(end=panel.dates[200]))
+    before = engine.state_dict()
+    good = panel.close[201]
+    bad_bars = [
+        (dict(bar=np.r_[good[:-1], -1.0]), "non-positive"),
+        (dict(bar=good[:3]), "expected 5 assets"),
+        (dict(bar={"NOPE": 1.0}), "not in the engine"),
+        (dict(bar=good.astype(str)), "real numbers"),
+        (dict(bar=good, date=panel.dates[200]), "increasing date order"),
+        (dict(bar=good, date="not a date"), "not a date"),
+    ]
+    for kw, msg in bad_bars:
+        bar = kw.pop("bar")
+        with pytest.raises((ValueError, TypeError), match=msg):
+            engine.update(bar, **kw)
+    assert same_state(before, engine.state_dict())
+
+
+def test_a_mapping_bar_is_a_bar_in_asset_order(maml_dir, panel):
+    a, b = (RiskEngine.from_model(maml_dir, list(panel.assets)) for _ in range(2))
+    hist = panel.select(end=panel.dates[200])
+    a.warm_up(hist), b.warm_up(hist)
+    row = panel.close[201]
+    got = b.update({name: row[j] for j, name in enumerate(panel.assets) if j != 2}, date=panel.dates[201])
+    want = a.update(np.where(np.arange(len(row)) == 2, np.nan, row), date=panel.dates[201])
+    np.testing.assert_array_equal(got.variance, want.variance)
+
+
+def test_assets_added_and_removed_mid_stream(maml_dir, panel):
+    """An asset added at bar s forecasts like one whose prices start at s in the batch path; the
+    others are unaffected by additions and removals."""
+    s = 150
+    names = list(panel.assets)
+    engine = RiskEngine.from_model(maml_dir, names[:-1])
+    for i in range(s):
+        engine.update(panel.close[i, :-1], date=panel.dates[i])
+    engine.add_asset(names[-1])
+    engine.remove_asset(names[0])
+    got = replay(engine, PricePanel(dates=panel.dates, assets=tuple(names[1:]), close=panel.close[:, 1:]), start=s)
+    late = panel.close.copy()
+    late[:s, -1] = np.nan
+    want = batch(maml_dir, PricePanel(dates=panel.dates, assets=panel.assets, close=late))
+    want = want[(want.date >= panel.dates[s]) & (want.asset != names[0])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    with pytest.raises(ValueError, match="already"):
+        engine.add_asset(names[1])
+    with pytest.raises(ValueError, match="not in the engine"):
+        engine.remove_asset("NOPE")
+
+
+def test_warm_up_says_how_many_bars_it_needs(maml_dir, panel):
+    engine = RiskEngine.from_model(maml_dir, list(panel.assets))
+    n = engine.bars_needed
+    with pytest.raises(DataError, match=f"needs at least {n}"):
+        engine.warm_up(panel.select(end=panel.dates[n - 2]))
+    snap = RiskEngine.from_model(maml_dir, list(panel.assets)).warm_up(panel.select(end=panel.dates[n - 1]))
+    assert snap.ready.all()  # the first bar with a forecast is exactly the n-th
+    early = RiskEngine.from_model(maml_dir, list(panel.assets))
+    assert not any(early.update(panel.close[i]).ready.any() for i in range(n - 1))
+    with pytest.raises(DataError, match="no prices for the engine's assets"):
+        RiskEngine.from_model(maml_dir, ["NOPE"]).warm_up(panel)
+
+
+def test_readapt_every_k_approximates_the_exact_stream(maml_dir, panel):
+    exact = RiskEngine.from_model(maml_dir, list(panel.assets))
+    approx = RiskEngine.from_model(maml_dir, list(panel.assets), readapt_every=5)
+    hist = panel.select(end=panel.dates[300])
+    exact.warm_up(hist), approx.warm_up(hist)
+    e = np.array([exact.update(panel.close[i]).variance for i in range(301, 400)])
+    a = np.array([approx.update(panel.close[i]).variance for i in range(301, 400)])
+    rel = np.abs(a / e - 1)
+    assert 0 < np.median(rel) < 0.1 and rel.max() < 0.5
+    with pytest.raises(ValueError, match="gradient-based learner"):
+        RiskEngine(make_learner("memory", TaskSpec().n_features, (8,)), TaskSpec(), ["A"], readapt_every=5)
+
+
+def test_bad_construction_is_named(maml_dir):
+    for assets, msg in (([], "one or more"), (["A", "A"], "duplicate"), ([""], "non-empty")):
+        with pytest.raises(ValueError, match=msg):
+            RiskEngine.from_model(maml_dir, assets)
+    with pytest.raises(ValueError, match="readapt_every"):
+        RiskEngine.from_model(maml_dir, ["A"], readapt_every=0)
