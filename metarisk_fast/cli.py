@@ -92,6 +92,26 @@ def cmd_forecast(args):
     return 0
 
 
+def cmd_stream(args):
+    from .jobs import stream, stream_lines
+
+    if args.prices is not None:
+        frame = stream(args.model, args.prices, args.out, start=args.start, history=args.history,
+                       readapt_every=args.readapt_every, log=_log(args))
+        print(f"wrote {len(frame)} forecasts ({frame['asset'].nunique()} assets, {frame['date'].min()} to "
+              f"{frame['date'].max()}) to {args.out}")
+        return 0
+
+    def write(text):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    bars = stream_lines(args.model, sys.stdin, write, history=args.history, readapt_every=args.readapt_every,
+                        warm_up=args.warm_up, state=args.state, log=_log(args))
+    print(f"{bars} bars taken", file=sys.stderr)
+    return 0
+
+
 def cmd_evaluate(args):
     from .jobs import evaluate
 
@@ -196,6 +216,25 @@ def _parser():
                    help="days of each asset's past to adapt on (default: the model's)")
     f.set_defaults(func=cmd_forecast)
 
+    s = sub.add_parser("stream", parents=[common], help="the streaming engine: replay a file or serve a live feed",
+                       description="Run the streaming RiskEngine. With --prices, replay the file bar by bar and "
+                                   "write --out with `metarisk forecast`'s columns (the same numbers). Without "
+                                   "it, read bars from standard input as CSV lines (a header `date,ASSET1,...`, "
+                                   "then one line of closes per bar, an empty field for no price) and write one "
+                                   "line per asset per bar. " + FORECAST_COLUMNS_HELP)
+    s.add_argument("--model", required=True, help="model directory from `metarisk train`")
+    s.add_argument("--prices", default=None, help="price file or 'default' to replay (default: bars from stdin)")
+    s.add_argument("--out", default=None, help="CSV file to write (with --prices)")
+    s.add_argument("--start", type=_date, default=None, help="first date written (with --prices)")
+    s.add_argument("--history", type=_int_in(1, 5000), default=None,
+                   help="days of each asset's past to adapt on (default: the model's)")
+    s.add_argument("--readapt-every", type=_int_in(1, 10000), default=1,
+                   help="re-adapt each asset every k bars, forward-only in between (default 1: exact)")
+    s.add_argument("--warm-up", default=None, help="price file to warm the engine up from (stdin mode)")
+    s.add_argument("--state", default=None,
+                   help="engine state file: continued if it exists, rewritten when the feed ends (stdin mode)")
+    s.set_defaults(func=cmd_stream)
+
     e = sub.add_parser("evaluate", parents=[common, base_opts], help="evaluate a model against the baselines")
     e.add_argument("--model", required=True, help="model directory from `metarisk train`")
     e.add_argument("--prices", required=True, help="price file or 'default'")
@@ -210,7 +249,10 @@ def _parser():
 
 
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "stream" and args.prices is not None and args.out is None:
+        parser.error("stream --prices needs --out (the CSV file to write)")
     from .data import DataError
     from .forecasting import ModelError
 

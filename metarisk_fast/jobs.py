@@ -23,6 +23,7 @@ from .forecasting import (LEARNERS, EWMAForecaster, GARCHForecaster, HARForecast
                           load_model, make_learner, save_model, train_meta)
 from .forecasting.distributed import join_torchrun, run_local, threads_per_rank, wait_for_all_ranks
 from .forecasting.training import process_group
+from .streaming import RiskEngine
 from .tasks import EpisodeBuilder, TaskSpec, asset_split, time_split
 
 DEFAULT_HISTORIES = (20, 60, 250)
@@ -243,6 +244,84 @@ def forecast_to_csv(model, prices, out, **kw) -> pd.DataFrame:
     frame = forecast(model, prices, **kw)
     atomic_write_text(out, frame.to_csv(index=False))
     return frame
+
+
+# --------------------------------------------------------------------------- stream
+STREAM_COLUMNS = ("date", "asset", "forecast_variance", "var_1", "var_5", "es_2_5")
+
+
+def stream(model, prices, out=None, *, start=None, history: int | None = None, readapt_every: int = 1,
+           log: Log = None) -> pd.DataFrame:
+    """Replay a price file bar by bar through a RiskEngine and return (and write to ``out``, a CSV
+    file) ``forecast``'s table from ``start`` on; with ``readapt_every`` = 1 it equals
+    ``forecast``'s bit for bit."""
+    if out is not None:
+        check_out(out, "file")
+    panel = load_panel(prices, log)
+    engine = RiskEngine.from_model(model, list(panel.assets), history=history, readapt_every=readapt_every)
+    lo = 0 if start is None else panel.row_of(start)
+    if lo >= panel.n_days:
+        raise ValueError(f"--start {start} is after the last date of {panel.source} ({panel.dates[-1]})")
+    ohlc = {k: getattr(panel, k) for k in ("open", "high", "low")} if panel.has_ohlc else {}
+    frames = []
+    t0 = time.perf_counter()
+    for i in range(panel.n_days):
+        snap = engine.update(panel.close[i], date=panel.dates[i], **{k: v[i] for k, v in ohlc.items()})
+        if i >= lo and snap.ready.any():
+            frames.append(snap.to_frame())
+    if not frames:
+        raise ValueError(f"{panel.source}: no bar from {panel.dates[lo]} on has enough history for a forecast "
+                         f"(the engine needs {engine.bars_needed} bars of an asset)")
+    frame = pd.concat(frames, ignore_index=True)
+    _say(log, f"streamed {panel.n_days} bars of {panel.n_assets} assets in {time.perf_counter() - t0:.2f} s")
+    if out is not None:
+        atomic_write_text(out, frame.to_csv(index=False))
+    return frame
+
+
+def stream_lines(model, lines, write: Callable[[str], None], *, history: int | None = None, readapt_every: int = 1,
+                 warm_up=None, state=None, log: Log = None) -> int:
+    """A live feed: ``lines`` are CSV text lines, a header ``date,ASSET1,ASSET2,...`` then one bar
+    of closes per line (empty field: no price); for each bar ``write`` gets one line per asset with
+    a forecast, in ``STREAM_COLUMNS``, after a header. ``warm_up``: a price file to start from;
+    ``state``: an engine state file, continued if it exists and rewritten at the end of the feed.
+    A bad line is reported to ``log`` and skipped (the engine is unchanged). Returns the bars taken."""
+    lines = iter(lines)
+    header = next(lines, "").strip()
+    names = [h.strip() for h in header.split(",")]
+    if len(names) < 2 or names[0].lower() != "date":
+        raise ValueError(f"the feed's first line must be a header `date,ASSET1,...`, got {header[:80]!r}")
+    assets = names[1:]
+    if state is not None and Path(state).exists():
+        engine = RiskEngine.load(state, model, history=history, readapt_every=readapt_every)
+        if engine.assets != assets:
+            raise ValueError(f"{state}: holds assets {engine.assets}, the feed's header names {assets}")
+    else:
+        engine = RiskEngine.from_model(model, assets, history=history, readapt_every=readapt_every)
+    if warm_up is not None:
+        engine.warm_up(load_panel(warm_up, log))
+    write(",".join(STREAM_COLUMNS) + "\n")
+    taken = 0
+    for number, line in enumerate(lines, start=2):
+        line = line.strip()
+        if not line:
+            continue
+        fields = line.split(",")
+        try:
+            if len(fields) != len(names):
+                raise ValueError(f"{len(fields)} fields, the header has {len(names)}")
+            bar = np.array([float(f) if f.strip() else np.nan for f in fields[1:]])
+            snap = engine.update(bar, date=fields[0].strip())
+        except ValueError as exc:
+            _say(log, f"line {number}: {exc} (bar skipped)")
+            continue
+        taken += 1
+        rows = np.flatnonzero(snap.ready)
+        write("".join(f"{snap.date},{snap.assets[j]},{float(snap.variance[j])!r},{float(snap.var_1[j])!r},"
+                      f"{float(snap.var_5[j])!r},{float(snap.es_2_5[j])!r}\n" for j in rows))
+    if state is not None:
+        engine.save(state)
+    return taken
 
 
 # --------------------------------------------------------------------------- evaluate
