@@ -249,5 +249,5 @@ def test_stream_command_serves_a_feed_and_resumes_from_its_state(maml_dir, panel
     assert "line 3: 3 fields, the header has 6 (bar skipped)" in err and "line 4: non-positive" in err
     want = batch(maml_dir, panel.select(end=panel.dates[319]))
     want = want[want.date >= panel.dates[300]]
-    got = pd.read_csv(io.StringIO("\n".join(whole)))
+    got = pd.read_csv(io.StringIO("\n".join(whole)), float_precision="round_trip")
     np.testing.assert_array_equal(got.forecast_variance.values, want.forecast_variance.values)

@@ -1,5 +1,5 @@
-// Out-of-place matrix transpose for the memory kernels' layout changes (slot-major scratch <->
-// key-major outputs).
+// Out-of-place matrix transpose: the memory kernels' layout changes (slot-major scratch <->
+// key-major outputs) and the inner loop's transposed weights.
 #pragma once
 #include <cstdint>
 #if defined(__AVX2__)

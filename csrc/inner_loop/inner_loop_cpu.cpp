@@ -4,6 +4,7 @@
 
 #include "../common/checks.h"
 #include "../common/small_gemm.h"
+#include "../common/transpose.h"
 #include "../common/parallel.h"
 #include "inner_loop.h"
 
@@ -45,15 +46,12 @@ struct Layout {
 };
 
 // Transposed copies of the weights, (in, out) per layer, so the forward pass is A * W^T with
-// contiguous rows of W^T.
+// contiguous rows of W^T (8x8 register-block transposes where the ISA has them).
 template <typename T>
 void transpose_weights(const Layout& lay, const T* theta, T* wt) {
   for (int64_t l = 1; l <= lay.L; ++l) {
     const int64_t out = lay.d[l], in = lay.d[l - 1];
-    const T* W = theta + lay.w[l];
-    T* Wt = wt + lay.wt[l];
-    for (int64_t o = 0; o < out; ++o)
-      for (int64_t i = 0; i < in; ++i) Wt[i * out + o] = W[o * in + i];
+    transpose(out, in, theta + lay.w[l], in, wt + lay.wt[l], out);
   }
 }
 

@@ -64,10 +64,15 @@ def expected_shortfall(variance, alpha: float, dist: str = "normal", nu: float |
 
 
 def risk_columns(variance) -> dict:
-    """The risk columns of every forecast table (``metarisk forecast``, the reports): normal VaR at
-    1 % and 5 % and ES at 2.5 % of a one-day log return, as return quantiles (negative)."""
-    return {"var_1": value_at_risk(variance, 0.01), "var_5": value_at_risk(variance, 0.05),
-            "es_2_5": expected_shortfall(variance, 0.025)}
+    """The risk columns of every forecast table (``metarisk forecast``, the reports, the streaming
+    engine's snapshots): normal VaR at 1 % and 5 % and ES at 2.5 % of a one-day log return, as
+    return quantiles (negative); NaN where the variance is NaN (no forecast)."""
+    v = np.asarray(variance, np.float64)
+    if np.isinf(v).any() or (v < 0).any():
+        raise ValueError("variance forecasts must be finite and >= 0 (NaN: no forecast)")
+    sigma = np.sqrt(v)
+    return {"var_1": sigma * _normal_factors(0.01)[0], "var_5": sigma * _normal_factors(0.05)[0],
+            "es_2_5": sigma * _normal_factors(0.025)[1]}
 
 
 def _check_nu(nu):

@@ -164,8 +164,9 @@ class StreamingFeatures:
     def __post_init__(self):
         if int(self.n_assets) < 1:
             raise ValueError(f"n_assets must be >= 1, got {self.n_assets}")
+        self._kernel_args = self.spec._args()  # the spec is frozen: its kernel arguments once
         if not self._state:
-            cc_w, lams, wr, want, _ = self.spec._args()
+            cc_w, lams, wr, want, _ = self._kernel_args
             self._state = K.new_state(int(self.n_assets), cc_w, lams.shape[0], wr, bool(want.any()))
 
     def update(self, close, open=None, high=None, low=None) -> dict[str, np.ndarray]:
@@ -174,9 +175,13 @@ class StreamingFeatures:
 
     def update_array(self, close, open=None, high=None, low=None) -> np.ndarray:
         """``update`` as one (F, n_assets) array in the order of ``spec.names``."""
-        c, o, h, lo = self.check_bar(close, open, high, low)
-        cc_w, lams, wr, want, n_out = self.spec._args()
-        row, _ = K.feature_step(self.t, o, h, lo, c, cc_w, lams, wr, want, n_out, *self._state)
+        return self.update_checked(*self.check_bar(close, open, high, low))
+
+    def update_checked(self, close, open, high, low) -> np.ndarray:
+        """``update_array`` of a bar that ``check_bar`` returned (float64 arrays, open/high/low
+        given: the close again where the set has no range feature): no second check."""
+        cc_w, lams, wr, want, n_out = self._kernel_args
+        row, _ = K.feature_step(self.t, open, high, low, close, cc_w, lams, wr, want, n_out, *self._state)
         self.t += 1
         return row
 

@@ -74,6 +74,23 @@ class _GradientMetaLearner(nn.Module):
                                          **self._kw(loss))
         return pred[0] if single else pred
 
+    def adapt_predict_weights(self, xs: np.ndarray, ys: np.ndarray, xq: np.ndarray):
+        """``adapt_predict``'s NumPy path keeping each task's adapted parameters: (predictions
+        (B, Q, O), adapted flat parameters (B, P))."""
+        theta, lr = self._numpy_params(xs.dtype)
+        return ops.mlp_adapt_predict_numpy(theta, lr, self.net.sizes, np.ascontiguousarray(xs),
+                                           np.ascontiguousarray(ys), np.ascontiguousarray(xq),
+                                           return_adapted=True, **self._kw(None))
+
+    def predict_with_weights(self, weights: np.ndarray, xq: np.ndarray) -> np.ndarray:
+        """Predictions (B, Q, O) of per-task flat parameters ``weights`` (B, P), e.g. from
+        ``adapt_predict_weights``, on query rows xq (B, Q, D): the fused kernel with no step."""
+        _, lr = self._numpy_params(xq.dtype)
+        B = xq.shape[0]  # one zero support row per task: the kernel's shapes; no step reads it
+        xs, ys = np.zeros((B, 1, xq.shape[2]), xq.dtype), np.zeros((B, 1, self.net.sizes[-1]), xq.dtype)
+        return ops.mlp_adapt_predict_numpy(np.ascontiguousarray(weights, dtype=xq.dtype), lr, self.net.sizes, xs, ys,
+                                           np.ascontiguousarray(xq), **{**self._kw(None), "steps": 0})
+
     def _lr_detached(self):
         lr = self._lr()
         return [r.detach() for r in lr] if isinstance(lr, (list, tuple)) else lr

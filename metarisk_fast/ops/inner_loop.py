@@ -226,10 +226,12 @@ def mlp_adapt_predict_numpy(
     steps: int,
     activation: str = "relu",
     loss: str = "mse",
-) -> np.ndarray:
+    return_adapted: bool = False,
+):
     """The backtest hot path: flat parameters and C-contiguous arrays in, predictions out, no
-    torch dispatch. Argument types are checked here (so a wrong one is named, not reported as a
-    binding signature); the core checks dtypes, shapes, contiguity and finiteness."""
+    torch dispatch. ``theta`` is (P,) or per task (B, P); ``return_adapted``: (predictions,
+    adapted parameters (B, P)). Argument types are checked here (so a wrong one is named, not
+    reported as a binding signature); the core checks dtypes, shapes, contiguity and finiteness."""
     for name, a in (("theta", theta), ("lr", lr), ("xs", xs), ("ys", ys), ("xq", xq)):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
@@ -242,7 +244,7 @@ def mlp_adapt_predict_numpy(
         raise TypeError(f"sizes must be a sequence of ints, got {sizes!r}") from None
     out = _core.mlp_inner_loop(
         theta, lr, xs, ys, xq, None, sizes, steps, activation, loss, "none",
-        False, False, False, True,
+        False, False, bool(return_adapted), True,
     )
     _check_converged(out["pred"], "prediction", steps)
-    return out["pred"]
+    return (out["pred"], out["adapted"]) if return_adapted else out["pred"]

@@ -28,17 +28,18 @@ import pandas as pd
 import torch
 
 from .._files import atomic_write_bytes
+from ._kernels import bridge, commit_row
 from ..data import DataError, PricePanel, load_prices
 from ..datasets import load_sp500_20
 from ..evaluation import risk_columns
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
 from ..forecasting import MetaForecaster, load_model
-from ..tasks import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, anchor_variance, forward_mean, network_inputs,
-                     normalise_rows, normalise_task, support_scale)
+from ..tasks import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, anchor_variance, network_inputs,
+                     normalise_query, normalise_task)
 
 STATE_FORMAT = 1
 _ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
-           "sup_x", "sup_y", "sup_anchor", "count", "pos", "adapted", "adapted_scale", "adapted_at", "phase")
+           "sup_x", "sup_y", "sup_target", "count", "pos", "adapted", "adapted_scale", "adapted_at", "phase")
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class RiskEngine:
                                 ("readapt_every", readapt_every, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= 100_000:
                 raise ValueError(f"{name} must be an int in [{lo}, 100000], got {value!r}")
-        if readapt_every > 1 and not hasattr(learner, "adapt"):
+        if readapt_every > 1 and not hasattr(learner, "predict_with_weights"):
             raise ValueError(f"readapt_every={readapt_every} keeps each asset's adapted weights between bars, which "
                              f"needs a gradient-based learner (MAML, FOMAML, Reptile, Meta-SGD); "
                              f"{type(learner).__name__} re-adapts on every bar (readapt_every=1)")
@@ -100,6 +101,8 @@ class RiskEngine:
         self.history, self.min_history, self.readapt_every = int(history), int(min_history), int(readapt_every)
         self.forecaster = MetaForecaster(learner, self.history, min_history=self.min_history)
         self.weights = _weights_digest(learner)
+        self._anchor_row = spec.features.names.index(ANCHOR_FEATURE)
+        self._pushed = np.empty((0, 2), np.int64)  # scratch of _advance: (asset, slot) of the stored rows
         self.assets: list[str] = []
         self.t, self.last_date = 0, None
         self._features = StreamingFeatures(spec.features, len(assets))
@@ -137,11 +140,12 @@ class RiskEngine:
         h, H, D = self.spec.horizon, self.history, self.spec.n_features
         S = 4 if self._ohlc else 1
         P = sum(p.numel() for p in self.learner.net.parameters()) if self.readapt_every > 1 else 0
+        # adapted weights: float32, the dtype of the tasks the learner adapts on
         return {"last_price": np.full((S, n), np.nan), "gap": np.zeros((S, n), np.int64), "seen": np.zeros((S, n), bool),
                 "row_x": np.full((h + 2, n, D), np.nan), "row_anchor": np.full((h + 2, n), np.nan),
                 "row_ok": np.zeros((h + 2, n), bool), "row_break": np.ones((h + 2, n), bool),
                 "row_y": np.full((h + 2, n), np.nan), "sq_returns": np.full((h, n), np.nan),
-                "sup_x": np.zeros((n, H, D)), "sup_y": np.zeros((n, H)), "sup_anchor": np.zeros((n, H)),
+                "sup_x": np.zeros((n, H, D)), "sup_y": np.zeros((n, H)), "sup_target": np.zeros((n, H), np.float32),
                 "count": np.zeros(n, np.int64), "pos": np.zeros(n, np.int64),
                 "adapted": np.zeros((n, P), np.float32), "adapted_scale": np.ones(n), "adapted_at": np.full(n, -1, np.int64),
                 "phase": np.zeros(n, np.int64)}
@@ -208,7 +212,9 @@ class RiskEngine:
             arrays[1:] = [None, None, None]
         elif any(a is None for a in arrays[1:]):
             raise ValueError("this model uses open, high and low: give them as keyword arrays in every bar")
-        checked = self._features.check_bar(*arrays)  # shapes, dtypes, prices > 0 or NaN, high >= low
+        # shapes, dtypes, prices > 0 or NaN, high >= low; by the stream that reads open/high/low if any
+        checker = self._targets if self.spec.proxy == "garman_klass" else self._features
+        checked = checker.check_bar(*arrays)
         if date is not None:
             try:
                 date = np.datetime64(date, "D")
@@ -223,102 +229,75 @@ class RiskEngine:
 
     def _advance(self, close, open, high, low, date):
         """Commit one checked bar; returns the bar's network inputs (N, D), anchors and usability."""
-        st, t, h, H = self._state, self.t, self.spec.horizon, self.history
+        st, t = self._state, self.t
+        if self._pushed.shape[0] != len(self.assets):
+            self._pushed = np.empty((len(self.assets), 2), np.int64)
         observed = np.stack([close, open, high, low]) if self._ohlc else close[None]
-        missing = np.isnan(observed)
-        st["gap"] = np.where(missing, st["gap"] + 1, 0)
-        bridged = np.where(missing & st["seen"] & (st["gap"] <= MAX_BRIDGED_GAP), st["last_price"], observed)
-        st["last_price"] = np.where(missing, st["last_price"], observed)
-        st["seen"] |= ~missing
+        bridged = np.empty_like(observed)
+        bridge(observed, st["last_price"], st["gap"], st["seen"], MAX_BRIDGED_GAP, bridged)
         b_close = bridged[0]
         if self.spec.features.needs_ohlc:
-            feats = self._features.update_array(b_close, bridged[1], bridged[2], bridged[3])
+            feats = self._features.update_checked(b_close, bridged[1], bridged[2], bridged[3])
         else:
-            feats = self._features.update_array(b_close)
+            feats = self._features.update_checked(b_close, b_close, b_close, b_close)
         x = network_inputs(feats)
-        anchor = anchor_variance(feats[self.spec.features.names.index(ANCHOR_FEATURE)])
-        ok = np.isfinite(x).all(axis=-1) & np.isfinite(anchor) & ~np.isnan(close)
-        # the target completed by this bar: row t - h's
-        if self.spec.proxy == "squared_returns":
-            st["sq_returns"][t % h] = self._targets.update_array(close)[0] ** 2
-            y_done = forward_mean([st["sq_returns"][(t - h + 1 + k) % h] for k in range(h)])
+        anchor = anchor_variance(feats[self._anchor_row])
+        squared = self.spec.proxy == "squared_returns"
+        if squared:
+            target = self._targets.update_checked(close, close, close, close)[0] ** 2
         else:
-            y_done = self._targets.update_array(close, open, high, low)[1] ** 2
-        slot = t % (h + 2)
-        st["row_x"][slot], st["row_anchor"][slot], st["row_ok"][slot] = x, anchor, ok
-        st["row_break"][slot], st["row_y"][slot] = np.isnan(b_close), np.nan
-        if t >= h:
-            st["row_y"][(t - h) % (h + 2)] = y_done
-        if t >= h + 1:  # row t - h - 1 (target realised by t - 1) joins the support store
-            e = (t - h - 1) % (h + 2)
-            usable = st["row_ok"][e] & np.isfinite(st["row_y"][e])
-            st["count"] = np.where(st["row_break"][e], 0, st["count"] + usable)
-            st["adapted_at"][st["row_break"][e]] = -1  # a new stretch: weights adapted on the old one are dropped
-            j = np.flatnonzero(usable)
-            p = st["pos"][j]
-            st["sup_x"][j, p] = st["row_x"][e, j]
-            st["sup_y"][j, p] = st["row_y"][e, j]
-            st["sup_anchor"][j, p] = st["row_anchor"][e, j]
-            st["pos"][j] = (p + 1) % H
+            target = self._targets.update_checked(close, open, high, low)[1] ** 2
+        n = commit_row(t, x, anchor, close, b_close, target, squared, st["row_x"], st["row_anchor"], st["row_ok"],
+                       st["row_break"], st["row_y"], st["sq_returns"], st["sup_x"], st["sup_y"], st["count"],
+                       st["pos"], st["adapted_at"], self._pushed)
+        if n:  # the stored rows' targets, encoded once (tasks/target.py)
+            j, p = self._pushed[:n, 0], self._pushed[:n, 1]
+            e = (t - self.spec.horizon - 1) % (self.spec.horizon + 2)
+            st["sup_target"][j, p] = TARGET.encode(st["sup_y"][j, p], st["row_anchor"][e, j])[:, 0]
         self.t += 1
         if date is not None:
             self.last_date = date
-        return x, anchor, ok
+        return x, anchor, st["row_ok"][t % (self.spec.horizon + 2)]
 
-    def _support(self, sel: np.ndarray, length: int):
-        """The last ``length`` stored rows of the assets ``sel``, oldest first."""
-        st, H = self._state, self.history
-        idx = (st["pos"][sel, None] - length + np.arange(length)) % H
-        rows = sel[:, None]
-        return st["sup_x"][rows, idx], st["sup_y"][rows, idx], st["sup_anchor"][rows, idx]
+    def _tasks(self, sel: np.ndarray, length: int, x: np.ndarray):
+        """Learner inputs of the assets ``sel``: support = their last ``length`` stored rows, oldest
+        first; query = this bar's row x[sel]. Returns (xs, ys, xq, c)."""
+        st, H, D = self._state, self.history, self.spec.n_features
+        s_idx = sel[:, None] * H + (st["pos"][sel, None] - length + np.arange(length)) % H
+        xs, xq, c = normalise_task(st["sup_x"].reshape(-1, D), st["sup_y"].reshape(-1), s_idx, x, sel[:, None])
+        return xs, st["sup_target"].reshape(-1)[s_idx][..., None], xq, c
 
     def _forecast(self, x, anchor, ok) -> np.ndarray:
         st, H = self._state, self.history
         length = np.minimum(st["count"], H)
         ready = ok & (length >= min(self.min_history, H))
         variance = np.full(len(self.assets), np.nan)
+        groups = np.unique(length[ready])
         if self.readapt_every == 1:
-            for L in np.unique(length[ready]):  # nearly always one group: every asset with the full history
+            for L in groups:  # nearly always one group: every asset with the full history
                 sel = np.flatnonzero(ready & (length == L))
-                xs, ys, a_s = self._support(sel, int(L))
-                xs, ys, xq = normalise_task(xs, ys, x[sel][:, None, :], a_s)
+                xs, ys, xq, _ = self._tasks(sel, int(L), x)
                 variance[sel] = self.forecaster.variance(xs, ys, xq, anchor[sel])
             return variance
         due = ready & ((st["adapted_at"] < 0) | ((self.t - 1 - st["phase"]) % self.readapt_every == 0))
         for L in np.unique(length[due]):
             sel = np.flatnonzero(due & (length == L))
-            xs, ys, a_s = self._support(sel, int(L))
-            c = support_scale(ys)
-            with torch.no_grad():
-                pieces = self.learner.adapt(torch.from_numpy(normalise_rows(xs, c)),
-                                            torch.from_numpy(TARGET.encode(ys, a_s)))
-            st["adapted"][sel] = torch.cat([p.reshape(len(sel), -1) for p in pieces], 1).numpy()
+            xs, ys, xq, c = self._tasks(sel, int(L), x)
+            z, st["adapted"][sel] = self.learner.adapt_predict_weights(xs, ys, xq)
             st["adapted_scale"][sel], st["adapted_at"][sel] = c, self.t - 1
-        go = np.flatnonzero(ready & (st["adapted_at"] >= 0))
-        if len(go):
-            xq = normalise_rows(x[go][:, None, :], st["adapted_scale"][go])
-            variance[go] = self._forward(st["adapted"][go], xq, anchor[go])
+            variance[sel] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[sel])
+        go = np.flatnonzero(ready & ~due & (st["adapted_at"] >= 0))
+        if len(go):  # forward only: each asset's weights and scale from its last adaptation
+            xq = normalise_query(x, go[:, None], st["adapted_scale"][go])
+            weights = st["adapted"] if len(go) == len(self.assets) else st["adapted"][go]  # no copy when all
+            z = self.learner.predict_with_weights(weights, xq)
+            variance[go] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[go])
         return variance
 
-    def _forward(self, flat: np.ndarray, xq: np.ndarray, anchor: np.ndarray) -> np.ndarray:
-        """Predictions of each asset's adapted network on its query row, decoded."""
-        net = self.learner.net
-        names = [n for n, _ in net.named_parameters()]
-        shapes = [p.shape for _, p in net.named_parameters()]
-        sizes = [int(np.prod(s)) for s in shapes]
-        pieces = torch.split(torch.from_numpy(flat), sizes, dim=1)
-        params = {n: p.reshape(len(flat), *s) for n, p, s in zip(names, pieces, shapes)}
-        with torch.no_grad():
-            z = torch.func.vmap(lambda p, x: torch.func.functional_call(net, p, (x,)))(params, torch.from_numpy(xq))
-        return TARGET.decode(z[:, 0, 0].double().numpy(), anchor)
-
     def _snapshot(self, variance) -> RiskSnapshot:
-        ready = np.isfinite(variance)
-        cols = {k: np.full(len(variance), np.nan) for k in ("var_1", "var_5", "es_2_5")}
-        for k, v in risk_columns(variance[ready]).items():
-            cols[k][ready] = v
+        cols = risk_columns(variance)
         return RiskSnapshot(bar=self.t - 1, date=self.last_date, assets=tuple(self.assets), variance=variance,
-                            vol=np.sqrt(variance), ready=ready, **cols)
+                            vol=np.sqrt(variance), ready=~np.isnan(variance), **cols)
 
     def update(self, bar, *, open=None, high=None, low=None, date=None) -> RiskSnapshot:
         """Commit one bar (a 1-D array in the engine's asset order, or a mapping asset -> price; NaN
@@ -359,7 +338,8 @@ class RiskEngine:
         return self._snapshot(self._forecast(*out))
 
     def _checked_row(self, fields, i):
-        return self._features.check_bar(*(f[i] for f in fields), *([None] * (4 - len(fields))))
+        checker = self._targets if self.spec.proxy == "garman_klass" else self._features
+        return checker.check_bar(*(f[i] for f in fields), *([None] * (4 - len(fields))))
 
     @property
     def bars_needed(self) -> int:
@@ -374,6 +354,7 @@ class RiskEngine:
         other = _copy.copy(self)
         other.assets = list(self.assets)
         other._state = {k: v.copy() for k, v in self._state.items()}
+        other._pushed = np.empty_like(self._pushed)
         other._features = self._features.select(np.arange(len(self.assets)))
         other._targets = self._targets.select(np.arange(len(self.assets)))
         return other

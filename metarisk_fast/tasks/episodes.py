@@ -18,6 +18,7 @@ import torch
 from ..data import DataError, PricePanel
 from .. import features as F
 from ..features import FeatureSet
+from ._normalise import gather_rows, gather_tasks
 from .target import TARGET
 
 CLOSE_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_features=())
@@ -93,28 +94,25 @@ def anchor_variance(ewma_vol: np.ndarray) -> np.ndarray:
     return np.maximum(ewma_vol ** 2, VAR_FLOOR)
 
 
-def support_scale(ys: np.ndarray) -> np.ndarray:
-    """c (B,): the mean realised variance of each task's support targets ys (B, K), floored."""
-    return np.maximum(ys.mean(axis=1), VAR_FLOOR)
+def normalise_task(x: np.ndarray, y: np.ndarray, s_idx: np.ndarray, xq_src: np.ndarray, q_idx: np.ndarray):
+    """Learner inputs of B tasks: support rows x[s_idx] (x (R, D) float64, s_idx (B, K)) and query
+    rows xq_src[q_idx] (q_idx (B, Q)), normalised by each task's support scale c = mean of its
+    support rows' realised variances y[s_idx] (tasks/_normalise.py). Returns (xs, xq, c): float32
+    (B, K, D), (B, Q, D) and float64 (B,)."""
+    s_idx, q_idx = np.ascontiguousarray(s_idx, np.int64), np.ascontiguousarray(q_idx, np.int64)
+    B, D = s_idx.shape[0], x.shape[1]
+    xs, xq = np.empty((B, s_idx.shape[1], D), np.float32), np.empty((B, q_idx.shape[1], D), np.float32)
+    c = np.empty(B)
+    gather_tasks(x, y, s_idx, xq_src, q_idx, VAR_FLOOR, FEATURE_CLIP, xs, xq, c)
+    return xs, xq, c
 
 
-def normalise_rows(x: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Rows x (B, R, D) of tasks with support scales c (B,) as learner inputs, float32: log-variance
-    features become log(v / c), returns r / sqrt(c), clipped to [-FEATURE_CLIP, FEATURE_CLIP] (a
-    flat-price stretch would otherwise give log(1e-12 / c))."""
-    D = x.shape[2]
-    shift = np.concatenate([np.zeros((len(c), 1)), np.repeat(np.log(c)[:, None], D - 1, 1)], 1)[:, None, :]
-    mult = np.concatenate([1.0 / np.sqrt(c)[:, None], np.ones((len(c), D - 1))], 1)[:, None, :]
-    return np.ascontiguousarray(np.clip((x - shift) * mult, -FEATURE_CLIP, FEATURE_CLIP), dtype=np.float32)
-
-
-def normalise_task(xs, ys, xq, a_s):
-    """Learner inputs (xs, ys, xq) of tasks from raw support rows xs (B, K, D), their realised
-    variances ys (B, K) and anchors a_s (B, K), and query rows xq (B, Q, D): features scaled by the
-    support's mean realised variance (normalise_rows), support targets encoded relative to their
-    rows' anchors (tasks/target.py)."""
-    c = support_scale(ys)
-    return normalise_rows(xs, c), TARGET.encode(ys, a_s), normalise_rows(xq, c)
+def normalise_query(xq_src: np.ndarray, q_idx: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Query rows xq_src[q_idx] (q_idx (B, Q)) normalised by given support scales c (B,), float32."""
+    q_idx = np.ascontiguousarray(q_idx, np.int64)
+    out = np.empty((q_idx.shape[0], q_idx.shape[1], xq_src.shape[1]), np.float32)
+    gather_rows(xq_src, q_idx, np.ascontiguousarray(c, np.float64), FEATURE_CLIP, out)
+    return out
 
 
 def range_variance(panel: PricePanel, horizon: int) -> np.ndarray:
@@ -262,9 +260,12 @@ class EpisodeBuilder:
         learns multiplicative corrections to it. Nothing depends on a row after the support
         (support) or after t (query row t)."""
         cols = asset[:, None]
+        N, D = self.panel.n_assets, self.x.shape[2]
+        flat_x = self.x.reshape(-1, D)
+        xs, xq, _ = normalise_task(flat_x, self.y.reshape(-1), s_rows * N + cols, flat_x, q_rows * N + cols)
         a_s, a_q = self.anchor[s_rows, cols], self.anchor[q_rows, cols]
-        xs, ys, xq = normalise_task(self.x[s_rows, cols], self.y[s_rows, cols], self.x[q_rows, cols], a_s)
-        return TaskBatch(xs=xs, ys=ys, xq=xq, yq=TARGET.encode(self.y[q_rows, cols], a_q), anchor=a_q,
+        return TaskBatch(xs=xs, ys=TARGET.encode(self.y[s_rows, cols], a_s), xq=xq,
+                         yq=TARGET.encode(self.y[q_rows, cols], a_q), anchor=a_q,
                          asset=asset, support_rows=s_rows, query_rows=q_rows, panel=self.panel)
 
     # ------------------------------------------------------------------ episodes
