@@ -134,3 +134,25 @@ def test_arch_garch_one_step_per_bar(benchmark, n_assets):
                 for j in range(n_assets)]
 
     _latency(benchmark, bar, max(ROUNDS[n_assets] // 4, 10))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from metarisk_fast.forecasting import save_model
+
+    out = tmp_path_factory.mktemp("model")
+    save_model(out, "maml", _learner(), SPEC, history=K, hidden=HIDDEN, info={})
+    return out
+
+
+@pytest.mark.parametrize("attached", ["bars only", "risk actor", "risk actor + strategy"])
+def test_metarisk_fast_in_nautilus_backtest(benchmark, model_dir, attached):
+    """nautilus_trader's BacktestEngine over 20 embedded stocks x 500 days: the bars alone (the
+    framework's own cost per bar), with the RiskActor (the engine's cost inside it), and with the
+    volatility-targeting strategy trading on it."""
+    nautilus = pytest.importorskip("metarisk_fast.integrations.nautilus")
+    benchmark.group = "nautilus_trader backtest, 20 assets x 500 days"
+    panel = datasets.load_sp500_20(warn_quantisation=False).select(start="2020-01-01", end="2021-12-31")
+    kw = {"actor": attached != "bars only", "strategy": attached.endswith("strategy")}
+    benchmark.pedantic(nautilus.run_backtest, (model_dir, panel), kw, rounds=3)
+    benchmark.extra_info["us_per_day"] = round(benchmark.stats.stats.median / panel.n_days * 1e6, 1)  # 20 bars a day

@@ -52,6 +52,16 @@ def _positive_float(text):
     return v
 
 
+def _nonnegative_float(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (np.isfinite(v) and v >= 0):
+        raise argparse.ArgumentTypeError(f"{v} is not a finite number >= 0")
+    return v
+
+
 def _date(text):
     try:
         return str(np.datetime64(text, "D"))
@@ -61,6 +71,7 @@ def _date(text):
 
 _date.__name__ = "date"
 _positive_float.__name__ = "number"
+_nonnegative_float.__name__ = "number"
 
 
 def _train_options(args):
@@ -97,7 +108,7 @@ def cmd_stream(args):
 
     if args.prices is not None:
         frame = stream(args.model, args.prices, args.out, start=args.start, history=args.history,
-                       readapt_every=args.readapt_every, log=_log(args))
+                       readapt_every=args.readapt_every, online_lr=args.online_lr, log=_log(args))
         print(f"wrote {len(frame)} forecasts ({frame['asset'].nunique()} assets, {frame['date'].min()} to "
               f"{frame['date'].max()}) to {args.out}")
         return 0
@@ -107,7 +118,7 @@ def cmd_stream(args):
         sys.stdout.flush()
 
     bars = stream_lines(args.model, sys.stdin, write, history=args.history, readapt_every=args.readapt_every,
-                        warm_up=args.warm_up, state=args.state, log=_log(args))
+                        online_lr=args.online_lr, warm_up=args.warm_up, state=args.state, log=_log(args))
     print(f"{bars} bars taken", file=sys.stderr)
     return 0
 
@@ -230,6 +241,9 @@ def _parser():
                    help="days of each asset's past to adapt on (default: the model's)")
     s.add_argument("--readapt-every", type=_int_in(1, 10000), default=1,
                    help="re-adapt each asset every k bars, forward-only in between (default 1: exact)")
+    s.add_argument("--online-lr", type=_nonnegative_float, default=0.0,
+                   help="keep meta-learning while streaming: one SGD step of this size per bar on the tasks it "
+                        "realises (default 0: the model as trained; > 0 departs from `forecast`'s numbers)")
     s.add_argument("--warm-up", default=None, help="price file to warm the engine up from (stdin mode)")
     s.add_argument("--state", default=None,
                    help="engine state file: continued if it exists, rewritten when the feed ends (stdin mode)")

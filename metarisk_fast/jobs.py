@@ -251,14 +251,15 @@ STREAM_COLUMNS = ("date", "asset", "forecast_variance", "var_1", "var_5", "es_2_
 
 
 def stream(model, prices, out=None, *, start=None, history: int | None = None, readapt_every: int = 1,
-           log: Log = None) -> pd.DataFrame:
+           online_lr: float = 0.0, log: Log = None) -> pd.DataFrame:
     """Replay a price file bar by bar through a RiskEngine and return (and write to ``out``, a CSV
     file) ``forecast``'s table from ``start`` on; with ``readapt_every`` = 1 it equals
     ``forecast``'s bit for bit."""
     if out is not None:
         check_out(out, "file")
     panel = load_panel(prices, log)
-    engine = RiskEngine.from_model(model, list(panel.assets), history=history, readapt_every=readapt_every)
+    engine = RiskEngine.from_model(model, list(panel.assets), history=history, readapt_every=readapt_every,
+                                   online_lr=online_lr)
     lo = 0 if start is None else panel.row_of(start)
     if lo >= panel.n_days:
         raise ValueError(f"--start {start} is after the last date of {panel.source} ({panel.dates[-1]})")
@@ -280,7 +281,7 @@ def stream(model, prices, out=None, *, start=None, history: int | None = None, r
 
 
 def stream_lines(model, lines, write: Callable[[str], None], *, history: int | None = None, readapt_every: int = 1,
-                 warm_up=None, state=None, log: Log = None) -> int:
+                 online_lr: float = 0.0, warm_up=None, state=None, log: Log = None) -> int:
     """A live feed: ``lines`` are CSV text lines, a header ``date,ASSET1,ASSET2,...`` then one bar
     of closes per line (empty field: no price); for each bar ``write`` gets one line per asset with
     a forecast, in ``STREAM_COLUMNS``, after a header. ``warm_up``: a price file to start from;
@@ -293,11 +294,12 @@ def stream_lines(model, lines, write: Callable[[str], None], *, history: int | N
         raise ValueError(f"the feed's first line must be a header `date,ASSET1,...`, got {header[:80]!r}")
     assets = names[1:]
     if state is not None and Path(state).exists():
-        engine = RiskEngine.load(state, model, history=history, readapt_every=readapt_every)
+        engine = RiskEngine.load(state, model, history=history, readapt_every=readapt_every, online_lr=online_lr)
         if engine.assets != assets:
             raise ValueError(f"{state}: holds assets {engine.assets}, the feed's header names {assets}")
     else:
-        engine = RiskEngine.from_model(model, assets, history=history, readapt_every=readapt_every)
+        engine = RiskEngine.from_model(model, assets, history=history, readapt_every=readapt_every,
+                                       online_lr=online_lr)
     if warm_up is not None:
         engine.warm_up(load_panel(warm_up, log))
     write(",".join(STREAM_COLUMNS) + "\n")

@@ -2,6 +2,9 @@
 the same meta-gradients and the same trained weights as one process, to round-off in float64;
 checkpoints and resume; a failing rank stops the group with an error that names it."""
 import json
+import shutil
+import sys
+from pathlib import Path
 import time
 
 import numpy as np
@@ -103,14 +106,19 @@ def test_train_command_on_two_processes(tmp_path):
     assert main(argv + ["--out", str(tmp_path / "three"), "--nproc", "3"]) == 2  # 8 tasks do not split in 3
 
 
+def _script(name: str) -> str:
+    """A console script of this interpreter's environment, whether or not it is on PATH."""
+    return shutil.which(name) or str(Path(sys.executable).with_name(name))
+
+
 def test_train_command_under_torchrun(tmp_path):
     """The same command, two ranks started by torchrun: rank 0 writes the model, once."""
-    import shutil
     import socket
     import subprocess
 
-    p = datasets.synthetic_ohlc(n_days=500, n_assets=5, seed=4)
     import pandas as pd
+
+    p = datasets.synthetic_ohlc(n_days=500, n_assets=5, seed=4)
 
     wide = pd.DataFrame(np.round(p.close, 4), columns=list(p.assets))
     wide.insert(0, "Date", p.dates.astype(str))
@@ -118,8 +126,8 @@ def test_train_command_under_torchrun(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.run([shutil.which("torchrun"), "--nproc-per-node", "2", "--master-port", str(port),
-                           shutil.which("metarisk"), "train", "--prices", str(tmp_path / "p.csv"), "--out",
+    proc = subprocess.run([_script("torchrun"), "--nproc-per-node", "2", "--master-port", str(port),
+                           _script("metarisk"), "train", "--prices", str(tmp_path / "p.csv"), "--out",
                            str(tmp_path / "m"), "--steps", "4", "--batch", "8", "--history", "30", "--quiet"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]

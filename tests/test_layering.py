@@ -22,7 +22,8 @@ ABOVE = {  # module -> packages it must not pull in
     "metarisk_fast.forecasting": ["metarisk_fast.evaluation", "metarisk_fast.jobs", "metarisk_fast.cli"],
     "metarisk_fast.evaluation": ["metarisk_fast._core", "metarisk_fast.learners", "metarisk_fast.forecasting",
                                  "metarisk_fast.jobs", "metarisk_fast.cli"],
-    "metarisk_fast.streaming": ["metarisk_fast.jobs", "metarisk_fast.cli"],
+    "metarisk_fast.streaming": ["metarisk_fast.jobs", "metarisk_fast.cli", "metarisk_fast.integrations"],
+    "metarisk_fast.integrations.sizing": ["metarisk_fast.jobs", "metarisk_fast.cli", "nautilus_trader", "backtrader"],
     "metarisk_fast.jobs": ["metarisk_fast.cli"],
 }
 

@@ -251,3 +251,70 @@ def test_stream_command_serves_a_feed_and_resumes_from_its_state(maml_dir, panel
     want = want[want.date >= panel.dates[300]]
     got = pd.read_csv(io.StringIO("\n".join(whole)), float_precision="round_trip")
     np.testing.assert_array_equal(got.forecast_variance.values, want.forecast_variance.values)
+
+
+def _switch_panel(seed: int = 1, n_assets: int = 8, before: int = 1200, after: int = 100):
+    """The seeded synthetic generator's panel, then a volatility regime switch: every asset's
+    returns jump to 3x their last year's volatility."""
+    a = datasets.synthetic_ohlc(n_days=before, n_assets=n_assets, seed=seed)
+    vol = np.std(np.diff(np.log(a.close[-250:]), axis=0), axis=0)
+    shocks = np.random.default_rng(seed + 100).standard_normal((after, n_assets)) * 3.0 * vol
+    close = np.vstack([a.close, a.close[-1] * np.exp(np.cumsum(shocks, 0))])
+    dates = np.busday_offset(a.dates[0], np.arange(before + after), roll="forward")
+    return PricePanel(dates=dates, assets=a.assets, close=close, source="switch"), a
+
+
+def test_online_meta_learning_recovers_faster_after_a_regime_switch():
+    """QLIKE over the 60 days after the switch: the engine that keeps meta-learning from the tasks
+    each bar realises beats the frozen model; the caller's learner is left as trained."""
+    from metarisk_fast.forecasting import train_meta
+    from metarisk_fast.tasks import EpisodeBuilder
+
+    panel, before = _switch_panel()
+    spec, switch = TaskSpec(), before.n_days
+    torch.manual_seed(1)
+    learner = make_learner("maml", spec.n_features, (32, 32), 0.05, 5)
+    train_meta(learner, EpisodeBuilder(before, spec), list(before.assets), before.dates[-1], steps=150, batch=32,
+               lr=3e-3, seed=1, supports=(60,))
+    trained = {k: v.clone() for k, v in learner.state_dict().items()}
+    r2 = np.diff(np.log(panel.close), axis=0)[switch:switch + 60] ** 2
+    qlike = {}
+    for lr in (0.0, 0.1):
+        engine = RiskEngine(learner, spec, list(panel.assets), online_lr=lr)
+        engine.warm_up(panel.select(end=panel.dates[switch - 1]))
+        f = np.array([engine.update(panel.close[i]).variance for i in range(switch, switch + 60)])
+        qlike[lr] = float(np.mean(r2 / f - np.log(r2 / f) - 1))
+    assert qlike[0.1] < 0.99 * qlike[0.0], qlike
+    assert all(torch.equal(v, learner.state_dict()[k]) for k, v in trained.items())
+
+
+def test_an_online_engine_saves_its_learned_weights(maml_dir, panel, tmp_path):
+    engine = RiskEngine.from_model(maml_dir, list(panel.assets), online_lr=0.05)
+    engine.warm_up(panel.select(end=panel.dates[299]))
+    for i in range(300, 320):
+        engine.update(panel.close[i])
+    engine.save(tmp_path / "state.npz")
+    restored = RiskEngine.load(tmp_path / "state.npz", maml_dir)
+    twin = engine.copy()
+    outs = [np.array([e.update(panel.close[i]).variance for i in range(320, 360)]) for e in (engine, restored, twin)]
+    np.testing.assert_array_equal(outs[1], outs[0])
+    np.testing.assert_array_equal(outs[2], outs[0])
+    frozen = RiskEngine.from_model(maml_dir, list(panel.assets))
+    frozen.warm_up(panel.select(end=panel.dates[319]))
+    assert not np.array_equal(np.array([frozen.update(panel.close[i]).variance for i in range(320, 360)]), outs[0])
+    with pytest.raises(ValueError, match="online_lr"):
+        RiskEngine.from_model(maml_dir, ["A"], online_lr=-1.0)
+
+
+def test_an_online_engine_forecasts_nothing_from_later_bars(maml_dir, panel):
+    """Bars after t (prices and the online steps they cause) move no forecast at or before t."""
+    cut = 330
+    later = panel.close.copy()
+    later[cut + 1:] *= np.exp(np.random.default_rng(0).normal(0, 0.05, later[cut + 1:].shape))
+    outs = []
+    for close in (panel.close, later):
+        engine = RiskEngine.from_model(maml_dir, list(panel.assets), online_lr=0.05)
+        engine.warm_up(panel.select(end=panel.dates[299]))
+        outs.append(np.array([engine.update(close[i]).variance for i in range(300, 360)]))
+    np.testing.assert_array_equal(outs[0][: cut - 300 + 1], outs[1][: cut - 300 + 1])
+    assert not np.array_equal(outs[0][cut - 300 + 1:], outs[1][cut - 300 + 1:])

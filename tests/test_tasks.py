@@ -132,3 +132,31 @@ def test_range_variance_is_the_mean_daily_garman_klass_ahead(panel, h):
     want[: T - h] = np.mean([daily[1 + i: T - h + 1 + i] for i in range(h)], axis=0)
     np.testing.assert_allclose(got, want, rtol=1e-10)
     assert np.isnan(got[T - h:]).all()
+
+
+def test_normalise_task_matches_the_numpy_formula():
+    """The compiled normalisation against the plain NumPy statement of it: c = max(mean of the
+    support's realised variances, 1e-12); log return / sqrt(c), log-variances - log(c); clipped."""
+    from metarisk_fast.tasks import normalise_query, normalise_task
+
+    rng = np.random.default_rng(3)
+    R, D, B, K, Q = 400, 5, 32, 60, 2
+    x = np.concatenate([rng.normal(0, 0.02, (R, 1)), rng.normal(-9, 3, (R, D - 1))], 1)
+    y = rng.lognormal(-9, 1.5, R)
+    y[:5] = 0.0  # a flat stretch: the floor
+    s_idx, q_idx = rng.integers(0, R, (B, K)), rng.integers(0, R, (B, Q))
+    s_idx[0] = np.arange(5).repeat(12)
+    xs, xq, c = normalise_task(x, y, s_idx, x, q_idx)
+    c_ref = np.maximum(y[s_idx].mean(axis=1), 1e-12)
+
+    def ref(rows):
+        out = rows.copy()
+        out[..., 0] = rows[..., 0] / np.sqrt(c_ref)[:, None]
+        out[..., 1:] = rows[..., 1:] - np.log(c_ref)[:, None, None]
+        return np.clip(out, -8.0, 8.0).astype(np.float32)
+
+    np.testing.assert_allclose(c, c_ref, rtol=1e-13)
+    np.testing.assert_allclose(xs, ref(x[s_idx]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(xq, ref(x[q_idx]), rtol=1e-6, atol=1e-6)
+    assert xs.dtype == xq.dtype == np.float32 and (np.abs(xs) <= 8).all()
+    np.testing.assert_array_equal(normalise_query(x, q_idx, c), xq)  # the same rows, the same scale

@@ -160,12 +160,17 @@ def fz0_loss(returns, var, es, alpha: float):
     return -hit * (v - r) / (alpha * e) + v / e + np.log(-e) - 1.0
 
 
+def vol_target_weights(variance, target_annual=0.10, max_leverage=10.0) -> np.ndarray:
+    """Weights that scale each asset to ``target_annual`` volatility: target daily vol / forecast
+    vol, capped at ``max_leverage`` (NaN where the variance is NaN)."""
+    return np.minimum(target_annual / np.sqrt(ANNUAL) / np.sqrt(variance), max_leverage)
+
+
 def vol_target_backtest(returns_next, variance, asset, target_annual=0.10, max_leverage=10.0) -> dict:
     """Scale each asset to ``target_annual`` volatility with the forecasts: weight_t =
     target_daily / forecast vol, position return weight_t * r_{t+1}. Realised volatility is
     averaged over assets."""
-    target = target_annual / np.sqrt(ANNUAL)
-    w = np.minimum(target / np.sqrt(variance), max_leverage)
+    w = vol_target_weights(variance, target_annual, max_leverage)
     vols, turns = [], []
     for j in np.unique(asset):
         sel = asset == j

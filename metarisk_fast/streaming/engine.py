@@ -39,7 +39,8 @@ from ..tasks import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, anchor_v
 
 STATE_FORMAT = 1
 _ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
-           "sup_x", "sup_y", "sup_target", "count", "pos", "adapted", "adapted_scale", "adapted_at", "phase")
+           "sup_x", "sup_y", "sup_target", "count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_at",
+           "phase")
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,15 @@ class RiskEngine:
     ``readapt_every`` = 1 (default) re-adapts every ready asset on every bar: exact, the batch
     forecasts bit for bit. k > 1 (gradient-based learners) adapts each asset every k bars (assets
     staggered over the k bars) and in between predicts with the weights of its last adaptation and
-    that support's scale: an approximation that trades accuracy for speed."""
+    that support's scale: an approximation that trades accuracy for speed.
+
+    ``online_lr`` > 0 (off by default) keeps meta-learning while it runs: after each bar, one SGD
+    step of the initialisation on the tasks that bar realised (the engine learns on its own copy of
+    the learner; its weights are then part of the saved state). The forecasts then depart from
+    the batch path's, by design."""
 
     def __init__(self, learner: torch.nn.Module, spec: TaskSpec, assets, *, history: int = 60,
-                 min_history: int = 20, readapt_every: int = 1):
+                 min_history: int = 20, readapt_every: int = 1, online_lr: float = 0.0):
         for name, value, lo in (("history", history, 1), ("min_history", min_history, 1),
                                 ("readapt_every", readapt_every, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= 100_000:
@@ -94,13 +100,19 @@ class RiskEngine:
             raise ValueError(f"readapt_every={readapt_every} keeps each asset's adapted weights between bars, which "
                              f"needs a gradient-based learner (MAML, FOMAML, Reptile, Meta-SGD); "
                              f"{type(learner).__name__} re-adapts on every bar (readapt_every=1)")
+        if not (isinstance(online_lr, (int, float)) and not isinstance(online_lr, bool) and np.isfinite(online_lr)
+                and online_lr >= 0):
+            raise ValueError(f"online_lr must be a finite number >= 0 (0: the model stays as trained), got {online_lr!r}")
         if ANCHOR_FEATURE not in spec.features.names:
             raise ValueError(f"the model's feature set has no {ANCHOR_FEATURE} (the anchor of every forecast)")
         assets = self._check_names(assets)
+        self.weights = _weights_digest(learner)  # of the model as given: a saved state names its model
+        self.online_lr = float(online_lr)
+        if self.online_lr:  # the engine's own copy learns; the caller's learner stays as trained
+            learner = _copy.deepcopy(learner)
         self.learner, self.spec = learner, spec
         self.history, self.min_history, self.readapt_every = int(history), int(min_history), int(readapt_every)
         self.forecaster = MetaForecaster(learner, self.history, min_history=self.min_history)
-        self.weights = _weights_digest(learner)
         self._anchor_row = spec.features.names.index(ANCHOR_FEATURE)
         self._pushed = np.empty((0, 2), np.int64)  # scratch of _advance: (asset, slot) of the stored rows
         self.assets: list[str] = []
@@ -114,7 +126,7 @@ class RiskEngine:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_model(cls, model, assets, *, history: int | None = None, spec: TaskSpec | None = None,
-                   min_history: int = 20, readapt_every: int = 1) -> "RiskEngine":
+                   min_history: int = 20, readapt_every: int = 1, online_lr: float = 0.0) -> "RiskEngine":
         """An engine for ``assets`` from a model directory (its feature spec and history) or from a
         learner (then ``spec`` defaults to TaskSpec() and ``history`` to 60)."""
         if isinstance(model, torch.nn.Module):
@@ -123,7 +135,8 @@ class RiskEngine:
         else:
             learner, saved_spec, meta = load_model(model)
             spec, history = spec or saved_spec, history or meta["history"]
-        return cls(learner, spec, assets, history=history, min_history=min_history, readapt_every=readapt_every)
+        return cls(learner, spec, assets, history=history, min_history=min_history, readapt_every=readapt_every,
+                   online_lr=online_lr)
 
     def _target_features(self):
         """The observed-price stream of the target proxy: log returns, or Garman-Klass over h."""
@@ -146,7 +159,7 @@ class RiskEngine:
                 "row_ok": np.zeros((h + 2, n), bool), "row_break": np.ones((h + 2, n), bool),
                 "row_y": np.full((h + 2, n), np.nan), "sq_returns": np.full((h, n), np.nan),
                 "sup_x": np.zeros((n, H, D)), "sup_y": np.zeros((n, H)), "sup_target": np.zeros((n, H), np.float32),
-                "count": np.zeros(n, np.int64), "pos": np.zeros(n, np.int64),
+                "count": np.zeros(n, np.int64), "pos": np.zeros(n, np.int64), "pushed_at": np.full(n, -1, np.int64),
                 "adapted": np.zeros((n, P), np.float32), "adapted_scale": np.ones(n), "adapted_at": np.full(n, -1, np.int64),
                 "phase": np.zeros(n, np.int64)}
 
@@ -183,8 +196,8 @@ class RiskEngine:
 
     @staticmethod
     def _asset_axis(key: str) -> int:
-        return 0 if key.startswith("sup_") or key in ("count", "pos", "adapted", "adapted_scale", "adapted_at",
-                                                       "phase") else 1
+        return 0 if key.startswith("sup_") or key in ("count", "pos", "pushed_at", "adapted", "adapted_scale",
+                                                       "adapted_at", "phase") else 1
 
     def _append(self, names, fresh_streams: bool) -> None:
         n = len(names)
@@ -254,6 +267,7 @@ class RiskEngine:
             j, p = self._pushed[:n, 0], self._pushed[:n, 1]
             e = (t - self.spec.horizon - 1) % (self.spec.horizon + 2)
             st["sup_target"][j, p] = TARGET.encode(st["sup_y"][j, p], st["row_anchor"][e, j])[:, 0]
+            st["pushed_at"][j] = t
         self.t += 1
         if date is not None:
             self.last_date = date
@@ -304,7 +318,39 @@ class RiskEngine:
         or absent: no bar for that asset) and return every asset's risk after it. A rejected bar
         raises and leaves the engine exactly as it was."""
         checked, date = self._bar(bar, open, high, low, date)
-        return self._snapshot(self._forecast(*self._advance(*checked, date)))
+        snapshot = self._snapshot(self._forecast(*self._advance(*checked, date)))
+        if self.online_lr:
+            self._online_step()
+        return snapshot
+
+    def _online_step(self) -> None:
+        """One SGD step of the meta-learned initialisation on the tasks this bar realised: per
+        asset, query = its newest stored row (target realised before this bar), support = the
+        stored rows up to h + 1 rows before it (their targets realised before the query row), as
+        the training episodes are cut. Taken after this bar's forecasts, so it shapes the next."""
+        st, h, H = self._state, self.spec.horizon, self.history
+        length = np.minimum(st["count"], H) - h - 1  # support rows before the query's embargo
+        fresh = st["pushed_at"] == self.t - 1
+        ok = fresh & (length >= min(self.min_history, H - h - 1))
+        if not ok.any():
+            return
+        L = int(length[ok].min())
+        sel = np.flatnonzero(ok)
+        newest = (st["pos"][sel] - 1) % H
+        s_idx = sel[:, None] * H + (newest[:, None] - h - L + np.arange(L)) % H
+        q_idx = (sel * H + newest)[:, None]
+        D = self.spec.n_features
+        xs, xq, _ = normalise_task(st["sup_x"].reshape(-1, D), st["sup_y"].reshape(-1), s_idx,
+                                   st["sup_x"].reshape(-1, D), q_idx)
+        target = st["sup_target"].reshape(-1)
+        ys, yq = target[s_idx][..., None], target[q_idx][..., None]
+        params = [p for p in self.learner.parameters() if p.requires_grad]
+        loss = self.learner.meta_loss(*(torch.from_numpy(a) for a in (xs, ys, xq, yq)))
+        grads = torch.autograd.grad(loss, params)
+        if all(torch.isfinite(g).all() for g in grads):  # a diverged inner loop skips the step
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    p.sub_(self.online_lr * g)
 
     def peek(self, bar, *, open=None, high=None, low=None, date=None) -> RiskSnapshot:
         """``update``'s result for a bar that is not committed (a forming bar); the engine is left
@@ -355,6 +401,9 @@ class RiskEngine:
         other.assets = list(self.assets)
         other._state = {k: v.copy() for k, v in self._state.items()}
         other._pushed = np.empty_like(self._pushed)
+        if self.online_lr:  # a learning engine's weights are part of its state
+            other.learner = _copy.deepcopy(self.learner)
+            other.forecaster = MetaForecaster(other.learner, self.history, min_history=self.min_history)
         other._features = self._features.select(np.arange(len(self.assets)))
         other._targets = self._targets.select(np.arange(len(self.assets)))
         return other
@@ -362,12 +411,15 @@ class RiskEngine:
     def state_dict(self) -> dict:
         meta = {"format": STATE_FORMAT, "t": self.t, "last_date": None if self.last_date is None else str(self.last_date),
                 "assets": self.assets, "adopted": self._adopted, "history": self.history,
-                "min_history": self.min_history, "readapt_every": self.readapt_every, "weights": self.weights,
+                "min_history": self.min_history, "readapt_every": self.readapt_every, "online_lr": self.online_lr,
+                "weights": self.weights,
                 "horizon": self.spec.horizon, "features": self.spec.features.names, "proxy": self.spec.proxy}
         out = {"meta": np.array(json.dumps(meta))}
         out.update({f"state.{k}": v.copy() for k, v in self._state.items()})
         out.update({f"features.{k}": v for k, v in self._features.state_dict().items()})
         out.update({f"targets.{k}": v for k, v in self._targets.state_dict().items()})
+        if self.online_lr:
+            out.update({f"learner.{k}": v.detach().cpu().numpy().copy() for k, v in self.learner.state_dict().items()})
         return out
 
     def load_state_dict(self, state: dict) -> None:
@@ -382,7 +434,8 @@ class RiskEngine:
             raise ValueError(f"not a RiskEngine state: {exc}") from None
         mine = self.state_dict()
         mine_meta = json.loads(str(mine["meta"]))
-        for key in ("format", "weights", "history", "min_history", "readapt_every", "horizon", "features", "proxy"):
+        for key in ("format", "weights", "history", "min_history", "readapt_every", "online_lr", "horizon", "features",
+                    "proxy"):
             if meta.get(key) != mine_meta[key]:
                 raise ValueError(f"the saved engine state has {key} = {meta.get(key)!r}, this engine "
                                  f"{mine_meta[key]!r}: restore it into an engine over the same model and settings")
@@ -392,6 +445,12 @@ class RiskEngine:
             if v.shape != fresh[k].shape or v.dtype != fresh[k].dtype:
                 raise ValueError(f"the saved engine state's {k} has shape {v.shape} {v.dtype}, expected "
                                  f"{fresh[k].shape} {fresh[k].dtype}")
+        learned = {k[len("learner."):]: torch.from_numpy(np.array(v)) for k, v in state.items() if k.startswith("learner.")}
+        if self.online_lr:
+            try:
+                self.learner.load_state_dict(learned)
+            except (RuntimeError, KeyError) as exc:
+                raise ValueError(f"the saved engine state's learned weights do not fit this model: {exc}") from None
         self._features = self._stream_from(self.spec.features, feats, n)
         self._targets = self._stream_from(self._target_features(), targs, n)
         self._state, self.assets, self.t = new_state, list(meta["assets"]), int(meta["t"])
@@ -423,9 +482,11 @@ class RiskEngine:
             meta = json.loads(str(state["meta"]))
         except (OSError, ValueError, KeyError, EOFError) as exc:
             raise ValueError(f"{path}: not a saved RiskEngine state (damaged or another file): {exc}") from None
+        kw = {k: v for k, v in kw.items() if v is not None}  # unset: the saved engine's settings
         kw.setdefault("history", meta.get("history"))
         kw.setdefault("min_history", meta.get("min_history", 20))
         kw.setdefault("readapt_every", meta.get("readapt_every", 1))
+        kw.setdefault("online_lr", meta.get("online_lr", 0.0))
         engine = cls.from_model(model, meta.get("assets"), **kw)
         engine.load_state_dict(state)
         return engine
