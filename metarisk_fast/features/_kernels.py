@@ -44,6 +44,18 @@ def _is_bad_price(x):
     return (x <= 0.0) | (x == np.inf)
 
 
+@njit(cache=True, error_model="numpy", nogil=True)
+def bad_prices(a):
+    """(first column, count) of the non-positive or infinite values of a bar (NaN is allowed)."""
+    first, count = -1, 0
+    for j in range(a.shape[0]):
+        if _is_bad_price(a[j]):
+            if count == 0:
+                first = j
+            count += 1
+    return first, count
+
+
 @njit(cache=True, error_model="numpy", _nrt=False)
 def _finite_or_nan(x):
     """x, or NaN where x is +-inf: a log return or range term that overflowed (extreme or

@@ -212,11 +212,10 @@ class StreamingFeatures:
             a = np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
             if a.shape[0] != self.n_assets:
                 raise ValueError(f"{n} bar has {a.shape[0]} values, expected {self.n_assets} assets")
-            bad = ~(np.isnan(a) | ((a > 0) & (a < np.inf)))
-            if bad.any():
-                j = int(np.argmax(bad))
+            j, count = K.bad_prices(a)  # one compiled pass: a bar is checked every time it streams
+            if count:
                 raise ValueError(f"non-positive or infinite price at row {self.t}, asset column {j} "
-                                 f"({int(bad.sum())} such values); prices must be > 0 (NaN marks missing)")
+                                 f"({count} such values); prices must be > 0 (NaN marks missing)")
             bar.append(a)
         c, o, h, lo = bar
         if self.spec.needs_ohlc:
