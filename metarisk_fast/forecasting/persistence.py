@@ -34,22 +34,26 @@ def _zero_output(net: MLP) -> None:
         net.layers[-1].bias.zero_()
 
 
-def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 0.05, inner_steps: int = 5):
+def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 0.05, inner_steps: int = 5,
+                 loss: str = TARGET.loss, memory_slots: int = MEMORY_SLOTS):
+    """A fresh learner of the registry whose output starts at zero (the anchor forecast of the
+    variance target; a 50 % probability under ``loss="bce"``). ``memory_slots``: the memory
+    learner's slots, at least the support rows it writes."""
     if kind not in LEARNERS:
         raise ValueError(f"unknown learner {kind!r}; choose from {', '.join(LEARNERS)}")
     if kind == "memory":
-        model = MemoryAugmentedNet(n_features, width=32, slots=MEMORY_SLOTS, hidden=tuple(hidden), loss=TARGET.loss)
+        model = MemoryAugmentedNet(n_features, width=32, slots=memory_slots, hidden=tuple(hidden), loss=loss)
         _zero_output(model.decoder)
         return model
     net = MLP(n_features, tuple(hidden), 1)
     _zero_output(net)
     if kind == "pooled":
-        return pooled_learner(net)
+        return pooled_learner(net, loss)
     if kind == "memory_maml":
-        return MemoryConditionedMAML(net, inner_lr=inner_lr, inner_steps=inner_steps, loss=TARGET.loss)
+        return MemoryConditionedMAML(net, inner_lr=inner_lr, inner_steps=inner_steps, loss=loss)
     cls = {"maml": MAML, "fomaml": MAML, "reptile": Reptile, "metasgd": MetaSGD}[kind]
     kw = {"first_order": True} if kind == "fomaml" else {}
-    return cls(net, inner_lr=inner_lr, inner_steps=inner_steps, loss=TARGET.loss, **kw)
+    return cls(net, inner_lr=inner_lr, inner_steps=inner_steps, loss=loss, **kw)
 
 
 def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hidden, info: dict) -> Path:

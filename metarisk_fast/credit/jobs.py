@@ -1,0 +1,217 @@
+"""`metarisk credit train | score | evaluate | demo` as library calls. Model directories hold
+``model.pt`` and ``credit.json`` (learner, hyper-parameters, the fitted input transform, the
+weights' SHA-256); every file is written atomically; paths are checked before any long work."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import __version__
+from .._files import atomic_write_bytes, atomic_write_text
+from ..data import DataError
+from ..evaluation import markdown_table
+from .data import DEFAULT_SEGMENT, DEFAULT_TARGET, CreditData, CreditEncoder, binary_target, load_credit
+from .evaluate import BASELINES, MIN_QUERY, eligible_segments, evaluate_credit, summarise
+from .learn import CREDIT_LEARNERS, CreditTraining, adapt_scores, attributions, meta_train, reasons
+
+FORMAT_VERSION = 1
+DEMO_KS = (10, 25, 50)
+
+
+class CreditModelError(ValueError):
+    """A credit model directory that is missing, damaged or from an incompatible version."""
+
+
+def _check_out(path, kind: str) -> None:
+    p = Path(path)
+    if kind == "file" and p.is_dir():
+        raise ValueError(f"--out {path} is a directory; give the path of the file to write")
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise ValueError(f"--out {path} exists and is not a directory")
+
+
+# --------------------------------------------------------------------------- train / score
+def train(data="default", out="credit_model", *, target: str = DEFAULT_TARGET, segment: str = DEFAULT_SEGMENT,
+          training: CreditTraining = CreditTraining(), log=None) -> dict:
+    """Meta-train on every segment of ``data`` and save the model directory ``out``."""
+    _check_out(out, "dir")
+    loans = load_credit(data, target=target, segment=segment)
+    enc = CreditEncoder.fit(loans.frame)
+    t0 = time.perf_counter()
+    learner, loss = meta_train(enc.transform(loans.frame), loans.y, loans.segment, training)
+    meta = {"format_version": FORMAT_VERSION, "metarisk_fast_version": __version__, "torch_version": torch.__version__,
+            "training": asdict(training), "encoder": json.loads(enc.to_json()), "target": target, "segment": segment,
+            "segments": loans.segments, "loans": len(loans), "data": loans.source, "final_meta_loss": loss,
+            "train_seconds": round(time.perf_counter() - t0, 2),
+            "baseline_input": enc.transform(loans.frame).mean(axis=0).tolist()}
+    buf = io.BytesIO()
+    torch.save(learner.state_dict(), buf)
+    meta["weights_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(out) / "model.pt", buf.getvalue())
+    atomic_write_text(Path(out) / "credit.json", json.dumps(meta, indent=2))
+    if log:
+        log(f"trained {training.learner} on {len(loans)} loans in {len(loans.segments)} segments; saved to {out}")
+    return meta
+
+
+def load(model_dir):
+    """(learner, encoder, metadata) of a credit model directory."""
+    d = Path(model_dir)
+    meta_path, weights_path = d / "credit.json", d / "model.pt"
+    if not d.is_dir() or not meta_path.exists() or not weights_path.exists():
+        raise CreditModelError(f"{d}: not a credit model directory (create one with `metarisk credit train`)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CreditModelError(f"{meta_path}: damaged ({exc})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CreditModelError(f"{d}: credit model format {meta.get('format_version')}; this metarisk_fast reads "
+                               f"{FORMAT_VERSION}: retrain it")
+    weights = weights_path.read_bytes()
+    if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
+        raise CreditModelError(f"{weights_path}: damaged (checksum does not match credit.json)")
+    try:
+        training = CreditTraining(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["training"].items()})
+        enc = CreditEncoder.from_json(json.dumps(meta["encoder"]))
+        learner = training.make(len(enc.names))
+        learner.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise CreditModelError(f"{d}: credit.json and model.pt do not describe a loadable model: {exc}") from None
+    return learner, enc, meta
+
+
+def score(model, support, data, out=None, *, top: int = 3) -> pd.DataFrame:
+    """Adapt the model to a new segment on ``support`` (labelled loans of that segment: a file or
+    DataFrame with the model's target column) and score the loans of ``data``: the default
+    probability and the ``top`` attributes that raise it most (integrated-gradient attributions of
+    the adapted model, from the average training applicant)."""
+    if out is not None:
+        _check_out(out, "file")
+    learner, enc, meta = load(model)
+    sup = support if isinstance(support, pd.DataFrame) else _table(support)
+    if meta["target"] not in sup.columns:
+        raise DataError(f"the support loans have no target column {meta['target']!r}: they must be labelled")
+    ys = binary_target(sup[meta["target"]], meta["target"], "support")
+    if len(ys) < 2 or ys.min() == ys.max():
+        raise DataError(f"the support needs labelled loans of both classes, got {len(ys)} loans, {int(ys.sum())} bad")
+    loans = data if isinstance(data, pd.DataFrame) else _table(data)
+    xs, xq = enc.transform(sup), enc.transform(loans)
+    p = adapt_scores(learner, xs[None], ys[None], xq[None])[0]
+    contrib = attributions(learner, xs, ys, xq, np.asarray(meta["baseline_input"], np.float32))
+    why = reasons(contrib, enc.groups, loans, top)
+    frame = pd.DataFrame({"row": np.arange(len(loans)), "score": p})
+    for i in range(top):
+        frame[f"reason_{i + 1}"] = [r[i] if i < len(r) else "" for r in why]
+    if out is not None:
+        atomic_write_text(out, frame.to_csv(index=False))
+    return frame
+
+
+def _table(path) -> pd.DataFrame:
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    try:
+        return pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"{p}: not a readable CSV or Parquet table ({exc})") from None
+
+
+# --------------------------------------------------------------------------- evaluate / demo
+def evaluate(data="default", out="credit_report", *, target: str = DEFAULT_TARGET, segment: str = DEFAULT_SEGMENT,
+             ks=DEMO_KS, draws: int = 20, learners=CREDIT_LEARNERS, training: CreditTraining = CreditTraining(),
+             seed: int = 0, log=None) -> dict:
+    """Leave-one-segment-out evaluation; writes ``out``/report.md, report.json, scores.csv and
+    auc_by_k.png. Returns the summary."""
+    _check_out(out, "dir")
+    if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2 for k in ks):
+        raise ValueError(f"--k: give one or more support sizes >= 2, got {list(ks)}")
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or not 2 <= draws <= 10_000:
+        raise ValueError(f"--draws must be an int in [2, 10000], got {draws!r}")
+    unknown = [m for m in learners if m not in CREDIT_LEARNERS]
+    if unknown or not learners:
+        raise ValueError(f"--learners: choose from {', '.join(CREDIT_LEARNERS)}, got {list(learners)}")
+    t0 = time.perf_counter()
+    loans = load_credit(data, target=target, segment=segment)
+    scores, found = evaluate_credit(loans, ks, draws, tuple(learners), replace(training, seed=seed), seed, log)
+    summary = summarise(found, learners)
+    elapsed = time.perf_counter() - t0
+    _write_report(Path(out), loans, scores, found, summary, ks, draws, learners, elapsed)
+    if log:
+        log(f"report written to {out} ({elapsed:.0f} s)")
+    return summary
+
+
+def demo(out="credit_demo", *, draws: int = 10, seed: int = 0, log=None) -> dict:
+    """``evaluate`` on the embedded German credit data, segments by loan purpose."""
+    return evaluate("default", out, ks=DEMO_KS, draws=draws, seed=seed, log=log)
+
+
+def _write_report(out: Path, loans: CreditData, scores, found, summary, ks, draws, learners, elapsed) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = {s: int((loans.segment == s).sum()) for s in loans.segments}
+    bads = {s: int(loans.y[loans.segment == s].sum()) for s in loans.segments}
+    left_out = {k: [s for s in loans.segments if s not in eligible_segments(loans, k)] for k in ks}
+    lines = [f"# metarisk credit evaluation: few-shot scoring of new segments\n",
+             f"Data `{loans.source}`: {len(loans)} loans, {int(loans.y.sum())} defaults, segments by "
+             f"`{loans.segment_column}` ({', '.join(f'{s}: {sizes[s]} loans, {bads[s]} bad' for s in loans.segments)}).",
+             f"Leave one segment out: the learners ({', '.join(learners)}) are meta-trained on the other segments "
+             f"and the input transform fitted on them alone; each adapts to K labelled loans of the held-out "
+             f"segment and scores the rest. {draws} seeded K-shot draws per segment (each with both classes). "
+             "Baselines on the same loans: logistic regression and LightGBM on the pooled training segments "
+             "(`*_pooled`), the same refitted with the K loans (`*_pooled_plus_k`), logistic regression on the K "
+             f"loans alone. A segment needs K + {MIN_QUERY} loans and two of each class. Run time {elapsed:.0f} s.\n",
+             "Power: 1,000 loans. The intervals are 95 % t intervals over the (segment, draw) values; draws of one "
+             "segment share most of their loans, so they are narrower than independent samples would give: read a "
+             "difference inside a few hundredths of AUC as no difference.\n"]
+    for k in ks:
+        if k not in summary:
+            continue
+        s = summary[k]
+        lines.append(f"## K = {k} (segments: {', '.join(s['segments'])}; left out as too small: "
+                     f"{', '.join(left_out[k]) or 'none'})\n")
+        lines.append("| method | AUC [95 % CI] | KS | Brier |\n| --- | --- | --- | --- |")
+        for m, r in sorted(s["methods"].items(), key=lambda kv: -kv[1]["auc"]):
+            lines.append(f"| {m} | {r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}] | {r['ks']:.3f} | "
+                         f"{r['brier']:.3f} |")
+        lo, hi = s["auc_difference_ci"]
+        lines.append(f"\nBest meta-learner `{s['best_meta_learner']}` against best baseline `{s['best_baseline']}`, "
+                     f"paired on {s['n_pairs']} draws: AUC difference {s['auc_difference']:+.4f} "
+                     f"[{lo:+.4f}, {hi:+.4f}], paired t-test p = {s['paired_t_pvalue']:.3g}.\n")
+    per_seg = found.groupby(["k", "segment", "method"]).auc.mean().unstack("method")
+    per_seg.index = [f"K = {k}, {s}" for k, s in per_seg.index]
+    lines += ["## Mean AUC per segment\n", markdown_table(per_seg, list(per_seg.columns), "segment"), ""]
+    atomic_write_text(out / "report.md", "\n".join(lines))
+    atomic_write_text(out / "report.json", json.dumps(
+        {"data": loans.source, "segment_column": loans.segment_column, "segments": sizes, "defaults": bads,
+         "draws": draws, "ks": list(ks), "left_out": left_out, "seconds": round(elapsed, 1),
+         "summary": {str(k): v for k, v in summary.items()},
+         "per_draw": found.to_dict(orient="records")}, indent=1))
+    atomic_write_text(out / "scores.csv", scores.to_csv(index=False))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for m in [*learners, *BASELINES]:
+        pts = [(k, summary[k]["methods"][m]["auc"]) for k in ks if k in summary and m in summary[k]["methods"]]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", label=m, linestyle="-" if m in learners else "--")
+    ax.set_xlabel("K labelled loans of the new segment")
+    ax.set_ylabel("mean held-out AUC")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(out / "auc_by_k.png", buf.getvalue())
