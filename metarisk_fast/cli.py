@@ -321,7 +321,7 @@ def _parser():
                     metavar="LEARNER", help=f"from {', '.join(CREDIT_LEARNERS)} (default: all)")
     ce.add_argument("--out", default="credit_report", help="report directory (default ./credit_report)")
     cd = csub.add_parser("demo", parents=[common], help="the evaluation on the embedded German credit data")
-    cd.add_argument("--draws", type=_int_in(2, 10_000), default=10, help="K-shot draws per segment (default 10)")
+    cd.add_argument("--draws", type=_int_in(2, 10_000), default=20, help="K-shot draws per segment (default 20)")
     cd.add_argument("--out", default="credit_demo", help="report directory (default ./credit_demo)")
     c.set_defaults(func=cmd_credit)
 

@@ -151,7 +151,7 @@ def evaluate(data="default", out="credit_report", *, target: str = DEFAULT_TARGE
     return summary
 
 
-def demo(out="credit_demo", *, draws: int = 10, seed: int = 0, log=None) -> dict:
+def demo(out="credit_demo", *, draws: int = 20, seed: int = 0, log=None) -> dict:
     """``evaluate`` on the embedded German credit data, segments by loan purpose."""
     return evaluate("default", out, ks=DEMO_KS, draws=draws, seed=seed, log=log)
 
