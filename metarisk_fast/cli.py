@@ -159,6 +159,18 @@ def cmd_credit(args):
     return 0
 
 
+def cmd_warn(args):
+    from .warning.jobs import NAMES, warn
+
+    summary = warn(args.prices, args.out, drawdown=args.drawdown, horizon=args.horizon, log=_log(args))
+    for name, r in sorted(summary["scores"].items(), key=lambda kv: -kv[1]["auroc"]):
+        print(f"{NAMES[name]:<45} AUROC {r['auroc']:.3f}  hit rate at 10 % false alarms "
+              f"{r['hit_rate_at_10pct_false_alarms']:.3f}  false alarm episodes a year "
+              f"{r['false_alarm_episodes_per_year']:.2f}")
+    print(f"report written to {args.out}")
+    return 0
+
+
 def cmd_evaluate(args):
     from .jobs import evaluate
 
@@ -324,6 +336,17 @@ def _parser():
     cd.add_argument("--draws", type=_int_in(2, 10_000), default=20, help="K-shot draws per segment (default 20)")
     cd.add_argument("--out", default="credit_demo", help="report directory (default ./credit_demo)")
     c.set_defaults(func=cmd_credit)
+
+    w = sub.add_parser("warn", parents=[common], help="early warning of market-wide stress from a price panel",
+                       description="Early-warning scores (turbulence, absorption ratio, realised volatility, novelty) "
+                                   "and their recursive combination, evaluated out of sample against stress events: "
+                                   "a drawdown of the equal-weighted index or a volatility jump within the horizon.")
+    w.add_argument("--prices", default="default", help="price file or 'default' (the embedded panel)")
+    w.add_argument("--out", default="warning_report", help="report directory (default ./warning_report)")
+    w.add_argument("--drawdown", type=_positive_float, default=15.0,
+                   help="index drawdown in percent that marks stress (default 15)")
+    w.add_argument("--horizon", type=_int_in(1, 1000), default=60, help="days ahead a warning looks (default 60)")
+    w.set_defaults(func=cmd_warn)
 
     e = sub.add_parser("evaluate", parents=[common, base_opts], help="evaluate a model against the baselines")
     e.add_argument("--model", required=True, help="model directory from `metarisk train`")

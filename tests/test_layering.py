@@ -26,7 +26,9 @@ ABOVE = {  # module -> packages it must not pull in
     "metarisk_fast.integrations.sizing": ["metarisk_fast.jobs", "metarisk_fast.cli", "nautilus_trader", "backtrader"],
     "metarisk_fast.credit.jobs": ["metarisk_fast.jobs", "metarisk_fast.cli", "metarisk_fast.streaming",
                                   "metarisk_fast.integrations"],
-    "metarisk_fast.jobs": ["metarisk_fast.cli", "metarisk_fast.credit"],
+    "metarisk_fast.warning.jobs": ["metarisk_fast.jobs", "metarisk_fast.cli", "metarisk_fast.credit",
+                                   "metarisk_fast.streaming", "torch"],
+    "metarisk_fast.jobs": ["metarisk_fast.cli", "metarisk_fast.credit", "metarisk_fast.warning"],
 }
 
 

@@ -1,0 +1,109 @@
+"""Early warning: the event labels, each score against a plain NumPy statement of it, no
+look-ahead in any score or in the recursive combination, and `metarisk warn` end to end."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metarisk_fast import datasets
+from metarisk_fast.cli import main
+from metarisk_fast.data import DataError, PricePanel
+from metarisk_fast.warning.evaluate import alarms, combined_score
+from metarisk_fast.warning.jobs import warning_scores
+from metarisk_fast.warning.signals import (episodes, expanding_rank, index_level, novelty, stress_labels,
+                                           turbulence_and_absorption)
+
+
+def synthetic(n_days=1700, n_assets=6, seed=3) -> PricePanel:
+    p = datasets.synthetic_ohlc(n_days=n_days, n_assets=n_assets, seed=seed)
+    return PricePanel(dates=p.dates, assets=p.assets, close=p.close, source="synthetic")
+
+
+def test_labels_mark_the_days_before_a_drawdown():
+    index = np.concatenate([np.full(100, 100.0), np.linspace(100, 80, 21), np.full(100, 80.0)])
+    y = stress_labels(index, drawdown=0.15, horizon=30, vol_start=10**6)  # drawdown events only
+    # day t is labelled iff the minimum of the next 30 days is <= 85 % of index[t]
+    fut = np.array([index[t + 1:t + 31].min() if t + 30 < len(index) else np.nan for t in range(len(index))])
+    want = np.where(np.isnan(fut), np.nan, (fut / index <= 0.85).astype(float))
+    np.testing.assert_array_equal(y, want)
+    assert episodes(y) == [(min(np.flatnonzero(want == 1)), max(np.flatnonzero(want == 1)))]
+    assert episodes(np.array([1, 0, 0, 1, 0, 0, 0, 0, 1.0]), merge_gap=3) == [(0, 3), (8, 8)]
+
+
+def test_turbulence_and_absorption_follow_their_definitions():
+    p = synthetic(n_days=400, n_assets=5)
+    _, r = index_level(p.close)
+    w = 120
+    turb, _ = turbulence_and_absorption(r, window=w)
+    t = 300
+    past = r[t - w:t]
+    mu, cov = past.mean(axis=0), np.cov(past, rowvar=False)
+    d = r[t] - mu
+    assert turb[t] == pytest.approx(d @ np.linalg.solve(cov, d) / 5, rel=1e-6)
+    assert np.isnan(turb[:w]).all() and np.isfinite(turb[w:]).all()
+    ranks = expanding_rank(np.array([3.0, 1.0, 2.0, np.nan, 5.0]))
+    np.testing.assert_array_equal(ranks, [np.nan, 0.0, 0.5, np.nan, 1.0])
+
+
+def test_no_score_uses_a_price_after_its_day():
+    """Prices after day `cut` changed: every single score, the combined score and its alarms at or
+    before `cut` stay the same (labels are known `horizon` days later, and the combination only
+    fits on labels known by each day)."""
+    p = synthetic()
+    cut = 1450
+    close = p.close.copy()
+    close[cut + 1:] *= np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.03, close[cut + 1:].shape), axis=0))
+    a = warning_scores(p, horizon=60)
+    b = warning_scores(PricePanel(dates=p.dates, assets=p.assets, close=close), horizon=60)
+    cols = ["turbulence", "absorption_shift", "vol_level", "novelty", "score", "alarm"]
+    pd.testing.assert_frame_equal(a.loc[:cut, cols], b.loc[:cut, cols])
+    assert not a.loc[cut + 1:, "turbulence"].equals(b.loc[cut + 1:, "turbulence"])
+    assert np.isfinite(a.score).sum() > 100  # the combination was fitted and used
+
+
+def test_the_combination_learns_from_known_labels_only():
+    rng = np.random.default_rng(1)
+    T, h = 1600, 20
+    y = (rng.random(T) < 0.3).astype(float)
+    signal = y + rng.normal(0, 0.5, T)
+    noise = rng.normal(0, 1, T)
+    comb = combined_score(np.column_stack([signal, noise]), y, h, refit=50, min_train=300)
+    ok = np.isfinite(comb)
+    assert ok.sum() > 1000 and np.corrcoef(comb[ok], y[ok])[0, 1] > 0.5
+    late = y.copy()
+    late[1000:] = 1 - late[1000:]  # flip labels that are not known before day 1000 + h
+    comb2 = combined_score(np.column_stack([signal, noise]), late, h, refit=50, min_train=300)
+    np.testing.assert_array_equal(comb[:1000 + h], comb2[:1000 + h])
+    assert alarms(comb, y, h).mean() < 0.5
+
+
+def test_warn_command_end_to_end(tmp_path):
+    p = synthetic(n_days=2500)
+    wide = pd.DataFrame(p.close, columns=list(p.assets))
+    wide.insert(0, "Date", p.dates.astype(str))
+    wide.to_csv(tmp_path / "p.csv", index=False)
+    assert main(["warn", "--prices", str(tmp_path / "p.csv"), "--out", str(tmp_path / "w"), "--drawdown", "5",
+                 "--horizon", "40", "--quiet"]) == 0
+    scores = pd.read_csv(tmp_path / "w" / "scores.csv")
+    assert list(scores.columns) == ["date", "score", "alarm"] and len(scores) == p.n_days
+    report = json.loads((tmp_path / "w" / "report.json").read_text())
+    assert set(report["scores"]) == {"turbulence", "absorption_shift", "vol_level", "novelty", "score"}
+    assert (tmp_path / "w" / "warning.png").stat().st_size > 0
+    short = PricePanel(dates=p.dates[:500], assets=p.assets, close=p.close[:500])
+    with pytest.raises(DataError, match="needs at least"):
+        warning_scores(short)
+    with pytest.raises(SystemExit):  # argparse refuses it, naming the option
+        main(["warn", "--prices", str(tmp_path / "p.csv"), "--out", str(tmp_path / "w2"), "--drawdown", "0"])
+    assert main(["warn", "--prices", str(tmp_path / "p.csv"), "--out", str(tmp_path / "w2"), "--drawdown", "150"]) == 2
+
+
+def test_novelty_rises_when_the_cross_section_changes_shape():
+    """One asset's volatility jumps: today's cross-section of volatility states is far from all of
+    the last 400 days', unlike the calm days before."""
+    r = np.random.default_rng(2).normal(0, 0.01, (900, 6))
+    r[800:, 0] *= 6.0
+    nov = novelty(r, memory=400)
+    assert np.isnan(nov[:651]).all() and np.isfinite(nov[651:]).all()
+    assert (nov[651:] >= 0).all()
+    assert nov[815:830].min() > 2 * np.median(nov[700:790])
