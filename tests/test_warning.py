@@ -11,8 +11,9 @@ from metarisk_fast.cli import main
 from metarisk_fast.data import DataError, PricePanel
 from metarisk_fast.warning.evaluate import alarms, combined_score
 from metarisk_fast.warning.jobs import warning_scores
-from metarisk_fast.warning.signals import (episodes, expanding_rank, index_level, novelty, stress_labels,
-                                           turbulence_and_absorption)
+from metarisk_fast.warning.signals import (REFRESH, RIDGE, _monitor_panel, episodes, expanding_rank, index_level, novelty,
+                                           stress_labels, turbulence_and_absorption)
+from metarisk_fast.warning.stream import StressMonitor
 
 
 def synthetic(n_days=1700, n_assets=6, seed=3) -> PricePanel:
@@ -36,11 +37,17 @@ def test_turbulence_and_absorption_follow_their_definitions():
     _, r = index_level(p.close)
     w = 120
     turb, _ = turbulence_and_absorption(r, window=w)
-    t = 300
-    past = r[t - w:t]
-    mu, cov = past.mean(axis=0), np.cov(past, rowvar=False)
-    d = r[t] - mu
-    assert turb[t] == pytest.approx(d @ np.linalg.solve(cov, d) / 5, rel=1e-6)
+    _, ar = _monitor_panel(r, w, 1)
+    for t in (w, 300, 399):  # right after a recomputation, 180 incremental bars after one, and after the next
+        past = r[t - w:t]
+        mu, cov = past.mean(axis=0), np.cov(past, rowvar=False)
+        d = r[t] - mu
+        last = w - 1 + REFRESH * ((t - w) // REFRESH)  # the row after which the ridge was last recomputed
+        ridge = RIDGE * np.trace(np.cov(r[last - w + 1:last + 1], rowvar=False)) / 5
+        ridged = cov + ridge * np.eye(5)
+        assert turb[t] == pytest.approx(d @ np.linalg.solve(ridged, d) / 5, rel=1e-8)
+        ev = np.linalg.eigvalsh(cov)
+        assert ar[t] == pytest.approx(ev[-1] / ev.sum(), abs=2e-3)
     assert np.isnan(turb[:w]).all() and np.isfinite(turb[w:]).all()
     ranks = expanding_rank(np.array([3.0, 1.0, 2.0, np.nan, 5.0]))
     np.testing.assert_array_equal(ranks, [np.nan, 0.0, 0.5, np.nan, 1.0])
@@ -107,3 +114,16 @@ def test_novelty_rises_when_the_cross_section_changes_shape():
     assert np.isnan(nov[:651]).all() and np.isfinite(nov[651:]).all()
     assert (nov[651:] >= 0).all()
     assert nov[815:830].min() > 2 * np.median(nov[700:790])
+
+
+def test_the_stream_monitor_is_the_batch_step():
+    p = synthetic(n_days=700, n_assets=30)
+    _, r = index_level(p.close)
+    want = _monitor_panel(r, 200, 6)
+    monitor = StressMonitor(30, window=200)
+    got = np.array([monitor.update(row) for row in r])
+    np.testing.assert_array_equal(got[:, 0], want[0])
+    np.testing.assert_array_equal(got[:, 1], want[1])
+    for bad in (r[0][:5], np.full(30, np.inf), r[0].astype(str)):
+        with pytest.raises(ValueError):
+            monitor.update(bad)

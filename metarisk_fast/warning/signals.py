@@ -7,10 +7,14 @@ percentile of the values up to t, from below it at t). A label is known only ``h
 
 Scores:
 - turbulence (Kritzman and Li 2010): the Mahalanobis distance of day t's returns from the mean
-  and covariance of the previous ``window`` days, divided by the number of assets;
+  and covariance of the previous ``window`` days (ridged by RIDGE x its mean variance: with more
+  assets than days it is singular), divided by the number of assets;
 - absorption ratio (Kritzman et al. 2011): the share of total variance the largest fifth of the
   eigenvalues of that covariance explains; the score is its standardised shift (its 15-day mean
-  minus its 1-year mean, over the 1-year standard deviation);
+  minus its 1-year mean, over the 1-year standard deviation).
+  Both follow the window incrementally (monitor_step, shared with warning/stream.py): the
+  inverse by Sherman-Morrison updates, the eigenvectors by one subspace-iteration step a bar,
+  each recomputed exactly every REFRESH bars;
 - realised volatility level: the index's annualised 21-day realised volatility;
 - novelty: the distance from day t's cross-section of volatility states (each asset's log 21-day
   over 252-day realised variance) to the nearest state of days t - ``memory`` .. t - 22.
@@ -125,40 +129,118 @@ def episodes(y: np.ndarray, merge_gap: int = 0) -> list[tuple[int, int]]:
     return merged
 
 
+RIDGE = 1e-3  # covariance + RIDGE x its mean variance: a window shorter than the assets is singular
+REFRESH = 250  # bars between exact recomputations of the incremental inverse and subspace
+
+
 @njit(cache=True)
-def _rolling_covariance_scores(r, window, top_k):
-    """Turbulence and absorption ratio of each day t >= window from rows t-window..t-1."""
+def new_monitor(n_assets, window, top_k):
+    """The state of a covariance monitor: the window's rows (a ring), their sum and scatter, the
+    inverse of scatter + ridge, the ridge, an orthonormal basis tracking the top-k eigenvectors,
+    and counters (bars seen, bars since the last exact recomputation)."""
+    return (np.zeros((window, n_assets)), np.zeros(n_assets), np.zeros((n_assets, n_assets)),
+            np.zeros((n_assets, n_assets)), np.zeros(1), np.zeros((n_assets, top_k)), np.zeros(2, np.int64))
+
+
+@njit(cache=True)
+def _refresh(ring, s1, s2, binv, lam, q):
+    """Exact recomputation: the ridge from the window's mean variance, the inverse, and the
+    subspace from a full eigendecomposition."""
+    W, N = ring.shape
+    mu = s1 / W
+    cov = (s2 - W * np.outer(mu, mu)) / (W - 1)
+    lam[0] = RIDGE * np.trace(cov) / N + 1e-300
+    binv[:, :] = np.linalg.inv(s2 + (W - 1) * lam[0] * np.eye(N))
+    vecs = np.linalg.eigh(cov)[1]
+    q[:, :] = vecs[:, N - q.shape[1]:]
+
+
+@njit(cache=True)
+def _sherman_morrison(binv, u, sign):
+    """binv <- (B + sign u u')^-1 from binv = B^-1."""
+    bu = binv @ u
+    scale = sign / (1.0 + sign * (u @ bu))
+    for i in range(binv.shape[0]):  # in place: no N x N temporary
+        for j in range(binv.shape[1]):
+            binv[i, j] -= scale * bu[i] * bu[j]
+
+
+@njit(cache=True)
+def _orthonormal(z):
+    """An orthonormal basis of z's columns by Cholesky QR, twice (CholeskyQR2: O(N k^2), several
+    times faster than Householder QR at N = 500, k = 100, and as orthogonal after the second
+    pass); Householder QR where the Gram matrix is not positive definite."""
+    for _ in range(2):
+        zt = np.ascontiguousarray(z.T)  # contiguous operands: BLAS (a strided view takes a slow loop)
+        try:
+            low = np.linalg.cholesky(zt @ z)
+        except Exception:  # noqa: BLE001 - numba raises a plain LinAlgError here
+            return np.ascontiguousarray(np.linalg.qr(z)[0])
+        z = np.ascontiguousarray(np.linalg.solve(low, zt).T)
+    return z
+
+
+@njit(cache=True)
+def monitor_step(r, ring, s1, s2, binv, lam, q, counts):
+    """One bar: the turbulence and absorption ratio of returns r (N,) against the window of the
+    previous rows (NaN until it is full), then r joins the window. The inverse of the ridged
+    covariance follows the window by Sherman-Morrison updates and the top-k eigenvectors by one
+    step of subspace iteration per bar; both are recomputed exactly every REFRESH bars."""
+    W, N = ring.shape
+    t = counts[0]
+    turb, absorb = np.nan, np.nan
+    if t >= W:
+        mu = s1 / W
+        # (cov + lam I)^-1 d, cov + lam I = (B - W mu mu') / (W - 1), B = scatter + (W - 1) lam I
+        d = r - mu
+        bd, bm = binv @ d, binv @ mu
+        turb = (d @ ((W - 1) * (bd + W * bm * (mu @ bd) / (1.0 - W * (mu @ bm))))) / N
+        cq = (s2 @ q - W * np.outer(mu, mu @ q)) / (W - 1)  # the one O(N^2 k) product of a bar
+        top = np.sum(q * cq)  # trace(q' cov q): the top-k eigenvalues' sum on the tracked basis
+        absorb = top / ((np.trace(s2) - W * (mu @ mu)) / (W - 1))
+        q[:, :] = _orthonormal(cq)  # one subspace-iteration step for the next bar
+    slot = t % W
+    old = ring[slot].copy()
+    ring[slot] = r
+    s1 += r - old
+    for i in range(N):  # the scatter's rank-two update in place
+        for j in range(N):
+            s2[i, j] += r[i] * r[j] - old[i] * old[j]
+    counts[0] = t + 1
+    if t + 1 >= W:
+        if t + 1 == W or counts[1] + 1 >= REFRESH:
+            _refresh(ring, s1, s2, binv, lam, q)
+            counts[1] = 0
+        else:
+            _sherman_morrison(binv, r, 1.0)
+            _sherman_morrison(binv, old, -1.0)
+            counts[1] += 1
+    return turb, absorb
+
+
+@njit(cache=True)
+def _monitor_panel(r, window, top_k):
     T, N = r.shape
-    turb = np.full(T, np.nan)
-    absorb = np.full(T, np.nan)
-    s1 = np.zeros(N)
-    s2 = np.zeros((N, N))
+    state = new_monitor(N, window, top_k)
+    turb, absorb = np.full(T, np.nan), np.full(T, np.nan)
     for t in range(T):
-        if t >= window:
-            mu = s1 / window
-            cov = (s2 - window * np.outer(mu, mu)) / (window - 1)
-            ridge = 1e-10 * np.trace(cov) / N + 1e-18
-            for i in range(N):
-                cov[i, i] += ridge
-            d = r[t] - mu
-            turb[t] = d @ np.linalg.solve(cov, d) / N
-            ev = np.linalg.eigvalsh(cov)
-            absorb[t] = ev[N - top_k:].sum() / ev.sum()
-        s1 += r[t]
-        s2 += np.outer(r[t], r[t])
-        if t >= window:
-            s1 -= r[t - window]
-            s2 -= np.outer(r[t - window], r[t - window])
+        turb[t], absorb[t] = monitor_step(r[t], *state)
     return turb, absorb
 
 
 def turbulence_and_absorption(logret: np.ndarray, window: int = 250) -> tuple[np.ndarray, np.ndarray]:
-    """(turbulence, absorption-ratio shift) per day; NaN until the windows fill."""
+    """(turbulence, absorption-ratio shift) per day; NaN until the windows fill. The same step as
+    the streaming StressMonitor (warning/stream.py), row after row."""
     N = logret.shape[1]
-    turb, ar = _rolling_covariance_scores(np.ascontiguousarray(logret), window, max(1, N // 5))
+    turb, ar = _monitor_panel(np.ascontiguousarray(logret, np.float64), window, max(1, N // 5))
+    return turb, absorption_shift(ar)
+
+
+def absorption_shift(ar: np.ndarray) -> np.ndarray:
+    """The absorption ratio's 15-day mean minus its 1-year mean, over its 1-year standard deviation."""
     short = _trailing_mean(ar, 15)
     long_mean, long_std = _trailing_mean(ar, ANNUAL), _trailing_std(ar, ANNUAL)
-    return turb, (short - long_mean) / np.where(long_std > 0, long_std, np.nan)
+    return (short - long_mean) / np.where(long_std > 0, long_std, np.nan)
 
 
 def _trailing_mean(x: np.ndarray, w: int) -> np.ndarray:
