@@ -162,7 +162,8 @@ def cmd_credit(args):
 def cmd_warn(args):
     from .warning.jobs import NAMES, warn
 
-    summary = warn(args.prices, args.out, drawdown=args.drawdown, horizon=args.horizon, log=_log(args))
+    summary = warn(args.prices, args.out, drawdown=args.drawdown, horizon=args.horizon, model=args.model,
+                   log=_log(args))
     for name, r in sorted(summary["scores"].items(), key=lambda kv: -kv[1]["auroc"]):
         print(f"{NAMES[name]:<45} AUROC {r['auroc']:.3f}  hit rate at 10 % false alarms "
               f"{r['hit_rate_at_10pct_false_alarms']:.3f}  false alarm episodes a year "
@@ -346,6 +347,9 @@ def _parser():
     w.add_argument("--drawdown", type=_positive_float, default=15.0,
                    help="index drawdown in percent that marks stress (default 15)")
     w.add_argument("--horizon", type=_int_in(1, 1000), default=60, help="days ahead a warning looks (default 60)")
+    w.add_argument("--model", default=None,
+                   help="a variance model directory from `metarisk train`: adds the jump of its forecasts across "
+                        "assets as a score")
     w.set_defaults(func=cmd_warn)
 
     e = sub.add_parser("evaluate", parents=[common, base_opts], help="evaluate a model against the baselines")

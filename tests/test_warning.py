@@ -127,3 +127,33 @@ def test_the_stream_monitor_is_the_batch_step():
     for bad in (r[0][:5], np.full(30, np.inf), r[0].astype(str)):
         with pytest.raises(ValueError):
             monitor.update(bad)
+
+
+def test_a_variance_model_adds_its_forecast_jump(tmp_path):
+    """With a model, the jump of its forecasts across assets is a score, and no price after day t
+    moves it at or before t."""
+    import torch
+
+    from metarisk_fast.forecasting import make_learner, save_model
+    from metarisk_fast.tasks import TaskSpec
+    from metarisk_fast.warning.signals import forecast_jump
+
+    torch.manual_seed(0)
+    learner = make_learner("maml", TaskSpec().n_features, (8,), 0.05, 2)
+    with torch.no_grad():
+        for q in learner.parameters():
+            q.add_(0.1 * torch.randn_like(q))
+    save_model(tmp_path / "m", "maml", learner, TaskSpec(), history=60, hidden=(8,), info={})
+    p = synthetic(n_days=1500, n_assets=4)
+    cut = 1300
+    close = p.close.copy()
+    close[cut + 1:] *= 1.5
+    a = warning_scores(p, model=tmp_path / "m")
+    b = warning_scores(PricePanel(dates=p.dates, assets=p.assets, close=close), model=tmp_path / "m")
+    assert "forecast_jump" in a.columns and np.isfinite(a.forecast_jump).sum() > 1000
+    pd.testing.assert_series_equal(a.forecast_jump[:cut + 1], b.forecast_jump[:cut + 1])
+    f = np.exp(np.random.default_rng(0).normal(-9, 1, (30, 3)))
+    f[7, 1] = np.nan
+    jump = forecast_jump(f, lag=5)
+    assert jump[10] == pytest.approx(np.mean(np.log(f[10] / f[5])))
+    assert jump[12] == pytest.approx(np.mean(np.log(f[12, [0, 2]] / f[7, [0, 2]])))

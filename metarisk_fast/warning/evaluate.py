@@ -11,6 +11,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from .signals import _expanding_quantile, episodes, expanding_rank
 
 SCORES = ("turbulence", "absorption_shift", "vol_level", "novelty")
+MODEL_SCORE = "forecast_jump"  # with a trained variance model: the jump of its forecasts across assets
 EPISODE_GAP = 20  # labelled runs fewer days apart are one episode (for lead times)
 
 

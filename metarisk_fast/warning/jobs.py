@@ -14,14 +14,33 @@ import pandas as pd
 from .._files import atomic_write_bytes, atomic_write_text
 from ..data import DataError, PricePanel, load_prices
 from ..datasets import load_sp500_20
-from .evaluate import EPISODE_GAP, SCORES, alarms, combined_score, evaluate_score
-from .signals import episodes, index_level, novelty, realised_vol, stress_labels, turbulence_and_absorption
+from .evaluate import EPISODE_GAP, MODEL_SCORE, SCORES, alarms, combined_score, evaluate_score
+from .signals import (episodes, forecast_jump, index_level, novelty, realised_vol, stress_labels,
+                      turbulence_and_absorption)
+
+
+def model_forecasts(model, panel: PricePanel) -> np.ndarray:
+    """A trained variance model's forecast of every (day, asset), (T, N): `metarisk forecast`'s
+    numbers (each from data up to its day; NaN where the asset has too little history)."""
+    from ..forecasting import MetaForecaster, load_model
+    from ..tasks import EpisodeBuilder
+
+    learner, spec, meta = load_model(model)
+    builder = EpisodeBuilder(panel, spec)
+    rows, cols = np.arange(panel.n_days), np.arange(panel.n_assets)
+    f = MetaForecaster(learner, meta["history"]).predict(builder, np.repeat(cols, len(rows)), np.tile(rows, len(cols)))
+    return f.reshape(panel.n_assets, panel.n_days).T
+
+
+def score_names(frame: pd.DataFrame) -> list[str]:
+    return [c for c in (*SCORES, MODEL_SCORE) if c in frame.columns]
 
 
 def warning_scores(panel: PricePanel, *, drawdown: float = 0.15, horizon: int = 60, window: int = 250,
-                   memory: int = 500) -> pd.DataFrame:
-    """One row per day: the index, the stress label (NaN while unknown), each single score, the
-    combined score and its alarm; every score at t from prices up to t."""
+                   memory: int = 500, model=None) -> pd.DataFrame:
+    """One row per day: the index, the stress label (NaN while unknown), each single score (with
+    ``model``, a trained variance model's directory, also its forecast jump), the combined score
+    and its alarm; every score at t from prices up to t."""
     if panel.n_assets < 2:
         raise DataError(f"{panel.source}: {panel.n_assets} asset(s); the cross-sectional scores need two or more")
     needed = window + 252 + horizon + 750
@@ -32,9 +51,14 @@ def warning_scores(panel: PricePanel, *, drawdown: float = 0.15, horizon: int = 
     index, logret = index_level(panel.close)
     y = stress_labels(index, drawdown, horizon)
     turb, absorb = turbulence_and_absorption(logret, window)
-    singles = np.column_stack([turb, absorb, realised_vol(index), novelty(logret, memory)])
+    columns = [turb, absorb, realised_vol(index), novelty(logret, memory)]
+    names = list(SCORES)
+    if model is not None:
+        columns.append(forecast_jump(model_forecasts(model, panel)))
+        names.append(MODEL_SCORE)
+    singles = np.column_stack(columns)
     comb = combined_score(singles, y, horizon)
-    frame = pd.DataFrame(singles, columns=list(SCORES))
+    frame = pd.DataFrame(singles, columns=names)
     frame.insert(0, "date", panel.dates)
     frame.insert(1, "index", index)
     frame.insert(2, "label", y)
@@ -43,7 +67,8 @@ def warning_scores(panel: PricePanel, *, drawdown: float = 0.15, horizon: int = 
     return frame
 
 
-def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, horizon: int = 60, log=None) -> dict:
+def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, horizon: int = 60, model=None,
+         log=None) -> dict:
     """``warning_scores`` of a price file / DataFrame / 'default', evaluated out of sample from
     the first day the combined score exists; writes ``out``/scores.csv (date, score, alarm),
     report.md, report.json and warning.png. ``drawdown`` in percent."""
@@ -57,21 +82,23 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
     t0 = time.perf_counter()
     panel = load_sp500_20(warn_quantisation=False) if isinstance(prices, str) and prices == "default" \
         else load_prices(prices)
-    frame = warning_scores(panel, drawdown=drawdown / 100, horizon=horizon)
+    frame = warning_scores(panel, drawdown=drawdown / 100, horizon=horizon, model=model)
     y = frame.label.to_numpy()
-    single = frame[list(SCORES)].to_numpy()
+    names = score_names(frame)
+    single = frame[names].to_numpy()
     comb = frame.score.to_numpy()
     rows = np.flatnonzero(np.isfinite(comb) & np.isfinite(y) & np.isfinite(single).all(axis=1))
     if len(rows) == 0 or len(np.unique(y[rows])) < 2:
         raise DataError(f"{panel.source}: no evaluable day with both stress and calm labels after the burn-in")
-    results = {name: evaluate_score(frame[name].to_numpy(), y, rows, horizon) for name in (*SCORES, "score")}
+    results = {name: evaluate_score(frame[name].to_numpy(), y, rows, horizon) for name in (*names, "score")}
     eps = [(str(panel.dates[rows[a]]), str(panel.dates[rows[b]]), lead) for (a, b), lead in
            zip(episodes(y[rows], EPISODE_GAP), results["score"]["lead_times"])]
     elapsed = time.perf_counter() - t0
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "scores.csv", frame[["date", "score", "alarm"]].to_csv(index=False))
-    summary = {"prices": panel.source, "drawdown": drawdown, "horizon": horizon,
+    summary = {"prices": panel.source, "model": None if model is None else str(model), "drawdown": drawdown,
+               "horizon": horizon,
                "evaluated": [str(panel.dates[rows[0]]), str(panel.dates[rows[-1]])], "days": int(len(rows)),
                "labelled_share": float(y[rows].mean()), "scores": results, "episodes": eps, "seconds": round(elapsed, 1)}
     atomic_write_text(out_dir / "report.json", json.dumps(summary, indent=1))
@@ -83,7 +110,8 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
 
 
 NAMES = {"turbulence": "turbulence (Kritzman-Li)", "absorption_shift": "absorption ratio shift (Kritzman et al.)",
-         "vol_level": "realised volatility level", "novelty": "novelty", "score": "combined (recursive)"}
+         "vol_level": "realised volatility level", "novelty": "novelty",
+         MODEL_SCORE: "variance-model forecast jump across assets", "score": "combined (recursive)"}
 
 
 def _markdown(s: dict) -> str:
@@ -93,7 +121,9 @@ def _markdown(s: dict) -> str:
              "jumps within them into the top decile of its own past. Every score at day t uses prices up to t; the "
              f"combined score is refitted every 21 days on labels already known (t - {s['horizon']}). Evaluated "
              f"out of sample {s['evaluated'][0]} to {s['evaluated'][1]} ({s['days']} days, "
-             f"{100 * s['labelled_share']:.0f} % labelled). Run time {s['seconds']:.0f} s.\n",
+             f"{100 * s['labelled_share']:.0f} % labelled). Run time {s['seconds']:.0f} s."
+             + (f" Variance model `{s['model']}`: its forecasts' jump is one of the scores." if s["model"] else "")
+             + "\n",
              "| score | AUROC | hit rate at 10 % false alarms | alarm days: hit / false rate | false alarm "
              "episodes a year |", "| --- | --- | --- | --- | --- |"]
     for name, r in sorted(s["scores"].items(), key=lambda kv: -kv[1]["auroc"]):

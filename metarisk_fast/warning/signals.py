@@ -17,7 +17,9 @@ Scores:
   each recomputed exactly every REFRESH bars;
 - realised volatility level: the index's annualised 21-day realised volatility;
 - novelty: the distance from day t's cross-section of volatility states (each asset's log 21-day
-  over 252-day realised variance) to the nearest state of days t - ``memory`` .. t - 22.
+  over 252-day realised variance) to the nearest state of days t - ``memory`` .. t - 22;
+- forecast jump (with a trained variance model): the mean over assets of the change of the log
+  variance forecast over the last 5 days (each forecast at t from data up to t).
 """
 from __future__ import annotations
 
@@ -278,3 +280,14 @@ def novelty(logret: np.ndarray, memory: int = 500, recent: int = 21, block: int 
         d2 = sq[slots] + sq[days][:, None] - 2.0 * np.einsum("dmn,dn->dm", state[slots], state[days])
         out[days] = np.sqrt(np.maximum(d2.min(axis=1), 0.0) / N)
     return out
+
+
+def forecast_jump(variance: np.ndarray, lag: int = 5) -> np.ndarray:
+    """Mean over assets of log(forecast_t / forecast_{t - lag}) of variance forecasts (T, N) (NaN
+    where an asset has none): how fast the forecast risk is rising across the market."""
+    logv = np.log(variance)
+    change = np.full_like(logv, np.nan)
+    change[lag:] = logv[lag:] - logv[:-lag]
+    ok = np.isfinite(change)
+    n = ok.sum(axis=1)
+    return np.where(n > 0, np.where(ok, change, 0.0).sum(axis=1) / np.maximum(n, 1), np.nan)
