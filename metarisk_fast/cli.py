@@ -266,28 +266,26 @@ def _parser():
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.set_defaults(func=cmd_train)
 
-    f = sub.add_parser("forecast", parents=[common], help="forecast variance, VaR and ES with a trained model",
+    model_opts = argparse.ArgumentParser(add_help=False)
+    model_opts.add_argument("--model", required=True, help="model directory from `metarisk train`")
+    model_opts.add_argument("--history", type=_int_in(1, 5000), default=None,
+                            help="days of each asset's past to adapt on (default: the model's)")
+    f = sub.add_parser("forecast", parents=[common, model_opts], help="forecast variance, VaR and ES with a trained model",
                        description="Forecast variance, VaR and ES with a trained model. " + FORECAST_COLUMNS_HELP)
-    f.add_argument("--model", required=True, help="model directory from `metarisk train`")
     f.add_argument("--prices", required=True, help="price file or 'default'")
     f.add_argument("--out", required=True, help="CSV file to write (columns below)")
     f.add_argument("--start", type=_date, default=None, help="first forecast date (default: as soon as history allows)")
-    f.add_argument("--history", type=_int_in(1, 5000), default=None,
-                   help="days of each asset's past to adapt on (default: the model's)")
     f.set_defaults(func=cmd_forecast)
 
-    s = sub.add_parser("stream", parents=[common], help="the streaming engine: replay a file or serve a live feed",
+    s = sub.add_parser("stream", parents=[common, model_opts], help="the streaming engine: replay a file or serve a live feed",
                        description="Run the streaming RiskEngine. With --prices, replay the file bar by bar and "
                                    "write --out with `metarisk forecast`'s columns (the same numbers). Without "
                                    "it, read bars from standard input as CSV lines (a header `date,ASSET1,...`, "
                                    "then one line of closes per bar, an empty field for no price) and write one "
                                    "line per asset per bar. " + FORECAST_COLUMNS_HELP)
-    s.add_argument("--model", required=True, help="model directory from `metarisk train`")
     s.add_argument("--prices", default=None, help="price file or 'default' to replay (default: bars from stdin)")
     s.add_argument("--out", default=None, help="CSV file to write (with --prices)")
     s.add_argument("--start", type=_date, default=None, help="first date written (with --prices)")
-    s.add_argument("--history", type=_int_in(1, 5000), default=None,
-                   help="days of each asset's past to adapt on (default: the model's)")
     s.add_argument("--readapt-every", type=_int_in(1, 10000), default=1,
                    help="re-adapt each asset every k bars, forward-only in between (default 1: exact)")
     s.add_argument("--online-lr", type=_nonnegative_float, default=0.0,

@@ -43,7 +43,9 @@ class CreditData:
                           self.segment_column, self.source)
 
 
-def _read(source) -> tuple[pd.DataFrame, str]:
+def read_table(source) -> tuple[pd.DataFrame, str]:
+    """(table, its name) from a CSV / Parquet path, a DataFrame (copied) or 'default' (the
+    embedded German credit data); an unreadable file is a DataError naming it."""
     if isinstance(source, pd.DataFrame):
         return source.copy(), "<DataFrame>"
     if isinstance(source, str) and source == "default":
@@ -83,7 +85,7 @@ def binary_target(values: pd.Series, name: str, source: str) -> np.ndarray:
 
 def load_credit(source="default", *, target: str = DEFAULT_TARGET, segment: str = DEFAULT_SEGMENT) -> CreditData:
     """Loans from a CSV / Parquet file, a DataFrame or 'default' (the embedded German credit data)."""
-    frame, name = _read(source)
+    frame, name = read_table(source)
     for column, option in ((target, "--target"), (segment, "--segment")):
         if column not in frame.columns:
             raise DataError(f"{name}: no column {column!r} ({option}); columns: {', '.join(map(str, frame.columns))}")

@@ -36,13 +36,13 @@ def draw_supports(rng: np.random.Generator, y: np.ndarray, k: int, draws: int, m
     """(draws, k) support rows of one segment, each holding both classes (a draw with one class
     is redrawn: a lender labels a few of each before scoring a new segment)."""
     out = np.empty((draws, k), np.int64)
-    todo = np.arange(draws)
+    pending = np.arange(draws)  # draws still without both classes
     for _ in range(max_tries):
-        picks = np.argsort(rng.random((len(todo), len(y))), axis=1)[:, :k]
+        picks = np.argsort(rng.random((len(pending), len(y))), axis=1)[:, :k]
         both = (y[picks].min(axis=1) == 0) & (y[picks].max(axis=1) == 1)
-        out[todo[both]] = picks[both]
-        todo = todo[~both]
-        if len(todo) == 0:
+        out[pending[both]] = picks[both]
+        pending = pending[~both]
+        if len(pending) == 0:
             return out
     raise ValueError(f"could not draw {k} loans with both classes from a segment of {len(y)} ({int(y.sum())} bad)")
 
@@ -82,7 +82,7 @@ def evaluate_credit(data: CreditData, ks=(10, 25, 50), draws: int = 20, learners
         if log:
             log(f"fold {f + 1}/{len(folds)}: held out {held!r} ({len(test)} loans, {int(test.y.sum())} bad); "
                 f"meta-training {', '.join(learners)} on {len(train)} loans")
-        models = {kind: meta_train(xtr, train.y, train.segment, replace(training, learner=kind, seed=training.seed))[0]
+        models = {kind: meta_train(xtr, train.y, train.segment, replace(training, learner=kind))[0]
                   for kind in learners}
         pooled = {"logit_pooled": _logit().fit(xtr, train.y), "gbm_pooled": _gbm(seed).fit(xtr, train.y)}
         for k in ks:

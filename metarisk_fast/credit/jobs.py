@@ -3,7 +3,6 @@
 weights' SHA-256); every file is written atomically; paths are checked before any long work."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -14,15 +13,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import __version__
 from .._files import atomic_write_bytes, atomic_write_text
 from ..data import DataError
 from ..evaluation import markdown_table
-from .data import DEFAULT_SEGMENT, DEFAULT_TARGET, CreditData, CreditEncoder, binary_target, load_credit
+from ..forecasting.persistence import read_model_dir, write_model_dir
+from .data import DEFAULT_SEGMENT, DEFAULT_TARGET, CreditData, CreditEncoder, binary_target, load_credit, read_table
 from .evaluate import BASELINES, MIN_QUERY, eligible_segments, evaluate_credit, summarise
 from .learn import CREDIT_LEARNERS, CreditTraining, adapt_scores, attributions, meta_train, reasons
 
-FORMAT_VERSION = 1
+META = "credit.json"
 DEMO_KS = (10, 25, 50)
 
 
@@ -45,19 +44,13 @@ def train(data="default", out="credit_model", *, target: str = DEFAULT_TARGET, s
     _check_out(out, "dir")
     loans = load_credit(data, target=target, segment=segment)
     enc = CreditEncoder.fit(loans.frame)
+    x = enc.transform(loans.frame)
     t0 = time.perf_counter()
-    learner, loss = meta_train(enc.transform(loans.frame), loans.y, loans.segment, training)
-    meta = {"format_version": FORMAT_VERSION, "metarisk_fast_version": __version__, "torch_version": torch.__version__,
-            "training": asdict(training), "encoder": json.loads(enc.to_json()), "target": target, "segment": segment,
+    learner, loss = meta_train(x, loans.y, loans.segment, training)
+    meta = {"training": asdict(training), "encoder": json.loads(enc.to_json()), "target": target, "segment": segment,
             "segments": loans.segments, "loans": len(loans), "data": loans.source, "final_meta_loss": loss,
-            "train_seconds": round(time.perf_counter() - t0, 2),
-            "baseline_input": enc.transform(loans.frame).mean(axis=0).tolist()}
-    buf = io.BytesIO()
-    torch.save(learner.state_dict(), buf)
-    meta["weights_sha256"] = hashlib.sha256(buf.getvalue()).hexdigest()
-    Path(out).mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(Path(out) / "model.pt", buf.getvalue())
-    atomic_write_text(Path(out) / "credit.json", json.dumps(meta, indent=2))
+            "train_seconds": round(time.perf_counter() - t0, 2), "baseline_input": x.mean(axis=0).tolist()}
+    meta = json.loads((write_model_dir(out, META, learner, meta) / META).read_text())
     if log:
         log(f"trained {training.learner} on {len(loans)} loans in {len(loans.segments)} segments; saved to {out}")
     return meta
@@ -66,19 +59,7 @@ def train(data="default", out="credit_model", *, target: str = DEFAULT_TARGET, s
 def load(model_dir):
     """(learner, encoder, metadata) of a credit model directory."""
     d = Path(model_dir)
-    meta_path, weights_path = d / "credit.json", d / "model.pt"
-    if not d.is_dir() or not meta_path.exists() or not weights_path.exists():
-        raise CreditModelError(f"{d}: not a credit model directory (create one with `metarisk credit train`)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CreditModelError(f"{meta_path}: damaged ({exc})") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CreditModelError(f"{d}: credit model format {meta.get('format_version')}; this metarisk_fast reads "
-                               f"{FORMAT_VERSION}: retrain it")
-    weights = weights_path.read_bytes()
-    if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
-        raise CreditModelError(f"{weights_path}: damaged (checksum does not match credit.json)")
+    meta, weights = read_model_dir(d, META, CreditModelError, "metarisk credit train")
     try:
         training = CreditTraining(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["training"].items()})
         enc = CreditEncoder.from_json(json.dumps(meta["encoder"]))
@@ -97,13 +78,13 @@ def score(model, support, data, out=None, *, top: int = 3) -> pd.DataFrame:
     if out is not None:
         _check_out(out, "file")
     learner, enc, meta = load(model)
-    sup = support if isinstance(support, pd.DataFrame) else _table(support)
+    sup = read_table(support)[0]
     if meta["target"] not in sup.columns:
         raise DataError(f"the support loans have no target column {meta['target']!r}: they must be labelled")
     ys = binary_target(sup[meta["target"]], meta["target"], "support")
     if len(ys) < 2 or ys.min() == ys.max():
         raise DataError(f"the support needs labelled loans of both classes, got {len(ys)} loans, {int(ys.sum())} bad")
-    loans = data if isinstance(data, pd.DataFrame) else _table(data)
+    loans = read_table(data)[0]
     xs, xq = enc.transform(sup), enc.transform(loans)
     p = adapt_scores(learner, xs[None], ys[None], xq[None])[0]
     contrib = attributions(learner, xs, ys, xq, np.asarray(meta["baseline_input"], np.float32))
@@ -114,16 +95,6 @@ def score(model, support, data, out=None, *, top: int = 3) -> pd.DataFrame:
     if out is not None:
         atomic_write_text(out, frame.to_csv(index=False))
     return frame
-
-
-def _table(path) -> pd.DataFrame:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: no such file")
-    try:
-        return pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p)
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"{p}: not a readable CSV or Parquet table ({exc})") from None
 
 
 # --------------------------------------------------------------------------- evaluate / demo
@@ -166,7 +137,7 @@ def _write_report(out: Path, loans: CreditData, scores, found, summary, ks, draw
     sizes = {s: int((loans.segment == s).sum()) for s in loans.segments}
     bads = {s: int(loans.y[loans.segment == s].sum()) for s in loans.segments}
     left_out = {k: [s for s in loans.segments if s not in eligible_segments(loans, k)] for k in ks}
-    lines = [f"# metarisk credit evaluation: few-shot scoring of new segments\n",
+    lines = ["# metarisk credit evaluation: few-shot scoring of new segments\n",
              f"Data `{loans.source}`: {len(loans)} loans, {int(loans.y.sum())} defaults, segments by "
              f"`{loans.segment_column}` ({', '.join(f'{s}: {sizes[s]} loans, {bads[s]} bad' for s in loans.segments)}).",
              f"Leave one segment out: the learners ({', '.join(learners)}) are meta-trained on the other segments "

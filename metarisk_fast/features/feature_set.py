@@ -229,9 +229,23 @@ class StreamingFeatures:
             o = h = lo = c
         return c, o, h, lo
 
+    STATE_KEYS = ("r_ring", "term_ring", "cc", "ewma", "means", "yz", "prev_close")
+
     def state_dict(self) -> dict[str, np.ndarray]:
-        keys = ("r_ring", "term_ring", "cc", "ewma", "means", "yz", "prev_close")
-        return {"t": np.array(self.t), **{k: v.copy() for k, v in zip(keys, self._state)}}
+        return {"t": np.array(self.t), **{k: v.copy() for k, v in zip(self.STATE_KEYS, self._state)}}
+
+    @classmethod
+    def from_state_dict(cls, spec: FeatureSet, saved, where: str = "the saved state") -> "StreamingFeatures":
+        """A stream in the state ``saved`` (a state_dict or an open .npz), checked against ``spec``."""
+        try:
+            state = tuple(np.array(saved[k]) for k in cls.STATE_KEYS)
+            t = int(saved["t"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"{where}: not a saved feature state ({exc})") from None
+        fresh = cls(spec, state[-1].shape[0])._state
+        if any(a.shape != b.shape for a, b in zip(state, fresh)):
+            raise ValueError(f"{where} belongs to another feature set (windows, lambdas or assets differ)")
+        return cls(spec, state[-1].shape[0], t, state)
 
     def save(self, path) -> None:
         buf = io.BytesIO()
@@ -241,14 +255,9 @@ class StreamingFeatures:
 
     @classmethod
     def load(cls, spec: FeatureSet, path) -> "StreamingFeatures":
-        keys = ("r_ring", "term_ring", "cc", "ewma", "means", "yz", "prev_close")
         try:
             with np.load(path) as z:
-                state = tuple(z[k].copy() for k in keys)
-                t = int(z["t"])
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+                saved = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:
             raise ValueError(f"{path}: not a saved feature state (damaged or another file): {exc}") from None
-        fresh = cls(spec, state[-1].shape[0])._state
-        if any(a.shape != b.shape for a, b in zip(state, fresh)):
-            raise ValueError(f"{path}: the saved state belongs to another feature set (windows or lambdas differ)")
-        return cls(spec, state[-1].shape[0], t, state)
+        return cls.from_state_dict(spec, saved, str(path))

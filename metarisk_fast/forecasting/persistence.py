@@ -56,45 +56,59 @@ def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 
     return cls(net, inner_lr=inner_lr, inner_steps=inner_steps, loss=loss, **kw)
 
 
-def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hidden, info: dict) -> Path:
+def write_model_dir(out_dir, meta_name: str, learner, meta: dict) -> Path:
+    """A model directory: ``model.pt`` (the learner's weights) and ``meta_name`` (``meta`` with the
+    format and library versions and the weights' SHA-256), both written atomically."""
     out = Path(out_dir)
     buf = io.BytesIO()
     torch.save(learner.state_dict(), buf)
     weights = buf.getvalue()
-    meta = {
-        "format_version": FORMAT_VERSION, "metarisk_fast_version": __version__, "torch_version": torch.__version__,
+    meta = {"format_version": FORMAT_VERSION, "metarisk_fast_version": __version__, "torch_version": torch.__version__,
+            **meta, "weights_sha256": hashlib.sha256(weights).hexdigest()}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "model.pt", weights)
+    atomic_write_text(out / meta_name, json.dumps(meta, indent=2, default=str))
+    return out
+
+
+def read_model_dir(model_dir, meta_name: str, error=None, made_by: str = "metarisk train"):
+    """(metadata, weights bytes) of a model directory, checked: both files present, the metadata
+    readable, its format this library's, the weights' checksum the recorded one; ``error`` (a
+    ValueError subclass, default ModelError) says what is wrong."""
+    error = error or ModelError
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise error(f"{d}: no such model directory (create one with `{made_by}`)")
+    meta_path, weights_path = d / meta_name, d / "model.pt"
+    for p in (meta_path, weights_path):
+        if not p.exists():
+            raise error(f"{d}: missing {p.name}; not a model directory of `{made_by}` or an interrupted save")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{meta_path}: damaged ({exc})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise error(f"{d}: model format {meta.get('format_version')} written by metarisk_fast "
+                    f"{meta.get('metarisk_fast_version')}; this is metarisk_fast {__version__}, which reads "
+                    f"format {FORMAT_VERSION}: retrain the model")
+    weights = weights_path.read_bytes()
+    if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
+        raise error(f"{weights_path}: damaged (checksum does not match {meta_name})")
+    return meta, weights
+
+
+def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hidden, info: dict) -> Path:
+    return write_model_dir(out_dir, "model.json", learner, {
         "learner": kind, "hidden": list(hidden), "inner_lr": getattr(learner, "inner_lr", None),
         "inner_steps": learner.inner_steps, "history": int(history),
         "task_spec": {"horizon": spec.horizon, "support": spec.support, "query": spec.query, "proxy": spec.proxy,
-                      "features": asdict(spec.features)},
-        "weights_sha256": hashlib.sha256(weights).hexdigest(), **info,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "model.pt", weights)
-    atomic_write_text(out / "model.json", json.dumps(meta, indent=2, default=str))
-    return out
+                      "features": asdict(spec.features)}, **info})
 
 
 def load_model(model_dir):
     """(learner, TaskSpec, metadata) from a model directory."""
     d = Path(model_dir)
-    if not d.is_dir():
-        raise ModelError(f"{d}: no such model directory (create one with `metarisk train`)")
-    meta_path, weights_path = d / "model.json", d / "model.pt"
-    for p in (meta_path, weights_path):
-        if not p.exists():
-            raise ModelError(f"{d}: missing {p.name}; not a metarisk model directory or an interrupted save")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{meta_path}: damaged ({exc})") from None
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{d}: model format {meta.get('format_version')} written by metarisk_fast "
-                         f"{meta.get('metarisk_fast_version')}; this is metarisk_fast {__version__}, which reads "
-                         f"format {FORMAT_VERSION}: retrain the model")
-    weights = weights_path.read_bytes()
-    if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
-        raise ModelError(f"{weights_path}: damaged (checksum does not match model.json)")
+    meta, weights = read_model_dir(d, "model.json")
     try:
         ts = meta["task_spec"]
         spec = TaskSpec(horizon=ts["horizon"], support=ts["support"], query=ts["query"], proxy=ts["proxy"],

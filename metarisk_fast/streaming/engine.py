@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -459,12 +458,10 @@ class RiskEngine:
 
     @staticmethod
     def _stream_from(spec, saved: dict, n: int) -> StreamingFeatures:
-        keys = ("r_ring", "term_ring", "cc", "ewma", "means", "yz", "prev_close")
-        fresh = StreamingFeatures(spec, n)
-        state = tuple(saved.get(k) for k in keys)
-        if any(s is None or s.shape != f.shape for s, f in zip(state, fresh._state)):
-            raise ValueError("the saved engine state's feature stream does not match this model's feature set")
-        return StreamingFeatures(spec, n, int(saved["t"]), state)
+        stream = StreamingFeatures.from_state_dict(spec, saved, "the saved engine state's feature stream")
+        if stream.n_assets != n:
+            raise ValueError(f"the saved engine state's feature stream holds {stream.n_assets} assets, its state {n}")
+        return stream
 
     def save(self, path) -> None:
         """Write the state (not the model) to ``path`` atomically (NumPy .npz)."""
