@@ -40,6 +40,23 @@ def test_log_returns_and_ewma(ohlc, real_close):
         assert_matches(F.log_returns(c), ref.log_returns(c))
         assert_matches(F.ewma_vol(c, 0.94), ref.ewma_vol(c, 0.94))
         assert_matches(F.ewma_vol(c, 0.97), ref.ewma_vol(c, 0.97))
+        assert_matches(F.downside_vol(c, 0.94), ref.downside_vol(c, 0.94))
+
+
+def test_downside_vol_is_the_leverage_part_of_the_ewma(real_close):
+    """The down parts of c and of 1 / c (the rises of c) add up to c's EWMA (the same start split
+    in halves, the same linear recursion); a series of rises leaves the downside EWMA decaying, a
+    fall lifts it by (1 - lam) r^2."""
+    c = real_close
+    both = F.ewma_vol(c, 0.9) ** 2
+    down = F.downside_vol(c, 0.9) ** 2
+    up = F.downside_vol(1.0 / c, 0.9) ** 2
+    np.testing.assert_allclose(down + up, both, rtol=1e-9)
+    rises = np.array([100.0, 101.0, 102.0, 103.0, 100.0])
+    d = F.downside_vol(rises, 0.9) ** 2
+    r = np.diff(np.log(rises))
+    np.testing.assert_allclose(d[1:], [0.5 * r[0] ** 2, 0.45 * r[0] ** 2, 0.405 * r[0] ** 2,
+                                       0.3645 * r[0] ** 2 + 0.1 * r[3] ** 2], rtol=1e-12)
 
 
 @pytest.mark.parametrize("w", [5, 21])
@@ -71,9 +88,11 @@ def test_yang_zhang_uses_open_to_close_not_close_to_close(ohlc):
 
 def test_feature_set_equals_single_functions_and_1d(ohlc):
     o, h, l, c = ohlc
-    fs = F.FeatureSet(cc_windows=(5, 21), ewma_lambdas=(0.94,), range_window=10)
+    fs = F.FeatureSet(cc_windows=(5, 21), ewma_lambdas=(0.94,), range_window=10, downside_lambdas=(0.97,))
     out = fs.compute(c, o, h, l)
     assert list(out) == fs.names
+    assert_matches(out["downside_vol_0.97"], F.downside_vol(c, 0.97))
+    assert_matches(out["ewma_vol_0.94"], F.ewma_vol(c, 0.94))
     assert_matches(out["cc_vol_21"], F.close_to_close_vol(c, 21))
     assert_matches(out["yang_zhang_vol_10"], F.yang_zhang_vol(o, h, l, c, 10))
     one = fs.compute(c[:, 2], o[:, 2], h[:, 2], l[:, 2])
@@ -163,7 +182,7 @@ def test_missing_open_leaves_the_high_low_estimator_and_the_other_assets_alone(o
 
 def test_streaming_twin_agrees_and_resumes(ohlc, tmp_path):
     o, h, l, c = ohlc
-    fs = F.FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_window=21)
+    fs = F.FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_window=21, downside_lambdas=(0.97,))
     batch = fs.compute(c, o, h, l)
     stream = fs.stream(c.shape[1])
     rows = [stream.update(c[t], o[t], h[t], l[t]) for t in range(250)]

@@ -186,13 +186,21 @@ def _range_row(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _ewma_row(lam, s, r, out):
-    """s = lam s + (1 - lam) r^2 (r^2 at the first return; unchanged at a NaN), out = sqrt(s)."""
+def _ewma_row(lam, downside, s, r, out):
+    """s = lam s + (1 - lam) q, out = sqrt(s); q = r^2, or for a downside EWMA r^2 where r < 0
+    and 0 otherwise. s starts at the first return as q's expectation under symmetry (r^2;
+    downside: r^2 / 2) and is unchanged at a NaN."""
     for j in range(r.shape[0]):
         x = r[j]
         sj = s[j]
         x2 = x * x
-        new = x2 if np.isnan(sj) else lam * sj + (1.0 - lam) * x2
+        if downside:
+            q = x2 if x < 0.0 else 0.0
+            start = 0.5 * x2
+        else:
+            q = x2
+            start = x2
+        new = start if np.isnan(sj) else lam * sj + (1.0 - lam) * q
         xn = np.isnan(x)
         sj = sj if xn else new
         s[j] = sj
@@ -213,12 +221,13 @@ def _yang_zhang_row(so, sc, srs, wr, out):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
-def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
+def _step(t, o, h, l, c, cc_w, lams, downside, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
           prev_c, flags, acc, outs, t_out, j0, first_out, bad, clean_windows):
     """Advance one row t for the nb assets of o/h/l/c (h, l, o are ignored when no range feature
     is wanted; want: [parkinson, garman_klass, rogers_satchell, yang_zhang]) and write the row's
     features to outs[:, t_out, j0:j0 + nb] in the order log return, cc vol per window, EWMA vol
-    per lambda, wanted range vols, without the first `first_out` of them.
+    per lambda (downside[k]: a downside EWMA), wanted range vols, without the first `first_out` of
+    them.
     Non-positive or infinite prices: count in bad[0], first (row, asset) in bad[1:3];
     high < low: count in bad[3], first (row, asset) in bad[4:6].
     clean_windows: no window holds a NaN at row t - 1 nor loses one at row t (the caller tracks
@@ -263,7 +272,7 @@ def _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, 
         _recompute(cc_st[m], r_ring, t, w, True, nflag, acc, out, scale, True)
         slot += 1
     for k in range(lams.shape[0]):
-        _ewma_row(lams[k], ew_st[k], r, outs[slot, t_out, j0:j1])
+        _ewma_row(lams[k], downside[k], ew_st[k], r, outs[slot, t_out, j0:j1])
         _prefetch_output(outs, slot, t_out + 1, j0, j1)
         slot += 1
     if not ranged:
@@ -344,7 +353,7 @@ def _prefetch_inputs(t, j0, j1, o, h, l, c, ranged):
 
 
 @njit(cache=True, error_model="numpy", _nrt=False)
-def _block_rows(o, h, l, c, j0, j1, cc_w, lams, wr, want, ranged, r_ring, term_ring, cc_st, ew_st, m_st,
+def _block_rows(o, h, l, c, j0, j1, cc_w, lams, downside, wr, want, ranged, r_ring, term_ring, cc_st, ew_st, m_st,
                 yz_st, prev_c, flags, acc, outs, first_out, bad):
     """Every row of the asset block j0:j1, in time order."""
     T = c.shape[0]
@@ -361,18 +370,18 @@ def _block_rows(o, h, l, c, j0, j1, cc_w, lams, wr, want, ranged, r_ring, term_r
             _prefetch_inputs(t + 1, j0, j1, o, h, l, c, ranged)
         cr = c[t, j0:j1]  # a row slice of a C-ordered panel: contiguous for numba too
         if ranged:
-            has_nan = _step(t, o[t, j0:j1], h[t, j0:j1], l[t, j0:j1], cr, cc_w, lams, wr, want, r_ring,
+            has_nan = _step(t, o[t, j0:j1], h[t, j0:j1], l[t, j0:j1], cr, cc_w, lams, downside, wr, want, r_ring,
                             term_ring, cc_st, ew_st, m_st, yz_st, prev_c, flags, acc, outs, t, j0, first_out,
                             bad, t - last_nan > w_max)
         else:
-            has_nan = _step(t, cr, cr, cr, cr, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st,
+            has_nan = _step(t, cr, cr, cr, cr, cc_w, lams, downside, wr, want, r_ring, term_ring, cc_st, ew_st, m_st,
                             yz_st, prev_c, flags, acc, outs, t, j0, first_out, bad, t - last_nan > w_max)
         if has_nan:
             last_nan = t
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def feature_panel(o, h, l, c, cc_w, lams, wr, want, first_out, block, outs):
+def feature_panel(o, h, l, c, cc_w, lams, downside, wr, want, first_out, block, outs):
     """All requested features of a (T, N) panel in one pass into outs (F, T, N) (the kernel's
     outputs from index first_out on: 1 drops the log returns), asset blocks of `block` columns
     in parallel (features._block_width: one per thread). Returns the per-block bad-input counts
@@ -388,7 +397,7 @@ def feature_panel(o, h, l, c, cc_w, lams, wr, want, first_out, block, outs):
         r_ring, term_ring, cc_st, ew_st, m_st, yz_st, prev_c = new_state(nb, cc_w, lams.shape[0], wr, ranged)
         flags, acc = _scratch(nb)
         bad = np.zeros(6, np.int64)
-        _block_rows(o, h, l, c, j0, j1, cc_w, lams, wr, want, ranged, r_ring, term_ring, cc_st, ew_st,
+        _block_rows(o, h, l, c, j0, j1, cc_w, lams, downside, wr, want, ranged, r_ring, term_ring, cc_st, ew_st,
                     m_st, yz_st, prev_c, flags, acc, outs, first_out, bad)
         bad[2] += j0
         bad[5] += j0
@@ -397,13 +406,13 @@ def feature_panel(o, h, l, c, cc_w, lams, wr, want, first_out, block, outs):
 
 
 @njit(cache=True, error_model="numpy")
-def feature_step(t, o, h, l, c, cc_w, lams, wr, want, n_out, r_ring, term_ring, cc_st, ew_st,
+def feature_step(t, o, h, l, c, cc_w, lams, downside, wr, want, n_out, r_ring, term_ring, cc_st, ew_st,
                  m_st, yz_st, prev_c):
     """One bar of the streaming twin: the same _step as the batch kernel."""
     nb = c.shape[0]
     outs = np.empty((n_out, 1, nb))
     bad = np.zeros(6, np.int64)
     flags, acc = _scratch(nb)
-    _step(t, o, h, l, c, cc_w, lams, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
+    _step(t, o, h, l, c, cc_w, lams, downside, wr, want, r_ring, term_ring, cc_st, ew_st, m_st, yz_st,
           prev_c, flags, acc, outs, 0, 0, 0, bad, False)  # NaN bookkeeping always: no row history here
     return outs[:, 0, :], bad

@@ -37,6 +37,11 @@ def ewma_vol(close, lam: float = 0.94):
     return _single(FeatureSet(cc_windows=(), ewma_lambdas=(lam,), range_features=()), 1, close)
 
 
+def downside_vol(close, lam: float = 0.94):
+    """EWMA volatility of the negative log returns (positive returns count as 0)."""
+    return _single(FeatureSet(cc_windows=(), ewma_lambdas=(), range_features=(), downside_lambdas=(lam,)), 1, close)
+
+
 def _range(feature, window, open, high, low, close):
     return _single(range_feature_set(feature, window), 1, close, open, high, low)
 

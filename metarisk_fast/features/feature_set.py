@@ -49,16 +49,21 @@ class FeatureSet:
 
     >>> fs = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_window=21)
     >>> out = fs.compute(close=c, open=o, high=h, low=l)   # {name: (T, N) array}
+
+    ``downside_lambdas``: EWMAs of the squared negative returns (the leverage effect: variance
+    rises more after a fall than after a rise), after the plain EWMAs.
     """
 
     cc_windows: tuple[int, ...] = (5, 21, 63)
     ewma_lambdas: tuple[float, ...] = (0.94,)
     range_window: int = 21
     range_features: tuple[str, ...] = RANGE_FEATURES
+    downside_lambdas: tuple[float, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "cc_windows", tuple(_check_window(w, "cc window") for w in self.cc_windows))
         object.__setattr__(self, "ewma_lambdas", tuple(_check_lambda(x) for x in self.ewma_lambdas))
+        object.__setattr__(self, "downside_lambdas", tuple(_check_lambda(x) for x in self.downside_lambdas))
         # a range mean over one day is the day's estimator; Yang-Zhang's sample variances need two
         _check_window(self.range_window, "range_window", 2 if "yang_zhang" in self.range_features else 1)
         unknown = set(self.range_features) - set(RANGE_FEATURES)
@@ -72,6 +77,7 @@ class FeatureSet:
         w = self.range_window
         return (["log_return"] + [f"cc_vol_{x}" for x in self.cc_windows]
                 + [f"ewma_vol_{lam:g}" for lam in self.ewma_lambdas]
+                + [f"downside_vol_{lam:g}" for lam in self.downside_lambdas]
                 + [f"{f}_vol_{w}" for f in self.range_features])
 
     @property
@@ -85,8 +91,10 @@ class FeatureSet:
 
     def _args(self):
         want = np.array([f in self.range_features for f in RANGE_FEATURES], dtype=np.bool_)
-        return (np.array(self.cc_windows, dtype=np.int64), np.array(self.ewma_lambdas, dtype=np.float64),
-                int(self.range_window), want, len(self.names))
+        lams = np.array(self.ewma_lambdas + self.downside_lambdas, dtype=np.float64)
+        downside = np.arange(len(lams)) >= len(self.ewma_lambdas)
+        return (np.array(self.cc_windows, dtype=np.int64), lams, downside, int(self.range_window), want,
+                len(self.names))
 
     def _inputs(self, close, open, high, low):
         c, one_d = _panel(close, "close")
@@ -107,7 +115,7 @@ class FeatureSet:
         that shape to fill instead of a new one (a backtest that recomputes reuses its buffer and
         skips the page faults of fresh memory)."""
         o, h, lo, c, _ = self._inputs(close, open, high, low)
-        cc_w, lams, wr, want, n_out = self._args()
+        cc_w, lams, downside, wr, want, n_out = self._args()
         shape = (n_out - int(skip_log_return), *c.shape)
         if out is None:
             out = np.empty(shape)
@@ -115,7 +123,7 @@ class FeatureSet:
               or not out.flags.c_contiguous or not out.flags.writeable):
             raise ValueError(f"out must be a writeable C-contiguous float64 array of shape {shape}, got "
                              f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
-        bads = K.feature_panel(o, h, lo, c, cc_w, lams, wr, want, int(skip_log_return),
+        bads = K.feature_panel(o, h, lo, c, cc_w, lams, downside, wr, want, int(skip_log_return),
                                _block_width(c.shape[1]), out)
         _raise_bad(bads)
         return out
@@ -166,7 +174,7 @@ class StreamingFeatures:
             raise ValueError(f"n_assets must be >= 1, got {self.n_assets}")
         self._kernel_args = self.spec._args()  # the spec is frozen: its kernel arguments once
         if not self._state:
-            cc_w, lams, wr, want, _ = self._kernel_args
+            cc_w, lams, _, wr, want, _ = self._kernel_args
             self._state = K.new_state(int(self.n_assets), cc_w, lams.shape[0], wr, bool(want.any()))
 
     def update(self, close, open=None, high=None, low=None) -> dict[str, np.ndarray]:
@@ -180,8 +188,8 @@ class StreamingFeatures:
     def update_checked(self, close, open, high, low) -> np.ndarray:
         """``update_array`` of a bar that ``check_bar`` returned (float64 arrays, open/high/low
         given: the close again where the set has no range feature): no second check."""
-        cc_w, lams, wr, want, n_out = self._kernel_args
-        row, _ = K.feature_step(self.t, open, high, low, close, cc_w, lams, wr, want, n_out, *self._state)
+        cc_w, lams, downside, wr, want, n_out = self._kernel_args
+        row, _ = K.feature_step(self.t, open, high, low, close, cc_w, lams, downside, wr, want, n_out, *self._state)
         self.t += 1
         return row
 

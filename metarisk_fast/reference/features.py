@@ -61,6 +61,21 @@ def ewma_vol(close, lam: float = 0.94):
     return _shape_like(out, one_d)
 
 
+def downside_vol(close, lam: float = 0.94):
+    """d_t = lam d_{t-1} + (1 - lam) min(r_t, 0)^2, d = r^2 / 2 at an asset's first return; a NaN
+    return leaves d unchanged (and that row NaN)."""
+    c, one_d = _2d(close)
+    r = log_returns(c)
+    d = np.full(c.shape[1], np.nan)
+    out = np.full(c.shape, np.nan)
+    for t in range(len(c)):  # a recursion: one row after another
+        ok = ~np.isnan(r[t])
+        down = np.minimum(r[t, ok], 0.0) ** 2
+        d[ok] = np.where(np.isnan(d[ok]), 0.5 * r[t, ok] ** 2, lam * d[ok] + (1 - lam) * down)
+        out[t, ok] = np.sqrt(d[ok])
+    return _shape_like(out, one_d)
+
+
 def parkinson_vol(high, low, window: int):
     """Parkinson (1980): sqrt(mean(ln(H/L)^2) / (4 ln 2))."""
     h, one_d = _2d(high)
@@ -98,5 +113,5 @@ def yang_zhang_vol(open, high, low, close, window: int):
     return _shape_like(np.sqrt(v), one_d)
 
 
-__all__ = ["log_returns", "close_to_close_vol", "ewma_vol", "parkinson_vol", "garman_klass_vol",
+__all__ = ["log_returns", "close_to_close_vol", "ewma_vol", "downside_vol", "parkinson_vol", "garman_klass_vol",
            "rogers_satchell_vol", "yang_zhang_vol", "rolling"]
