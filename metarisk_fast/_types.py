@@ -10,7 +10,8 @@ import torch
 EPS = 1e-6  # cosine similarity: dot / (|k| |m| + EPS)
 MAX_BETA = 1e30  # key strengths above this are refused (csrc/memory/memory.h, kMaxBeta)
 MAX_INNER_STEPS = 10_000  # csrc/inner_loop/inner_loop.h, kMaxInnerSteps
-LOSSES = ("mse", "gaussian_nll", "bce")
+LOSSES = ("mse", "gaussian_nll", "student_t_nll", "bce")
+STUDENT_T_NU = 5.0  # degrees of freedom of "student_t_nll" (csrc/common/host_device.h, kStudentTNu)
 MODES = ("second_order", "first_order", "reptile")
 ACTIVATIONS = ("relu", "tanh")
 

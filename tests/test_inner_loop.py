@@ -19,7 +19,7 @@ def _grads(fn, params, lrs, B, seed=1):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
-@pytest.mark.parametrize("loss", ["mse", "gaussian_nll", "bce"])
+@pytest.mark.parametrize("loss", ["mse", "gaussian_nll", "student_t_nll", "bce"])
 @pytest.mark.parametrize("mode", ["second_order", "first_order", "reptile"])
 def test_meta_loss_and_gradients_match_reference(dtype, activation, loss, mode):
     sizes, B = [5, 12, 9, 1], 4
@@ -57,22 +57,40 @@ def test_scalar_learning_rate_gradient():
     torch.testing.assert_close(g1[0], g2[0], **TOL[torch.float64])
 
 
+def test_student_t_loss_is_the_t_density_with_that_variance():
+    """The kernel's loss at zero steps is -log of scipy's t density (nu = STUDENT_T_NU) of y with
+    scale chosen so its variance is exp(z); its minimum over z sits at the variance of y's t."""
+    from scipy import stats
+    from metarisk_fast._types import STUDENT_T_NU as nu
+
+    params = make_params([3, 1])  # z = w x + b: set to chosen values below
+    xs, ys, xq, yq = make_tasks(2, 4, 6, 3)
+    with torch.no_grad():
+        params[0].zero_()
+        params[1].fill_(0.7)
+    got = ops.mlp_meta_loss(params, 0.0, xs, ys, xq, yq, steps=0, loss="student_t_nll")
+    scale = np.sqrt(np.exp(0.7) * (nu - 2) / nu)
+    want = -stats.t.logpdf(yq.numpy(), nu, scale=scale).mean(axis=(1, 2))
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["gaussian_nll", "student_t_nll"])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("mode", ["second_order", "first_order"])
-def test_gradcheck(activation, mode):
+def test_gradcheck(activation, mode, loss):
     params = make_params([2, 4, 3, 1], activation=activation)
     lrs = [torch.full_like(p, 0.1).requires_grad_() for p in params]
     xs, ys, xq, yq = make_tasks(2, 3, 3, 2)
 
     def f(*tensors):
         return ops.mlp_meta_loss(list(tensors[:6]), list(tensors[6:]), xs, ys, xq, yq, steps=2,
-                                 activation=activation, loss="gaussian_nll", mode=mode)
+                                 activation=activation, loss=loss, mode=mode)
 
     if mode == "first_order":  # the first-order gradient is an approximation: check the lrs only
         torch.testing.assert_close(
             torch.autograd.grad(f(*params, *lrs).sum(), lrs),
             torch.autograd.grad(reference.mlp_meta_loss(params, lrs, xs, ys, xq, yq, steps=2,
-                                activation=activation, loss="gaussian_nll", mode=mode).sum(), lrs))
+                                activation=activation, loss=loss, mode=mode).sum(), lrs))
     else:
         assert torch.autograd.gradcheck(f, (*params, *lrs), eps=1e-6, atol=1e-7)
 

@@ -12,7 +12,7 @@
 namespace metarisk {
 
 enum class Activation : int { ReLU = 0, Tanh = 1 };
-enum class Loss : int { MSE = 0, GaussianNLL = 1, BCE = 2 };
+enum class Loss : int { MSE = 0, GaussianNLL = 1, BCE = 2, StudentTNLL = 3 };
 
 // Derivative of the activation expressed through its output a = f(z) (both ReLU and tanh allow it,
 // so the forward pass only stores activations).
@@ -33,12 +33,24 @@ MR_HD T activation_curvature_ratio(Activation act, T a) {
 // Loss of one output z against target y, and its first and second derivative in z.
 //   MSE:          (z - y)^2
 //   GaussianNLL:  0.5 (log 2 pi + z + y^2 exp(-z)), z the predicted log variance of return y
+//   StudentTNLL:  0.5 z + (nu + 1) / 2 log(1 + u) + c_nu, u = y^2 exp(-z) / (nu - 2): the Student t
+//                 with nu = kStudentTNu degrees of freedom scaled to variance exp(z) (a fat-tailed
+//                 likelihood: one crash day moves z by a bounded amount), c_nu its normalising
+//                 constant -lgamma((nu + 1) / 2) + lgamma(nu / 2) + 0.5 log(pi (nu - 2))
 //   BCE:          softplus(z) - y z, z a logit
+constexpr double kStudentTNu = 5.0;
+constexpr double kStudentTLogNorm = 0.7132067771717296;
+
+template <typename T>
+MR_HD T student_t_u(T z, T y) { return y * y * std::exp(-z) / T(kStudentTNu - 2.0); }
+
 template <typename T>
 MR_HD T loss_value(Loss loss, T z, T y) {
   switch (loss) {
     case Loss::MSE: { T d = z - y; return d * d; }
     case Loss::GaussianNLL: return T(0.5) * (T(1.8378770664093453) + z + y * y * std::exp(-z));
+    case Loss::StudentTNLL:
+      return T(0.5) * z + T(0.5 * (kStudentTNu + 1.0)) * std::log1p(student_t_u(z, y)) + T(kStudentTLogNorm);
     default: return (z > T(0) ? z : T(0)) - y * z + std::log1p(std::exp(-std::fabs(z)));
   }
 }
@@ -47,6 +59,7 @@ MR_HD T loss_grad(Loss loss, T z, T y) {
   switch (loss) {
     case Loss::MSE: return T(2) * (z - y);
     case Loss::GaussianNLL: return T(0.5) * (T(1) - y * y * std::exp(-z));
+    case Loss::StudentTNLL: { T u = student_t_u(z, y); return T(0.5) - T(0.5 * (kStudentTNu + 1.0)) * u / (T(1) + u); }
     default: return T(1) / (T(1) + std::exp(-z)) - y;
   }
 }
@@ -55,6 +68,7 @@ MR_HD T loss_hess(Loss loss, T z, T y) {
   switch (loss) {
     case Loss::MSE: return T(2);
     case Loss::GaussianNLL: return T(0.5) * y * y * std::exp(-z);
+    case Loss::StudentTNLL: { T u = student_t_u(z, y); T v = T(1) + u; return T(0.5 * (kStudentTNu + 1.0)) * u / (v * v); }
     default: { T s = T(1) / (T(1) + std::exp(-z)); return s * (T(1) - s); }
   }
 }

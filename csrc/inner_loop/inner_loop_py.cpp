@@ -16,7 +16,8 @@ Loss parse_loss(const std::string& s) {
   if (s == "mse") return Loss::MSE;
   if (s == "gaussian_nll") return Loss::GaussianNLL;
   if (s == "bce") return Loss::BCE;
-  fail("loss must be 'mse', 'gaussian_nll' or 'bce', got '" + s + "'");
+  if (s == "student_t_nll") return Loss::StudentTNLL;
+  fail("loss must be 'mse', 'gaussian_nll', 'student_t_nll' or 'bce', got '" + s + "'");
 }
 
 static MetaMode parse_mode(const std::string& s) {
