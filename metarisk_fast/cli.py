@@ -214,21 +214,27 @@ FORECAST_COLUMNS_HELP = (
 
 def _parser():
     from .forecasting.persistence import LEARNERS
-    from .jobs import DEFAULT_HISTORIES, DEMO_LEARNERS
+    from .jobs import DEFAULT_HISTORIES, DEMO_LEARNERS, TrainOptions
+
+    d = TrainOptions()  # the defaults live there, once
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--seed", type=_int_in(0), default=0, help="random seed (default 0)")
     common.add_argument("--threads", type=_int_in(1, 1024), default=None, help="threads for the core, torch and numba")
     common.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     train_opts = argparse.ArgumentParser(add_help=False)
-    train_opts.add_argument("--steps", type=_int_in(1, 10**7), default=300, help="meta-training steps (default 300)")
-    train_opts.add_argument("--batch", type=_int_in(1, 65536), default=64, help="tasks per meta-batch (default 64)")
-    train_opts.add_argument("--meta-lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    train_opts.add_argument("--inner-lr", type=_positive_float, default=0.05,
-                            help="inner SGD learning rate (default 0.05)")
-    train_opts.add_argument("--inner-steps", type=_int_in(1, 100), default=5, help="inner SGD steps (default 5)")
-    train_opts.add_argument("--hidden", type=_int_in(1, 4096), nargs="+", default=[64, 64],
-                            help="hidden layer sizes (default 64 64)")
+    train_opts.add_argument("--steps", type=_int_in(1, 10**7), default=d.steps,
+                            help=f"meta-training steps (default {d.steps})")
+    train_opts.add_argument("--batch", type=_int_in(1, 65536), default=d.batch,
+                            help=f"tasks per meta-batch (default {d.batch})")
+    train_opts.add_argument("--meta-lr", type=_positive_float, default=d.meta_lr,
+                            help=f"Adam learning rate (default {d.meta_lr:g})")
+    train_opts.add_argument("--inner-lr", type=_positive_float, default=d.inner_lr,
+                            help=f"inner SGD learning rate (default {d.inner_lr:g})")
+    train_opts.add_argument("--inner-steps", type=_int_in(1, 100), default=d.inner_steps,
+                            help=f"inner SGD steps (default {d.inner_steps})")
+    train_opts.add_argument("--hidden", type=_int_in(1, 4096), nargs="+", default=list(d.hidden),
+                            help=f"hidden layer sizes (default {' '.join(map(str, d.hidden))})")
     base_opts = argparse.ArgumentParser(add_help=False)
     base_opts.add_argument("--no-garch", action="store_true", help="skip the GARCH baselines (slowest)")
     base_opts.add_argument("--garch-refit", type=_int_in(1, 10000), default=63,

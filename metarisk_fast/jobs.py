@@ -36,10 +36,10 @@ Log = Callable[[str], None] | None
 class TrainOptions:
     """Meta-training hyper-parameters shared by ``train`` and ``demo``."""
 
-    steps: int = 300
+    steps: int = 1500
     batch: int = 64
     meta_lr: float = 1e-3
-    inner_lr: float = 0.05
+    inner_lr: float = 0.06
     inner_steps: int = 5
     hidden: tuple[int, ...] = (64, 64)
     seed: int = 0

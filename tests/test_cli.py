@@ -7,6 +7,7 @@ import pytest
 
 from metarisk_fast import datasets
 from metarisk_fast.cli import main
+from metarisk_fast.tasks import TARGET
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,21 @@ def test_train_writes_a_model_directory(model):
     meta = json.loads((model / "model.json").read_text())
     assert meta["learner"] == "maml" and meta["history"] == 40 and len(meta["train_assets"]) == 5
     assert meta["validation"]["qlike_model"] < 0 and (model / "model.pt").exists()
+    assert meta["loss"] == TARGET.loss and meta["task_spec"]["features"]["downside_lambdas"] == [0.94, 0.97]
+
+
+def test_model_files_without_a_loss_adapt_with_the_gaussian_one(model, tmp_path):
+    """Model directories written before the loss was recorded were all trained on the Gaussian
+    likelihood: they load with it."""
+    from metarisk_fast.forecasting import load_model
+    from metarisk_fast.forecasting.persistence import write_model_dir
+
+    learner, _, meta = load_model(model)
+    assert learner.loss == meta["loss"]
+    old = {k: v for k, v in meta.items() if k not in ("loss", "weights_sha256", "format_version",
+                                                       "metarisk_fast_version", "torch_version")}
+    write_model_dir(tmp_path / "old", "model.json", learner, old)
+    assert load_model(tmp_path / "old")[0].loss == "gaussian_nll"
 
 
 def test_forecast_csv_for_seen_and_unseen_single_asset(model, prices, tmp_path):

@@ -160,3 +160,14 @@ def test_normalise_task_matches_the_numpy_formula():
     np.testing.assert_allclose(xq, ref(x[q_idx]), rtol=1e-6, atol=1e-6)
     assert xs.dtype == xq.dtype == np.float32 and (np.abs(xs) <= 8).all()
     np.testing.assert_array_equal(normalise_query(x, q_idx, c), xq)  # the same rows, the same scale
+
+
+def test_forecasts_stay_within_five_times_the_anchor():
+    """The decoded forecast is the anchor times e^z with z clipped to [-ln 5, ln 5]: an inner
+    loop gone astray cannot forecast 100x below RiskMetrics; inside the bound nothing changes."""
+    from metarisk_fast.tasks import TARGET
+
+    anchor = np.array([1e-4, 1e-4, 1e-4, 2e-4, 3e-4])
+    z = np.array([-6.0, 6.0, 0.0, 0.5, -1.5])
+    np.testing.assert_allclose(TARGET.decode(z, anchor), [2e-5, 5e-4, 1e-4, 2e-4 * np.exp(0.5), 3e-4 * np.exp(-1.5)],
+                               rtol=1e-14)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..tasks import TARGET, EpisodeBuilder
+from ..tasks.target import AnchorRatioTarget
 
 
 class Forecaster(ABC):
@@ -34,6 +35,7 @@ class MetaForecaster(Forecaster):
     name: str = "maml"
     min_history: int = 20
     chunk: int = 1024
+    target: AnchorRatioTarget = TARGET  # how outputs become variances (the bound on the correction)
 
     def predict(self, builder, asset, rows):
         asset, rows = np.asarray(asset, np.int64), np.asarray(rows, np.int64)
@@ -55,4 +57,4 @@ class MetaForecaster(Forecaster):
         for lo in range(0, len(xs), self.chunk):  # bounded memory; each chunk is one kernel call
             sl = slice(lo, lo + self.chunk)
             z[sl] = self.learner.adapt_predict(xs[sl], ys[sl], xq[sl])[:, 0, 0]
-        return TARGET.decode(z, anchor)
+        return self.target.decode(z, anchor)

@@ -100,7 +100,7 @@ def read_model_dir(model_dir, meta_name: str, error=None, made_by: str = "metari
 def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hidden, info: dict) -> Path:
     return write_model_dir(out_dir, "model.json", learner, {
         "learner": kind, "hidden": list(hidden), "inner_lr": getattr(learner, "inner_lr", None),
-        "inner_steps": learner.inner_steps, "history": int(history),
+        "inner_steps": learner.inner_steps, "loss": learner.loss, "history": int(history),
         "task_spec": {"horizon": spec.horizon, "support": spec.support, "query": spec.query, "proxy": spec.proxy,
                       "features": asdict(spec.features)}, **info})
 
@@ -115,7 +115,7 @@ def load_model(model_dir):
                         features=FeatureSet(**{k: tuple(v) if isinstance(v, list) else v
                                                for k, v in ts["features"].items()}))
         learner = make_learner(meta["learner"], spec.n_features, meta["hidden"], meta["inner_lr"] or 0.05,
-                               meta["inner_steps"])
+                               meta["inner_steps"], loss=meta.get("loss", "gaussian_nll"))  # files without one predate the choice
         learner.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise ModelError(f"{d}: model.json and model.pt do not describe a loadable model: {exc}") from None

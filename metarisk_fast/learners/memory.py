@@ -179,6 +179,10 @@ class MemoryConditionedMAML(nn.Module):
     def inner_lr(self) -> float:
         return self.maml.inner_lr
 
+    @property
+    def loss(self) -> str:
+        return self.maml.loss
+
     def task_offsets(self, xs, ys) -> list[torch.Tensor]:
         """Per-task offsets (B, *shape) for every parameter, retrieved from the memory."""
         key = self.task_encoder(torch.cat([xs, ys], -1)).mean(1)  # (B, key_width)

@@ -21,7 +21,11 @@ from ..features import FeatureSet
 from ._normalise import gather_rows, gather_tasks
 from .target import TARGET
 
-CLOSE_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_features=())
+# From daily closes alone: close-to-close vols (HAR-style weekly / monthly / quarterly), EWMAs of
+# growing memory (the anchor, then the slower levels GARCH mean-reverts to) and downside EWMAs
+# (the leverage effect GJR-GARCH models); bench/FORECAST_QUALITY.md has the ablation.
+CLOSE_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94, 0.97, 0.99), range_features=(),
+                            downside_lambdas=(0.94, 0.97))
 VAR_FLOOR = 1e-12  # log-variance floor for constant prices
 ANCHOR_LAMBDA = 0.94  # RiskMetrics
 ANCHOR_FEATURE = f"ewma_vol_{ANCHOR_LAMBDA:g}"
