@@ -24,7 +24,7 @@ from .forecasting import (LEARNERS, EWMAForecaster, GARCHForecaster, HARForecast
 from .forecasting.distributed import join_torchrun, run_local, threads_per_rank, wait_for_all_ranks
 from .forecasting.training import process_group
 from .streaming import RiskEngine
-from .tasks import EpisodeBuilder, TaskSpec, asset_split, time_split
+from .tasks import TARGET, EpisodeBuilder, TaskSpec, asset_split, time_split
 
 DEFAULT_HISTORIES = (20, 60, 250)
 DEMO_LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "memory", "memory_maml", "pooled")
@@ -112,7 +112,8 @@ def _data_quality_line(quality: dict) -> str:
 
 
 def _train_learner(kind, builder, assets, end_date, opts: TrainOptions, supports, log: Log, **checkpointing):
-    learner = make_learner(kind, builder.spec.n_features, opts.hidden, opts.inner_lr, opts.inner_steps)
+    learner = make_learner(kind, builder.spec.n_features, opts.hidden, opts.inner_lr, opts.inner_steps,
+                           loss=TARGET.loss_for(builder.spec.horizon))
     t0 = time.perf_counter()
     run = train_meta(learner, builder, assets, end_date, steps=opts.steps, batch=opts.batch, lr=opts.meta_lr,
                      seed=opts.seed, supports=supports, progress=log is not None, desc=f"train {kind}",

@@ -40,6 +40,15 @@ def test_train_writes_a_model_directory(model):
     assert meta["loss"] == TARGET.loss and meta["task_spec"]["features"]["downside_lambdas"] == [0.94, 0.97]
 
 
+def test_multi_day_models_train_on_the_gaussian_likelihood(prices, tmp_path):
+    """The t likelihood is for a daily return; an h-day mean trains on QLIKE's Gaussian form."""
+    assert TARGET.loss_for(1) == "student_t_nll" and TARGET.loss_for(5) == "gaussian_nll"
+    out = tmp_path / "m5"
+    assert main(["train", "--prices", str(prices["wide"]), "--out", str(out), "--steps", "2", "--batch", "8",
+                 "--history", "30", "--horizon", "5", "--quiet"]) == 0
+    assert json.loads((out / "model.json").read_text())["loss"] == "gaussian_nll"
+
+
 def test_model_files_without_a_loss_adapt_with_the_gaussian_one(model, tmp_path):
     """Model directories written before the loss was recorded were all trained on the Gaussian
     likelihood: they load with it."""
