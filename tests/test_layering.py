@@ -28,7 +28,10 @@ ABOVE = {  # module -> packages it must not pull in
                                   "metarisk_fast.integrations"],
     "metarisk_fast.warning.jobs": ["metarisk_fast.jobs", "metarisk_fast.cli", "metarisk_fast.credit",
                                    "metarisk_fast.streaming", "torch"],
-    "metarisk_fast.jobs": ["metarisk_fast.cli", "metarisk_fast.credit", "metarisk_fast.warning"],
+    "metarisk_fast.trading": ["metarisk_fast.jobs", "metarisk_fast.cli", "metarisk_fast.credit",
+                              "metarisk_fast.warning", "metarisk_fast.streaming", "torch"],
+    "metarisk_fast.jobs": ["metarisk_fast.cli", "metarisk_fast.credit", "metarisk_fast.warning",
+                           "metarisk_fast.trading"],
 }
 
 

@@ -104,4 +104,58 @@ def synthetic_ohlc(n_days: int = 2520, n_assets: int = 20, seed: int = 0, start:
                       low=np.exp(log_o + down), source=f"synthetic_ohlc(seed={seed})")
 
 
-__all__ = ["load_sp500_20", "synthetic_ohlc", "sp500_20_path", "german_credit_path"]
+REGIMES = ("trending", "mean_reverting", "high_volatility", "crash")
+
+
+@njit(cache=True)
+def _regime_returns(kind, eps, noise, crash_day):
+    """Daily log returns (T, N) of one regime from two sets of standard normal shocks (T, N)
+    (noise drives the trending regime's drift); see synthetic_regimes."""
+    T, N = eps.shape
+    r = np.empty((T, N))
+    for j in range(N):
+        drift = 0.0
+        level = 0.0  # log price relative to its start
+        var = 0.02 ** 2
+        for t in range(T):
+            if kind == 0:  # trending: a persistent drift (stationary std 0.0002 / sqrt(1 - 0.98^2) = 0.1 %)
+                drift = 0.98 * drift + 0.0002 * noise[t, j]
+                r[t, j] = drift + 0.012 * eps[t, j]
+            elif kind == 1:  # mean-reverting: an Ornstein-Uhlenbeck log price
+                r[t, j] = -0.05 * level + 0.012 * eps[t, j]
+            elif kind == 2:  # high volatility: GARCH(1,1), long-run volatility 2 %
+                r[t, j] = np.sqrt(var) * eps[t, j]
+                var = 0.02 ** 2 * 0.02 + 0.10 * r[t, j] ** 2 + 0.88 * var
+            else:  # crash: calm, then 5 days of -4 % drift at 4 % volatility, volatility decaying after
+                after = t - crash_day[j]
+                vol = 0.01 if after < 0 else (0.04 if after < 5 else 0.01 + 0.03 * 0.97 ** (after - 5))
+                r[t, j] = (-0.04 if 0 <= after < 5 else 0.0) + vol * eps[t, j]
+            level += r[t, j]
+    return r
+
+
+def synthetic_regimes(regime: str, n_days: int = 504, n_assets: int = 8, seed: int = 0,
+                      start: str = "2000-01-03") -> PricePanel:
+    """A seeded close-only panel in one market regime, for trading tasks:
+    - ``trending``: returns = a drift following an AR(1) with persistence 0.98 (stationary
+      standard deviation 0.1 % a day) + noise of 1.2 % a day: past returns predict the next;
+    - ``mean_reverting``: the log price is an Ornstein-Uhlenbeck process (5 % a day back to its
+      start, 1.2 % noise): yesterday's move predicts part of today's, reversed;
+    - ``high_volatility``: GARCH(1,1) with long-run volatility 2 % a day and no drift;
+    - ``crash``: 1 % a day, then at a random day in the middle third 5 days of -4 % drift at 4 %
+      volatility, the volatility decaying back with half-life 23 days."""
+    if regime not in REGIMES:
+        raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
+    if n_days < 2 or n_assets < 1:
+        raise ValueError(f"need n_days >= 2 and n_assets >= 1, got {n_days}, {n_assets}")
+    rng = np.random.default_rng([seed, REGIMES.index(regime)])
+    eps, noise = rng.standard_normal((n_days, n_assets)), rng.standard_normal((n_days, n_assets))
+    crash_day = rng.integers(n_days // 3, max(n_days // 3 + 1, 2 * n_days // 3), n_assets)
+    r = _regime_returns(REGIMES.index(regime), eps, noise, crash_day)
+    close = rng.uniform(20, 200, n_assets) * np.exp(np.cumsum(r, axis=0))
+    dates = np.busday_offset(np.datetime64(start, "D"), np.arange(n_days), roll="forward")
+    return PricePanel(dates=dates, assets=tuple(f"{regime[:4].upper()}{j:03d}" for j in range(n_assets)),
+                      close=close, source=f"synthetic_regimes({regime!r}, seed={seed})")
+
+
+__all__ = ["load_sp500_20", "synthetic_ohlc", "synthetic_regimes", "REGIMES", "sp500_20_path", "german_credit_path"]

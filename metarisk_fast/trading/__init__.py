@@ -1,0 +1,5 @@
+"""Trading-strategy adaptation (the fourth application): trading tasks over daily bars of the
+embedded panel or the synthetic regimes, vectorised over episodes (env.py)."""
+from .env import OBS_FEATURES, Episodes, TradingSpec, TradingTasks, episode_rewards
+
+__all__ = ["OBS_FEATURES", "Episodes", "TradingSpec", "TradingTasks", "episode_rewards"]

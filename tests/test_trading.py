@@ -1,0 +1,97 @@
+"""Trading tasks: the reward kernel against a plain NumPy twin, costs and penalties, episodes
+drawn inside their dates, observations from the past only, the synthetic regimes, bad input."""
+import numpy as np
+import pytest
+
+from metarisk_fast.datasets import REGIMES, synthetic_regimes
+from metarisk_fast.trading import TradingSpec, TradingTasks, episode_rewards
+
+
+def rewards_twin(positions, next_returns, variance, cost, risk_penalty):
+    previous = np.concatenate([np.zeros((positions.shape[0], 1)), positions[:, :-1]], axis=1)
+    return positions * next_returns - cost * np.abs(positions - previous) - risk_penalty * positions ** 2 * variance
+
+
+def test_rewards_match_the_twin():
+    rng = np.random.default_rng(0)
+    p, r, v = rng.uniform(-1, 1, (64, 40)), rng.normal(0, 0.01, (64, 40)), rng.uniform(1e-5, 1e-3, (64, 40))
+    np.testing.assert_allclose(episode_rewards(p, r, v, cost=5e-4, risk_penalty=2.0),
+                               rewards_twin(p, r, v, 5e-4, 2.0), rtol=1e-13, atol=1e-18)
+
+
+def test_a_held_position_pays_the_cost_once():
+    r = np.full((1, 10), 0.001)
+    got = episode_rewards(np.full((1, 10), 0.5), r, np.zeros((1, 10)), cost=1e-3)
+    np.testing.assert_allclose(got[0], [0.5 * 0.001 - 0.5e-3] + [0.5 * 0.001] * 9)
+    flip = np.tile([1.0, -1.0], (1, 5))
+    np.testing.assert_allclose(episode_rewards(flip, r, np.zeros((1, 10)), cost=1e-3)[0, 1:],
+                               flip[0, 1:] * 0.001 - 2e-3)
+
+
+def test_bad_positions_are_named():
+    r, v = np.zeros((2, 5)), np.zeros((2, 5))
+    with pytest.raises(ValueError, match="episode 1, bar 3"):
+        p = np.zeros((2, 5))
+        p[1, 3] = np.nan
+        episode_rewards(p, r, v, cost=0.0)
+    with pytest.raises(ValueError, match="one shape"):
+        episode_rewards(np.zeros((2, 4)), r, v, cost=0.0)
+    with pytest.raises(ValueError, match="2-D float"):
+        episode_rewards(np.zeros(5), r, v, cost=0.0)
+    with pytest.raises(ValueError, match="cost"):
+        episode_rewards(np.zeros((2, 5)), r, v, cost=-1.0)
+    with pytest.raises(ValueError, match="length"):
+        TradingSpec(length=1)
+
+
+def test_episodes_stay_in_their_dates_and_are_clipped():
+    panel = synthetic_regimes("trending", n_days=400, n_assets=4, seed=1)
+    tasks = TradingTasks(panel, TradingSpec(length=30, max_position=2.0))
+    ep = tasks.episodes(assets=panel.assets[:2], start=panel.dates[100], end=panel.dates[300], n=500, seed=3)
+    assert ep.obs.shape == (500, 30, tasks.n_obs) and ep.obs.dtype == np.float32
+    assert np.isfinite(ep.obs).all() and np.isfinite(ep.next_returns).all()
+    assert (ep.rows.min() >= 100) and (ep.rows.max() + 1 <= 300)  # the last next return is realised by end
+    assert set(np.unique(ep.asset)) <= {0, 1}
+    assert (np.diff(ep.rows, axis=1) == 1).all()
+    big = ep.rewards(np.full((500, 30), 10.0))
+    np.testing.assert_allclose(big, ep.rewards(np.full((500, 30), 2.0)))
+
+
+def test_observations_use_only_the_past():
+    panel = synthetic_regimes("crash", n_days=300, n_assets=3, seed=2)
+    base = TradingTasks(panel)
+    t = 200
+    close = panel.close.copy()
+    close[t + 1:] *= np.exp(np.random.default_rng(0).normal(0, 0.05, close[t + 1:].shape))
+    from dataclasses import replace
+    moved = TradingTasks(replace(panel, close=close))
+    np.testing.assert_array_equal(moved.obs[: t + 1], base.obs[: t + 1])
+    np.testing.assert_array_equal(moved.next_returns[:t], base.next_returns[:t])
+    assert not np.allclose(moved.obs[t + 1:], base.obs[t + 1:], equal_nan=True)
+
+
+def test_a_forecast_column_is_checked_and_used():
+    panel = synthetic_regimes("high_volatility", n_days=200, n_assets=2, seed=0)
+    f = np.full(panel.close.shape, 4e-4)
+    tasks = TradingTasks(panel, forecast=f)
+    assert tasks.n_obs == TradingTasks(panel).n_obs + 1
+    with pytest.raises(ValueError, match="> 0"):
+        TradingTasks(panel, forecast=-f)
+    with pytest.raises(ValueError, match="shape"):
+        TradingTasks(panel, forecast=f[:10])
+
+
+def test_regimes_have_their_signatures():
+    r = {g: np.diff(np.log(synthetic_regimes(g, n_days=1000, n_assets=16, seed=0).close), axis=0) for g in REGIMES}
+    monthly = {g: x[: len(x) // 20 * 20].reshape(-1, 20, x.shape[1]).sum(axis=1) for g, x in r.items()}
+
+    def lag1(x):
+        return np.mean([np.corrcoef(x[1:, j], x[:-1, j])[0, 1] for j in range(x.shape[1])])
+
+    assert lag1(monthly["trending"]) > 0.03 and lag1(monthly["mean_reverting"]) < -0.2
+    assert r["high_volatility"].std() > 1.5 * r["mean_reverting"].std()
+    worst_week = np.convolve(r["crash"][:, 0], np.ones(5), "valid").min()
+    assert worst_week < -0.12
+    np.testing.assert_array_equal(synthetic_regimes("crash", seed=5).close, synthetic_regimes("crash", seed=5).close)
+    with pytest.raises(ValueError, match="regime"):
+        synthetic_regimes("sideways")
