@@ -12,7 +12,8 @@ namespace metarisk {
 py::dict build_info();
 py::dict cpu_supports();
 py::dict mlp_inner_loop(const py::array&, const py::array&, const py::array&, const py::array&,
-                        const py::object&, const py::object&, const std::vector<int64_t>&,
+                        const py::object&, const py::object&, const py::object&, const py::object&,
+                        const std::vector<int64_t>&,
                         int64_t, const std::string&, const std::string&, const std::string&,
                         bool, bool, bool, bool);
 py::tuple memory_read_fwd(const py::array&, const py::array&, const py::array&, double);
@@ -47,7 +48,7 @@ METARISK_PYBIND11_MODULE(METARISK_MODULE_NAME, m) {
   m.def("num_threads", &metarisk::num_threads);
   m.def("set_num_threads", &metarisk::set_num_threads, py::arg("n"));
   m.def("mlp_inner_loop", &metarisk::mlp_inner_loop, py::arg("theta"), py::arg("lr"),
-        py::arg("xs"), py::arg("ys"), py::arg("xq"), py::arg("yq"), py::arg("sizes"),
+        py::arg("xs"), py::arg("ys"), py::arg("xq"), py::arg("yq"), py::arg("ws"), py::arg("wq"), py::arg("sizes"),
         py::arg("steps"), py::arg("activation"), py::arg("loss"), py::arg("mode"),
         py::arg("want_loss"), py::arg("want_lr_grad"), py::arg("want_adapted"),
         py::arg("want_pred"));

@@ -16,7 +16,8 @@ def set_num_threads(n: int) -> None: ...
 def mlp_inner_loop(
     theta: np.ndarray,  # (P,) shared or (B, P) per task
     lr: np.ndarray, xs: np.ndarray, ys: np.ndarray, xq: Optional[np.ndarray],
-    yq: Optional[np.ndarray], sizes: list[int], steps: int, activation: str, loss: str, mode: str,
+    yq: Optional[np.ndarray], ws: Optional[np.ndarray], wq: Optional[np.ndarray],  # (B, K) / (B, Q) row weights
+    sizes: list[int], steps: int, activation: str, loss: str, mode: str,
     want_loss: bool, want_lr_grad: bool, want_adapted: bool, want_pred: bool,
 ) -> dict[str, np.ndarray]: ...
 def mlp_inner_loop_cuda(

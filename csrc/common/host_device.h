@@ -2,6 +2,7 @@
 // first and second derivatives. Inline host/device so the CPU tests cover the CUDA math.
 #pragma once
 #include <cmath>
+#include <cstdint>
 
 #if defined(__CUDACC__)
 #define MR_HD __host__ __device__ __forceinline__
@@ -72,6 +73,10 @@ MR_HD T loss_hess(Loss loss, T z, T y) {
     default: { T s = T(1) / (T(1) + std::exp(-z)); return s * (T(1) - s); }
   }
 }
+
+// The weight of element e of an (n, outputs) block of losses: its row's weight, 1 without weights.
+template <typename T>
+MR_HD T row_weight(const T* w, int64_t e, int64_t outputs) { return w ? w[e / outputs] : T(1); }
 
 // External memory (Santoro et al. 2016), per (key, slot) and per written slot.
 // Read logit: beta * cos(k, M_j) = beta * (k . M_j) / (|k| |M_j| + eps).

@@ -43,6 +43,8 @@ struct InnerLoopArgs {
   const T* ys = nullptr;  // (B, K, d_L)
   const T* xq = nullptr;  // (B, Q, d_0), may be null when Q == 0
   const T* yq = nullptr;  // (B, Q, d_L), null: predict only
+  const T* ws = nullptr;  // (B, K) weight of each support row's loss, null: 1 (an advantage-weighted
+  const T* wq = nullptr;  // (B, Q) likelihood step of a policy); query rows likewise; constants
   int64_t tasks = 0, support = 0, query = 0;
   int64_t steps = 0;
   MetaMode mode = MetaMode::None;

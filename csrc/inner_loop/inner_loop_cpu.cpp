@@ -89,8 +89,9 @@ struct Net {
     }
   }
 
-  // Mean loss over n rows x outputs; fills deltas (n x A) and, if grad, the parameter gradient.
-  T backward(const T* x, const T* y, int64_t n, const T* theta, const T* acts, T* deltas,
+  // Mean loss over n rows x outputs, each row's loss times its weight w[r] (w null: 1); fills
+  // deltas (n x A) and, if grad, the parameter gradient.
+  T backward(const T* x, const T* y, const T* w, int64_t n, const T* theta, const T* acts, T* deltas,
              T* grad) const {
     const int64_t L = lay.L, O = lay.d[L];
     const T inv = T(1) / T(n * O);
@@ -98,8 +99,9 @@ struct Net {
     T* dL = layer(deltas, n, L);
     T total = T(0);
     for (int64_t e = 0; e < n * O; ++e) {
-      total += loss_value(loss, z[e], y[e]);
-      dL[e] = loss_grad(loss, z[e], y[e]) * inv;
+      const T wr = row_weight(w, e, O);
+      total += wr * loss_value(loss, z[e], y[e]);
+      dL[e] = wr * loss_grad(loss, z[e], y[e]) * inv;
     }
     if (grad == nullptr) return total * inv;
     for (int64_t l = L; l >= 1; --l) {
@@ -119,7 +121,7 @@ struct Net {
 
   // hv = H u, the Hessian of the mean loss at theta (whose forward/backward left acts, deltas)
   // times u, by the R-operator. rz, ra, rd: n x A scratch; ut: transposed weights of u.
-  void hessian_vector(const T* x, const T* y, int64_t n, const T* theta, const T* wt,
+  void hessian_vector(const T* x, const T* y, const T* w, int64_t n, const T* theta, const T* wt,
                       const T* acts, const T* deltas, const T* u, T* ut, T* rz, T* ra, T* rd,
                       T* hv) const {
     const int64_t L = lay.L, O = lay.d[L];
@@ -142,7 +144,7 @@ struct Net {
       const T* z = layer(acts, n, L);
       const T* Rz = layer(rz, n, L);
       T* Rd = layer(rd, n, L);
-      for (int64_t e = 0; e < n * O; ++e) Rd[e] = loss_hess(loss, z[e], y[e]) * inv * Rz[e];
+      for (int64_t e = 0; e < n * O; ++e) Rd[e] = row_weight(w, e, O) * loss_hess(loss, z[e], y[e]) * inv * Rz[e];
     }
     for (int64_t l = L; l >= 1; --l) {  // backward: R{delta_l} and the products
       const int64_t out = lay.d[l], in = lay.d[l - 1];
@@ -190,6 +192,7 @@ void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
 
   const T* xs = a.xs + b * K * D;
   const T* ys = a.ys + b * K * O;
+  const T* wsb = a.ws ? a.ws + b * K : nullptr;
   const T* theta0 = a.theta + (a.theta_per_task ? b * P : 0);
   std::memcpy(thetas, theta0, sizeof(T) * P);
   for (int64_t s = 0; s < S; ++s) {
@@ -200,7 +203,7 @@ void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
     T* g = grads + (want_lr ? s : 0) * P;
     transpose_weights(lay, th, wt);
     net.forward(xs, K, th, wt, st_acts);
-    net.backward(xs, ys, K, th, st_acts, st_deltas, g);
+    net.backward(xs, ys, wsb, K, th, st_acts, st_deltas, g);
     if (a.lr_per_param)
       for (int64_t p = 0; p < P; ++p) th_next[p] = th[p] - a.lr[p] * g[p];
     else
@@ -219,7 +222,8 @@ void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
     }
     if (a.yq) {
       const bool need_v = a.mode == MetaMode::FirstOrder || second || want_lr;
-      const T loss = net.backward(xq, a.yq + b * Q * O, Q, thS, qacts, qdeltas, need_v ? v : nullptr);
+      const T loss = net.backward(xq, a.yq + b * Q * O, a.wq ? a.wq + b * Q : nullptr, Q, thS, qacts, qdeltas,
+                                  need_v ? v : nullptr);
       if (a.task_loss) a.task_loss[b] = loss;
     }
   }
@@ -245,7 +249,7 @@ void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
     else
       for (int64_t p = 0; p < P; ++p) u[p] = a.lr[0] * v[p];
     transpose_weights(lay, th, wt);
-    net.hessian_vector(xs, ys, K, th, wt, acts + s * K * A, deltas + s * K * A, u, ut, rz, ra, rd, hv);
+    net.hessian_vector(xs, ys, wsb, K, th, wt, acts + s * K * A, deltas + s * K * A, u, ut, rz, ra, rd, hv);
     for (int64_t p = 0; p < P; ++p) v[p] -= hv[p];
   }
   if (a.task_grad) std::memcpy(a.task_grad + b * P, v, sizeof(T) * P);
@@ -282,6 +286,9 @@ void inner_loop_cpu(const MlpShape& shape, const InnerLoopArgs<T>& a) {
   check_finite(a.ys, B * K * O, "ys (support targets)");
   if (Q > 0) check_finite(a.xq, B * Q * D, "xq (query inputs)");
   if (Q > 0 && a.yq) check_finite(a.yq, B * Q * O, "yq (query targets)");
+  MR_CHECK(!a.wq || a.yq, "query row weights need query targets");
+  if (a.ws) check_finite(a.ws, B * K, "ws (support row weights)");
+  if (a.wq) check_finite(a.wq, B * Q, "wq (query row weights)");
   const Net<T> net{lay, shape.activation, shape.loss};
   parallel_for(B, [&](int64_t b, int) { run_task<T>(net, a, b); });
 }

@@ -70,7 +70,8 @@ struct DevNet {
     }
   }
 
-  __device__ T backward(const T* x, const T* y, int64_t n, const T* th, const T* acts, T* deltas, T* grad) const {
+  __device__ T backward(const T* x, const T* y, const T* w, int64_t n, const T* th, const T* acts, T* deltas,
+                        T* grad) const {
     const int L = lay.L;
     const int64_t O = lay.d[L];
     const T inv = T(1) / T(n * O);
@@ -78,8 +79,9 @@ struct DevNet {
     T* dL = layer(deltas, n, L);
     T part = T(0);
     for (int64_t e = threadIdx.x; e < n * O; e += blockDim.x) {
-      part += loss_value(loss, z[e], y[e]);
-      dL[e] = loss_grad(loss, z[e], y[e]) * inv;
+      const T wr = row_weight(w, e, O);
+      part += wr * loss_value(loss, z[e], y[e]);
+      dL[e] = wr * loss_grad(loss, z[e], y[e]) * inv;
     }
     const T total = block_reduce(part);
     if (grad == nullptr) return total * inv;
@@ -100,7 +102,7 @@ struct DevNet {
     return total * inv;
   }
 
-  __device__ void hvp(const T* x, const T* y, int64_t n, const T* th, const T* acts, const T* deltas, const T* u,
+  __device__ void hvp(const T* x, const T* y, const T* w, int64_t n, const T* th, const T* acts, const T* deltas, const T* u,
                       T* rz, T* ra, T* rd, T* hv) const {
     const int L = lay.L;
     const int64_t O = lay.d[L];
@@ -123,7 +125,7 @@ struct DevNet {
       const T* z = acts + n * lay.act[L];
       const T* Rz = layer(rz, n, L);
       T* Rd = layer(rd, n, L);
-      for (int64_t e = threadIdx.x; e < n * O; e += blockDim.x) Rd[e] = loss_hess(loss, z[e], y[e]) * inv * Rz[e];
+      for (int64_t e = threadIdx.x; e < n * O; e += blockDim.x) Rd[e] = row_weight(w, e, O) * loss_hess(loss, z[e], y[e]) * inv * Rz[e];
       __syncthreads();
     }
     for (int l = L; l >= 1; --l) {
@@ -162,6 +164,7 @@ __global__ void inner_loop_kernel(DevLayout lay, Activation act, Loss loss, Inne
   const DevNet<T> net{lay, act, loss};
   const T* xs = a.xs + b * K * D;
   const T* ys = a.ys + b * K * O;
+  const T* wsb = a.ws ? a.ws + b * K : nullptr;
   const T* theta0 = a.theta + (a.theta_per_task ? b * P : 0);
   for (int64_t p = threadIdx.x; p < P; p += blockDim.x) thetas[p] = theta0[p];
   __syncthreads();
@@ -172,7 +175,7 @@ __global__ void inner_loop_kernel(DevLayout lay, Activation act, Loss loss, Inne
     T* st_deltas = deltas + (second ? s : 0) * K * A;
     T* g = grads + (want_lr ? s : 0) * P;
     net.forward(xs, K, th, st_acts);
-    net.backward(xs, ys, K, th, st_acts, st_deltas, g);
+    net.backward(xs, ys, wsb, K, th, st_acts, st_deltas, g);
     for (int64_t p = threadIdx.x; p < P; p += blockDim.x) nxt[p] = th[p] - a.lr[a.lr_per_param ? p : 0] * g[p];
     __syncthreads();
   }
@@ -186,7 +189,8 @@ __global__ void inner_loop_kernel(DevLayout lay, Activation act, Loss loss, Inne
       for (int64_t e = threadIdx.x; e < Q * O; e += blockDim.x) a.query_pred[b * Q * O + e] = qacts[Q * lay.act[lay.L] + e];
     if (a.yq) {
       const bool need_v = a.mode == MetaMode::FirstOrder || second || want_lr;
-      const T l = net.backward(xq, a.yq + b * Q * O, Q, thS, qacts, qdeltas, need_v ? v : nullptr);
+      const T l = net.backward(xq, a.yq + b * Q * O, a.wq ? a.wq + b * Q : nullptr, Q, thS, qacts, qdeltas,
+                               need_v ? v : nullptr);
       if (a.task_loss && threadIdx.x == 0) a.task_loss[b] = l;
     }
   }
@@ -207,7 +211,7 @@ __global__ void inner_loop_kernel(DevLayout lay, Activation act, Loss loss, Inne
     if (!second) continue;
     for (int64_t p = threadIdx.x; p < P; p += blockDim.x) u[p] = a.lr[a.lr_per_param ? p : 0] * v[p];
     __syncthreads();
-    net.hvp(xs, ys, K, thetas + s * P, acts + s * K * A, deltas + s * K * A, u, rz, ra, rd, hv);
+    net.hvp(xs, ys, wsb, K, thetas + s * P, acts + s * K * A, deltas + s * K * A, u, rz, ra, rd, hv);
     for (int64_t p = threadIdx.x; p < P; p += blockDim.x) v[p] -= hv[p];
     __syncthreads();
   }

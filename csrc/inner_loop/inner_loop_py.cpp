@@ -31,8 +31,8 @@ static MetaMode parse_mode(const std::string& s) {
 template <typename T>
 static py::dict run(const MlpShape& shape, const py::array& theta, const py::array& lr,
                     const py::array& xs, const py::array& ys, const py::object& xq,
-                    const py::object& yq, int64_t steps, MetaMode mode, bool want_loss,
-                    bool want_lr_grad, bool want_adapted, bool want_pred) {
+                    const py::object& yq, const py::object& ws, const py::object& wq, int64_t steps,
+                    MetaMode mode, bool want_loss, bool want_lr_grad, bool want_adapted, bool want_pred) {
   const int64_t P = shape.num_params(), D = shape.in_features(), O = shape.out_features();
   InnerLoopArgs<T> a;
   a.theta_per_task = theta.ndim() == 2;
@@ -52,6 +52,11 @@ static py::dict run(const MlpShape& shape, const py::array& theta, const py::arr
     if (!yq.is_none()) a.yq = checked_data<T>(yq.cast<py::array>(), "yq", {a.tasks, a.query, O});
   } else {
     MR_CHECK(yq.is_none(), "yq given without xq");
+  }
+  if (!ws.is_none()) a.ws = checked_data<T>(ws.cast<py::array>(), "ws", {a.tasks, a.support});
+  if (!wq.is_none()) {
+    MR_CHECK(a.yq, "wq (query row weights) given without query targets");
+    a.wq = checked_data<T>(wq.cast<py::array>(), "wq", {a.tasks, a.query});
   }
   a.steps = steps;
   a.mode = mode;
@@ -78,7 +83,7 @@ static py::dict run(const MlpShape& shape, const py::array& theta, const py::arr
 
 py::dict mlp_inner_loop(const py::array& theta, const py::array& lr, const py::array& xs,
                         const py::array& ys, const py::object& xq, const py::object& yq,
-                        const std::vector<int64_t>& sizes, int64_t steps,
+                        const py::object& ws, const py::object& wq, const std::vector<int64_t>& sizes, int64_t steps,
                         const std::string& activation, const std::string& loss,
                         const std::string& mode, bool want_loss, bool want_lr_grad,
                         bool want_adapted, bool want_pred) {
@@ -87,10 +92,10 @@ py::dict mlp_inner_loop(const py::array& theta, const py::array& lr, const py::a
   MR_CHECK(steps >= 0, "inner_steps must be >= 0, got " << steps);
   const MetaMode m = parse_mode(mode);
   if (theta.dtype().is(py::dtype::of<float>()))
-    return run<float>(shape, theta, lr, xs, ys, xq, yq, steps, m, want_loss, want_lr_grad,
+    return run<float>(shape, theta, lr, xs, ys, xq, yq, ws, wq, steps, m, want_loss, want_lr_grad,
                       want_adapted, want_pred);
   if (theta.dtype().is(py::dtype::of<double>()))
-    return run<double>(shape, theta, lr, xs, ys, xq, yq, steps, m, want_loss, want_lr_grad,
+    return run<double>(shape, theta, lr, xs, ys, xq, yq, ws, wq, steps, m, want_loss, want_lr_grad,
                        want_adapted, want_pred);
   throw py::type_error("theta must be float32 or float64, got " +
                        py::str(theta.dtype()).cast<std::string>());
@@ -112,6 +117,8 @@ static void run_cuda(const MlpShape& shape, const py::dict& ptrs, int64_t B, int
   a.ys = ptr("ys");
   a.xq = ptr("xq");
   a.yq = ptr("yq");
+  a.ws = ptr("ws");
+  a.wq = ptr("wq");
   a.tasks = B;
   a.support = K;
   a.query = Q;

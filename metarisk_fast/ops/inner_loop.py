@@ -61,12 +61,12 @@ def _flat_lr(lr: LearningRate, params: Sequence[torch.Tensor], dtype: torch.dtyp
                       for i, r in enumerate(lrs)])
 
 
-def _run_core(theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss, mode, *, want_loss=False,
-              want_lr_grad=False, want_adapted=False, want_pred=False) -> dict:
+def _run_core(theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss, mode, *, ws=None, wq=None,
+              want_loss=False, want_lr_grad=False, want_adapted=False, want_pred=False) -> dict:
     """One fused kernel call on the tensors' device; returns the requested outputs as tensors."""
     if theta.device.type == "cpu":
-        out = _core.mlp_inner_loop(_np(theta), _np(lr), _np(xs), _np(ys), _np(xq), _np(yq), sizes, steps,
-                                   activation, loss, mode, want_loss, want_lr_grad, want_adapted, want_pred)
+        out = _core.mlp_inner_loop(_np(theta), _np(lr), _np(xs), _np(ys), _np(xq), _np(yq), _np(ws), _np(wq), sizes,
+                                   steps, activation, loss, mode, want_loss, want_lr_grad, want_adapted, want_pred)
         return {k: torch.from_numpy(v) for k, v in out.items()}
     B, K = xs.shape[:2]
     Q = 0 if xq is None else xq.shape[1]
@@ -74,7 +74,7 @@ def _run_core(theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss, mode, *
     wanted = {"loss": (want_loss, (B,)), "grad": (mode != "none", (B, P)), "lr_grad": (want_lr_grad, (B, P)),
               "adapted": (want_adapted, (B, P)), "pred": (want_pred, (B, Q, O))}
     return run_cuda("mlp_inner_loop_cuda", theta, "the parameters are",
-                    {"theta": theta, "lr": lr, "xs": xs, "ys": ys, "xq": xq, "yq": yq},
+                    {"theta": theta, "lr": lr, "xs": xs, "ys": ys, "xq": xq, "yq": yq, "ws": ws, "wq": wq},
                     {k: (shape, None) for k, (want, shape) in wanted.items() if want},
                     B, K, Q, sizes, steps, activation, loss, mode, lr.numel() == P and P != 1, theta.dim() == 2)
 
@@ -84,10 +84,10 @@ class _MetaLoss(torch.autograd.Function):
     in the same call, and backward contracts them with the incoming cotangent."""
 
     @staticmethod
-    def forward(ctx, theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss, mode):
+    def forward(ctx, theta, lr, xs, ys, xq, yq, ws, wq, sizes, steps, activation, loss, mode):
         want_theta, want_lr = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         out = _run_core(theta, lr, xs, ys, xq, yq, sizes, steps, activation, loss,
-                        mode if want_theta else "none", want_loss=True, want_lr_grad=want_lr)
+                        mode if want_theta else "none", ws=ws, wq=wq, want_loss=True, want_lr_grad=want_lr)
         losses = out["loss"]
         ctx.task_grad = out["grad"] if want_theta else None
         ctx.task_lr_grad = out["lr_grad"] if want_lr else None
@@ -105,7 +105,20 @@ class _MetaLoss(torch.autograd.Function):
             g_lr = grad_losses @ ctx.task_lr_grad
             if ctx.lr_numel == 1:
                 g_lr = g_lr.sum().reshape(1)
-        return g_theta, g_lr, None, None, None, None, None, None, None, None, None
+        return g_theta, g_lr, None, None, None, None, None, None, None, None, None, None, None
+
+
+def _row_weights(weights, x: torch.Tensor, name: str):
+    """Row weights (B, R) for the rows of x (B, R, D), as a detached contiguous tensor of x's dtype
+    and device; None stays None."""
+    if weights is None:
+        return None
+    w = as_tensor(weights, name, dtype=x.dtype, allow_cuda=True).detach()
+    if tuple(w.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"{name} must have shape {tuple(x.shape[:2])} (tasks, rows), got {tuple(w.shape)}")
+    if not torch.isfinite(w).all():
+        raise ValueError(f"{name} hold a NaN or infinite value")
+    return w.to(x.device).contiguous()
 
 
 def _task_start(theta: torch.Tensor, task_offsets, params, B: int) -> torch.Tensor:
@@ -137,8 +150,14 @@ def mlp_meta_loss(
     loss: str = "mse",
     mode: str = "second_order",
     task_offsets: Sequence[torch.Tensor] | None = None,
+    support_weights=None,
+    query_weights=None,
 ) -> torch.Tensor:
     """Query loss of each task after ``steps`` SGD steps on its support set, shape (B,).
+
+    ``support_weights`` (B, K) / ``query_weights`` (B, Q): each row's loss times its weight in
+    the support / query mean (an advantage-weighted likelihood: a policy-gradient step); they are
+    constants, with no gradient.
 
     Differentiable with respect to ``params`` (and ``lr`` when it requires grad, and
     ``task_offsets``, per-task additions to the starting parameters):
@@ -158,7 +177,9 @@ def mlp_meta_loss(
     if xq.shape[1] == 0:
         raise ValueError("the query set is empty (Q = 0); the meta-loss needs query rows")
     theta = _task_start(theta, task_offsets, params, xs.shape[0])
-    losses = _MetaLoss.apply(theta, lr_flat, xs, ys, xq, yq, sizes, steps, activation, loss, mode)
+    ws = _row_weights(support_weights, xs, "support_weights")
+    wq = _row_weights(query_weights, xq, "query_weights")
+    losses = _MetaLoss.apply(theta, lr_flat, xs, ys, xq, yq, ws, wq, sizes, steps, activation, loss, mode)
     _check_converged(losses, "query loss", steps)
     return losses
 
@@ -175,7 +196,8 @@ def _check_converged(values, what: str, steps: int) -> None:
         )
 
 
-def _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, *, adapted: bool, pred: bool, task_offsets=None):
+def _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, *, adapted: bool, pred: bool, task_offsets=None,
+                support_weights=None):
     _check_choice(activation, "activation", ACTIVATIONS)
     _check_choice(loss, "loss", LOSSES)
     steps = check_steps(steps)
@@ -186,14 +208,16 @@ def _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, *, adapted: boo
                                          device=theta.device)
         theta = _task_start(theta, task_offsets, params, xs.shape[0])
         out = _run_core(theta, lr_flat, xs, ys, xq, None, sizes, steps, activation, loss, "none",
-                        want_adapted=adapted, want_pred=pred)
+                        ws=_row_weights(support_weights, xs, "support_weights"), want_adapted=adapted, want_pred=pred)
     return out, sizes
 
 
-def mlp_adapt(params, lr, xs, ys, *, steps: int, activation: str = "relu", loss: str = "mse", task_offsets=None):
-    """Adapted parameters of every task, as a list shaped like ``params`` with a leading B."""
+def mlp_adapt(params, lr, xs, ys, *, steps: int, activation: str = "relu", loss: str = "mse", task_offsets=None,
+              support_weights=None):
+    """Adapted parameters of every task, as a list shaped like ``params`` with a leading B
+    (``support_weights``: as in mlp_meta_loss)."""
     out, sizes = _adapt_call(params, lr, xs, ys, None, steps, activation, loss, adapted=True, pred=False,
-                             task_offsets=task_offsets)
+                             task_offsets=task_offsets, support_weights=support_weights)
     flat = out["adapted"]
     _check_converged(flat, "adapted parameter", steps)
     pieces, start = [], 0
@@ -205,12 +229,13 @@ def mlp_adapt(params, lr, xs, ys, *, steps: int, activation: str = "relu", loss:
 
 
 def mlp_adapt_predict(params, lr, xs, ys, xq, *, steps: int, activation: str = "relu", loss: str = "mse",
-                      task_offsets=None):
-    """Predictions (B, Q, O) on the query inputs after adapting on each task's support set."""
+                      task_offsets=None, support_weights=None):
+    """Predictions (B, Q, O) on the query inputs after adapting on each task's support set
+    (``support_weights``: as in mlp_meta_loss)."""
     if xq is None:
         raise ValueError("xq (query inputs) is required")
     out, _ = _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, adapted=False, pred=True,
-                         task_offsets=task_offsets)
+                         task_offsets=task_offsets, support_weights=support_weights)
     _check_converged(out["pred"], "prediction", steps)
     return out["pred"]
 
@@ -243,7 +268,7 @@ def mlp_adapt_predict_numpy(
     except (TypeError, ValueError):
         raise TypeError(f"sizes must be a sequence of ints, got {sizes!r}") from None
     out = _core.mlp_inner_loop(
-        theta, lr, xs, ys, xq, None, sizes, steps, activation, loss, "none",
+        theta, lr, xs, ys, xq, None, None, None, sizes, steps, activation, loss, "none",
         False, False, bool(return_adapted), True,
     )
     _check_converged(out["pred"], "prediction", steps)
