@@ -1,10 +1,14 @@
 """Trading tasks: the reward kernel against a plain NumPy twin, costs and penalties, episodes
-drawn inside their dates, observations from the past only, the synthetic regimes, bad input."""
+drawn inside their dates, observations from the past only, the synthetic regimes, bad input;
+meta-learned policies: the kernel's weighted inner step is the policy-gradient step, and the
+point-mass sanity check of ProMP's paper."""
 import numpy as np
 import pytest
+import torch
 
 from metarisk_fast.datasets import REGIMES, synthetic_regimes
 from metarisk_fast.trading import TradingSpec, TradingTasks, episode_rewards
+from metarisk_fast.trading.policy import MetaPolicy, Rollouts, reward_to_go_advantages
 
 
 def rewards_twin(positions, next_returns, variance, cost, risk_penalty):
@@ -95,3 +99,70 @@ def test_regimes_have_their_signatures():
     np.testing.assert_array_equal(synthetic_regimes("crash", seed=5).close, synthetic_regimes("crash", seed=5).close)
     with pytest.raises(ValueError, match="regime"):
         synthetic_regimes("sideways")
+
+
+# ---------------------------------------------------------------- meta-learned policies
+
+def point_mass_rollouts(policy, goals, episodes, bars, rng, adapted=None):
+    """ProMP's 2-D point-mass navigation: start at 0, move by the action clipped to 0.1 a step,
+    reward -|position - goal|; the goal is the task and is not observed."""
+    B = len(goals)
+    s = np.zeros((B, episodes, 2))
+    obs, acts, rews = [], [], []
+    for _ in range(bars):  # the states depend on the actions: a loop over steps (a test helper)
+        o = torch.from_numpy(s.copy())
+        a = policy.act(o, rng, adapted).numpy()
+        s = s + np.clip(a, -0.1, 0.1)
+        obs.append(o.numpy())
+        acts.append(a)
+        rews.append(-np.linalg.norm(s - goals[:, None, :], axis=-1))
+    obs, acts, rews = np.stack(obs, 2), np.stack(acts, 2), np.stack(rews, 2)
+    rollouts = Rollouts(torch.from_numpy(obs.reshape(B, -1, 2)), torch.from_numpy(acts.reshape(B, -1, 2)),
+                        torch.from_numpy(reward_to_go_advantages(rews).reshape(B, -1)))
+    return rollouts, rews.sum(-1).mean()
+
+
+def test_the_inner_step_is_the_policy_gradient_step():
+    """adapt() = theta + lr * grad of mean_r A_r log N(a_r; mu_theta(s_r), sigma^2 I), by autograd."""
+    torch.manual_seed(0)
+    policy = MetaPolicy(3, 2, hidden=(8,), sigma=0.4, inner_lr=0.05)
+    with torch.no_grad():
+        for p in policy.net.parameters():
+            p.normal_(0, 0.3)
+    g = torch.Generator().manual_seed(1)
+    r = Rollouts(torch.randn(4, 12, 3, dtype=torch.float64, generator=g),
+                 torch.randn(4, 12, 2, dtype=torch.float64, generator=g),
+                 torch.randn(4, 12, dtype=torch.float64, generator=g))
+    adapted = policy.adapt(r)
+    for b in range(4):
+        params = [p.detach().clone().requires_grad_() for p in policy.net.parameters()]
+        mu = torch.func.functional_call(policy.net, dict(zip([n for n, _ in policy.net.named_parameters()], params)),
+                                        (r.obs[b],))
+        log_pi = -((r.actions[b] - mu) ** 2).sum(-1) / (2 * 0.4 ** 2)
+        grads = torch.autograd.grad((r.advantages[b] * log_pi).mean(), params)
+        for a, p, gr in zip(adapted, params, grads):
+            torch.testing.assert_close(a[b], p + 0.05 * gr, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["second_order", "first_order"])
+def test_point_mass_post_adaptation_return_rises_above_pre_adaptation(mode):
+    """The sanity check of ProMP's paper: during meta-training on point-mass goals, the return
+    after one policy-gradient step rises above the return before it."""
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    policy = MetaPolicy(2, 2, hidden=(32, 32), sigma=0.1, inner_lr=0.1, mode=mode)
+    opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    history = []
+    for _ in range(60):
+        goals = rng.uniform(-0.5, 0.5, (20, 2))
+        support, pre = point_mass_rollouts(policy, goals, 10, 20, rng)
+        query, post = point_mass_rollouts(policy, goals, 10, 20, rng, policy.adapt(support))
+        loss = policy.meta_loss(support, query)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history.append((pre, post))
+    h = np.array(history)
+    early, late = h[:10].mean(0), h[-10:].mean(0)
+    assert early[1] < early[0]  # untrained: one step of lr 0.1 overshoots
+    assert late[1] > late[0] + 3.0 and late[1] > early[1] + 5.0

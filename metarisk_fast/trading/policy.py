@@ -1,0 +1,90 @@
+"""Meta-learned policies: a Gaussian policy whose mean is the shared MLP, adapted to a task by
+policy-gradient steps that run in the fused inner-loop kernel.
+
+Actions are a ~ N(mu_theta(s), sigma^2 I). For sampled actions with advantages A,
+-A log pi(a | s) = A |mu(s) - a|^2 / (2 sigma^2) + const, so a policy-gradient step is a
+gradient step on the kernel's MSE loss with per-row weights A / (2 sigma^2) (the kernel's MSE
+is the mean over rows and action dimensions, hence the extra factor of the action dimension): the
+inner loop adapts every task in one batched call (ops.mlp_adapt with support_weights). The
+meta-gradient (MAML-PG: the surrogate on episodes sampled with each task's adapted policy,
+differentiated through the inner steps) is the same kernel's weighted query loss;
+``mode="first_order"`` drops the curvature. The sampling distribution's own dependence on the
+parameters (ProMP's low-variance curvature term) is not included.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import ops
+from ..learners import MLP
+
+
+def reward_to_go_advantages(rewards: np.ndarray) -> np.ndarray:
+    """Advantages of rewards (B tasks, M episodes, T bars): the reward to go from each bar minus
+    its mean over the task's M episodes at that bar (the baseline), divided by the task's
+    standard deviation of that difference."""
+    togo = np.cumsum(rewards[..., ::-1], axis=-1)[..., ::-1]
+    adv = togo - togo.mean(axis=1, keepdims=True)
+    return adv / (adv.reshape(adv.shape[0], -1).std(axis=1)[:, None, None] + 1e-12)
+
+
+@dataclass
+class Rollouts:
+    """Rows of each task's episodes, flattened for the kernel: obs (B, R, D), actions (B, R, A),
+    advantages (B, R)."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    advantages: torch.Tensor
+
+
+class MetaPolicy(torch.nn.Module):
+    """A Gaussian policy (MLP mean, fixed exploration ``sigma``), float64, meta-trained so that
+    ``inner_steps`` policy-gradient steps on a task's own episodes improve it there."""
+
+    def __init__(self, n_obs: int, n_actions: int = 1, hidden=(32, 32), sigma: float = 0.3, inner_lr: float = 0.1,
+                 inner_steps: int = 1, mode: str = "second_order"):
+        super().__init__()
+        if not (sigma > 0 and inner_lr > 0):
+            raise ValueError(f"sigma and inner_lr must be > 0, got {sigma}, {inner_lr}")
+        self.net = MLP(n_obs, tuple(hidden), n_actions).double()
+        with torch.no_grad():  # start at a zero mean action (a flat book)
+            self.net.layers[-1].weight.zero_()
+            self.net.layers[-1].bias.zero_()
+        self.sigma, self.inner_lr, self.inner_steps, self.mode = float(sigma), float(inner_lr), int(inner_steps), mode
+
+    def mean(self, obs: torch.Tensor, adapted=None) -> torch.Tensor:
+        """Mean actions (B, R, A) of obs (B, R, D): the shared parameters, or each task's own
+        (``adapted``: parameters with a leading task dimension, as mlp_adapt returns them)."""
+        with torch.no_grad():
+            if adapted is None:
+                return self.net(obs)
+            x = obs
+            n = len(adapted) // 2
+            for i in range(n):
+                x = torch.einsum("brd,bod->bro", x, adapted[2 * i]) + adapted[2 * i + 1][:, None, :]
+                if i < n - 1:
+                    x = torch.relu(x)
+            return x
+
+    def act(self, obs: torch.Tensor, rng: np.random.Generator, adapted=None) -> torch.Tensor:
+        mu = self.mean(obs, adapted)
+        return mu + self.sigma * torch.from_numpy(rng.standard_normal(tuple(mu.shape)))
+
+    def _weights(self, r: Rollouts) -> torch.Tensor:
+        return r.advantages * (r.actions.shape[-1] / (2 * self.sigma ** 2))
+
+    def adapt(self, support: Rollouts):
+        """Per-task parameters after the inner policy-gradient steps (one kernel call)."""
+        return ops.mlp_adapt([p.detach() for p in self.net.parameters()], self.inner_lr, support.obs, support.actions,
+                             steps=self.inner_steps, loss="mse", support_weights=self._weights(support))
+
+    def meta_loss(self, support: Rollouts, query: Rollouts) -> torch.Tensor:
+        """Mean over tasks of the post-adaptation surrogate on the query rollouts, differentiable
+        through the inner steps."""
+        return ops.mlp_meta_loss(list(self.net.parameters()), self.inner_lr, support.obs, support.actions, query.obs,
+                                 query.actions, steps=self.inner_steps, loss="mse", mode=self.mode,
+                                 support_weights=self._weights(support), query_weights=self._weights(query)).mean()
