@@ -10,6 +10,8 @@ call, and the rewards of a batch of episodes are one compiled pass (``episode_re
 
 Observation of bar t (float32, each column from bars <= t only):
 - the last ``lookback`` log returns r_t, r_{t-1}, ... divided by the RiskMetrics volatility at t;
+- the log return over the last 21 and 63 bars divided by that volatility times sqrt(bars) (the
+  trend, or the distance a mean-reverting price has to come back);
 - log(vol^2 / s_t) of close-to-close volatility over 5, 21 and 63 bars and of the EWMA at 0.97
   and 0.99 (the volatility regime relative to today's);
 - log(forecast / s_t) of a given variance forecast at t (the risk engine's), when one is given.
@@ -25,6 +27,7 @@ from ..data import DataError, PricePanel
 from ..features import FeatureSet, log_returns
 
 OBS_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94, 0.97, 0.99), range_features=())
+MOMENTUM_BARS = (21, 63)
 OBS_CLIP = 8.0  # normalised observations live in [-8, 8]
 VAR_FLOOR = 1e-12
 
@@ -119,6 +122,11 @@ class TradingTasks:
             lagged = np.full(r.shape, np.nan)
             lagged[lag:] = r[: r.shape[0] - lag]
             cols.append(lagged / np.sqrt(s))
+        log_close = np.log(close)
+        for w in MOMENTUM_BARS:
+            move = np.full(r.shape, np.nan)
+            move[w:] = log_close[w:] - log_close[:-w]
+            cols.append(move / np.sqrt(s * w))
         for n in ("cc_vol_5", "cc_vol_21", "cc_vol_63", "ewma_vol_0.97", "ewma_vol_0.99"):
             cols.append(np.log(np.maximum(feats[names.index(n)] ** 2, VAR_FLOOR) / s))
         if forecast is not None:
