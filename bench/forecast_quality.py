@@ -1,6 +1,7 @@
 """Forecast quality against GARCH-t and GJR-GARCH-t: the recipe search and the held-out report.
 
-    python bench/forecast_quality.py --out bench/forecast_quality [--stages validation,test,report]
+    python bench/forecast_quality.py --out bench/forecast_quality [--stages validation,test,report,render]
+                                     [--recipes TEXT]   # only the recipes whose name contains TEXT
 
 Stages (each writes CSV and markdown under --out; bench/FORECAST_QUALITY.md quotes them):
 - validation: every recipe in RECIPES trained on 11 of the demo's 15 training assets up to
@@ -12,6 +13,7 @@ Stages (each writes CSV and markdown under --out; bench/FORECAST_QUALITY.md quot
   Diebold-Mariano (HLN) against GJR-GARCH-t and GARCH-t, the Model Confidence Set, VaR 1 % / 5 %
   Kupiec and Christoffersen per asset, ES 2.5 % Z2; and the new-listing view (each held-out asset
   listed on 2015-01-02: its first 250 days, GARCH fitted on what exists).
+- render: tables.md from the CSVs (a run of some recipes updates their rows and keeps the rest).
 Every number comes from this run; nothing is copied in.
 """
 from __future__ import annotations
@@ -55,7 +57,7 @@ class Recipe:
 
 OLD = TrainOptions(steps=300, inner_lr=0.05)
 LONG = TrainOptions(steps=1500, inner_lr=0.01)
-T = "student_t_nll"
+STUDENT_T = "student_t_nll"
 RECIPES = {
     "previous default (5 inputs, 300 steps, inner lr 0.05)": Recipe(PREVIOUS_FEATURES, options=OLD),
     "+ EWMA 0.97, 0.99": Recipe(SLOW_EWMAS, options=OLD),
@@ -66,22 +68,22 @@ RECIPES = {
     "shipped inputs, 1500 steps, pooled (no adaptation)": Recipe(CLOSE_FEATURES, "pooled", LONG),
     "shipped inputs, 1500 steps, inner lr 0.01, seed 1": Recipe(CLOSE_FEATURES, options=replace(LONG, seed=1)),
     "shipped inputs, 1500 steps, inner lr 0.01, seed 2": Recipe(CLOSE_FEATURES, options=replace(LONG, seed=2)),
-    "t loss, 300 steps, inner lr 0.05": Recipe(CLOSE_FEATURES, options=OLD, loss=T),
-    "t loss, 1500 steps, inner lr 0.01": Recipe(CLOSE_FEATURES, options=LONG, loss=T),
-    "t loss, 1500 steps, inner lr 0.01, seed 1": Recipe(CLOSE_FEATURES, options=replace(LONG, seed=1), loss=T),
-    "t loss, 1500 steps, inner lr 0.01, seed 2": Recipe(CLOSE_FEATURES, options=replace(LONG, seed=2), loss=T),
-    "t loss, 1500 steps, inner lr 0.01, FOMAML": Recipe(CLOSE_FEATURES, "fomaml", LONG, loss=T),
-    "t loss, 1500 steps, pooled": Recipe(CLOSE_FEATURES, "pooled", LONG, loss=T),
-    "t loss, 1500 steps, inner lr 0.003": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.003), loss=T),
-    "t loss, 1500 steps, inner lr 0.03": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.03), loss=T),
-    "t loss, 1500 steps, inner lr 0.06": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06), loss=T),
-    "t loss, 1500 steps, inner lr 0.1": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.1), loss=T),
+    "t loss, 300 steps, inner lr 0.05": Recipe(CLOSE_FEATURES, options=OLD, loss=STUDENT_T),
+    "t loss, 1500 steps, inner lr 0.01": Recipe(CLOSE_FEATURES, options=LONG, loss=STUDENT_T),
+    "t loss, 1500 steps, inner lr 0.01, seed 1": Recipe(CLOSE_FEATURES, options=replace(LONG, seed=1), loss=STUDENT_T),
+    "t loss, 1500 steps, inner lr 0.01, seed 2": Recipe(CLOSE_FEATURES, options=replace(LONG, seed=2), loss=STUDENT_T),
+    "t loss, 1500 steps, inner lr 0.01, FOMAML": Recipe(CLOSE_FEATURES, "fomaml", LONG, loss=STUDENT_T),
+    "t loss, 1500 steps, pooled": Recipe(CLOSE_FEATURES, "pooled", LONG, loss=STUDENT_T),
+    "t loss, 1500 steps, inner lr 0.003": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.003), loss=STUDENT_T),
+    "t loss, 1500 steps, inner lr 0.03": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.03), loss=STUDENT_T),
+    "t loss, 1500 steps, inner lr 0.06": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06), loss=STUDENT_T),
+    "t loss, 1500 steps, inner lr 0.1": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.1), loss=STUDENT_T),
     "t loss, 1500 steps, inner lr 0.06, forecasts within 3x EWMA": Recipe(
-        CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06), loss=T, max_ratio=3.0),
+        CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06), loss=STUDENT_T, max_ratio=3.0),
     "t loss, 1500 steps, inner lr 0.06, forecasts within 5x EWMA": Recipe(
         CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06), loss=None, max_ratio=5.0),
     "t loss, 1500 steps, inner lr 0.06, forecasts within 10x EWMA": Recipe(
-        CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06), loss=T, max_ratio=10.0),
+        CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06), loss=STUDENT_T, max_ratio=10.0),
 }
 CHOSEN = "t loss, 1500 steps, inner lr 0.06, forecasts within 5x EWMA"
 
