@@ -21,7 +21,9 @@ def elementwise_loss(z: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tenso
     if loss == "student_t_nll":
         nu = STUDENT_T_NU
         log_norm = -math.lgamma((nu + 1) / 2) + math.lgamma(nu / 2) + 0.5 * math.log(math.pi * (nu - 2))
-        return 0.5 * z + 0.5 * (nu + 1) * torch.log1p(y * y * torch.exp(-z) / (nu - 2)) + log_norm
+        # log1p(u) as softplus(log u), u = y^2 e^-z / (nu - 2): finite gradients where u overflows
+        log_u = torch.log(y * y) - z - math.log(nu - 2)
+        return 0.5 * z + 0.5 * (nu + 1) * F.softplus(log_u) + log_norm
     if loss == "bce":
         return F.binary_cross_entropy_with_logits(z, y, reduction="none")
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")

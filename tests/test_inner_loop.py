@@ -120,6 +120,16 @@ def test_student_t_loss_is_the_t_density_with_that_variance():
     np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-12)
 
 
+def test_student_t_twin_stays_finite_where_the_ratio_overflows():
+    """The torch twin's t loss has finite gradients at extreme z (y^2 e^-z overflowing or 0)."""
+    from metarisk_fast._losses import elementwise_loss
+
+    z = torch.tensor([-800.0, -100.0, 0.0, 800.0], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([1.0, 1.0, 0.0, 1.0], dtype=torch.float64)
+    (g,) = torch.autograd.grad(elementwise_loss(z, y, "student_t_nll").sum(), z)
+    torch.testing.assert_close(g, torch.tensor([-2.5, -2.5, 0.5, 0.5], dtype=torch.float64))
+
+
 @pytest.mark.parametrize("loss", ["gaussian_nll", "student_t_nll"])
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 @pytest.mark.parametrize("mode", ["second_order", "first_order"])

@@ -171,3 +171,13 @@ def test_forecasts_stay_within_five_times_the_anchor():
     z = np.array([-6.0, 6.0, 0.0, 0.5, -1.5])
     np.testing.assert_allclose(TARGET.decode(z, anchor), [2e-5, 5e-4, 1e-4, 2e-4 * np.exp(0.5), 3e-4 * np.exp(-1.5)],
                                rtol=1e-14)
+
+
+def test_targets_are_floored_and_capped():
+    """sqrt(RV / anchor) lies in [0.05, 20]: an unchanged close gives 0.05, not 0 (where the
+    likelihood would reward an ever lower forecast); an unrealised target stays NaN."""
+    from metarisk_fast.tasks import TARGET
+
+    y = TARGET.encode(np.array([0.0, 1e-4, 1e-2, 1.0, np.nan]), np.full(5, 1e-4))[:, 0]
+    np.testing.assert_allclose(y[:4], [0.05, 1.0, 10.0, 20.0], rtol=1e-6)
+    assert np.isnan(y[4]) and y.dtype == np.float32

@@ -44,6 +44,9 @@ constexpr double kStudentTLogNorm = 0.7132067771717296;
 
 template <typename T>
 MR_HD T student_t_u(T z, T y) { return y * y * std::exp(-z) / T(kStudentTNu - 2.0); }
+// u / (1 + u) written as 1 / (1 + 1 / u): 1 where u overflows to inf, 0 where u is 0 (no inf / inf)
+template <typename T>
+MR_HD T student_t_share(T z, T y) { return T(1) / (T(1) + T(1) / student_t_u(z, y)); }
 
 template <typename T>
 MR_HD T loss_value(Loss loss, T z, T y) {
@@ -60,7 +63,7 @@ MR_HD T loss_grad(Loss loss, T z, T y) {
   switch (loss) {
     case Loss::MSE: return T(2) * (z - y);
     case Loss::GaussianNLL: return T(0.5) * (T(1) - y * y * std::exp(-z));
-    case Loss::StudentTNLL: { T u = student_t_u(z, y); return T(0.5) - T(0.5 * (kStudentTNu + 1.0)) * u / (T(1) + u); }
+    case Loss::StudentTNLL: return T(0.5) - T(0.5 * (kStudentTNu + 1.0)) * student_t_share(z, y);
     default: return T(1) / (T(1) + std::exp(-z)) - y;
   }
 }
@@ -69,7 +72,7 @@ MR_HD T loss_hess(Loss loss, T z, T y) {
   switch (loss) {
     case Loss::MSE: return T(2);
     case Loss::GaussianNLL: return T(0.5) * y * y * std::exp(-z);
-    case Loss::StudentTNLL: { T u = student_t_u(z, y); T v = T(1) + u; return T(0.5 * (kStudentTNu + 1.0)) * u / (v * v); }
+    case Loss::StudentTNLL: { T r = student_t_share(z, y); return T(0.5 * (kStudentTNu + 1.0)) * r * (T(1) - r); }
     default: { T s = T(1) / (T(1) + std::exp(-z)); return s * (T(1) - s); }
   }
 }

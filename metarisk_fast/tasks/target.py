@@ -2,7 +2,7 @@
 target, how a network's output becomes a variance forecast, and the loss that makes the two agree.
 
 Each row t has an anchor a_t, the RiskMetrics variance at t (known at t). The target is
-y = sqrt(RV / a_t), capped; the network's output z is read as the log of the variance of y under
+y = sqrt(RV / a_t), floored and capped; the network's output z is read as the log of the variance of y under
 a zero-mean Student t likelihood with 5 degrees of freedom ("student_t_nll", _types.STUDENT_T_NU;
 for h > 1 the Gaussian one, see loss_for), so the forecast is a_t e^z, with z clipped to [-ln 5, ln 5]. A network whose output is 0
 forecasts exactly the anchor. The t likelihood, fitted as GARCH-t fits its returns, lets a crash
@@ -22,6 +22,9 @@ import numpy as np
 class AnchorRatioTarget:
     cap: float = 20.0  # sqrt(RV / anchor) above this (a 400x variance ratio) is capped: one crash day
     # cannot blow up an inner step (learning only)
+    floor: float = 0.05  # and below this floored: an unchanged close (a stale or rounded price) has
+    # y = 0, where a likelihood rewards z -> -inf without bound; the Student t, whose penalty for
+    # the next move is only linear in z, then diverged on a fifth of the meta-batches
     # |z| beyond this is clipped before exp: a forecast stays within 5x the anchor either way. An
     # adapted correction further out is an inner loop gone astray on a quiet support (100x below
     # EWMA, seen on held-out data); on the validation assets and dates the bound changes no score
@@ -38,7 +41,7 @@ class AnchorRatioTarget:
 
     def encode(self, realised: np.ndarray, anchor: np.ndarray) -> np.ndarray:
         """Targets (..., 1) float32 from realised variances and the anchors of their rows."""
-        return np.ascontiguousarray(np.minimum(np.sqrt(realised / anchor), self.cap), dtype=np.float32)[..., None]
+        return np.ascontiguousarray(np.clip(np.sqrt(realised / anchor), self.floor, self.cap), dtype=np.float32)[..., None]
 
     def decode(self, output: np.ndarray, anchor: np.ndarray) -> np.ndarray:
         """Variance forecasts from the network's outputs and the anchors of their rows."""
