@@ -133,3 +133,24 @@ def test_train_command_under_torchrun(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("saved maml model") == 1
     assert json.loads((tmp_path / "m" / "model.json").read_text())["processes"] == 2
+
+
+def test_a_batch_with_non_finite_gradients_is_skipped_not_applied():
+    """An overflow inside a backward pass can give NaN gradients without an error: the batch
+    counts as diverged and the parameters keep their values."""
+    panel = small_panel()
+    builder = EpisodeBuilder(panel, TaskSpec(support=30, query=5))
+    learner = make_learner("pooled", builder.spec.n_features, (8,), 0.05, 0).double()
+    calls = {"n": 0}
+    plain = learner.query_losses
+
+    def poisoned(*args):
+        calls["n"] += 1
+        losses = plain(*args)
+        return losses * torch.tensor(float("nan"), dtype=losses.dtype) if calls["n"] == 2 else losses
+
+    learner.query_losses = poisoned
+    run = train_meta(learner, builder, list(panel.assets), panel.dates[-1], steps=3, batch=4, lr=1e-2,
+                     dtype=torch.float64)
+    assert run["skipped"] == 1 and len(run["losses"]) == 2
+    assert all(torch.isfinite(p).all() for p in learner.parameters())

@@ -105,6 +105,9 @@ def train_meta(learner, builder: EpisodeBuilder, assets, end, *, steps: int, bat
             losses = learner.query_losses(xs, ys, xq, yq)
             (losses.sum() / batch).backward()
             loss_sum = float(losses.detach().sum())
+            # an overflow inside a backward pass gives inf / NaN gradients without an error; one
+            # Adam step on them would make every parameter NaN
+            diverged = not all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
         except FloatingPointError:
             diverged = True
         if world > 1:
