@@ -79,7 +79,7 @@ def test_normalisation_by_support_scale_and_anchor(panel):
     eb = EpisodeBuilder(panel, TaskSpec(support=50, query=5))
     b = eb.episodes(n=8)
     rv = eb.y[b.support_rows, b.asset[:, None]]
-    np.testing.assert_allclose(b.ys[..., 0] ** 2, np.minimum(rv / eb.anchor[b.support_rows, b.asset[:, None]], 400),
+    np.testing.assert_allclose(b.ys[..., 0] ** 2, np.clip(rv / eb.anchor[b.support_rows, b.asset[:, None]], 0.05 ** 2, 400),
                                rtol=1e-5)
     # log-variance features are relative to the support's mean realised variance
     np.testing.assert_allclose(b.xs[..., 2], np.clip(eb.x[b.support_rows, b.asset[:, None], 2]
