@@ -46,6 +46,8 @@ def test_bad_positions_are_named():
         episode_rewards(np.zeros((2, 5)), r, v, cost=-1.0)
     with pytest.raises(ValueError, match="length"):
         TradingSpec(length=1)
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        TradingTasks(synthetic_regimes("crash", n_days=200, n_assets=2)).episodes(n=0)
 
 
 def test_episodes_stay_in_their_dates_and_are_clipped():

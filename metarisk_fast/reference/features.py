@@ -47,33 +47,29 @@ def close_to_close_vol(close, window: int):
     return _shape_like(np.sqrt(rolling(log_returns(c), window, _var)), one_d)
 
 
-def ewma_vol(close, lam: float = 0.94):
-    """s_t = lam s_{t-1} + (1 - lam) r_t^2, s = r^2 at an asset's first return; a NaN return
-    leaves s unchanged (and that row NaN)."""
+def _ewma(close, lam, term, first):
+    """s_t = lam s_{t-1} + (1 - lam) term(r_t), s = first(r) at an asset's first return; a NaN
+    return leaves s unchanged (and that row NaN). Returns sqrt(s)."""
     c, one_d = _2d(close)
     r = log_returns(c)
     s = np.full(c.shape[1], np.nan)
     out = np.full(c.shape, np.nan)
     for t in range(len(c)):  # a recursion: one row after another
         ok = ~np.isnan(r[t])
-        s[ok] = np.where(np.isnan(s[ok]), r[t, ok] ** 2, lam * s[ok] + (1 - lam) * r[t, ok] ** 2)
+        x = r[t, ok]
+        s[ok] = np.where(np.isnan(s[ok]), first(x), lam * s[ok] + (1 - lam) * term(x))
         out[t, ok] = np.sqrt(s[ok])
     return _shape_like(out, one_d)
 
 
+def ewma_vol(close, lam: float = 0.94):
+    """s_t = lam s_{t-1} + (1 - lam) r_t^2, s = r^2 at an asset's first return."""
+    return _ewma(close, lam, lambda x: x ** 2, lambda x: x ** 2)
+
+
 def downside_vol(close, lam: float = 0.94):
-    """d_t = lam d_{t-1} + (1 - lam) min(r_t, 0)^2, d = r^2 / 2 at an asset's first return; a NaN
-    return leaves d unchanged (and that row NaN)."""
-    c, one_d = _2d(close)
-    r = log_returns(c)
-    d = np.full(c.shape[1], np.nan)
-    out = np.full(c.shape, np.nan)
-    for t in range(len(c)):  # a recursion: one row after another
-        ok = ~np.isnan(r[t])
-        down = np.minimum(r[t, ok], 0.0) ** 2
-        d[ok] = np.where(np.isnan(d[ok]), 0.5 * r[t, ok] ** 2, lam * d[ok] + (1 - lam) * down)
-        out[t, ok] = np.sqrt(d[ok])
-    return _shape_like(out, one_d)
+    """d_t = lam d_{t-1} + (1 - lam) min(r_t, 0)^2, d = r^2 / 2 at an asset's first return."""
+    return _ewma(close, lam, lambda x: np.minimum(x, 0.0) ** 2, lambda x: 0.5 * x ** 2)
 
 
 def parkinson_vol(high, low, window: int):

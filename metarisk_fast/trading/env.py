@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..data import DataError, PricePanel
-from ..features import FeatureSet, log_returns
+from ..features import FeatureSet
 
 OBS_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94, 0.97, 0.99), range_features=())
 MOMENTUM_BARS = (21, 63)
@@ -139,7 +139,7 @@ class TradingTasks:
         self.obs = np.clip(np.stack(cols, axis=-1), -OBS_CLIP, OBS_CLIP).astype(np.float32)  # NaN stays NaN
         self.variance = s
         self.next_returns = np.full(close.shape, np.nan)
-        self.next_returns[:-1] = log_returns(close)[1:]
+        self.next_returns[:-1] = r[1:]  # the features pass's log returns
         self.ok = np.isfinite(self.obs).all(axis=-1) & np.isfinite(self.next_returns)
 
     @property
@@ -149,6 +149,8 @@ class TradingTasks:
     def episodes(self, assets=None, start=None, end=None, n: int = 256, seed: int = 0) -> Episodes:
         """``n`` episodes drawn at random (seeded) among the assets' stretches of ``length``
         usable bars whose next returns are realised by ``end``."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n must be an int >= 1 (episodes to draw), got {n!r}")
         T = self.spec.length
         panel = self.panel
         cols = np.arange(panel.n_assets) if assets is None else panel.asset_index(list(assets))
