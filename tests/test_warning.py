@@ -97,6 +97,11 @@ def test_warn_command_end_to_end(tmp_path):
     report = json.loads((tmp_path / "w" / "report.json").read_text())
     assert set(report["scores"]) == {"turbulence", "absorption_shift", "vol_level", "novelty", "score"}
     assert (tmp_path / "w" / "warning.png").stat().st_size > 0
+    from metarisk_fast.warning import WarningModel
+
+    live = WarningModel.load(tmp_path / "w")
+    assert live.names == ("turbulence", "absorption_shift", "vol_level", "novelty") and 0 < live.threshold < 1
+    assert report["live_model"]["fitted_through"] == live.fitted_through
     short = PricePanel(dates=p.dates[:500], assets=p.assets, close=p.close[:500])
     with pytest.raises(DataError, match="needs at least"):
         warning_scores(short)
@@ -157,3 +162,138 @@ def test_a_variance_model_adds_its_forecast_jump(tmp_path):
     jump = forecast_jump(f, lag=5)
     assert jump[10] == pytest.approx(np.mean(np.log(f[10] / f[5])))
     assert jump[12] == pytest.approx(np.mean(np.log(f[12, [0, 2]] / f[7, [0, 2]])))
+
+
+def _memory_model(tmp_path):
+    import torch
+
+    from metarisk_fast.forecasting import make_learner, save_model
+    from metarisk_fast.tasks import TaskSpec
+
+    torch.manual_seed(0)
+    learner = make_learner("memory", TaskSpec().n_features, (16,), 0.05, 0)
+    with torch.no_grad():
+        for q in learner.parameters():
+            q.add_(0.1 * torch.randn_like(q))
+    save_model(tmp_path / "mem", "memory", learner, TaskSpec(), history=60, hidden=(16,), info={})
+    return learner, tmp_path / "mem"
+
+
+def test_the_stress_score_streams_the_batch_scores():
+    """StressScore bar by bar gives warning_scores' single scores (to rounding; the covariance
+    scores exactly) on prices with missing closes, and the fitted model's combined score of
+    their percentiles; its alarms sit above the threshold."""
+    from metarisk_fast.warning import StressScore, WarningModel
+    from metarisk_fast.warning.evaluate import score_ranks
+
+    p = synthetic(n_days=1500, n_assets=6)
+    close = p.close.copy()
+    close[500, 2] = np.nan
+    close[900:903, 4] = np.nan
+    p = PricePanel(dates=p.dates, assets=p.assets, close=close, source="gappy")
+    frame = warning_scores(p, horizon=20, memory=300)
+    names = ["turbulence", "absorption_shift", "vol_level", "novelty"]
+    model = WarningModel.fit(frame, names, horizon=20, drawdown=0.15, window=250, memory=300)
+    live = StressScore(model, 6)
+    reads = [live.update(row) for row in close]
+    for name in names:
+        got, want = np.array([r.singles[name] for r in reads]), frame[name].to_numpy()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
+    np.testing.assert_array_equal([r.singles["turbulence"] for r in reads], frame.turbulence)
+    score = np.array([r.score for r in reads])
+    want = model.logistic.probability(score_ranks(frame[names].to_numpy()))
+    np.testing.assert_allclose(score, want, rtol=1e-9)
+    assert np.isfinite(score).sum() > 400
+    np.testing.assert_array_equal([r.alarm for r in reads], np.nan_to_num(score, nan=-1) > model.threshold)
+    before = live.state_dict()
+    for bad in (close[0][:5], np.where(np.arange(6) == 3, -1.0, close[0]), np.full(6, np.inf)):
+        with pytest.raises(ValueError, match="close"):
+            live.update(bad)
+    assert all(np.array_equal(before[k], v, equal_nan=True) for k, v in live.state_dict().items())
+
+
+def test_the_warning_model_saves_and_refuses_a_damaged_file(tmp_path):
+    from metarisk_fast.warning import WarningModel
+
+    frame = warning_scores(synthetic(n_days=1400), horizon=20)
+    model = WarningModel.fit(frame, ["turbulence", "vol_level"], horizon=20, drawdown=0.1, window=250, memory=500)
+    model.save(tmp_path / "warning.json")
+    back = WarningModel.load(tmp_path)
+    assert back.names == model.names and back.threshold == model.threshold
+    np.testing.assert_array_equal(back.logistic.coef, model.logistic.coef)
+    text = (tmp_path / "warning.json").read_text()
+    negative = json.loads(text) | {"scale": [-1.0, 1.0]}
+    for damaged, match in ((text[:40], "not a warning model"), (text.replace('"vol_level"', '"volume"'), "not understood"),
+                           (json.dumps(negative), "finite")):
+        (tmp_path / "bad.json").write_text(damaged)
+        with pytest.raises(ValueError, match=match):
+            WarningModel.load(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="cannot read"):
+        WarningModel.load(tmp_path / "absent.json")
+
+
+def test_a_memory_learner_scores_its_novelty_without_look_ahead(tmp_path):
+    """A memory learner's novelty: larger for query rows far outside the support it wrote, and
+    the day's cross-asset mean moves for no price after the day."""
+    learner, mem_dir = _memory_model(tmp_path)
+    rng = np.random.default_rng(0)
+    xs = rng.normal(0, 1, (64, 40, learner.in_features)).astype(np.float32)
+    ys = rng.normal(0, 1, (64, 40, 1)).astype(np.float32)
+    inside, outside = xs[:, :1] + 0.01, xs[:, :1] + 8.0
+    near, far = learner.novelty(xs, ys, inside), learner.novelty(xs, ys, outside)
+    assert near.shape == (64, 1) and ((near >= 0) & (near <= 2)).all()
+    assert far.mean() > near.mean()
+    p = synthetic(n_days=1400, n_assets=4)
+    cut = 1200
+    close = p.close.copy()
+    close[cut + 1:] *= 1.4
+    a = warning_scores(p, horizon=20, model=mem_dir)
+    b = warning_scores(PricePanel(dates=p.dates, assets=p.assets, close=close), horizon=20, model=mem_dir)
+    assert np.isfinite(a.memory_novelty).sum() > 1000
+    pd.testing.assert_series_equal(a.memory_novelty[:cut + 1], b.memory_novelty[:cut + 1])
+    assert not a.memory_novelty[cut + 1:].equals(b.memory_novelty[cut + 1:])
+
+
+def test_the_engine_carries_the_stress_score(tmp_path):
+    """RiskEngine(monitor=StressScore): each bar's snapshot holds the score of the batch scores
+    (forecast jump and memory novelty from the engine's own forecasts and memories); the state
+    saves and restores with it; the asset set is then fixed."""
+    from metarisk_fast import RiskEngine
+    from metarisk_fast.warning import StressScore, WarningModel
+
+    _, mem_dir = _memory_model(tmp_path)
+    full = datasets.load_sp500_20(warn_quantisation=False)
+    p = full.select(assets=list(full.assets[:5]), start="2009-01-01", end="2014-12-31")
+    frame = warning_scores(p, horizon=20, memory=300, model=mem_dir)
+    names = ["turbulence", "absorption_shift", "vol_level", "novelty", "forecast_jump", "memory_novelty"]
+    model = WarningModel.fit(frame, names, horizon=20, drawdown=0.1, window=250, memory=300)
+    engine = RiskEngine.from_model(mem_dir, list(p.assets), monitor=StressScore(model, 5))
+    start = 1200
+    engine.warm_up(p.select(end=str(p.dates[start - 1])))
+    reads = [engine.update(p.close[t], date=p.dates[t]).stress for t in range(start, start + 60)]
+    for name in names:
+        np.testing.assert_allclose([r.singles[name] for r in reads], frame[name][start:start + 60], rtol=1e-5, atol=1e-6)
+    assert np.isfinite([r.score for r in reads]).all()
+    engine.save(tmp_path / "state.npz")
+    again = RiskEngine.load(tmp_path / "state.npz", mem_dir, monitor=StressScore(model, 5))
+    t = start + 60
+    one, two = engine.update(p.close[t], date=p.dates[t]), again.update(p.close[t], date=p.dates[t])
+    assert one.stress == two.stress and np.isfinite(one.stress.score)
+    with pytest.raises(ValueError, match="fixed set of assets"):
+        engine.add_asset("NEW")
+    with pytest.raises(ValueError, match="memory learner's novelty"):
+        RiskEngine.from_model(_memory_model_as_maml(tmp_path), list(p.assets), monitor=StressScore(model, 5))
+    with pytest.raises(ValueError, match="monitor covers 5 assets"):
+        RiskEngine.from_model(mem_dir, list(p.assets[:4]), monitor=StressScore(model, 5))
+    with pytest.raises(ValueError, match="saved engine state has monitor"):
+        RiskEngine.load(tmp_path / "state.npz", mem_dir)
+
+
+def _memory_model_as_maml(tmp_path):
+    from metarisk_fast.forecasting import make_learner, save_model
+    from metarisk_fast.tasks import TaskSpec
+
+    learner = make_learner("maml", TaskSpec().n_features, (8,), 0.05, 1)
+    save_model(tmp_path / "maml", "maml", learner, TaskSpec(), history=60, hidden=(8,), info={})
+    return tmp_path / "maml"

@@ -38,6 +38,19 @@ class MetaForecaster(Forecaster):
     target: AnchorRatioTarget = TARGET  # how outputs become variances (the bound on the correction)
 
     def predict(self, builder, asset, rows):
+        return self._per_task(builder, asset, rows, self.variance)
+
+    def novelty(self, builder, asset, rows) -> np.ndarray:
+        """A memory learner's novelty of each (asset, row) pair, (M,): how far the day's inputs
+        lie from everything the asset's memory holds once its support is written (1 - the largest
+        cosine similarity of keys; NaN where there is no forecast)."""
+        if not hasattr(self.learner, "novelty"):
+            raise ValueError(f"novelty needs a memory learner (memory); this model is {type(self.learner).__name__}")
+        return self._per_task(builder, asset, rows, self.memory_novelty)
+
+    def _per_task(self, builder, asset, rows, fn) -> np.ndarray:
+        """fn(xs, ys, xq, anchor) of the forecast task of each (asset, row) pair (NaN where the
+        asset has less than ``min_history`` usable days)."""
         asset, rows = np.asarray(asset, np.int64), np.asarray(rows, np.int64)
         out = np.full(len(asset), np.nan)
         avail = np.minimum(builder.available_history(asset, rows), self.history)
@@ -46,7 +59,7 @@ class MetaForecaster(Forecaster):
             sel = np.flatnonzero(avail == length)
             batch, ok = builder.forecast_tasks(asset[sel], rows[sel], int(length))
             if len(batch):
-                out[sel[ok]] = self.variance(batch.xs, batch.ys, batch.xq, batch.anchor[:, 0])
+                out[sel[ok]] = fn(batch.xs, batch.ys, batch.xq, batch.anchor[:, 0])
         return out
 
     def variance(self, xs, ys, xq, anchor) -> np.ndarray:
@@ -58,3 +71,12 @@ class MetaForecaster(Forecaster):
             sl = slice(lo, lo + self.chunk)
             z[sl] = self.learner.adapt_predict(xs[sl], ys[sl], xq[sl])[:, 0, 0]
         return self.target.decode(z, anchor)
+
+    def memory_novelty(self, xs, ys, xq, anchor=None) -> np.ndarray:
+        """The memory learner's novelty (B,) of the query row of normalised one-query tasks (the
+        inputs of ``variance``); the batch scores and the streaming engine both end here."""
+        out = np.empty(len(xs), dtype=np.float64)
+        for lo in range(0, len(xs), self.chunk):
+            sl = slice(lo, lo + self.chunk)
+            out[sl] = self.learner.novelty(xs[sl], ys[sl], xq[sl])[:, 0]
+        return out

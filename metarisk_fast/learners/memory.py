@@ -96,7 +96,8 @@ class MemoryAugmentedNet(nn.Module):
         self.write_gate = nn.Parameter(torch.tensor(-4.0))  # start with least-used writes
         self.slots, self.width, self.gamma = int(slots), int(width), float(gamma)
 
-    def _forward(self, xs, ys, xq):
+    def _written(self, xs, ys, xq):
+        """The query rows' keys and each task's memory after its support rows are written."""
         B, K, _ = xs.shape
         if K > self.slots:
             raise ValueError(f"{K} support rows for a memory of {self.slots} slots; raise `slots`")
@@ -104,13 +105,30 @@ class MemoryAugmentedNet(nn.Module):
         kw = dict(dtype=xs.dtype, device=xs.device)
         keys_s = self.encoder(torch.cat([xs, ys, torch.ones(B, K, 1, **kw)], -1))
         keys_q = self.encoder(torch.cat([xq, torch.zeros(B, Q, self.out_features + 1, **kw)], -1))
+        mem = ExternalMemory(self.slots, self.width, B, self.gamma).to(**kw)
+        mem.write(keys_s, self.write_gate.expand(B, K).to(xs.dtype))
+        return keys_q, mem
+
+    def _forward(self, xs, ys, xq):
+        keys_q, mem = self._written(xs, ys, xq)
         if self.use_memory:
-            mem = ExternalMemory(self.slots, self.width, B, self.gamma).to(**kw)
-            mem.write(keys_s, self.write_gate.expand(B, K).to(xs.dtype))
-            read, _ = mem.read(keys_q, torch.exp(self.log_beta).to(xs.dtype).expand(B, Q))
+            read, _ = mem.read(keys_q, torch.exp(self.log_beta).to(xs.dtype).expand(*keys_q.shape[:2]))
         else:
             read = torch.zeros_like(keys_q)
         return self.decoder(torch.cat([keys_q, read], -1))
+
+    def novelty(self, xs, ys, xq) -> np.ndarray:
+        """How far each query row lies from everything the memory holds once its task's support
+        is written, (B, Q): 1 - the largest cosine similarity of the row's key to a written slot
+        (0: it matches a stored row; up to 2). The read addresses the memory by this similarity."""
+        with torch.no_grad():
+            keys_q, mem = self._written(*self._tensors(xs, ys, xq))
+            slots = mem.memory
+            norm = slots.norm(dim=-1)
+            cos = torch.einsum("bqw,bsw->bqs", keys_q, slots / norm.clamp_min(1e-12)[..., None])
+            cos = cos / keys_q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            cos = cos.masked_fill((norm == 0)[:, None, :], -torch.inf)  # unwritten slots hold nothing
+            return (1.0 - cos.amax(dim=-1)).cpu().numpy().astype(np.float64)
 
     def _tensors(self, *arrays):
         out = []

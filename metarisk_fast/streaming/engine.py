@@ -58,6 +58,7 @@ class RiskSnapshot:
     var_5: np.ndarray
     es_2_5: np.ndarray
     ready: np.ndarray
+    stress: object = None  # the attached monitor's reading of the bar (warning.StressReading), if any
 
     def to_frame(self) -> pd.DataFrame:
         """The ready assets' rows in ``metarisk forecast``'s columns."""
@@ -87,10 +88,16 @@ class RiskEngine:
     ``online_lr`` > 0 (off by default) keeps meta-learning while it runs: after each bar, one SGD
     step of the initialisation on the tasks that bar realised (the engine learns on its own copy of
     the learner; its weights are then part of the saved state). The forecasts then depart from
-    the batch path's, by design."""
+    the batch path's, by design.
+
+    ``monitor`` (optional) is a market-wide score carried bar by bar, such as the early warning's
+    ``warning.StressScore`` over the same assets: each bar it gets the observed closes, the bar's
+    variance forecasts and, where it asks (``needs_novelty``), the memory learner's novelty of
+    each asset, and its reading is the snapshot's ``stress``. It is part of the saved state; the
+    asset set is then fixed (add_asset / remove_asset refuse)."""
 
     def __init__(self, learner: torch.nn.Module, spec: TaskSpec, assets, *, history: int = 60,
-                 min_history: int = 20, readapt_every: int = 1, online_lr: float = 0.0):
+                 min_history: int = 20, readapt_every: int = 1, online_lr: float = 0.0, monitor=None):
         for name, value, lo in (("history", history, 1), ("min_history", min_history, 1),
                                 ("readapt_every", readapt_every, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= 100_000:
@@ -105,6 +112,17 @@ class RiskEngine:
         if ANCHOR_FEATURE not in spec.features.names:
             raise ValueError(f"the model's feature set has no {ANCHOR_FEATURE} (the anchor of every forecast)")
         assets = self._check_names(assets)
+        if monitor is not None:
+            missing = [m for m in ("update", "needs_novelty", "state_dict", "load_state_dict", "copy", "n_assets")
+                       if not hasattr(monitor, m)]
+            if missing:
+                raise TypeError(f"monitor lacks {missing}: give a warning.StressScore (or an object with its methods)")
+            if monitor.n_assets != len(assets):
+                raise ValueError(f"the monitor covers {monitor.n_assets} assets, the engine {len(assets)}")
+            if monitor.needs_novelty and not hasattr(learner, "novelty"):
+                raise ValueError(f"the monitor combines a memory learner's novelty; this model is "
+                                 f"{type(learner).__name__}: load the memory model its warning model was fitted with")
+        self.monitor = monitor
         self.weights = _weights_digest(learner)  # of the model as given: a saved state names its model
         self.online_lr = float(online_lr)
         if self.online_lr:  # the engine's own copy learns; the caller's learner stays as trained
@@ -125,7 +143,8 @@ class RiskEngine:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_model(cls, model, assets, *, history: int | None = None, spec: TaskSpec | None = None,
-                   min_history: int = 20, readapt_every: int = 1, online_lr: float = 0.0) -> "RiskEngine":
+                   min_history: int = 20, readapt_every: int = 1, online_lr: float = 0.0,
+                   monitor=None) -> "RiskEngine":
         """An engine for ``assets`` from a model directory (its feature spec and history) or from a
         learner (then ``spec`` defaults to TaskSpec() and ``history`` to 60)."""
         if isinstance(model, torch.nn.Module):
@@ -135,7 +154,7 @@ class RiskEngine:
             learner, saved_spec, meta = load_model(model)
             spec, history = spec or saved_spec, history or meta["history"]
         return cls(learner, spec, assets, history=history, min_history=min_history, readapt_every=readapt_every,
-                   online_lr=online_lr)
+                   online_lr=online_lr, monitor=monitor)
 
     def _target_features(self):
         """The observed-price stream of the target proxy: log returns, or Garman-Klass over h."""
@@ -178,12 +197,14 @@ class RiskEngine:
     def add_asset(self, name: str) -> None:
         """Add an asset mid-stream; it forecasts once it has ``min_history`` usable bars (as an
         asset listed mid-sample does in the batch forecast)."""
+        self._fixed_assets()
         names = self._check_names([name])
         if names[0] in self.assets:
             raise ValueError(f"asset {names[0]!r} is already in the engine")
         self._append(names, fresh_streams=True)
 
     def remove_asset(self, name: str) -> None:
+        self._fixed_assets()
         if name not in self.assets:
             raise ValueError(f"asset {name!r} is not in the engine (assets: {', '.join(self.assets)})")
         if len(self.assets) == 1:
@@ -192,6 +213,11 @@ class RiskEngine:
         self._features, self._targets = self._features.select(keep), self._targets.select(keep)
         self._state = {k: np.take(v, keep, axis=self._asset_axis(k)) for k, v in self._state.items()}
         self.assets.remove(name)
+
+    def _fixed_assets(self) -> None:
+        if self.monitor is not None:
+            raise ValueError("the engine carries a market-wide monitor over a fixed set of assets: build a new "
+                             "engine (and monitor) for another set")
 
     @staticmethod
     def _asset_axis(key: str) -> int:
@@ -280,18 +306,23 @@ class RiskEngine:
         xs, xq, c = normalise_task(st["sup_x"].reshape(-1, D), st["sup_y"].reshape(-1), s_idx, x, sel[:, None])
         return xs, st["sup_target"].reshape(-1)[s_idx][..., None], xq, c
 
-    def _forecast(self, x, anchor, ok) -> np.ndarray:
+    def _forecast(self, x, anchor, ok) -> tuple[np.ndarray, np.ndarray | None]:
+        """The bar's variance forecasts and, where the monitor asks for it, the memory learner's
+        novelty of each asset (None otherwise)."""
         st, H = self._state, self.history
         length = np.minimum(st["count"], H)
         ready = ok & (length >= min(self.min_history, H))
         variance = np.full(len(self.assets), np.nan)
+        novelty = np.full(len(self.assets), np.nan) if self.monitor is not None and self.monitor.needs_novelty else None
         groups = np.unique(length[ready])
         if self.readapt_every == 1:
             for L in groups:  # nearly always one group: every asset with the full history
                 sel = np.flatnonzero(ready & (length == L))
                 xs, ys, xq, _ = self._tasks(sel, int(L), x)
                 variance[sel] = self.forecaster.variance(xs, ys, xq, anchor[sel])
-            return variance
+                if novelty is not None:
+                    novelty[sel] = self.forecaster.memory_novelty(xs, ys, xq)
+            return variance, novelty
         due = ready & ((st["adapted_at"] < 0) | ((self.t - 1 - st["phase"]) % self.readapt_every == 0))
         for L in np.unique(length[due]):
             sel = np.flatnonzero(due & (length == L))
@@ -305,19 +336,22 @@ class RiskEngine:
             weights = st["adapted"] if len(go) == len(self.assets) else st["adapted"][go]  # no copy when all
             z = self.learner.predict_with_weights(weights, xq)
             variance[go] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[go])
-        return variance
+        return variance, None
 
-    def _snapshot(self, variance) -> RiskSnapshot:
+    def _snapshot(self, close, forecast) -> RiskSnapshot:
+        """The bar's snapshot; the monitor (if any) reads the bar here, once per committed bar."""
+        variance, novelty = forecast
+        stress = None if self.monitor is None else self.monitor.update(close, variance, novelty)
         cols = risk_columns(variance)
         return RiskSnapshot(bar=self.t - 1, date=self.last_date, assets=tuple(self.assets), variance=variance,
-                            vol=np.sqrt(variance), ready=~np.isnan(variance), **cols)
+                            vol=np.sqrt(variance), ready=~np.isnan(variance), stress=stress, **cols)
 
     def update(self, bar, *, open=None, high=None, low=None, date=None) -> RiskSnapshot:
         """Commit one bar (a 1-D array in the engine's asset order, or a mapping asset -> price; NaN
         or absent: no bar for that asset) and return every asset's risk after it. A rejected bar
         raises and leaves the engine exactly as it was."""
         checked, date = self._bar(bar, open, high, low, date)
-        snapshot = self._snapshot(self._forecast(*self._advance(*checked, date)))
+        snapshot = self._snapshot(checked[0], self._forecast(*self._advance(*checked, date)))
         if self.online_lr:
             self._online_step()
         return snapshot
@@ -377,10 +411,13 @@ class RiskEngine:
             raise DataError(f"{panel.source}: starts {panel.dates[0]}, not after the engine's last bar {self.last_date}")
         cols = panel.asset_index(self.assets)
         fields = [panel.close[:, cols]] + ([a[:, cols] for a in (panel.open, panel.high, panel.low)] if self._ohlc else [])
-        for i in range(panel.n_days - 1):  # state only: the forecasts of past bars are not needed
-            self._advance(*self._checked_row(fields, i), panel.dates[i])
-        out = self._advance(*self._checked_row(fields, panel.n_days - 1), panel.dates[-1])
-        return self._snapshot(self._forecast(*out))
+        for i in range(panel.n_days - 1):  # the forecasts of past bars are needed only by a monitor
+            row = self._checked_row(fields, i)
+            out = self._advance(*row, panel.dates[i])
+            if self.monitor is not None:
+                self._snapshot(row[0], self._forecast(*out))
+        row = self._checked_row(fields, panel.n_days - 1)
+        return self._snapshot(row[0], self._forecast(*self._advance(*row, panel.dates[-1])))
 
     def _checked_row(self, fields, i):
         checker = self._targets if self.spec.proxy == "garman_klass" else self._features
@@ -403,6 +440,8 @@ class RiskEngine:
         if self.online_lr:  # a learning engine's weights are part of its state
             other.learner = _copy.deepcopy(self.learner)
             other.forecaster = MetaForecaster(other.learner, self.history, min_history=self.min_history)
+        if self.monitor is not None:
+            other.monitor = self.monitor.copy()
         other._features = self._features.select(np.arange(len(self.assets)))
         other._targets = self._targets.select(np.arange(len(self.assets)))
         return other
@@ -411,7 +450,7 @@ class RiskEngine:
         meta = {"format": STATE_FORMAT, "t": self.t, "last_date": None if self.last_date is None else str(self.last_date),
                 "assets": self.assets, "adopted": self._adopted, "history": self.history,
                 "min_history": self.min_history, "readapt_every": self.readapt_every, "online_lr": self.online_lr,
-                "weights": self.weights,
+                "weights": self.weights, "monitor": self.monitor is not None,
                 "horizon": self.spec.horizon, "features": self.spec.features.names, "proxy": self.spec.proxy}
         out = {"meta": np.array(json.dumps(meta))}
         out.update({f"state.{k}": v.copy() for k, v in self._state.items()})
@@ -419,6 +458,8 @@ class RiskEngine:
         out.update({f"targets.{k}": v for k, v in self._targets.state_dict().items()})
         if self.online_lr:
             out.update({f"learner.{k}": v.detach().cpu().numpy().copy() for k, v in self.learner.state_dict().items()})
+        if self.monitor is not None:
+            out.update({f"monitor.{k}": v for k, v in self.monitor.state_dict().items()})
         return out
 
     def load_state_dict(self, state: dict) -> None:
@@ -434,8 +475,8 @@ class RiskEngine:
         mine = self.state_dict()
         mine_meta = json.loads(str(mine["meta"]))
         for key in ("format", "weights", "history", "min_history", "readapt_every", "online_lr", "horizon", "features",
-                    "proxy"):
-            if meta.get(key) != mine_meta[key]:
+                    "proxy", "monitor"):
+            if meta.get(key, False if key == "monitor" else None) != mine_meta[key]:
                 raise ValueError(f"the saved engine state has {key} = {meta.get(key)!r}, this engine "
                                  f"{mine_meta[key]!r}: restore it into an engine over the same model and settings")
         n = len(meta["assets"])
@@ -450,8 +491,13 @@ class RiskEngine:
                 self.learner.load_state_dict(learned)
             except (RuntimeError, KeyError) as exc:
                 raise ValueError(f"the saved engine state's learned weights do not fit this model: {exc}") from None
-        self._features = self._stream_from(self.spec.features, feats, n)
-        self._targets = self._stream_from(self._target_features(), targs, n)
+        monitor = self.monitor
+        if monitor is not None:  # restored into a copy: the engine's own stays as it was until every check passed
+            monitor = monitor.copy()
+            monitor.load_state_dict({k[len("monitor."):]: v for k, v in state.items() if k.startswith("monitor.")})
+        features = self._stream_from(self.spec.features, feats, n)
+        targets = self._stream_from(self._target_features(), targs, n)
+        self._features, self._targets, self.monitor = features, targets, monitor
         self._state, self.assets, self.t = new_state, list(meta["assets"]), int(meta["t"])
         self.last_date = None if meta["last_date"] is None else np.datetime64(meta["last_date"], "D")
         self._adopted = int(meta["adopted"])

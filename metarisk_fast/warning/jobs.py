@@ -14,33 +14,45 @@ import pandas as pd
 from .._files import atomic_write_bytes, atomic_write_text
 from ..data import DataError, PricePanel, load_prices
 from ..datasets import load_sp500_20
-from .evaluate import EPISODE_GAP, MODEL_SCORE, SCORES, alarms, combined_score, evaluate_score
+from .evaluate import EPISODE_GAP, MEMORY_SCORE, MODEL_SCORE, SCORES, alarms, combined_score, evaluate_score
+from .model import WarningModel
 from .signals import (episodes, forecast_jump, index_level, novelty, realised_vol, stress_labels,
                       turbulence_and_absorption)
 
 
-def model_forecasts(model, panel: PricePanel) -> np.ndarray:
-    """A trained variance model's forecast of every (day, asset), (T, N): `metarisk forecast`'s
-    numbers (each from data up to its day; NaN where the asset has too little history)."""
+def model_scores(model, panel: PricePanel) -> dict[str, np.ndarray]:
+    """A trained variance model's scores of every day, from `metarisk forecast`'s numbers (each
+    forecast at t from data up to t): the jump of its forecasts across assets and, for a memory
+    learner, its novelty (each asset's day against what its memory holds) averaged over assets."""
     from ..forecasting import MetaForecaster, load_model
     from ..tasks import EpisodeBuilder
 
     learner, spec, meta = load_model(model)
     builder = EpisodeBuilder(panel, spec)
     rows, cols = np.arange(panel.n_days), np.arange(panel.n_assets)
-    f = MetaForecaster(learner, meta["history"]).predict(builder, np.repeat(cols, len(rows)), np.tile(rows, len(cols)))
-    return f.reshape(panel.n_assets, panel.n_days).T
+    forecaster = MetaForecaster(learner, meta["history"])
+    pairs = (np.repeat(cols, len(rows)), np.tile(rows, len(cols)))
+    out = {MODEL_SCORE: forecast_jump(forecaster.predict(builder, *pairs).reshape(panel.n_assets, panel.n_days).T)}
+    if hasattr(learner, "novelty"):
+        nov = forecaster.novelty(builder, *pairs).reshape(panel.n_assets, panel.n_days).T
+        ok = np.isfinite(nov)
+        out[MEMORY_SCORE] = np.where(ok.any(axis=1), np.where(ok, nov, 0.0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1),
+                                     np.nan)
+    return out
 
 
 def score_names(frame: pd.DataFrame) -> list[str]:
-    return [c for c in (*SCORES, MODEL_SCORE) if c in frame.columns]
+    return [c for c in (*SCORES, MODEL_SCORE, MEMORY_SCORE) if c in frame.columns]
 
 
-def warning_scores(panel: PricePanel, *, drawdown: float = 0.15, horizon: int = 60, window: int = 250,
-                   memory: int = 500, model=None) -> pd.DataFrame:
+WINDOW, MEMORY = 250, 500  # days of the covariance scores' window and of the novelty's memory
+
+
+def warning_scores(panel: PricePanel, *, drawdown: float = 0.15, horizon: int = 60, window: int = WINDOW,
+                   memory: int = MEMORY, model=None) -> pd.DataFrame:
     """One row per day: the index, the stress label (NaN while unknown), each single score (with
-    ``model``, a trained variance model's directory, also its forecast jump), the combined score
-    and its alarm; every score at t from prices up to t."""
+    ``model``, a trained variance model's directory, also its forecast jump, and a memory
+    learner's novelty), the combined score and its alarm; every score at t from prices up to t."""
     if panel.n_assets < 2:
         raise DataError(f"{panel.source}: {panel.n_assets} asset(s); the cross-sectional scores need two or more")
     needed = window + 252 + horizon + 750
@@ -54,8 +66,9 @@ def warning_scores(panel: PricePanel, *, drawdown: float = 0.15, horizon: int = 
     columns = [turb, absorb, realised_vol(index), novelty(logret, memory)]
     names = list(SCORES)
     if model is not None:
-        columns.append(forecast_jump(model_forecasts(model, panel)))
-        names.append(MODEL_SCORE)
+        for name, values in model_scores(model, panel).items():
+            columns.append(values)
+            names.append(name)
     singles = np.column_stack(columns)
     comb = combined_score(singles, y, horizon)
     frame = pd.DataFrame(singles, columns=names)
@@ -71,7 +84,8 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
          log=None) -> dict:
     """``warning_scores`` of a price file / DataFrame / 'default', evaluated out of sample from
     the first day the combined score exists; writes ``out``/scores.csv (date, score, alarm),
-    report.md, report.json and warning.png. ``drawdown`` in percent."""
+    report.md, report.json, warning.png and warning.json (the combination fitted on every known
+    label, for a live StressScore or RiskEngine). ``drawdown`` in percent."""
     p = Path(out)
     if p.exists() and not p.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
@@ -82,7 +96,7 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
     t0 = time.perf_counter()
     panel = load_sp500_20(warn_quantisation=False) if isinstance(prices, str) and prices == "default" \
         else load_prices(prices)
-    frame = warning_scores(panel, drawdown=drawdown / 100, horizon=horizon, model=model)
+    frame = warning_scores(panel, drawdown=drawdown / 100, horizon=horizon, window=WINDOW, memory=MEMORY, model=model)
     y = frame.label.to_numpy()
     names = score_names(frame)
     single = frame[names].to_numpy()
@@ -96,11 +110,15 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
     elapsed = time.perf_counter() - t0
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    live = WarningModel.fit(frame, names, horizon=horizon, drawdown=drawdown / 100, window=WINDOW, memory=MEMORY)
+    live.save(out_dir / "warning.json")
     atomic_write_text(out_dir / "scores.csv", frame[["date", "score", "alarm"]].to_csv(index=False))
     summary = {"prices": panel.source, "model": None if model is None else str(model), "drawdown": drawdown,
                "horizon": horizon,
                "evaluated": [str(panel.dates[rows[0]]), str(panel.dates[rows[-1]])], "days": int(len(rows)),
-               "labelled_share": float(y[rows].mean()), "scores": results, "episodes": eps, "seconds": round(elapsed, 1)}
+               "labelled_share": float(y[rows].mean()), "scores": results, "episodes": eps, "seconds": round(elapsed, 1),
+               "live_model": {"file": "warning.json", "fitted_through": live.fitted_through,
+                              "threshold": live.threshold}}
     atomic_write_text(out_dir / "report.json", json.dumps(summary, indent=1))
     atomic_write_text(out_dir / "report.md", _markdown(summary))
     atomic_write_bytes(out_dir / "warning.png", _plot(frame, rows))
@@ -110,8 +128,10 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
 
 
 NAMES = {"turbulence": "turbulence (Kritzman-Li)", "absorption_shift": "absorption ratio shift (Kritzman et al.)",
-         "vol_level": "realised volatility level", "novelty": "novelty",
-         MODEL_SCORE: "variance-model forecast jump across assets", "score": "combined (recursive)"}
+         "vol_level": "realised volatility level", "novelty": "novelty (distance to the nearest older volatility state)",
+         MODEL_SCORE: "variance-model forecast jump across assets",
+         MEMORY_SCORE: "memory learner's novelty (key distance to its memory), mean over assets",
+         "score": "combined (recursive)"}
 
 
 def _markdown(s: dict) -> str:
@@ -122,7 +142,8 @@ def _markdown(s: dict) -> str:
              f"combined score is refitted every 21 days on labels already known (t - {s['horizon']}). Evaluated "
              f"out of sample {s['evaluated'][0]} to {s['evaluated'][1]} ({s['days']} days, "
              f"{100 * s['labelled_share']:.0f} % labelled). Run time {s['seconds']:.0f} s."
-             + (f" Variance model `{s['model']}`: its forecasts' jump is one of the scores." if s["model"] else "")
+             + (f" Variance model `{s['model']}`: its forecasts' jump (and, for a memory learner, its novelty) "
+                "are scores too." if s["model"] else "")
              + "\n",
              "| score | AUROC | hit rate at 10 % false alarms | alarm days: hit / false rate | false alarm "
              "episodes a year |", "| --- | --- | --- | --- | --- |"]
@@ -136,6 +157,11 @@ def _markdown(s: dict) -> str:
               f"up to {s['horizon']} days before, to the episode's first day; negative: after it started; none: no "
               "alarm):\n", "| first day | last day | lead time |", "| --- | --- | --- |"]
     lines += [f"| {a} | {b} | {'none' if lead is None else lead} |" for a, b, lead in s["episodes"]]
+    live = s["live_model"]
+    lines += [f"\nFor live use, `{live['file']}` holds the combination fitted on every label known at the end "
+              f"(through {live['fitted_through']}) and its alarm threshold {live['threshold']:.3f}: "
+              "`StressScore.load(DIR, n_assets)`, or `RiskEngine.from_model(..., monitor=...)` to carry it "
+              "in the engine's bars."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,26 +1,39 @@
-"""The early-warning covariance scores one bar at a time: the same step as the batch scores
-(signals.monitor_step), for a live loop over many assets."""
+"""The early-warning scores one bar at a time, for a live loop over many assets: the covariance
+scores (StressMonitor: the batch scores' own compiled step, signals.monitor_step) and the whole
+combined score of a fitted warning model (StressScore: every single score's streaming twin, its
+own-past percentile and the model's logistic regression and alarm)."""
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-from .signals import monitor_step, new_monitor
+import numpy as np
+from numba import njit
+
+from .evaluate import MEMORY_SCORE, MODEL_SCORE, SCORES
+from .model import WarningModel
+from .signals import ANNUAL, BLOCK, monitor_step, new_monitor
+
+VOL_WINDOW, SHORT_AR, STATE_SHORT, RECENT, JUMP_LAG = 21, 15, 21, 21, 5  # signals' windows, in bars
+
+
+def _check_int(name, v, lo, hi=100_000):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+        raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {v!r}")
 
 
 class StressMonitor:
     """Turbulence and absorption ratio of each bar's returns against the previous ``window`` bars
-    (NaN until the window is full). ``update`` costs O(N^2 k) for N assets and the top k = N / 5
-    eigenvectors: two rank-one updates of an inverse and one subspace-iteration step."""
+    (NaN until the window is full). ``update`` costs O(N^2 + (W + k) N b) for N assets, the top
+    k = N / 5 eigenvectors and b = ``block`` of them advanced a bar (signals.monitor_step)."""
 
-    def __init__(self, n_assets: int, window: int = 250, top_k: int | None = None):
-        for name, v, lo in (("n_assets", n_assets, 2), ("window", window, 3)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= 100_000:
-                raise ValueError(f"{name} must be an int in [{lo}, 100000], got {v!r}")
+    def __init__(self, n_assets: int, window: int = 250, top_k: int | None = None, block: int = BLOCK):
+        _check_int("n_assets", n_assets, 2)
+        _check_int("window", window, 3)
         k = max(1, n_assets // 5) if top_k is None else top_k
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_assets:
-            raise ValueError(f"top_k must be an int in [1, {n_assets}], got {top_k!r}")
+        _check_int("top_k", k, 1, n_assets)
+        _check_int("block", block, 1)
         self.n_assets = int(n_assets)
-        self._state = new_monitor(int(n_assets), int(window), int(k))
+        self._state = new_monitor(int(n_assets), int(window), int(k), int(block))
 
     def update(self, returns) -> tuple[float, float]:
         """(turbulence, absorption ratio) of one bar of log returns (N,); a missing return (NaN)
@@ -32,3 +45,207 @@ class StressMonitor:
         if np.isinf(r).any():
             raise ValueError(f"returns hold an infinite value at asset column {int(np.argmax(np.isinf(r)))}")
         return monitor_step(r, *self._state)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return self._state
+
+
+@dataclass(frozen=True)
+class StressReading:
+    """One bar's early warning: the combined score (P(stress within the horizon); NaN until every
+    score it combines exists), the alarm (score above the model's threshold) and every single
+    score (NaN where it needs more history)."""
+
+    score: float
+    alarm: bool
+    singles: dict
+
+
+SINGLES = (*SCORES, MODEL_SCORE, MEMORY_SCORE)  # the layout of _score_step's single scores
+_MONITOR = ("ring", "s1", "binv", "scal", "basis", "proj", "counts")  # signals.new_monitor's arrays, in order
+_STATE = ("t", "last_close", "level", "index_r2", "ar", "r2", "states", "state_sq", "logvar", *_MONITOR,
+          "hist", "hist_n")
+
+
+@njit(cache=True)
+def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_arr, last_close, level, index_r2, ar, r2,
+                states, state_sq, logvar, ring, s1, binv, scal, basis, proj, counts, hist, hist_n):
+    """One bar of every single score (the layout of SINGLES; NaN where it needs more history, or
+    where its input is not given: variance / novelty all NaN), each used one's percentile within
+    its own past, and the combined score. The streaming twin of signals' batch definitions: the
+    same formulas, sums taken in another order (equal to rounding); the covariance scores by the
+    batch's own step."""
+    N = close.shape[0]
+    t = t_arr[0]
+    singles = np.full(len(SINGLES), np.nan)
+    # the equal-weighted index and the log returns (signals.index_level); a missing price: no return
+    logret = np.zeros(N)
+    simple = 0.0
+    if t > 0:
+        for i in range(N):
+            ratio = close[i] / last_close[i]
+            if np.isfinite(ratio):
+                simple += ratio - 1.0
+                logret[i] = np.log(ratio)
+    prev = level[0]
+    level[0] = prev * (1.0 + simple / N)
+    idx_r = np.log(level[0] / prev) if t > 0 else 0.0
+    index_r2[t % VOL_WINDOW] = idx_r * idx_r
+    if t >= VOL_WINDOW:
+        singles[2] = np.sqrt(index_r2.sum() / VOL_WINDOW * ANNUAL)
+    singles[0], ar[t % ANNUAL] = monitor_step(logret, ring, s1, binv, scal, basis, proj, counts)
+    if t >= ANNUAL - 1 and np.isfinite(ar).all():  # signals.absorption_shift
+        m, m2 = ar.mean(), (ar * ar).mean()
+        sd = np.sqrt(max(m2 - m * m, 0.0) * ANNUAL / (ANNUAL - 1))
+        short = 0.0
+        for j in range(SHORT_AR):
+            short += ar[(t - j) % ANNUAL]
+        if sd > 0:
+            singles[1] = (short / SHORT_AR - m) / sd
+    r2[t % ANNUAL] = logret * logret
+    if t >= ANNUAL - 1:  # signals.novelty: the volatility states against the memory's
+        M = states.shape[0]
+        recent, whole = np.zeros(N), np.zeros(N)
+        for j in range(ANNUAL):  # row by row: contiguous
+            whole += r2[j]
+        for j in range(STATE_SHORT):
+            recent += r2[(t - j) % ANNUAL]
+        state = np.empty(N)
+        for i in range(N):
+            state[i] = np.log(max(recent[i] / STATE_SHORT, 1e-12) / max(whole[i] / ANNUAL, 1e-12))
+        sq = state @ state
+        if t >= ANNUAL - 1 + M:
+            dots = states @ state  # one pass over the memory
+            best = np.inf
+            for j in range(M - RECENT):
+                slot = (t - M + j) % M
+                best = min(best, state_sq[slot] + sq - 2.0 * dots[slot])
+            singles[3] = np.sqrt(max(best, 0.0) / N)
+        states[t % M], state_sq[t % M] = state, sq
+    logvar[t % (JUMP_LAG + 1)] = np.log(variance)
+    if t >= JUMP_LAG:  # signals.forecast_jump
+        total, n = 0.0, 0
+        for i in range(N):
+            change = logvar[t % (JUMP_LAG + 1), i] - logvar[(t - JUMP_LAG) % (JUMP_LAG + 1), i]
+            if np.isfinite(change):
+                total, n = total + change, n + 1
+        if n:
+            singles[4] = total / n
+    total, n = 0.0, 0
+    for i in range(N):
+        if np.isfinite(novelty[i]):
+            total, n = total + novelty[i], n + 1
+    if n:
+        singles[5] = total / n
+    last_close[:] = close
+    t_arr[0] = t + 1
+    z, complete = intercept, True
+    for p in range(use.shape[0]):  # signals.expanding_rank, then the logistic regression
+        v = singles[use[p]]
+        if np.isnan(v):
+            complete = False
+            continue
+        n = hist_n[p]
+        i = np.searchsorted(hist[p, :n], v)
+        hist[p, i + 1:n + 1] = hist[p, i:n].copy()
+        hist[p, i] = v
+        hist_n[p] = n + 1
+        if n == 0:
+            complete = False
+        else:
+            z += (i / n - mean[p]) / scale[p] * coef[p]
+    return singles, (1.0 / (1.0 + np.exp(-z)) if complete else np.nan)
+
+
+class StressScore:
+    """A fitted warning model's combined score, bar by bar, over ``n_assets`` assets' closes: the
+    streaming twin of warning_scores (the same single scores to rounding; the covariance scores
+    by the same compiled step), each single's percentile within its own past, then the model's
+    logistic regression and threshold (as fitted; refit by running `metarisk warn` again). One
+    compiled call a bar.
+
+    ``update(close, variance=None, novelty=None)``: variance forecasts (N,) are needed where the
+    model combines the forecast jump, a memory learner's novelty (N,) where it combines that;
+    RiskEngine(monitor=...) passes both."""
+
+    def __init__(self, model: WarningModel, n_assets: int):
+        if not isinstance(model, WarningModel):
+            raise TypeError(f"model must be a WarningModel (WarningModel.load(path)), got {type(model).__name__}")
+        _check_int("n_assets", n_assets, 2)
+        self.model, self.n_assets = model, int(n_assets)
+        N, S = self.n_assets, len(model.names)
+        self._use = np.array([SINGLES.index(n) for n in model.names], np.int64)
+        lg = model.logistic
+        self._params = (np.ascontiguousarray(lg.mean, np.float64), np.ascontiguousarray(lg.scale, np.float64),
+                        np.ascontiguousarray(lg.coef, np.float64), float(lg.intercept))
+        monitor = new_monitor(N, model.window, max(1, N // 5), BLOCK)
+        self._s = dict(zip(_STATE, (np.zeros(1, np.int64), np.full(N, np.nan), np.ones(1), np.zeros(VOL_WINDOW),
+                                    np.full(ANNUAL, np.nan), np.zeros((ANNUAL, N)), np.zeros((model.memory, N)),
+                                    np.zeros(model.memory), np.full((JUMP_LAG + 1, N), np.nan), *monitor,
+                                    np.empty((S, 1024)), np.zeros(S, np.int64))))
+        self._no_input = np.full(N, np.nan)
+
+    @classmethod
+    def load(cls, path, n_assets: int) -> "StressScore":
+        """From a warning.json (or the `metarisk warn` directory holding one)."""
+        return cls(WarningModel.load(path), n_assets)
+
+    @property
+    def needs_forecasts(self) -> bool:
+        return self.model.needs_forecasts
+
+    @property
+    def needs_novelty(self) -> bool:
+        return self.model.needs_novelty
+
+    def _checked(self, name, x, positive=False):
+        a = np.asarray(x)
+        if a.dtype.kind not in "fiu" or a.shape != (self.n_assets,):
+            raise ValueError(f"{name} must be {self.n_assets} real numbers, got {a.dtype} of shape {a.shape}")
+        a = a.astype(np.float64)
+        bad = np.isinf(a) | ((a <= 0) if positive else False)
+        if bad.any():
+            raise ValueError(f"{name} holds {a[bad][0]} at asset column {int(np.argmax(bad))} "
+                             f"({'a positive number' if positive else 'a finite number'} or NaN expected)")
+        return a
+
+    def update(self, close, variance=None, novelty=None) -> StressReading:
+        """One bar of closes (N,; NaN: no price) -> the reading. Checked before the state changes."""
+        close = self._checked("close", close, positive=True)
+        if self.needs_forecasts and variance is None:
+            raise ValueError("this warning model combines the forecast jump: pass the bar's variance forecasts")
+        if self.needs_novelty and novelty is None:
+            raise ValueError("this warning model combines the memory learner's novelty: pass the bar's novelty")
+        variance = self._no_input if variance is None else self._checked("variance", variance, positive=True)
+        novelty = self._no_input if novelty is None else self._checked("novelty", novelty)
+        s = self._s
+        if s["hist_n"].max(initial=0) >= s["hist"].shape[1]:  # room for this bar's values: double it
+            s["hist"] = np.concatenate([s["hist"], np.empty_like(s["hist"])], axis=1)
+        singles, score = _score_step(close, variance, novelty, self._use, *self._params, *(s[k] for k in _STATE))
+        return StressReading(float(score), bool(score > self.model.threshold),
+                             {name: float(v) for name, v in zip(SINGLES, singles)
+                              if name in SCORES or name in self.model.names})
+
+    # state, for RiskEngine's save / restore / copy
+    def state_dict(self) -> dict:
+        return {k: v.copy() for k, v in self._s.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        mine = StressScore(self.model, self.n_assets)._s
+        for k, v in mine.items():
+            got = state.get(k)
+            same = got is not None and np.asarray(got).dtype == v.dtype and (
+                np.shape(got)[0] == v.shape[0] if k == "hist" else np.shape(got) == v.shape)
+            if not same:
+                raise ValueError(f"the saved stress score state's {k} is missing or has another shape or dtype "
+                                 f"(expected {v.shape} {v.dtype}): restore it into a StressScore of the same "
+                                 "model and assets")
+        self._s = {k: np.array(state[k]) for k in _STATE}
+
+    def copy(self) -> "StressScore":
+        other = StressScore(self.model, self.n_assets)
+        other.load_state_dict(self.state_dict())
+        return other
+
+
+__all__ = ["SCORES", "StressMonitor", "StressReading", "StressScore", "WarningModel"]
