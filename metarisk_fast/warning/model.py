@@ -51,7 +51,7 @@ class WarningModel:
         calm = rows[y[rows] == 0]
         threshold = float(np.quantile(logistic.probability(X[calm]), 1.0 - false_alarm_rate))
         return cls(names, logistic, threshold, int(horizon), float(drawdown), int(window), int(memory),
-                   str(frame["date"].iloc[rows[-1]]))
+                   str(np.datetime64(frame["date"].iloc[rows[-1]], "D")))
 
     def to_json(self) -> str:
         lg = self.logistic

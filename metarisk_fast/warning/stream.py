@@ -63,13 +63,13 @@ class StressReading:
 
 SINGLES = (*SCORES, MODEL_SCORE, MEMORY_SCORE)  # the layout of _score_step's single scores
 _MONITOR = ("ring", "s1", "binv", "scal", "basis", "proj", "counts")  # signals.new_monitor's arrays, in order
-_STATE = ("t", "last_close", "level", "index_r2", "ar", "r2", "states", "state_sq", "logvar", *_MONITOR,
-          "hist", "hist_n")
+_STATE = ("t", "last_close", "level", "index_r2", "ar", "r2", "r2_whole", "r2_recent", "states", "state_sq", "logvar",
+          *_MONITOR, "hist", "hist_n")
 
 
 @njit(cache=True)
 def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_arr, last_close, level, index_r2, ar, r2,
-                states, state_sq, logvar, ring, s1, binv, scal, basis, proj, counts, hist, hist_n):
+                whole, recent, states, state_sq, logvar, ring, s1, binv, scal, basis, proj, counts, hist, hist_n):
     """One bar of every single score (the layout of SINGLES; NaN where it needs more history, or
     where its input is not given: variance / novelty all NaN), each used one's percentile within
     its own past, and the combined score. The streaming twin of signals' batch definitions: the
@@ -102,14 +102,23 @@ def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_a
             short += ar[(t - j) % ANNUAL]
         if sd > 0:
             singles[1] = (short / SHORT_AR - m) / sd
+    # the squared returns' sums over the last STATE_SHORT and ANNUAL bars, by the rows in and out
+    # (recomputed from the ring every ANNUAL bars, so rounding does not accumulate)
+    old_short = r2[(t - STATE_SHORT) % ANNUAL].copy() if t >= STATE_SHORT else np.zeros(N)
+    old_long = r2[t % ANNUAL].copy()
     r2[t % ANNUAL] = logret * logret
-    if t >= ANNUAL - 1:  # signals.novelty: the volatility states against the memory's
-        M = states.shape[0]
-        recent, whole = np.zeros(N), np.zeros(N)
+    if t % ANNUAL == ANNUAL - 1:
+        whole[:] = 0.0
+        recent[:] = 0.0
         for j in range(ANNUAL):  # row by row: contiguous
             whole += r2[j]
         for j in range(STATE_SHORT):
             recent += r2[(t - j) % ANNUAL]
+    else:
+        whole += r2[t % ANNUAL] - old_long
+        recent += r2[t % ANNUAL] - old_short
+    if t >= ANNUAL - 1:  # signals.novelty: the volatility states against the memory's
+        M = states.shape[0]
         state = np.empty(N)
         for i in range(N):
             state[i] = np.log(max(recent[i] / STATE_SHORT, 1e-12) / max(whole[i] / ANNUAL, 1e-12))
@@ -180,7 +189,8 @@ class StressScore:
                         np.ascontiguousarray(lg.coef, np.float64), float(lg.intercept))
         monitor = new_monitor(N, model.window, max(1, N // 5), BLOCK)
         self._s = dict(zip(_STATE, (np.zeros(1, np.int64), np.full(N, np.nan), np.ones(1), np.zeros(VOL_WINDOW),
-                                    np.full(ANNUAL, np.nan), np.zeros((ANNUAL, N)), np.zeros((model.memory, N)),
+                                    np.full(ANNUAL, np.nan), np.zeros((ANNUAL, N)), np.zeros(N), np.zeros(N),
+                                    np.zeros((model.memory, N)),
                                     np.zeros(model.memory), np.full((JUMP_LAG + 1, N), np.nan), *monitor,
                                     np.empty((S, 1024)), np.zeros(S, np.int64))))
         self._no_input = np.full(N, np.nan)
