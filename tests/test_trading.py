@@ -146,23 +146,77 @@ def test_the_inner_step_is_the_policy_gradient_step():
             torch.testing.assert_close(a[b], p + 0.05 * gr, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("mode", ["second_order", "first_order"])
+def test_the_promp_loss_has_the_clipped_objectives_gradient():
+    """promp_loss's gradient = minus the gradient of ProMP's objective written in plain torch
+    (inner step by autograd with create_graph, the clipped ratio objective of the adapted
+    policy, the KL penalty of the pre-update policy), at parameters moved away from those that
+    sampled (ratios off 1, some clipped); at the sampling parameters it is meta_loss's."""
+    torch.manual_seed(0)
+    sigma, lr, clip, kl_coef = 0.4, 0.05, 0.1, 0.7
+    policy = MetaPolicy(3, 2, hidden=(8,), sigma=sigma, inner_lr=lr)
+    with torch.no_grad():
+        for p in policy.net.parameters():
+            p.normal_(0, 0.3)
+    g = torch.Generator().manual_seed(1)
+    sup, qry = (Rollouts(torch.randn(4, 12, 3, dtype=torch.float64, generator=g),
+                         torch.randn(4, 12, 2, dtype=torch.float64, generator=g),
+                         torch.randn(4, 12, dtype=torch.float64, generator=g)) for _ in range(2))
+    old_q, old_s = policy.adapted_mean(sup, qry.obs), policy.mean(sup.obs)
+    params = list(policy.net.parameters())
+
+    def grads(loss):
+        return torch.autograd.grad(loss, params)
+
+    for a, b in zip(grads(policy.promp_loss(sup, qry, old_q, old_s, clip, kl_coef)), grads(policy.meta_loss(sup, qry))):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.15 * torch.randn_like(p))
+    names = [n for n, _ in policy.net.named_parameters()]
+
+    def mu(ps, x):
+        return torch.func.functional_call(policy.net, dict(zip(names, ps)), (x,))
+
+    total = 0.0
+    for b in range(4):
+        log_pi = -((sup.actions[b] - mu(params, sup.obs[b])) ** 2).sum(-1) / (2 * sigma ** 2)
+        inner = torch.autograd.grad((sup.advantages[b] * log_pi).mean(), params, create_graph=True)
+        adapted = [p + lr * gr for p, gr in zip(params, inner)]
+        rho = torch.exp(policy.log_ratio(mu(adapted, qry.obs[b]), old_q[b], qry.actions[b]))
+        A = qry.advantages[b]
+        total = total - torch.minimum(rho * A, rho.clamp(1 - clip, 1 + clip) * A).mean() / 4
+    kl = ((mu(params, sup.obs) - old_s) ** 2).sum(-1).mean() / (2 * sigma ** 2)
+    rho_now = torch.exp(policy.log_ratio(policy.adapted_mean(sup, qry.obs), old_q, qry.actions))
+    assert ((rho_now > 1 + clip) | (rho_now < 1 - clip)).any() and not torch.allclose(rho_now, torch.ones(1).double())
+    for a, b in zip(grads(policy.promp_loss(sup, qry, old_q, old_s, clip, kl_coef)), grads(total + kl_coef * kl)):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+    with pytest.raises(ValueError, match="clip"):
+        policy.promp_loss(sup, qry, old_q, old_s, clip=1.5)
+
+
+@pytest.mark.parametrize("mode", ["second_order", "first_order", "promp"])
 def test_point_mass_post_adaptation_return_rises_above_pre_adaptation(mode):
     """The sanity check of ProMP's paper: during meta-training on point-mass goals, the return
-    after one policy-gradient step rises above the return before it."""
+    after one policy-gradient step rises above the return before it (MAML-PG: one outer step a
+    batch; ProMP: three, on the clipped objective)."""
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    policy = MetaPolicy(2, 2, hidden=(32, 32), sigma=0.1, inner_lr=0.1, mode=mode)
+    policy = MetaPolicy(2, 2, hidden=(32, 32), sigma=0.1, inner_lr=0.1,
+                        mode="second_order" if mode == "promp" else mode)
     opt = torch.optim.Adam(policy.parameters(), lr=3e-3)
     history = []
     for _ in range(60):
         goals = rng.uniform(-0.5, 0.5, (20, 2))
         support, pre = point_mass_rollouts(policy, goals, 10, 20, rng)
-        query, post = point_mass_rollouts(policy, goals, 10, 20, rng, policy.adapt(support))
-        loss = policy.meta_loss(support, query)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        adapted = policy.adapt(support)
+        query, post = point_mass_rollouts(policy, goals, 10, 20, rng, adapted)
+        old_q, old_s = policy.mean(query.obs, adapted), policy.mean(support.obs)
+        for _ in range(3 if mode == "promp" else 1):
+            loss = (policy.promp_loss(support, query, old_q, old_s, clip=0.2, kl_coef=0.01) if mode == "promp"
+                    else policy.meta_loss(support, query))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
         history.append((pre, post))
     h = np.array(history)
     early, late = h[:10].mean(0), h[-10:].mean(0)

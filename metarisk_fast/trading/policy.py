@@ -8,8 +8,17 @@ is the mean over rows and action dimensions, hence the extra factor of the actio
 inner loop adapts every task in one batched call (ops.mlp_adapt with support_weights). The
 meta-gradient (MAML-PG: the surrogate on episodes sampled with each task's adapted policy,
 differentiated through the inner steps) is the same kernel's weighted query loss;
-``mode="first_order"`` drops the curvature. The sampling distribution's own dependence on the
-parameters (ProMP's low-variance curvature term) is not included.
+``mode="first_order"`` drops the curvature.
+
+ProMP (Rothfuss et al. 2019, ``promp_loss``): several outer steps on one batch of rollouts, each
+on the clipped likelihood-ratio objective of the adapted policy, mean_r min(rho_r A_r,
+clip(rho_r, 1 - eps, 1 + eps) A_r) with rho_r = pi_theta'(a_r | s_r) / pi_theta'_old(a_r | s_r),
+minus a KL penalty keeping the pre-update policy near the one that sampled. Its gradient is a
+weighted MSE's: grad(rho A) = rho A grad log pi, zero where the clip binds, so each outer step
+is the kernel's meta-loss with query weights rho A (active rows only), after one
+adapt-and-predict call for the ratios. The inner step's curvature is that of the weighted MSE
+(grad^2 log pi A); ProMP's low-variance curvature estimator adds A grad log pi grad log pi' per
+row, which the kernel's losses do not hold: not included.
 """
 from __future__ import annotations
 
@@ -81,6 +90,37 @@ class MetaPolicy(torch.nn.Module):
         """Per-task parameters after the inner policy-gradient steps (one kernel call)."""
         return ops.mlp_adapt([p.detach() for p in self.net.parameters()], self.inner_lr, support.obs, support.actions,
                              steps=self.inner_steps, loss="mse", support_weights=self._weights(support))
+
+    def adapted_mean(self, support: Rollouts, query_obs: torch.Tensor) -> torch.Tensor:
+        """Mean actions (B, R, A) of the adapted policies at query_obs (one kernel call)."""
+        return ops.mlp_adapt_predict([p.detach() for p in self.net.parameters()], self.inner_lr, support.obs,
+                                     support.actions, query_obs, steps=self.inner_steps, loss="mse",
+                                     support_weights=self._weights(support))
+
+    def log_ratio(self, mean: torch.Tensor, old_mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """log pi(a | mean) - log pi(a | old_mean) per row (B, R), Gaussian with this sigma."""
+        return -(((actions - mean) ** 2).sum(-1) - ((actions - old_mean) ** 2).sum(-1)) / (2 * self.sigma ** 2)
+
+    def promp_loss(self, support: Rollouts, query: Rollouts, old_query_mean: torch.Tensor,
+                   old_support_mean: torch.Tensor, clip: float = 0.2, kl_coef: float = 0.0) -> torch.Tensor:
+        """A loss whose gradient is minus ProMP's objective's: the clipped surrogate of the
+        adapted policies on the query rollouts, sampled with means ``old_query_mean``, plus
+        ``kl_coef`` x KL(pre-update policy that sampled the support (means ``old_support_mean``)
+        || the current one). Its value is not the objective's (the weights are the gradient's);
+        at the parameters that sampled, its gradient is ``meta_loss``'s."""
+        if not (0 < clip < 1 and kl_coef >= 0):
+            raise ValueError(f"clip must be in (0, 1) and kl_coef >= 0, got {clip}, {kl_coef}")
+        rho = torch.exp(self.log_ratio(self.adapted_mean(support, query.obs), old_query_mean, query.actions))
+        adv = query.advantages
+        active = ~(((adv > 0) & (rho > 1 + clip)) | ((adv < 0) & (rho < 1 - clip)))
+        weights = adv * rho * active * (query.actions.shape[-1] / (2 * self.sigma ** 2))
+        surrogate = ops.mlp_meta_loss(list(self.net.parameters()), self.inner_lr, support.obs, support.actions,
+                                      query.obs, query.actions, steps=self.inner_steps, loss="mse", mode=self.mode,
+                                      support_weights=self._weights(support), query_weights=weights).mean()
+        if not kl_coef:
+            return surrogate
+        kl = ((self.net(support.obs) - old_support_mean) ** 2).sum(-1).mean() / (2 * self.sigma ** 2)
+        return surrogate + kl_coef * kl
 
     def meta_loss(self, support: Rollouts, query: Rollouts) -> torch.Tensor:
         """Mean over tasks of the post-adaptation surrogate on the query rollouts, differentiable
