@@ -30,6 +30,8 @@ ABOVE = {  # module -> packages it must not pull in
                                    "metarisk_fast.streaming", "torch"],
     "metarisk_fast.trading": ["metarisk_fast.jobs", "metarisk_fast.cli", "metarisk_fast.credit",
                               "metarisk_fast.warning", "metarisk_fast.streaming", "torch"],
+    "metarisk_fast.trading.jobs": ["metarisk_fast.jobs", "metarisk_fast.cli", "metarisk_fast.credit",
+                                   "metarisk_fast.warning", "metarisk_fast.streaming"],
     "metarisk_fast.jobs": ["metarisk_fast.cli", "metarisk_fast.credit", "metarisk_fast.warning",
                            "metarisk_fast.trading"],
 }

@@ -3,9 +3,11 @@ drawn inside their dates, observations from the past only, the synthetic regimes
 meta-learned policies: the kernel's weighted inner step is the policy-gradient step, and the
 point-mass sanity check of ProMP's paper."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from metarisk_fast.data import DataError
 from metarisk_fast.datasets import REGIMES, synthetic_regimes
 from metarisk_fast.trading import TradingSpec, TradingTasks, episode_rewards
 from metarisk_fast.trading.policy import MetaPolicy, Rollouts, reward_to_go_advantages
@@ -222,3 +224,99 @@ def test_point_mass_post_adaptation_return_rises_above_pre_adaptation(mode):
     early, late = h[:10].mean(0), h[-10:].mean(0)
     assert early[1] < early[0]  # untrained: one step of lr 0.1 overshoots
     assert late[1] > late[0] + 3.0 and late[1] > early[1] + 5.0
+
+
+# ---------------------------------------------------------------- tasks, evaluation, command
+
+def _pool(block=252):
+    from metarisk_fast.trading import TaskPool
+
+    spec = TradingSpec(length=21, cost=5e-4)
+    return TaskPool([(TradingTasks(synthetic_regimes("trending", n_days=900, n_assets=3, seed=1), spec), None, None,
+                      None),
+                     (TradingTasks(synthetic_regimes("crash", n_days=700, n_assets=2, seed=1), spec), ["CRAS001"],
+                      None, "2001-12-31")], block=block)
+
+
+def test_task_blocks_and_their_halves_keep_time_order():
+    """Blocks lie in their source's dates and usable bars; adaptation episodes end (next return
+    included) before the evaluation half starts; the evaluation episode is the second half."""
+    pool = _pool()
+    assert len(pool) > 0 and {n.split(":")[1] for n in pool.names} == {"TREN000", "TREN001", "TREN002", "CRAS001"}
+    crash = [i for i in range(len(pool)) if pool.names[pool.column[i]].endswith("CRAS001")]
+    assert crash and all(pool.first[i] + 252 <= 520 for i in crash)  # 2001-12-31 is row ~520 of the crash panel
+    rng = np.random.default_rng(0)
+    tasks = np.arange(len(pool))
+    ep = pool.episodes(tasks, 6, 21, rng, "adapt")
+    first = np.repeat(pool.first[tasks], 6)[:, None]
+    assert ((ep.rows >= first) & (ep.rows + 1 < first + 126)).all()  # r_{t+1} realised before the second half
+    assert np.isfinite(ep.obs).all() and np.isfinite(ep.next_returns).all()
+    ev = pool.evaluation(tasks)
+    np.testing.assert_array_equal(ev.rows[:, 0], pool.first[tasks] + 126)
+    assert ev.rows.shape[1] == 125 and (ev.rows + 1 < pool.first[tasks][:, None] + 252).all()
+    with pytest.raises(ValueError, match="part"):
+        pool.episodes(tasks, 2, 200, rng, "adapt")
+    with pytest.raises(DataError, match="no block"):
+        _pool(block=5000)
+
+
+def test_strategy_metrics_follow_their_definitions():
+    from metarisk_fast.trading.evaluate import strategy_metrics
+
+    ep = _pool().evaluation([0, 1])
+    pos = np.where(np.arange(ep.next_returns.shape[1]) % 10 < 5, 0.5, -0.25)[None].repeat(2, 0)
+    m = strategy_metrics(pos, ep)
+    pnl = pos * ep.next_returns - 5e-4 * np.abs(np.diff(pos, axis=1, prepend=0.0))
+    np.testing.assert_allclose(m["sharpe"], pnl.mean(1) / pnl.std(1, ddof=1) * np.sqrt(252))
+    np.testing.assert_allclose(m["turnover"], np.abs(np.diff(pos, axis=1, prepend=0.0)).mean(1))
+    wealth = np.cumsum(pnl, axis=1)
+    want = [max(max(0.0, wealth[b, :t + 1].max()) - wealth[b, t] for t in range(wealth.shape[1])) for b in range(2)]
+    np.testing.assert_allclose(m["max_drawdown"], want)
+
+
+def test_one_ppo_epoch_from_the_shared_policy_is_the_policy_gradient_step():
+    """At the sampling parameters every ratio is 1 and no clip binds: one PPO step is adapt()."""
+    from metarisk_fast.trading.evaluate import ppo_fine_tune
+
+    torch.manual_seed(0)
+    policy = MetaPolicy(3, 1, hidden=(8,), sigma=0.4, inner_lr=0.3)
+    g = torch.Generator().manual_seed(2)
+    r = Rollouts(torch.randn(3, 10, 3, dtype=torch.float64, generator=g),
+                 torch.randn(3, 10, 1, dtype=torch.float64, generator=g), torch.randn(3, 10, dtype=torch.float64, generator=g))
+    for a, b in zip(ppo_fine_tune(policy, r, 1), policy.adapt(r)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    two = ppo_fine_tune(policy, r, 2)
+    assert not torch.allclose(two[0], policy.adapt(r)[0])
+
+
+def test_trade_commands_end_to_end(tmp_path, monkeypatch):
+    """train (ProMP and pooled), evaluate, and a two-seed demo write their files; every seed is
+    reported; a damaged policy directory is a one-line error."""
+    import json
+
+    from metarisk_fast.cli import main
+    from metarisk_fast.trading import jobs
+
+    pool = _pool()
+    monkeypatch.setattr(jobs, "task_pools", lambda *a, **k: (pool, {"regimes": pool}))
+    assert main(["trade", "train", "--algorithm", "promp", "--iterations", "2", "--out", str(tmp_path / "p"),
+                 "--quiet"]) == 0
+    assert main(["trade", "train", "--algorithm", "pooled", "--iterations", "2", "--out", str(tmp_path / "q"),
+                 "--quiet"]) == 0
+    assert main(["trade", "evaluate", "--policy", str(tmp_path / "p"), "--pooled", str(tmp_path / "q"),
+                 "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert "promp (p), after adaptation" in report["groups"]["regimes"]["methods"]
+    assert main(["trade", "demo", "--seeds", "2", "--iterations", "3", "--out", str(tmp_path / "d"), "--quiet"]) == 0
+    md = (tmp_path / "d" / "report.md").read_text()
+    assert "seed 0" in md and "seed 1" in md and "after - PPO fine-tuned" in md
+    assert (tmp_path / "d" / "learning_curve.png").stat().st_size > 0
+    rows = pd.read_csv(tmp_path / "d" / "results.csv")
+    assert set(rows.seed) == {0, 1} and {"buy and hold", "volatility targeting", "pooled"} <= set(rows.method)
+    (tmp_path / "p" / "policy.json").write_text("{")
+    assert main(["trade", "evaluate", "--policy", str(tmp_path / "p"), "--pooled", str(tmp_path / "q"),
+                 "--out", str(tmp_path / "e2"), "--quiet"]) == 2
+    assert main(["trade", "evaluate", "--policy", str(tmp_path / "q"), "--pooled", str(tmp_path / "q"),
+                 "--out", str(tmp_path / "e3"), "--quiet"]) == 0
+    assert main(["trade", "evaluate", "--policy", str(tmp_path / "q"), "--pooled", str(tmp_path / "d"),
+                 "--out", str(tmp_path / "e4"), "--quiet"]) == 2

@@ -171,3 +171,85 @@ class TradingTasks:
         a = asset[:, None]
         return Episodes(obs=self.obs[rows, a], next_returns=self.next_returns[rows, a],
                         variance=self.variance[rows, a], asset=asset, rows=rows, spec=self.spec)
+
+
+class TaskPool:
+    """Tasks from one or more TradingTasks: a task is a block of ``block`` usable bars of one
+    asset (an (asset, regime) pair: a stretch of one asset's dates, or one synthetic regime's
+    asset). Each source is cut to its dates [start, end] (None: all) and assets (None: all);
+    blocks do not overlap. The sources' arrays are stacked side by side once, so the episodes of
+    many tasks are one vectorised gather.
+
+    Within a task, bars [0, block // 2) are its adaptation period and [block // 2, block) its
+    evaluation period: ``episodes(tasks, part="adapt")`` draws episodes whose next returns are
+    all realised before the evaluation period starts."""
+
+    def __init__(self, sources, block: int = 252):
+        if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 8:
+            raise ValueError(f"block must be an int >= 8 (bars per task), got {block!r}")
+        self.block = int(block)
+        obs, nxt, var, first, col, names = [], [], [], [], [], []
+        T = max(src[0].obs.shape[0] for src in sources)
+        offset = 0
+        for tasks, assets, start, end in sources:
+            panel = tasks.panel
+            cols = np.arange(panel.n_assets) if assets is None else panel.asset_index(list(assets))
+            lo = 0 if start is None else panel.row_of(start)
+            hi = panel.n_days if end is None else panel.row_of(end, "right")
+            pad = ((0, T - tasks.obs.shape[0]),) + ((0, 0),) * (tasks.obs.ndim - 1)
+            obs.append(np.pad(tasks.obs[:, cols], pad, constant_values=np.nan))
+            nxt.append(np.pad(tasks.next_returns[:, cols], pad[:2], constant_values=np.nan))
+            var.append(np.pad(tasks.variance[:, cols], pad[:2], constant_values=np.nan))
+            ok = tasks.ok[:, cols]
+            csum = np.concatenate([np.zeros((1, len(cols)), np.int64), np.cumsum(ok, axis=0)])
+            for j in range(len(cols)):  # a loop over assets when the pool is built, not on a hot path
+                usable = np.flatnonzero(ok[lo:hi, j])
+                if len(usable) == 0:
+                    continue
+                # blocks from the asset's first usable bar; the last next return realised by end
+                starts = np.arange(lo + usable[0], hi - self.block, self.block)
+                good = starts[(csum[starts + self.block, j] - csum[starts, j]) == self.block]
+                first.append(good)
+                col.append(np.full(len(good), offset + j))
+            names += [f"{panel.source}:{panel.assets[c]}" for c in cols]
+            offset += len(cols)
+        self.obs, self.next_returns, self.variance = np.concatenate(obs, 1), np.concatenate(nxt, 1), np.concatenate(var, 1)
+        self.first, self.column = np.concatenate(first), np.concatenate(col)
+        self.names = names
+        self.spec = sources[0][0].spec
+        if len(self.first) == 0:
+            raise DataError(f"no block of {self.block} usable bars in the given sources and dates")
+
+    def __len__(self) -> int:
+        return int(len(self.first))
+
+    @property
+    def n_obs(self) -> int:
+        return int(self.obs.shape[-1])
+
+    def task_names(self, tasks) -> list[str]:
+        return [f"{self.names[self.column[i]]}@{int(self.first[i])}" for i in np.asarray(tasks)]
+
+    def episodes(self, tasks, n: int, length: int, rng: np.random.Generator, part: str = "adapt") -> Episodes:
+        """``n`` episodes of ``length`` bars in each task's ``part`` ("adapt": the first half,
+        their next returns realised before the second; "evaluate": the second half), drawn at
+        random; arrays (B, n, length, ...) flattened to (B * n, length, ...)."""
+        tasks = np.asarray(tasks, np.int64)
+        half = self.block // 2
+        if part not in ("adapt", "evaluate") or not 2 <= length <= half - 1:
+            raise ValueError(f"part must be 'adapt' or 'evaluate' and length in [2, {half - 1}], got {part!r}, {length}")
+        lo = self.first[tasks] + (0 if part == "adapt" else half)
+        offsets = rng.integers(0, half - length, (len(tasks), n))  # the episode's last next return inside the part
+        rows = (lo[:, None, None] + offsets[..., None] + np.arange(length)).reshape(-1, length)
+        a = np.repeat(self.column[tasks], n)[:, None]
+        return Episodes(obs=self.obs[rows, a], next_returns=self.next_returns[rows, a], variance=self.variance[rows, a],
+                        asset=a[:, 0], rows=rows, spec=self.spec)
+
+    def evaluation(self, tasks) -> Episodes:
+        """Each task's whole evaluation period as one episode (B, block - block // 2 - 1)."""
+        tasks = np.asarray(tasks, np.int64)
+        half = self.block // 2
+        rows = self.first[tasks][:, None] + half + np.arange(self.block - half - 1)
+        a = self.column[tasks][:, None]
+        return Episodes(obs=self.obs[rows, a], next_returns=self.next_returns[rows, a], variance=self.variance[rows, a],
+                        asset=a[:, 0], rows=rows, spec=self.spec)

@@ -1,0 +1,249 @@
+"""`metarisk trade train | evaluate | demo` as library calls.
+
+Tasks (blocks of 252 bars of one asset, trading/env.TaskPool): for training, the embedded
+panel's training assets up to ``train_end`` and the synthetic regimes (trending,
+mean-reverting, high-volatility, crash) of seeds 0 and 1; held out, the panel's other assets
+after ``train_end`` ("stocks") and the regimes drawn with seed 7 ("regimes"). A policy directory
+holds ``policy.pt`` and ``policy.json``; every file is written atomically."""
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from .._files import atomic_write_bytes, atomic_write_text
+from ..evaluation import markdown_table
+from ..datasets import REGIMES, load_sp500_20, synthetic_regimes
+from ..tasks import asset_split, time_split
+from .env import TaskPool, TradingSpec, TradingTasks
+from .evaluate import evaluate_methods
+from .policy import MetaPolicy
+from .train import ALGORITHMS, PolicyTraining, train_policy
+
+SPEC = TradingSpec(length=21, cost=5e-4)  # 5 bp a unit of turnover
+TRAIN_END = "2014-12-31"
+REGIME_DAYS, REGIME_ASSETS, TRAIN_SEEDS, HELD_OUT_SEED = 1100, 8, (0, 1), 7
+DEMO_METHODS = ("promp", "maml")
+
+
+def task_pools(train_end: str = TRAIN_END, holdout: int = 5) -> tuple[TaskPool, dict[str, TaskPool]]:
+    """(training pool, held-out pools by group) of the embedded panel and the synthetic regimes."""
+    panel = load_sp500_20(warn_quantisation=False)
+    end_row, test_start = time_split(panel, train_end, 1)
+    train_assets, test_assets = asset_split(panel.assets, holdout)
+    stocks = TradingTasks(panel, SPEC)
+
+    def regimes(seed):
+        return [(TradingTasks(synthetic_regimes(r, n_days=REGIME_DAYS, n_assets=REGIME_ASSETS, seed=seed), SPEC),
+                 None, None, None) for r in REGIMES]
+
+    train = TaskPool([(stocks, train_assets, None, str(panel.dates[end_row]))] +
+                     [src for s in TRAIN_SEEDS for src in regimes(s)])
+    held = {"stocks": TaskPool([(stocks, test_assets, str(panel.dates[test_start]), None)]),
+            "regimes": TaskPool(regimes(HELD_OUT_SEED))}
+    return train, held
+
+
+def _check_out(path) -> Path:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"--out {path} exists and is not a directory")
+    return p
+
+
+def save_policy(out, policy: MetaPolicy, options: PolicyTraining, curve: np.ndarray) -> None:
+    p = _check_out(out)
+    p.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save(policy.state_dict(), buf)
+    atomic_write_bytes(p / "policy.pt", buf.getvalue())
+    meta = {"format": 1, "n_obs": policy.net.layers[0].in_features, "training": asdict(options),
+            "spec": asdict(SPEC), "train_end": TRAIN_END, "curve_bp": curve.round(4).tolist()}
+    atomic_write_text(p / "policy.json", json.dumps(meta, indent=1))
+
+
+def load_policy(path) -> tuple[MetaPolicy, PolicyTraining]:
+    p = Path(path)
+    try:
+        meta = json.loads((p / "policy.json").read_text())
+        o = meta["training"]
+        options = PolicyTraining(**{**o, "hidden": tuple(o["hidden"])})
+        policy = MetaPolicy(int(meta["n_obs"]), 1, hidden=options.hidden, sigma=options.sigma,
+                            inner_lr=options.inner_lr, inner_steps=options.inner_steps,
+                            mode="first_order" if options.algorithm == "fomaml" else "second_order")
+        policy.load_state_dict(torch.load(p / "policy.pt", weights_only=True))
+    except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a policy directory written by `metarisk trade train` (missing or damaged): "
+                         f"{exc}") from None
+    return policy, options
+
+
+def train(out, options: PolicyTraining = PolicyTraining(), log=None) -> np.ndarray:
+    """Train one policy on the training pool and save it to ``out``; returns its learning curve."""
+    _check_out(out)
+    pool, _ = task_pools()
+    policy, curve = train_policy(pool, options, log=log)
+    save_policy(out, policy, options, curve)
+    return curve
+
+
+def evaluate(policies, pooled, out, *, seed: int = 0, log=None) -> dict:
+    """Every method on the held-out pools: the meta-trained policies (directories), the pooled
+    one (a directory trained with --algorithm pooled) and the baselines; writes ``out``."""
+    _check_out(out)
+    _, held = task_pools()
+    meta = {}
+    for path in policies:
+        policy, options = load_policy(path)
+        meta[f"{options.algorithm} ({Path(path).name})"] = policy
+    pooled_policy, options = load_policy(pooled)
+    if options.algorithm != "pooled":
+        raise ValueError(f"--pooled {pooled}: trained with --algorithm {options.algorithm}, not pooled")
+    rows = _rows(held, meta, pooled_policy, options, seed)
+    summary = _summarise(rows, [seed])
+    _write(out, rows, summary, {}, log)
+    return summary
+
+
+def demo(out="trade_report", *, seeds: int = 5, iterations: int = 150, log=None) -> dict:
+    """ProMP and MAML-PG against the pooled policy (as is, fine-tuned, PPO fine-tuned), volatility
+    targeting and buy and hold, over ``seeds`` training seeds, on every held-out task."""
+    _check_out(out)
+    t0 = time.perf_counter()
+    pool, held = task_pools()
+    if log:
+        log(f"{len(pool)} training tasks; held out: {len(held['stocks'])} stock tasks, {len(held['regimes'])} regime tasks")
+    rows, curves = [], {}
+    for seed in range(seeds):
+        policies = {}
+        for algorithm in (*DEMO_METHODS, "pooled"):
+            options = PolicyTraining(algorithm=algorithm, iterations=iterations, seed=seed)
+            policies[algorithm], curve = train_policy(pool, options)
+            curves.setdefault(algorithm, []).append(curve)
+        pooled = policies.pop("pooled")
+        rows += _rows(held, policies, pooled, options, seed)
+        if log:
+            log(f"seed {seed}: trained and evaluated ({time.perf_counter() - t0:.0f} s)")
+    summary = _summarise(rows, list(range(seeds)))
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    _write(out, rows, summary, {k: np.stack(v) for k, v in curves.items()}, log)
+    return summary
+
+
+def _rows(held: dict[str, TaskPool], meta, pooled, options: PolicyTraining, seed: int) -> list[dict]:
+    rows = []
+    for group, pool in held.items():
+        res = evaluate_methods(pool, np.arange(len(pool)), meta, pooled, episodes=options.episodes,
+                               length=options.length, seed=1000 + seed)
+        for method, metrics in res.items():
+            rows.append({"seed": seed, "group": group, "method": method, "tasks": len(pool),
+                         **{k: float(np.mean(v)) for k, v in metrics.items()}})
+    return rows
+
+
+def _interval(x) -> tuple[float, float, float]:
+    x = np.asarray(x, np.float64)
+    if len(x) < 2:
+        return float(x.mean()), float("nan"), float("nan")
+    h = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return float(x.mean()), float(x.mean() - h), float(x.mean() + h)
+
+
+def _summarise(rows: list[dict], seeds: list[int]) -> dict:
+    """Per group and method: the seeds' mean Sharpe / turnover / drawdown with a 95 % t interval
+    over seeds; per meta method: the improvement after - before adaptation, and after adaptation
+    minus the pooled policy and minus PPO fine-tuned, paired by seed."""
+    frame = pd.DataFrame(rows)
+    out = {"seeds": seeds, "groups": {}}
+    for group, g in frame.groupby("group", sort=False):
+        methods = {}
+        for method, m in g.groupby("method", sort=False):
+            methods[method] = {k: _interval(m.sort_values("seed")[k]) for k in ("sharpe", "turnover", "max_drawdown",
+                                                                                  "pnl_bp")}
+        by = g.pivot(index="seed", columns="method", values="sharpe")
+        ppo = next(c for c in by.columns if c.startswith("pooled, PPO"))
+        paired = {}
+        for name in [c[:-len(", after adaptation")] for c in by.columns if c.endswith(", after adaptation")]:
+            after = by[f"{name}, after adaptation"]
+            paired[name] = {"after_minus_before": _interval(after - by[f"{name}, before adaptation"]),
+                            "after_minus_pooled": _interval(after - by["pooled"]),
+                            "after_minus_ppo": _interval(after - by[ppo])}
+        out["groups"][group] = {"tasks": int(g.tasks.iloc[0]), "methods": methods, "paired_sharpe": paired}
+    return out
+
+
+def _fmt(iv) -> str:
+    mean, lo, hi = iv
+    return f"{mean:+.3f}" if np.isnan(lo) else f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _markdown(summary: dict, rows: list[dict]) -> str:
+    lines = ["# metarisk trade\n",
+             f"Held-out tasks (blocks of 252 bars: the first half for adaptation, the second traded), net of a "
+             f"{SPEC.cost * 1e4:g} bp cost per unit of turnover, positions in [-{SPEC.max_position:g}, "
+             f"{SPEC.max_position:g}]. Seeds {summary['seeds']}; each figure is the mean over seeds of the mean over "
+             "tasks, with a 95 % t interval over seeds.\n"]
+    for group, g in summary["groups"].items():
+        lines += [f"## {group} ({g['tasks']} tasks)\n", "| method | Sharpe (annualised) | turnover a bar | "
+                  "max drawdown | PnL bp a bar |", "| --- | --- | --- | --- | --- |"]
+        for method, m in g["methods"].items():
+            lines.append(f"| {method} | {_fmt(m['sharpe'])} | {m['turnover'][0]:.3f} | {m['max_drawdown'][0]:.4f} | "
+                         f"{m['pnl_bp'][0]:+.2f} |")
+        lines += ["", "Sharpe differences paired by seed:", "",
+                  "| meta-learner | after - before adaptation | after - pooled | after - PPO fine-tuned |",
+                  "| --- | --- | --- | --- |"]
+        for name, p in g["paired_sharpe"].items():
+            lines.append(f"| {name} | {_fmt(p['after_minus_before'])} | {_fmt(p['after_minus_pooled'])} | "
+                         f"{_fmt(p['after_minus_ppo'])} |")
+        lines.append("")
+    every = pd.DataFrame(rows).pivot_table(index=["group", "method"], columns="seed", values="sharpe", sort=False)
+    every.index = [f"{g}: {m}" for g, m in every.index]
+    every.columns = [f"seed {c}" for c in every.columns]
+    lines += ["## Every seed (Sharpe)\n", markdown_table(every, list(every.columns), first="task group: method")]
+    return "\n".join(lines)
+
+
+def _write(out, rows, summary, curves: dict, log) -> None:
+    p = Path(out)
+    p.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(p / "results.csv", pd.DataFrame(rows).to_csv(index=False))
+    atomic_write_text(p / "report.json", json.dumps(summary, indent=1))
+    atomic_write_text(p / "report.md", _markdown(summary, rows))
+    if curves:
+        atomic_write_bytes(p / "learning_curve.png", _plot(curves))
+    if log:
+        log(f"report written to {out}")
+
+
+def _plot(curves: dict[str, np.ndarray]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for i, (name, c) in enumerate(curves.items()):  # c: (seeds, iterations, 2)
+        mean = c.mean(axis=0)
+        k = min(10, len(mean))  # a 10-iteration moving average
+        smooth = np.array([np.convolve(mean[:, j], np.ones(k) / k, "valid") for j in range(2)]).T
+        x = np.arange(k, len(mean) + 1)
+        ax.plot(x, smooth[:, 0], color=f"C{i}", ls=":", label=f"{name}: before adaptation")
+        if name != "pooled":
+            ax.plot(x, smooth[:, 1], color=f"C{i}", label=f"{name}: after adaptation")
+    ax.set_xlabel("meta-training iteration")
+    ax.set_ylabel("reward a bar, bp (with exploration)")
+    ax.legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+__all__ = ["ALGORITHMS", "demo", "evaluate", "load_policy", "save_policy", "task_pools", "train"]
