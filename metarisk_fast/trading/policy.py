@@ -18,7 +18,8 @@ weighted MSE's: grad(rho A) = rho A grad log pi, zero where the clip binds, so e
 is the kernel's meta-loss with query weights rho A (active rows only), after one
 adapt-and-predict call for the ratios. The inner step's curvature is that of the weighted MSE
 (grad^2 log pi A); ProMP's low-variance curvature estimator adds A grad log pi grad log pi' per
-row, which the kernel's losses do not hold: not included.
+row: ``lvc=True`` adds it (one inner step) as a torch term around the kernel, from each task's
+query-loss gradient at its adapted parameters and one forward-mode product (``lvc_correction``).
 """
 from __future__ import annotations
 
@@ -55,10 +56,14 @@ class MetaPolicy(torch.nn.Module):
     ``inner_steps`` policy-gradient steps on a task's own episodes improve it there."""
 
     def __init__(self, n_obs: int, n_actions: int = 1, hidden=(32, 32), sigma: float = 0.3, inner_lr: float = 0.1,
-                 inner_steps: int = 1, mode: str = "second_order"):
+                 inner_steps: int = 1, mode: str = "second_order", lvc: bool = False):
         super().__init__()
         if not (sigma > 0 and inner_lr > 0):
             raise ValueError(f"sigma and inner_lr must be > 0, got {sigma}, {inner_lr}")
+        if lvc and (inner_steps != 1 or mode != "second_order"):
+            raise ValueError("the low-variance curvature (lvc=True) is ProMP's for one second-order inner step: "
+                             f"got inner_steps={inner_steps}, mode={mode!r}")
+        self.lvc = bool(lvc)
         self.net = MLP(n_obs, tuple(hidden), n_actions).double()
         with torch.no_grad():  # start at a zero mean action (a flat book)
             self.net.layers[-1].weight.zero_()
@@ -69,15 +74,7 @@ class MetaPolicy(torch.nn.Module):
         """Mean actions (B, R, A) of obs (B, R, D): the shared parameters, or each task's own
         (``adapted``: parameters with a leading task dimension, as mlp_adapt returns them)."""
         with torch.no_grad():
-            if adapted is None:
-                return self.net(obs)
-            x = obs
-            n = len(adapted) // 2
-            for i in range(n):
-                x = torch.einsum("brd,bod->bro", x, adapted[2 * i]) + adapted[2 * i + 1][:, None, :]
-                if i < n - 1:
-                    x = torch.relu(x)
-            return x
+            return self.net(obs) if adapted is None else _per_task_mlp(obs, adapted)
 
     def act(self, obs: torch.Tensor, rng: np.random.Generator, adapted=None) -> torch.Tensor:
         mu = self.mean(obs, adapted)
@@ -117,6 +114,8 @@ class MetaPolicy(torch.nn.Module):
         surrogate = ops.mlp_meta_loss(list(self.net.parameters()), self.inner_lr, support.obs, support.actions,
                                       query.obs, query.actions, steps=self.inner_steps, loss="mse", mode=self.mode,
                                       support_weights=self._weights(support), query_weights=weights).mean()
+        if self.lvc:
+            surrogate = surrogate + self.lvc_correction(support, query, weights)
         if not kl_coef:
             return surrogate
         kl = ((self.net(support.obs) - old_support_mean) ** 2).sum(-1).mean() / (2 * self.sigma ** 2)
@@ -124,7 +123,56 @@ class MetaPolicy(torch.nn.Module):
 
     def meta_loss(self, support: Rollouts, query: Rollouts) -> torch.Tensor:
         """Mean over tasks of the post-adaptation surrogate on the query rollouts, differentiable
-        through the inner steps."""
-        return ops.mlp_meta_loss(list(self.net.parameters()), self.inner_lr, support.obs, support.actions, query.obs,
+        through the inner steps (with ``lvc``, plus the low-variance curvature correction)."""
+        loss = ops.mlp_meta_loss(list(self.net.parameters()), self.inner_lr, support.obs, support.actions, query.obs,
                                  query.actions, steps=self.inner_steps, loss="mse", mode=self.mode,
                                  support_weights=self._weights(support), query_weights=self._weights(query)).mean()
+        return loss + self.lvc_correction(support, query, self._weights(query)) if self.lvc else loss
+
+    def lvc_correction(self, support: Rollouts, query: Rollouts, query_weights: torch.Tensor) -> torch.Tensor:
+        """A term whose gradient is what ProMP's low-variance curvature estimator adds to the
+        kernel's second-order meta-gradient for one inner step: the inner objective is then
+        mean_r A_r pi(a_r|s_r) / stop(pi(a_r|s_r)), whose Hessian at the sampling parameters is
+        the kernel's mean_r A_r grad^2 log pi_r plus mean_r A_r grad log pi_r grad log pi_r'. The
+        meta-gradient gains alpha H' g_b for each task b, with g_b the gradient of its query loss
+        at its adapted parameters: alpha mean_r A_r (grad log pi_r . g_b) grad log pi_r, the
+        gradient of alpha mean_r A_r stop(u_r) log pi_r with u_r = grad log pi_r . g_b (one
+        forward-mode product)."""
+        B = support.obs.shape[0]
+        adapted = [a.requires_grad_() for a in self.adapt(support)]
+        z = _per_task_mlp(query.obs, adapted)
+        per_task = (query_weights[..., None] * (z - query.actions) ** 2).mean(dim=(1, 2))  # the kernel's query loss
+        g = torch.autograd.grad(per_task.sum(), adapted)
+        theta = [p.detach().unsqueeze(0).expand(B, *p.shape) for p in self.net.parameters()]
+        dmu = _per_task_mlp_tangent(support.obs, theta, g)
+        mu = self.net(support.obs)
+        u = (-(mu.detach() - support.actions) / self.sigma ** 2 * dmu).sum(-1)  # grad log pi_r . g_b
+        log_pi = -((support.actions - mu) ** 2).sum(-1) / (2 * self.sigma ** 2)
+        return self.inner_lr * (support.advantages * u.detach() * log_pi).mean(dim=1).mean()
+
+
+def _per_task_mlp_tangent(obs: torch.Tensor, params, tangents) -> torch.Tensor:
+    """The derivative of _per_task_mlp(obs, params) along ``tangents`` (forward mode, by hand)."""
+    x, dx = obs, torch.zeros_like(obs)
+    n = len(params) // 2
+    for i in range(n):
+        w, dw, db = params[2 * i], tangents[2 * i], tangents[2 * i + 1]
+        pre = torch.einsum("brd,bod->bro", x, w) + params[2 * i + 1][:, None, :]
+        dpre = torch.einsum("brd,bod->bro", x, dw) + torch.einsum("brd,bod->bro", dx, w) + db[:, None, :]
+        if i < n - 1:
+            x, dx = torch.relu(pre), dpre * (pre > 0)
+        else:
+            x, dx = pre, dpre
+    return dx
+
+
+def _per_task_mlp(obs: torch.Tensor, params) -> torch.Tensor:
+    """The policy's MLP (ReLU hidden layers) with each task's own parameters (a leading task
+    dimension, as mlp_adapt returns them) on its rows obs (B, R, D)."""
+    x = obs
+    n = len(params) // 2
+    for i in range(n):
+        x = torch.einsum("brd,bod->bro", x, params[2 * i]) + params[2 * i + 1][:, None, :]
+        if i < n - 1:
+            x = torch.relu(x)
+    return x

@@ -35,6 +35,7 @@ class PolicyTraining:
     outer_steps: int = 3  # ProMP's outer steps on one batch of rollouts
     clip: float = 0.2
     kl_coef: float = 0.01
+    lvc: bool = True  # ProMP's low-variance curvature estimate (promp only)
     seed: int = 0
 
     def __post_init__(self):
@@ -83,7 +84,7 @@ def train_policy(pool: TaskPool, options: PolicyTraining = PolicyTraining(), log
     torch.manual_seed(o.seed)
     mode = "first_order" if o.algorithm == "fomaml" else "second_order"
     policy = MetaPolicy(pool.n_obs, 1, hidden=o.hidden, sigma=o.sigma, inner_lr=o.inner_lr,
-                        inner_steps=o.inner_steps, mode=mode)
+                        inner_steps=o.inner_steps, mode=mode, lvc=o.algorithm == "promp" and o.lvc)
     opt = torch.optim.Adam(policy.parameters(), lr=o.lr)
     curve = np.empty((o.iterations, 2))
     for it in range(o.iterations):
