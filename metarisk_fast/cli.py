@@ -166,7 +166,7 @@ def cmd_trade(args):
     log = _log(args)
     if args.trade_command == "train":
         curve = trade.train(args.out, PolicyTraining(algorithm=args.algorithm, iterations=args.iterations,
-                                                     seed=args.seed), log=log)
+                                                     seed=args.seed), model=args.model, log=log)
         last = curve[-10:].mean(axis=0)
         print(f"saved {args.algorithm} policy to {args.out}; last 10 iterations: {last[0]:+.2f} bp a bar before "
               f"adaptation, {last[1]:+.2f} after (with exploration)")
@@ -174,7 +174,7 @@ def cmd_trade(args):
     if args.trade_command == "evaluate":
         summary = trade.evaluate(args.policy, args.pooled, args.out, seed=args.seed, log=log)
     else:
-        summary = trade.demo(args.out, seeds=args.seeds, iterations=args.iterations, log=log)
+        summary = trade.demo(args.out, seeds=args.seeds, iterations=args.iterations, model=args.model, log=log)
     for group, g in summary["groups"].items():
         for method, m in g["methods"].items():
             print(f"{group:<8} {method:<42} Sharpe {m['sharpe'][0]:+.3f}  turnover {m['turnover'][0]:.3f}  "
@@ -390,6 +390,8 @@ def _parser():
                     help="promp (default), maml (second-order MAML-PG), fomaml, or pooled (no adaptation: the baseline)")
     tt.add_argument("--iterations", type=_int_in(1, 10**6), default=150, help="meta-training iterations (default 150)")
     tt.add_argument("--out", required=True, help="policy directory to write")
+    tt.add_argument("--model", default=None, help="a variance model directory from `metarisk train`: its forecast "
+                                                  "at each bar joins the observation")
     te = tsub.add_parser("evaluate", parents=[common], help="held-out tasks: policies against the baselines")
     te.add_argument("--policy", nargs="+", required=True, help="policy directories from `metarisk trade train`")
     te.add_argument("--pooled", required=True, help="a policy directory trained with --algorithm pooled")
@@ -398,6 +400,7 @@ def _parser():
     td.add_argument("--seeds", type=_int_in(1, 100), default=5, help="training seeds (default 5)")
     td.add_argument("--iterations", type=_int_in(1, 10**6), default=150, help="meta-training iterations (default 150)")
     td.add_argument("--out", default="trade_report", help="report directory (default ./trade_report)")
+    td.add_argument("--model", default=None, help="a variance model directory: its forecasts join the observations")
     t.set_defaults(func=cmd_trade)
 
     e = sub.add_parser("evaluate", parents=[common, base_opts], help="evaluate a model against the baselines")

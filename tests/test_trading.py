@@ -360,3 +360,30 @@ def test_trade_commands_end_to_end(tmp_path, monkeypatch):
                  "--out", str(tmp_path / "e3"), "--quiet"]) == 0
     assert main(["trade", "evaluate", "--policy", str(tmp_path / "q"), "--pooled", str(tmp_path / "d"),
                  "--out", str(tmp_path / "e4"), "--quiet"]) == 2
+    assert main(["trade", "train", "--algorithm", "maml", "--iterations", "1", "--out", str(tmp_path / "m"),
+                 "--model", str(tmp_path / "variance_model"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "m" / "policy.json").read_text())["model"] == str(tmp_path / "variance_model")
+    assert main(["trade", "evaluate", "--policy", str(tmp_path / "m"), "--pooled", str(tmp_path / "q"),
+                 "--out", str(tmp_path / "e5"), "--quiet"]) == 2  # observations of another model
+
+
+def test_a_variance_model_forecast_joins_the_observation(tmp_path):
+    """With a model, each bar's observation ends with log(forecast / EWMA variance) of the
+    model's forecast made from data up to that bar (`metarisk forecast`'s number)."""
+    from metarisk_fast.forecasting import MetaForecaster, load_model, make_learner, save_model
+    from metarisk_fast.tasks import EpisodeBuilder, TaskSpec
+    from metarisk_fast.trading import jobs
+
+    torch.manual_seed(0)
+    learner = make_learner("maml", TaskSpec().n_features, (8,), 0.05, 1)
+    save_model(tmp_path / "v", "maml", learner, TaskSpec(), history=60, hidden=(8,), info={})
+    panel = synthetic_regimes("crash", n_days=400, n_assets=3, seed=2)
+    forecast = jobs._forecaster(tmp_path / "v")(panel)
+    loaded, spec, meta = load_model(tmp_path / "v")
+    want = MetaForecaster(loaded, 60).predict(EpisodeBuilder(panel, spec), np.array([1]), np.array([300]))[0]
+    assert forecast.shape == (400, 3) and forecast[300, 1] == want and np.isfinite(forecast[200:]).all()
+    with_model = TradingTasks(panel, TradingSpec(), forecast=forecast)
+    plain = TradingTasks(panel, TradingSpec())
+    assert with_model.n_obs == plain.n_obs + 1
+    np.testing.assert_allclose(with_model.obs[300, 1, -1], np.clip(np.log(want / plain.variance[300, 1]), -8, 8),
+                               rtol=1e-5)

@@ -24,6 +24,13 @@ class Forecaster(ABC):
         """Forecasts (M,) for the (asset, row) pairs."""
 
 
+def every_pair(per_pair, builder: EpisodeBuilder) -> np.ndarray:
+    """``per_pair(builder, asset, rows)`` (a forecaster's predict, or a memory learner's novelty)
+    of every (day, asset) of the builder's panel, as (days, assets)."""
+    T, N = builder.panel.n_days, builder.panel.n_assets
+    return per_pair(builder, np.repeat(np.arange(N), T), np.tile(np.arange(T), N)).reshape(N, T).T
+
+
 @dataclass
 class MetaForecaster(Forecaster):
     """A meta-learned network: for each (asset, t), adapt on at most the last ``history`` days

@@ -33,22 +33,41 @@ REGIME_DAYS, REGIME_ASSETS, TRAIN_SEEDS, HELD_OUT_SEED = 1100, 8, (0, 1), 7
 DEMO_METHODS = ("promp", "maml")
 
 
-def task_pools(train_end: str = TRAIN_END, holdout: int = 5) -> tuple[TaskPool, dict[str, TaskPool]]:
-    """(training pool, held-out pools by group) of the embedded panel and the synthetic regimes."""
+def task_pools(model=None, train_end: str = TRAIN_END, holdout: int = 5) -> tuple[TaskPool, dict[str, TaskPool]]:
+    """(training pool, held-out pools by group) of the embedded panel and the synthetic regimes;
+    with ``model`` (a variance model directory from `metarisk train`) the observations hold its
+    forecast at each bar (made from data up to that bar)."""
     panel = load_sp500_20(warn_quantisation=False)
     end_row, test_start = time_split(panel, train_end, 1)
     train_assets, test_assets = asset_split(panel.assets, holdout)
-    stocks = TradingTasks(panel, SPEC)
+    forecast = _forecaster(model)
+
+    def tasks(p):
+        return TradingTasks(p, SPEC, forecast=None if forecast is None else forecast(p))
+
+    stocks = tasks(panel)
 
     def regimes(seed):
-        return [(TradingTasks(synthetic_regimes(r, n_days=REGIME_DAYS, n_assets=REGIME_ASSETS, seed=seed), SPEC),
-                 None, None, None) for r in REGIMES]
+        return [(tasks(synthetic_regimes(r, n_days=REGIME_DAYS, n_assets=REGIME_ASSETS, seed=seed)), None, None, None)
+                for r in REGIMES]
 
     train = TaskPool([(stocks, train_assets, None, str(panel.dates[end_row]))] +
                      [src for s in TRAIN_SEEDS for src in regimes(s)])
     held = {"stocks": TaskPool([(stocks, test_assets, str(panel.dates[test_start]), None)]),
             "regimes": TaskPool(regimes(HELD_OUT_SEED))}
     return train, held
+
+
+def _forecaster(model):
+    """A function panel -> the model's variance forecasts (days, assets), or None without a model."""
+    if model is None:
+        return None
+    from ..forecasting import MetaForecaster, every_pair, load_model
+    from ..tasks import EpisodeBuilder
+
+    learner, spec, meta = load_model(model)
+    forecaster = MetaForecaster(learner, meta["history"])
+    return lambda panel: every_pair(forecaster.predict, EpisodeBuilder(panel, spec))
 
 
 def _check_out(path) -> Path:
@@ -58,18 +77,20 @@ def _check_out(path) -> Path:
     return p
 
 
-def save_policy(out, policy: MetaPolicy, options: PolicyTraining, curve: np.ndarray) -> None:
+def save_policy(out, policy: MetaPolicy, options: PolicyTraining, curve: np.ndarray, model=None) -> None:
     p = _check_out(out)
     p.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(policy.state_dict(), buf)
     atomic_write_bytes(p / "policy.pt", buf.getvalue())
     meta = {"format": 1, "n_obs": policy.net.layers[0].in_features, "training": asdict(options),
-            "spec": asdict(SPEC), "train_end": TRAIN_END, "curve_bp": curve.round(4).tolist()}
+            "spec": asdict(SPEC), "train_end": TRAIN_END, "model": None if model is None else str(model),
+            "curve_bp": curve.round(4).tolist()}
     atomic_write_text(p / "policy.json", json.dumps(meta, indent=1))
 
 
-def load_policy(path) -> tuple[MetaPolicy, PolicyTraining]:
+def load_policy(path) -> tuple[MetaPolicy, PolicyTraining, str | None]:
+    """(policy, its training options, the variance model its observations hold, if any)."""
     p = Path(path)
     try:
         meta = json.loads((p / "policy.json").read_text())
@@ -82,15 +103,16 @@ def load_policy(path) -> tuple[MetaPolicy, PolicyTraining]:
     except (OSError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"{path}: not a policy directory written by `metarisk trade train` (missing or damaged): "
                          f"{exc}") from None
-    return policy, options
+    return policy, options, meta.get("model")
 
 
-def train(out, options: PolicyTraining = PolicyTraining(), log=None) -> np.ndarray:
-    """Train one policy on the training pool and save it to ``out``; returns its learning curve."""
+def train(out, options: PolicyTraining = PolicyTraining(), *, model=None, log=None) -> np.ndarray:
+    """Train one policy on the training pool (with ``model``'s forecasts in its observations) and
+    save it to ``out``; returns its learning curve."""
     _check_out(out)
-    pool, _ = task_pools()
+    pool, _ = task_pools(model)
     policy, curve = train_policy(pool, options, log=log)
-    save_policy(out, policy, options, curve)
+    save_policy(out, policy, options, curve, model)
     return curve
 
 
@@ -98,26 +120,30 @@ def evaluate(policies, pooled, out, *, seed: int = 0, log=None) -> dict:
     """Every method on the held-out pools: the meta-trained policies (directories), the pooled
     one (a directory trained with --algorithm pooled) and the baselines; writes ``out``."""
     _check_out(out)
-    _, held = task_pools()
-    meta = {}
+    meta, models = {}, set()
     for path in policies:
-        policy, options = load_policy(path)
+        policy, options, model = load_policy(path)
         meta[f"{options.algorithm} ({Path(path).name})"] = policy
-    pooled_policy, options = load_policy(pooled)
+        models.add(model)
+    pooled_policy, options, model = load_policy(pooled)
     if options.algorithm != "pooled":
         raise ValueError(f"--pooled {pooled}: trained with --algorithm {options.algorithm}, not pooled")
+    if models != {model}:
+        raise ValueError(f"the policies were trained on observations with different variance models "
+                         f"({sorted(map(str, models | {model}))}): train them all with the same --model")
+    _, held = task_pools(model)
     rows = _rows(held, meta, pooled_policy, options, seed)
     summary = _summarise(rows, [seed])
     _write(out, rows, summary, {}, log)
     return summary
 
 
-def demo(out="trade_report", *, seeds: int = 5, iterations: int = 150, log=None) -> dict:
+def demo(out="trade_report", *, seeds: int = 5, iterations: int = 150, model=None, log=None) -> dict:
     """ProMP and MAML-PG against the pooled policy (as is, fine-tuned, PPO fine-tuned), volatility
     targeting and buy and hold, over ``seeds`` training seeds, on every held-out task."""
     _check_out(out)
     t0 = time.perf_counter()
-    pool, held = task_pools()
+    pool, held = task_pools(model)
     if log:
         log(f"{len(pool)} training tasks; held out: {len(held['stocks'])} stock tasks, {len(held['regimes'])} regime tasks")
     rows, curves = [], {}

@@ -24,17 +24,15 @@ def model_scores(model, panel: PricePanel) -> dict[str, np.ndarray]:
     """A trained variance model's scores of every day, from `metarisk forecast`'s numbers (each
     forecast at t from data up to t): the jump of its forecasts across assets and, for a memory
     learner, its novelty (each asset's day against what its memory holds) averaged over assets."""
-    from ..forecasting import MetaForecaster, load_model
+    from ..forecasting import MetaForecaster, every_pair, load_model
     from ..tasks import EpisodeBuilder
 
     learner, spec, meta = load_model(model)
     builder = EpisodeBuilder(panel, spec)
-    rows, cols = np.arange(panel.n_days), np.arange(panel.n_assets)
     forecaster = MetaForecaster(learner, meta["history"])
-    pairs = (np.repeat(cols, len(rows)), np.tile(rows, len(cols)))
-    out = {MODEL_SCORE: forecast_jump(forecaster.predict(builder, *pairs).reshape(panel.n_assets, panel.n_days).T)}
+    out = {MODEL_SCORE: forecast_jump(every_pair(forecaster.predict, builder))}
     if hasattr(learner, "novelty"):
-        nov = forecaster.novelty(builder, *pairs).reshape(panel.n_assets, panel.n_days).T
+        nov = every_pair(forecaster.novelty, builder)
         ok = np.isfinite(nov)
         out[MEMORY_SCORE] = np.where(ok.any(axis=1), np.where(ok, nov, 0.0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1),
                                      np.nan)
