@@ -106,9 +106,16 @@ def cmd_forecast(args):
 def cmd_stream(args):
     from .jobs import stream, stream_lines
 
+    monitor = None
+    if args.warning is not None:  # read and checked before any long work
+        from functools import partial
+
+        from .warning import StressScore, WarningModel
+
+        monitor = partial(StressScore, WarningModel.load(args.warning))  # of the number of assets
     if args.prices is not None:
         frame = stream(args.model, args.prices, args.out, start=args.start, history=args.history,
-                       readapt_every=args.readapt_every, online_lr=args.online_lr, log=_log(args))
+                       readapt_every=args.readapt_every, online_lr=args.online_lr, monitor=monitor, log=_log(args))
         print(f"wrote {len(frame)} forecasts ({frame['asset'].nunique()} assets, {frame['date'].min()} to "
               f"{frame['date'].max()}) to {args.out}")
         return 0
@@ -118,7 +125,8 @@ def cmd_stream(args):
         sys.stdout.flush()
 
     bars = stream_lines(args.model, sys.stdin, write, history=args.history, readapt_every=args.readapt_every,
-                        online_lr=args.online_lr, warm_up=args.warm_up, state=args.state, log=_log(args))
+                        online_lr=args.online_lr, warm_up=args.warm_up, state=args.state, monitor=monitor,
+                        log=_log(args))
     print(f"{bars} bars taken", file=sys.stderr)
     return 0
 
@@ -324,6 +332,10 @@ def _parser():
     s.add_argument("--warm-up", default=None, help="price file to warm the engine up from (stdin mode)")
     s.add_argument("--state", default=None,
                    help="engine state file: continued if it exists, rewritten when the feed ends (stdin mode)")
+    s.add_argument("--warning", default=None,
+                   help="a `metarisk warn` report directory (its warning.json): every row also gets stress_score "
+                        "and stress_alarm, the market-wide early warning of its bar (the model must be the one "
+                        "given to warn --model, if any)")
     s.set_defaults(func=cmd_stream)
 
     from .credit.learn import CREDIT_LEARNERS

@@ -297,3 +297,40 @@ def _memory_model_as_maml(tmp_path):
     learner = make_learner("maml", TaskSpec().n_features, (8,), 0.05, 1)
     save_model(tmp_path / "maml", "maml", learner, TaskSpec(), history=60, hidden=(8,), info={})
     return tmp_path / "maml"
+
+
+def test_stream_command_carries_the_warning(tmp_path, monkeypatch, capsys):
+    """`metarisk stream --warning DIR` adds each bar's stress score and alarm to its rows: the
+    replay's equal StressScore's run over the same closes; the live feed's header names them."""
+    import io
+
+    import torch
+
+    from metarisk_fast.forecasting import make_learner, save_model
+    from metarisk_fast.tasks import TaskSpec
+    from metarisk_fast.warning import StressScore, WarningModel
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "m", "maml", make_learner("maml", TaskSpec().n_features, (8,), 0.05, 1), TaskSpec(),
+               history=60, hidden=(8,), info={})
+    p = synthetic(n_days=1800, n_assets=4)
+    wide = pd.DataFrame(p.close, columns=list(p.assets))
+    wide.insert(0, "Date", p.dates.astype(str))
+    wide.to_csv(tmp_path / "p.csv", index=False)
+    assert main(["warn", "--prices", str(tmp_path / "p.csv"), "--out", str(tmp_path / "w"), "--horizon", "20",
+                 "--drawdown", "5", "--quiet"]) == 0
+    assert main(["stream", "--model", str(tmp_path / "m"), "--prices", str(tmp_path / "p.csv"), "--out",
+                 str(tmp_path / "s.csv"), "--warning", str(tmp_path / "w"), "--quiet"]) == 0
+    got = pd.read_csv(tmp_path / "s.csv").groupby("date")[["stress_score", "stress_alarm"]].first()
+    live = StressScore(WarningModel.load(tmp_path / "w"), 4)
+    reads = {str(d): live.update(c) for d, c in zip(p.dates, p.close)}
+    want = np.array([reads[d].score for d in got.index])
+    np.testing.assert_allclose(got.stress_score, want, rtol=1e-12)
+    np.testing.assert_array_equal(got.stress_alarm, [int(reads[d].alarm) for d in got.index])
+    assert np.isfinite(got.stress_score).sum() > 100
+    capsys.readouterr()
+    monkeypatch.setattr("sys.stdin", io.StringIO("date," + ",".join(p.assets) + "\n"))
+    assert main(["stream", "--model", str(tmp_path / "m"), "--warning", str(tmp_path / "w")]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith(",stress_score,stress_alarm")
+    assert main(["stream", "--model", str(tmp_path / "m"), "--prices", str(tmp_path / "p.csv"), "--out",
+                 str(tmp_path / "s2.csv"), "--warning", str(tmp_path / "absent")]) == 2
