@@ -334,3 +334,23 @@ def test_stream_command_carries_the_warning(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.splitlines()[0].endswith(",stress_score,stress_alarm")
     assert main(["stream", "--model", str(tmp_path / "m"), "--prices", str(tmp_path / "p.csv"), "--out",
                  str(tmp_path / "s2.csv"), "--warning", str(tmp_path / "absent")]) == 2
+
+
+def test_degenerate_bars_give_nan_scores_not_errors():
+    """Found by the fuzz harness: a flat window (no move at all) and a price that underflows its
+    ratio to the last one gave a ZeroDivisionError mid-step, leaving the state half-written."""
+    from metarisk_fast.warning import StressMonitor, StressScore, WarningModel
+    from metarisk_fast.warning.evaluate import Logistic
+
+    monitor = StressMonitor(3, window=5)
+    out = np.array([monitor.update(np.zeros(3)) for _ in range(12)])
+    assert np.isnan(out[:5]).all() and np.isfinite(monitor.arrays()[2]).all()
+    assert np.isnan(out[5:, 1]).all()  # the absorption ratio of a flat window is undefined
+    with pytest.raises(ValueError, match="log returns within"):
+        monitor.update(np.array([0.0, 1e300, 0.0]))
+    model = WarningModel(("turbulence",), Logistic(np.zeros(1), np.ones(1), np.ones(1), 0.0), 0.5, 20, 0.1, 5, 22, "x")
+    score = StressScore(model, 2)
+    for close in ([100.0, 50.0], [5e-324, 50.0], [100.0, 50.0], [101.0, 49.0]):
+        reading = score.update(np.array(close))
+        assert np.isnan(reading.score) or 0 <= reading.score <= 1
+    assert all(np.isfinite(v).all() for k, v in score.state_dict().items() if k in ("ring", "binv", "r2"))

@@ -132,11 +132,12 @@ def episodes(y: np.ndarray, merge_gap: int = 0) -> list[tuple[int, int]]:
 
 
 RIDGE = 1e-3  # covariance + RIDGE x its mean variance: a window shorter than the assets is singular
+RIDGE_FLOOR = 1e-14  # the ridge of a flat window (no move at all: its scores are NaN, its inverse stays finite)
 REFRESH = 250  # bars between exact recomputations of the incremental inverse
 BLOCK = 8  # basis vectors advanced by one subspace-iteration step a bar (all of them when top_k <= BLOCK)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def new_monitor(n_assets, window, top_k, block=BLOCK):
     """The state of a covariance monitor: the window's rows (a ring, W x N), their sum, the inverse
     of scatter + ridge (N x N), [ridge, sum of squares], the tracked top-k eigenvectors as rows
@@ -148,7 +149,7 @@ def new_monitor(n_assets, window, top_k, block=BLOCK):
             np.zeros((top_k, n_assets)), np.zeros((top_k, window)), counts)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _refresh(ring, s1, binv, scal, basis, proj, first):
     """Exact recomputation from the window: its sum and sum of squares, the ridge from its mean
     variance and the inverse; on the ``first`` (the window just filled) also the basis, from a full
@@ -161,7 +162,7 @@ def _refresh(ring, s1, binv, scal, basis, proj, first):
     scatter = ring.T @ ring
     mu = s1 / W
     cov = (scatter - W * np.outer(mu, mu)) / (W - 1)
-    scal[0] = RIDGE * np.trace(cov) / N + 1e-300
+    scal[0] = max(RIDGE * np.trace(cov) / N, RIDGE_FLOOR)
     binv[:, :] = np.linalg.inv(scatter + (W - 1) * scal[0] * np.eye(N))
     if first:
         vecs = np.linalg.eigh(cov)[1]
@@ -169,7 +170,7 @@ def _refresh(ring, s1, binv, scal, basis, proj, first):
         proj[:, :] = basis @ ring.T
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _advance_block(basis, proj, ring, mu, mq, lo, hi):
     """One step of subspace iteration for the basis rows lo:hi: z = cov q from the window's
     projections (cov q = (X'(X q) - W mu (mu' q)) / (W - 1), O(W N c) for c rows), projected off
@@ -191,7 +192,7 @@ def _advance_block(basis, proj, ring, mu, mq, lo, hi):
     proj[lo:hi] = z @ ring.T
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, error_model="numpy")
 def _three_products(m, a, b, c):
     """(m a, m b, m c) for a symmetric m in one read-only pass over its rows (3 dot products per
     row): the turbulence's and the Woodbury update's products with the inverse. A loop, not BLAS:
@@ -209,7 +210,7 @@ def _three_products(m, a, b, c):
     return ma, mb, mc
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def monitor_step(r, ring, s1, binv, scal, basis, proj, counts):
     """One bar: the turbulence and absorption ratio of returns r (N,) against the window of the
     previous rows (NaN until it is full), then r joins the window.
@@ -266,7 +267,7 @@ def monitor_step(r, ring, s1, binv, scal, basis, proj, counts):
     return turb, absorb
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _monitor_panel(r, window, top_k, block=BLOCK):
     T, N = r.shape
     state = new_monitor(N, window, top_k, block)

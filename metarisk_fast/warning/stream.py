@@ -14,6 +14,7 @@ from .model import WarningModel
 from .signals import ANNUAL, BLOCK, monitor_step, new_monitor
 
 VOL_WINDOW, SHORT_AR, STATE_SHORT, RECENT, JUMP_LAG = 21, 15, 21, 21, 5  # signals' windows, in bars
+MAX_LOG_RETURN = 1e4  # beyond any ratio of two floats' prices (|log| < 1500); its square sums without overflow
 
 
 def _check_int(name, v, lo, hi=100_000):
@@ -42,8 +43,10 @@ class StressMonitor:
         if r.dtype.kind not in "fiu" or r.shape != (self.n_assets,):
             raise ValueError(f"returns must be {self.n_assets} real numbers, got {r.dtype} of shape {r.shape}")
         r = np.where(np.isnan(r), 0.0, r.astype(np.float64))
-        if np.isinf(r).any():
-            raise ValueError(f"returns hold an infinite value at asset column {int(np.argmax(np.isinf(r)))}")
+        bad = ~(np.abs(r) <= MAX_LOG_RETURN)
+        if bad.any():
+            raise ValueError(f"returns must be log returns within +-{MAX_LOG_RETURN:g}: {r[bad][0]} at asset column "
+                             f"{int(np.argmax(bad))}")
         return monitor_step(r, *self._state)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
@@ -67,7 +70,7 @@ _STATE = ("t", "last_close", "level", "index_r2", "ar", "r2", "r2_whole", "r2_re
           *_MONITOR, "hist", "hist_n")
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_arr, last_close, level, index_r2, ar, r2,
                 whole, recent, states, state_sq, logvar, ring, s1, binv, scal, basis, proj, counts, hist, hist_n):
     """One bar of every single score (the layout of SINGLES; NaN where it needs more history, or
@@ -86,7 +89,8 @@ def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_a
             ratio = close[i] / last_close[i]
             if np.isfinite(ratio):
                 simple += ratio - 1.0
-                logret[i] = np.log(ratio)
+                if ratio > 0:  # an underflowing ratio: a simple return of -1, no log return (as in the batch)
+                    logret[i] = np.log(ratio)
     prev = level[0]
     level[0] = prev * (1.0 + simple / N)
     idx_r = np.log(level[0] / prev) if t > 0 else 0.0

@@ -6,7 +6,8 @@ right shape, finite where the inputs are finite) or a clear error: ValueError, T
 FloatingPointError with a message, never a binding signature dump, another exception, a hang or
 a crash. tests/fuzz/test_fuzz.py runs each target in a subprocess, so a crash fails the run.
 
-    python tests/fuzz/fuzz_api.py TARGET [--examples N]     # TARGET: memory, inner_loop, features, data
+    python tests/fuzz/fuzz_api.py TARGET [--examples N]     # TARGET: memory, inner_loop, features, data,
+                                                            # applications
 """
 from __future__ import annotations
 
@@ -276,7 +277,86 @@ def data_case(data, rng):
             raise Unclear("silent non-finite result from finite inputs")
 
 
-TARGETS = {"memory": memory_case, "inner_loop": inner_loop_case, "features": features_case, "data": data_case}
+def applications_case(data, rng):
+    """The early warning's bar-by-bar scores (a rejected bar leaves the state as it was), its
+    model file, and the trading environment's reward kernel and task pool."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from metarisk_fast.datasets import synthetic_regimes
+    from metarisk_fast.trading import TaskPool, TradingSpec, TradingTasks, episode_rewards
+    from metarisk_fast.warning import StressMonitor, StressScore, WarningModel
+    from metarisk_fast.warning.evaluate import SCORES, Logistic
+
+    N = data.draw(st.integers(2, 5))
+    names = tuple(data.draw(st.lists(st.sampled_from(SCORES + ("forecast_jump",)), min_size=1, max_size=3,
+                                     unique=True)))
+    S = len(names)
+    model = WarningModel(names, Logistic(rng.random(S), rng.random(S) + 0.1, rng.normal(size=S), 0.0), 0.5, 20, 0.1,
+                         data.draw(st.integers(3, 30)), data.draw(st.integers(22, 40)), "2020-01-01")
+    score, monitor = StressScore(model, N), StressMonitor(N, window=data.draw(st.integers(3, 30)))
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, (8, N)), axis=0))
+    for t in range(8):
+        args = [close[t], np.full(N, 1e-4)]
+        how = data.draw(st.sampled_from(MUTATIONS))
+        which = data.draw(st.integers(0, 1))
+        if how != "none":
+            args[which] = mutate(args[which], how, rng)
+        before = score.state_dict()
+        try:
+            reading = score.update(*args)
+        except BaseException as exc:  # noqa: BLE001
+            if how == "none":
+                raise Unclear(f"a valid bar failed: {type(exc).__name__}: {exc}") from exc
+            check_error(exc)
+            if any(not np.array_equal(before[k], v, equal_nan=True) for k, v in score.state_dict().items()):
+                raise Unclear("a rejected bar changed the stress score's state") from exc
+            continue
+        if not (np.isnan(reading.score) or 0 <= reading.score <= 1):
+            raise Unclear(f"a stress score outside [0, 1]: {reading.score}")
+        try:
+            monitor.update(mutate(np.log(close[t] / close[max(t - 1, 0)]), how, rng) if how != "none" else np.zeros(N))
+        except BaseException as exc:  # noqa: BLE001
+            check_error(exc)
+    text = model.to_json()
+    cut = data.draw(st.sampled_from(["truncate", "drop_key", "wrong_type", "none"]))
+    d = json.loads(text)
+    if cut == "truncate":
+        text = text[: data.draw(st.integers(0, len(text) - 1))]
+    elif cut == "drop_key":
+        d.pop(data.draw(st.sampled_from(sorted(d))))
+        text = json.dumps(d)
+    elif cut == "wrong_type":
+        d[data.draw(st.sampled_from(sorted(d)))] = data.draw(st.sampled_from([None, "x", [1, 2], -1, float("nan")]))
+        text = json.dumps(d)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "warning.json").write_text(text)
+        try:
+            WarningModel.load(tmp)
+        except BaseException as exc:  # noqa: BLE001
+            if cut == "none":
+                raise Unclear(f"a saved warning model failed to load: {exc}") from exc
+            check_error(exc)
+    B, T = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 6))
+    args = [rng.uniform(-1, 1, (B, T)), rng.normal(0, 0.01, (B, T)), np.full((B, T), 1e-4)]
+    run_case(lambda p, r, v: episode_rewards(p, r, v, cost=5e-4), args, data.draw(st.integers(0, 2)),
+             data.draw(st.sampled_from(MUTATIONS)), rng, nan_ok=True)
+    pool = TaskPool([(TradingTasks(synthetic_regimes("crash", n_days=400, n_assets=2, seed=1), TradingSpec()),
+                      None, None, None)], block=data.draw(st.sampled_from([252, 100])))
+    length = data.draw(st.sampled_from([5, 21, 1, 0, 60, 200]))
+    part = data.draw(st.sampled_from(["adapt", "evaluate", "test"]))
+    try:
+        ep = pool.episodes(np.zeros(2, np.int64), 3, length, rng, part)
+    except BaseException as exc:  # noqa: BLE001
+        check_error(exc)
+    else:
+        if not (np.isfinite(ep.obs).all() and np.isfinite(ep.next_returns).all()):
+            raise Unclear("a task's episodes hold a non-finite value")
+
+
+TARGETS = {"memory": memory_case, "inner_loop": inner_loop_case, "features": features_case, "data": data_case,
+           "applications": applications_case}
 
 
 def run(target: str, examples: int, seed: int = 0) -> None:
