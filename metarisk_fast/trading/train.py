@@ -25,7 +25,7 @@ class PolicyTraining:
     algorithm: str = "promp"
     iterations: int = 150
     tasks: int = 16
-    episodes: int = 8
+    episodes: int = 32
     length: int = 21
     hidden: tuple = (32, 32)
     sigma: float = 0.5
