@@ -126,22 +126,39 @@ def point_mass_rollouts(policy, goals, episodes, bars, rng, adapted=None):
     return rollouts, rews.sum(-1).mean()
 
 
+def _random_policy(n_actions: int, std: float, **kw) -> MetaPolicy:
+    """A policy on 3 observations with N(0, std) weights (0: the zero-output start)."""
+    policy = MetaPolicy(3, n_actions, hidden=(8,), **kw)
+    if std:
+        with torch.no_grad():
+            for p in policy.net.parameters():
+                p.normal_(0, std)
+    return policy
+
+
+def _random_rollouts(g: torch.Generator, tasks: int, rows: int, n_actions: int) -> Rollouts:
+    """Standard normal observations (3 a row), actions and advantages, float64."""
+    return Rollouts(torch.randn(tasks, rows, 3, dtype=torch.float64, generator=g),
+                    torch.randn(tasks, rows, n_actions, dtype=torch.float64, generator=g),
+                    torch.randn(tasks, rows, dtype=torch.float64, generator=g))
+
+
+def _functional_mean(policy: MetaPolicy):
+    """The policy's mean action as a function of a list of its parameters (for torch twins)."""
+    names = [n for n, _ in policy.net.named_parameters()]
+    return lambda ps, x: torch.func.functional_call(policy.net, dict(zip(names, ps)), (x,))
+
+
 def test_the_inner_step_is_the_policy_gradient_step():
     """adapt() = theta + lr * grad of mean_r A_r log N(a_r; mu_theta(s_r), sigma^2 I), by autograd."""
     torch.manual_seed(0)
-    policy = MetaPolicy(3, 2, hidden=(8,), sigma=0.4, inner_lr=0.05)
-    with torch.no_grad():
-        for p in policy.net.parameters():
-            p.normal_(0, 0.3)
-    g = torch.Generator().manual_seed(1)
-    r = Rollouts(torch.randn(4, 12, 3, dtype=torch.float64, generator=g),
-                 torch.randn(4, 12, 2, dtype=torch.float64, generator=g),
-                 torch.randn(4, 12, dtype=torch.float64, generator=g))
+    policy = _random_policy(2, 0.3, sigma=0.4, inner_lr=0.05)
+    r = _random_rollouts(torch.Generator().manual_seed(1), 4, 12, 2)
     adapted = policy.adapt(r)
+    mean = _functional_mean(policy)
     for b in range(4):
         params = [p.detach().clone().requires_grad_() for p in policy.net.parameters()]
-        mu = torch.func.functional_call(policy.net, dict(zip([n for n, _ in policy.net.named_parameters()], params)),
-                                        (r.obs[b],))
+        mu = mean(params, r.obs[b])
         log_pi = -((r.actions[b] - mu) ** 2).sum(-1) / (2 * 0.4 ** 2)
         grads = torch.autograd.grad((r.advantages[b] * log_pi).mean(), params)
         for a, p, gr in zip(adapted, params, grads):
@@ -155,15 +172,10 @@ def test_the_promp_loss_has_the_clipped_objectives_gradient():
     sampled (ratios off 1, some clipped); at the sampling parameters it is meta_loss's."""
     torch.manual_seed(0)
     sigma, lr, clip, kl_coef = 0.4, 0.05, 0.1, 0.7
-    policy = MetaPolicy(3, 2, hidden=(8,), sigma=sigma, inner_lr=lr)
-    with torch.no_grad():
-        for p in policy.net.parameters():
-            p.normal_(0, 0.3)
+    policy = _random_policy(2, 0.3, sigma=sigma, inner_lr=lr)
     g = torch.Generator().manual_seed(1)
-    sup, qry = (Rollouts(torch.randn(4, 12, 3, dtype=torch.float64, generator=g),
-                         torch.randn(4, 12, 2, dtype=torch.float64, generator=g),
-                         torch.randn(4, 12, dtype=torch.float64, generator=g)) for _ in range(2))
-    old_q, old_s = policy.adapted_mean(sup, qry.obs), policy.mean(sup.obs)
+    sup, qry = _random_rollouts(g, 4, 12, 2), _random_rollouts(g, 4, 12, 2)
+    old_q, old_s = policy.mean(qry.obs, policy.adapt(sup)), policy.mean(sup.obs)
     params = list(policy.net.parameters())
 
     def grads(loss):
@@ -174,11 +186,7 @@ def test_the_promp_loss_has_the_clipped_objectives_gradient():
     with torch.no_grad():
         for p in params:
             p.add_(0.15 * torch.randn_like(p))
-    names = [n for n, _ in policy.net.named_parameters()]
-
-    def mu(ps, x):
-        return torch.func.functional_call(policy.net, dict(zip(names, ps)), (x,))
-
+    mu = _functional_mean(policy)
     total = 0.0
     for b in range(4):
         log_pi = -((sup.actions[b] - mu(params, sup.obs[b])) ** 2).sum(-1) / (2 * sigma ** 2)
@@ -188,7 +196,7 @@ def test_the_promp_loss_has_the_clipped_objectives_gradient():
         A = qry.advantages[b]
         total = total - torch.minimum(rho * A, rho.clamp(1 - clip, 1 + clip) * A).mean() / 4
     kl = ((mu(params, sup.obs) - old_s) ** 2).sum(-1).mean() / (2 * sigma ** 2)
-    rho_now = torch.exp(policy.log_ratio(policy.adapted_mean(sup, qry.obs), old_q, qry.actions))
+    rho_now = torch.exp(policy.log_ratio(policy.mean(qry.obs, policy.adapt(sup)), old_q, qry.actions))
     assert ((rho_now > 1 + clip) | (rho_now < 1 - clip)).any() and not torch.allclose(rho_now, torch.ones(1).double())
     for a, b in zip(grads(policy.promp_loss(sup, qry, old_q, old_s, clip, kl_coef)), grads(total + kl_coef * kl)):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
@@ -202,20 +210,11 @@ def test_the_lvc_meta_gradient_is_the_dice_twins():
     step by autograd with create_graph, then the weighted query loss of the adapted policy)."""
     torch.manual_seed(0)
     sigma, lr = 0.5, 0.2
-    policy = MetaPolicy(3, 2, hidden=(8,), sigma=sigma, inner_lr=lr, lvc=True)
-    with torch.no_grad():
-        for p in policy.net.parameters():
-            p.normal_(0, 0.4)
+    policy = _random_policy(2, 0.4, sigma=sigma, inner_lr=lr, lvc=True)
     g = torch.Generator().manual_seed(3)
-    sup, qry = (Rollouts(torch.randn(3, 10, 3, dtype=torch.float64, generator=g),
-                         torch.randn(3, 10, 2, dtype=torch.float64, generator=g),
-                         torch.randn(3, 10, dtype=torch.float64, generator=g)) for _ in range(2))
+    sup, qry = _random_rollouts(g, 3, 10, 2), _random_rollouts(g, 3, 10, 2)
     params = list(policy.net.parameters())
-    names = [n for n, _ in policy.net.named_parameters()]
-
-    def mu(ps, x):
-        return torch.func.functional_call(policy.net, dict(zip(names, ps)), (x,))
-
+    mu = _functional_mean(policy)
     total = 0.0
     for b in range(3):
         log_pi = -((sup.actions[b] - mu(params, sup.obs[b])) ** 2).sum(-1) / (2 * sigma ** 2)
@@ -319,10 +318,8 @@ def test_one_ppo_epoch_from_the_shared_policy_is_the_policy_gradient_step():
     from metarisk_fast.trading.evaluate import ppo_fine_tune
 
     torch.manual_seed(0)
-    policy = MetaPolicy(3, 1, hidden=(8,), sigma=0.4, inner_lr=0.3)
-    g = torch.Generator().manual_seed(2)
-    r = Rollouts(torch.randn(3, 10, 3, dtype=torch.float64, generator=g),
-                 torch.randn(3, 10, 1, dtype=torch.float64, generator=g), torch.randn(3, 10, dtype=torch.float64, generator=g))
+    policy = _random_policy(1, 0.0, sigma=0.4, inner_lr=0.3)
+    r = _random_rollouts(torch.Generator().manual_seed(2), 3, 10, 1)
     for a, b in zip(ppo_fine_tune(policy, r, 1), policy.adapt(r)):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     two = ppo_fine_tune(policy, r, 2)

@@ -137,18 +137,9 @@ def test_the_stream_monitor_is_the_batch_step():
 def test_a_variance_model_adds_its_forecast_jump(tmp_path):
     """With a model, the jump of its forecasts across assets is a score, and no price after day t
     moves it at or before t."""
-    import torch
-
-    from metarisk_fast.forecasting import make_learner, save_model
-    from metarisk_fast.tasks import TaskSpec
     from metarisk_fast.warning.signals import forecast_jump
 
-    torch.manual_seed(0)
-    learner = make_learner("maml", TaskSpec().n_features, (8,), 0.05, 2)
-    with torch.no_grad():
-        for q in learner.parameters():
-            q.add_(0.1 * torch.randn_like(q))
-    save_model(tmp_path / "m", "maml", learner, TaskSpec(), history=60, hidden=(8,), info={})
+    _saved_model(tmp_path / "m", "maml", (8,), 2)
     p = synthetic(n_days=1500, n_assets=4)
     cut = 1300
     close = p.close.copy()
@@ -164,19 +155,26 @@ def test_a_variance_model_adds_its_forecast_jump(tmp_path):
     assert jump[12] == pytest.approx(np.mean(np.log(f[12, [0, 2]] / f[7, [0, 2]])))
 
 
-def _memory_model(tmp_path):
+def _saved_model(out, kind: str, hidden, inner_steps: int, perturb: bool = True):
+    """A small model directory (60 days of history), its weights moved off the zero-output start
+    (``perturb``) so that its outputs depend on its inputs; returns the learner."""
     import torch
 
     from metarisk_fast.forecasting import make_learner, save_model
     from metarisk_fast.tasks import TaskSpec
 
     torch.manual_seed(0)
-    learner = make_learner("memory", TaskSpec().n_features, (16,), 0.05, 0)
-    with torch.no_grad():
-        for q in learner.parameters():
-            q.add_(0.1 * torch.randn_like(q))
-    save_model(tmp_path / "mem", "memory", learner, TaskSpec(), history=60, hidden=(16,), info={})
-    return learner, tmp_path / "mem"
+    learner = make_learner(kind, TaskSpec().n_features, hidden, 0.05, inner_steps)
+    if perturb:
+        with torch.no_grad():
+            for q in learner.parameters():
+                q.add_(0.1 * torch.randn_like(q))
+    save_model(out, kind, learner, TaskSpec(), history=60, hidden=hidden, info={})
+    return learner
+
+
+def _memory_model(tmp_path):
+    return _saved_model(tmp_path / "mem", "memory", (16,), 0), tmp_path / "mem"
 
 
 def test_the_stress_score_streams_the_batch_scores():
@@ -291,11 +289,7 @@ def test_the_engine_carries_the_stress_score(tmp_path):
 
 
 def _memory_model_as_maml(tmp_path):
-    from metarisk_fast.forecasting import make_learner, save_model
-    from metarisk_fast.tasks import TaskSpec
-
-    learner = make_learner("maml", TaskSpec().n_features, (8,), 0.05, 1)
-    save_model(tmp_path / "maml", "maml", learner, TaskSpec(), history=60, hidden=(8,), info={})
+    _saved_model(tmp_path / "maml", "maml", (8,), 1, perturb=False)
     return tmp_path / "maml"
 
 
@@ -304,15 +298,9 @@ def test_stream_command_carries_the_warning(tmp_path, monkeypatch, capsys):
     replay's equal StressScore's run over the same closes; the live feed's header names them."""
     import io
 
-    import torch
-
-    from metarisk_fast.forecasting import make_learner, save_model
-    from metarisk_fast.tasks import TaskSpec
     from metarisk_fast.warning import StressScore, WarningModel
 
-    torch.manual_seed(0)
-    save_model(tmp_path / "m", "maml", make_learner("maml", TaskSpec().n_features, (8,), 0.05, 1), TaskSpec(),
-               history=60, hidden=(8,), info={})
+    _saved_model(tmp_path / "m", "maml", (8,), 1, perturb=False)
     p = synthetic(n_days=1800, n_assets=4)
     wide = pd.DataFrame(p.close, columns=list(p.assets))
     wide.insert(0, "Date", p.dates.astype(str))

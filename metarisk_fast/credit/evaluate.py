@@ -16,6 +16,7 @@ from lightgbm import LGBMClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from ..evaluation import mean_interval
 from .data import CreditData, CreditEncoder
 from .learn import CreditTraining, adapt_scores, meta_train
 
@@ -123,10 +124,8 @@ def summarise(found: pd.DataFrame, learners) -> dict:
         for method, m in g.groupby("method"):
             row = {}
             for col in ("auc", "ks", "brier"):
-                v = m[col].to_numpy()
-                half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
-                row[col] = float(v.mean())
-                row[f"{col}_ci"] = [float(v.mean() - half), float(v.mean() + half)]
+                row[col], lo, hi = mean_interval(m[col].to_numpy())
+                row[f"{col}_ci"] = [lo, hi]
             row["n_draws"] = int(len(m))
             table[method] = row
         meta = [m for m in learners if m in table]
@@ -136,11 +135,10 @@ def summarise(found: pd.DataFrame, learners) -> dict:
         a = g[g.method == best_meta].sort_values(["segment", "draw"]).auc.to_numpy()
         b = g[g.method == best_base].sort_values(["segment", "draw"]).auc.to_numpy()
         diff = a - b
-        half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+        mean, lo, hi = mean_interval(diff)
         test = stats.ttest_rel(a, b)
         out[int(k)] = {"methods": table, "best_meta_learner": best_meta, "best_baseline": best_base,
-                       "auc_difference": float(diff.mean()), "auc_difference_ci": [float(diff.mean() - half),
-                                                                                   float(diff.mean() + half)],
+                       "auc_difference": mean, "auc_difference_ci": [lo, hi],
                        "paired_t_pvalue": float(test.pvalue), "n_pairs": int(len(diff)),
                        "segments": sorted(g.segment.unique().tolist())}
     return out

@@ -15,7 +15,7 @@ import torch
 
 from .._files import atomic_write_bytes, atomic_write_text
 from ..data import DataError
-from ..evaluation import markdown_table
+from ..evaluation import markdown_table, png_bytes, pyplot
 from ..forecasting.persistence import read_model_dir, write_model_dir
 from .data import DEFAULT_SEGMENT, DEFAULT_TARGET, CreditData, CreditEncoder, binary_target, load_credit, read_table
 from .evaluate import BASELINES, MIN_QUERY, eligible_segments, evaluate_credit, summarise
@@ -128,11 +128,7 @@ def demo(out="credit_demo", *, draws: int = 20, seed: int = 0, log=None) -> dict
 
 
 def _write_report(out: Path, loans: CreditData, scores, found, summary, ks, draws, learners, elapsed) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out.mkdir(parents=True, exist_ok=True)
     sizes = {s: int((loans.segment == s).sum()) for s in loans.segments}
     bads = {s: int(loans.y[loans.segment == s].sum()) for s in loans.segments}
@@ -182,7 +178,4 @@ def _write_report(out: Path, loans: CreditData, scores, found, summary, ks, draw
     ax.set_ylabel("mean held-out AUC")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(out / "auc_by_k.png", buf.getvalue())
+    atomic_write_bytes(out / "auc_by_k.png", png_bytes(fig))

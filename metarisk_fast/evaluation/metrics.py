@@ -22,6 +22,16 @@ def _pair(s, h):
     return s, h
 
 
+def mean_interval(x, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lower, upper): the mean of the values x and its Student-t interval (NaN bounds for
+    fewer than two values)."""
+    x = np.asarray(x, np.float64)
+    if len(x) < 2:
+        return float(x.mean()), float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
+
+
 def qlike(s, h):
     """QLIKE = s/h - ln(s/h) - 1 (Patton 2011), 0 at a perfect forecast; needs s > 0."""
     s, h = _pair(s, h)

@@ -9,17 +9,30 @@ from .._files import atomic_write_bytes
 from .risk import ANNUAL
 
 
-def _save(fig, path):
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def write_plots(evals, out) -> list[str]:
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no screen needed): every report's plots."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def png_bytes(fig) -> bytes:
+    """The figure as the reports' PNG, closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def _save(fig, path):
+    atomic_write_bytes(path, png_bytes(fig))
+
+
+def write_plots(evals, out) -> list[str]:
+    plt = pyplot()
 
     files = []
     ev = evals[-1]
@@ -41,7 +54,6 @@ def write_plots(evals, out) -> list[str]:
     axes[0, 0].legend(fontsize=7, ncol=5, loc="upper left")
     axes[0, 0].set_title(f"Forecast vs realised volatility ({ev.meta['label']})")
     _save(fig, out / "forecast_vs_realised.png")
-    plt.close(fig)
     files.append("forecast_vs_realised.png")
 
     fig, ax = plt.subplots(figsize=(8, 0.5 + 0.35 * sum(len(e.table) for e in evals)))
@@ -55,7 +67,6 @@ def write_plots(evals, out) -> list[str]:
     ax.set_xlabel("mean QLIKE (ln h + s/h), lower is better")
     ax.invert_yaxis()
     _save(fig, out / "loss_by_model.png")
-    plt.close(fig)
     files.append("loss_by_model.png")
 
     a = assets[0]
@@ -68,6 +79,5 @@ def write_plots(evals, out) -> list[str]:
     ax.set_title(f"VaR exceedances, {a}: {int(hit.sum())} of {len(sub)} days")
     ax.legend(fontsize=7)
     _save(fig, out / "var_exceedances.png")
-    plt.close(fig)
     files.append("var_exceedances.png")
     return files

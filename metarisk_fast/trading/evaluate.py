@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from .. import ops
+from ..evaluation.risk import ANNUAL, vol_target_weights
 from .env import Episodes, TaskPool
 from .policy import MetaPolicy
 from .train import positions, rollouts
 
-ANNUAL = 252
 TARGET_VOL = 0.10  # annualised, of the volatility-targeting baseline
 
 
@@ -83,6 +83,6 @@ def evaluate_methods(pool: TaskPool, tasks, meta: dict[str, MetaPolicy], pooled:
     out["pooled, fine-tuned"] = strategy_metrics(held(pooled, pooled.adapt(s)), ev)
     out[f"pooled, PPO fine-tuned ({ppo_epochs} epochs)"] = strategy_metrics(held(pooled, ppo_fine_tune(pooled, s, ppo_epochs)), ev)
     out["volatility targeting"] = strategy_metrics(
-        np.minimum(L, TARGET_VOL / np.sqrt(ANNUAL * ev.variance)), ev)
+        vol_target_weights(ev.variance, TARGET_VOL, max_leverage=L), ev)
     out["buy and hold"] = strategy_metrics(np.full(ev.next_returns.shape, L), ev)
     return out

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 
 from .._files import atomic_write_bytes, atomic_write_text
-from ..evaluation import markdown_table
+from ..evaluation import markdown_table, mean_interval, png_bytes, pyplot
 from ..datasets import REGIMES, load_sp500_20, synthetic_regimes
 from ..tasks import asset_split, time_split
 from .env import TaskPool, TradingSpec, TradingTasks
@@ -174,14 +173,6 @@ def _rows(held: dict[str, TaskPool], meta, pooled, options: PolicyTraining, seed
     return rows
 
 
-def _interval(x) -> tuple[float, float, float]:
-    x = np.asarray(x, np.float64)
-    if len(x) < 2:
-        return float(x.mean()), float("nan"), float("nan")
-    h = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return float(x.mean()), float(x.mean() - h), float(x.mean() + h)
-
-
 def _summarise(rows: list[dict], seeds: list[int]) -> dict:
     """Per group and method: the seeds' mean Sharpe / turnover / drawdown with a 95 % t interval
     over seeds; per meta method: the improvement after - before adaptation, and after adaptation
@@ -191,16 +182,16 @@ def _summarise(rows: list[dict], seeds: list[int]) -> dict:
     for group, g in frame.groupby("group", sort=False):
         methods = {}
         for method, m in g.groupby("method", sort=False):
-            methods[method] = {k: _interval(m.sort_values("seed")[k]) for k in ("sharpe", "turnover", "max_drawdown",
-                                                                                  "pnl_bp")}
+            ordered = m.sort_values("seed")
+            methods[method] = {k: mean_interval(ordered[k]) for k in ("sharpe", "turnover", "max_drawdown", "pnl_bp")}
         by = g.pivot(index="seed", columns="method", values="sharpe")
         ppo = next(c for c in by.columns if c.startswith("pooled, PPO"))
         paired = {}
         for name in [c[:-len(", after adaptation")] for c in by.columns if c.endswith(", after adaptation")]:
             after = by[f"{name}, after adaptation"]
-            paired[name] = {"after_minus_before": _interval(after - by[f"{name}, before adaptation"]),
-                            "after_minus_pooled": _interval(after - by["pooled"]),
-                            "after_minus_ppo": _interval(after - by[ppo])}
+            paired[name] = {"after_minus_before": mean_interval(after - by[f"{name}, before adaptation"]),
+                            "after_minus_pooled": mean_interval(after - by["pooled"]),
+                            "after_minus_ppo": mean_interval(after - by[ppo])}
         out["groups"][group] = {"tasks": int(g.tasks.iloc[0]), "methods": methods, "paired_sharpe": paired}
     return out
 
@@ -249,11 +240,7 @@ def _write(out, rows, summary, curves: dict, log) -> None:
 
 
 def _plot(curves: dict[str, np.ndarray]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     for i, (name, c) in enumerate(curves.items()):  # c: (seeds, iterations, 2)
         mean = c.mean(axis=0)
@@ -266,10 +253,7 @@ def _plot(curves: dict[str, np.ndarray]) -> bytes:
     ax.set_xlabel("meta-training iteration")
     ax.set_ylabel("reward a bar, bp (with exploration)")
     ax.legend(fontsize=7)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)
 
 
 __all__ = ["ALGORITHMS", "demo", "evaluate", "load_policy", "save_policy", "task_pools", "train"]

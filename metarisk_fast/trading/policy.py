@@ -88,12 +88,6 @@ class MetaPolicy(torch.nn.Module):
         return ops.mlp_adapt([p.detach() for p in self.net.parameters()], self.inner_lr, support.obs, support.actions,
                              steps=self.inner_steps, loss="mse", support_weights=self._weights(support))
 
-    def adapted_mean(self, support: Rollouts, query_obs: torch.Tensor) -> torch.Tensor:
-        """Mean actions (B, R, A) of the adapted policies at query_obs (one kernel call)."""
-        return ops.mlp_adapt_predict([p.detach() for p in self.net.parameters()], self.inner_lr, support.obs,
-                                     support.actions, query_obs, steps=self.inner_steps, loss="mse",
-                                     support_weights=self._weights(support))
-
     def log_ratio(self, mean: torch.Tensor, old_mean: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """log pi(a | mean) - log pi(a | old_mean) per row (B, R), Gaussian with this sigma."""
         return -(((actions - mean) ** 2).sum(-1) - ((actions - old_mean) ** 2).sum(-1)) / (2 * self.sigma ** 2)
@@ -107,7 +101,8 @@ class MetaPolicy(torch.nn.Module):
         at the parameters that sampled, its gradient is ``meta_loss``'s."""
         if not (0 < clip < 1 and kl_coef >= 0):
             raise ValueError(f"clip must be in (0, 1) and kl_coef >= 0, got {clip}, {kl_coef}")
-        rho = torch.exp(self.log_ratio(self.adapted_mean(support, query.obs), old_query_mean, query.actions))
+        adapted = self.adapt(support)
+        rho = torch.exp(self.log_ratio(self.mean(query.obs, adapted), old_query_mean, query.actions))
         adv = query.advantages
         active = ~(((adv > 0) & (rho > 1 + clip)) | ((adv < 0) & (rho < 1 - clip)))
         weights = adv * rho * active * (query.actions.shape[-1] / (2 * self.sigma ** 2))
@@ -115,7 +110,7 @@ class MetaPolicy(torch.nn.Module):
                                       query.obs, query.actions, steps=self.inner_steps, loss="mse", mode=self.mode,
                                       support_weights=self._weights(support), query_weights=weights).mean()
         if self.lvc:
-            surrogate = surrogate + self.lvc_correction(support, query, weights)
+            surrogate = surrogate + self.lvc_correction(support, query, weights, adapted)
         if not kl_coef:
             return surrogate
         kl = ((self.net(support.obs) - old_support_mean) ** 2).sum(-1).mean() / (2 * self.sigma ** 2)
@@ -129,7 +124,8 @@ class MetaPolicy(torch.nn.Module):
                                  support_weights=self._weights(support), query_weights=self._weights(query)).mean()
         return loss + self.lvc_correction(support, query, self._weights(query)) if self.lvc else loss
 
-    def lvc_correction(self, support: Rollouts, query: Rollouts, query_weights: torch.Tensor) -> torch.Tensor:
+    def lvc_correction(self, support: Rollouts, query: Rollouts, query_weights: torch.Tensor,
+                       adapted=None) -> torch.Tensor:
         """A term whose gradient is what ProMP's low-variance curvature estimator adds to the
         kernel's second-order meta-gradient for one inner step: the inner objective is then
         mean_r A_r pi(a_r|s_r) / stop(pi(a_r|s_r)), whose Hessian at the sampling parameters is
@@ -137,42 +133,36 @@ class MetaPolicy(torch.nn.Module):
         meta-gradient gains alpha H' g_b for each task b, with g_b the gradient of its query loss
         at its adapted parameters: alpha mean_r A_r (grad log pi_r . g_b) grad log pi_r, the
         gradient of alpha mean_r A_r stop(u_r) log pi_r with u_r = grad log pi_r . g_b (one
-        forward-mode product)."""
+        forward-mode product). ``adapted``: the tasks' adapted parameters, if already at hand."""
         B = support.obs.shape[0]
-        adapted = [a.requires_grad_() for a in self.adapt(support)]
+        adapted = [a.detach().requires_grad_() for a in (self.adapt(support) if adapted is None else adapted)]
         z = _per_task_mlp(query.obs, adapted)
         per_task = (query_weights[..., None] * (z - query.actions) ** 2).mean(dim=(1, 2))  # the kernel's query loss
         g = torch.autograd.grad(per_task.sum(), adapted)
         theta = [p.detach().unsqueeze(0).expand(B, *p.shape) for p in self.net.parameters()]
-        dmu = _per_task_mlp_tangent(support.obs, theta, g)
+        _, dmu = _per_task_mlp(support.obs, theta, g)
         mu = self.net(support.obs)
         u = (-(mu.detach() - support.actions) / self.sigma ** 2 * dmu).sum(-1)  # grad log pi_r . g_b
         log_pi = -((support.actions - mu) ** 2).sum(-1) / (2 * self.sigma ** 2)
         return self.inner_lr * (support.advantages * u.detach() * log_pi).mean(dim=1).mean()
 
 
-def _per_task_mlp_tangent(obs: torch.Tensor, params, tangents) -> torch.Tensor:
-    """The derivative of _per_task_mlp(obs, params) along ``tangents`` (forward mode, by hand)."""
-    x, dx = obs, torch.zeros_like(obs)
-    n = len(params) // 2
-    for i in range(n):
-        w, dw, db = params[2 * i], tangents[2 * i], tangents[2 * i + 1]
-        pre = torch.einsum("brd,bod->bro", x, w) + params[2 * i + 1][:, None, :]
-        dpre = torch.einsum("brd,bod->bro", x, dw) + torch.einsum("brd,bod->bro", dx, w) + db[:, None, :]
-        if i < n - 1:
-            x, dx = torch.relu(pre), dpre * (pre > 0)
-        else:
-            x, dx = pre, dpre
-    return dx
-
-
-def _per_task_mlp(obs: torch.Tensor, params) -> torch.Tensor:
+def _per_task_mlp(obs: torch.Tensor, params, tangents=None):
     """The policy's MLP (ReLU hidden layers) with each task's own parameters (a leading task
-    dimension, as mlp_adapt returns them) on its rows obs (B, R, D)."""
+    dimension, as mlp_adapt returns them) on its rows obs (B, R, D); with ``tangents`` (shaped
+    like params), also its derivative along them (forward mode, by hand): (output, derivative)."""
     x = obs
+    dx = None if tangents is None else torch.zeros_like(obs)
     n = len(params) // 2
     for i in range(n):
-        x = torch.einsum("brd,bod->bro", x, params[2 * i]) + params[2 * i + 1][:, None, :]
+        w = params[2 * i]
+        pre = torch.einsum("brd,bod->bro", x, w) + params[2 * i + 1][:, None, :]
+        if dx is not None:
+            dx = (torch.einsum("brd,bod->bro", x, tangents[2 * i]) + torch.einsum("brd,bod->bro", dx, w)
+                  + tangents[2 * i + 1][:, None, :])
         if i < n - 1:
-            x = torch.relu(x)
-    return x
+            if dx is not None:
+                dx = dx * (pre > 0)
+            pre = torch.relu(pre)
+        x = pre
+    return x if dx is None else (x, dx)

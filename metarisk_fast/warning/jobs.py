@@ -3,7 +3,6 @@ its alarms, evaluated out of sample against the stress events; writes scores.csv
 a plot."""
 from __future__ import annotations
 
-import io
 import json
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ import pandas as pd
 from .._files import atomic_write_bytes, atomic_write_text
 from ..data import DataError, PricePanel, load_prices
 from ..datasets import load_sp500_20
+from ..evaluation import png_bytes, pyplot
 from .evaluate import EPISODE_GAP, MEMORY_SCORE, MODEL_SCORE, SCORES, alarms, combined_score, evaluate_score
 from .model import WarningModel
 from .signals import (episodes, forecast_jump, index_level, novelty, realised_vol, stress_labels,
@@ -164,11 +164,7 @@ def _markdown(s: dict) -> str:
 
 
 def _plot(frame: pd.DataFrame, rows: np.ndarray) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     dates = pd.to_datetime(frame.date)
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     a1.plot(dates, frame["index"], lw=0.8, color="black")
@@ -183,7 +179,4 @@ def _plot(frame: pd.DataFrame, rows: np.ndarray) -> bytes:
     a2.axvline(dates[rows[0]], color="grey", ls=":", lw=1)
     a2.set_ylabel("P(stress within the horizon)")
     a2.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return png_bytes(fig)

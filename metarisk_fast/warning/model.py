@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,8 +68,6 @@ class WarningModel:
     @classmethod
     def load(cls, path) -> "WarningModel":
         """A saved model (a warning.json, or the `metarisk warn` directory holding one), checked."""
-        from pathlib import Path
-
         p = Path(path)
         if p.is_dir():
             p = p / "warning.json"

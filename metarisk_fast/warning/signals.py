@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-ANNUAL = 252
+from ..evaluation.risk import ANNUAL
+
 
 
 def index_level(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
