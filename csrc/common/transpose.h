@@ -6,11 +6,14 @@
 #include <immintrin.h>
 #endif
 namespace metarisk {
-// dst (cols x rows, ldd) = src^T, src (rows x cols, lds). 8x8 register transposes for float on
-// AVX2: the scalar loop (kept for double and for the edges) cost twice the time on the read's
-// weight output (0.088 vs 0.040 ms per block of 32 keys x 4096 slots).
+// dst (cols x rows, ldd) = src^T, src (rows x cols, lds); with dst_scale, dst row c is multiplied
+// by dst_scale[c] on the way (the read's softmax normalisation rides on its weights' transpose).
+// 8x8 register transposes for float on AVX2: the scalar loop (kept for double and for the edges)
+// cost twice the time on the read's weight output (0.088 vs 0.040 ms per block of 32 keys x 4096
+// slots).
 template <typename T>
-inline void transpose(int64_t rows, int64_t cols, const T* src, int64_t lds, T* dst, int64_t ldd) {
+inline void transpose(int64_t rows, int64_t cols, const T* src, int64_t lds, T* dst, int64_t ldd,
+                      const T* dst_scale = nullptr) {
   int64_t r0 = 0;
 #if defined(__AVX2__)
   if constexpr (sizeof(T) == 4) {
@@ -33,15 +36,17 @@ inline void transpose(int64_t rows, int64_t cols, const T* src, int64_t lds, T* 
           t[k] = _mm256_permute2f128_ps(r[k], r[k + 4], 0x20);
           t[k + 4] = _mm256_permute2f128_ps(r[k], r[k + 4], 0x31);
         }
+        if (dst_scale)
+          for (int k = 0; k < 8; ++k) t[k] = _mm256_mul_ps(t[k], _mm256_set1_ps(dst_scale[c0 + k]));
         for (int k = 0; k < 8; ++k) _mm256_storeu_ps(reinterpret_cast<float*>(dst + (c0 + k) * ldd + r0), t[k]);
       }
     for (int64_t r = 0; r < rows8; ++r)  // columns left over
-      for (int64_t c = cols8; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+      for (int64_t c = cols8; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c] * (dst_scale ? dst_scale[c] : T(1));
     r0 = rows8;
   }
 #endif
   for (; r0 < rows; ++r0)
-    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r0] = src[r0 * lds + c];
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r0] = src[r0 * lds + c] * (dst_scale ? dst_scale[c] : T(1));
 }
 
 }  // namespace metarisk

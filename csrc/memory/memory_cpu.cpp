@@ -41,6 +41,7 @@ T* call_buffer(size_t n, int slot) {
 template <typename T>
 T norm(const T* x, int64_t n) {
   T s = T(0);
+#pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += x[i] * x[i];
   return std::sqrt(s);
 }
@@ -107,14 +108,16 @@ struct KeyBlock {
   T* St;           // (READ_CHUNK x kb) similarity tile
   T kn[KEY_BLOCK];
 
-  // For each chunk of READ_CHUNK slots: St (cn x kb) = M_c . K^T (the memory read in place, the
-  // chunk stays in L1/L2 for whatever per_chunk(c0, cn) does with it next).
+  // For each chunk of READ_CHUNK slots: S (cn x kb) = M_c . K^T (the memory read in place, the
+  // chunk stays in L1/L2 for whatever per_chunk(c0, cn, S) does with it next). S is the tile St,
+  // or with `whole` (N x kb, slot-major) the chunk's rows of it.
   template <typename F>
-  void chunk_dots(F&& per_chunk) const {
+  void chunk_dots(F&& per_chunk, T* whole = nullptr) const {
     for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
       const int64_t cn = std::min(READ_CHUNK, N - c0);
-      gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, St, kb, false);
-      per_chunk(c0, cn);
+      T* S = whole ? whole + c0 * kb : St;
+      gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, S, kb, false);
+      per_chunk(c0, cn, S);
     }
   }
 };
@@ -153,11 +156,12 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
   const int64_t N = a.N, W = a.W;
   for_each_key_block(a, [&](const KeyBlock<T>& b) {
     const int64_t kb = b.kb, q0 = b.q0;
-    T* St = b.St;
     // One pass over the memory in chunks of slots that stay in L1/L2 while they are used twice:
-    // S^T (chunk x kb) = M_c . K^T, exp in place (keys as vector lanes), read^T += M_c^T . P_c,
-    // and P_c is written out transposed; the softmax is normalised at the end.
+    // S^T (chunk x kb) = M_c . K^T, exp in place (keys as vector lanes), read^T += M_c^T . P_c.
+    // The unnormalised weights stay slot-major in the thread's scratch; the weights output is
+    // written once, at the end, transposed and normalised on the way.
     T* RT = scratch<T>(W * KEY_BLOCK, 1);  // read^T (W x kb)
+    T* E = scratch<T>(N * KEY_BLOCK, 3);   // exp(logit - shift), slot-major (N x kb)
     // logits in log2 units (beta log2(e) cos), so the exponential is a plain exp2
     T beta2[KEY_BLOCK], shift[KEY_BLOCK], sum[KEY_BLOCK];
     bool fixed_shift = true;
@@ -169,18 +173,17 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
     }
     if (!fixed_shift) {  // a very sharp key: shift by the true max instead
       for (int64_t i = 0; i < kb; ++i) shift[i] = -INFINITY;
-      b.chunk_dots([&](int64_t c0, int64_t cn) {
+      b.chunk_dots([&](int64_t c0, int64_t cn, const T* S) {
         for (int64_t j = 0; j < cn; ++j) {
           const T mj = b.mnorm[c0 + j];
           for (int64_t i = 0; i < kb; ++i)
-            shift[i] = std::max(shift[i], cosine_logit(beta2[i], St[j * kb + i], b.kn[i], mj, a.eps));
+            shift[i] = std::max(shift[i], cosine_logit(beta2[i], S[j * kb + i], b.kn[i], mj, a.eps));
         }
       });
     }
-    T* P = a.weights + q0 * N;  // the weights output, key-major
-    b.chunk_dots([&](int64_t c0, int64_t cn) {
+    b.chunk_dots([&](int64_t c0, int64_t cn, T* S) {
       for (int64_t j = 0; j < cn; ++j) {
-        T* row = St + j * kb;
+        T* row = S + j * kb;
         const T mj = b.mnorm[c0 + j];
 #pragma omp simd
         for (int64_t i = 0; i < kb; ++i) {
@@ -188,17 +191,15 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
           sum[i] += row[i];
         }
       }
-      gemm_tn<T>(W, kb, cn, b.M + c0 * W, W, St, kb, RT, kb, c0 > 0);
-      transpose(cn, kb, St, kb, P + c0, N);
-    });
+      gemm_tn<T>(W, kb, cn, b.M + c0 * W, W, S, kb, RT, kb, c0 > 0);
+    }, E);
+    T inv[KEY_BLOCK];
     for (int64_t i = 0; i < kb; ++i) {
-      const T inv = T(1) / sum[i];
+      inv[i] = T(1) / sum[i];
       T* r = a.read + (q0 + i) * W;
-      for (int64_t w = 0; w < W; ++w) r[w] = RT[w * kb + i] * inv;
-      T* p = P + i * N;
-#pragma omp simd
-      for (int64_t j = 0; j < N; ++j) p[j] *= inv;
+      for (int64_t w = 0; w < W; ++w) r[w] = RT[w * kb + i] * inv[i];
     }
+    transpose(N, kb, E, kb, a.weights + q0 * N, N, inv);
   });
 }
 
@@ -213,15 +214,14 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
   const int64_t N = a.N, W = a.W, E = a.E;
   // Two passes, both parallel, with no per-thread accumulators: the result is bitwise the same
   // for any thread count or schedule. Pass 1, per key block: d_keys, d_beta, and the block's
-  // share of the memory gradient as factors, [G | P] (N x 2 kb, slot-major) and [K ; dR]
-  // (2 kb x W), kept. Pass 2, per chunk of slots: dM = sum over the memory's blocks, in block
-  // order, of [G | P] . [K ; dR], plus the slot-norm terms.
-  // block factors stored at their first key q0: [G | P] at q0 * 2N, [K ; dR] at q0 * 2W (twice the
-  // weights' size in all); no zero fill, every entry is written
-  const int64_t keys = E * a.G;
-  T* sp_all = call_buffer<T>(keys * 2 * N, 0);
-  T* kdr_all = call_buffer<T>(keys * 2 * W, 1);
-  T* dmn_all = call_buffer<T>(plan.items * N, 2);  // each block's d|M_j|
+  // share of the memory gradient as the factor G = dL/d(k . M_j) (kb x N, key-major), kept with
+  // the block's d|M_j|. Pass 2, per chunk of slots: dM = sum over the memory's blocks, in block
+  // order, of G^T K + P^T dR, plus the slot-norm terms.
+  // G's rows lie ld apart: N padded off a multiple of the page, so the rows a product reads
+  // together do not share cache sets.
+  const int64_t ld = N + (N % 1024 == 0 ? 16 : 0);
+  T* g_all = call_buffer<T>(E * a.G * ld, 0);      // key q's row at q * ld
+  T* dmn_all = call_buffer<T>(plan.items * N, 1);  // each block's d|M_j|
   parallel_for(plan.items, [&](int64_t it, int) {
     int64_t e, q0, kb;
     plan.block(it, a, e, q0, kb);
@@ -229,63 +229,84 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
     const T* dR = d_read + q0 * W;
     const T* M = a.memory + e * N * W;
     const T* mnorm = mn.data() + e * N;
-    // slot-major (N x kb) buffers, as in the forward: keys are the vector lanes. SP holds [S | P]
-    // side by side (row stride 2 kb); S becomes G = dL/d(k . M_j) below.
-    const int64_t ld2 = 2 * kb;
+    T* G = g_all + q0 * ld;
+    const T* P = a.weights + q0 * N;
+    T* dP = scratch<T>(KEY_BLOCK * ld, 1);
+    // the products run slot-major on a chunk (the memory rows as they lie, keys as vector
+    // lanes) into a tile, transposed into the key-major rows while it is in L1
     T* Kt = scratch<T>(2 * W * KEY_BLOCK, 2);
     T* dRt = Kt + W * kb;
-    T* KdR = kdr_all + q0 * 2 * W;  // [K ; dR] (2 kb x W)
+    T* tile = scratch<T>(READ_CHUNK * KEY_BLOCK, 0);
+    T* dKt = scratch<T>(W * KEY_BLOCK, 3);  // dK^T (W x kb), summed chunk by chunk
     transpose(kb, W, K, W, Kt, kb);
     transpose(kb, W, dR, W, dRt, kb);
-    std::copy(K, K + kb * W, KdR);
-    std::copy(dR, dR + kb * W, KdR + kb * W);
-    T* SP = sp_all + q0 * 2 * N;
-    T* dPt = scratch<T>(N * KEY_BLOCK, 1);
-    gemm_nn<T>(N, kb, W, M, W, Kt, kb, SP, ld2, false);  // dots
-    transpose(kb, N, a.weights + q0 * N, N, SP + kb, ld2);
-    if (d_weights)
-      transpose(kb, N, d_weights + q0 * N, N, dPt, kb);
-    else
-      std::fill(dPt, dPt + N * kb, T(0));
-    gemm_nn<T>(N, kb, W, M, W, dRt, kb, dPt, kb, true);  // + dL/dread . M_j
-    // sum_j p_j dp_j accumulates in double (also for float): p (dp - sum p dp) cancels when a
-    // sharp key puts nearly all weight on one slot.
-    T kn[KEY_BLOCK], beta[KEY_BLOCK], dot[KEY_BLOCK], dbeta[KEY_BLOCK], dkn[KEY_BLOCK];
-    double dot_acc[KEY_BLOCK];
+    T* dmn = dmn_all + it * N;
+    T kn[KEY_BLOCK], beta[KEY_BLOCK], dkn[KEY_BLOCK], dbeta[KEY_BLOCK];
+    double pdp[KEY_BLOCK];
     for (int64_t i = 0; i < kb; ++i) {
       kn[i] = norm(K + i * W, W);
       beta[i] = a.beta[q0 + i];
-      dot_acc[i] = 0.0;
-      dbeta[i] = dkn[i] = T(0);
+      pdp[i] = 0.0;
+      dkn[i] = dbeta[i] = T(0);
     }
-    for (int64_t j = 0; j < N; ++j) {
-      const T* p = SP + j * ld2 + kb;
-      const T* dp = dPt + j * kb;
-#pragma omp simd
-      for (int64_t i = 0; i < kb; ++i) dot_acc[i] += static_cast<double>(p[i]) * dp[i];
-    }
-    for (int64_t i = 0; i < kb; ++i) dot[i] = static_cast<T>(dot_acc[i]);
-    T* dmn = dmn_all + it * N;
-    for (int64_t j = 0; j < N; ++j) {
-      T* s = SP + j * ld2;
-      const T* p = s + kb;
-      const T* dp = dPt + j * kb;
-      const T mj = mnorm[j];
-      T dmj = T(0);
-#pragma omp simd reduction(+ : dmj)
+    // dP = dL/dweights + dR . M_j and sum_j p_j dp_j, chunk by chunk while the chunk is hot. The
+    // sum accumulates in double (also for float): p (dp - sum p dp) cancels when a sharp key puts
+    // nearly all weight on one slot.
+    for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
+      const int64_t cn = std::min(READ_CHUNK, N - c0);
+      gemm_nn<T>(cn, kb, W, M + c0 * W, W, dRt, kb, tile, kb, false);
+      transpose(cn, kb, tile, kb, dP + c0, ld);
       for (int64_t i = 0; i < kb; ++i) {
-        T db, g, dD;
-        cosine_softmax_grad(p[i], dp[i], dot[i], beta[i], s[i], kn[i], mj, a.eps, db, g, dD);
-        dbeta[i] += db;
-        dkn[i] += dD * mj;
-        dmj += dD * kn[i];
-        s[i] = g;  // the S half of SP now holds G
+        const T* p = P + i * N + c0;
+        const T* dw = d_weights ? d_weights + (q0 + i) * N + c0 : nullptr;
+        T* dp = dP + i * ld + c0;
+        double acc = 0.0;
+        if (dw) {
+#pragma omp simd reduction(+ : acc)
+          for (int64_t j = 0; j < cn; ++j) {
+            dp[j] += dw[j];
+            acc += static_cast<double>(p[j]) * dp[j];
+          }
+        } else {
+#pragma omp simd reduction(+ : acc)
+          for (int64_t j = 0; j < cn; ++j) acc += static_cast<double>(p[j]) * dp[j];
+        }
+        pdp[i] += acc;
       }
-      dmn[j] = dmj;
+    }
+    // G from the dots k . M_j (recomputed), the softmax and the cosine; d_beta, d|k| and the
+    // block's d|M_j| on the way; dK^T += M_c^T G_c^T from the chunk's G transposed back.
+    std::fill(dmn, dmn + N, T(0));
+    for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
+      const int64_t cn = std::min(READ_CHUNK, N - c0);
+      gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, tile, kb, false);
+      transpose(cn, kb, tile, kb, G + c0, ld);
+      for (int64_t i = 0; i < kb; ++i) {
+        T* __restrict g = G + i * ld + c0;
+        const T* __restrict p = P + i * N + c0;
+        const T* __restrict dp = dP + i * ld + c0;
+        const T* __restrict mj = mnorm + c0;
+        T* __restrict dmj = dmn + c0;
+        const T dot = static_cast<T>(pdp[i]), bi = beta[i], ki = kn[i], eps = a.eps;
+        T db_sum = T(0), dk_sum = T(0);
+#pragma omp simd reduction(+ : db_sum, dk_sum)
+        for (int64_t j = 0; j < cn; ++j) {
+          T db, gj, dD;
+          cosine_softmax_grad(p[j], dp[j], dot, bi, g[j], ki, mj[j], eps, db, gj, dD);
+          db_sum += db;
+          dk_sum += dD * mj[j];
+          dmj[j] += dD * ki;
+          g[j] = gj;
+        }
+        dbeta[i] += db_sum;
+        dkn[i] += dk_sum;
+      }
+      transpose(kb, cn, G + c0, ld, tile, kb);
+      gemm_tn<T>(W, kb, cn, M + c0 * W, W, tile, kb, dKt, kb, c0 > 0);
     }
     for (int64_t i = 0; i < kb; ++i) d_beta[q0 + i] = dbeta[i];
     T* dK = d_keys + q0 * W;
-    gemm_tn<T>(kb, W, N, SP, ld2, M, W, dK, W, false);
+    transpose(W, kb, dKt, kb, dK, W);
     for (int64_t i = 0; i < kb; ++i)
       if (kn[i] > T(0))
         for (int64_t w = 0; w < W; ++w) dK[i * W + w] += dkn[i] / kn[i] * K[i * W + w];
@@ -300,9 +321,8 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
       const int64_t it = e * plan.blocks_per_memory + b;
       int64_t e_, q0, kb;
       plan.block(it, a, e_, q0, kb);
-      const int64_t ld2 = 2 * kb;
-      gemm_nn<T>(j1 - j0, W, ld2, sp_all + q0 * 2 * N + j0 * ld2, ld2, kdr_all + q0 * 2 * W, W, out,
-                 W, b > 0);
+      gemm_tn<T>(j1 - j0, W, kb, g_all + q0 * ld + j0, ld, a.keys + q0 * W, W, out, W, b > 0);
+      gemm_tn<T>(j1 - j0, W, kb, a.weights + q0 * N + j0, N, d_read + q0 * W, W, out, W, true);
       const T* part = dmn_all + it * N;
       for (int64_t j = j0; j < j1; ++j) dmn[j - j0] += part[j];
     }
@@ -453,9 +473,9 @@ void memory_topk(const MemoryReadArgs<T>& a, int64_t k, int64_t* idx, T* sim) {
       threshold[i] = -INFINITY;
       filling[i] = 1;
     }
-    b.chunk_dots([&](int64_t c0, int64_t cn) {
+    b.chunk_dots([&](int64_t c0, int64_t cn, T* S) {
       for (int64_t j = 0; j < cn; ++j) {
-        T* row = b.St + j * kb;
+        T* row = S + j * kb;
         const T mj = b.mnorm[c0 + j];
         int wins = 0;
 #pragma omp simd reduction(+ : wins)
