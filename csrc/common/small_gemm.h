@@ -96,7 +96,17 @@ template <typename T>
 inline void gemm(int64_t m, int64_t n, int64_t k, const T* A, int64_t a_row, int64_t a_col,
                  const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate) {
   constexpr int MR = GemmBlock<T>::MR, NR = GemmBlock<T>::NR;
-  if (n == 1) {  // a column vector output (the last layer of a scalar regressor): plain dots
+  if (n == 1) {  // a column vector output (the last layer of a scalar regressor): dots
+    if (a_col == 1 && ldb == 1) {  // contiguous rows: vector dots (the sum reassociated)
+      for (int64_t i = 0; i < m; ++i) {
+        const T* a = A + i * a_row;
+        T s = T(0);
+#pragma omp simd reduction(+ : s)
+        for (int64_t p = 0; p < k; ++p) s += a[p] * B[p];
+        C[i * ldc] = accumulate ? C[i * ldc] + s : s;
+      }
+      return;
+    }
     for (int64_t i = 0; i < m; ++i) {
       T s = accumulate ? C[i * ldc] : T(0);
       for (int64_t p = 0; p < k; ++p) s += A[i * a_row + p * a_col] * B[p * ldb];
@@ -112,10 +122,11 @@ inline void gemm(int64_t m, int64_t n, int64_t k, const T* A, int64_t a_row, int
               accumulate || p0 > 0);
     return;
   }
-  // Column panels outermost. When several row blocks reuse a panel whose rows lie far apart
-  // (a wide B: rows at a large, often power-of-two stride alias in the cache), copy it into a
-  // contiguous buffer first.
-  const bool pack = m > MR && ldb > 2 * NR;
+  // Column panels outermost. A panel is copied into a contiguous buffer first when several row
+  // blocks reuse it and its rows lie far apart (a wide B: rows at a large, often power-of-two
+  // stride alias in the cache), or when many row blocks do (the copy pays for itself); for the
+  // per-task MLP's few row blocks the copy cost more than it saved.
+  const bool pack = m > MR && (ldb * static_cast<int64_t>(sizeof(T)) >= 512 || m >= 16 * MR);
   thread_local std::vector<T> packed;
   if (pack && packed.size() < static_cast<size_t>(k * NR)) packed.resize(k * NR);
   auto panel = [&](auto width, int64_t j) {

@@ -204,10 +204,15 @@ void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
     transpose_weights(lay, th, wt);
     net.forward(xs, K, th, wt, st_acts);
     net.backward(xs, ys, wsb, K, th, st_acts, st_deltas, g);
-    if (a.lr_per_param)
-      for (int64_t p = 0; p < P; ++p) th_next[p] = th[p] - a.lr[p] * g[p];
-    else
-      for (int64_t p = 0; p < P; ++p) th_next[p] = th[p] - a.lr[0] * g[p];
+    if (a.lr_per_param) {
+      const T* lr = a.lr;
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) th_next[p] = th[p] - lr[p] * g[p];
+    } else {
+      const T lr = a.lr[0];
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) th_next[p] = th[p] - lr * g[p];
+    }
   }
   const T* thS = thetas + S * P;
   if (a.adapted) std::memcpy(a.adapted + b * P, thS, sizeof(T) * P);
