@@ -72,24 +72,40 @@ static inline void gemm_edge(int64_t m, int64_t n, int64_t k, const T* __restric
   }
 }
 
-// Rows i .. m-1 of one NR-wide column panel (B: k x NR at stride ldb).
+// Up to MR rows (r of them) of one NR-wide column panel.
+template <typename T, int NR>
+static inline void gemm_rows(int64_t r, int64_t k, const T* A, int64_t a_row, int64_t a_col, const T* B,
+                             int64_t ldb, T* C, int64_t ldc, bool accumulate) {
+  switch (r) {
+    case 6: gemm_micro<T, 6, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    case 5: gemm_micro<T, 5, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    case 4: gemm_micro<T, 4, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    case 3: gemm_micro<T, 3, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    case 2: gemm_micro<T, 2, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    case 1: gemm_micro<T, 1, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    default: break;
+  }
+}
+
+// The m rows of one NR-wide column panel (B: k x NR at stride ldb) in blocks of MR rows. A
+// remainder of 1-3 rows would run with too few accumulators to hide the FMA latency (half
+// speed at 2 rows: the per-task products have 32 rows), so it shares the last full block's
+// rows instead: 6 + 2 rows run as 4 + 4.
 template <typename T, int NR>
 static inline void gemm_panel(int64_t m, int64_t k, const T* A, int64_t a_row, int64_t a_col,
                               const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate) {
   constexpr int MR = GemmBlock<T>::MR;
+  static_assert(MR == 6, "the remainder split below assumes blocks of 6 rows");
+  const int64_t rem = m % MR;
+  const int64_t full = m / MR - (m > MR && rem > 0 && rem < 4 ? 1 : 0);
   int64_t i = 0;
-  for (; i + MR <= m; i += MR)
+  for (; i < full * MR; i += MR)
     gemm_micro<T, MR, NR>(k, A + i * a_row, a_row, a_col, B, ldb, C + i * ldc, ldc, accumulate);
-  const T* Ai = A + i * a_row;
-  T* Ci = C + i * ldc;
-  switch (m - i) {
-    case 5: gemm_micro<T, 5, NR>(k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
-    case 4: gemm_micro<T, 4, NR>(k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
-    case 3: gemm_micro<T, 3, NR>(k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
-    case 2: gemm_micro<T, 2, NR>(k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
-    case 1: gemm_micro<T, 1, NR>(k, Ai, a_row, a_col, B, ldb, Ci, ldc, accumulate); break;
-    default: break;
-  }
+  const int64_t left = m - i;  // at most MR, or MR + 1 .. MR + 3
+  const int64_t first = left > MR ? left / 2 : left;
+  gemm_rows<T, NR>(first, k, A + i * a_row, a_row, a_col, B, ldb, C + i * ldc, ldc, accumulate);
+  i += first;
+  if (i < m) gemm_rows<T, NR>(m - i, k, A + i * a_row, a_row, a_col, B, ldb, C + i * ldc, ldc, accumulate);
 }
 
 template <typename T>
