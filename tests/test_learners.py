@@ -100,3 +100,30 @@ def test_adapt_predict_single_task_numpy_float64():
     assert out.shape == (1, 1) and out.dtype == np.float64
     np.testing.assert_allclose(out, learner.adapt_predict(torch.from_numpy(xs), torch.from_numpy(ys),
                                                           torch.from_numpy(xq)).numpy(), rtol=1e-12)
+
+
+def test_numpy_path_follows_parameter_updates_and_replacements():
+    """The per-bar NumPy path reads the parameters through MLP.parameter_list and cached views:
+    an in-place update, an optimiser step and a replaced parameter or layer all reach the next
+    prediction, which always equals the torch path's."""
+    net = mr.MLP(3, (8,), 1).double()
+    learner = mr.MAML(net, inner_lr=0.05, inner_steps=2)
+    rng = np.random.default_rng(1)
+    xs, ys, xq = rng.normal(size=(10, 3)), rng.normal(size=(10, 1)), rng.normal(size=(1, 3))
+
+    def agrees():
+        assert [p for p in net.parameter_list()] == list(net.parameters())
+        want = learner.adapt_predict(torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(xq)).numpy()
+        got = learner.adapt_predict(xs, ys, xq)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        return got
+
+    before = agrees()
+    with torch.no_grad():
+        net.layers[0].weight.mul_(2.0)
+    after_inplace = agrees()
+    net.layers[1].bias = torch.nn.Parameter(torch.full_like(net.layers[1].bias, 3.0))
+    after_param = agrees()
+    net.layers[0] = torch.nn.Linear(3, 8).double()
+    after_layer = agrees()
+    assert len({float(v.item()) for v in (before, after_inplace, after_param, after_layer)}) == 4

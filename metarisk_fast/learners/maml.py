@@ -44,7 +44,7 @@ class _GradientMetaLearner(nn.Module):
 
     def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
         """Per-task query losses after adaptation, shape (B,), differentiable."""
-        return ops.mlp_meta_loss(list(self.net.parameters()), self._lr(), xs, ys, xq, yq,
+        return ops.mlp_meta_loss(self.net.parameter_list(), self._lr(), xs, ys, xq, yq,
                                  mode=self.mode, **self._kw(loss))
 
     def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
@@ -53,7 +53,7 @@ class _GradientMetaLearner(nn.Module):
 
     def adapt(self, xs, ys, loss: str | None = None) -> list[torch.Tensor]:
         """Adapted parameters per task (no gradient), each with a leading task dimension."""
-        return ops.mlp_adapt(list(self.net.parameters()), self._lr_detached(), xs, ys, **self._kw(loss))
+        return ops.mlp_adapt(self.net.parameter_list(), self._lr_detached(), xs, ys, **self._kw(loss))
 
     def adapt_predict(self, xs, ys, xq, loss: str | None = None):
         """Adapt on each support set and predict its query rows: (B,K,D),(B,K,O),(B,Q,D) -> (B,Q,O).
@@ -70,7 +70,7 @@ class _GradientMetaLearner(nn.Module):
                 theta, lr, self.net.sizes, np.ascontiguousarray(xs), np.ascontiguousarray(ys),
                 np.ascontiguousarray(xq), **self._kw(loss))
         else:
-            pred = ops.mlp_adapt_predict(list(self.net.parameters()), self._lr_detached(), xs, ys, xq,
+            pred = ops.mlp_adapt_predict(self.net.parameter_list(), self._lr_detached(), xs, ys, xq,
                                          **self._kw(loss))
         return pred[0] if single else pred
 
@@ -101,7 +101,7 @@ class _GradientMetaLearner(nn.Module):
         replaced), so no update is missed, in place (fused optimisers, ``.data`` writes) or not."""
         lr = self._lr()
         lr = list(lr) if isinstance(lr, (list, tuple, nn.ParameterList)) else lr
-        tensors = list(self.net.parameters()) + (lr if isinstance(lr, list) else [])
+        tensors = self.net.parameter_list() + (lr if isinstance(lr, list) else [])
         cache = self._numpy_cache
         if (cache is None or len(cache[0]) != len(tensors) or any(a is not b for a, b in zip(cache[0], tensors))
                 or cache[1] != [t.data_ptr() for t in tensors]):

@@ -218,7 +218,7 @@ class MemoryConditionedMAML(nn.Module):
 
     def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
         xs, ys, xq, yq = (torch.as_tensor(a) for a in (xs, ys, xq, yq))
-        return ops.mlp_meta_loss(list(self.net.parameters()), self.maml.inner_lr, xs, ys, xq, yq,
+        return ops.mlp_meta_loss(self.net.parameter_list(), self.maml.inner_lr, xs, ys, xq, yq,
                                  mode=self.maml.mode, task_offsets=self.task_offsets(xs, ys), **self._kw(loss))
 
     def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
@@ -231,7 +231,7 @@ class MemoryConditionedMAML(nn.Module):
         if single:
             xs, ys, xq = xs[None], ys[None], xq[None]
         with torch.no_grad():
-            pred = ops.mlp_adapt_predict(list(self.net.parameters()), self.maml.inner_lr, xs, ys, xq,
+            pred = ops.mlp_adapt_predict(self.net.parameter_list(), self.maml.inner_lr, xs, ys, xq,
                                          task_offsets=self.task_offsets(xs, ys), **self._kw(loss))
         pred = pred[0] if single else pred
         return pred.numpy() if numpy_in else pred

@@ -34,5 +34,11 @@ class MLP(nn.Module):
                 x = act(x)
         return x
 
+    def parameter_list(self) -> list[torch.Tensor]:
+        """``list(self.parameters())`` (weight, bias per layer) without nn.Module's recursive walk,
+        which costs ~8 us: the per-bar adapt-and-predict path calls this on every bar. A layer or
+        parameter replaced by assignment is picked up, as by ``parameters()``."""
+        return [p for layer in self.layers for p in layer._parameters.values()]
+
     def extra_repr(self) -> str:
         return f"sizes={self.sizes}, activation={self.activation!r}"
