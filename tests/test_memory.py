@@ -37,6 +37,31 @@ def test_read_forward_backward_match_twin(dtype, shared, N, beta_scale):
         torch.testing.assert_close(a, b, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shared", [True, False])
+def test_read_full_key_blocks_and_page_multiple_slots_match_twin(dtype, shared):
+    """Several full blocks of 32 keys and a partial one against one memory (70 keys), and N a
+    multiple of 1024 slots (the backward pads its key-major rows then): forward and gradients
+    against the twin."""
+    B, H = (14, 5) if shared else (2, 35)
+    mem, keys, beta = _read_case(dtype, shared, N=1024, W=16, B=B, H=H, seed=3)
+    got, want = ops.memory_read(mem, keys, beta), reference.memory_read(mem, keys, beta)
+    torch.testing.assert_close(got.read, want.read, **TOL[dtype])
+    torch.testing.assert_close(got.weights, want.weights, **TOL[dtype])
+    g = torch.Generator().manual_seed(4)
+    cr, cw = torch.randn(got.read.shape, dtype=dtype, generator=g), torch.randn(got.weights.shape, dtype=dtype, generator=g)
+    ga = torch.autograd.grad((got.read * cr).sum() + (got.weights * cw).sum(), [mem, keys, beta], retain_graph=True)
+    gb = torch.autograd.grad((want.read * cr).sum() + (want.weights * cw).sum(), [mem, keys, beta],
+                             retain_graph=True)
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+    # the read alone (no weight gradient flowing back: the kernel's d_weights-free path)
+    ga = torch.autograd.grad((got.read * cr).sum(), [mem, keys, beta])
+    gb = torch.autograd.grad((want.read * cr).sum(), [mem, keys, beta])
+    for a, b in zip(ga, gb):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
 def test_read_with_two_dimensional_keys_and_default_beta():
     mem, keys, _ = _read_case(torch.float64, True)
     k2 = keys[:, 0].detach()
