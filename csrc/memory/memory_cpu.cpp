@@ -100,7 +100,7 @@ void slot_norms(const T* memory, int64_t E, int64_t N, int64_t W, std::vector<T>
 // slot-major similarity tiles) and their norms.
 template <typename T>
 struct KeyBlock {
-  int64_t e, q0, kb, N, W;
+  int64_t item, e, q0, kb, N, W;  // item: the block's index in the read plan
   const T* K;      // (kb x W) keys
   const T* M;      // (N x W) their memory
   const T* mnorm;  // (N) its slot norms
@@ -108,23 +108,29 @@ struct KeyBlock {
   T* St;           // (READ_CHUNK x kb) similarity tile
   T kn[KEY_BLOCK];
 
-  // For each chunk of READ_CHUNK slots: S (cn x kb) = M_c . K^T (the memory read in place, the
-  // chunk stays in L1/L2 for whatever per_chunk(c0, cn, S) does with it next). S is the tile St,
-  // or with `whole` (N x kb, slot-major) the chunk's rows of it.
+  // For each chunk of READ_CHUNK slots: S (cn x kb) = M_c . Vt, Vt (W x kb) the block's keys (or
+  // another kb vectors) transposed; the memory is read in place and the chunk stays in L1/L2 for
+  // whatever per_chunk(c0, cn, S) does with it next. S is the tile St, or with `whole` (N x kb,
+  // slot-major) the chunk's rows of it.
   template <typename F>
-  void chunk_dots(F&& per_chunk, T* whole = nullptr) const {
+  void chunk_products(const T* Vt, F&& per_chunk, T* whole = nullptr) const {
     for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
       const int64_t cn = std::min(READ_CHUNK, N - c0);
       T* S = whole ? whole + c0 * kb : St;
-      gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, S, kb, false);
+      gemm_nn<T>(cn, kb, W, M + c0 * W, W, Vt, kb, S, kb, false);
       per_chunk(c0, cn, S);
     }
   }
+  // The similarity dots k . M_j, chunk by chunk.
+  template <typename F>
+  void chunk_dots(F&& per_chunk, T* whole = nullptr) const {
+    chunk_products(Kt, per_chunk, whole);
+  }
 };
 
-// Checks, slot norms, then fn(block) for every key block, in parallel.
+// Checks, slot norms, then fn(block) for every key block, in parallel; returns the slot norms.
 template <typename T, typename F>
-void for_each_key_block(const MemoryReadArgs<T>& a, F&& fn) {
+std::vector<T> for_each_key_block(const MemoryReadArgs<T>& a, F&& fn) {
   check_read(a);
   std::vector<T> mn;
   slot_norms(a.memory, a.E, a.N, a.W, mn);
@@ -132,6 +138,7 @@ void for_each_key_block(const MemoryReadArgs<T>& a, F&& fn) {
   const ReadPlan<T> plan(a);
   parallel_for(plan.items, [&](int64_t item, int) {
     KeyBlock<T> b;
+    b.item = item;
     plan.block(item, a, b.e, b.q0, b.kb);
     b.N = a.N;
     b.W = a.W;
@@ -144,6 +151,7 @@ void for_each_key_block(const MemoryReadArgs<T>& a, F&& fn) {
     for (int64_t i = 0; i < b.kb; ++i) b.kn[i] = norm(b.K + i * a.W, a.W);
     fn(b);
   });
+  return mn;
 }
 
 // Softmax shift: cos(k, M_j) <= 1, so beta is an upper bound of every logit and exp(logit - beta)
@@ -206,88 +214,65 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
 template <typename T>
 void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* d_weights, T* d_keys,
                           T* d_beta, T* d_memory) {
-  check_read(a);
-  std::vector<T> mn;
-  slot_norms(a.memory, a.E, a.N, a.W, mn);
-  check_slot_norms(mn);
   const ReadPlan<T> plan(a);
   const int64_t N = a.N, W = a.W, E = a.E;
   // Two passes, both parallel, with no per-thread accumulators: the result is bitwise the same
   // for any thread count or schedule. Pass 1, per key block: d_keys, d_beta, and the block's
-  // share of the memory gradient as the factor G = dL/d(k . M_j) (kb x N, key-major), kept with
-  // the block's d|M_j|. Pass 2, per chunk of slots: dM = sum over the memory's blocks, in block
-  // order, of G^T K + P^T dR, plus the slot-norm terms.
-  // G's rows lie ld apart: N padded off a multiple of the page, so the rows a product reads
-  // together do not share cache sets.
+  // share of the memory gradient as the factor G = dL/d(k . M_j) (kb x N, key-major, as the
+  // weights and their gradient come), kept with the block's d|M_j|. Pass 2, per chunk of slots:
+  // dM = sum over the memory's blocks, in block order, of G^T K + P^T dR, plus the slot-norm
+  // terms. G's rows lie ld apart: N padded off a multiple of the page, so the rows a product
+  // reads together do not share cache sets.
   const int64_t ld = N + (N % 1024 == 0 ? 16 : 0);
   T* g_all = call_buffer<T>(E * a.G * ld, 0);      // key q's row at q * ld
   T* dmn_all = call_buffer<T>(plan.items * N, 1);  // each block's d|M_j|
-  parallel_for(plan.items, [&](int64_t it, int) {
-    int64_t e, q0, kb;
-    plan.block(it, a, e, q0, kb);
-    const T* K = a.keys + q0 * W;
-    const T* dR = d_read + q0 * W;
-    const T* M = a.memory + e * N * W;
-    const T* mnorm = mn.data() + e * N;
-    T* G = g_all + q0 * ld;
+  const std::vector<T> mn = for_each_key_block(a, [&](const KeyBlock<T>& b) {
+    const int64_t q0 = b.q0, kb = b.kb;
     const T* P = a.weights + q0 * N;
+    T* G = g_all + q0 * ld;
     T* dP = scratch<T>(KEY_BLOCK * ld, 1);
-    // the products run slot-major on a chunk (the memory rows as they lie, keys as vector
-    // lanes) into a tile, transposed into the key-major rows while it is in L1
-    T* Kt = scratch<T>(2 * W * KEY_BLOCK, 2);
-    T* dRt = Kt + W * kb;
-    T* tile = scratch<T>(READ_CHUNK * KEY_BLOCK, 0);
-    T* dKt = scratch<T>(W * KEY_BLOCK, 3);  // dK^T (W x kb), summed chunk by chunk
-    transpose(kb, W, K, W, Kt, kb);
-    transpose(kb, W, dR, W, dRt, kb);
-    T* dmn = dmn_all + it * N;
-    T kn[KEY_BLOCK], beta[KEY_BLOCK], dkn[KEY_BLOCK], dbeta[KEY_BLOCK];
+    T* dRt = scratch<T>(2 * W * KEY_BLOCK, 3);  // dR^T (W x kb), then dK^T (W x kb)
+    T* dKt = dRt + W * kb;
+    T* dmn = dmn_all + b.item * N;
+    transpose(kb, W, d_read + q0 * W, W, dRt, kb);
+    T dkn[KEY_BLOCK], dbeta[KEY_BLOCK];
     double pdp[KEY_BLOCK];
     for (int64_t i = 0; i < kb; ++i) {
-      kn[i] = norm(K + i * W, W);
-      beta[i] = a.beta[q0 + i];
       pdp[i] = 0.0;
       dkn[i] = dbeta[i] = T(0);
     }
-    // dP = dL/dweights + dR . M_j and sum_j p_j dp_j, chunk by chunk while the chunk is hot. The
-    // sum accumulates in double (also for float): p (dp - sum p dp) cancels when a sharp key puts
-    // nearly all weight on one slot.
-    for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
-      const int64_t cn = std::min(READ_CHUNK, N - c0);
-      gemm_nn<T>(cn, kb, W, M + c0 * W, W, dRt, kb, tile, kb, false);
+    // The products run slot-major on a chunk (keys as vector lanes) into the tile, transposed
+    // into the key-major rows while it is in L1. First dP = dL/dweights + dR . M_j and
+    // sum_j p_j dp_j; the sum accumulates in double (also for float): p (dp - sum p dp) cancels
+    // when a sharp key puts nearly all weight on one slot.
+    b.chunk_products(dRt, [&](int64_t c0, int64_t cn, const T* tile) {
       transpose(cn, kb, tile, kb, dP + c0, ld);
       for (int64_t i = 0; i < kb; ++i) {
         const T* p = P + i * N + c0;
-        const T* dw = d_weights ? d_weights + (q0 + i) * N + c0 : nullptr;
         T* dp = dP + i * ld + c0;
-        double acc = 0.0;
-        if (dw) {
-#pragma omp simd reduction(+ : acc)
-          for (int64_t j = 0; j < cn; ++j) {
-            dp[j] += dw[j];
-            acc += static_cast<double>(p[j]) * dp[j];
-          }
-        } else {
-#pragma omp simd reduction(+ : acc)
-          for (int64_t j = 0; j < cn; ++j) acc += static_cast<double>(p[j]) * dp[j];
+        if (d_weights) {
+          const T* dw = d_weights + (q0 + i) * N + c0;
+#pragma omp simd
+          for (int64_t j = 0; j < cn; ++j) dp[j] += dw[j];
         }
+        double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < cn; ++j) acc += static_cast<double>(p[j]) * dp[j];
         pdp[i] += acc;
       }
-    }
-    // G from the dots k . M_j (recomputed), the softmax and the cosine; d_beta, d|k| and the
-    // block's d|M_j| on the way; dK^T += M_c^T G_c^T from the chunk's G transposed back.
+    });
+    // Then G from the dots k . M_j (recomputed), the softmax and the cosine; d_beta, d|k| and
+    // the block's d|M_j| on the way; dK^T += M_c^T G_c^T from the chunk's G transposed back.
     std::fill(dmn, dmn + N, T(0));
-    for (int64_t c0 = 0; c0 < N; c0 += READ_CHUNK) {
-      const int64_t cn = std::min(READ_CHUNK, N - c0);
-      gemm_nn<T>(cn, kb, W, M + c0 * W, W, Kt, kb, tile, kb, false);
+    b.chunk_dots([&](int64_t c0, int64_t cn, T* tile) {
       transpose(cn, kb, tile, kb, G + c0, ld);
       for (int64_t i = 0; i < kb; ++i) {
         T* __restrict g = G + i * ld + c0;
         const T* __restrict p = P + i * N + c0;
         const T* __restrict dp = dP + i * ld + c0;
-        const T* __restrict mj = mnorm + c0;
+        const T* __restrict mj = b.mnorm + c0;
         T* __restrict dmj = dmn + c0;
-        const T dot = static_cast<T>(pdp[i]), bi = beta[i], ki = kn[i], eps = a.eps;
+        const T dot = static_cast<T>(pdp[i]), bi = a.beta[q0 + i], ki = b.kn[i], eps = a.eps;
         T db_sum = T(0), dk_sum = T(0);
 #pragma omp simd reduction(+ : db_sum, dk_sum)
         for (int64_t j = 0; j < cn; ++j) {
@@ -302,14 +287,14 @@ void memory_read_backward(const MemoryReadArgs<T>& a, const T* d_read, const T* 
         dkn[i] += dk_sum;
       }
       transpose(kb, cn, G + c0, ld, tile, kb);
-      gemm_tn<T>(W, kb, cn, M + c0 * W, W, tile, kb, dKt, kb, c0 > 0);
-    }
+      gemm_tn<T>(W, kb, cn, b.M + c0 * W, W, tile, kb, dKt, kb, c0 > 0);
+    });
     for (int64_t i = 0; i < kb; ++i) d_beta[q0 + i] = dbeta[i];
     T* dK = d_keys + q0 * W;
     transpose(W, kb, dKt, kb, dK, W);
     for (int64_t i = 0; i < kb; ++i)
-      if (kn[i] > T(0))
-        for (int64_t w = 0; w < W; ++w) dK[i * W + w] += dkn[i] / kn[i] * K[i * W + w];
+      if (b.kn[i] > T(0))
+        for (int64_t w = 0; w < W; ++w) dK[i * W + w] += dkn[i] / b.kn[i] * b.K[i * W + w];
   });
   const int64_t chunks = (N + SLOT_CHUNK - 1) / SLOT_CHUNK;
   parallel_for(E * chunks, [&](int64_t item, int) {
