@@ -9,6 +9,7 @@ import torch
 import metarisk_fast as mr
 from metarisk_fast import features as F
 from metarisk_fast import ops, reference
+from metarisk_fast._types import EPS
 from metarisk_fast.learners import ExternalMemory
 
 from conftest import make_tasks
@@ -118,23 +119,54 @@ def test_read_backward_is_bitwise_reproducible_across_thread_counts(dtype):
             assert torch.equal(a, b)
 
 
-def test_float32_read_backward_at_a_sharp_key_is_as_accurate_as_eager():
-    g = torch.Generator().manual_seed(3)
-    N, W, B = 1000, 32, 64
+def _sharp_key_draw(seed, N=1000, W=32, B=64):
+    """A memory, keys near its first rows, beta = 500 (softmax weights on one or two slots) and a
+    cotangent of the read, in float64."""
+    g = torch.Generator().manual_seed(seed)
     mem = torch.randn(N, W, generator=g, dtype=torch.float64)
     keys = mem[:B] + 1.0 * torch.randn(B, W, generator=g, dtype=torch.float64)
-    beta = torch.full((B,), 500.0, dtype=torch.float64)
-    d_read = torch.randn(B, W, generator=g, dtype=torch.float64)
+    return mem, keys, torch.full((B,), 500.0, dtype=torch.float64), torch.randn(B, W, generator=g, dtype=torch.float64)
 
-    def grads(fn, dtype):
-        ts = [t.to(dtype).clone().requires_grad_() for t in (mem, keys, beta)]
-        read, _ = fn(*ts)
-        return [x.double() for x in torch.autograd.grad((read * d_read.to(dtype)).sum(), ts)]
 
-    exact = grads(reference.memory_read, torch.float64)
-    ours, eager = grads(ops.memory_read, torch.float32), grads(reference.memory_read, torch.float32)
-    for o, e, x in zip(ours, eager, exact):
-        assert (o - x).norm() <= 2 * (e - x).norm() + 1e-12 * x.norm()
+def _read_grads(fn, dtype, mem, keys, beta, d_read):
+    ts = [t.to(dtype).clone().requires_grad_() for t in (mem, keys, beta)]
+    read, _ = fn(*ts)
+    return [x.double() for x in torch.autograd.grad((read * d_read.to(dtype)).sum(), ts)]
+
+
+def test_float32_read_backward_at_a_sharp_key_is_as_accurate_as_eager():
+    """At beta = 500 a float32 read's gradients are as far from the float64 result as eager
+    float32's, within 2x, summed over 16 draws. One draw's error is set by the one or two keys whose
+    best two slots nearly tie: there both paths are off by a few ulps of a cosine times beta, and
+    one draw's ratio to eager ranges from 0.1 to 9 with the rounding luck of those keys, on every
+    ISA module; summed over 1,024 keys it is 0.8-1.3 (bench/RESULTS.md)."""
+    ours_sq, eager_sq = np.zeros(3), np.zeros(3)
+    for seed in range(16):
+        draw = _sharp_key_draw(seed)
+        exact = _read_grads(reference.memory_read, torch.float64, *draw)
+        ours = _read_grads(ops.memory_read, torch.float32, *draw)
+        eager = _read_grads(reference.memory_read, torch.float32, *draw)
+        ours_sq += [float(((o - x) ** 2).sum()) for o, x in zip(ours, exact)]
+        eager_sq += [float(((e - x) ** 2).sum()) for e, x in zip(eager, exact)]
+    assert np.all(np.sqrt(ours_sq / eager_sq) <= 2.0), np.sqrt(ours_sq / eager_sq)
+
+
+def test_float32_read_backward_adds_little_to_its_weights_error():
+    """Given the weights of the float64 read (rounded to float32), the float32 backward at a sharp
+    key stays within a quarter of eager float32's error in the memory and key gradients: p (dp - sum
+    p dp) cancels on the slot that holds nearly all the weight, and the kernel sums p dp in double for
+    that reason. (beta's gradient is bounded by the float32 weights themselves.)"""
+    from metarisk_fast._native import core
+
+    mem, keys, beta, d_read = _sharp_key_draw(3)
+    exact = _read_grads(reference.memory_read, torch.float64, mem, keys, beta, d_read)
+    eager = _read_grads(reference.memory_read, torch.float32, mem, keys, beta, d_read)
+    weights = reference.memory_read(mem, keys, beta).weights
+    f32 = lambda t: t.to(torch.float32).numpy()  # noqa: E731
+    d_keys, _, d_mem = core.memory_read_backward(f32(mem)[None], f32(keys), f32(beta), EPS, f32(weights),
+                                                      f32(d_read), None)
+    for o, e, x in zip((d_mem[0], d_keys), eager, exact):
+        assert (torch.from_numpy(o).double() - x).norm() <= 0.25 * (e - x).norm()
 
 
 def test_inner_steps_and_workspace_are_bounded():

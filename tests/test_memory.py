@@ -25,16 +25,28 @@ def _read_case(dtype, shared, N=37, W=8, B=5, H=3, seed=0, beta_scale=3.0):
 # float32, 340 in float64) above which the softmax is shifted by a max pass instead of by beta
 @pytest.mark.parametrize("N, beta_scale", [(37, 3.0), (300, 3.0), (300, 500.0)])
 def test_read_forward_backward_match_twin(dtype, shared, N, beta_scale):
+    """Forward and gradients against the twin run in float64 on the same inputs, within the dtype's
+    tolerance; at a sharp key (beta 500) float32 rounding is amplified by beta in both paths, and
+    there the kernel's error may be no more than twice the twin's own in float32."""
     mem, keys, beta = _read_case(dtype, shared, N=N, beta_scale=beta_scale)
-    got, want = ops.memory_read(mem, keys, beta), reference.memory_read(mem, keys, beta)
-    torch.testing.assert_close(got.read, want.read, **TOL[dtype])
-    torch.testing.assert_close(got.weights, want.weights, **TOL[dtype])
+    wide = [t.detach().double().requires_grad_() for t in (mem, keys, beta)]
     g = torch.Generator().manual_seed(1)
-    cr, cw = torch.randn(got.read.shape, dtype=dtype, generator=g), torch.randn(got.weights.shape, dtype=dtype, generator=g)
-    ga = torch.autograd.grad((got.read * cr).sum() + (got.weights * cw).sum(), [mem, keys, beta])
-    gb = torch.autograd.grad((want.read * cr).sum() + (want.weights * cw).sum(), [mem, keys, beta])
-    for a, b in zip(ga, gb):
-        torch.testing.assert_close(a, b, **TOL[dtype])
+
+    def outputs(fn, inputs, dt):
+        read, weights = fn(*inputs)
+        cr = torch.randn(read.shape, dtype=dtype, generator=g.manual_seed(1)).to(dt)
+        cw = torch.randn(weights.shape, dtype=dtype, generator=g).to(dt)
+        grads = torch.autograd.grad((read * cr).sum() + (weights * cw).sum(), inputs)
+        return [t.detach().double() for t in (read, weights, *grads)]
+
+    ours, exact = outputs(ops.memory_read, [mem, keys, beta], dtype), outputs(reference.memory_read, wide, torch.float64)
+    eager = outputs(reference.memory_read, [mem, keys, beta], dtype)
+    sharp = dtype == torch.float32 and beta_scale > 40
+    for name, o, e, x in zip(("read", "weights", "d_memory", "d_keys", "d_beta"), ours, eager, exact):
+        if sharp:
+            assert (o - x).abs().max() <= 2 * (e - x).abs().max(), name
+        else:
+            torch.testing.assert_close(o, x, **TOL[dtype], msg=name)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])

@@ -82,10 +82,18 @@ template <typename T>
 MR_HD T row_weight(const T* w, int64_t e, int64_t outputs) { return w ? w[e / outputs] : T(1); }
 
 // External memory (Santoro et al. 2016), per (key, slot) and per written slot.
-// Read logit: beta * cos(k, M_j) = beta * (k . M_j) / (|k| |M_j| + eps).
+// Read similarity cos(k, M_j) = (k . M_j) / (|k| |M_j| + eps): one division, one rounding.
 template <typename T>
-MR_HD T cosine_logit(T beta, T dot, T kn, T mn, T eps) {
-  return beta * dot / (kn * mn + eps);
+MR_HD T cosine(T dot, T kn, T mn, T eps) {
+  return dot / (kn * mn + eps);
+}
+// The read's softmax argument, shifted: beta (cos - c), c the key's largest cosine (or its bound,
+// 1). Where a slot carries weight, cos - c is exact (Sterbenz), so the argument rounds relative to
+// its own small size, not to beta's: at a sharp key (float, beta = 500) the weights are as accurate
+// as the cosines (beta cos - beta c would round twice at beta's size).
+template <typename T>
+MR_HD T shifted_logit(T beta, T cos, T cos_shift) {
+  return beta * (cos - cos_shift);
 }
 // Backward through the softmax and the cosine for one (key, slot): p the read weight, dp = dL/dp,
 // pdp = sum_j p_j dp_j. Gives the slot's share of dL/dbeta, g = dL/d(k . M_j) and

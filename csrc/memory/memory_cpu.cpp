@@ -40,10 +40,10 @@ T* call_buffer(size_t n, int slot) {
 
 template <typename T>
 T norm(const T* x, int64_t n) {
-  T s = T(0);
+  double s = 0.0;
 #pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += x[i] * x[i];
-  return std::sqrt(s);
+  for (int64_t i = 0; i < n; ++i) s += double(x[i]) * x[i];
+  return T(std::sqrt(s));
 }
 
 template <typename T>
@@ -170,22 +170,22 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
     // written once, at the end, transposed and normalised on the way.
     T* RT = scratch<T>(W * KEY_BLOCK, 1);  // read^T (W x kb)
     T* E = scratch<T>(N * KEY_BLOCK, 3);   // exp(logit - shift), slot-major (N x kb)
-    // logits in log2 units (beta log2(e) cos), so the exponential is a plain exp2
-    T beta2[KEY_BLOCK], shift[KEY_BLOCK], sum[KEY_BLOCK];
+    // logits in log2 units (beta log2(e) cos), so the exponential is a plain exp2; each key's
+    // softmax is shifted by beta times its cosine bound, 1, or by the largest cosine
+    T beta2[KEY_BLOCK], cos_shift[KEY_BLOCK], sum[KEY_BLOCK];
     bool fixed_shift = true;
     for (int64_t i = 0; i < kb; ++i) {
       beta2[i] = a.beta[q0 + i] * T(1.4426950408889634);
-      shift[i] = beta2[i];
+      cos_shift[i] = T(1);
       sum[i] = T(0);
       fixed_shift = fixed_shift && a.beta[q0 + i] <= kFixedShiftMaxBeta<T>;
     }
     if (!fixed_shift) {  // a very sharp key: shift by the true max instead
-      for (int64_t i = 0; i < kb; ++i) shift[i] = -INFINITY;
+      for (int64_t i = 0; i < kb; ++i) cos_shift[i] = -INFINITY;
       b.chunk_dots([&](int64_t c0, int64_t cn, const T* S) {
         for (int64_t j = 0; j < cn; ++j) {
           const T mj = b.mnorm[c0 + j];
-          for (int64_t i = 0; i < kb; ++i)
-            shift[i] = std::max(shift[i], cosine_logit(beta2[i], S[j * kb + i], b.kn[i], mj, a.eps));
+          for (int64_t i = 0; i < kb; ++i) cos_shift[i] = std::max(cos_shift[i], cosine(S[j * kb + i], b.kn[i], mj, a.eps));
         }
       });
     }
@@ -195,7 +195,7 @@ void memory_read_forward(const MemoryReadArgs<T>& a) {
         const T mj = b.mnorm[c0 + j];
 #pragma omp simd
         for (int64_t i = 0; i < kb; ++i) {
-          row[i] = fast_exp2(cosine_logit(beta2[i], row[i], b.kn[i], mj, a.eps) - shift[i]);
+          row[i] = fast_exp2(shifted_logit(beta2[i], cosine(row[i], b.kn[i], mj, a.eps), cos_shift[i]));
           sum[i] += row[i];
         }
       }
@@ -465,7 +465,7 @@ void memory_topk(const MemoryReadArgs<T>& a, int64_t k, int64_t* idx, T* sim) {
         int wins = 0;
 #pragma omp simd reduction(+ : wins)
         for (int64_t i = 0; i < kb; ++i) {
-          const T c = row[i] / (b.kn[i] * mj + a.eps);
+          const T c = cosine(row[i], b.kn[i], mj, a.eps);
           row[i] = c == c ? c : -INFINITY;
           wins += (row[i] > threshold[i]) | filling[i];
         }

@@ -57,14 +57,14 @@ __global__ void read_forward(MemoryReadArgs<T> a, const T* mn) {
   const T* M = a.memory + e * N * W;
   T* P = a.weights + q * N;
   const T kn = key_norm(k, W), b = a.beta[q];
-  T mx = -INFINITY;
+  T mx = -INFINITY;  // the largest cosine
   for (int64_t j = threadIdx.x; j < N; j += blockDim.x) {
-    P[j] = cosine_logit(b, dot(k, M + j * W, W), kn, mn[e * N + j], a.eps);
+    P[j] = cosine(dot(k, M + j * W, W), kn, mn[e * N + j], a.eps);
     mx = P[j] > mx ? P[j] : mx;
   }
   mx = block_reduce(mx, true);
   T part = T(0);
-  for (int64_t j = threadIdx.x; j < N; j += blockDim.x) part += (P[j] = exp(P[j] - mx));
+  for (int64_t j = threadIdx.x; j < N; j += blockDim.x) part += (P[j] = exp(shifted_logit(b, P[j], mx)));
   const T inv = T(1) / block_reduce(part);
   for (int64_t j = threadIdx.x; j < N; j += blockDim.x) P[j] *= inv;
   __syncthreads();

@@ -30,16 +30,38 @@ from ..evaluation.risk import ANNUAL
 
 
 
+@njit(cache=True, error_model="numpy")
+def bar_returns(close, last_close, logret):
+    """One bar: each asset's log return into logret (N,) (0 for a missing price or a ratio that
+    underflows) and the equal-weighted index's simple return, the mean of the assets' (a missing
+    price: no return). The batch (index_level) and the stream (StressScore) both call it, so their
+    log returns are the same bits: NumPy's vectorised log and the scalar one differ in the last
+    place on AVX-512 CPUs, and the turbulence would inherit that."""
+    N = close.shape[0]
+    simple = 0.0
+    for i in range(N):
+        ratio = close[i] / last_close[i]
+        logret[i] = 0.0
+        if np.isfinite(ratio):
+            simple += ratio - 1.0
+            if ratio > 0:
+                logret[i] = np.log(ratio)
+    return simple / N
+
+
+@njit(cache=True, error_model="numpy")
+def _index_panel(close):
+    T, N = close.shape
+    level, logret = np.ones(T), np.zeros((T, N))
+    for t in range(1, T):
+        level[t] = level[t - 1] * (1.0 + bar_returns(close[t], close[t - 1], logret[t]))
+    return level, logret
+
+
 def index_level(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index level, daily log returns (T, N)) of the equal-weighted index: each day the mean of
-    the assets' simple returns (a missing price: no return that day)."""
-    simple = np.zeros_like(close)
-    simple[1:] = close[1:] / close[:-1] - 1.0
-    simple = np.where(np.isfinite(simple), simple, 0.0)
-    level = np.cumprod(1.0 + simple.mean(axis=1))
-    logret = np.zeros_like(close)
-    logret[1:] = np.log(close[1:] / close[:-1])
-    return level, np.where(np.isfinite(logret), logret, 0.0)
+    the assets' simple returns (a missing price: no return that day), bar by bar (bar_returns)."""
+    return _index_panel(np.ascontiguousarray(close, np.float64))
 
 
 def realised_vol(index: np.ndarray, window: int = 21) -> np.ndarray:

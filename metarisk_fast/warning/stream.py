@@ -11,7 +11,7 @@ from numba import njit
 
 from .evaluate import MEMORY_SCORE, MODEL_SCORE, SCORES
 from .model import WarningModel
-from .signals import ANNUAL, BLOCK, monitor_step, new_monitor
+from .signals import ANNUAL, BLOCK, bar_returns, monitor_step, new_monitor
 
 VOL_WINDOW, SHORT_AR, STATE_SHORT, RECENT, JUMP_LAG = 21, 15, 21, 21, 5  # signals' windows, in bars
 MAX_LOG_RETURN = 1e4  # beyond any ratio of two floats' prices (|log| < 1500); its square sums without overflow
@@ -76,23 +76,17 @@ def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_a
     """One bar of every single score (the layout of SINGLES; NaN where it needs more history, or
     where its input is not given: variance / novelty all NaN), each used one's percentile within
     its own past, and the combined score. The streaming twin of signals' batch definitions: the
-    same formulas, sums taken in another order (equal to rounding); the covariance scores by the
-    batch's own step."""
+    log returns and the covariance scores (turbulence, absorption ratio) by the batch's own
+    compiled steps, so bit for bit; the others by the same formulas with their sums taken as
+    running sums instead of the batch's cumulative ones, so equal to rounding (a few ulps)."""
     N = close.shape[0]
     t = t_arr[0]
     singles = np.full(len(SINGLES), np.nan)
-    # the equal-weighted index and the log returns (signals.index_level); a missing price: no return
+    # the equal-weighted index and the log returns: the batch's own step (signals.bar_returns)
     logret = np.zeros(N)
-    simple = 0.0
-    if t > 0:
-        for i in range(N):
-            ratio = close[i] / last_close[i]
-            if np.isfinite(ratio):
-                simple += ratio - 1.0
-                if ratio > 0:  # an underflowing ratio: a simple return of -1, no log return (as in the batch)
-                    logret[i] = np.log(ratio)
+    index_return = bar_returns(close, last_close, logret)  # 0 on the first bar (no last close)
     prev = level[0]
-    level[0] = prev * (1.0 + simple / N)
+    level[0] = prev * (1.0 + index_return)
     idx_r = np.log(level[0] / prev) if t > 0 else 0.0
     index_r2[t % VOL_WINDOW] = idx_r * idx_r
     if t >= VOL_WINDOW:
@@ -172,8 +166,8 @@ def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_a
 
 class StressScore:
     """A fitted warning model's combined score, bar by bar, over ``n_assets`` assets' closes: the
-    streaming twin of warning_scores (the same single scores to rounding; the covariance scores
-    by the same compiled step), each single's percentile within its own past, then the model's
+    streaming twin of warning_scores (the covariance scores bit for bit, by the same compiled steps;
+    the others to rounding: running sums instead of cumulative ones), each single's percentile within its own past, then the model's
     logistic regression and threshold (as fitted; refit by running `metarisk warn` again). One
     compiled call a bar.
 
