@@ -33,7 +33,8 @@ from metarisk_fast.evaluation import christoffersen, evaluate, kupiec_pof, qlike
 from metarisk_fast.features import FeatureSet
 from metarisk_fast.forecasting import (EWMAForecaster, GARCHForecaster, MetaForecaster, make_learner,
                                        train_meta)
-from metarisk_fast.jobs import DEFAULT_HISTORIES, QUERY, TrainOptions, grid, load_panel
+from metarisk_fast.datasets import load_panel
+from metarisk_fast.volatility.jobs import DEFAULT_HISTORIES, QUERY, TrainOptions, grid
 from metarisk_fast.tasks import TARGET, EpisodeBuilder, TaskSpec, asset_split, time_split
 from metarisk_fast.tasks.episodes import CLOSE_FEATURES
 from metarisk_fast.tasks.target import AnchorRatioTarget

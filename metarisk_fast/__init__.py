@@ -17,7 +17,7 @@ _NAMES = {  # public name -> the module that owns it
     "RiskEngine": "streaming", "RiskSnapshot": "streaming",
 }
 _SUBMODULES = ("ops", "reference", "learners", "features", "data", "datasets", "tasks", "forecasting",
-               "evaluation", "streaming", "jobs", "cli")
+               "evaluation", "report", "streaming", "integrations", "volatility", "warning", "credit", "trading", "cli")
 
 
 def __getattr__(name: str):
@@ -25,8 +25,8 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
-    if name == "_core":  # the baseline module, loaded the way every op loads the core
-        return importlib.import_module("._native", __name__).baseline
+    if name == "_core":  # the compiled module in use (the widest variant the CPU runs), as every op loads it
+        return importlib.import_module("._native", __name__).core
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -52,4 +52,4 @@ def get_num_threads() -> int:
     return int(core.num_threads())
 
 
-__all__ = [*_NAMES, "build_info", "set_num_threads", "get_num_threads", "__version__"]
+__all__ = [*_NAMES, *_SUBMODULES, "build_info", "set_num_threads", "get_num_threads", "__version__"]

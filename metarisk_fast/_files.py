@@ -32,3 +32,19 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_output(path, kind: str, option: str = "--out") -> Path:
+    """Refuse an output path of the wrong kind ('file' or 'dir') before any work starts: a
+    directory given for a file, a file for a directory, or a parent that is not a directory."""
+    p = Path(path)
+    if kind == "file" and p.is_dir():
+        raise ValueError(f"{option} {path} is a directory; give the path of the file to write")
+    if kind == "dir" and p.exists() and not p.is_dir():
+        raise ValueError(f"{option} {path} exists and is not a directory")
+    parent = (p if kind == "dir" else p.parent).resolve()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: {parent} is not a directory")
+    return p

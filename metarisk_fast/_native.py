@@ -49,5 +49,7 @@ def _load():
 
 
 core = _load()
+# the package's `_core` names the module in use (importing the baseline above had bound it there)
+setattr(importlib.import_module(__package__), "_core", core)
 
 __all__ = ["core", "baseline", "available"]

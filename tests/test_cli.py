@@ -53,7 +53,7 @@ def test_model_files_without_a_loss_adapt_with_the_gaussian_one(model, tmp_path)
     """Model directories written before the loss was recorded were all trained on the Gaussian
     likelihood: they load with it."""
     from metarisk_fast.forecasting import load_model
-    from metarisk_fast.forecasting.persistence import write_model_dir
+    from metarisk_fast.forecasting.model_files import write_model_dir
 
     learner, _, meta = load_model(model)
     assert learner.loss == meta["loss"]
@@ -128,25 +128,27 @@ def test_evaluate_writes_the_report(model, prices, tmp_path):
 def test_every_learner_trains_saves_loads_and_forecasts(learner, prices, tmp_path):
     out = tmp_path / "m"
     assert main(["train", "--prices", str(prices["wide"]), "--out", str(out), "--steps", "3", "--batch", "8",
-                 "--history", "30", "--learner", learner, "--quiet"]) == 0
+                 "--history", "30", "--memory-slots", "40", "--learner", learner, "--quiet"]) == 0
+    assert json.loads((out / "model.json").read_text())["memory_slots"] == (40 if learner == "memory" else None)
     assert main(["forecast", "--model", str(out), "--prices", str(prices["one"]), "--out", str(tmp_path / "f.csv"),
                  "--start", str(prices["dates"][850]), "--quiet"]) == 0
     f = pd.read_csv(tmp_path / "f.csv")
     assert len(f) == 50 and (f["forecast_variance"] > 0).all()
 
 
+@pytest.mark.slow  # the whole demo, end to end
 def test_demo_smoke(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "d"), "--steps", "2", "--batch", "8", "--learners", "fomaml",
-                 "--histories", "20", "--no-garch", "--quiet"]) == 0
+                 "--histories", "20", "--no-garch", "--inner-steps", "2", "--quiet"]) == 0
     md = (tmp_path / "d" / "report.md").read_text()
     assert "few-shot, history k = 20 days" in md and "fomaml" in md and "ewma" in md
+    assert "(2 gradient steps;" in md
 
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--prices", "{one}", "--out", "{tmp}/m"], "needs two or more"),
     (["train", "--prices", "{short}", "--out", "{tmp}/m"], "too little history"),
     (["train", "--prices", "{wide}", "--out", "{tmp}/m", "--train-end", "1900-01-01"], "before the first date"),
-    (["train", "--prices", "{wide}", "--out", "{tmp}/m", "--learner", "lstm"], "unknown learner 'lstm'"),
     (["train", "--prices", "{tmp}/absent.csv", "--out", "{tmp}/m"], "no such file"),
     (["forecast", "--model", "{tmp}/nope", "--prices", "{wide}", "--out", "{tmp}/f.csv"], "no such model directory"),
     (["forecast", "--model", "{model}", "--prices", "{wide}", "--out", "{tmp}/f.csv", "--start", "2100-01-01"],
@@ -238,6 +240,8 @@ def test_messages_print_plain_numbers(tmp_path, capsys, model):
     (["train", "--prices", "{wide}", "--out", "{tmp}/m", "--train-end", "2020-13-45"], "--train-end"),
     (["demo", "--histories", "0"], "--histories"),
     (["demo", "--threads", "0"], "--threads"),
+    (["train", "--prices", "{wide}", "--out", "{tmp}/m", "--learner", "lstm"], "--learner"),
+    (["demo", "--memory-slots", "0"], "--memory-slots"),
 ])
 def test_bad_options_name_the_option(argv, option, prices, model, tmp_path, capsys):
     fill = {"wide": prices["wide"], "tmp": tmp_path, "model": model}
@@ -246,6 +250,19 @@ def test_bad_options_name_the_option(argv, option, prices, model, tmp_path, caps
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}" in err and "Traceback" not in err
+
+
+def test_a_memory_too_small_for_the_histories_is_refused_before_training(tmp_path, capsys):
+    """A memory learner writes each support row into a slot: `demo --histories 300` with the
+    default 256 slots fails at once and names the option that fixes it."""
+    import time
+
+    t0 = time.perf_counter()
+    assert main(["demo", "--out", str(tmp_path / "d"), "--histories", "300", "--learners", "memory", "--quiet"]) == 2
+    assert time.perf_counter() - t0 < 5
+    err = capsys.readouterr().err
+    assert "--histories 300" in err and "--memory-slots" in err
+    assert not (tmp_path / "d").exists()
 
 
 def test_out_paths_are_checked_before_the_work(prices, model, tmp_path, capsys):
@@ -289,7 +306,7 @@ def test_help_explains_options_and_units(capsys):
 
 
 def test_the_library_calls_check_their_arguments(prices, model, tmp_path):
-    from metarisk_fast import jobs
+    from metarisk_fast.volatility import jobs
 
     for kw, match in ((dict(steps=0), "steps"), (dict(batch=-1), "batch"), (dict(meta_lr=float("nan")), "meta_lr"),
                       (dict(inner_steps=20_000), "inner_steps"), (dict(hidden=()), "hidden")):

@@ -18,6 +18,8 @@ from metarisk_fast.forecasting.distributed import run_local
 from metarisk_fast.forecasting.training import process_group
 from metarisk_fast.tasks import EpisodeBuilder, TaskSpec
 
+pytestmark = pytest.mark.slow  # subprocesses: `pytest -m "not slow"` leaves them out
+
 STEPS, BATCH = 4, 8
 
 

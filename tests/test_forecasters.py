@@ -153,7 +153,7 @@ def test_an_empty_asset_and_a_gap_are_reported(evaluated):
     assert cov[panel.assets[2]]["evaluable"] == 0 and cov[panel.assets[2]]["asked"] == 398
     assert cov[panel.assets[1]]["evaluable"] == 398 - 2  # the missing day and the day before it
     assert panel.assets[2] not in ev.meta["assets"]
-    from metarisk_fast.evaluation.render import render_markdown
+    from metarisk_fast.report import render_markdown
     assert f"- {panel.assets[2]}: no day with a realised target" in render_markdown([ev], "t")
 
 

@@ -41,6 +41,11 @@ def test_an_overflowing_norm_is_a_clear_error_not_a_nan_similarity():
             ops.memory_read(mem, keys, topk=topk)
     with pytest.raises(ValueError, match="key 2 has a norm that overflows"):
         ops.memory_read(torch.randn(40, 8), torch.cat([keys[:2], torch.full((1, 8), 3e38), keys[3:]]))
+    # a norm that is finite in float32 but whose square is not (1e20 x sqrt(8)): the squares sum in
+    # double, and the check still holds float32's range (a dot product could overflow otherwise)
+    mem[3] = 1e20
+    with pytest.raises(ValueError, match="memory slot 3 has a norm that overflows"):
+        ops.memory_read(mem, keys)
 
 
 def test_a_write_that_overflows_raises():

@@ -6,8 +6,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from metarisk_fast import _native
+
+pytestmark = pytest.mark.slow  # subprocesses: `pytest -m "not slow"` leaves them out
 
 COMPUTE = r"""
 import sys

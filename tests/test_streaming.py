@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from metarisk_fast import RiskEngine, datasets, jobs
+from metarisk_fast import RiskEngine, datasets
+from metarisk_fast.volatility import jobs
 from metarisk_fast.data import DataError, PricePanel
 from metarisk_fast.forecasting import make_learner, save_model
 from metarisk_fast.tasks import TaskSpec

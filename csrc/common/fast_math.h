@@ -2,8 +2,8 @@
 // shifter trick, f = y - n in [-1/2, 1/2], 2^f by its Taylor series in f ln 2 (degree 6 in float,
 // 13 in double: a few ulp), and 2^n built in the exponent bits with integer adds and shifts only
 // (AVX2 has no double <-> int64 conversion). A softmax that folds log2(e) into its scale calls it
-// instead of exp and skips exp's Cody-Waite reduction: the memory read's exp pass ran 28 % faster
-// (float). Inputs are clamped to the range where the result is a normal number; below it 2^y
+// instead of exp and skips exp's Cody-Waite reduction (bench/RESULTS.md has the measurement).
+// Inputs are clamped to the range where the result is a normal number; below it 2^y
 // returns ~0. Accuracy is checked through the memory read against its PyTorch twin (float64 to
 // 1e-9).
 #pragma once

@@ -8,9 +8,8 @@
 namespace metarisk {
 // dst (cols x rows, ldd) = src^T, src (rows x cols, lds); with dst_scale, dst row c is multiplied
 // by dst_scale[c] on the way (the read's softmax normalisation rides on its weights' transpose).
-// 8x8 register transposes for float on AVX2: the scalar loop (kept for double and for the edges)
-// cost twice the time on the read's weight output (0.088 vs 0.040 ms per block of 32 keys x 4096
-// slots).
+// 8x8 register transposes for float on AVX2; a scalar loop for double and for the edges (it is
+// about half as fast on the read's weight output: bench/RESULTS.md).
 template <typename T>
 inline void transpose(int64_t rows, int64_t cols, const T* src, int64_t lds, T* dst, int64_t ldd,
                       const T* dst_scale = nullptr) {

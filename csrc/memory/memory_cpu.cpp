@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -38,12 +39,15 @@ T* call_buffer(size_t n, int slot) {
   return b.data();
 }
 
+// The Euclidean norm, its squares summed in double (a float norm then rounds once); +inf where
+// the sum of squares overflows T, as T's own sum would: the read's checks rely on it (a norm whose
+// square is finite in T bounds every dot product and its partial sums in T).
 template <typename T>
 T norm(const T* x, int64_t n) {
   double s = 0.0;
 #pragma omp simd reduction(+ : s)
   for (int64_t i = 0; i < n; ++i) s += double(x[i]) * x[i];
-  return T(std::sqrt(s));
+  return s <= double(std::numeric_limits<T>::max()) ? T(std::sqrt(s)) : T(INFINITY);
 }
 
 template <typename T>
@@ -359,8 +363,8 @@ void memory_write_forward(const MemoryWriteArgs<T>& a) {
     T* nu = a.new_usage + e * N;
     // The chunk's weights are computed into a scratch copy whose rows lie SLOT_CHUNK + 16 apart:
     // the product below reads them down the columns, and at the output's stride of N floats (a
-    // multiple of 4 KB) those rows alias in L1 (the write's GEMM ran at 68 instead of 93 GFLOP/s);
-    // from there they are streamed to the output.
+    // multiple of 4 KB) those rows alias in L1 and the product slows by a quarter; from there they
+    // are streamed to the output.
     constexpr int64_t ldw = SLOT_CHUNK + 16;
     T* wc = scratch<T>(P * ldw, 0);
     for (int64_t j = j0; j < j1; ++j) nu[j] = a.gamma * a.usage[e * N + j];

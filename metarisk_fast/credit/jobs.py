@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .._files import atomic_write_bytes, atomic_write_text
+from .._checks import check_int
+from .._files import atomic_write_bytes, atomic_write_text, check_output
 from ..data import DataError
-from ..evaluation import markdown_table, png_bytes, pyplot
-from ..forecasting.persistence import read_model_dir, write_model_dir
+from ..report import markdown_table, png_bytes, pyplot
+from ..forecasting.model_files import read_model_dir, write_model_dir
 from .data import DEFAULT_SEGMENT, DEFAULT_TARGET, CreditData, CreditEncoder, binary_target, load_credit, read_table
 from .evaluate import BASELINES, MIN_QUERY, eligible_segments, evaluate_credit, summarise
 from .learn import CREDIT_LEARNERS, CreditTraining, adapt_scores, attributions, meta_train, reasons
@@ -29,19 +30,11 @@ class CreditModelError(ValueError):
     """A credit model directory that is missing, damaged or from an incompatible version."""
 
 
-def _check_out(path, kind: str) -> None:
-    p = Path(path)
-    if kind == "file" and p.is_dir():
-        raise ValueError(f"--out {path} is a directory; give the path of the file to write")
-    if kind == "dir" and p.exists() and not p.is_dir():
-        raise ValueError(f"--out {path} exists and is not a directory")
-
-
 # --------------------------------------------------------------------------- train / score
 def train(data="default", out="credit_model", *, target: str = DEFAULT_TARGET, segment: str = DEFAULT_SEGMENT,
           training: CreditTraining = CreditTraining(), log=None) -> dict:
     """Meta-train on every segment of ``data`` and save the model directory ``out``."""
-    _check_out(out, "dir")
+    check_output(out, "dir")
     loans = load_credit(data, target=target, segment=segment)
     enc = CreditEncoder.fit(loans.frame)
     x = enc.transform(loans.frame)
@@ -76,7 +69,7 @@ def score(model, support, data, out=None, *, top: int = 3) -> pd.DataFrame:
     probability and the ``top`` attributes that raise it most (integrated-gradient attributions of
     the adapted model, from the average training applicant)."""
     if out is not None:
-        _check_out(out, "file")
+        check_output(out, "file")
     learner, enc, meta = load(model)
     sup = read_table(support)[0]
     if meta["target"] not in sup.columns:
@@ -103,11 +96,12 @@ def evaluate(data="default", out="credit_report", *, target: str = DEFAULT_TARGE
              seed: int = 0, log=None) -> dict:
     """Leave-one-segment-out evaluation; writes ``out``/report.md, report.json, scores.csv and
     auc_by_k.png. Returns the summary."""
-    _check_out(out, "dir")
-    if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2 for k in ks):
-        raise ValueError(f"--k: give one or more support sizes >= 2, got {list(ks)}")
-    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or not 2 <= draws <= 10_000:
-        raise ValueError(f"--draws must be an int in [2, 10000], got {draws!r}")
+    check_output(out, "dir")
+    if not ks:
+        raise ValueError("--k: give one or more support sizes >= 2")
+    for k in ks:
+        check_int("--k", k, 2)
+    check_int("--draws", draws, 2, 10_000)
     unknown = [m for m in learners if m not in CREDIT_LEARNERS]
     if unknown or not learners:
         raise ValueError(f"--learners: choose from {', '.join(CREDIT_LEARNERS)}, got {list(learners)}")

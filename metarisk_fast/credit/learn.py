@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..forecasting.persistence import make_learner
+from .._checks import check_int, check_number
+from ..forecasting.registry import make_learner
 
 CREDIT_LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "memory")
 MEMORY_SLOTS = 128  # the memory learner's slots: at least the largest K it adapts on
@@ -32,13 +33,9 @@ class CreditTraining:
             raise ValueError(f"learner must be one of {', '.join(CREDIT_LEARNERS)}, got {self.learner!r}")
         for name, lo, hi in (("inner_steps", 0, 1000), ("steps", 1, 10**6), ("batch", 1, 65536), ("support", 1, 10**5),
                              ("query", 1, 10**5), ("seed", 0, 2**63 - 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {v!r}")
+            check_int(name, getattr(self, name), lo, hi)
         for name in ("inner_lr", "meta_lr"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+            check_number(name, getattr(self, name))
 
     def make(self, n_features: int):
         return make_learner(self.learner, n_features, self.hidden, self.inner_lr, self.inner_steps, loss="bce",

@@ -1,6 +1,7 @@
 """Embedded real data and a seeded synthetic OHLC generator."""
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 
 import numpy as np
@@ -25,6 +26,26 @@ def load_sp500_20(*, warn_quantisation: bool = True) -> PricePanel:
     panel = PricePanel(dates=panel.dates, assets=panel.assets, close=panel.close, source="sp500_20")
     if warn_quantisation:
         warn_coarse_prices(panel)
+    return panel
+
+
+def ignore(message: str) -> None:
+    """A log that drops its lines: ``load_panel(source, log or ignore)`` for a quiet run."""
+
+
+def load_panel(source, log=None) -> PricePanel:
+    """A price panel from a path, a DataFrame, a PricePanel or 'default' (the embedded S&P 500
+    panel): the one way the applications and the streaming engine read prices. With ``log`` (a
+    function of one line) data warnings go to it, one line each (the reports list the details);
+    without, they stay Python warnings."""
+    if isinstance(source, PricePanel):
+        return source
+    with warnings.catch_warnings(record=log is not None) as caught:
+        if log is not None:
+            warnings.simplefilter("always")
+        panel = load_sp500_20() if isinstance(source, str) and source == "default" else load_prices(source)
+    for w in caught or ():
+        log(f"warning: {w.message}")
     return panel
 
 

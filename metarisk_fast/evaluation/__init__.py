@@ -1,15 +1,14 @@
-"""Losses and tests (metrics.py), VaR / ES and their backtests (risk.py), the comparison of forecasts
-(compare.py), the written report (render.py) and its plots (plots.py)."""
+"""Losses and tests (metrics.py), VaR / ES and their backtests (risk.py), volatility-targeted
+sizing (sizing.py) and the comparison of forecasts (compare.py). The written reports and their
+plots are in metarisk_fast.report."""
 from .metrics import (diebold_mariano, mean_interval, mincer_zarnowitz, model_confidence_set, qlike, qlike_log,
                       squared_error)
 from .compare import Evaluation, evaluate
-from .plots import png_bytes, pyplot
-from .render import markdown_table, write_report
 from .risk import (acerbi_szekely_z2, basel_traffic_light, christoffersen, expected_shortfall, fz0_loss,
-                   kupiec_pof, risk_columns, value_at_risk, vol_target_backtest, vol_target_weights)
+                   kupiec_pof, risk_columns, value_at_risk)
+from .sizing import vol_target_backtest, vol_target_weights
 
 __all__ = ["qlike", "qlike_log", "squared_error", "diebold_mariano", "mincer_zarnowitz", "model_confidence_set",
            "value_at_risk", "expected_shortfall", "risk_columns", "kupiec_pof", "christoffersen", "basel_traffic_light",
-           "acerbi_szekely_z2", "fz0_loss", "evaluate", "write_report", "markdown_table", "vol_target_backtest",
-           "vol_target_weights", "png_bytes", "pyplot", "mean_interval",
+           "acerbi_szekely_z2", "fz0_loss", "evaluate", "vol_target_backtest", "vol_target_weights", "mean_interval",
            "Evaluation"]

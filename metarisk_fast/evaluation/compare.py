@@ -10,6 +10,7 @@ import pandas as pd
 
 from . import metrics as M
 from . import risk as R
+from .sizing import vol_target_backtest
 
 VAR_LEVELS = (0.01, 0.05)
 ES_LEVEL = 0.025
@@ -160,7 +161,7 @@ def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", 
                                  "fz0": float(R.fz0_loss(r_next, var, es, ES_LEVEL).mean())}
             d[f"z2_{dist}"] = det[f"es_{dist}"]["z2"]["z2"]
             d[f"fz0_{dist}"] = det[f"es_{dist}"]["fz0"]
-        vt = R.vol_target_backtest(r_next, f, asset)
+        vt = vol_target_backtest(r_next, f, asset)
         det["vol_target"] = vt
         d["vt_realised_vol"], d["vt_turnover"] = vt["realised_vol"], vt["turnover"]
         rows_out.append(d)

@@ -158,25 +158,3 @@ def fz0_loss(returns, var, es, alpha: float):
         raise ValueError("FZ0 needs negative VaR and ES (return quantiles of the loss tail)")
     hit = (r <= v).astype(np.float64)
     return -hit * (v - r) / (alpha * e) + v / e + np.log(-e) - 1.0
-
-
-def vol_target_weights(variance, target_annual=0.10, max_leverage=10.0) -> np.ndarray:
-    """Weights that scale each asset to ``target_annual`` volatility: target daily vol / forecast
-    vol, capped at ``max_leverage`` (NaN where the variance is NaN)."""
-    return np.minimum(target_annual / np.sqrt(ANNUAL) / np.sqrt(variance), max_leverage)
-
-
-def vol_target_backtest(returns_next, variance, asset, target_annual=0.10, max_leverage=10.0) -> dict:
-    """Scale each asset to ``target_annual`` volatility with the forecasts: weight_t =
-    target_daily / forecast vol, position return weight_t * r_{t+1}. Realised volatility is
-    averaged over assets."""
-    w = vol_target_weights(variance, target_annual, max_leverage)
-    vols, turns = [], []
-    for j in np.unique(asset):
-        sel = asset == j
-        pnl = w[sel] * returns_next[sel]
-        vols.append(np.std(pnl, ddof=1) * np.sqrt(ANNUAL))
-        turns.append(np.mean(np.abs(np.diff(w[sel]))) if sel.sum() > 1 else 0.0)
-    vol = float(np.mean(vols))
-    return {"target": target_annual, "realised_vol": vol, "gap": vol - target_annual,
-            "abs_gap": float(np.mean(np.abs(np.array(vols) - target_annual))), "turnover": float(np.mean(turns))}

@@ -8,14 +8,15 @@ counting (_nrt=False: these functions never allocate): each row slice otherwise 
 reference on the whole panel, and with two threads slicing the same panels every row that cache
 line bounced between the cores (bench/RESULTS.md has the measurement).
 
-Numerics (see DESIGN.md, "Rolling variance"):
+Numerics (naive sum / sum-of-squares cancels catastrophically, the trap pandas, polars and
+bottleneck have all fallen into):
 - rolling variances use the exact replace-one update of Welford's recurrence
   (mean' = mean + (x_new - x_old)/w; M2' = M2 + (x_new - x_old)(x_new - mean' + x_old - mean)),
   never sum / sum-of-squares, and are clamped at 0;
 - rolling means of the non-negative range terms use running sums;
 - both are recomputed exactly from the window (kept in ring buffers) every w * (256 // w) rows
-  (each recomputation costs two passes over the window; every w rows instead made the full set
-  10 % slower, and the update's rounding drift over 256 rows is ~1e-14), when the running value
+  (each recomputation costs two passes over the window, so it runs rarely; the update's rounding
+  drift over 256 rows is ~1e-14), when the running value
   falls below 1e-4 of its peak since the last recomputation (a spike leaving the window: the
   cancellation case, so no residue survives it; above that the relative error stays ~1e-12),
   and when the last NaN leaves.
@@ -159,7 +160,7 @@ def _range_row(o, h, l, c, prev_c, r, u2, gk, rs, ov, oc):
         # D = prod(2 + f_i), s_i = f_i prod_{j != i}(2 + f_j) / D, a few ulp instead of one (the
         # row was bound by its ten divisions). The logs skip their special cases: an asset that
         # fails _fast_logs_ok (a NaN, zero, negative or infinite price) is counted and redone
-        # by _range_row_special (the selects cost ~5 % of W4).
+        # by _range_row_special (the selects would cost every asset, for the rare bad one).
         x0, x1, x2, x3, x4 = _price_ratios(cj, oj, hj, lj, pj)
         nsus += not _fast_logs_ok(cj, x0, x1, x2, x3, x4)
         f0, f1, f2, f3, f4 = _ln_f_normal(x0), _ln_f_normal(x1), _ln_f_normal(x2), _ln_f_normal(x3), _ln_f_normal(x4)

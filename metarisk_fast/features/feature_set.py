@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
+from .._checks import check_int
 from . import _kernels as K
 
 RANGE_FEATURES = ("parkinson", "garman_klass", "rogers_satchell", "yang_zhang")
@@ -31,9 +32,7 @@ MAX_WINDOW = 100_000  # rows; each window keeps a ring of this many values per a
 
 
 def _check_window(window, name="window", minimum: int = 2) -> int:
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or not minimum <= window <= MAX_WINDOW:
-        raise ValueError(f"{name} must be an int in [{minimum}, {MAX_WINDOW}], got {window!r}")
-    return int(window)
+    return check_int(name, window, minimum, MAX_WINDOW)
 
 
 def _check_lambda(lam) -> float:

@@ -1,9 +1,11 @@
 """Variance forecasting on the learners: meta-training, forecasters (meta-learned and baselines)
-behind one interface, and model directories (the learner registry, save and load)."""
+behind one interface, the learner registry, and model directories (save and load)."""
 from .baselines import EWMAForecaster, GARCHForecaster, HARForecaster
-from .forecasters import Forecaster, MetaForecaster, every_pair
-from .persistence import LEARNERS, ModelError, load_model, make_learner, save_model
+from .forecasters import Forecaster, MetaForecaster, SavedModelForecasts, every_pair
+from .model_files import ModelError, load_model, save_model
+from .registry import LEARNERS, MEMORY_LEARNERS, MEMORY_SLOTS, make_learner
 from .training import pooled_learner, train_meta
 
-__all__ = ["Forecaster", "MetaForecaster", "every_pair", "EWMAForecaster", "HARForecaster", "GARCHForecaster", "train_meta",
-           "pooled_learner", "LEARNERS", "ModelError", "make_learner", "save_model", "load_model"]
+__all__ = ["Forecaster", "MetaForecaster", "SavedModelForecasts", "every_pair", "EWMAForecaster", "HARForecaster",
+           "GARCHForecaster", "train_meta", "pooled_learner", "LEARNERS", "MEMORY_LEARNERS", "MEMORY_SLOTS",
+           "ModelError", "make_learner", "save_model", "load_model"]

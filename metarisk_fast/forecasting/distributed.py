@@ -91,3 +91,9 @@ def wait_for_all_ranks() -> None:
     """A barrier of the initialised group (nothing without one)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def is_lead_process() -> bool:
+    """True in a single process and in rank 0 of a `torchrun` group (RANK in the environment): the
+    process that speaks for the group."""
+    return os.environ.get("RANK", "0") == "0"

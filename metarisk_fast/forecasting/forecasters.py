@@ -87,3 +87,27 @@ class MetaForecaster(Forecaster):
             sl = slice(lo, lo + self.chunk)
             out[sl] = self.learner.novelty(xs[sl], ys[sl], xq[sl])[:, 0]
         return out
+
+
+class SavedModelForecasts:
+    """A saved model's numbers for every (day, asset) of a price panel, as `metarisk forecast`
+    makes them (each at t from data up to t): its variance forecasts and, for a memory learner,
+    its novelty. What the early warning and the trading observations read from a model."""
+
+    def __init__(self, model_dir):
+        from .model_files import load_model
+
+        self.learner, self.spec, self.meta = load_model(model_dir)
+        self.forecaster = MetaForecaster(self.learner, self.meta["history"])
+
+    @property
+    def has_novelty(self) -> bool:
+        return hasattr(self.learner, "novelty")
+
+    def variance(self, panel) -> np.ndarray:
+        """(days, assets) variance forecasts (NaN where an asset has none)."""
+        return every_pair(self.forecaster.predict, EpisodeBuilder(panel, self.spec))
+
+    def novelty(self, panel) -> np.ndarray:
+        """(days, assets) novelty of a memory learner (NaN where an asset has no forecast)."""
+        return every_pair(self.forecaster.novelty, EpisodeBuilder(panel, self.spec))

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._checks import check_int
 from .. import ops
 from .._types import LOSSES
 from .mlp import MLP
@@ -25,8 +26,7 @@ class _GradientMetaLearner(nn.Module):
             raise TypeError(f"net must be a metarisk_fast.MLP, got {type(net).__name__}")
         if not inner_lr > 0:
             raise ValueError(f"inner_lr must be > 0, got {inner_lr}")
-        if isinstance(inner_steps, bool) or not isinstance(inner_steps, int) or inner_steps < 0:
-            raise ValueError(f"inner_steps must be an int >= 0, got {inner_steps!r}")
+        check_int("inner_steps", inner_steps, 0)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.net = net

@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._checks import check_int, check_number
 from .._files import atomic_write_bytes
 from ._kernels import bridge, commit_row
-from ..data import DataError, PricePanel, load_prices
-from ..datasets import load_sp500_20
+from ..data import DataError
+from ..datasets import load_panel
 from ..evaluation import risk_columns
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
 from ..forecasting import MetaForecaster, load_model
@@ -98,17 +99,13 @@ class RiskEngine:
 
     def __init__(self, learner: torch.nn.Module, spec: TaskSpec, assets, *, history: int = 60,
                  min_history: int = 20, readapt_every: int = 1, online_lr: float = 0.0, monitor=None):
-        for name, value, lo in (("history", history, 1), ("min_history", min_history, 1),
-                                ("readapt_every", readapt_every, 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= 100_000:
-                raise ValueError(f"{name} must be an int in [{lo}, 100000], got {value!r}")
+        for name, value in (("history", history), ("min_history", min_history), ("readapt_every", readapt_every)):
+            check_int(name, value, 1, 100_000)
         if readapt_every > 1 and not hasattr(learner, "predict_with_weights"):
             raise ValueError(f"readapt_every={readapt_every} keeps each asset's adapted weights between bars, which "
                              f"needs a gradient-based learner (MAML, FOMAML, Reptile, Meta-SGD); "
                              f"{type(learner).__name__} re-adapts on every bar (readapt_every=1)")
-        if not (isinstance(online_lr, (int, float)) and not isinstance(online_lr, bool) and np.isfinite(online_lr)
-                and online_lr >= 0):
-            raise ValueError(f"online_lr must be a finite number >= 0 (0: the model stays as trained), got {online_lr!r}")
+        check_number("online_lr", online_lr, allow_zero=True, note=" (0: the model stays as trained)")
         if ANCHOR_FEATURE not in spec.features.names:
             raise ValueError(f"the model's feature set has no {ANCHOR_FEATURE} (the anchor of every forecast)")
         assets = self._check_names(assets)
@@ -395,8 +392,7 @@ class RiskEngine:
         """Feed a history (a PricePanel, a DataFrame, a CSV / Parquet path, or 'default' for the
         embedded panel) holding every engine asset; returns the risk after its last bar. Raises if
         it is too short for any forecast, saying how many bars are needed."""
-        panel = prices if isinstance(prices, PricePanel) else (
-            load_sp500_20() if isinstance(prices, str) and prices == "default" else load_prices(prices))
+        panel = load_panel(prices)
         missing = [a for a in self.assets if a not in panel.assets]
         if missing:
             raise DataError(f"{panel.source}: no prices for the engine's assets {missing}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .._checks import check_int
 from ..data import DataError, PricePanel
 from .. import features as F
 from ..features import FeatureSet
@@ -50,8 +51,7 @@ def bridge_gaps(close: np.ndarray, max_gap: int = MAX_BRIDGED_GAP) -> np.ndarray
     ``max_gap`` days in a row (a holiday or a one-day halt: a zero return on the missing day, the
     move over the gap on the day trading resumes); days before listing and the rest of a longer gap
     stay NaN, so features restart after it. Each row uses rows at or before it only."""
-    if isinstance(max_gap, bool) or not isinstance(max_gap, (int, np.integer)) or max_gap < 0:
-        raise ValueError(f"max_gap must be an int >= 0, got {max_gap!r}")
+    check_int("max_gap", max_gap, 0)
     close = np.asarray(close, np.float64)
     seen = ~np.isnan(close)
     rows = np.arange(close.shape[0])[:, None]
@@ -141,9 +141,7 @@ class TaskSpec:
 
     def __post_init__(self):
         for name in ("horizon", "support", "query"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+            check_int(name, getattr(self, name), 1)
         if self.proxy not in ("squared_returns", "garman_klass"):
             raise ValueError(f"proxy must be 'squared_returns' or 'garman_klass', got {self.proxy!r}")
 

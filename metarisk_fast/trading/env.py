@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
+from .._checks import check_int, check_number
 from ..data import DataError, PricePanel
 from ..features import FeatureSet
 
@@ -72,13 +73,9 @@ class TradingSpec:
 
     def __post_init__(self):
         for name, lo in (("length", 2), ("lookback", 1)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+            check_int(name, getattr(self, name), lo)
         for name in ("max_position", "cost", "risk_penalty"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+            check_number(name, getattr(self, name), allow_zero=True)
         if self.max_position == 0:
             raise ValueError("max_position must be > 0")
 
@@ -149,8 +146,7 @@ class TradingTasks:
     def episodes(self, assets=None, start=None, end=None, n: int = 256, seed: int = 0) -> Episodes:
         """``n`` episodes drawn at random (seeded) among the assets' stretches of ``length``
         usable bars whose next returns are realised by ``end``."""
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be an int >= 1 (episodes to draw), got {n!r}")
+        check_int("n", n, 1, note=" (episodes to draw)")
         T = self.spec.length
         panel = self.panel
         cols = np.arange(panel.n_assets) if assets is None else panel.asset_index(list(assets))
@@ -185,9 +181,7 @@ class TaskPool:
     all realised before the evaluation period starts."""
 
     def __init__(self, sources, block: int = 252):
-        if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 8:
-            raise ValueError(f"block must be an int >= 8 (bars per task), got {block!r}")
-        self.block = int(block)
+        self.block = check_int("block", block, 8, note=" (bars per task)")
         obs, nxt, var, first, col, names = [], [], [], [], [], []
         T = max(src[0].obs.shape[0] for src in sources)
         offset = 0

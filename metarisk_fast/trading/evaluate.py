@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from .. import ops
-from ..evaluation.risk import ANNUAL, vol_target_weights
+from ..evaluation.risk import ANNUAL
+from ..evaluation.sizing import vol_target_weights
 from .env import Episodes, TaskPool
 from .policy import MetaPolicy
 from .train import positions, rollouts

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .._files import atomic_write_bytes, atomic_write_text
-from ..evaluation import markdown_table, mean_interval, png_bytes, pyplot
+from .._files import atomic_write_bytes, atomic_write_text, check_output
+from ..evaluation import mean_interval
+from ..report import markdown_table, png_bytes, pyplot
 from ..datasets import REGIMES, load_sp500_20, synthetic_regimes
 from ..tasks import asset_split, time_split
 from .env import TaskPool, TradingSpec, TradingTasks
@@ -61,23 +62,13 @@ def _forecaster(model):
     """A function panel -> the model's variance forecasts (days, assets), or None without a model."""
     if model is None:
         return None
-    from ..forecasting import MetaForecaster, every_pair, load_model
-    from ..tasks import EpisodeBuilder
+    from ..forecasting import SavedModelForecasts
 
-    learner, spec, meta = load_model(model)
-    forecaster = MetaForecaster(learner, meta["history"])
-    return lambda panel: every_pair(forecaster.predict, EpisodeBuilder(panel, spec))
-
-
-def _check_out(path) -> Path:
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise ValueError(f"--out {path} exists and is not a directory")
-    return p
+    return SavedModelForecasts(model).variance
 
 
 def save_policy(out, policy: MetaPolicy, options: PolicyTraining, curve: np.ndarray, model=None) -> None:
-    p = _check_out(out)
+    p = check_output(out, "dir")
     p.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(policy.state_dict(), buf)
@@ -108,7 +99,7 @@ def load_policy(path) -> tuple[MetaPolicy, PolicyTraining, str | None]:
 def train(out, options: PolicyTraining = PolicyTraining(), *, model=None, log=None) -> np.ndarray:
     """Train one policy on the training pool (with ``model``'s forecasts in its observations) and
     save it to ``out``; returns its learning curve."""
-    _check_out(out)
+    check_output(out, "dir")
     pool, _ = task_pools(model)
     policy, curve = train_policy(pool, options, log=log)
     save_policy(out, policy, options, curve, model)
@@ -118,7 +109,7 @@ def train(out, options: PolicyTraining = PolicyTraining(), *, model=None, log=No
 def evaluate(policies, pooled, out, *, seed: int = 0, log=None) -> dict:
     """Every method on the held-out pools: the meta-trained policies (directories), the pooled
     one (a directory trained with --algorithm pooled) and the baselines; writes ``out``."""
-    _check_out(out)
+    check_output(out, "dir")
     meta, models = {}, set()
     for path in policies:
         policy, options, model = load_policy(path)
@@ -140,7 +131,7 @@ def evaluate(policies, pooled, out, *, seed: int = 0, log=None) -> dict:
 def demo(out="trade_report", *, seeds: int = 5, iterations: int = 150, model=None, log=None) -> dict:
     """ProMP and MAML-PG against the pooled policy (as is, fine-tuned, PPO fine-tuned), volatility
     targeting and buy and hold, over ``seeds`` training seeds, on every held-out task."""
-    _check_out(out)
+    check_output(out, "dir")
     t0 = time.perf_counter()
     pool, held = task_pools(model)
     if log:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._checks import check_int, check_number
 from .env import Episodes, TaskPool
 from .policy import MetaPolicy, Rollouts, reward_to_go_advantages
 
@@ -42,12 +43,9 @@ class PolicyTraining:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         for name in ("iterations", "tasks", "episodes", "length", "inner_steps", "outer_steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+            check_int(name, getattr(self, name), 1)
         for name in ("sigma", "inner_lr", "lr"):
-            if not (np.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+            check_number(name, getattr(self, name))
 
 
 def positions(actions, max_position: float) -> np.ndarray:

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._files import atomic_write_bytes, atomic_write_text
-from ..data import DataError, PricePanel, load_prices
-from ..datasets import load_sp500_20
-from ..evaluation import png_bytes, pyplot
+from .._checks import check_int
+from .._files import atomic_write_bytes, atomic_write_text, check_output
+from ..data import DataError, PricePanel
+from ..datasets import ignore, load_panel
+from ..report import png_bytes, pyplot
 from .evaluate import EPISODE_GAP, MEMORY_SCORE, MODEL_SCORE, SCORES, alarms, combined_score, evaluate_score
 from .model import WarningModel
 from .signals import (episodes, forecast_jump, index_level, novelty, realised_vol, stress_labels,
@@ -24,15 +25,12 @@ def model_scores(model, panel: PricePanel) -> dict[str, np.ndarray]:
     """A trained variance model's scores of every day, from `metarisk forecast`'s numbers (each
     forecast at t from data up to t): the jump of its forecasts across assets and, for a memory
     learner, its novelty (each asset's day against what its memory holds) averaged over assets."""
-    from ..forecasting import MetaForecaster, every_pair, load_model
-    from ..tasks import EpisodeBuilder
+    from ..forecasting import SavedModelForecasts
 
-    learner, spec, meta = load_model(model)
-    builder = EpisodeBuilder(panel, spec)
-    forecaster = MetaForecaster(learner, meta["history"])
-    out = {MODEL_SCORE: forecast_jump(every_pair(forecaster.predict, builder))}
-    if hasattr(learner, "novelty"):
-        nov = every_pair(forecaster.novelty, builder)
+    saved = SavedModelForecasts(model)
+    out = {MODEL_SCORE: forecast_jump(saved.variance(panel))}
+    if saved.has_novelty:
+        nov = saved.novelty(panel)
         ok = np.isfinite(nov)
         out[MEMORY_SCORE] = np.where(ok.any(axis=1), np.where(ok, nov, 0.0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1),
                                      np.nan)
@@ -84,16 +82,12 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
     the first day the combined score exists; writes ``out``/scores.csv (date, score, alarm),
     report.md, report.json, warning.png and warning.json (the combination fitted on every known
     label, for a live StressScore or RiskEngine). ``drawdown`` in percent."""
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
+    check_output(out, "dir")
     if not (isinstance(drawdown, (int, float)) and 0 < drawdown < 100):
         raise ValueError(f"--drawdown must be a percentage in (0, 100), got {drawdown!r}")
-    if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)) or not 1 <= horizon <= 1000:
-        raise ValueError(f"--horizon must be an int in [1, 1000] days, got {horizon!r}")
+    check_int("--horizon", horizon, 1, 1000, note=" days")
     t0 = time.perf_counter()
-    panel = load_sp500_20(warn_quantisation=False) if isinstance(prices, str) and prices == "default" \
-        else load_prices(prices)
+    panel = load_panel(prices, log or ignore)
     frame = warning_scores(panel, drawdown=drawdown / 100, horizon=horizon, window=WINDOW, memory=MEMORY, model=model)
     y = frame.label.to_numpy()
     names = score_names(frame)

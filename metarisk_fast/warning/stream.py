@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from .._checks import check_int
 from .evaluate import MEMORY_SCORE, MODEL_SCORE, SCORES
 from .model import WarningModel
 from .signals import ANNUAL, BLOCK, bar_returns, monitor_step, new_monitor
@@ -17,22 +18,17 @@ VOL_WINDOW, SHORT_AR, STATE_SHORT, RECENT, JUMP_LAG = 21, 15, 21, 21, 5  # signa
 MAX_LOG_RETURN = 1e4  # beyond any ratio of two floats' prices (|log| < 1500); its square sums without overflow
 
 
-def _check_int(name, v, lo, hi=100_000):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-        raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {v!r}")
-
-
 class StressMonitor:
     """Turbulence and absorption ratio of each bar's returns against the previous ``window`` bars
     (NaN until the window is full). ``update`` costs O(N^2 + (W + k) N b) for N assets, the top
     k = N / 5 eigenvectors and b = ``block`` of them advanced a bar (signals.monitor_step)."""
 
     def __init__(self, n_assets: int, window: int = 250, top_k: int | None = None, block: int = BLOCK):
-        _check_int("n_assets", n_assets, 2)
-        _check_int("window", window, 3)
+        check_int("n_assets", n_assets, 2, 100_000)
+        check_int("window", window, 3, 100_000)
         k = max(1, n_assets // 5) if top_k is None else top_k
-        _check_int("top_k", k, 1, n_assets)
-        _check_int("block", block, 1)
+        check_int("top_k", k, 1, n_assets)
+        check_int("block", block, 1, 100_000)
         self.n_assets = int(n_assets)
         self._state = new_monitor(int(n_assets), int(window), int(k), int(block))
 
@@ -178,7 +174,7 @@ class StressScore:
     def __init__(self, model: WarningModel, n_assets: int):
         if not isinstance(model, WarningModel):
             raise TypeError(f"model must be a WarningModel (WarningModel.load(path)), got {type(model).__name__}")
-        _check_int("n_assets", n_assets, 2)
+        check_int("n_assets", n_assets, 2, 100_000)
         self.model, self.n_assets = model, int(n_assets)
         N, S = self.n_assets, len(model.names)
         self._use = np.array([SINGLES.index(n) for n in model.names], np.int64)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses: `pytest -m "not slow"` leaves them out
+
 HARNESS = Path(__file__).with_name("fuzz_api.py")
 EXAMPLES = int(os.environ.get("METARISK_FUZZ_EXAMPLES", "1000"))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .._files import atomic_write_text
-from .compare import Evaluation
+from ..evaluation import Evaluation
 from .plots import write_plots
 
 

@@ -6,7 +6,7 @@ import io
 import numpy as np
 
 from .._files import atomic_write_bytes
-from .risk import ANNUAL
+from ..evaluation.risk import ANNUAL
 
 
 def pyplot():

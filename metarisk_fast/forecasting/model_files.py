@@ -1,4 +1,4 @@
-"""The learner registry (``make_learner``) and a trained model on disk: ``model.pt`` (weights) and ``model.json`` (learner, hyper-parameters,
+"""A trained model on disk: ``model.pt`` (weights) and ``model.json`` (learner, hyper-parameters,
 feature spec, horizon, versions, the weights' SHA-256). Both are written atomically; loading
 checks the format version and the checksum, and says clearly what is wrong."""
 from __future__ import annotations
@@ -14,46 +14,14 @@ import torch
 from .. import __version__
 from .._files import atomic_write_bytes, atomic_write_text
 from ..features import FeatureSet
-from ..learners import MAML, MLP, MemoryAugmentedNet, MemoryConditionedMAML, MetaSGD, Reptile
-from ..tasks import TARGET, TaskSpec
-from .training import pooled_learner
+from ..tasks import TaskSpec
+from .registry import MEMORY_SLOTS, make_learner
 
 FORMAT_VERSION = 1
-LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml")
-MEMORY_SLOTS = 256  # >= the longest few-shot history written into one episode's memory
 
 
 class ModelError(ValueError):
     """A model directory that is missing, damaged or from an incompatible version."""
-
-
-def _zero_output(net: MLP) -> None:
-    """Output 0 is the anchor forecast (see tasks): a fresh model starts at RiskMetrics."""
-    with torch.no_grad():
-        net.layers[-1].weight.zero_()
-        net.layers[-1].bias.zero_()
-
-
-def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 0.05, inner_steps: int = 5,
-                 loss: str = TARGET.loss, memory_slots: int = MEMORY_SLOTS):
-    """A fresh learner of the registry whose output starts at zero (the anchor forecast of the
-    variance target; a 50 % probability under ``loss="bce"``). ``memory_slots``: the memory
-    learner's slots, at least the support rows it writes."""
-    if kind not in LEARNERS:
-        raise ValueError(f"unknown learner {kind!r}; choose from {', '.join(LEARNERS)}")
-    if kind == "memory":
-        model = MemoryAugmentedNet(n_features, width=32, slots=memory_slots, hidden=tuple(hidden), loss=loss)
-        _zero_output(model.decoder)
-        return model
-    net = MLP(n_features, tuple(hidden), 1)
-    _zero_output(net)
-    if kind == "pooled":
-        return pooled_learner(net, loss)
-    if kind == "memory_maml":
-        return MemoryConditionedMAML(net, inner_lr=inner_lr, inner_steps=inner_steps, loss=loss)
-    cls = {"maml": MAML, "fomaml": MAML, "reptile": Reptile, "metasgd": MetaSGD}[kind]
-    kw = {"first_order": True} if kind == "fomaml" else {}
-    return cls(net, inner_lr=inner_lr, inner_steps=inner_steps, loss=loss, **kw)
 
 
 def write_model_dir(out_dir, meta_name: str, learner, meta: dict) -> Path:
@@ -101,6 +69,7 @@ def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hid
     return write_model_dir(out_dir, "model.json", learner, {
         "learner": kind, "hidden": list(hidden), "inner_lr": getattr(learner, "inner_lr", None),
         "inner_steps": learner.inner_steps, "loss": learner.loss, "history": int(history),
+        "memory_slots": getattr(learner, "slots", None),
         "task_spec": {"horizon": spec.horizon, "support": spec.support, "query": spec.query, "proxy": spec.proxy,
                       "features": asdict(spec.features)}, **info})
 
@@ -115,7 +84,8 @@ def load_model(model_dir):
                         features=FeatureSet(**{k: tuple(v) if isinstance(v, list) else v
                                                for k, v in ts["features"].items()}))
         learner = make_learner(meta["learner"], spec.n_features, meta["hidden"], meta["inner_lr"] or 0.05,
-                               meta["inner_steps"], loss=meta.get("loss", "gaussian_nll"))  # files without one predate the choice
+                               meta["inner_steps"], loss=meta.get("loss", "gaussian_nll"),  # files without one predate the choice
+                               memory_slots=meta.get("memory_slots") or MEMORY_SLOTS)
         learner.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise ModelError(f"{d}: model.json and model.pt do not describe a loadable model: {exc}") from None

@@ -1,0 +1,42 @@
+"""The learner registry: every learner a model directory or a command can name, built fresh with
+its output at zero (the anchor forecast of the variance target)."""
+from __future__ import annotations
+
+import torch
+
+from ..learners import MAML, MLP, MemoryAugmentedNet, MemoryConditionedMAML, MetaSGD, Reptile
+from ..tasks import TARGET
+from .training import pooled_learner
+
+LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml")
+MEMORY_LEARNERS = ("memory",)  # learners whose support is written into an external memory of memory_slots rows
+MEMORY_SLOTS = 256  # >= the longest few-shot history written into one episode's memory
+
+
+def _zero_output(net: MLP) -> None:
+    """Output 0 is the anchor forecast (see tasks): a fresh model starts at RiskMetrics."""
+    with torch.no_grad():
+        net.layers[-1].weight.zero_()
+        net.layers[-1].bias.zero_()
+
+
+def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 0.05, inner_steps: int = 5,
+                 loss: str = TARGET.loss, memory_slots: int = MEMORY_SLOTS):
+    """A fresh learner of the registry whose output starts at zero (the anchor forecast of the
+    variance target; a 50 % probability under ``loss="bce"``). ``memory_slots``: the memory
+    learner's slots, at least the support rows it writes."""
+    if kind not in LEARNERS:
+        raise ValueError(f"unknown learner {kind!r}; choose from {', '.join(LEARNERS)}")
+    if kind == "memory":
+        model = MemoryAugmentedNet(n_features, width=32, slots=memory_slots, hidden=tuple(hidden), loss=loss)
+        _zero_output(model.decoder)
+        return model
+    net = MLP(n_features, tuple(hidden), 1)
+    _zero_output(net)
+    if kind == "pooled":
+        return pooled_learner(net, loss)
+    if kind == "memory_maml":
+        return MemoryConditionedMAML(net, inner_lr=inner_lr, inner_steps=inner_steps, loss=loss)
+    cls = {"maml": MAML, "fomaml": MAML, "reptile": Reptile, "metasgd": MetaSGD}[kind]
+    kw = {"first_order": True} if kind == "fomaml" else {}
+    return cls(net, inner_lr=inner_lr, inner_steps=inner_steps, loss=loss, **kw)
