@@ -24,7 +24,10 @@ MODULES = {"x86-64-v2": "_core", "x86-64-v3": "_core_x86_64_v3", "x86-64-v4": "_
 
 
 def available() -> list[str]:
-    """The variants built into this installation that this CPU can run, narrowest first."""
+    """The variants built into this installation that this CPU can run, narrowest first; none for
+    a build of one module (-march=native, a sanitizer build, a non-x86 machine)."""
+    if baseline.build_info().get("variant") != "x86-64-v2":
+        return []
     runs = baseline.cpu_supports()
     out = []
     for isa, module in MODULES.items():
@@ -40,8 +43,9 @@ def _load():
         if wanted not in MODULES:
             raise ImportError(f"METARISK_ISA={wanted!r}: choose one of {', '.join(MODULES)}")
         if wanted not in variants:
-            raise ImportError(f"METARISK_ISA={wanted}: this CPU or this build does not have it "
-                              f"(available: {', '.join(variants) or 'the baseline only'})")
+            single = baseline.build_info().get("variant")
+            raise ImportError(f"METARISK_ISA={wanted}: this CPU or this build does not have it (available: "
+                              + (", ".join(variants) if variants else f"none: a build of one module, {single}") + ")")
         return importlib.import_module(f".{MODULES[wanted]}", __package__)
     if not variants:  # a non-x86 or native build: one module
         return baseline

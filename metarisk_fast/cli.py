@@ -36,6 +36,9 @@ def main(argv=None) -> int:
     except (DataError, ModelError, ValueError, OSError, FloatingPointError) as exc:
         print(f"metarisk {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # files are written atomically: nothing half-written is left
+        print(f"metarisk {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

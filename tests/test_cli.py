@@ -161,6 +161,22 @@ def test_bad_input_exits_nonzero_with_a_clear_message(argv, message, prices, mod
     assert message in capsys.readouterr().err
 
 
+def test_an_edited_model_setting_is_refused(model, prices, tmp_path, capsys):
+    """model.json's settings are checksummed with the weights: an inner_lr edited by hand (the
+    forecasts would move 0.5-2.4x) is refused by name, not used."""
+    import shutil
+
+    edited = tmp_path / "edited"
+    shutil.copytree(model, edited)
+    meta = json.loads((edited / "model.json").read_text())
+    meta["inner_lr"] = meta["inner_lr"] * 10
+    (edited / "model.json").write_text(json.dumps(meta, indent=2))
+    assert main(["forecast", "--model", str(edited), "--prices", str(prices["wide"]), "--out", str(tmp_path / "f.csv"),
+                 "--quiet"]) == 2
+    assert "settings were changed after the model was saved" in capsys.readouterr().err
+    assert not (tmp_path / "f.csv").exists()
+
+
 def test_damaged_model_is_reported(model, prices, tmp_path, capsys):
     import shutil
 
@@ -291,6 +307,45 @@ def test_output_files_respect_the_umask(model, prices, tmp_path):
         assert out.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["stream", "--model", "{model}", "--prices", "{wide}", "--out", "{tmp}/f.csv", "--state", "{tmp}/e.npz"],
+     "stream --state is for a live feed"),
+    (["stream", "--model", "{model}", "--prices", "{wide}", "--out", "{tmp}/f.csv", "--warm-up", "{wide}"],
+     "stream --warm-up is for a live feed"),
+    (["stream", "--model", "{model}", "--out", "{tmp}/f.csv"], "stream --out needs --prices"),
+    (["stream", "--model", "{model}", "--start", "2020-01-02"], "stream --start needs --prices"),
+])
+def test_stream_refuses_options_of_the_other_mode(argv, message, prices, model, tmp_path, capsys):
+    fill = {"wide": prices["wide"], "tmp": tmp_path, "model": model}
+    with pytest.raises(SystemExit) as e:
+        main([a.format(**fill) for a in argv])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_an_interrupt_is_one_line_and_exit_130(monkeypatch, tmp_path, capsys):
+    from metarisk_fast.volatility import jobs
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs, "train", interrupted)
+    assert main(["train", "--prices", "default", "--out", str(tmp_path / "m"), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "metarisk train: interrupted"
+
+
+def test_every_subcommand_describes_itself_without_format_escapes(capsys):
+    for argv in (["demo"], ["train"], ["forecast"], ["stream"], ["evaluate"], ["warn"], ["credit", "train"],
+                 ["credit", "evaluate"], ["trade", "train"], ["trade", "demo"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"])
+        out = capsys.readouterr().out
+        assert "%%" not in out, argv
+        if argv[0] in ("demo", "train", "evaluate", "forecast", "stream"):
+            assert len(out.split("\n\n")) >= 3, f"{argv}: no description"
 
 
 def test_help_explains_options_and_units(capsys):

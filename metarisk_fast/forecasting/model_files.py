@@ -24,6 +24,13 @@ class ModelError(ValueError):
     """A model directory that is missing, damaged or from an incompatible version."""
 
 
+def _settings_sha256(meta: dict) -> str:
+    """The SHA-256 of the metadata's settings (everything but the checksums), as JSON with sorted
+    keys: an edited hyper-parameter (inner_lr, loss, history, ...) no longer matches."""
+    settings = {k: v for k, v in meta.items() if k not in ("weights_sha256", "settings_sha256")}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
 def write_model_dir(out_dir, meta_name: str, learner, meta: dict) -> Path:
     """A model directory: ``model.pt`` (the learner's weights) and ``meta_name`` (``meta`` with the
     format and library versions and the weights' SHA-256), both written atomically."""
@@ -31,8 +38,9 @@ def write_model_dir(out_dir, meta_name: str, learner, meta: dict) -> Path:
     buf = io.BytesIO()
     torch.save(learner.state_dict(), buf)
     weights = buf.getvalue()
-    meta = {"format_version": FORMAT_VERSION, "metarisk_fast_version": __version__, "torch_version": torch.__version__,
-            **meta, "weights_sha256": hashlib.sha256(weights).hexdigest()}
+    meta = json.loads(json.dumps({"format_version": FORMAT_VERSION, "metarisk_fast_version": __version__,
+                                  "torch_version": torch.__version__, **meta}, default=str))
+    meta.update(weights_sha256=hashlib.sha256(weights).hexdigest(), settings_sha256=_settings_sha256(meta))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "model.pt", weights)
     atomic_write_text(out / meta_name, json.dumps(meta, indent=2, default=str))
@@ -62,6 +70,9 @@ def read_model_dir(model_dir, meta_name: str, error=None, made_by: str = "metari
     weights = weights_path.read_bytes()
     if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
         raise error(f"{weights_path}: damaged (checksum does not match {meta_name})")
+    if "settings_sha256" in meta and _settings_sha256(meta) != meta["settings_sha256"]:  # older files have none
+        raise error(f"{meta_path}: its settings were changed after the model was saved (checksum does not match); "
+                    f"the weights were trained with the saved ones: retrain, or restore {meta_name}")
     return meta, weights
 
 

@@ -11,8 +11,8 @@ from .._command import date, int_in, nonnegative_float, positive_float, progress
 FORECAST_COLUMNS_HELP = (
     "Columns: date, asset, forecast_variance, var_1, var_5, es_2_5. forecast_variance is the forecast, made "
     "at the close of `date`, of the mean daily variance of log returns over the next h days (daily "
-    "variance units: 1e-4 is a 1 %% daily volatility). var_1 / var_5 are the normal 1 %% / 5 %% Value-at-Risk "
-    "and es_2_5 the 2.5 %% Expected Shortfall of a one-day log return, as return quantiles: negative numbers, "
+    "variance units: 1e-4 is a 1 % daily volatility). var_1 / var_5 are the normal 1 % / 5 % Value-at-Risk "
+    "and es_2_5 the 2.5 % Expected Shortfall of a one-day log return, as return quantiles: negative numbers, "
     "a loss beyond var_1 is a return below it. For h > 1 they are one-day figures from the h-day mean daily "
     "variance (scale by sqrt(h) for an h-day figure under independent returns).")
 
@@ -117,8 +117,19 @@ def cmd_demo(args):
 
 
 def _check_stream(parser, args) -> None:
-    if args.prices is not None and args.out is None:
-        parser.error("stream --prices needs --out (the CSV file to write)")
+    """A replay (--prices) and a live feed (standard input) take different options: refuse a mix."""
+    if args.prices is not None:
+        if args.out is None:
+            parser.error("stream --prices needs --out (the CSV file to write)")
+        for option, value in (("--state", args.state), ("--warm-up", args.warm_up)):
+            if value is not None:
+                parser.error(f"stream {option} is for a live feed on standard input; a replay (--prices) "
+                             "starts from the file's first bar")
+    else:
+        for option, value in (("--out", args.out), ("--start", args.start)):
+            if value is not None:
+                parser.error(f"stream {option} needs --prices (a live feed writes to standard output from its "
+                             "first bar)")
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
@@ -150,7 +161,11 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     horizon.add_argument("--horizon", type=int_in(1, 250), default=1, help="forecast horizon h in days (default 1)")
 
     demo = sub.add_parser("demo", parents=[common, training, baseline_options, horizon],
-                          help="meta-train on the embedded S&P 500 data and compare with baselines on held-out assets")
+                          help="meta-train on the embedded S&P 500 data and compare with baselines on held-out assets",
+                          description="Meta-train every learner on 15 of the 20 embedded stocks up to --train-end, "
+                                      "forecast the 5 held-out stocks afterwards from only their last k days "
+                                      "(--histories), and compare with EWMA, HAR and the GARCH family; writes "
+                                      "--out/report.md, report.json, forecasts.csv and plots.")
     demo.add_argument("--out", default="metarisk_demo", help="report directory (default ./metarisk_demo)")
     demo.add_argument("--train-end", type=date, default="2014-12-31", help="last training date (default 2014-12-31)")
     demo.add_argument("--holdout", type=int_in(1), default=5, help="assets held out for testing (default 5)")
@@ -161,7 +176,10 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                            "(default 20 60 250)")
     demo.set_defaults(func=cmd_demo)
 
-    train = sub.add_parser("train", parents=[common, training, horizon], help="meta-train a model and save it")
+    train = sub.add_parser("train", parents=[common, training, horizon], help="meta-train a model and save it",
+                           description="Meta-train a learner on 80 % of the panel's assets up to --train-end, "
+                                       "validate on the others (QLIKE against EWMA) and save the model directory "
+                                       "--out (model.pt, model.json).")
     train.add_argument("--prices", required=True, help="price file (CSV, CSV.gz, Parquet; wide or long) or 'default'")
     train.add_argument("--out", required=True, help="model directory to write")
     train.add_argument("--learner", default="maml", choices=LEARNERS, metavar="LEARNER",
@@ -214,7 +232,10 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     stream.set_defaults(func=cmd_stream, check=_check_stream)
 
     evaluate = sub.add_parser("evaluate", parents=[common, baseline_options],
-                              help="evaluate a model against the baselines")
+                              help="evaluate a model against the baselines",
+                              description="Forecast every asset of --prices out of sample with a trained model and "
+                                          "compare with EWMA, HAR and the GARCH family (QLIKE, MSE, DM, MCS, VaR / ES "
+                                          "backtests); writes the report directory --out.")
     evaluate.add_argument("--model", required=True, help="model directory from `metarisk train`")
     evaluate.add_argument("--prices", required=True, help="price file or 'default'")
     evaluate.add_argument("--out", required=True, help="report directory")
