@@ -69,6 +69,48 @@ def test_replay_is_the_batch_forecast_bit_for_bit(maml_dir, panel, data):
     pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
 
 
+def with_calendar_gap() -> PricePanel:
+    """Five stocks, 2016-2020, with 300 dates cut out after the 250th (a file with a hole of more
+    than a year): the rows stay consecutive, the calendar jumps."""
+    p = datasets.load_sp500_20(warn_quantisation=False).select(assets=["AAPL", "JPM", "KO", "XOM", "PG"],
+                                                                 start="2016-01-01", end="2020-12-31")
+    keep = np.r_[0:250, 550:p.n_days]
+    return PricePanel(dates=p.dates[keep], assets=p.assets, close=p.close[keep], source="holed")
+
+
+def test_a_calendar_gap_restarts_every_asset_in_batch_and_stream_alike(maml_dir):
+    """After a gap of more than 5 business days between consecutive dates nothing crosses the gap:
+    no forecast until each asset has its history again (the return across the gap would be a year
+    and a half's move), and none after it is far above the variance realised after it; the replay
+    is the batch forecast bit for bit, and warns on the bar after the gap."""
+    from metarisk_fast.data import CalendarGapWarning, calendar_gaps, load_prices
+
+    p = with_calendar_gap()
+    missing = int(np.busday_count(p.dates[249] + np.timedelta64(1, "D"), p.dates[250]))
+    assert calendar_gaps(p) == [(p.dates[249], p.dates[250], missing)] and missing > 300
+    frame = pd.DataFrame(p.close, index=pd.Index(p.dates, name="Date"), columns=list(p.assets))
+    with pytest.warns(CalendarGapWarning, match=rf"no prices from {p.dates[249]} to {p.dates[250]}"):
+        load_prices(frame)
+    want = batch(maml_dir, p)
+    engine = RiskEngine.from_model(maml_dir, list(p.assets))
+    with pytest.warns(CalendarGapWarning, match=f"bar {p.dates[250]}: {missing} business days after"):
+        got = replay(engine, p)
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+    assert want[want.date >= p.dates[250]].date.min() >= p.dates[250 + engine.bars_needed]
+    # the first 60 days of forecasts after the gap against the variance realised after it
+    lo, hi = 250 + engine.bars_needed, 250 + engine.bars_needed + 60
+    realised = np.mean(np.diff(np.log(p.close[251:hi + 1]), axis=0) ** 2, axis=0)
+    first = want[want.date.between(p.dates[lo], p.dates[hi])].groupby("asset").forecast_variance.max()
+    assert (first.to_numpy() <= 5 * realised[[p.assets.index(a) for a in first.index]]).all()
+    # the same rows on a calendar without the hole: the move across it enters the features, and
+    # the forecasts right after it are several times what the days after it realise
+    joined = PricePanel(dates=np.busday_offset(p.dates[0], np.arange(p.n_days), roll="forward"), assets=p.assets,
+                        close=p.close, source="joined")
+    spliced = batch(maml_dir, joined)
+    early = spliced[spliced.date.between(joined.dates[251], joined.dates[hi])].groupby("asset").forecast_variance.max()
+    assert (early.to_numpy() > 5 * realised[[p.assets.index(a) for a in early.index]]).any()
+
+
 @pytest.mark.parametrize("kind", ["metasgd", "memory", "memory_maml"])
 def test_every_learner_streams_its_batch_forecast(tmp_path_factory, panel, kind):
     """Gradient learners (the fused kernel, per-task deterministic) agree exactly; the memory

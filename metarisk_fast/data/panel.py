@@ -244,6 +244,7 @@ def load_prices(source, *, warn_quantisation: bool = True) -> PricePanel:
         panel = _from_wide(df, name)
     if warn_quantisation:
         warn_coarse_prices(panel)
+    warn_calendar_gaps(panel)
     return panel
 
 
@@ -277,6 +278,48 @@ def coarse_stretches(panel: PricePanel, rel_step: float = 1e-3, min_days: int = 
             if e - s >= min_days:
                 out.append((name, panel.dates[s], panel.dates[e - 1], float(np.nanmax(tick / col[s:e]))))
     return out
+
+
+MAX_GAP_DAYS = 5  # missing business days after which an asset's history restarts (a long halt or a hole in a file)
+
+
+class CalendarGapWarning(UserWarning):
+    """Dates more than MAX_GAP_DAYS business days apart: every asset restarts after the gap."""
+
+
+def missing_business_days(before, after) -> np.ndarray:
+    """Business days (Monday to Friday) strictly between two dates, elementwise."""
+    before, after = np.asarray(before, "datetime64[D]"), np.asarray(after, "datetime64[D]")
+    return np.busday_count(before + np.timedelta64(1, "D"), after)
+
+
+def calendar_breaks(dates: np.ndarray) -> np.ndarray:
+    """(T,) True at each date that follows its predecessor after more than MAX_GAP_DAYS missing
+    business days: there every asset starts a new stretch, as after a long halt (no return across
+    the gap, the features and the support start again). The batch (tasks.bridge_gaps) and the
+    streaming engine both take their breaks from here."""
+    out = np.zeros(len(dates), dtype=bool)
+    if len(dates) > 1:
+        out[1:] = missing_business_days(dates[:-1], dates[1:]) > MAX_GAP_DAYS
+    return out
+
+
+def calendar_gaps(panel: PricePanel) -> list[tuple]:
+    """(last date before, first date after, missing business days) of every calendar break."""
+    rows = np.flatnonzero(calendar_breaks(panel.dates))
+    return [(panel.dates[r - 1], panel.dates[r], int(missing_business_days(panel.dates[r - 1], panel.dates[r])))
+            for r in rows]
+
+
+def warn_calendar_gaps(panel: PricePanel) -> None:
+    """One line naming the first gap and the count; ``calendar_gaps`` (and the reports) list them."""
+    gaps = calendar_gaps(panel)
+    if gaps:
+        before, after, days = gaps[0]
+        more = f" and {len(gaps) - 1} more" if len(gaps) > 1 else ""
+        warnings.warn(f"{panel.source}: no prices from {before} to {after} ({days} business days){more}; every "
+                      f"asset restarts after a gap of more than {MAX_GAP_DAYS} business days (no forecast until it "
+                      "has history again)", CalendarGapWarning, stacklevel=3)
 
 
 def warn_coarse_prices(panel: PricePanel) -> None:

@@ -2,7 +2,8 @@
 
 The engine keeps, per asset, what a forecast at the newest bar t needs and nothing more:
 - the gap bridging of the batch path (tasks.bridge_gaps: a missing price carries the last one
-  forward for up to MAX_BRIDGED_GAP bars);
+  forward for up to MAX_BRIDGED_GAP bars; a bar dated after a calendar gap, data.calendar_breaks,
+  restarts every asset);
 - the streaming feature state (features.StreamingFeatures, the batch kernel's step) on the
   bridged prices, and the target's own stream on the observed prices;
 - a delay line of the last h + 2 rows (inputs, anchor, usability, stretch breaks), since a row
@@ -19,6 +20,7 @@ import copy as _copy
 import hashlib
 import io
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -29,7 +31,7 @@ import torch
 from .._checks import check_int, check_number
 from .._files import atomic_write_bytes
 from ._kernels import bridge, commit_row
-from ..data import DataError
+from ..data import MAX_GAP_DAYS, CalendarGapWarning, DataError, missing_business_days
 from ..datasets import load_panel
 from ..evaluation import risk_columns
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
@@ -269,7 +271,12 @@ class RiskEngine:
             self._pushed = np.empty((len(self.assets), 2), np.int64)
         observed = np.stack([close, open, high, low]) if self._ohlc else close[None]
         bridged = np.empty_like(observed)
+        gap_break = self._after_calendar_gap(date)
+        if gap_break:  # nothing is carried across the gap (tasks.bridge_gaps with its breaks)
+            st["seen"][:] = False
         bridge(observed, st["last_price"], st["gap"], st["seen"], MAX_BRIDGED_GAP, bridged)
+        if gap_break:
+            bridged[:] = np.nan
         b_close = bridged[0]
         if self.spec.features.needs_ohlc:
             feats = self._features.update_checked(b_close, bridged[1], bridged[2], bridged[3])
@@ -294,6 +301,11 @@ class RiskEngine:
         if date is not None:
             self.last_date = date
         return x, anchor, st["row_ok"][t % (self.spec.horizon + 2)]
+
+    def _after_calendar_gap(self, date) -> bool:
+        """Whether a bar dated ``date`` follows the last bar after a calendar gap (data.calendar_breaks)."""
+        return (date is not None and self.last_date is not None
+                and int(missing_business_days(self.last_date, date)) > MAX_GAP_DAYS)
 
     def _tasks(self, sel: np.ndarray, length: int, x: np.ndarray):
         """Learner inputs of the assets ``sel``: support = their last ``length`` stored rows, oldest
@@ -348,6 +360,10 @@ class RiskEngine:
         or absent: no bar for that asset) and return every asset's risk after it. A rejected bar
         raises and leaves the engine exactly as it was."""
         checked, date = self._bar(bar, open, high, low, date)
+        if self._after_calendar_gap(date):
+            warnings.warn(f"bar {date}: {int(missing_business_days(self.last_date, date))} business days after the "
+                          f"last bar ({self.last_date}); every asset restarts (no forecast until it has history "
+                          "again)", CalendarGapWarning, stacklevel=2)
         snapshot = self._snapshot(checked[0], self._forecast(*self._advance(*checked, date)))
         if self.online_lr:
             self._online_step()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int
-from ..data import DataError, PricePanel
+from ..data import MAX_GAP_DAYS, DataError, PricePanel, calendar_breaks
 from .. import features as F
 from ..features import FeatureSet
 from ._normalise import gather_rows, gather_tasks
@@ -30,7 +30,7 @@ CLOSE_FEATURES = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94, 0.97, 0.
 VAR_FLOOR = 1e-12  # log-variance floor for constant prices
 ANCHOR_LAMBDA = 0.94  # RiskMetrics
 ANCHOR_FEATURE = f"ewma_vol_{ANCHOR_LAMBDA:g}"
-MAX_BRIDGED_GAP = 5  # up to this many missing closes in a row carry the last price forward (see bridge_gaps)
+MAX_BRIDGED_GAP = MAX_GAP_DAYS  # up to this many missing closes in a row carry the last price forward (bridge_gaps)
 FEATURE_CLIP = 8.0  # normalised features live in [-8, 8] (e^8: a 3000x variance ratio)
 
 
@@ -46,19 +46,26 @@ def task_pick(seed: int, task_ids: np.ndarray, n_valid: int) -> np.ndarray:
     return (x % np.uint64(n_valid)).astype(np.int64)
 
 
-def bridge_gaps(close: np.ndarray, max_gap: int = MAX_BRIDGED_GAP) -> np.ndarray:
+def bridge_gaps(close: np.ndarray, max_gap: int = MAX_BRIDGED_GAP, breaks: np.ndarray | None = None) -> np.ndarray:
     """Close prices with each missing day carried forward from the last observed close for at most
     ``max_gap`` days in a row (a holiday or a one-day halt: a zero return on the missing day, the
     move over the gap on the day trading resumes); days before listing and the rest of a longer gap
-    stay NaN, so features restart after it. Each row uses rows at or before it only."""
+    stay NaN, so features restart after it. ``breaks`` (T,): rows after a calendar gap
+    (data.calendar_breaks); such a row is NaN for every asset and nothing is carried across it, so
+    every asset restarts there. Each row uses rows at or before it only."""
     check_int("max_gap", max_gap, 0)
     close = np.asarray(close, np.float64)
     seen = ~np.isnan(close)
     rows = np.arange(close.shape[0])[:, None]
     last = np.maximum.accumulate(np.where(seen, rows, -1), axis=0)  # last observed row <= t
     fill = ~seen & (last >= 0) & (rows - last <= max_gap)
+    if breaks is not None and breaks.any():
+        last_break = np.maximum.accumulate(np.where(breaks, np.arange(len(breaks)), -1))[:, None]
+        fill &= last >= last_break  # nothing carried from before the latest break
     out = close.copy()
     out[fill] = close[last[fill], np.nonzero(fill)[1]]
+    if breaks is not None:
+        out[breaks] = np.nan
     return out
 
 
@@ -199,10 +206,11 @@ class EpisodeBuilder:
         self.panel, self.spec = panel, spec
         # features run on the gap-bridged close; targets on the observed one, so a target never
         # includes a bridged (made-up) return
-        self.close = bridge_gaps(panel.close)
+        breaks = calendar_breaks(panel.dates)
+        self.close = bridge_gaps(panel.close, breaks=breaks)
         if panel.has_ohlc:
-            feats = spec.features.compute_array(self.close, *(bridge_gaps(a) for a in (panel.open, panel.high,
-                                                                                       panel.low)))
+            feats = spec.features.compute_array(self.close, *(bridge_gaps(a, breaks=breaks)
+                                                              for a in (panel.open, panel.high, panel.low)))
         else:
             feats = spec.features.compute_array(self.close)
         self.x = x = network_inputs(feats)

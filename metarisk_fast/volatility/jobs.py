@@ -16,7 +16,7 @@ import torch
 
 from .._checks import check_int, check_number
 from .._files import atomic_write_text, check_output
-from ..data import coarse_stretches
+from ..data import MAX_GAP_DAYS, calendar_gaps, coarse_stretches
 from ..datasets import ignore, load_panel
 from ..evaluation import Evaluation, evaluate as evaluate_forecasts, qlike_log, risk_columns
 from ..forecasting import (LEARNERS, MEMORY_LEARNERS, MEMORY_SLOTS, EWMAForecaster, GARCHForecaster, HARForecaster,
@@ -81,13 +81,17 @@ def grid(panel, assets, start_row: int, end_row: int):
 
 def _data_quality(panel) -> dict:
     return {"coarse_stretches": [{"asset": a, "first": str(f), "last": str(t), "largest_step": round(w, 6)}
-                                 for a, f, t, w in coarse_stretches(panel)]}
+                                 for a, f, t, w in coarse_stretches(panel)],
+            "calendar_gaps": [{"before": str(b), "after": str(a), "missing_business_days": d}
+                              for b, a, d in calendar_gaps(panel)]}
 
 
 def _data_quality_line(quality: dict) -> str:
-    n = len(quality["coarse_stretches"])
-    return (f" Data quality: coarsely rounded prices in {n} stretches (listed in report.json, `data_quality`)."
-            if n else "")
+    coarse, gaps = len(quality["coarse_stretches"]), quality["calendar_gaps"]
+    parts = ([f"coarsely rounded prices in {coarse} stretches"] if coarse else []) + (
+        [f"{len(gaps)} calendar gap(s) of more than {MAX_GAP_DAYS} business days, the first from "
+         f"{gaps[0]['before']} to {gaps[0]['after']} (every asset restarts after each)"] if gaps else [])
+    return f" Data quality: {'; '.join(parts)} (listed in report.json, `data_quality`)." if parts else ""
 
 
 def _train_learner(kind, builder, assets, end_date, opts: TrainOptions, supports, log: Log, **checkpointing):
