@@ -152,7 +152,7 @@ def test_metarisk_fast_in_nautilus_backtest(benchmark, model_dir, attached):
     volatility-targeting strategy trading on it."""
     nautilus = pytest.importorskip("metarisk_fast.integrations.nautilus")
     benchmark.group = "nautilus_trader backtest, 20 assets x 500 days"
-    panel = datasets.load_sp500_20(warn_quantisation=False).select(start="2020-01-01", end="2021-12-31")
+    panel = datasets.load_sp500_20(warn_data=False).select(start="2020-01-01", end="2021-12-31")
     kw = {"actor": attached != "bars only", "strategy": attached.endswith("strategy")}
     benchmark.pedantic(nautilus.run_backtest, (model_dir, panel), kw, rounds=3)
     benchmark.extra_info["us_per_day"] = round(benchmark.stats.stats.median / panel.n_days * 1e6, 1)  # 20 bars a day

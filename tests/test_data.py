@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from metarisk_fast import datasets
-from metarisk_fast.data import DataError, QuantisationWarning, coarse_stretches, load_prices
+from metarisk_fast.data import (CalendarGapWarning, DataError, DataQualityWarning, QuantisationWarning,
+                                coarse_stretches, data_report, load_prices)
 
 
 def wide_csv(tmp_path, text, name="p.csv"):
@@ -16,10 +17,19 @@ def wide_csv(tmp_path, text, name="p.csv"):
     return path
 
 
-def test_embedded_sp500_loads_and_warns_about_coarse_prices():
-    with pytest.warns(QuantisationWarning, match=r"^sp500_20: coarsely rounded prices in 9 stretches of 5 assets") as w:
+def test_embedded_sp500_loads_and_warns_about_what_it_holds():
+    """The embedded panel's own faults, one line each: coarse early prices, and RRC's 1990 series
+    (69 unchanged closes, then a jump to a third of the price) and 1998 move of 1.535x."""
+    with pytest.warns(QuantisationWarning, match=r"^sp500_20: coarsely rounded prices in 9 stretches of 5 assets") as w, \
+            pytest.warns(DataQualityWarning) as faults:
         p = datasets.load_sp500_20()
     assert "\n" not in str(w[0].message) and len(str(w[0].message)) < 160  # one line: counts, not the list
+    said = [str(x.message) for x in faults if x.category is DataQualityWarning]
+    assert any("'RRC' closes at 0.333 times the day before on 1990-04-10" in m for m in said)
+    assert any("'RRC' closes unchanged 69 times in a row from 1990-01-02 to 1990-04-09" in m for m in said)
+    report = data_report(p)
+    assert [(x["asset"], x["date"]) for x in report["suspected_splits"]][:1] == [("RRC", "1990-04-10")]
+    assert report["calendar_gaps"] == [] and report["empty_assets"] == []
     assert ("AAPL", np.datetime64("1990-01-02")) in [(a, f) for a, f, *_ in coarse_stretches(p)]
     assert (p.n_days, p.n_assets) == (8313, 20)
     assert p.assets[0] == "AAPL" and str(p.dates[0]) == "1990-01-02" and str(p.dates[-1]) == "2022-12-28"
@@ -96,7 +106,7 @@ def test_corrupt_gzip_and_missing_file(tmp_path):
 
 
 def test_select_by_assets_and_dates():
-    p = datasets.load_sp500_20(warn_quantisation=False)
+    p = datasets.load_sp500_20(warn_data=False)
     s = p.select(["MSFT", "KO"], "2020-01-01", "2020-12-31")
     assert s.assets == ("MSFT", "KO") and str(s.dates[0]) == "2020-01-02"
     with pytest.raises(DataError, match="no dates between"):
@@ -117,3 +127,60 @@ def test_synthetic_generator_is_seeded_and_consistent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_prices(pd.DataFrame(a.close, index=pd.DatetimeIndex(a.dates), columns=list(a.assets)))
+
+
+def _frame(close, start="2020-01-01", names=("A", "B")):
+    dates = pd.bdate_range(start, periods=len(close))
+    return pd.DataFrame(np.asarray(close, float), index=pd.Index(dates, name="Date"), columns=list(names))
+
+
+def test_a_suspected_split_a_stale_run_and_an_empty_column_are_named():
+    rng = np.random.default_rng(0)
+    a = 100 * np.exp(np.cumsum(0.01 * rng.standard_normal(300)))
+    a[200:] /= 2  # an unadjusted 2-for-1 split on row 200
+    b = 50 * np.exp(np.cumsum(0.01 * rng.standard_normal(300)))
+    b[100:130] = b[100]  # 30 identical closes: a stale feed
+    frame = _frame(np.column_stack([a, b, np.full(300, np.nan)]), names=("A", "B", "EMPTY"))
+    with pytest.warns(DataQualityWarning) as caught:
+        p = load_prices(frame)
+    said = " | ".join(str(w.message) for w in caught)
+    assert f"'A' closes at {p.close[200, 0] / p.close[199, 0]:.3f} times the day before on {p.dates[200]}" in said
+    assert f"'B' closes unchanged 30 times in a row from {p.dates[100]} to {p.dates[129]}" in said
+    assert "1 column(s) without a single price (EMPTY)" in said
+    report = data_report(p)
+    assert [(x["asset"], x["date"]) for x in report["suspected_splits"]] == [("A", str(p.dates[200]))]
+    assert report["stale_runs"] == [{"asset": "B", "first": str(p.dates[100]), "last": str(p.dates[129]),
+                                     "closes": 30}]
+    assert report["empty_assets"] == ["EMPTY"]
+
+
+def test_a_large_real_move_is_not_a_split_and_data_faults_can_be_errors():
+    rng = np.random.default_rng(1)
+    a = 100 * np.exp(np.cumsum(0.01 * rng.standard_normal(300)))
+    a[200:] *= 0.62  # a 38 % fall: far outside the recent moves, but no split ratio
+    frame = _frame(np.column_stack([a, a * 1.1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_prices(frame)  # no warning at all
+    a[200:] *= 0.5 / 0.62
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)
+        with pytest.raises(DataQualityWarning, match="like an unadjusted split"):
+            load_prices(_frame(np.column_stack([a, a * 1.1])))
+
+
+def test_a_repeated_column_name_is_refused_by_name(tmp_path):
+    path = wide_csv(tmp_path, "Date,SPX,SPX\n2020-01-02,1,2\n2020-01-03,1.1,2.1\n")
+    with pytest.raises(DataError, match=r"column 'SPX' appears twice \(columns 2 and 3\)") as e:
+        load_prices(path)
+    assert "cannot be read" not in str(e.value)
+
+
+def test_a_calendar_gap_is_warned_with_its_dates():
+    dates = np.r_[pd.bdate_range("2020-01-01", periods=50), pd.bdate_range("2021-01-04", periods=50)]
+    frame = pd.DataFrame(np.linspace(10, 20, 200).reshape(100, 2), index=pd.Index(dates, name="Date"),
+                         columns=["A", "B"])
+    with pytest.warns(CalendarGapWarning, match=r"no prices from 2020-03-10 to 2021-01-04 \(213 business days\)"):
+        p = load_prices(frame)
+    assert data_report(p)["calendar_gaps"] == [{"before": "2020-03-10", "after": "2021-01-04",
+                                                "missing_business_days": 213}]

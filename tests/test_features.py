@@ -25,7 +25,7 @@ def ohlc():
 
 @pytest.fixture(scope="module")
 def real_close():
-    p = datasets.load_sp500_20(warn_quantisation=False)
+    p = datasets.load_sp500_20(warn_data=False)
     return p.close[-1500:]
 
 

@@ -27,7 +27,7 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def panel():
-    p = datasets.load_sp500_20(warn_quantisation=False)
+    p = datasets.load_sp500_20(warn_data=False)
     return p.select(assets=["AAPL", "BAC", "XOM"], start="2017-06-01", end="2019-06-28")
 
 

@@ -32,7 +32,7 @@ def maml_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def panel():
-    p = datasets.load_sp500_20(warn_quantisation=False)
+    p = datasets.load_sp500_20(warn_data=False)
     return p.select(assets=list(p.assets[:5]), start="2018-06-01", end="2020-12-31")
 
 
@@ -72,7 +72,7 @@ def test_replay_is_the_batch_forecast_bit_for_bit(maml_dir, panel, data):
 def with_calendar_gap() -> PricePanel:
     """Five stocks, 2016-2020, with 300 dates cut out after the 250th (a file with a hole of more
     than a year): the rows stay consecutive, the calendar jumps."""
-    p = datasets.load_sp500_20(warn_quantisation=False).select(assets=["AAPL", "JPM", "KO", "XOM", "PG"],
+    p = datasets.load_sp500_20(warn_data=False).select(assets=["AAPL", "JPM", "KO", "XOM", "PG"],
                                                                  start="2016-01-01", end="2020-12-31")
     keep = np.r_[0:250, 550:p.n_days]
     return PricePanel(dates=p.dates[keep], assets=p.assets, close=p.close[keep], source="holed")

@@ -113,7 +113,7 @@ def test_errors(panel):
         asset_split(panel.assets, 6)
     with pytest.raises(DataError, match="no training or no test period"):
         time_split(panel, panel.dates[-1], 5)
-    close_only = datasets.load_sp500_20(warn_quantisation=False)
+    close_only = datasets.load_sp500_20(warn_data=False)
     from metarisk_fast.features import FeatureSet
     with pytest.raises(DataError, match="needs OHLC"):
         EpisodeBuilder(close_only, TaskSpec(features=FeatureSet()))

@@ -261,7 +261,7 @@ def test_the_engine_carries_the_stress_score(tmp_path):
     from metarisk_fast.warning import StressScore, WarningModel
 
     _, mem_dir = _memory_model(tmp_path)
-    full = datasets.load_sp500_20(warn_quantisation=False)
+    full = datasets.load_sp500_20(warn_data=False)
     p = full.select(assets=list(full.assets[:5]), start="2009-01-01", end="2014-12-31")
     frame = warning_scores(p, horizon=20, memory=300, model=mem_dir)
     names = ["turbulence", "absorption_shift", "vol_level", "novelty", "forecast_jump", "memory_novelty"]

@@ -95,12 +95,25 @@ def _read(path: Path) -> pd.DataFrame:
     try:
         if name.endswith(".parquet") or name.endswith(".pq"):
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        frame, header = pd.read_csv(path), pd.read_csv(path, header=None, nrows=1).iloc[0]
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"{path}: cannot be read as {'Parquet' if 'parq' in name else 'CSV'} "
                         f"(corrupt or not a price file): {exc}") from None
+    _check_unique_columns([str(c) for c in header], str(path))
+    return frame
+
+
+def _check_unique_columns(names: list[str], source: str) -> None:
+    """The header as written (pandas renames a repeated name 'SPX' to 'SPX.1'): a name twice is
+    refused, naming it and its columns."""
+    seen: dict[str, int] = {}
+    for k, n in enumerate(names):
+        if n in seen:
+            raise DataError(f"{source}: column '{n}' appears twice (columns {seen[n] + 1} and {k + 1}); each asset "
+                            "takes one column")
+        seen[n] = k
 
 
 def _parse_dates(values, source: str, column: str) -> np.ndarray:
@@ -162,8 +175,7 @@ def _from_wide(df: pd.DataFrame, source: str) -> PricePanel:
         raise DataError(f"{source}: no asset columns beside '{date_col}'")
     _check_dates(dates, source, date_col)
     assets = tuple(str(c) for c in df.columns)
-    if len(set(assets)) != len(assets):
-        raise DataError(f"{source}: duplicate asset columns")
+    _check_unique_columns(list(assets), source)
     close = _numeric(df, source)
     _check_prices(close, source, "close", assets, dates)
     return PricePanel(dates=dates, assets=assets, close=close, source=source)
@@ -221,8 +233,9 @@ def _looks_long(lower_columns: set) -> bool:
     return "asset" in lower_columns or len(lower_columns & set(LONG_ALLOWED[2:])) >= 2
 
 
-def load_prices(source, *, warn_quantisation: bool = True) -> PricePanel:
-    """Load a price panel from a path (CSV, CSV.gz, Parquet) or a DataFrame, wide or long."""
+def load_prices(source, *, warn_data: bool = True) -> PricePanel:
+    """Load a price panel from a path (CSV, CSV.gz, Parquet) or a DataFrame, wide or long. With
+    ``warn_data``, what the data checks find is warned, one line per kind (data_report lists it)."""
     if isinstance(source, PricePanel):
         return source
     if isinstance(source, pd.DataFrame):
@@ -242,9 +255,10 @@ def load_prices(source, *, warn_quantisation: bool = True) -> PricePanel:
         panel = _from_long(df, name)
     else:
         panel = _from_wide(df, name)
-    if warn_quantisation:
+    if warn_data:
         warn_coarse_prices(panel)
-    warn_calendar_gaps(panel)
+        warn_calendar_gaps(panel)
+        warn_data_faults(panel)
     return panel
 
 
@@ -320,6 +334,88 @@ def warn_calendar_gaps(panel: PricePanel) -> None:
         warnings.warn(f"{panel.source}: no prices from {before} to {after} ({days} business days){more}; every "
                       f"asset restarts after a gap of more than {MAX_GAP_DAYS} business days (no forecast until it "
                       "has history again)", CalendarGapWarning, stacklevel=3)
+
+
+STALE_RUN = 20  # identical closes in a row (a month) that mark a stale price feed
+SPLIT_FACTORS = (2.0, 3.0, 4.0, 5.0, 10.0, 1.5)  # common split ratios (and their inverses, reverse splits)
+
+
+class DataQualityWarning(UserWarning):
+    """A price series that loads but looks wrong: a suspected unadjusted split, a stale run, an
+    asset without a single price. ``warnings.simplefilter("error", DataQualityWarning)`` (or
+    ``python -W error::metarisk_fast.data.DataQualityWarning``) makes them errors."""
+
+
+def stale_runs(panel: PricePanel, min_days: int = STALE_RUN) -> list[tuple]:
+    """(asset, first date, last date, closes) of every run of at least ``min_days`` identical
+    closes in a row (missing days inside a run do not break it)."""
+    out = []
+    for j, name in enumerate(panel.assets):
+        rows = np.flatnonzero(~np.isnan(panel.close[:, j]))
+        if len(rows) < min_days:
+            continue
+        col = panel.close[rows, j]
+        change = np.concatenate([[True], col[1:] != col[:-1], [True]])
+        starts = np.flatnonzero(change[:-1])
+        lengths = np.diff(np.flatnonzero(change))
+        for s, n in zip(starts, lengths):
+            if n >= min_days:
+                out.append((name, panel.dates[rows[s]], panel.dates[rows[s + n - 1]], int(n)))
+    return out
+
+
+def suspected_splits(panel: PricePanel, window: int = 63, z: float = 10.0, tolerance: float = 0.03) -> list[tuple]:
+    """(asset, date, close ratio) of one-day moves that look like an unadjusted split: more than
+    ``z`` robust standard deviations of the asset's previous ``window`` returns (1.4826 x their
+    median absolute return) and a ratio within ``tolerance`` of a common split factor (or its
+    inverse). Each date judged from the returns before it only."""
+    close = panel.close
+    if close.shape[0] < 3:
+        return []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = close[1:] / close[:-1]
+        r = np.abs(np.log(ratio))
+        scale = 1.4826 * pd.DataFrame(r).rolling(window, min_periods=20).median().shift(1).to_numpy()
+        near = np.zeros(ratio.shape, dtype=bool)
+        for f in SPLIT_FACTORS:
+            near |= (np.abs(ratio * f - 1) < tolerance) | (np.abs(ratio / f - 1) < tolerance)
+        hit = near & (r > z * scale) & (r > np.log(1.4))
+    return [(panel.assets[j], panel.dates[t + 1], float(ratio[t, j])) for t, j in np.argwhere(hit)]
+
+
+def empty_assets(panel: PricePanel) -> list[str]:
+    """Assets (columns) without a single price: they load, and never get a forecast."""
+    return [a for a, empty in zip(panel.assets, np.isnan(panel.close).all(axis=0)) if empty]
+
+
+def data_report(panel: PricePanel) -> dict:
+    """What the data checks found, for the reports (JSON-ready): coarsely rounded stretches,
+    calendar gaps, suspected splits, stale runs, assets without prices."""
+    return {"coarse_stretches": [{"asset": a, "first": str(f), "last": str(t), "largest_step": round(w, 6)}
+                                 for a, f, t, w in coarse_stretches(panel)],
+            "calendar_gaps": [{"before": str(b), "after": str(a), "missing_business_days": d}
+                              for b, a, d in calendar_gaps(panel)],
+            "suspected_splits": [{"asset": a, "date": str(d), "close_ratio": round(x, 4)}
+                                 for a, d, x in suspected_splits(panel)],
+            "stale_runs": [{"asset": a, "first": str(f), "last": str(t), "closes": n} for a, f, t, n in stale_runs(panel)],
+            "empty_assets": empty_assets(panel)}
+
+
+def warn_data_faults(panel: PricePanel) -> None:
+    """One warning per kind of fault found, naming the first asset and date (data_report lists all)."""
+    splits, stale, empty = suspected_splits(panel), stale_runs(panel), empty_assets(panel)
+    more = lambda items: f" and {len(items) - 1} more" if len(items) > 1 else ""  # noqa: E731
+    if splits:
+        a, d, x = splits[0]
+        warnings.warn(f"{panel.source}: '{a}' closes at {x:.3f} times the day before on {d}, like an unadjusted "
+                      f"split{more(splits)}; check the prices are split-adjusted", DataQualityWarning, stacklevel=3)
+    if stale:
+        a, f, t, n = stale[0]
+        warnings.warn(f"{panel.source}: '{a}' closes unchanged {n} times in a row from {f} to {t}{more(stale)}; a "
+                      "stale feed drives its variance towards zero", DataQualityWarning, stacklevel=3)
+    if empty:
+        warnings.warn(f"{panel.source}: {len(empty)} column(s) without a single price ({', '.join(empty[:5])}"
+                      f"{', ...' if len(empty) > 5 else ''}); they get no forecast", DataQualityWarning, stacklevel=3)
 
 
 def warn_coarse_prices(panel: PricePanel) -> None:

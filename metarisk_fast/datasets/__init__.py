@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 from ..data import PricePanel, load_prices
-from ..data.panel import warn_coarse_prices
+from ..data.panel import warn_coarse_prices, warn_data_faults
 
 SP500_20 = "sp500_20_stocks_close.csv.gz"
 GERMAN_CREDIT = "german_credit.csv.gz"
@@ -18,14 +18,15 @@ def sp500_20_path():
     return resources.files(__package__).joinpath("data", SP500_20)
 
 
-def load_sp500_20(*, warn_quantisation: bool = True) -> PricePanel:
+def load_sp500_20(*, warn_data: bool = True) -> PricePanel:
     """Daily adjusted close of 20 S&P 500 stocks, 1990-01-02 to 2022-12-28 (skfolio 1.12.2,
     BSD 3-Clause; see datasets/data/README.md). Close only: no range-based estimators."""
     with resources.as_file(sp500_20_path()) as p:
-        panel = load_prices(p, warn_quantisation=False)
+        panel = load_prices(p, warn_data=False)
     panel = PricePanel(dates=panel.dates, assets=panel.assets, close=panel.close, source="sp500_20")
-    if warn_quantisation:
+    if warn_data:
         warn_coarse_prices(panel)
+        warn_data_faults(panel)
     return panel
 
 

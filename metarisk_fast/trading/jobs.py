@@ -37,7 +37,7 @@ def task_pools(model=None, train_end: str = TRAIN_END, holdout: int = 5) -> tupl
     """(training pool, held-out pools by group) of the embedded panel and the synthetic regimes;
     with ``model`` (a variance model directory from `metarisk train`) the observations hold its
     forecast at each bar (made from data up to that bar)."""
-    panel = load_sp500_20(warn_quantisation=False)
+    panel = load_sp500_20(warn_data=False)
     end_row, test_start = time_split(panel, train_end, 1)
     train_assets, test_assets = asset_split(panel.assets, holdout)
     forecast = _forecaster(model)

@@ -16,7 +16,7 @@ import torch
 
 from .._checks import check_int, check_number
 from .._files import atomic_write_text, check_output
-from ..data import MAX_GAP_DAYS, calendar_gaps, coarse_stretches
+from ..data import MAX_GAP_DAYS, data_report
 from ..datasets import ignore, load_panel
 from ..evaluation import Evaluation, evaluate as evaluate_forecasts, qlike_log, risk_columns
 from ..forecasting import (LEARNERS, MEMORY_LEARNERS, MEMORY_SLOTS, EWMAForecaster, GARCHForecaster, HARForecaster,
@@ -79,18 +79,15 @@ def grid(panel, assets, start_row: int, end_row: int):
     return np.repeat(cols, len(rows)), np.tile(rows, len(cols))
 
 
-def _data_quality(panel) -> dict:
-    return {"coarse_stretches": [{"asset": a, "first": str(f), "last": str(t), "largest_step": round(w, 6)}
-                                 for a, f, t, w in coarse_stretches(panel)],
-            "calendar_gaps": [{"before": str(b), "after": str(a), "missing_business_days": d}
-                              for b, a, d in calendar_gaps(panel)]}
-
-
 def _data_quality_line(quality: dict) -> str:
-    coarse, gaps = len(quality["coarse_stretches"]), quality["calendar_gaps"]
-    parts = ([f"coarsely rounded prices in {coarse} stretches"] if coarse else []) + (
-        [f"{len(gaps)} calendar gap(s) of more than {MAX_GAP_DAYS} business days, the first from "
-         f"{gaps[0]['before']} to {gaps[0]['after']} (every asset restarts after each)"] if gaps else [])
+    """One sentence for the report's preamble: what data_report found (report.json lists it)."""
+    counts = [(len(quality["coarse_stretches"]), "stretch(es) of coarsely rounded prices"),
+              (len(quality["calendar_gaps"]), f"calendar gap(s) of more than {MAX_GAP_DAYS} business days (every "
+                                              "asset restarts after each)"),
+              (len(quality["suspected_splits"]), "suspected unadjusted split(s)"),
+              (len(quality["stale_runs"]), "stale run(s) of unchanged closes"),
+              (len(quality["empty_assets"]), "asset(s) without a price")]
+    parts = [f"{n} {what}" for n, what in counts if n]
     return f" Data quality: {'; '.join(parts)} (listed in report.json, `data_quality`)." if parts else ""
 
 
@@ -268,7 +265,7 @@ def evaluate(model, prices, out, *, start=None, history: int | None = None, garc
     base, fits, garch_line = _run_baselines(builder, A, R, garch, garch_refit, log)
     ev = evaluate_forecasts(builder, A, R, {**models, **base}, horizon=spec.horizon,
                             label=f"{meta['learner']} model, history {history}", in_sample=in_sample)
-    quality = _data_quality(panel)
+    quality = data_report(panel)
     pre = (f"Model `{model}` ({meta['learner']}, trained to {meta.get('train_end')}); prices `{panel.source}`. "
            + (f"Assets seen in training: {', '.join(seen)}." if seen else "No asset was seen in training.")
            + garch_line + _data_quality_line(quality) + "\n")
@@ -315,7 +312,7 @@ def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTO
         evals.append(evaluate_forecasts(builder, A, R, {**fc, **base}, horizon=spec.horizon,
                                         label=f"few-shot, history k = {k} days"))
     elapsed = time.perf_counter() - t_start
-    quality = _data_quality(panel)
+    quality = data_report(panel)
     steps = f"{options.inner_steps} gradient step{'s' if options.inner_steps != 1 else ''}"
     pre = (f"Meta-learners adapt on only the last k days of each held-out asset ({steps}; `memory` "
            f"writes them into an external memory and reads it once; `memory_maml` starts its {steps} from "

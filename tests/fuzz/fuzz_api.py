@@ -261,7 +261,7 @@ def data_case(data, rng):
     elif how == "long_no_close":
         frame = pd.DataFrame({"date": frame["Date"], "asset": "A", "open": 1.0, "high": 2.0})
     try:
-        load_prices(frame, warn_quantisation=False)
+        load_prices(frame, warn_data=False)
     except BaseException as exc:  # noqa: BLE001
         check_error(exc)
     s = rng.random(T) * data.draw(st.sampled_from([1.0, 0.0, -1.0, np.nan]))
