@@ -15,8 +15,11 @@ def _umask() -> int:
 
 def atomic_write_bytes(path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # the message names the file asked for, not the temporary one
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600
         with os.fdopen(fd, "wb") as f:
@@ -36,7 +39,8 @@ def atomic_write_text(path, text: str) -> None:
 
 def check_output(path, kind: str, option: str = "--out") -> Path:
     """Refuse an output path of the wrong kind ('file' or 'dir') before any work starts: a
-    directory given for a file, a file for a directory, or a parent that is not a directory."""
+    directory given for a file, a file for a directory, a parent that is not a directory, or a
+    place this process cannot write."""
     p = Path(path)
     if kind == "file" and p.is_dir():
         raise ValueError(f"{option} {path} is a directory; give the path of the file to write")
@@ -47,4 +51,7 @@ def check_output(path, kind: str, option: str = "--out") -> Path:
         parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"{option} {path}: {parent} is not a directory")
+    target = p if p.exists() and kind == "file" else parent
+    if not os.access(target, os.W_OK):
+        raise ValueError(f"{option} {path}: {target} is not writable")
     return p

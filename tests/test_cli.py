@@ -296,6 +296,29 @@ def test_out_paths_are_checked_before_the_work(prices, model, tmp_path, capsys):
     assert main(["demo", "--out", str(existing)]) == 2
 
 
+def test_an_unwritable_out_is_refused_before_the_work_and_named(prices, model, tmp_path, capsys, monkeypatch):
+    """A place the process cannot write (simulated: the tests run as root) is refused up front;
+    a write that fails anyway names the file asked for, not its temporary twin."""
+    import os
+    import tempfile
+
+    from metarisk_fast import _files
+
+    monkeypatch.setattr(_files.os, "access", lambda path, mode: False)
+    assert main(["forecast", "--model", str(model), "--prices", str(prices["wide"]), "--out",
+                 str(tmp_path / "f.csv"), "--quiet"]) == 2
+    assert f"--out {tmp_path / 'f.csv'}: {tmp_path} is not writable" in capsys.readouterr().err
+    monkeypatch.setattr(_files.os, "access", os.access)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".f.csv.x1y2.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(OSError, match=rf"cannot write {tmp_path / 'f.csv'}: Permission denied") as e:
+        _files.atomic_write_text(tmp_path / "f.csv", "x")
+    assert ".tmp" not in str(e.value)
+
+
 def test_output_files_respect_the_umask(model, prices, tmp_path):
     import os
 

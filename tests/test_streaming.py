@@ -277,19 +277,21 @@ def test_stream_command_serves_a_feed_and_resumes_from_its_state(maml_dir, panel
     header = "date," + ",".join(panel.assets) + "\n"
     bars = [f"{panel.dates[i]}," + ",".join(repr(float(x)) for x in panel.close[i]) + "\n" for i in range(300, 320)]
 
-    def run(lines, *extra):
+    def run(lines, *extra, status=0):
         monkeypatch.setattr("sys.stdin", io.StringIO(header + "".join(lines)))
-        assert main(["stream", "--model", str(maml_dir), *extra]) == 0
+        assert main(["stream", "--model", str(maml_dir), *extra]) == status
         out, err = capsys.readouterr()
         return out.splitlines(), err
 
     whole, _ = run(bars, "--warm-up", str(warm))
     first, _ = run(bars[:8], "--warm-up", str(warm), "--state", str(tmp_path / "st.npz"))
     second, err = run(bars[8:9] + ["2030-01-01,1,2\n", "2030-01-02,-1,2,3,4,5\n"] + bars[9:],
-                      "--state", str(tmp_path / "st.npz"))
+                      "--state", str(tmp_path / "st.npz"), status=3)
     assert whole[0] == "date,asset,forecast_variance,var_1,var_5,es_2_5" and len(whole) == 1 + 20 * 5
     assert first + second[1:] == whole
-    assert "line 3: 3 fields, the header has 6 (bar skipped)" in err and "line 4: non-positive" in err
+    assert "line 3: 3 fields, the header has 6 (bar skipped)" in err
+    assert f"line 4: non-positive or infinite price in the bar of 2030-01-02, asset '{panel.assets[0]}'" in err
+    assert "12 bars taken, 2 bad lines skipped (exit status 3)" in err
     want = batch(maml_dir, panel.select(end=panel.dates[319]))
     want = want[want.date >= panel.dates[300]]
     got = pd.read_csv(io.StringIO("\n".join(whole)), float_precision="round_trip")

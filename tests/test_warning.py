@@ -342,3 +342,48 @@ def test_degenerate_bars_give_nan_scores_not_errors():
         reading = score.update(np.array(close))
         assert np.isnan(reading.score) or 0 <= reading.score <= 1
     assert all(np.isfinite(v).all() for k, v in score.state_dict().items() if k in ("ring", "binv", "r2"))
+
+
+def test_a_warning_model_refuses_other_assets_and_another_variance_model(tmp_path):
+    """warning.json records the assets and the variance model (its weights' SHA-256) it was fitted
+    with; an engine over other assets or with another model is refused by name."""
+    from metarisk_fast import RiskEngine
+    from metarisk_fast.forecasting import load_model
+    from metarisk_fast.warning import StressScore, WarningModel
+
+    _saved_model(tmp_path / "a", "maml", (8,), 1)
+    _saved_model(tmp_path / "b", "maml", (8,), 1, perturb=False)
+    p = synthetic(n_days=1400)
+    frame = warning_scores(p, horizon=20, model=tmp_path / "a")
+    sha = load_model(tmp_path / "a")[2]["weights_sha256"]
+    WarningModel.fit(frame, ["turbulence", "forecast_jump"], horizon=20, drawdown=0.1, window=250, memory=500,
+                     assets=p.assets, model_sha256=sha).save(tmp_path / "warning.json")
+    model = WarningModel.load(tmp_path)
+    assert model.assets == tuple(p.assets) and model.model_sha256 == sha
+    RiskEngine.from_model(tmp_path / "a", list(p.assets)[::-1], monitor=StressScore(model, p.n_assets))
+    with pytest.raises(ValueError, match="combines the scores of another variance model"):
+        RiskEngine.from_model(tmp_path / "b", list(p.assets), monitor=StressScore(model, p.n_assets))
+    with pytest.raises(ValueError, match=r"fitted on \d+ other assets \(not fitted: \['ZZZ'\]"):
+        RiskEngine.from_model(tmp_path / "a", [*p.assets[:-1], "ZZZ"], monitor=StressScore(model, p.n_assets))
+
+
+def test_model_scores_leave_out_the_models_training_period(tmp_path):
+    """A variance model's scores over the days it trained on (up to its training end and the
+    horizon after it) are left out, as `evaluate` flags them: no in-sample score enters the
+    evaluation or the combination."""
+    import torch
+
+    from metarisk_fast.forecasting import make_learner, save_model
+    from metarisk_fast.tasks import TaskSpec
+
+    p = synthetic(n_days=1400)
+    torch.manual_seed(0)
+    learner = make_learner("maml", TaskSpec().n_features, (8,), 0.05, 1)
+    with torch.no_grad():
+        for q in learner.parameters():
+            q.add_(0.1 * torch.randn_like(q))
+    save_model(tmp_path / "m", "maml", learner, TaskSpec(), history=60, hidden=(8,),
+               info={"train_end": str(p.dates[700])})
+    frame = warning_scores(p, horizon=20, model=tmp_path / "m")
+    jump = frame["forecast_jump"].to_numpy()
+    assert np.isnan(jump[:702]).all() and np.isfinite(jump[702:]).mean() > 0.9

@@ -20,6 +20,7 @@ import copy as _copy
 import hashlib
 import io
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Mapping
@@ -97,10 +98,13 @@ class RiskEngine:
     ``warning.StressScore`` over the same assets: each bar it gets the observed closes, the bar's
     variance forecasts and, where it asks (``needs_novelty``), the memory learner's novelty of
     each asset, and its reading is the snapshot's ``stress``. It is part of the saved state; the
-    asset set is then fixed (add_asset / remove_asset refuse)."""
+    asset set is then fixed (add_asset / remove_asset refuse). A monitor with ``check_fits``
+    refuses assets, or a variance model (``model_sha256``: its model.json's weights checksum;
+    from_model passes it), other than those it was fitted on."""
 
     def __init__(self, learner: torch.nn.Module, spec: TaskSpec, assets, *, history: int = 60,
-                 min_history: int = 20, readapt_every: int = 1, online_lr: float = 0.0, monitor=None):
+                 min_history: int = 20, readapt_every: int = 1, online_lr: float = 0.0, monitor=None,
+                 model_sha256: str | None = None):
         for name, value in (("history", history), ("min_history", min_history), ("readapt_every", readapt_every)):
             check_int(name, value, 1, 100_000)
         if readapt_every > 1 and not hasattr(learner, "predict_with_weights"):
@@ -118,6 +122,8 @@ class RiskEngine:
                 raise TypeError(f"monitor lacks {missing}: give a warning.StressScore (or an object with its methods)")
             if monitor.n_assets != len(assets):
                 raise ValueError(f"the monitor covers {monitor.n_assets} assets, the engine {len(assets)}")
+            if hasattr(monitor, "check_fits"):  # a fitted monitor names the universe and model it was fitted on
+                monitor.check_fits(assets, model_sha256)
             if monitor.needs_novelty and not hasattr(learner, "novelty"):
                 raise ValueError(f"the monitor combines a memory learner's novelty; this model is "
                                  f"{type(learner).__name__}: load the memory model its warning model was fitted with")
@@ -146,14 +152,15 @@ class RiskEngine:
                    monitor=None) -> "RiskEngine":
         """An engine for ``assets`` from a model directory (its feature spec and history) or from a
         learner (then ``spec`` defaults to TaskSpec() and ``history`` to 60)."""
+        sha = None
         if isinstance(model, torch.nn.Module):
             spec, history = spec or TaskSpec(), history or 60
             learner = model
         else:
             learner, saved_spec, meta = load_model(model)
-            spec, history = spec or saved_spec, history or meta["history"]
+            spec, history, sha = spec or saved_spec, history or meta["history"], meta.get("weights_sha256")
         return cls(learner, spec, assets, history=history, min_history=min_history, readapt_every=readapt_every,
-                   online_lr=online_lr, monitor=monitor)
+                   online_lr=online_lr, monitor=monitor, model_sha256=sha)
 
     def _target_features(self):
         """The observed-price stream of the target proxy: log returns, or Garman-Klass over h."""
@@ -250,8 +257,6 @@ class RiskEngine:
         elif any(a is None for a in arrays[1:]):
             raise ValueError("this model uses open, high and low: give them as keyword arrays in every bar")
         # shapes, dtypes, prices > 0 or NaN, high >= low; by the stream that reads open/high/low if any
-        checker = self._targets if self.spec.proxy == "garman_klass" else self._features
-        checked = checker.check_bar(*arrays)
         if date is not None:
             try:
                 date = np.datetime64(date, "D")
@@ -262,6 +267,13 @@ class RiskEngine:
             if self.last_date is not None and date <= self.last_date:
                 raise ValueError(f"bar date {date} is not after the previous bar's {self.last_date}: bars must come "
                                  "in increasing date order")
+        checker = self._targets if self.spec.proxy == "garman_klass" else self._features
+        try:
+            checked = checker.check_bar(*arrays)
+        except ValueError as exc:  # the feature stream counts rows and columns; name the bar and the asset
+            message = re.sub(r"asset column (\d+)", lambda m: f"asset '{self.assets[int(m[1])]}'", str(exc))
+            raise ValueError(re.sub(r"at row \d+", f"in the bar of {date}" if date is not None else
+                                    f"in bar {self.t}", message)) from None
         return checked, date
 
     def _advance(self, close, open, high, low, date):

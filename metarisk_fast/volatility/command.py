@@ -78,11 +78,12 @@ def cmd_stream(args):
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    bars = stream_lines(args.model, sys.stdin, write, history=args.history, readapt_every=args.readapt_every,
-                        online_lr=args.online_lr, warm_up=args.warm_up, state=args.state, monitor=monitor,
-                        log=progress_log(args))
-    print(f"{bars} bars taken", file=sys.stderr)
-    return 0
+    taken, skipped = stream_lines(args.model, sys.stdin, write, history=args.history,
+                                  readapt_every=args.readapt_every, online_lr=args.online_lr, warm_up=args.warm_up,
+                                  state=args.state, monitor=monitor, log=progress_log(args))
+    print(f"{taken} bars taken" + (f", {skipped} bad lines skipped (exit status 3)" if skipped else ""),
+          file=sys.stderr)
+    return 3 if skipped else 0
 
 
 def cmd_evaluate(args):
@@ -213,7 +214,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
         description="Run the streaming RiskEngine. With --prices, replay the file bar by bar and write --out with "
                     "`metarisk forecast`'s columns (the same numbers). Without it, read bars from standard input as "
                     "CSV lines (a header `date,ASSET1,...`, then one line of closes per bar, an empty field for no "
-                    "price) and write one line per asset per bar. " + FORECAST_COLUMNS_HELP)
+                    "price) and write one line per asset per bar; a bad line is reported and skipped, and the "
+                    "exit status is then 3. " + FORECAST_COLUMNS_HELP)
     stream.add_argument("--prices", default=None, help="price file or 'default' to replay (default: bars from stdin)")
     stream.add_argument("--out", default=None, help="CSV file to write (with --prices)")
     stream.add_argument("--start", type=date, default=None, help="first date written (with --prices)")

@@ -41,6 +41,7 @@ def stream(model, prices, out=None, *, start=None, history: int | None = None, r
         raise ValueError(f"--start {start} is after the last date of {panel.source} ({panel.dates[-1]})")
     ohlc = {k: getattr(panel, k) for k in ("open", "high", "low")} if panel.has_ohlc else {}
     frames = []
+    say(log, f"replaying {panel.n_days} bars of {panel.n_assets} assets ({panel.source}) through the engine")
     t0 = time.perf_counter()
     for i in range(panel.n_days):
         snap = engine.update(panel.close[i], date=panel.dates[i], **{k: v[i] for k, v in ohlc.items()})
@@ -57,13 +58,15 @@ def stream(model, prices, out=None, *, start=None, history: int | None = None, r
 
 
 def stream_lines(model, lines, write: Callable[[str], None], *, history: int | None = None, readapt_every: int = 1,
-                 online_lr: float = 0.0, warm_up=None, state=None, monitor=None, log: Log = None) -> int:
+                 online_lr: float = 0.0, warm_up=None, state=None, monitor=None,
+                 log: Log = None) -> tuple[int, int]:
     """A live feed: ``lines`` are CSV text lines, a header ``date,ASSET1,ASSET2,...`` then one bar
     of closes per line (empty field: no price); for each bar ``write`` gets one line per asset with
     a forecast, in ``STREAM_COLUMNS`` (and STRESS_COLUMNS with a ``monitor``, as in ``stream``),
     after a header. ``warm_up``: a price file to start from; ``state``: an engine state file,
     continued if it exists and rewritten at the end of the feed. A bad line is reported to
-    ``log`` and skipped (the engine is unchanged). Returns the bars taken."""
+    ``log`` (its line number, the date and the asset at fault) and skipped (the engine is
+    unchanged). Returns (bars taken, lines skipped)."""
     lines = iter(lines)
     header = next(lines, "").strip()
     names = [h.strip() for h in header.split(",")]
@@ -81,7 +84,7 @@ def stream_lines(model, lines, write: Callable[[str], None], *, history: int | N
     if warm_up is not None:
         engine.warm_up(load_panel(warm_up, log or ignore))
     write(",".join(STREAM_COLUMNS + (STRESS_COLUMNS if monitor is not None else ())) + "\n")
-    taken = 0
+    taken = skipped = 0
     for number, line in enumerate(lines, start=2):
         line = line.strip()
         if not line:
@@ -94,6 +97,7 @@ def stream_lines(model, lines, write: Callable[[str], None], *, history: int | N
             snap = engine.update(bar, date=fields[0].strip())
         except ValueError as exc:
             say(log, f"line {number}: {exc} (bar skipped)")
+            skipped += 1
             continue
         taken += 1
         rows = np.flatnonzero(snap.ready)
@@ -102,4 +106,4 @@ def stream_lines(model, lines, write: Callable[[str], None], *, history: int | N
                       f"{float(snap.var_5[j])!r},{float(snap.es_2_5[j])!r}{stress}\n" for j in rows))
     if state is not None:
         engine.save(state)
-    return taken
+    return taken, skipped

@@ -211,7 +211,11 @@ def forecast(model, prices, *, start=None, history: int | None = None, log: Log 
     if lo >= panel.n_days:
         raise ValueError(f"--start {start} is after the last date of {panel.source} ({panel.dates[-1]})")
     A, R = grid(panel, panel.assets, lo, panel.n_days - 1)
+    say(log, f"forecasting {panel.n_assets} assets x {panel.n_days - lo} days of {panel.source} with the "
+             f"{meta['learner']} model, history {history}")
+    t0 = time.perf_counter()
     f = MetaForecaster(learner, history).predict(builder, A, R)
+    say(log, f"forecast in {time.perf_counter() - t0:.1f} s")
     ok = np.isfinite(f)
     if not ok.any():
         raise ValueError(f"{panel.source}: no date from {panel.dates[lo]} on has {history} days of history "

@@ -34,7 +34,26 @@ def model_scores(model, panel: PricePanel) -> dict[str, np.ndarray]:
         ok = np.isfinite(nov)
         out[MEMORY_SCORE] = np.where(ok.any(axis=1), np.where(ok, nov, 0.0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1),
                                      np.nan)
-    return out
+    seen = in_training(saved.meta, panel)
+    return {name: np.where(seen, np.nan, values) for name, values in out.items()}
+
+
+def in_training(meta: dict, panel: PricePanel) -> np.ndarray:
+    """(days,) True where a variance model's scores would be in-sample: days up to its training
+    end and the horizon after it (their targets trained it). Those days get no model score, so the
+    evaluation and the combination see only what the model never trained on."""
+    end = meta.get("train_end")
+    if not end:
+        return np.zeros(panel.n_days, dtype=bool)
+    last = panel.row_of(np.datetime64(end, "D"), "right") - 1 + meta["task_spec"]["horizon"]
+    return np.arange(panel.n_days) <= last
+
+
+def model_sha256(model) -> str:
+    """The SHA-256 of a model directory's weights (as model.json records it)."""
+    from ..forecasting import load_model
+
+    return load_model(model)[2]["weights_sha256"]
 
 
 def score_names(frame: pd.DataFrame) -> list[str]:
@@ -87,6 +106,9 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
         raise ValueError(f"--drawdown must be a percentage in (0, 100), got {drawdown!r}")
     check_int("--horizon", horizon, 1, 1000, note=" days")
     t0 = time.perf_counter()
+    if log:
+        log(f"early-warning scores of {prices if isinstance(prices, str) else 'the prices'}"
+            + (f" with the variance model {model}" if model is not None else ""))
     panel = load_panel(prices, log or ignore)
     frame = warning_scores(panel, drawdown=drawdown / 100, horizon=horizon, window=WINDOW, memory=MEMORY, model=model)
     y = frame.label.to_numpy()
@@ -102,7 +124,8 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
     elapsed = time.perf_counter() - t0
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    live = WarningModel.fit(frame, names, horizon=horizon, drawdown=drawdown / 100, window=WINDOW, memory=MEMORY)
+    live = WarningModel.fit(frame, names, horizon=horizon, drawdown=drawdown / 100, window=WINDOW, memory=MEMORY,
+                            assets=panel.assets, model_sha256=None if model is None else model_sha256(model))
     live.save(out_dir / "warning.json")
     atomic_write_text(out_dir / "scores.csv", frame[["date", "score", "alarm"]].to_csv(index=False))
     summary = {"prices": panel.source, "model": None if model is None else str(model), "drawdown": drawdown,

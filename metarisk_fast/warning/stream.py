@@ -198,6 +198,11 @@ class StressScore:
     def needs_forecasts(self) -> bool:
         return self.model.needs_forecasts
 
+    def check_fits(self, assets, model_sha256: str | None = None) -> None:
+        """Refuse other assets, or another variance model, than the warning model was fitted on
+        (RiskEngine calls it with its own)."""
+        self.model.check_fits(assets, model_sha256)
+
     @property
     def needs_novelty(self) -> bool:
         return self.model.needs_novelty
