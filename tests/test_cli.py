@@ -121,7 +121,15 @@ def test_evaluate_writes_the_report(model, prices, tmp_path):
     rep = json.loads((out / "report.json").read_text())
     table = rep["evaluations"][0]["table"]
     assert set(table) == {"maml", "ewma", "har", "log_har"}
-    assert "Kupiec" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "Kupiec" in md
+    # the verdict first: the evaluated model against every baseline out of sample, then its VaR
+    summary = md[md.index("## Summary"):md.index("## maml model")]
+    for baseline in ("ewma", "har", "log_har"):
+        assert f"| maml | " in summary and f" | {baseline} | " in summary
+    assert "Student-t 1 % VaR exceeded on" in summary and "expected 1 %" in summary
+    seen = set(rep["model"]["train_assets"]) & set(pd.read_csv(out / "forecasts.csv").asset)
+    assert "QLIKE by asset" in md and md.count("(in-sample days)") == len(seen) > 0
 
 
 @pytest.mark.parametrize("learner", ["fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml"])

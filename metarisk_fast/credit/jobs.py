@@ -164,12 +164,21 @@ def _write_report(out: Path, loans: CreditData, scores, found, summary, ks, draw
          "per_draw": found.to_dict(orient="records")}, indent=1))
     atomic_write_text(out / "scores.csv", scores.to_csv(index=False))
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for m in [*learners, *BASELINES]:
-        pts = [(k, summary[k]["methods"][m]["auc"]) for k in ks if k in summary and m in summary[k]["methods"]]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=m, linestyle="-" if m in learners else "--")
+    methods = [*learners, *BASELINES]
+    for i, m in enumerate(methods):
+        got = [(k, summary[k]["methods"][m]) for k in ks if k in summary and m in summary[k]["methods"]]
+        if got:
+            x = np.array([k for k, _ in got], float) * (1 + 0.012 * (i - len(methods) / 2))  # side by side
+            y = np.array([r["auc"] for _, r in got])
+            ci = np.array([r["auc_ci"] for _, r in got])
+            ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], marker="o", capsize=2, label=m,
+                        linestyle="-" if m in learners else "--")
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(list(ks), [str(k) for k in ks])
     ax.set_xlabel("K labelled loans of the new segment")
-    ax.set_ylabel("mean held-out AUC")
+    ax.set_ylabel("mean held-out AUC (95 % interval)")
+    ax.set_title(f"Few-shot scoring of a new segment ({loans.source}, segments by {loans.segment_column})")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     atomic_write_bytes(out / "auc_by_k.png", png_bytes(fig))

@@ -32,51 +32,69 @@ def _save(fig, path):
 
 
 def write_plots(evals, out) -> list[str]:
-    plt = pyplot()
+    """forecast_vs_realised.png (the evaluated models, the best baseline and EWMA against realised
+    volatility), loss_by_model.png (each model's QLIKE difference to EWMA with its 95 % interval)
+    and var_exceedances.png (the evaluated model's 1 % VaR and its exceedances against the count
+    expected)."""
+    from .render import evaluated_models
 
+    plt = pyplot()
     files = []
     ev = evals[-1]
     f = ev.forecasts
-    assets = list(dict.fromkeys(f["asset"]))[:6]
-    models = list(ev.table.sort_values("qlike").index[:3])
-    if "ewma" in ev.table.index and "ewma" not in models:
-        models.append("ewma")
+    all_assets = list(dict.fromkeys(f["asset"]))
+    assets = all_assets[:6]
+    evaluated = evaluated_models(ev)
+    baselines = [m for m in ev.table.sort_values("qlike").index if m not in evaluated]
+    models = list(dict.fromkeys([*evaluated, *baselines[:1], *(["ewma"] if "ewma" in ev.table.index else [])]))
     fig, axes = plt.subplots(len(assets), 1, figsize=(10, 2.2 * len(assets)), sharex=True, squeeze=False)
     for ax, a in zip(axes[:, 0], assets):
         sub = f[f["asset"] == a]
         base = sub[sub["model"] == models[0]].set_index("date")
         realised = np.sqrt(base["realized_variance"].rolling(21, min_periods=5).mean() * ANNUAL)
-        ax.plot(realised.index, realised, color="0.6", lw=1, label="realised (21-day mean, ann.)")
+        ax.plot(realised.index, realised, color="0.6", lw=1, label="realised (21-day mean)")
         for m in models:
             s = sub[sub["model"] == m].set_index("date")
             ax.plot(s.index, np.sqrt(s["forecast_variance"] * ANNUAL), lw=0.8, label=m)
-        ax.set_ylabel(a)
+        ax.set_ylabel(f"{a}\nannualised vol")
     axes[0, 0].legend(fontsize=7, ncol=5, loc="upper left")
-    axes[0, 0].set_title(f"Forecast vs realised volatility ({ev.meta['label']})")
+    shown = f"{len(assets)} of {len(all_assets)} assets" if len(all_assets) > len(assets) else "every asset"
+    axes[0, 0].set_title(f"Forecast vs realised volatility ({ev.meta['label']}; {shown})")
     _save(fig, out / "forecast_vs_realised.png")
     files.append("forecast_vs_realised.png")
 
-    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.35 * sum(len(e.table) for e in evals)))
-    labels, vals = [], []
+    rows = []  # (label, difference to EWMA, half-width of the 95 % interval from the DM statistic)
     for e in evals:
-        for name, q in e.table["qlike"].items():
-            labels.append(f"{e.meta['label']}: {name}")
-            vals.append(q)
-    ax.barh(labels, vals, color="tab:blue")
-    ax.set_xlim(min(vals) - 0.02 * abs(min(vals)), max(vals) + 0.005 * abs(max(vals)))
-    ax.set_xlabel("mean QLIKE (ln h + s/h), lower is better")
-    ax.invert_yaxis()
-    _save(fig, out / "loss_by_model.png")
-    files.append("loss_by_model.png")
+        if "ewma" not in e.table.index:
+            continue
+        for name, r in e.table.sort_values("qlike").iterrows():
+            if name == "ewma":
+                continue
+            diff = r["qlike"] - e.table.loc["ewma", "qlike"]
+            half = 1.96 * abs(diff / r["dm_vs_ewma"]) if np.isfinite(r["dm_vs_ewma"]) and r["dm_vs_ewma"] else 0.0
+            rows.append((f"{e.meta['label']}: {name}" if len(evals) > 1 else name, diff, half))
+    if rows:
+        fig, ax = plt.subplots(figsize=(8, 1.0 + 0.35 * len(rows)))
+        labels, diffs, halves = zip(*rows)
+        colors = ["tab:green" if d < 0 else "tab:red" for d in diffs]
+        ax.barh(labels, diffs, xerr=halves, color=colors, ecolor="0.3", capsize=3)
+        ax.axvline(0.0, color="0.2", lw=0.8)
+        ax.set_xlabel("mean QLIKE minus EWMA's (ln h + s/h): below 0 beats EWMA; bars: 95 % interval (DM, HAC)")
+        ax.set_title(f"Loss against EWMA ({', '.join(e.meta['label'] for e in evals)})" if len(evals) == 1
+                     else "Loss against EWMA")
+        ax.invert_yaxis()
+        _save(fig, out / "loss_by_model.png")
+        files.append("loss_by_model.png")
 
     a = assets[0]
-    sub = f[(f["asset"] == a) & (f["model"] == models[0])].set_index("date")
+    sub = f[(f["asset"] == a) & (f["model"] == evaluated[0])].set_index("date")
     fig, ax = plt.subplots(figsize=(10, 3))
-    ax.plot(sub.index, sub["next_return"], lw=0.5, color="0.4", label="next-day return")
-    ax.plot(sub.index, sub["var_1"], lw=0.8, color="tab:red", label=f"1 % VaR ({models[0]})")
+    ax.plot(sub.index, sub["next_return"], lw=0.5, color="0.4", label="next-day log return")
+    ax.plot(sub.index, sub["var_1"], lw=0.8, color="tab:red", label=f"1 % VaR (normal, {evaluated[0]})")
     hit = sub["next_return"] < sub["var_1"]
     ax.scatter(sub.index[hit], sub["next_return"][hit], s=10, color="tab:red", zorder=3, label="exceedance")
-    ax.set_title(f"VaR exceedances, {a}: {int(hit.sum())} of {len(sub)} days")
+    ax.set_ylabel("daily log return")
+    ax.set_title(f"1 % VaR exceedances, {a}: {int(hit.sum())} of {len(sub)} days (expected {0.01 * len(sub):.0f})")
     ax.legend(fontsize=7)
     _save(fig, out / "var_exceedances.png")
     files.append("var_exceedances.png")

@@ -10,6 +10,7 @@ import pandas as pd
 
 from .._files import atomic_write_text
 from ..evaluation import Evaluation
+from ..evaluation import metrics as M
 from .plots import write_plots
 
 
@@ -44,8 +45,79 @@ def _coverage_lines(m: dict) -> list[str]:
     return lines
 
 
+def evaluated_models(ev: Evaluation) -> list[str]:
+    """The models under evaluation (the meta-learners), as the job marked them; else every model
+    but the benchmark."""
+    return list(ev.meta.get("evaluated") or [m for m in ev.table.index if m != "ewma"])
+
+
+def pair_losses(ev: Evaluation, out_of_sample: bool = True) -> pd.DataFrame:
+    """QLIKE (ln h + s/h) of every (date, asset) pair, a column per model; out of sample only
+    (pairs no model saw in training) unless asked otherwise."""
+    f = ev.forecasts
+    if out_of_sample and "in_sample" in f:
+        f = f[~f["in_sample"].astype(bool)]
+    loss = np.log(f["forecast_variance"]) + f["realized_variance"] / f["forecast_variance"]
+    return f.assign(loss=loss).pivot_table(index=["date", "asset"], columns="model", values="loss", sort=True)
+
+
+def summary_lines(ev: Evaluation) -> list[str]:
+    """The one-screen verdict: out-of-sample loss of each evaluated model against every baseline
+    (difference, Diebold-Mariano on the daily cross-asset mean loss) and its VaR backtest."""
+    losses = pair_losses(ev)
+    if losses.empty:
+        return [f"**{ev.meta['label']}**: no out-of-sample asset-day (every evaluated pair was seen in training); "
+                "give `--start` after the training end or assets the model never saw."]
+    daily = losses.groupby(level="date").mean()
+    n_assets = losses.index.get_level_values("asset").nunique()
+    lines = [f"**{ev.meta['label']}**, out of sample: {len(losses)} asset-days ({n_assets} assets, "
+             f"{str(daily.index.min())[:10]} to {str(daily.index.max())[:10]}); QLIKE (ln h + s/h), lower is better; "
+             "DM on the "
+             "daily mean over assets.", "",
+             "| model | QLIKE | baseline | baseline QLIKE | difference | DM p | verdict |", "|---|---|---|---|---|---|---|"]
+    for m in evaluated_models(ev):
+        for b in [c for c in losses.columns if c not in evaluated_models(ev)]:
+            diff = float(losses[m].mean() - losses[b].mean())
+            p = M.diebold_mariano(daily[m], daily[b], ev.meta["horizon"]).pvalue
+            verdict = ("better" if diff < 0 else "worse") + (" (significant at 5 %)" if p < 0.05 else " (not significant)")
+            lines.append(f"| {m} | {losses[m].mean():.4f} | {b} | {losses[b].mean():.4f} | {diff:+.4f} | {p:.3g} | "
+                         f"{verdict} |")
+    for m in evaluated_models(ev):
+        det = ev.details.get(m, {})
+        if "var_0.01_t" in det:
+            k, b = det["var_0.01_t"]["kupiec"], det["basel_1pct_normal"]["zone_counts"]
+            lines += ["", f"{m}, over every evaluated asset-day: Student-t 1 % VaR exceeded on {k['exceedances']} of "
+                      f"{k['n']} "
+                      f"({k['exceedances'] / max(k['n'], 1):.2%}, expected 1 %, Kupiec p {k['pvalue']:.3g}); "
+                      f"Basel zones of its normal 1 % VaR over each asset's last 250 days: {b['green']} green, "
+                      f"{b['yellow']} yellow, {b['red']} red."]
+    return lines
+
+
+def per_asset_table(ev: Evaluation) -> str:
+    """QLIKE by asset (every evaluated pair of the asset, in-sample ones marked) for the evaluated
+    models, EWMA and the best baseline."""
+    losses = pair_losses(ev, out_of_sample=False)
+    models = evaluated_models(ev)
+    others = [c for c in losses.columns if c not in models]
+    best = min(others, key=lambda c: losses[c].mean()) if others else None
+    cols = list(dict.fromkeys([*models, *(["ewma"] if "ewma" in losses else []), *([best] if best else [])]))
+    by_asset = losses.groupby(level="asset")[cols].mean()
+    f = ev.forecasts
+    seen = set(f.loc[f["in_sample"].astype(bool), "asset"]) if "in_sample" in f else set()
+    lines = ["| asset | " + " | ".join(cols) + " | days |", "|---|" + "---|" * (len(cols) + 1)]
+    counts = losses.groupby(level="asset").size()
+    for a, row in by_asset.iterrows():
+        name = f"{a} (in-sample days)" if a in seen else a
+        lines.append(f"| {name} | " + " | ".join(f"{row[c]:.4f}" for c in cols) + f" | {counts[a]} |")
+    return "\n".join(lines)
+
+
 def render_markdown(evals: list[Evaluation], title: str, preamble: str = "") -> str:
-    out = [f"# {title}\n", preamble]
+    out = [f"# {title}\n", "## Summary\n"]
+    for ev in evals:
+        out += summary_lines(ev) + [""]
+    out.append(preamble)
     for ev in evals:
         m = ev.meta
         nu_fit = m["student_t_nu_fit"]
@@ -81,6 +153,7 @@ def render_markdown(evals: list[Evaluation], title: str, preamble: str = "") -> 
             lines.append(f"| {name} | {zc['green']} | {zc['yellow']} | {zc['red']} | {flagged} | "
                          f"{b['pooled']['exceedances']}/{b['pooled']['n']} over {b['pooled']['assets']} assets |")
         out.append("\n".join(lines) + "\n")
+        out.append("\nQLIKE by asset (all evaluated days of the asset):\n\n" + per_asset_table(ev) + "\n")
     return "\n".join(out)
 
 

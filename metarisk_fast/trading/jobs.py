@@ -243,6 +243,7 @@ def _plot(curves: dict[str, np.ndarray]) -> bytes:
             ax.plot(x, smooth[:, 1], color=f"C{i}", label=f"{name}: after adaptation")
     ax.set_xlabel("meta-training iteration")
     ax.set_ylabel("reward a bar, bp (with exploration)")
+    ax.set_title("Training tasks: reward before and after adaptation (mean over seeds, 10-iteration average)")
     ax.legend(fontsize=7)
     return png_bytes(fig)
 

@@ -269,6 +269,7 @@ def evaluate(model, prices, out, *, start=None, history: int | None = None, garc
     base, fits, garch_line = _run_baselines(builder, A, R, garch, garch_refit, log)
     ev = evaluate_forecasts(builder, A, R, {**models, **base}, horizon=spec.horizon,
                             label=f"{meta['learner']} model, history {history}", in_sample=in_sample)
+    ev.meta["evaluated"] = list(models)
     quality = data_report(panel)
     pre = (f"Model `{model}` ({meta['learner']}, trained to {meta.get('train_end')}); prices `{panel.source}`. "
            + (f"Assets seen in training: {', '.join(seen)}." if seen else "No asset was seen in training.")
@@ -315,6 +316,7 @@ def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTO
         fc = {kind: MetaForecaster(l, k, name=kind).predict(builder, A, R) for kind, l in trained.items()}
         evals.append(evaluate_forecasts(builder, A, R, {**fc, **base}, horizon=spec.horizon,
                                         label=f"few-shot, history k = {k} days"))
+        evals[-1].meta["evaluated"] = list(fc)
     elapsed = time.perf_counter() - t_start
     quality = data_report(panel)
     steps = f"{options.inner_steps} gradient step{'s' if options.inner_steps != 1 else ''}"

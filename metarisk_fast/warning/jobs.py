@@ -136,7 +136,7 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
                               "threshold": live.threshold}}
     atomic_write_text(out_dir / "report.json", json.dumps(summary, indent=1))
     atomic_write_text(out_dir / "report.md", _markdown(summary))
-    atomic_write_bytes(out_dir / "warning.png", _plot(frame, rows))
+    atomic_write_bytes(out_dir / "warning.png", _plot(frame, rows, live.threshold))
     if log:
         log(f"report written to {out} ({elapsed:.0f} s)")
     return summary
@@ -180,20 +180,23 @@ def _markdown(s: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plot(frame: pd.DataFrame, rows: np.ndarray) -> bytes:
+def _plot(frame: pd.DataFrame, rows: np.ndarray, threshold: float) -> bytes:
     plt = pyplot()
     dates = pd.to_datetime(frame.date)
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     a1.plot(dates, frame["index"], lw=0.8, color="black")
     a1.set_yscale("log")
-    a1.set_ylabel("equal-weighted index")
-    for a, b in episodes(frame.label.to_numpy()):
+    a1.set_ylabel("equal-weighted index (log scale)")
+    a1.set_title("Early warning: stress episodes (shaded), the combined score and its alarms")
+    for i, (a, b) in enumerate(episodes(frame.label.to_numpy())):
         for ax in (a1, a2):
-            ax.axvspan(dates[a], dates[b], color="tab:red", alpha=0.15, lw=0)
+            ax.axvspan(dates[a], dates[b], color="tab:red", alpha=0.15, lw=0, label="stress ahead" if i == 0 else None)
     a2.plot(dates, frame.score, lw=0.7, label="combined score")
     on = frame.alarm.to_numpy()
     a2.scatter(dates[on], frame.score[on], s=3, color="tab:orange", label="alarm")
-    a2.axvline(dates[rows[0]], color="grey", ls=":", lw=1)
+    a2.axhline(threshold, color="tab:orange", ls="--", lw=0.8, label=f"live alarm threshold {threshold:.3f}")
+    a2.axvline(dates[rows[0]], color="grey", ls=":", lw=1, label="evaluation starts")
     a2.set_ylabel("P(stress within the horizon)")
-    a2.legend(fontsize=8)
+    a1.legend(fontsize=8, loc="upper left")
+    a2.legend(fontsize=8, loc="upper left")
     return png_bytes(fig)
