@@ -12,6 +12,7 @@ a crash. tests/fuzz/test_fuzz.py runs each target in a subprocess, so a crash fa
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 
@@ -235,14 +236,15 @@ def features_case(data, rng):
 def data_case(data, rng):
     import pandas as pd
 
-    from metarisk_fast.data import load_prices
+    from metarisk_fast.data import calendar_breaks, data_report, load_prices
     from metarisk_fast.evaluation import kupiec_pof, qlike_log, value_at_risk
 
-    T = data.draw(st.integers(0, 12))
+    T = data.draw(st.integers(0, 40))
     dates = pd.date_range("2020-01-01", periods=T, freq="B")
     frame = pd.DataFrame({"Date": dates.astype(str), "A": rng.uniform(1, 100, T), "B": rng.uniform(1, 100, T)})
     how = data.draw(st.sampled_from(["none", "nan", "negative", "text", "unsorted", "duplicate", "no_date",
-                                     "inf", "long_no_close"]))
+                                     "inf", "long_no_close", "calendar_gap", "stale", "split", "empty_column",
+                                     "tiny_prices"]))
     if how == "nan" and T:
         frame.loc[rng.integers(T), "A"] = np.nan
     elif how == "negative" and T:
@@ -260,8 +262,28 @@ def data_case(data, rng):
         frame.loc[rng.integers(T), "A"] = np.inf
     elif how == "long_no_close":
         frame = pd.DataFrame({"date": frame["Date"], "asset": "A", "open": 1.0, "high": 2.0})
+    elif how == "calendar_gap" and T > 1:
+        shift = np.where(np.arange(T) >= T // 2, rng.integers(1, 800), 0)  # a hole of up to 800 business days
+        frame["Date"] = np.busday_offset(dates.values.astype("datetime64[D]"), shift).astype(str)
+    elif how == "stale" and T:
+        frame.loc[rng.integers(T):, "B"] = frame["B"].iloc[0]
+    elif how == "split" and T:
+        frame.loc[rng.integers(T):, "A"] /= rng.choice([2.0, 3.0, 0.1, 1.5])
+    elif how == "empty_column":
+        frame["C"] = np.nan
+    elif how == "tiny_prices":
+        frame[["A", "B"]] *= 1e-300
     try:
-        load_prices(frame, warn_data=False)
+        with warnings.catch_warnings():  # the data checks warn; what is checked here is that they run clean
+            warnings.simplefilter("ignore")
+            panel = load_prices(frame)
+        report = data_report(panel)
+        json.dumps(report)
+        if how == "calendar_gap" and T > 1:
+            gaps = calendar_breaks(panel.dates)
+            assert len(report["calendar_gaps"]) == int(gaps.sum()), "data_report and calendar_breaks disagree"
+    except AssertionError:
+        raise
     except BaseException as exc:  # noqa: BLE001
         check_error(exc)
     s = rng.random(T) * data.draw(st.sampled_from([1.0, 0.0, -1.0, np.nan]))
