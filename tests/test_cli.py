@@ -356,6 +356,15 @@ def test_stream_refuses_options_of_the_other_mode(argv, message, prices, model, 
     assert not (tmp_path / "f.csv").exists()
 
 
+def test_long_commands_say_what_they_start(model, prices, tmp_path, capsys):
+    assert main(["forecast", "--model", str(model), "--prices", str(prices["wide"]), "--out",
+                 str(tmp_path / "f.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "forecasting 6 assets x" in err and "with the maml model, history 40" in err and "forecast in" in err
+    assert main(["stream", "--model", str(model), "--prices", str(prices["one"]), "--out", str(tmp_path / "s.csv")]) == 0
+    assert "replaying" in capsys.readouterr().err
+
+
 def test_an_interrupt_is_one_line_and_exit_130(monkeypatch, tmp_path, capsys):
     from metarisk_fast.volatility import jobs
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from .._checks import check_int
 from .._files import atomic_write_bytes, atomic_write_text, check_output
-from ..data import DataError, PricePanel
+from ..data import DataError, PricePanel, data_report
 from ..datasets import ignore, load_panel
 from ..report import png_bytes, pyplot
 from .evaluate import EPISODE_GAP, MEMORY_SCORE, MODEL_SCORE, SCORES, alarms, combined_score, evaluate_score
@@ -133,7 +133,8 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
                "evaluated": [str(panel.dates[rows[0]]), str(panel.dates[rows[-1]])], "days": int(len(rows)),
                "labelled_share": float(y[rows].mean()), "scores": results, "episodes": eps, "seconds": round(elapsed, 1),
                "live_model": {"file": "warning.json", "fitted_through": live.fitted_through,
-                              "threshold": live.threshold}}
+                              "threshold": live.threshold},
+               "data_quality": data_report(panel)}
     atomic_write_text(out_dir / "report.json", json.dumps(summary, indent=1))
     atomic_write_text(out_dir / "report.md", _markdown(summary))
     atomic_write_bytes(out_dir / "warning.png", _plot(frame, rows, live.threshold))
@@ -172,6 +173,10 @@ def _markdown(s: dict) -> str:
               f"up to {s['horizon']} days before, to the episode's first day; negative: after it started; none: no "
               "alarm):\n", "| first day | last day | lead time |", "| --- | --- | --- |"]
     lines += [f"| {a} | {b} | {'none' if lead is None else lead} |" for a, b, lead in s["episodes"]]
+    quality = {k: len(v) for k, v in s["data_quality"].items() if v}
+    if quality:
+        lines += ["\nData quality (listed in report.json, `data_quality`): "
+                  + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in quality.items()) + "."]
     live = s["live_model"]
     lines += [f"\nFor live use, `{live['file']}` holds the combination fitted on every label known at the end "
               f"(through {live['fitted_through']}) and its alarm threshold {live['threshold']:.3f}: "
