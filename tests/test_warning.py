@@ -96,8 +96,8 @@ def test_warn_command_end_to_end(tmp_path):
     assert list(scores.columns) == ["date", "score", "alarm"] and len(scores) == p.n_days
     report = json.loads((tmp_path / "w" / "report.json").read_text())
     assert set(report["scores"]) == {"turbulence", "absorption_shift", "vol_level", "novelty", "score"}
-    assert set(report["data_quality"]) == {"coarse_stretches", "calendar_gaps", "suspected_splits", "stale_runs",
-                                           "empty_assets"}
+    assert set(report["data_quality"]) == {"coarse_stretches", "calendar_gaps", "asset_gaps", "suspected_splits",
+                                           "stale_runs", "empty_assets"}
     assert (tmp_path / "w" / "warning.png").stat().st_size > 0
     from metarisk_fast.warning import WarningModel
 

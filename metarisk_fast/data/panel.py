@@ -325,8 +325,28 @@ def calendar_gaps(panel: PricePanel) -> list[tuple]:
             for r in rows]
 
 
+def asset_gaps(panel: PricePanel) -> list[tuple]:
+    """(asset, last date before, first date after, missing closes) of every run of more than
+    MAX_GAP_DAYS missing closes between two prices of one asset (a halt, a hole in one column):
+    the asset restarts after it (tasks.bridge_gaps). Panel-wide calendar gaps are calendar_gaps'."""
+    out = []
+    for j, name in enumerate(panel.assets):
+        rows = np.flatnonzero(~np.isnan(panel.close[:, j]))
+        missing = np.diff(rows) - 1
+        for k in np.flatnonzero(missing > MAX_GAP_DAYS):
+            out.append((name, panel.dates[rows[k]], panel.dates[rows[k + 1]], int(missing[k])))
+    return out
+
+
 def warn_calendar_gaps(panel: PricePanel) -> None:
     """One line naming the first gap and the count; ``calendar_gaps`` (and the reports) list them."""
+    halts = asset_gaps(panel)
+    if halts:
+        a, before, after, n = halts[0]
+        more = f" and {len(halts) - 1} more" if len(halts) > 1 else ""
+        warnings.warn(f"{panel.source}: '{a}' has no price on {n} days from {before} to {after}{more}; an asset "
+                      f"restarts after more than {MAX_GAP_DAYS} missing closes (no forecast until it has history "
+                      "again)", CalendarGapWarning, stacklevel=3)
     gaps = calendar_gaps(panel)
     if gaps:
         before, after, days = gaps[0]
@@ -390,11 +410,13 @@ def empty_assets(panel: PricePanel) -> list[str]:
 
 def data_report(panel: PricePanel) -> dict:
     """What the data checks found, for the reports (JSON-ready): coarsely rounded stretches,
-    calendar gaps, suspected splits, stale runs, assets without prices."""
+    calendar gaps, one asset's long gaps, suspected splits, stale runs, assets without prices."""
     return {"coarse_stretches": [{"asset": a, "first": str(f), "last": str(t), "largest_step": round(w, 6)}
                                  for a, f, t, w in coarse_stretches(panel)],
             "calendar_gaps": [{"before": str(b), "after": str(a), "missing_business_days": d}
                               for b, a, d in calendar_gaps(panel)],
+            "asset_gaps": [{"asset": a, "before": str(b), "after": str(t), "missing_closes": n}
+                           for a, b, t, n in asset_gaps(panel)],
             "suspected_splits": [{"asset": a, "date": str(d), "close_ratio": round(x, 4)}
                                  for a, d, x in suspected_splits(panel)],
             "stale_runs": [{"asset": a, "first": str(f), "last": str(t), "closes": n} for a, f, t, n in stale_runs(panel)],

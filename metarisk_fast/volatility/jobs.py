@@ -84,6 +84,8 @@ def _data_quality_line(quality: dict) -> str:
     counts = [(len(quality["coarse_stretches"]), "stretch(es) of coarsely rounded prices"),
               (len(quality["calendar_gaps"]), f"calendar gap(s) of more than {MAX_GAP_DAYS} business days (every "
                                               "asset restarts after each)"),
+              (len(quality["asset_gaps"]), f"gap(s) of more than {MAX_GAP_DAYS} missing closes in one asset "
+                                           "(it restarts after each)"),
               (len(quality["suspected_splits"]), "suspected unadjusted split(s)"),
               (len(quality["stale_runs"]), "stale run(s) of unchanged closes"),
               (len(quality["empty_assets"]), "asset(s) without a price")]
