@@ -190,7 +190,7 @@ def test_a_long_gap_in_one_asset_is_warned_with_the_asset_and_dates():
     close = np.column_stack([np.linspace(10, 20, 60), np.linspace(30, 40, 60)])
     close[20:32, 1] = np.nan  # 12 missing closes: more than 5, the asset restarts after them
     frame = _frame(close)
-    with pytest.warns(CalendarGapWarning, match=r"'B' has no price on 12 days from 2020-01-28 to 2020-02-13"):
+    with pytest.warns(CalendarGapWarning, match=r"'B' has no price on 12 days from 2020-01-28 to 2020-02-14"):
         p = load_prices(frame)
-    assert data_report(p)["asset_gaps"] == [{"asset": "B", "before": "2020-01-28", "after": "2020-02-13",
+    assert data_report(p)["asset_gaps"] == [{"asset": "B", "before": "2020-01-28", "after": "2020-02-14",
                                              "missing_closes": 12}]
