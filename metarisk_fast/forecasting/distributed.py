@@ -47,6 +47,7 @@ def _rank_main(rank: int, world: int, port: int, threads: int, errors: str, fn, 
     _set_threads(threads)
     try:
         fn(*args)
+        dist.barrier()  # no rank tears the group down while another still talks to it
     except BaseException as exc:  # noqa: BLE001  recorded with its time: the first one is the cause
         Path(errors, f"rank{rank}").write_text(f"{time.time()!r}\n{type(exc).__name__}: {exc}")
         raise
