@@ -30,7 +30,8 @@ def pytest_terminal_summary(terminalreporter, config):
         groups.setdefault(bench.group, []).append(bench)
     tr = terminalreporter
     limits = machine_limits()
-    tr.section(f"this machine's limits, same run ({cpu_model()}, {THREADS} threads)")
+    variant = mr.build_info().get("variant", "one module")  # METARISK_ISA=x86-64-v3 (etc.) runs another
+    tr.section(f"this machine's limits, same run ({cpu_model()}, {THREADS} threads; core module {variant})")
     tr.write_line(f"  fp32 2048^2 matrix product (torch): {limits['gflops']:.0f} GFLOP/s; "
                   f"two-thread copy (read + write): {limits['copy_GB_per_s']:.1f} GB/s")
     tr.section("ratios to metarisk_fast (median time of peer / median time of metarisk_fast)")
