@@ -290,7 +290,7 @@ def test_stream_command_serves_a_feed_and_resumes_from_its_state(maml_dir, panel
     assert whole[0] == "date,asset,forecast_variance,var_1,var_5,es_2_5" and len(whole) == 1 + 20 * 5
     assert first + second[1:] == whole
     assert "line 3: 3 fields, the header has 6 (bar skipped)" in err
-    assert f"line 4: non-positive or infinite price in the bar of 2030-01-02, asset '{panel.assets[0]}'" in err
+    assert f"line 4: non-positive or infinite price at the bar of 2030-01-02, asset '{panel.assets[0]}'" in err
     assert "12 bars taken, 2 bad lines skipped (exit status 3)" in err
     want = batch(maml_dir, panel.select(end=panel.dates[319]))
     want = want[want.date >= panel.dates[300]]

@@ -181,3 +181,25 @@ def test_targets_are_floored_and_capped():
     y = TARGET.encode(np.array([0.0, 1e-4, 1e-2, 1.0, np.nan]), np.full(5, 1e-4))[:, 0]
     np.testing.assert_allclose(y[:4], [0.05, 1.0, 10.0, 20.0], rtol=1e-6)
     assert np.isnan(y[4]) and y.dtype == np.float32
+
+
+def test_a_calendar_gap_changes_nothing_before_it_and_nothing_after_t_reaches_t(panel):
+    """Calendar breaks come from each date and the one before it: a gap changes no row before it,
+    and prices and dates after t (another gap among them) change no input or anchor at or before t."""
+    def with_dates(p, shift_from, days, close=None):
+        dates = np.busday_offset(p.dates, np.where(np.arange(p.n_days) >= shift_from, days, 0), roll="forward")
+        return replace(p, dates=dates, close=p.close if close is None else close)
+
+    plain = EpisodeBuilder(panel)
+    holed = EpisodeBuilder(with_dates(panel, 300, 200))
+    np.testing.assert_array_equal(holed.x[:300], plain.x[:300])
+    assert np.isnan(holed.close[300]).all() and not np.isnan(plain.close[300]).any()
+    t = 450
+    close = panel.close.copy()
+    close[t + 1:] *= np.exp(np.random.default_rng(0).normal(0, 0.2, close[t + 1:].shape))
+    later = with_dates(replace(panel, close=close), 300, 200)
+    later = replace(later, dates=np.busday_offset(later.dates, np.where(np.arange(panel.n_days) > t + 20, 50, 0),
+                                                  roll="forward"))
+    perturbed = EpisodeBuilder(later)
+    np.testing.assert_array_equal(perturbed.x[:t + 1], holed.x[:t + 1])
+    np.testing.assert_array_equal(perturbed.anchor[:t + 1], holed.anchor[:t + 1])

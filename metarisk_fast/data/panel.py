@@ -257,7 +257,7 @@ def load_prices(source, *, warn_data: bool = True) -> PricePanel:
         panel = _from_wide(df, name)
     if warn_data:
         warn_coarse_prices(panel)
-        warn_calendar_gaps(panel)
+        warn_gaps(panel)
         warn_data_faults(panel)
     return panel
 
@@ -338,8 +338,9 @@ def asset_gaps(panel: PricePanel) -> list[tuple]:
     return out
 
 
-def warn_calendar_gaps(panel: PricePanel) -> None:
-    """One line naming the first gap and the count; ``calendar_gaps`` (and the reports) list them."""
+def warn_gaps(panel: PricePanel) -> None:
+    """One line for one asset's long gaps and one for calendar gaps, each naming the first and the
+    count; ``asset_gaps``, ``calendar_gaps`` (and the reports) list them."""
     halts = asset_gaps(panel)
     if halts:
         a, before, after, n = halts[0]

@@ -204,10 +204,13 @@ class StreamingFeatures:
         return StreamingFeatures(self.spec, self.n_assets + n_new, self.t,
                                  tuple(np.concatenate([a, b], axis=-1) for a, b in zip(self._state, fresh)))
 
-    def check_bar(self, close, open=None, high=None, low=None):
+    def check_bar(self, close, open=None, high=None, low=None, *, assets=None, where=None):
         """The bar as float64 arrays, every check done before the state is touched (a rejected
         bar leaves the stream exactly as it was): shapes, real-number dtypes, prices > 0 or NaN,
-        high >= low."""
+        high >= low. A message names the column (or ``assets[column]``) and the row (or ``where``,
+        such as the bar's date)."""
+        where = f"row {self.t}" if where is None else where
+        column = (lambda j: f"asset column {j}") if assets is None else (lambda j: f"asset '{assets[j]}'")
         bar = []
         for x, n in ((close, "close"), (open, "open"), (high, "high"), (low, "low")):
             if x is None:
@@ -221,7 +224,7 @@ class StreamingFeatures:
                 raise ValueError(f"{n} bar has {a.shape[0]} values, expected {self.n_assets} assets")
             j, count = K.bad_prices(a)  # one compiled pass: a bar is checked every time it streams
             if count:
-                raise ValueError(f"non-positive or infinite price at row {self.t}, asset column {j} "
+                raise ValueError(f"non-positive or infinite price at {where}, {column(j)} "
                                  f"({count} such values); prices must be > 0 (NaN marks missing)")
             bar.append(a)
         c, o, h, lo = bar
@@ -230,7 +233,7 @@ class StreamingFeatures:
                 raise ValueError("range features need open, high and low in every bar")
             crossed = h < lo
             if crossed.any():
-                raise ValueError(f"high < low at row {self.t}, asset column {int(np.argmax(crossed))} "
+                raise ValueError(f"high < low at {where}, {column(int(np.argmax(crossed)))} "
                                  f"({int(crossed.sum())} such rows)")
         else:
             o = h = lo = c

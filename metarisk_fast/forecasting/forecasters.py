@@ -106,8 +106,11 @@ class SavedModelForecasts:
 
     def variance(self, panel) -> np.ndarray:
         """(days, assets) variance forecasts (NaN where an asset has none)."""
-        return every_pair(self.forecaster.predict, EpisodeBuilder(panel, self.spec))
+        return self.every_day(panel)[0]
 
-    def novelty(self, panel) -> np.ndarray:
-        """(days, assets) novelty of a memory learner (NaN where an asset has no forecast)."""
-        return every_pair(self.forecaster.novelty, EpisodeBuilder(panel, self.spec))
+    def every_day(self, panel, novelty: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """(days, assets) variance forecasts and, with ``novelty`` (a memory learner), its
+        novelty, from one pass of the features over the panel (NaN where an asset has none)."""
+        builder = EpisodeBuilder(panel, self.spec)
+        return (every_pair(self.forecaster.predict, builder),
+                every_pair(self.forecaster.novelty, builder) if novelty else None)

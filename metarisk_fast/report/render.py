@@ -57,7 +57,7 @@ def pair_losses(ev: Evaluation, out_of_sample: bool = True) -> pd.DataFrame:
     f = ev.forecasts
     if out_of_sample and "in_sample" in f:
         f = f[~f["in_sample"].astype(bool)]
-    loss = np.log(f["forecast_variance"]) + f["realized_variance"] / f["forecast_variance"]
+    loss = M.qlike_log(f["realized_variance"].to_numpy(), f["forecast_variance"].to_numpy())
     return f.assign(loss=loss).pivot_table(index=["date", "asset"], columns="model", values="loss", sort=True)
 
 

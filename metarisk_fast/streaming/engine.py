@@ -20,7 +20,6 @@ import copy as _copy
 import hashlib
 import io
 import json
-import re
 import warnings
 from dataclasses import dataclass
 from typing import Mapping
@@ -268,16 +267,14 @@ class RiskEngine:
                 raise ValueError(f"bar date {date} is not after the previous bar's {self.last_date}: bars must come "
                                  "in increasing date order")
         checker = self._targets if self.spec.proxy == "garman_klass" else self._features
-        try:
-            checked = checker.check_bar(*arrays)
-        except ValueError as exc:  # the feature stream counts rows and columns; name the bar and the asset
-            message = re.sub(r"asset column (\d+)", lambda m: f"asset '{self.assets[int(m[1])]}'", str(exc))
-            raise ValueError(re.sub(r"at row \d+", f"in the bar of {date}" if date is not None else
-                                    f"in bar {self.t}", message)) from None
+        checked = checker.check_bar(*arrays, assets=self.assets,
+                                    where=f"the bar of {date}" if date is not None else f"bar {self.t}")
         return checked, date
 
-    def _advance(self, close, open, high, low, date):
-        """Commit one checked bar; returns the bar's network inputs (N, D), anchors and usability."""
+    def _advance(self, close, open, high, low, date, warn_gap: bool = False):
+        """Commit one checked bar; returns the bar's network inputs (N, D), anchors and usability.
+        ``warn_gap``: a bar after a calendar gap is warned (a live bar; a file's gaps are warned
+        when it is read)."""
         st, t = self._state, self.t
         if self._pushed.shape[0] != len(self.assets):
             self._pushed = np.empty((len(self.assets), 2), np.int64)
@@ -285,6 +282,10 @@ class RiskEngine:
         bridged = np.empty_like(observed)
         gap_break = self._after_calendar_gap(date)
         if gap_break:  # nothing is carried across the gap (tasks.bridge_gaps with its breaks)
+            if warn_gap:
+                warnings.warn(f"bar {date}: {int(missing_business_days(self.last_date, date))} business days after "
+                              f"the last bar ({self.last_date}); every asset restarts (no forecast until it has "
+                              "history again)", CalendarGapWarning, stacklevel=3)
             st["seen"][:] = False
         bridge(observed, st["last_price"], st["gap"], st["seen"], MAX_BRIDGED_GAP, bridged)
         if gap_break:
@@ -316,7 +317,9 @@ class RiskEngine:
 
     def _after_calendar_gap(self, date) -> bool:
         """Whether a bar dated ``date`` follows the last bar after a calendar gap (data.calendar_breaks)."""
+        # within MAX_GAP_DAYS + 1 calendar days no more than MAX_GAP_DAYS business days are missing
         return (date is not None and self.last_date is not None
+                and date - self.last_date > np.timedelta64(MAX_GAP_DAYS + 1, "D")
                 and int(missing_business_days(self.last_date, date)) > MAX_GAP_DAYS)
 
     def _tasks(self, sel: np.ndarray, length: int, x: np.ndarray):
@@ -372,11 +375,7 @@ class RiskEngine:
         or absent: no bar for that asset) and return every asset's risk after it. A rejected bar
         raises and leaves the engine exactly as it was."""
         checked, date = self._bar(bar, open, high, low, date)
-        if self._after_calendar_gap(date):
-            warnings.warn(f"bar {date}: {int(missing_business_days(self.last_date, date))} business days after the "
-                          f"last bar ({self.last_date}); every asset restarts (no forecast until it has history "
-                          "again)", CalendarGapWarning, stacklevel=2)
-        snapshot = self._snapshot(checked[0], self._forecast(*self._advance(*checked, date)))
+        snapshot = self._snapshot(checked[0], self._forecast(*self._advance(*checked, date, warn_gap=True)))
         if self.online_lr:
             self._online_step()
         return snapshot

@@ -21,16 +21,22 @@ from .signals import (episodes, forecast_jump, index_level, novelty, realised_vo
                       turbulence_and_absorption)
 
 
+def saved_model(model):
+    """A variance model directory read once (forecasting.SavedModelForecasts), or the one given."""
+    from ..forecasting import SavedModelForecasts
+
+    return model if isinstance(model, SavedModelForecasts) else SavedModelForecasts(model)
+
+
 def model_scores(model, panel: PricePanel) -> dict[str, np.ndarray]:
     """A trained variance model's scores of every day, from `metarisk forecast`'s numbers (each
     forecast at t from data up to t): the jump of its forecasts across assets and, for a memory
-    learner, its novelty (each asset's day against what its memory holds) averaged over assets."""
-    from ..forecasting import SavedModelForecasts
-
-    saved = SavedModelForecasts(model)
-    out = {MODEL_SCORE: forecast_jump(saved.variance(panel))}
-    if saved.has_novelty:
-        nov = saved.novelty(panel)
+    learner, its novelty (each asset's day against what its memory holds) averaged over assets.
+    ``model``: a model directory or a SavedModelForecasts."""
+    saved = saved_model(model)
+    variance, nov = saved.every_day(panel, novelty=saved.has_novelty)
+    out = {MODEL_SCORE: forecast_jump(variance)}
+    if nov is not None:
         ok = np.isfinite(nov)
         out[MEMORY_SCORE] = np.where(ok.any(axis=1), np.where(ok, nov, 0.0).sum(axis=1) / np.maximum(ok.sum(axis=1), 1),
                                      np.nan)
@@ -49,13 +55,6 @@ def in_training(meta: dict, panel: PricePanel) -> np.ndarray:
     return np.arange(panel.n_days) <= last
 
 
-def model_sha256(model) -> str:
-    """The SHA-256 of a model directory's weights (as model.json records it)."""
-    from ..forecasting import load_model
-
-    return load_model(model)[2]["weights_sha256"]
-
-
 def score_names(frame: pd.DataFrame) -> list[str]:
     return [c for c in (*SCORES, MODEL_SCORE, MEMORY_SCORE) if c in frame.columns]
 
@@ -66,8 +65,9 @@ WINDOW, MEMORY = 250, 500  # days of the covariance scores' window and of the no
 def warning_scores(panel: PricePanel, *, drawdown: float = 0.15, horizon: int = 60, window: int = WINDOW,
                    memory: int = MEMORY, model=None) -> pd.DataFrame:
     """One row per day: the index, the stress label (NaN while unknown), each single score (with
-    ``model``, a trained variance model's directory, also its forecast jump, and a memory
-    learner's novelty), the combined score and its alarm; every score at t from prices up to t."""
+    ``model``, a trained variance model's directory or a SavedModelForecasts, also its forecast
+    jump, and a memory learner's novelty), the combined score and its alarm; every score at t from
+    prices up to t."""
     if panel.n_assets < 2:
         raise DataError(f"{panel.source}: {panel.n_assets} asset(s); the cross-sectional scores need two or more")
     needed = window + 252 + horizon + 750
@@ -110,7 +110,8 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
         log(f"early-warning scores of {prices if isinstance(prices, str) else 'the prices'}"
             + (f" with the variance model {model}" if model is not None else ""))
     panel = load_panel(prices, log or ignore)
-    frame = warning_scores(panel, drawdown=drawdown / 100, horizon=horizon, window=WINDOW, memory=MEMORY, model=model)
+    saved = None if model is None else saved_model(model)
+    frame = warning_scores(panel, drawdown=drawdown / 100, horizon=horizon, window=WINDOW, memory=MEMORY, model=saved)
     y = frame.label.to_numpy()
     names = score_names(frame)
     single = frame[names].to_numpy()
@@ -125,7 +126,7 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     live = WarningModel.fit(frame, names, horizon=horizon, drawdown=drawdown / 100, window=WINDOW, memory=MEMORY,
-                            assets=panel.assets, model_sha256=None if model is None else model_sha256(model))
+                            assets=panel.assets, model_sha256=None if saved is None else saved.meta["weights_sha256"])
     live.save(out_dir / "warning.json")
     atomic_write_text(out_dir / "scores.csv", frame[["date", "score", "alarm"]].to_csv(index=False))
     summary = {"prices": panel.source, "model": None if model is None else str(model), "drawdown": drawdown,
