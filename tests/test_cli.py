@@ -76,20 +76,22 @@ def test_forecast_csv_for_seen_and_unseen_single_asset(model, prices, tmp_path):
 
 
 def test_forecast_with_less_history_than_asked(model, prices, tmp_path):
-    """A recently listed asset is forecast from the days it has (at most --history)."""
+    """A recently listed asset is forecast from its second price on, every day, from the days it
+    has (at most --history)."""
     wide = pd.read_csv(prices["wide"])
     wide.loc[:649, "SYN001"] = np.nan  # listed at row 650
     src, out = tmp_path / "young.csv", tmp_path / "f.csv"
     wide.to_csv(src, index=False)
     assert main(["forecast", "--model", str(model), "--prices", str(src), "--out", str(out), "--quiet",
-                 "--start", wide["Date"][700]]) == 0
+                 "--start", wide["Date"][600]]) == 0
     f = pd.read_csv(out)
     young = f[f["asset"] == "SYN001"]
-    first = wide.index[wide["Date"] == young["date"].min()][0]
-    # 63-day features, then at least 20 support days with realised targets: before 40 are there
-    assert 650 + 63 + 20 < first < 650 + 63 + 40
-    assert young["date"].is_monotonic_increasing and len(young) == 899 - first + 1
-    assert (f[f["asset"] == "SYN000"]["date"].min()) == wide["Date"][700]
+    rows = wide.index[wide["Date"].isin(young["date"])]
+    assert list(rows) == list(range(651, len(wide)))  # the second price's day on, no day missing
+    assert np.isfinite(young[["forecast_variance", "var_1", "es_2_5"]].to_numpy()).all()
+    assert (young["forecast_variance"] > 0).all()
+    assert young["date"].is_monotonic_increasing
+    assert (f[f["asset"] == "SYN000"]["date"].min()) == wide["Date"][600]
 
 
 def test_forecast_uses_only_the_past(model, prices, tmp_path):

@@ -34,13 +34,14 @@ def every_pair(per_pair, builder: EpisodeBuilder) -> np.ndarray:
 @dataclass
 class MetaForecaster(Forecaster):
     """A meta-learned network: for each (asset, t), adapt on at most the last ``history`` days
-    (targets realised before t; fewer where the asset has less, down to ``min_history``) and
-    decode its output with the task target convention (tasks/target.py)."""
+    (targets realised before t; fewer where the asset has less, down to ``min_history``: by default
+    none, a young asset's forecast from its second price is the meta-learned prior's, adapted as
+    its support grows) and decode its output with the task target convention (tasks/target.py)."""
 
     learner: torch.nn.Module  # a MAML-family learner or a MemoryAugmentedNet
     history: int = 60
     name: str = "maml"
-    min_history: int = 20
+    min_history: int = 0
     chunk: int = 1024
     target: AnchorRatioTarget = TARGET  # how outputs become variances (the bound on the correction)
 

@@ -15,6 +15,17 @@ from .._types import LOSSES
 from .mlp import MLP
 
 
+def zero_shot_support(xs, ys):
+    """Support arrays the kernels accept: a batch with no support row (K = 0: an asset too young to
+    have a realised target) gets one zero row, which the learners pair with zero inner steps
+    (``_kw``), so nothing reads it and the meta-learned initialisation predicts alone."""
+    if xs.shape[-2]:
+        return xs, ys
+    lib = np if isinstance(xs, np.ndarray) else torch
+    shape = (*xs.shape[:-2], 1)
+    return lib.zeros((*shape, xs.shape[-1]), dtype=xs.dtype), lib.zeros((*shape, ys.shape[-1]), dtype=ys.dtype)
+
+
 class _GradientMetaLearner(nn.Module):
     """Shared interface: meta_loss (differentiable), adapt, adapt_predict."""
 
@@ -39,13 +50,15 @@ class _GradientMetaLearner(nn.Module):
     def _lr(self):
         return self.inner_lr
 
-    def _kw(self, loss):
-        return dict(steps=self.inner_steps, activation=self.net.activation, loss=loss or self.loss)
+    def _kw(self, loss, xs=None):
+        return dict(steps=self.inner_steps if xs is None or xs.shape[-2] else 0, activation=self.net.activation,
+                    loss=loss or self.loss)
 
     def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
         """Per-task query losses after adaptation, shape (B,), differentiable."""
-        return ops.mlp_meta_loss(self.net.parameter_list(), self._lr(), xs, ys, xq, yq,
-                                 mode=self.mode, **self._kw(loss))
+        kw = self._kw(loss, xs)
+        xs, ys = zero_shot_support(xs, ys)
+        return ops.mlp_meta_loss(self.net.parameter_list(), self._lr(), xs, ys, xq, yq, mode=self.mode, **kw)
 
     def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
         """Mean over tasks of the query loss after adaptation; ``.backward()`` gives the meta-gradient."""
@@ -64,23 +77,26 @@ class _GradientMetaLearner(nn.Module):
         single = np.ndim(xs) == 2
         if single:
             xs, ys, xq = xs[None], ys[None], xq[None]
+        kw = self._kw(loss, xs)
+        xs, ys = zero_shot_support(xs, ys)
         if isinstance(xs, np.ndarray) and isinstance(ys, np.ndarray) and isinstance(xq, np.ndarray):
             theta, lr = self._numpy_params(xs.dtype)
             pred = ops.mlp_adapt_predict_numpy(
                 theta, lr, self.net.sizes, np.ascontiguousarray(xs), np.ascontiguousarray(ys),
-                np.ascontiguousarray(xq), **self._kw(loss))
+                np.ascontiguousarray(xq), **kw)
         else:
-            pred = ops.mlp_adapt_predict(self.net.parameter_list(), self._lr_detached(), xs, ys, xq,
-                                         **self._kw(loss))
+            pred = ops.mlp_adapt_predict(self.net.parameter_list(), self._lr_detached(), xs, ys, xq, **kw)
         return pred[0] if single else pred
 
     def adapt_predict_weights(self, xs: np.ndarray, ys: np.ndarray, xq: np.ndarray):
         """``adapt_predict``'s NumPy path keeping each task's adapted parameters: (predictions
         (B, Q, O), adapted flat parameters (B, P))."""
         theta, lr = self._numpy_params(xs.dtype)
+        kw = self._kw(None, xs)
+        xs, ys = zero_shot_support(xs, ys)
         return ops.mlp_adapt_predict_numpy(theta, lr, self.net.sizes, np.ascontiguousarray(xs),
                                            np.ascontiguousarray(ys), np.ascontiguousarray(xq),
-                                           return_adapted=True, **self._kw(None))
+                                           return_adapted=True, **kw)
 
     def predict_with_weights(self, weights: np.ndarray, xq: np.ndarray) -> np.ndarray:
         """Predictions (B, Q, O) of per-task flat parameters ``weights`` (B, P), e.g. from

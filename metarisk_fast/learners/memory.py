@@ -12,6 +12,7 @@ from torch import nn
 from .. import ops
 from .._files import atomic_write_bytes
 from .._losses import elementwise_loss
+from .maml import zero_shot_support
 from .mlp import MLP
 
 
@@ -106,12 +107,13 @@ class MemoryAugmentedNet(nn.Module):
         keys_s = self.encoder(torch.cat([xs, ys, torch.ones(B, K, 1, **kw)], -1))
         keys_q = self.encoder(torch.cat([xq, torch.zeros(B, Q, self.out_features + 1, **kw)], -1))
         mem = ExternalMemory(self.slots, self.width, B, self.gamma).to(**kw)
-        mem.write(keys_s, self.write_gate.expand(B, K).to(xs.dtype))
+        if K:  # K = 0: an asset too young for a realised target leaves the memory empty
+            mem.write(keys_s, self.write_gate.expand(B, K).to(xs.dtype))
         return keys_q, mem
 
     def _forward(self, xs, ys, xq):
         keys_q, mem = self._written(xs, ys, xq)
-        if self.use_memory:
+        if self.use_memory and xs.shape[1]:  # K = 0 (an asset too young for a realised target): nothing to read
             read, _ = mem.read(keys_q, torch.exp(self.log_beta).to(xs.dtype).expand(*keys_q.shape[:2]))
         else:
             read = torch.zeros_like(keys_q)
@@ -120,7 +122,8 @@ class MemoryAugmentedNet(nn.Module):
     def novelty(self, xs, ys, xq) -> np.ndarray:
         """How far each query row lies from everything the memory holds once its task's support
         is written, (B, Q): 1 - the largest cosine similarity of the row's key to a written slot
-        (0: it matches a stored row; up to 2). The read addresses the memory by this similarity."""
+        (0: it matches a stored row; up to 2, also where nothing is written). The read addresses the
+        memory by this similarity."""
         with torch.no_grad():
             keys_q, mem = self._written(*self._tensors(xs, ys, xq))
             slots = mem.memory
@@ -128,7 +131,7 @@ class MemoryAugmentedNet(nn.Module):
             cos = torch.einsum("bqw,bsw->bqs", keys_q, slots / norm.clamp_min(1e-12)[..., None])
             cos = cos / keys_q.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             cos = cos.masked_fill((norm == 0)[:, None, :], -torch.inf)  # unwritten slots hold nothing
-            return (1.0 - cos.amax(dim=-1)).cpu().numpy().astype(np.float64)
+            return (1.0 - cos.amax(dim=-1).clamp_min(-1.0)).cpu().numpy().astype(np.float64)
 
     def _tensors(self, *arrays):
         out = []
@@ -202,7 +205,10 @@ class MemoryConditionedMAML(nn.Module):
         return self.maml.loss
 
     def task_offsets(self, xs, ys) -> list[torch.Tensor]:
-        """Per-task offsets (B, *shape) for every parameter, retrieved from the memory."""
+        """Per-task offsets (B, *shape) for every parameter, retrieved from the memory (zero for a
+        task with no support row: the shared initialisation)."""
+        if xs.shape[1] == 0:
+            return [torch.zeros((xs.shape[0], *p.shape), dtype=p.dtype) for p in self.net.parameters()]
         key = self.task_encoder(torch.cat([xs, ys], -1)).mean(1)  # (B, key_width)
         beta = torch.exp(self.log_beta).expand(key.shape[0])
         _, weights = ops.memory_read(self.memory_keys, key, beta)  # (B, slots)
@@ -213,13 +219,16 @@ class MemoryConditionedMAML(nn.Module):
             start += p.numel()
         return out
 
-    def _kw(self, loss):
-        return dict(steps=self.maml.inner_steps, activation=self.net.activation, loss=loss or self.maml.loss)
+    def _kw(self, loss, xs):
+        return dict(steps=self.maml.inner_steps if xs.shape[-2] else 0, activation=self.net.activation,
+                    loss=loss or self.maml.loss)
 
     def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
         xs, ys, xq, yq = (torch.as_tensor(a) for a in (xs, ys, xq, yq))
+        offsets, kw = self.task_offsets(xs, ys), self._kw(loss, xs)
+        xs, ys = zero_shot_support(xs, ys)
         return ops.mlp_meta_loss(self.net.parameter_list(), self.maml.inner_lr, xs, ys, xq, yq,
-                                 mode=self.maml.mode, task_offsets=self.task_offsets(xs, ys), **self._kw(loss))
+                                 mode=self.maml.mode, task_offsets=offsets, **kw)
 
     def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
         return self.query_losses(xs, ys, xq, yq, loss).mean()
@@ -231,7 +240,9 @@ class MemoryConditionedMAML(nn.Module):
         if single:
             xs, ys, xq = xs[None], ys[None], xq[None]
         with torch.no_grad():
+            offsets, kw = self.task_offsets(xs, ys), self._kw(loss, xs)
+            xs, ys = zero_shot_support(xs, ys)
             pred = ops.mlp_adapt_predict(self.net.parameter_list(), self.maml.inner_lr, xs, ys, xq,
-                                         task_offsets=self.task_offsets(xs, ys), **self._kw(loss))
+                                         task_offsets=offsets, **kw)
         pred = pred[0] if single else pred
         return pred.numpy() if numpy_in else pred

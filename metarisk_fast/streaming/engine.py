@@ -5,7 +5,8 @@ The engine keeps, per asset, what a forecast at the newest bar t needs and nothi
   forward for up to MAX_BRIDGED_GAP bars; a bar dated after a calendar gap, data.calendar_breaks,
   restarts every asset);
 - the streaming feature state (features.StreamingFeatures, the batch kernel's step) on the
-  bridged prices, and the target's own stream on the observed prices;
+  bridged prices, each asset's age and partial-window sums (tasks/young.py, the batch's row step),
+  and the target's own stream on the observed prices;
 - a delay line of the last h + 2 rows (inputs, anchor, usability, stretch breaks), since a row
   enters a support set only once its h-day target is realised strictly before t;
 - the support store: the last ``history`` usable rows of the asset's current stretch.
@@ -36,13 +37,14 @@ from ..datasets import load_panel
 from ..evaluation import risk_columns
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
 from ..forecasting import MetaForecaster, load_model
-from ..tasks import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, anchor_variance, network_inputs,
-                     normalise_query, normalise_task)
+from ..tasks import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, anchor_variance, cc_slots, network_inputs,
+                     normalise_query, normalise_task, young_row)
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 _ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
            "sup_x", "sup_y", "sup_target", "count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_at",
-           "phase")
+           "phase", "age", "age_sq_sum")
+_PER_ASSET = ("count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_at", "phase", "age", "age_sq_sum")
 
 
 @dataclass(frozen=True)
@@ -102,10 +104,11 @@ class RiskEngine:
     from_model passes it), other than those it was fitted on."""
 
     def __init__(self, learner: torch.nn.Module, spec: TaskSpec, assets, *, history: int = 60,
-                 min_history: int = 20, readapt_every: int = 1, online_lr: float = 0.0, monitor=None,
+                 min_history: int = 0, readapt_every: int = 1, online_lr: float = 0.0, monitor=None,
                  model_sha256: str | None = None):
-        for name, value in (("history", history), ("min_history", min_history), ("readapt_every", readapt_every)):
-            check_int(name, value, 1, 100_000)
+        for name, value, lo in (("history", history, 1), ("min_history", min_history, 0),
+                                ("readapt_every", readapt_every, 1)):
+            check_int(name, value, lo, 100_000)
         if readapt_every > 1 and not hasattr(learner, "predict_with_weights"):
             raise ValueError(f"readapt_every={readapt_every} keeps each asset's adapted weights between bars, which "
                              f"needs a gradient-based learner (MAML, FOMAML, Reptile, Meta-SGD); "
@@ -135,6 +138,7 @@ class RiskEngine:
         self.history, self.min_history, self.readapt_every = int(history), int(min_history), int(readapt_every)
         self.forecaster = MetaForecaster(learner, self.history, min_history=self.min_history)
         self._anchor_row = spec.features.names.index(ANCHOR_FEATURE)
+        self._cc_slots, self._max_window = cc_slots(spec.features), max(spec.features.cc_windows, default=0)
         self._pushed = np.empty((0, 2), np.int64)  # scratch of _advance: (asset, slot) of the stored rows
         self.assets: list[str] = []
         self.t, self.last_date = 0, None
@@ -147,7 +151,7 @@ class RiskEngine:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_model(cls, model, assets, *, history: int | None = None, spec: TaskSpec | None = None,
-                   min_history: int = 20, readapt_every: int = 1, online_lr: float = 0.0,
+                   min_history: int = 0, readapt_every: int = 1, online_lr: float = 0.0,
                    monitor=None) -> "RiskEngine":
         """An engine for ``assets`` from a model directory (its feature spec and history) or from a
         learner (then ``spec`` defaults to TaskSpec() and ``history`` to 60)."""
@@ -184,7 +188,7 @@ class RiskEngine:
                 "sup_x": np.zeros((n, H, D)), "sup_y": np.zeros((n, H)), "sup_target": np.zeros((n, H), np.float32),
                 "count": np.zeros(n, np.int64), "pos": np.zeros(n, np.int64), "pushed_at": np.full(n, -1, np.int64),
                 "adapted": np.zeros((n, P), np.float32), "adapted_scale": np.ones(n), "adapted_at": np.full(n, -1, np.int64),
-                "phase": np.zeros(n, np.int64)}
+                "phase": np.zeros(n, np.int64), "age": np.zeros(n, np.int64), "age_sq_sum": np.zeros(n)}
 
     @staticmethod
     def _check_names(assets) -> list[str]:
@@ -200,8 +204,9 @@ class RiskEngine:
 
     # ------------------------------------------------------------------ assets
     def add_asset(self, name: str) -> None:
-        """Add an asset mid-stream; it forecasts once it has ``min_history`` usable bars (as an
-        asset listed mid-sample does in the batch forecast)."""
+        """Add an asset mid-stream; it forecasts from its second price on (once it has
+        ``min_history`` usable bars, if set), as an asset listed mid-sample does in the batch
+        forecast."""
         self._fixed_assets()
         names = self._check_names([name])
         if names[0] in self.assets:
@@ -226,8 +231,7 @@ class RiskEngine:
 
     @staticmethod
     def _asset_axis(key: str) -> int:
-        return 0 if key.startswith("sup_") or key in ("count", "pos", "pushed_at", "adapted", "adapted_scale",
-                                                       "adapted_at", "phase") else 1
+        return 0 if key.startswith("sup_") or key in _PER_ASSET else 1
 
     def _append(self, names, fresh_streams: bool) -> None:
         n = len(names)
@@ -295,7 +299,10 @@ class RiskEngine:
             feats = self._features.update_checked(b_close, bridged[1], bridged[2], bridged[3])
         else:
             feats = self._features.update_checked(b_close, b_close, b_close, b_close)
-        x = network_inputs(feats)
+        youth = np.empty(len(self.assets))
+        young_row(feats[0], np.isnan(b_close), self._cc_slots, self._max_window, st["age"], st["age_sq_sum"], feats,
+                  youth)
+        x = network_inputs(feats, youth if self.spec.age_input else None)
         anchor = anchor_variance(feats[self._anchor_row])
         squared = self.spec.proxy == "squared_returns"
         if squared:
@@ -322,12 +329,13 @@ class RiskEngine:
                 and date - self.last_date > np.timedelta64(MAX_GAP_DAYS + 1, "D")
                 and int(missing_business_days(self.last_date, date)) > MAX_GAP_DAYS)
 
-    def _tasks(self, sel: np.ndarray, length: int, x: np.ndarray):
+    def _tasks(self, sel: np.ndarray, length: int, x: np.ndarray, anchor: np.ndarray):
         """Learner inputs of the assets ``sel``: support = their last ``length`` stored rows, oldest
         first; query = this bar's row x[sel]. Returns (xs, ys, xq, c)."""
         st, H, D = self._state, self.history, self.spec.n_features
         s_idx = sel[:, None] * H + (st["pos"][sel, None] - length + np.arange(length)) % H
-        xs, xq, c = normalise_task(st["sup_x"].reshape(-1, D), st["sup_y"].reshape(-1), s_idx, x, sel[:, None])
+        xs, xq, c = normalise_task(st["sup_x"].reshape(-1, D), st["sup_y"].reshape(-1), s_idx, x, sel[:, None],
+                                   anchor[sel], self.spec.n_scaled)
         return xs, st["sup_target"].reshape(-1)[s_idx][..., None], xq, c
 
     def _forecast(self, x, anchor, ok) -> tuple[np.ndarray, np.ndarray | None]:
@@ -335,14 +343,14 @@ class RiskEngine:
         novelty of each asset (None otherwise)."""
         st, H = self._state, self.history
         length = np.minimum(st["count"], H)
-        ready = ok & (length >= min(self.min_history, H))
+        ready = ok & (length >= self._min_support)
         variance = np.full(len(self.assets), np.nan)
         novelty = np.full(len(self.assets), np.nan) if self.monitor is not None and self.monitor.needs_novelty else None
         groups = np.unique(length[ready])
         if self.readapt_every == 1:
             for L in groups:  # nearly always one group: every asset with the full history
                 sel = np.flatnonzero(ready & (length == L))
-                xs, ys, xq, _ = self._tasks(sel, int(L), x)
+                xs, ys, xq, _ = self._tasks(sel, int(L), x, anchor)
                 variance[sel] = self.forecaster.variance(xs, ys, xq, anchor[sel])
                 if novelty is not None:
                     novelty[sel] = self.forecaster.memory_novelty(xs, ys, xq)
@@ -350,13 +358,13 @@ class RiskEngine:
         due = ready & ((st["adapted_at"] < 0) | ((self.t - 1 - st["phase"]) % self.readapt_every == 0))
         for L in np.unique(length[due]):
             sel = np.flatnonzero(due & (length == L))
-            xs, ys, xq, c = self._tasks(sel, int(L), x)
+            xs, ys, xq, c = self._tasks(sel, int(L), x, anchor)
             z, st["adapted"][sel] = self.learner.adapt_predict_weights(xs, ys, xq)
             st["adapted_scale"][sel], st["adapted_at"][sel] = c, self.t - 1
             variance[sel] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[sel])
         go = np.flatnonzero(ready & ~due & (st["adapted_at"] >= 0))
         if len(go):  # forward only: each asset's weights and scale from its last adaptation
-            xq = normalise_query(x, go[:, None], st["adapted_scale"][go])
+            xq = normalise_query(x, go[:, None], st["adapted_scale"][go], self.spec.n_scaled)
             weights = st["adapted"] if len(go) == len(self.assets) else st["adapted"][go]  # no copy when all
             z = self.learner.predict_with_weights(weights, xq)
             variance[go] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[go])
@@ -388,7 +396,7 @@ class RiskEngine:
         st, h, H = self._state, self.spec.horizon, self.history
         length = np.minimum(st["count"], H) - h - 1  # support rows before the query's embargo
         fresh = st["pushed_at"] == self.t - 1
-        ok = fresh & (length >= min(self.min_history, H - h - 1))
+        ok = fresh & (length >= max(1, min(self.min_history, H - h - 1)))
         if not ok.any():
             return
         L = int(length[ok].min())
@@ -398,7 +406,7 @@ class RiskEngine:
         q_idx = (sel * H + newest)[:, None]
         D = self.spec.n_features
         xs, xq, _ = normalise_task(st["sup_x"].reshape(-1, D), st["sup_y"].reshape(-1), s_idx,
-                                   st["sup_x"].reshape(-1, D), q_idx)
+                                   st["sup_x"].reshape(-1, D), q_idx, n_scaled=self.spec.n_scaled)
         target = st["sup_target"].reshape(-1)
         ys, yq = target[s_idx][..., None], target[q_idx][..., None]
         params = [p for p in self.learner.parameters() if p.requires_grad]
@@ -427,9 +435,10 @@ class RiskEngine:
             raise DataError(f"{panel.source}: this model uses open, high and low prices; the file has close only")
         needed = self.bars_needed
         if self.t == 0 and panel.n_days < needed:
-            raise DataError(f"{panel.source}: {panel.n_days} bars; the engine needs at least {needed} "
-                            f"(features {self.spec.features.warmup}, horizon {self.spec.horizon} + 1, "
-                            f"{min(self.min_history, self.history)} support rows) before its first forecast")
+            raise DataError(f"{panel.source}: {panel.n_days} bar{'s' * (panel.n_days != 1)}; the engine needs at "
+                            f"least {needed} before its first forecast (two prices: a return"
+                            + (f"; then {self._min_support} support rows and the horizon {self.spec.horizon} + 1 "
+                               "that realises their targets)" if self._min_support else ")"))
         if self.last_date is not None and panel.dates[0] <= self.last_date:
             raise DataError(f"{panel.source}: starts {panel.dates[0]}, not after the engine's last bar {self.last_date}")
         cols = panel.asset_index(self.assets)
@@ -447,11 +456,16 @@ class RiskEngine:
         return checker.check_bar(*(f[i] for f in fields), *([None] * (4 - len(fields))))
 
     @property
+    def _min_support(self) -> int:
+        return min(self.min_history, self.history)
+
+    @property
     def bars_needed(self) -> int:
-        """Bars of a gap-free history before the first forecast: the features' warm-up, the
-        horizon plus the one-bar embargo of the support targets, and min(min_history, history)
-        support rows."""
-        return self.spec.features.warmup + self.spec.horizon + min(self.min_history, self.history)
+        """Bars of a gap-free history before the first forecast: two (a return) without a minimum
+        support; otherwise the first return's bar, ``min(min_history, history)`` support rows and
+        the horizon plus the one-bar embargo that realises their targets."""
+        m = self._min_support
+        return 2 if m == 0 else 1 + m + self.spec.horizon + 1
 
     # ------------------------------------------------------------------ persistence
     def copy(self) -> "RiskEngine":
@@ -550,7 +564,7 @@ class RiskEngine:
             raise ValueError(f"{path}: not a saved RiskEngine state (damaged or another file): {exc}") from None
         kw = {k: v for k, v in kw.items() if v is not None}  # unset: the saved engine's settings
         kw.setdefault("history", meta.get("history"))
-        kw.setdefault("min_history", meta.get("min_history", 20))
+        kw.setdefault("min_history", meta.get("min_history", 0))
         kw.setdefault("readapt_every", meta.get("readapt_every", 1))
         kw.setdefault("online_lr", meta.get("online_lr", 0.0))
         engine = cls.from_model(model, meta.get("assets"), **kw)

@@ -21,6 +21,7 @@ from .. import features as F
 from ..features import FeatureSet
 from ._normalise import gather_rows, gather_tasks
 from .target import TARGET
+from .young import young_panel
 
 # From daily closes alone: close-to-close vols (HAR-style weekly / monthly / quarterly), EWMAs of
 # growing memory (the anchor, then the slower levels GARCH mean-reverts to) and downside EWMAs
@@ -91,13 +92,32 @@ def realized_variance(close: np.ndarray, horizon: int) -> np.ndarray:
     return out
 
 
-def network_inputs(feats: np.ndarray) -> np.ndarray:
-    """Network inputs (..., D) from the feature set's outputs (D, ...): the log return, then
-    log(vol^2) of each volatility (floored), for a panel or for one bar."""
-    x = np.empty((*feats.shape[1:], feats.shape[0]))
+def network_inputs(feats: np.ndarray, youth: np.ndarray | None = None) -> np.ndarray:
+    """Network inputs (..., D) from the feature set's outputs (F, ...): the log return, then
+    log(vol^2) of each volatility (floored), then (if given) the youth input (tasks/young.py),
+    for a panel or for one bar."""
+    F = feats.shape[0]
+    x = np.empty((*feats.shape[1:], F + (youth is not None)))
     x[..., 0] = feats[0]
-    x[..., 1:] = np.log(np.maximum(np.moveaxis(feats[1:], 0, -1) ** 2, VAR_FLOOR))
+    x[..., 1:F] = np.log(np.maximum(np.moveaxis(feats[1:], 0, -1) ** 2, VAR_FLOOR))
+    if youth is not None:
+        x[..., F] = youth
     return x
+
+
+def young_inputs(features: FeatureSet, feats: np.ndarray, bridged_close: np.ndarray) -> np.ndarray:
+    """Fill a panel's undefined close-to-close volatilities of young stretches in place (feats
+    (F, T, N), the feature set's outputs on ``bridged_close``) and return the youth input (T, N)
+    (tasks/young.py; the streaming engine runs the same row step)."""
+    youth = np.empty(bridged_close.shape)
+    young_panel(np.ascontiguousarray(feats[0]), np.isnan(bridged_close), cc_slots(features),
+                max(features.cc_windows, default=0), feats, youth)
+    return youth
+
+
+def cc_slots(features: FeatureSet) -> np.ndarray:
+    """Rows of the feature set's outputs that hold the close-to-close volatilities."""
+    return np.arange(1, 1 + len(features.cc_windows), dtype=np.int64)
 
 
 def anchor_variance(ewma_vol: np.ndarray) -> np.ndarray:
@@ -105,24 +125,33 @@ def anchor_variance(ewma_vol: np.ndarray) -> np.ndarray:
     return np.maximum(ewma_vol ** 2, VAR_FLOOR)
 
 
-def normalise_task(x: np.ndarray, y: np.ndarray, s_idx: np.ndarray, xq_src: np.ndarray, q_idx: np.ndarray):
+def normalise_task(x: np.ndarray, y: np.ndarray, s_idx: np.ndarray, xq_src: np.ndarray, q_idx: np.ndarray,
+                   fallback: np.ndarray | None = None, n_scaled: int | None = None):
     """Learner inputs of B tasks: support rows x[s_idx] (x (R, D) float64, s_idx (B, K)) and query
     rows xq_src[q_idx] (q_idx (B, Q)), normalised by each task's support scale c = mean of its
-    support rows' realised variances y[s_idx] (tasks/_normalise.py). Returns (xs, xq, c): float32
+    support rows' realised variances y[s_idx] (tasks/_normalise.py); with K = 0, c = ``fallback``
+    (B,), the anchor variance of each task's first query row. Columns from ``n_scaled`` on
+    (TaskSpec.n_scaled; default: none) are copied unscaled. Returns (xs, xq, c): float32
     (B, K, D), (B, Q, D) and float64 (B,)."""
     s_idx, q_idx = np.ascontiguousarray(s_idx, np.int64), np.ascontiguousarray(q_idx, np.int64)
     B, D = s_idx.shape[0], x.shape[1]
+    if fallback is None:
+        if s_idx.shape[1] == 0:
+            raise ValueError("a task with no support row needs a fallback scale (its query row's anchor)")
+        fallback = np.empty(B)
     xs, xq = np.empty((B, s_idx.shape[1], D), np.float32), np.empty((B, q_idx.shape[1], D), np.float32)
     c = np.empty(B)
-    gather_tasks(x, y, s_idx, xq_src, q_idx, VAR_FLOOR, FEATURE_CLIP, xs, xq, c)
+    gather_tasks(x, y, s_idx, xq_src, q_idx, np.ascontiguousarray(fallback, np.float64), VAR_FLOOR, FEATURE_CLIP,
+                 D if n_scaled is None else int(n_scaled), xs, xq, c)
     return xs, xq, c
 
 
-def normalise_query(xq_src: np.ndarray, q_idx: np.ndarray, c: np.ndarray) -> np.ndarray:
+def normalise_query(xq_src: np.ndarray, q_idx: np.ndarray, c: np.ndarray, n_scaled: int | None = None) -> np.ndarray:
     """Query rows xq_src[q_idx] (q_idx (B, Q)) normalised by given support scales c (B,), float32."""
     q_idx = np.ascontiguousarray(q_idx, np.int64)
     out = np.empty((q_idx.shape[0], q_idx.shape[1], xq_src.shape[1]), np.float32)
-    gather_rows(xq_src, q_idx, np.ascontiguousarray(c, np.float64), FEATURE_CLIP, out)
+    gather_rows(xq_src, q_idx, np.ascontiguousarray(c, np.float64), FEATURE_CLIP,
+                xq_src.shape[1] if n_scaled is None else int(n_scaled), out)
     return out
 
 
@@ -145,6 +174,7 @@ class TaskSpec:
     query: int = 20
     features: FeatureSet = CLOSE_FEATURES
     proxy: str = "squared_returns"  # or "garman_klass" where OHLC exists
+    age_input: bool = True  # the youth input (tasks/young.py); False: a model saved before it existed
 
     def __post_init__(self):
         for name in ("horizon", "support", "query"):
@@ -154,11 +184,18 @@ class TaskSpec:
 
     @property
     def feature_names(self) -> list[str]:
-        """Names of the D input columns: the log return, then log(vol^2) of each volatility."""
-        return ["log_return"] + [f"log_var({n})" for n in self.features.names[1:]]
+        """Names of the D input columns: the log return, then log(vol^2) of each volatility, then
+        the youth input."""
+        return (["log_return"] + [f"log_var({n})" for n in self.features.names[1:]]
+                + ["youth"] * self.age_input)
 
     @property
     def n_features(self) -> int:
+        return len(self.features.names) + self.age_input
+
+    @property
+    def n_scaled(self) -> int:
+        """Input columns that the support scale normalises (all but the youth input)."""
         return len(self.features.names)
 
 
@@ -213,7 +250,8 @@ class EpisodeBuilder:
                                                               for a in (panel.open, panel.high, panel.low)))
         else:
             feats = spec.features.compute_array(self.close)
-        self.x = x = network_inputs(feats)
+        youth = young_inputs(spec.features, feats, self.close)
+        self.x = x = network_inputs(feats, youth if spec.age_input else None)
         self.returns = feats[0]  # log returns of the bridged close (one owner: the features pass)
         self.y = (realized_variance(panel.close, spec.horizon) if spec.proxy == "squared_returns"
                   else range_variance(panel, spec.horizon))
@@ -256,6 +294,8 @@ class EpisodeBuilder:
 
     def _window_ok(self, ok: np.ndarray, length: int) -> np.ndarray:
         """ok_all[s, j]: rows s..s+length-1 all ok (cumulative count, exact integers)."""
+        if length == 0:
+            return np.ones(ok.shape, bool)
         c = np.concatenate([np.zeros((1, ok.shape[1]), np.int64), np.cumsum(ok, axis=0)])
         T = ok.shape[0]
         out = np.zeros((T, ok.shape[1]), bool)
@@ -272,8 +312,9 @@ class EpisodeBuilder:
         cols = asset[:, None]
         N, D = self.panel.n_assets, self.x.shape[2]
         flat_x = self.x.reshape(-1, D)
-        xs, xq, _ = normalise_task(flat_x, self.y.reshape(-1), s_rows * N + cols, flat_x, q_rows * N + cols)
         a_s, a_q = self.anchor[s_rows, cols], self.anchor[q_rows, cols]
+        xs, xq, _ = normalise_task(flat_x, self.y.reshape(-1), s_rows * N + cols, flat_x, q_rows * N + cols,
+                                   a_q[:, 0], self.spec.n_scaled)
         return TaskBatch(xs=xs, ys=TARGET.encode(self.y[s_rows, cols], a_s), xq=xq,
                          yq=TARGET.encode(self.y[q_rows, cols], a_q), anchor=a_q,
                          asset=asset, support_rows=s_rows, query_rows=q_rows, panel=self.panel)

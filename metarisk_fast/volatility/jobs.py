@@ -220,8 +220,8 @@ def forecast(model, prices, *, start=None, history: int | None = None, log: Log 
     say(log, f"forecast in {time.perf_counter() - t0:.1f} s")
     ok = np.isfinite(f)
     if not ok.any():
-        raise ValueError(f"{panel.source}: no date from {panel.dates[lo]} on has {history} days of history "
-                         f"(+{spec.horizon + builder.spec.features.warmup} for targets and features) for any asset")
+        raise ValueError(f"{panel.source}: no date from {panel.dates[lo]} on has a forecast for any asset (a "
+                         "forecast needs two prices of the asset: a return)")
     f, A, R = f[ok], A[ok], R[ok]
     return pd.DataFrame({"date": panel.dates[R], "asset": np.asarray(panel.assets, dtype=object)[A],
                          "forecast_variance": f, **risk_columns(f)}).sort_values(["date", "asset"], kind="stable")

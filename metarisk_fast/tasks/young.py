@@ -1,0 +1,66 @@
+"""Inputs of a young asset (one that listed, or restarted after a long gap, a few prices ago), as
+one compiled row step that the batch tasks and the streaming engine both run, so the two agree
+bit for bit.
+
+An asset's age n is the number of returns in its current stretch (prices since the stretch began,
+less one; a stretch ends where the gap-bridged close is NaN: before listing, inside a long gap,
+after a calendar gap). While n is below a close-to-close window w, that window's volatility is
+not defined by the feature kernels (NaN); it is then the root mean square of the n returns the
+stretch has, sum(r^2) / n (summed in row order), defined from the first return on and never
+using a price before the stretch. The EWMAs are defined from the first return already (the
+feature kernels start them at r^2). The learner also sees how young the asset is: the input
+youth = 1 - ln(min(n, AGE_SCALE)) / ln(AGE_SCALE), 1 at the first return, 0 from AGE_SCALE
+returns on (a mature asset's inputs are those it always had, plus a 0)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+AGE_SCALE = 252  # returns: the youth input reaches 0 at one year of daily prices
+
+
+@njit(cache=True, nogil=True)
+def young_row(returns, broken, cc_slots, max_window, count, sq_sum, feats, youth):
+    """Advance every asset's age by one row and fill its undefined close-to-close volatilities.
+
+    returns (N,): the row's log returns of the bridged close (NaN at a stretch's first price);
+    broken (N,): the bridged close is NaN (no stretch at this row); cc_slots: rows of ``feats``
+    (F, N) holding the close-to-close volatilities, filled in place where NaN; max_window: the
+    longest of them. count / sq_sum (N,): each asset's returns in its stretch and the sum of their
+    squares (summed while count <= max_window), updated in place. youth (N,): out, NaN where the
+    asset has no return yet."""
+    log_scale = math.log(AGE_SCALE)
+    for j in range(returns.shape[0]):
+        if broken[j]:
+            count[j] = 0
+            sq_sum[j] = 0.0
+            youth[j] = np.nan
+            continue
+        r = returns[j]
+        if not np.isnan(r):
+            count[j] += 1
+            if count[j] <= max_window:
+                sq_sum[j] += r * r
+        n = count[j]
+        if n == 0:
+            youth[j] = np.nan
+            continue
+        youth[j] = 0.0 if n >= AGE_SCALE else 1.0 - math.log(n) / log_scale
+        if n < max_window:
+            partial = math.sqrt(sq_sum[j] / n)
+            for s in cc_slots:
+                if np.isnan(feats[s, j]):
+                    feats[s, j] = partial
+
+
+@njit(cache=True, nogil=True)
+def young_panel(returns, broken, cc_slots, max_window, feats, youth):
+    """young_row over a panel's rows in order (returns, broken (T, N); feats (F, T, N) filled in
+    place; youth (T, N) out), from a fresh state: no asset has a price before row 0."""
+    N = returns.shape[1]
+    count = np.zeros(N, np.int64)
+    sq_sum = np.zeros(N)
+    for t in range(returns.shape[0]):
+        young_row(returns[t], broken[t], cc_slots, max_window, count, sq_sum, feats[:, t, :], youth[t])

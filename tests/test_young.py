@@ -1,0 +1,106 @@
+"""Young assets (tasks/young.py): inputs defined from the second price on with what the stretch
+has, the youth input, a forecast (and VaR / ES) on every day from age 2, nothing read from before
+a listing or a long gap, nothing from after t; odd young inputs get a forecast or a named refusal."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from metarisk_fast import datasets
+from metarisk_fast.data import PricePanel
+from metarisk_fast.forecasting import MetaForecaster, make_learner
+from metarisk_fast.forecasting.forecasters import every_pair
+from metarisk_fast.tasks import AGE_SCALE, EpisodeBuilder, TaskSpec
+from metarisk_fast.tasks.episodes import CLOSE_FEATURES
+
+
+@pytest.fixture(scope="module")
+def listed():
+    """Four stocks, 2015-2017; the second lists on row 100, the third has a 30-day gap from row 300."""
+    p = datasets.load_sp500_20(warn_data=False).select(assets=["AAPL", "JPM", "KO", "XOM"], start="2015-01-01",
+                                                           end="2017-12-31")
+    close = p.close.copy()
+    close[:100, 1] = np.nan
+    close[300:330, 2] = np.nan
+    return PricePanel(dates=p.dates, assets=p.assets, close=close, source="listed")
+
+
+def reference_inputs(close: np.ndarray, first: int, t: int) -> tuple[np.ndarray, float]:
+    """The young close-to-close volatilities at row t of a stretch whose first price is at row
+    ``first`` (NumPy, from the definition) and the youth input."""
+    r = np.diff(np.log(close[first:t + 1]))
+    n = len(r)
+    vols = np.array([np.sqrt(np.mean(r ** 2)) if n < w else np.std(r[-w:], ddof=1) for w in CLOSE_FEATURES.cc_windows])
+    return vols, 1.0 - np.log(min(n, AGE_SCALE)) / np.log(AGE_SCALE)
+
+
+def test_young_inputs_follow_their_definition(listed):
+    b = EpisodeBuilder(listed, TaskSpec())
+    cc = slice(1, 1 + len(CLOSE_FEATURES.cc_windows))
+    for j, first in ((1, 100), (2, 330)):
+        assert not np.isfinite(b.x[first, j]).all()  # the stretch's first price: no return yet
+        for t in (first + 1, first + 2, first + 5, first + 30, first + 62, first + 63, first + 70, first + 300):
+            vols, youth = reference_inputs(listed.close[:, j], first, t)
+            np.testing.assert_allclose(np.exp(b.x[t, j, cc] / 2), vols, rtol=1e-9)
+            assert b.x[t, j, -1] == pytest.approx(youth, abs=1e-15)
+    assert (b.x[400:, 0, -1] == 0).all()  # a year of returns: mature
+    assert TaskSpec().feature_names[-1] == "youth" and TaskSpec().n_scaled == TaskSpec().n_features - 1
+
+
+def test_young_inputs_read_nothing_before_the_stretch_nor_after_t(listed):
+    """Prices before a listing or a long gap do not reach the partial windows (the EWMAs carry
+    across a gap by design: that past is the asset's own), and prices after t reach nothing at t."""
+    b = EpisodeBuilder(listed, TaskSpec())
+    moved = listed.close.copy()
+    moved[:299, 2] *= np.exp(np.random.default_rng(0).normal(0, 0.05, 299)).cumprod()
+    after = EpisodeBuilder(PricePanel(dates=listed.dates, assets=listed.assets, close=moved, source="m"), TaskSpec())
+    cc = slice(1, 1 + len(CLOSE_FEATURES.cc_windows))
+    np.testing.assert_array_equal(after.x[331:393, 2, cc], b.x[331:393, 2, cc])
+    np.testing.assert_array_equal(after.x[331:, 2, -1], b.x[331:, 2, -1])
+    t = 140
+    later = listed.close.copy()
+    later[t + 1:] *= 1.7
+    cut = EpisodeBuilder(PricePanel(dates=listed.dates, assets=listed.assets, close=later, source="l"), TaskSpec())
+    np.testing.assert_array_equal(cut.x[:t + 1], b.x[:t + 1])
+
+
+@pytest.fixture(scope="module")
+def forecaster():
+    torch.manual_seed(0)
+    learner = make_learner("maml", TaskSpec().n_features, (16, 16), 0.05, 3, loss="student_t_nll")
+    with torch.no_grad():
+        for p in learner.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return MetaForecaster(learner, 60)
+
+
+def test_a_forecast_on_every_day_from_the_second_price(listed, forecaster):
+    b = EpisodeBuilder(listed, TaskSpec())
+    f = every_pair(forecaster.predict, b)
+    assert np.isnan(f[:101, 1]).all() and np.isfinite(f[101:, 1]).all() and (f[101:, 1] > 0).all()
+    assert np.isnan(f[300:331, 2]).all() and np.isfinite(f[331:, 2]).all()  # restarted after the gap
+    assert np.isfinite(f[1:, 0]).all()
+    # the zero-shot days (no realised support row yet) and the first adapted ones agree with a
+    # direct call on the task the builder cuts
+    avail = b.available_history(np.array([1, 1, 1]), np.array([101, 102, 103]))
+    assert list(avail) == [0, 0, 1]
+
+
+def test_odd_young_inputs_get_a_forecast_or_a_named_refusal(forecaster):
+    """An asset with one price, one listed on the file's last day, a year-long gap inside a file."""
+    p = datasets.load_sp500_20(warn_data=False).select(assets=["AAPL", "KO", "XOM"], start="2012-01-01",
+                                                           end="2015-12-31")
+    close = p.close.copy()
+    close[:, 0] = np.nan
+    close[500, 0] = 100.0  # one price
+    close[:-1, 1] = np.nan  # listed on the last day
+    close[200:460, 2] = np.nan  # a year without prices
+    odd = PricePanel(dates=p.dates, assets=p.assets, close=close, source="odd")
+    b = EpisodeBuilder(odd, TaskSpec())
+    f = every_pair(forecaster.predict, b)
+    assert np.isnan(f[:, 0]).all() and np.isnan(f[:, 1]).all()
+    assert np.isfinite(f[461:, 2]).all() and np.isnan(f[200:461, 2]).all()
+    # the first forecasts after the year's gap are not the move across it: within 5x the anchor,
+    # and the anchor is the EWMA of the asset's own returns
+    realised = np.mean(np.diff(np.log(close[460:560, 2])) ** 2)
+    assert f[461:470, 2].max() < 50 * realised
