@@ -13,6 +13,10 @@ Stages (each writes CSV and markdown under --out; bench/FORECAST_QUALITY.md quot
   Diebold-Mariano (HLN) against GJR-GARCH-t and GARCH-t, the Model Confidence Set, VaR 1 % / 5 %
   Kupiec and Christoffersen per asset, ES 2.5 % Z2; and the new-listing view (each held-out asset
   listed on 2015-01-02: its first 250 days, GARCH fitted on what exists).
+- young: the held-out stocks listed every 63 days from 2015 (500 prices each, nothing before the
+  listing): QLIKE by age (2-20, 21-60, 61-250, 251-500 prices) against EWMA, GARCH-t and
+  GJR-GARCH-t fitted on the post-listing returns only, and against the pooled network, tested
+  over listings; VaR exceedances by age; MAML trained with and without simulated listings.
 - render: tables.md from the CSVs (a run of some recipes updates their rows and keeps the rest).
 Every number comes from this run; nothing is copied in.
 """
@@ -29,13 +33,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from metarisk_fast._types import STUDENT_T_NU as TARGET_NU
 from metarisk_fast.evaluation import christoffersen, evaluate, kupiec_pof, qlike_log, value_at_risk
 from metarisk_fast.features import FeatureSet
 from metarisk_fast.forecasting import (EWMAForecaster, GARCHForecaster, MetaForecaster, make_learner,
                                        train_meta)
 from metarisk_fast.datasets import load_panel
-from metarisk_fast.volatility.jobs import DEFAULT_HISTORIES, QUERY, TrainOptions, grid
-from metarisk_fast.tasks import TARGET, EpisodeBuilder, TaskSpec, asset_split, time_split
+from metarisk_fast.volatility.jobs import DEFAULT_HISTORIES, QUERY, TrainOptions, grid, young_builder
+from metarisk_fast.tasks import TARGET, EpisodeBuilder, TaskSpec, asset_split, simulated_listings, time_split
 from metarisk_fast.tasks.episodes import CLOSE_FEATURES
 from metarisk_fast.tasks.target import AnchorRatioTarget
 
@@ -124,7 +129,7 @@ def train(recipe: Recipe, builder, assets, end):
     learner = make_learner(recipe.learner, builder.spec.n_features, o.hidden, o.inner_lr, o.inner_steps, loss=loss)
     t0 = time.perf_counter()
     train_meta(learner, builder, assets, end, steps=o.steps, batch=o.batch, lr=o.meta_lr, seed=o.seed,
-               supports=DEFAULT_HISTORIES)
+               supports=DEFAULT_HISTORIES, young=young_builder(builder, assets, end, o))
     return learner, time.perf_counter() - t0
 
 
@@ -221,6 +226,72 @@ def new_listing(out: Path, recipe: Recipe, learner_kind: str, listed="2015-01-02
     print(ev.table[["n", "qlike", "dm_vs_gjr_garch_t", "dm_pvalue"]], flush=True)
 
 
+AGE_BUCKETS = {"2-20": (2, 20), "21-60": (21, 60), "61-250": (61, 250), "251-500": (251, 500)}
+
+
+def listing_test(loss_a: np.ndarray, loss_b: np.ndarray, listing: np.ndarray) -> tuple[float, float, float]:
+    """(mean difference, t, two-sided p) of a - b with the listings as the independent units: the
+    mean difference of each listing, then a one-sample t test over the listings."""
+    from scipy import stats
+
+    ok = np.isfinite(loss_a) & np.isfinite(loss_b)
+    d = pd.Series(loss_a[ok] - loss_b[ok]).groupby(listing[ok]).mean().to_numpy()
+    if len(d) < 3:
+        return float("nan"), float("nan"), float("nan")
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+    return float(d.mean()), float(t), float(2 * stats.t.sf(abs(t), len(d) - 1))
+
+
+def young_assets(out: Path, every: int = 63, length: int = 500) -> None:
+    """The held-out stocks listed every ``every`` days from 2015-01-02 (their first ``length``
+    prices each; nothing before the listing): QLIKE by age against EWMA, GARCH-t and GJR-GARCH-t
+    fitted on the post-listing returns only (expanding, refit every 21 days, from 60 returns on),
+    and against the pooled network, with the listings as the units of the tests; Student-t and
+    normal VaR exceedances by age. The models train as the test stage does (15 assets to
+    2014-12-31), with and without the simulated listings of the training assets."""
+    recipe = RECIPES[CHOSEN]
+    spec = TaskSpec(horizon=1, support=60, query=QUERY, features=recipe.features)
+    listed = simulated_listings(panel, TEST_ASSETS, panel.dates[-1], every=every, length=length, start="2015-01-02")
+    builder, train_builder = EpisodeBuilder(listed, spec), EpisodeBuilder(panel, spec)
+    _, _, end = score_rows("test", 1)
+    A, R = grid(listed, listed.assets, 1, listed.n_days - 2)  # every day with a return and a realised target
+    age, y = R + 1, builder.y[R, A]
+    nxt = builder.returns[R + 1, A]
+    learners = {"maml": recipe, "maml, no young listings": replace(recipe, options=replace(recipe.options,
+                                                                                         young_listings=False)),
+                "pooled": replace(recipe, learner="pooled")}
+    fc, seconds = {}, {}
+    for name, r in learners.items():
+        learner, seconds[name] = train(r, train_builder, TRAIN_ASSETS, end)
+        fc[name] = r.forecaster(learner, 60, name).predict(builder, A, R)
+    fc["ewma"] = EWMAForecaster().predict(builder, A, R)
+    for name, gjr in (("garch_t", False), ("gjr_garch_t", True)):
+        fc[name] = GARCHForecaster(gjr=gjr, name=name, refit=21, min_fit=60).predict(builder, A, R)
+    loss = {m: qlike_log(y, np.maximum(f, 1e-12)) for m, f in fc.items()}  # a zero forecast: floored, not dropped
+    rows = []
+    for bucket, (lo, hi) in AGE_BUCKETS.items():
+        m = (age >= lo) & (age <= hi) & np.isfinite(y)
+        for model, f in fc.items():
+            has = m & np.isfinite(f)
+            row = {"ages": bucket, "model": model, "n": int(has.sum()), "listings": len(np.unique(A[has])),
+                   "qlike": float(loss[model][has].mean()) if has.any() else float("nan")}
+            for other in ("ewma", "garch_t", "gjr_garch_t", "pooled"):
+                if other != model:
+                    row[f"d_{other}"], row[f"t_{other}"], row[f"p_{other}"] = listing_test(
+                        np.where(has, loss[model], np.nan), np.where(m, loss[other], np.nan), A)
+            for alpha in (0.01, 0.05):
+                for dist in ("t", "normal"):
+                    var = value_at_risk(f[has], alpha, dist, TARGET_NU)
+                    row[f"var_{alpha:g}_{dist}"] = float((nxt[has] < var).mean()) if has.any() else float("nan")
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "young.csv", index=False)
+    (out / "young_meta.json").write_text(json.dumps({"listings": listed.n_assets, "every": every, "length": length,
+                                                     "train_seconds": seconds}, indent=1))
+    print(table[["ages", "model", "n", "qlike", "d_ewma", "p_ewma", "d_garch_t", "p_garch_t", "d_pooled",
+                 "p_pooled", "var_0.01_t"]].to_string(), flush=True)
+
+
 def markdown_table(df: pd.DataFrame, first: str = "") -> str:
     """Every column of ``df``, its index first; floats to 4 decimals (QLIKE differences of 0.001
     matter here)."""
@@ -296,6 +367,8 @@ def main():
                 scores = pd.concat([kept.drop(index=scores.index, errors="ignore"), scores])
                 scores = scores.loc[[r for r in RECIPES if r in scores.index]]
             scores.to_csv(path)
+        elif stage == "young":
+            young_assets(out)
         elif stage == "report":
             report(out)
         elif stage == "render":

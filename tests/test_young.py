@@ -104,3 +104,42 @@ def test_odd_young_inputs_get_a_forecast_or_a_named_refusal(forecaster):
     # and the anchor is the EWMA of the asset's own returns
     realised = np.mean(np.diff(np.log(close[460:560, 2])) ** 2)
     assert f[461:470, 2].max() < 50 * realised
+
+
+def test_simulated_listings_hold_only_the_prices_from_the_listing_on():
+    p = datasets.load_sp500_20(warn_data=False).select(assets=["AAPL", "KO"], start="2010-01-01", end="2014-12-31")
+    from metarisk_fast.tasks import simulated_listings
+
+    listed = simulated_listings(p, ["KO"], "2013-12-31", every=100, length=250)
+    first = p.row_of(listed.assets[1].split("@")[1])
+    assert listed.assets[0] == f"KO@{p.dates[0]}" and first == 100
+    np.testing.assert_array_equal(listed.close[:, 1], p.close[first:first + 250, 1])
+    assert p.dates[first + 249] <= np.datetime64("2013-12-31")
+    assert listed.n_assets == len(range(0, p.row_of("2013-12-31", "right") - 250 + 1, 100))
+    b = EpisodeBuilder(listed, TaskSpec())
+    assert (b.x[1, :, -1] == 1.0).all()  # row 1: the first return of every listing
+    short = simulated_listings(p.select(end="2010-03-31"), ["KO"], "2010-03-31", length=250)
+    assert short.n_assets == 1 and short.n_days == p.select(end="2010-03-31").n_days
+
+
+def test_meta_training_draws_young_batches_from_zero_shot_on():
+    """Every third meta-batch comes from the simulated listings, their support sizes from 0 up."""
+    from metarisk_fast.forecasting import train_meta
+    from metarisk_fast.forecasting.training import YOUNG_SUPPORTS, _meta_batch
+    from metarisk_fast.tasks import simulated_listings
+
+    p = datasets.load_sp500_20(warn_data=False).select(assets=["AAPL", "KO", "XOM"], start="2008-01-01",
+                                                           end="2012-12-31")
+    spec = TaskSpec(support=60, query=5)
+    builder = EpisodeBuilder(p, spec)
+    young = EpisodeBuilder(simulated_listings(p, p.assets, "2012-12-31"), spec)
+    ids = np.arange(8)
+    assert _meta_batch(builder, p.assets, "2012-12-31", 0, ids, 0, (60,), young).xs.shape[1] == 60
+    first_young = _meta_batch(builder, p.assets, "2012-12-31", 0, ids, 2, (60,), young)
+    assert first_young.xs.shape[1] == YOUNG_SUPPORTS[0] == 0
+    assert (first_young.query_rows[:, 0] == 1).all()  # the listing's first return is a query
+    assert _meta_batch(builder, p.assets, "2012-12-31", 0, ids, 8, (60,), young).xs.shape[1] == YOUNG_SUPPORTS[1]
+    torch.manual_seed(0)
+    learner = make_learner("maml", spec.n_features, (8,), 0.05, 2, loss="student_t_nll")
+    run = train_meta(learner, builder, p.assets, "2012-12-31", steps=9, batch=8, young=young)
+    assert len(run["losses"]) == 9 and np.isfinite(run["losses"]).all() and run["skipped"] == 0

@@ -15,6 +15,10 @@ from .._files import atomic_write_bytes
 from ..learners import MAML
 from ..tasks import TARGET, EpisodeBuilder
 
+# support rows of the young episodes that start at a simulated listing (0: zero-shot, the prior alone)
+YOUNG_SUPPORTS = (0, 1, 2, 4, 8, 16, 32, 60)
+YOUNG_EVERY = 3  # every third meta-batch is young when training sees young assets
+
 
 def pooled_learner(net, loss=TARGET.loss):
     """The same network trained on the same tasks without meta-learning: zero inner steps make
@@ -62,14 +66,33 @@ def load_checkpoint(path, learner, opt) -> tuple[int, list, int]:
                          f"{exc}") from None
 
 
+def _meta_batch(builder, assets, end, seed, ids, it, supports, young):
+    """The episodes of meta-step ``it`` (see train_meta)."""
+    if young is None or it % YOUNG_EVERY != YOUNG_EVERY - 1:
+        return builder.episodes(assets, end=end, seed=seed, task_ids=ids, support=supports[it % len(supports)])
+    k = it // YOUNG_EVERY
+    if k % 2:
+        return young.episodes(seed=seed, task_ids=ids, support=supports[(k // 2) % len(supports)])
+    size = YOUNG_SUPPORTS[(k // 2) % len(YOUNG_SUPPORTS)]
+    first = 0 if size == 0 else 1  # row 1: the first return; with no support the first query is there
+    return young.episodes(start=young.panel.dates[first], stride=young.panel.n_days, seed=seed, task_ids=ids,
+                          support=size)
+
+
 def train_meta(learner, builder: EpisodeBuilder, assets, end, *, steps: int, batch: int = 64,
                lr: float = 1e-3, seed: int = 0, supports=(None,), progress: bool = False,
                desc: str = "meta-train", dtype: torch.dtype = torch.float32, checkpoint=None,
-               checkpoint_every: int = 0, resume: bool = False):
+               checkpoint_every: int = 0, resume: bool = False, young: EpisodeBuilder | None = None):
     """Adam on the meta-loss over episodes of ``assets`` whose targets are realised by ``end``;
     meta-batches cycle through the support sizes in ``supports`` (None: the spec's K), so one
     model serves several few-shot history lengths. Task i of step t is drawn from (seed,
     t * batch + i) alone (``EpisodeBuilder.episodes(task_ids=...)``).
+
+    ``young``: a builder over simulated listings (tasks.simulated_listings, cut from the training
+    assets up to ``end``): every YOUNG_EVERY-th meta-batch is drawn from it, alternately episodes
+    whose support starts at the listing (its size cycling through YOUNG_SUPPORTS, from zero-shot
+    on) and episodes anywhere in the listing's first year (the ``supports`` sizes), so the
+    initialisation serves a two-day-old asset as well as a mature one.
 
     Inside an initialised torch.distributed group of N processes, rank r takes tasks
     r * batch / N .. (r + 1) * batch / N of every step; the gradients of the summed query losses
@@ -96,8 +119,7 @@ def train_meta(learner, builder: EpisodeBuilder, assets, end, *, steps: int, bat
     for it in tqdm(range(start, steps), desc=desc, disable=not progress or rank != 0, leave=False,
                    initial=start, total=steps):
         ids = np.arange(it * batch + rank * local, it * batch + (rank + 1) * local)
-        xs, ys, xq, yq = builder.episodes(assets, end=end, seed=seed, task_ids=ids,
-                                          support=supports[it % len(supports)]).tensors(dtype)
+        xs, ys, xq, yq = _meta_batch(builder, assets, end, seed, ids, it, supports, young).tensors(dtype)
         xs, ys, xq, yq = (t.to(params[0].device) for t in (xs, ys, xq, yq))
         opt.zero_grad(set_to_none=True)
         loss_sum, diverged = 0.0, False

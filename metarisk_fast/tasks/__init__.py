@@ -2,7 +2,7 @@
 learners' target convention (target.py)."""
 from .episodes import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, EpisodeBuilder, TaskBatch, TaskSpec, asset_split, bridge_gaps,
                        anchor_variance, cc_slots, forward_mean, network_inputs, normalise_query, normalise_task,
-                       range_variance,
+                       range_variance, simulated_listings,
                        realized_variance, time_split)
 from .target import TARGET, AnchorRatioTarget
 from .young import AGE_SCALE, young_row
@@ -10,4 +10,4 @@ from .young import AGE_SCALE, young_row
 __all__ = ["TaskSpec", "TaskBatch", "EpisodeBuilder", "bridge_gaps", "realized_variance", "range_variance",
            "time_split", "asset_split", "MAX_BRIDGED_GAP", "TARGET", "AnchorRatioTarget",
            "ANCHOR_FEATURE", "anchor_variance", "forward_mean", "network_inputs", "normalise_query", "normalise_task",
-           "cc_slots", "young_row", "AGE_SCALE"]
+           "cc_slots", "young_row", "AGE_SCALE", "simulated_listings"]

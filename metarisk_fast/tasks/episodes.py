@@ -328,7 +328,8 @@ class EpisodeBuilder:
         id in ``task_ids`` (each drawn from (seed, id) alone), or every start ``stride`` rows apart.
         ``support`` / ``query`` override the spec's K and Q."""
         spec = self.spec
-        K, Q, h = support or spec.support, query or spec.query, spec.horizon
+        K = spec.support if support is None else check_int("support", support, 0)
+        Q, h = query or spec.query, spec.horizon
         cols = (np.arange(self.panel.n_assets) if assets is None
                 else self.panel.asset_index(list(assets)))
         lo = 0 if start is None else self.panel.row_of(start)
@@ -410,3 +411,39 @@ def asset_split(assets, n_test: int, seed: int = 0):
     return [a for a in assets if a not in test], test
 
 
+
+
+def simulated_listings(panel: PricePanel, assets, end, *, every: int = 42, length: int = 300,
+                       start=None) -> PricePanel:
+    """Young assets cut from a panel (for meta-training, or to evaluate forecasts by age): each
+    asset "lists" on every ``every``-th row from ``start`` (default: the first) where it has a price, and its column holds only the ``length`` prices from that row on
+    (ending by ``end``; all of them up to ``end`` on a shorter panel): nothing before the listing exists for it, so every input is the young
+    one (tasks/young.py). Rows are ages (row 0: the listing's first price), dated as business
+    days from the panel's first date; a listing whose window crosses a calendar gap is left out
+    (the gap would restart it). Column names say the asset and the listing date."""
+    check_int("every", every, 1)
+    check_int("length", length, 2)
+    cols = panel.asset_index(list(assets))
+    last = panel.row_of(end, "right") - 1  # the window's last price is at most `end`
+    if last < 1:
+        raise DataError(f"{panel.source}: fewer than two days up to {end}: no simulated listing fits")
+    length = min(length, last + 1)  # a short panel gives shorter listings
+    lo = 0 if start is None else panel.row_of(start)
+    first_rows = np.arange(lo, last - length + 2, every)
+    if len(first_rows) == 0:
+        raise DataError(f"{panel.source}: no {length}-day listing fits between {start} and {end}")
+    breaks = np.cumsum(calendar_breaks(panel.dates))  # breaks at or before each row
+    crosses = breaks[first_rows + length - 1] != breaks[first_rows]
+    starts, which = np.meshgrid(first_rows[~crosses], cols, indexing="ij")
+    starts, which = starts.ravel(), which.ravel()
+    listed = ~np.isnan(panel.close[starts, which])
+    starts, which = starts[listed], which[listed]
+    if len(starts) == 0:
+        raise DataError(f"{panel.source}: no asset has a price on a simulated listing date up to {end}")
+    rows = starts[None, :] + np.arange(length)[:, None]
+    pick = (lambda a: a[rows, which[None, :]]) if panel.has_ohlc else None
+    names = tuple(f"{panel.assets[j]}@{panel.dates[s]}" for s, j in zip(starts, which))
+    dates = np.busday_offset(panel.dates[0], np.arange(length), roll="forward")
+    return PricePanel(dates=dates, assets=names, close=panel.close[rows, which[None, :]],
+                      open=pick(panel.open) if pick else None, high=pick(panel.high) if pick else None,
+                      low=pick(panel.low) if pick else None, source=f"{panel.source} (simulated listings)")

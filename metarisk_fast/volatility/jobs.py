@@ -24,7 +24,7 @@ from ..forecasting import (LEARNERS, MEMORY_LEARNERS, MEMORY_SLOTS, EWMAForecast
 from ..forecasting.distributed import join_torchrun, run_local, threads_per_rank, wait_for_all_ranks
 from ..forecasting.training import process_group
 from ..report import write_report
-from ..tasks import TARGET, EpisodeBuilder, TaskSpec, asset_split, time_split
+from ..tasks import TARGET, EpisodeBuilder, TaskSpec, asset_split, simulated_listings, time_split
 
 DEFAULT_HISTORIES = (20, 60, 250)
 DEMO_LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "memory", "memory_maml", "pooled")
@@ -44,6 +44,7 @@ class TrainOptions:
     hidden: tuple[int, ...] = (64, 64)
     seed: int = 0
     memory_slots: int = MEMORY_SLOTS  # the memory learner's slots: at least the longest history it writes
+    young_listings: bool = True  # a third of the meta-batches from simulated listings (tasks.simulated_listings)
 
 
     def __post_init__(self):
@@ -93,13 +94,22 @@ def _data_quality_line(quality: dict) -> str:
     return f" Data quality: {'; '.join(parts)} (listed in report.json, `data_quality`)." if parts else ""
 
 
-def _train_learner(kind, builder, assets, end_date, opts: TrainOptions, supports, log: Log, **checkpointing):
+def young_builder(builder: EpisodeBuilder, assets, end_date, opts: TrainOptions) -> EpisodeBuilder | None:
+    """The simulated listings of the training assets up to ``end_date`` that meta-training draws
+    young episodes from (None when the options leave them out)."""
+    if not opts.young_listings:
+        return None
+    return EpisodeBuilder(simulated_listings(builder.panel, assets, end_date), builder.spec)
+
+
+def _train_learner(kind, builder, assets, end_date, opts: TrainOptions, supports, log: Log, young=None,
+                   **checkpointing):
     learner = make_learner(kind, builder.spec.n_features, opts.hidden, opts.inner_lr, opts.inner_steps,
                            loss=TARGET.loss_for(builder.spec.horizon), memory_slots=opts.memory_slots)
     t0 = time.perf_counter()
     run = train_meta(learner, builder, assets, end_date, steps=opts.steps, batch=opts.batch, lr=opts.meta_lr,
                      seed=opts.seed, supports=supports, progress=log is not None, desc=f"train {kind}",
-                     **checkpointing)
+                     young=young, **checkpointing)
     return learner, {"train_seconds": round(time.perf_counter() - t0, 2),
                      "final_meta_loss": float(np.mean(run["losses"][-20:])), "diverged_batches_skipped": run["skipped"]}
 
@@ -177,6 +187,7 @@ def _train_process(panel, out, learner, horizon, history, end, options, progress
     if checkpoint_every:  # the checkpoint lives in the model directory
         Path(out).mkdir(parents=True, exist_ok=True)
     model, info = _train_learner(learner, builder, train_assets, panel.dates[end_row], options, (history,), log,
+                                 young_builder(builder, train_assets, panel.dates[end_row], options),
                                  checkpoint=Path(out) / CHECKPOINT, checkpoint_every=checkpoint_every, resume=resume)
     if rank != 0:
         return
@@ -307,9 +318,10 @@ def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTO
     say(log, f"meta-training on {len(train_assets)} assets, {panel.dates[0]} to {panel.dates[end_row]}; "
               f"held out: {', '.join(test_assets)} from {panel.dates[test_start]}")
     trained, train_info = {}, {}
+    young = young_builder(builder, train_assets, panel.dates[end_row], options)
     for kind in learners:
         trained[kind], train_info[kind] = _train_learner(kind, builder, train_assets, panel.dates[end_row], options,
-                                                         DEFAULT_HISTORIES, log)
+                                                         DEFAULT_HISTORIES, log, young)
         say(log, f"  {kind}: {train_info[kind]['train_seconds']} s")
     A, R = grid(panel, test_assets, test_start, panel.n_days - 1 - spec.horizon)
     base, fits, garch_line = _run_baselines(builder, A, R, garch, garch_refit, log)
