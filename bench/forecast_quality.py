@@ -242,30 +242,39 @@ def listing_test(loss_a: np.ndarray, loss_b: np.ndarray, listing: np.ndarray) ->
     return float(d.mean()), float(t), float(2 * stats.t.sf(abs(t), len(d) - 1))
 
 
-def young_assets(out: Path, every: int = 63, length: int = 500) -> None:
-    """The held-out stocks listed every ``every`` days from 2015-01-02 (their first ``length``
-    prices each; nothing before the listing): QLIKE by age against EWMA, GARCH-t and GJR-GARCH-t
-    fitted on the post-listing returns only (expanding, refit every 21 days, from 60 returns on),
-    and against the pooled network, with the listings as the units of the tests; Student-t and
-    normal VaR exceedances by age. The models train as the test stage does (15 assets to
-    2014-12-31), with and without the simulated listings of the training assets."""
+YOUNG_SPLITS = {"validation": dict(listed=TRAIN_ASSETS, start="2010-01-04", end="2014-12-31"),
+                "test": dict(listed=TEST_ASSETS, start="2015-01-02", end=None)}
+
+
+def young_assets(out: Path, split: str = "test", every: int = 63, length: int = 500, garch: bool = True,
+                 learners: dict | None = None) -> pd.DataFrame:
+    """Assets listed every ``every`` days (their first ``length`` prices each; nothing before the
+    listing): QLIKE by age against EWMA, GARCH-t and GJR-GARCH-t fitted on the post-listing
+    returns only (expanding, refit every 21 days, from 60 returns on), and against the pooled
+    network, with the listings as the units of the tests; Student-t and normal VaR exceedances by
+    age. Test: the held-out stocks from 2015, the models trained as the test stage trains them (15
+    assets to 2014-12-31). Validation: the 15 training assets listed in 2010-2014, the models
+    trained on 11 of them to 2009-12-31. MAML as shipped, and trained with the simulated listings
+    of its training assets (TrainOptions.young_listings)."""
     recipe = RECIPES[CHOSEN]
     spec = TaskSpec(horizon=1, support=60, query=QUERY, features=recipe.features)
-    listed = simulated_listings(panel, TEST_ASSETS, panel.dates[-1], every=every, length=length, start="2015-01-02")
+    ys = YOUNG_SPLITS[split]
+    listed = simulated_listings(panel, ys["listed"], ys["end"] or panel.dates[-1], every=every, length=length,
+                                start=ys["start"])
     builder, train_builder = EpisodeBuilder(listed, spec), EpisodeBuilder(panel, spec)
-    _, _, end = score_rows("test", 1)
+    _, _, end = score_rows(split, 1)
     A, R = grid(listed, listed.assets, 1, listed.n_days - 2)  # every day with a return and a realised target
     age, y = R + 1, builder.y[R, A]
     nxt = builder.returns[R + 1, A]
-    learners = {"maml": recipe, "maml, no young listings": replace(recipe, options=replace(recipe.options,
-                                                                                         young_listings=False)),
-                "pooled": replace(recipe, learner="pooled")}
+    learners = learners or {
+        "maml": recipe, "maml, young listings": replace(recipe, options=replace(recipe.options, young_listings=True)),
+        "pooled": replace(recipe, learner="pooled")}
     fc, seconds = {}, {}
     for name, r in learners.items():
-        learner, seconds[name] = train(r, train_builder, TRAIN_ASSETS, end)
+        learner, seconds[name] = train(r, train_builder, SPLITS[split]["fit"], end)
         fc[name] = r.forecaster(learner, 60, name).predict(builder, A, R)
     fc["ewma"] = EWMAForecaster().predict(builder, A, R)
-    for name, gjr in (("garch_t", False), ("gjr_garch_t", True)):
+    for name, gjr in (("garch_t", False), ("gjr_garch_t", True)) if garch else ():
         fc[name] = GARCHForecaster(gjr=gjr, name=name, refit=21, min_fit=60).predict(builder, A, R)
     loss = {m: qlike_log(y, np.maximum(f, 1e-12)) for m, f in fc.items()}  # a zero forecast: floored, not dropped
     rows = []
@@ -276,7 +285,7 @@ def young_assets(out: Path, every: int = 63, length: int = 500) -> None:
             row = {"ages": bucket, "model": model, "n": int(has.sum()), "listings": len(np.unique(A[has])),
                    "qlike": float(loss[model][has].mean()) if has.any() else float("nan")}
             for other in ("ewma", "garch_t", "gjr_garch_t", "pooled"):
-                if other != model:
+                if other != model and other in fc:
                     row[f"d_{other}"], row[f"t_{other}"], row[f"p_{other}"] = listing_test(
                         np.where(has, loss[model], np.nan), np.where(m, loss[other], np.nan), A)
             for alpha in (0.01, 0.05):
@@ -285,11 +294,12 @@ def young_assets(out: Path, every: int = 63, length: int = 500) -> None:
                     row[f"var_{alpha:g}_{dist}"] = float((nxt[has] < var).mean()) if has.any() else float("nan")
             rows.append(row)
     table = pd.DataFrame(rows)
-    table.to_csv(out / "young.csv", index=False)
-    (out / "young_meta.json").write_text(json.dumps({"listings": listed.n_assets, "every": every, "length": length,
-                                                     "train_seconds": seconds}, indent=1))
-    print(table[["ages", "model", "n", "qlike", "d_ewma", "p_ewma", "d_garch_t", "p_garch_t", "d_pooled",
-                 "p_pooled", "var_0.01_t"]].to_string(), flush=True)
+    table.to_csv(out / f"young_{split}.csv", index=False)
+    (out / f"young_{split}.json").write_text(json.dumps({"listings": listed.n_assets, "every": every,
+                                                         "length": length, "train_seconds": seconds}, indent=1))
+    print(table[[c for c in ("ages", "model", "n", "qlike", "d_ewma", "p_ewma", "d_garch_t", "p_garch_t", "d_pooled",
+                             "p_pooled", "var_0.01_t") if c in table]].to_string(), flush=True)
+    return table
 
 
 def markdown_table(df: pd.DataFrame, first: str = "") -> str:
@@ -367,8 +377,8 @@ def main():
                 scores = pd.concat([kept.drop(index=scores.index, errors="ignore"), scores])
                 scores = scores.loc[[r for r in RECIPES if r in scores.index]]
             scores.to_csv(path)
-        elif stage == "young":
-            young_assets(out)
+        elif stage.startswith("young"):  # young_validation, young_test
+            young_assets(out, stage.split("_")[1])
         elif stage == "report":
             report(out)
         elif stage == "render":

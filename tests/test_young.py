@@ -143,3 +143,22 @@ def test_meta_training_draws_young_batches_from_zero_shot_on():
     learner = make_learner("maml", spec.n_features, (8,), 0.05, 2, loss="student_t_nll")
     run = train_meta(learner, builder, p.assets, "2012-12-31", steps=9, batch=8, young=young)
     assert len(run["losses"]) == 9 and np.isfinite(run["losses"]).all() and run["skipped"] == 0
+
+
+def test_the_young_anchor_is_the_stretchs_own_ewma_and_a_zero_first_return_waits():
+    """While a stretch is young the anchor is the EWMA of its own returns with weights summing to
+    one; an asset whose only return is zero has no scale and no forecast until it moves."""
+    from metarisk_fast.tasks.episodes import ANCHOR_LAMBDA
+
+    p = datasets.load_sp500_20(warn_data=False).select(assets=["AAPL", "KO"], start="2016-01-01", end="2017-12-31")
+    close = p.close.copy()
+    close[:50, 1] = np.nan
+    close[51, 1] = close[50, 1]  # listed on row 50, unchanged on row 51
+    b = EpisodeBuilder(PricePanel(dates=p.dates, assets=p.assets, close=close, source="z"), TaskSpec())
+    r = np.diff(np.log(close[50:, 1]))
+    lam = ANCHOR_LAMBDA
+    for n in (2, 3, 10, 100):
+        w = (1 - lam) * lam ** np.arange(n - 1, -1, -1)
+        np.testing.assert_allclose(b.anchor[50 + n, 1], (w @ r[:n] ** 2) / w.sum(), rtol=1e-12)
+    assert not b.x_ok[51, 1] and b.x_ok[52, 1]
+    np.testing.assert_array_equal(b.ewma_variance[310:, 1], b.anchor[310:, 1])  # mature: RiskMetrics itself

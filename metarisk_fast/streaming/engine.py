@@ -37,14 +37,16 @@ from ..datasets import load_panel
 from ..evaluation import risk_columns
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
 from ..forecasting import MetaForecaster, load_model
-from ..tasks import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, anchor_variance, cc_slots, network_inputs,
-                     normalise_query, normalise_task, young_row)
+from ..tasks import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, anchor_variance, network_inputs,
+                     normalise_query, normalise_task, young_args, young_row)
+from ..tasks.episodes import VAR_FLOOR
 
 STATE_FORMAT = 2
 _ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
            "sup_x", "sup_y", "sup_target", "count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_at",
-           "phase", "age", "age_sq_sum")
-_PER_ASSET = ("count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_at", "phase", "age", "age_sq_sum")
+           "phase", "age", "age_sq_sum", "age_ewma")
+_PER_ASSET = ("count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_at", "phase", "age", "age_sq_sum",
+              "age_ewma")
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ class RiskEngine:
         self.history, self.min_history, self.readapt_every = int(history), int(min_history), int(readapt_every)
         self.forecaster = MetaForecaster(learner, self.history, min_history=self.min_history)
         self._anchor_row = spec.features.names.index(ANCHOR_FEATURE)
-        self._cc_slots, self._max_window = cc_slots(spec.features), max(spec.features.cc_windows, default=0)
+        self._young_args = young_args(spec.features)
         self._pushed = np.empty((0, 2), np.int64)  # scratch of _advance: (asset, slot) of the stored rows
         self.assets: list[str] = []
         self.t, self.last_date = 0, None
@@ -188,7 +190,8 @@ class RiskEngine:
                 "sup_x": np.zeros((n, H, D)), "sup_y": np.zeros((n, H)), "sup_target": np.zeros((n, H), np.float32),
                 "count": np.zeros(n, np.int64), "pos": np.zeros(n, np.int64), "pushed_at": np.full(n, -1, np.int64),
                 "adapted": np.zeros((n, P), np.float32), "adapted_scale": np.ones(n), "adapted_at": np.full(n, -1, np.int64),
-                "phase": np.zeros(n, np.int64), "age": np.zeros(n, np.int64), "age_sq_sum": np.zeros(n)}
+                "phase": np.zeros(n, np.int64), "age": np.zeros(n, np.int64), "age_sq_sum": np.zeros(n),
+                "age_ewma": np.zeros(n)}
 
     @staticmethod
     def _check_names(assets) -> list[str]:
@@ -300,7 +303,7 @@ class RiskEngine:
         else:
             feats = self._features.update_checked(b_close, b_close, b_close, b_close)
         youth = np.empty(len(self.assets))
-        young_row(feats[0], np.isnan(b_close), self._cc_slots, self._max_window, st["age"], st["age_sq_sum"], feats,
+        young_row(feats[0], np.isnan(b_close), *self._young_args, st["age"], st["age_sq_sum"], st["age_ewma"], feats,
                   youth)
         x = network_inputs(feats, youth if self.spec.age_input else None)
         anchor = anchor_variance(feats[self._anchor_row])
@@ -309,7 +312,7 @@ class RiskEngine:
             target = self._targets.update_checked(close, close, close, close)[0] ** 2
         else:
             target = self._targets.update_checked(close, open, high, low)[1] ** 2
-        n = commit_row(t, x, anchor, close, b_close, target, squared, st["row_x"], st["row_anchor"], st["row_ok"],
+        n = commit_row(t, x, anchor, close, b_close, target, squared, VAR_FLOOR, st["row_x"], st["row_anchor"], st["row_ok"],
                        st["row_break"], st["row_y"], st["sq_returns"], st["sup_x"], st["sup_y"], st["count"],
                        st["pos"], st["adapted_at"], self._pushed)
         if n:  # the stored rows' targets, encoded once (tasks/target.py)

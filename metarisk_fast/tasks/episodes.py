@@ -106,18 +106,26 @@ def network_inputs(feats: np.ndarray, youth: np.ndarray | None = None) -> np.nda
 
 
 def young_inputs(features: FeatureSet, feats: np.ndarray, bridged_close: np.ndarray) -> np.ndarray:
-    """Fill a panel's undefined close-to-close volatilities of young stretches in place (feats
-    (F, T, N), the feature set's outputs on ``bridged_close``) and return the youth input (T, N)
-    (tasks/young.py; the streaming engine runs the same row step)."""
+    """Fill a panel's undefined close-to-close volatilities of young stretches and set their
+    anchor EWMA in place (feats (F, T, N), the feature set's outputs on ``bridged_close``) and
+    return the youth input (T, N) (tasks/young.py; the streaming engine runs the same row step)."""
     youth = np.empty(bridged_close.shape)
-    young_panel(np.ascontiguousarray(feats[0]), np.isnan(bridged_close), cc_slots(features),
-                max(features.cc_windows, default=0), feats, youth)
+    young_panel(np.ascontiguousarray(feats[0]), np.isnan(bridged_close), *young_args(features), feats, youth)
     return youth
 
 
-def cc_slots(features: FeatureSet) -> np.ndarray:
-    """Rows of the feature set's outputs that hold the close-to-close volatilities."""
-    return np.arange(1, 1 + len(features.cc_windows), dtype=np.int64)
+def young_args(features: FeatureSet) -> tuple:
+    """The feature set's arguments of tasks.young_row: (cc slots, longest cc window, the anchor's
+    EWMA slot (-1: none), its lambda)."""
+    slots = np.arange(1, 1 + len(features.cc_windows), dtype=np.int64)
+    anchor = features.names.index(ANCHOR_FEATURE) if ANCHOR_FEATURE in features.names else -1
+    return slots, max(features.cc_windows, default=0), anchor, ANCHOR_LAMBDA
+
+
+
+def forecastable(x: np.ndarray, anchor: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """Rows that get a forecast: finite inputs, an anchor above VAR_FLOOR, an observed close."""
+    return np.isfinite(x).all(axis=-1) & np.isfinite(anchor) & (anchor > VAR_FLOOR) & ~np.isnan(close)
 
 
 def anchor_variance(ewma_vol: np.ndarray) -> np.ndarray:
@@ -250,17 +258,21 @@ class EpisodeBuilder:
                                                               for a in (panel.open, panel.high, panel.low)))
         else:
             feats = spec.features.compute_array(self.close)
+        # the EWMA baseline is RiskMetrics as the features compute it, before the young anchor replaces it
+        ewma_vol = (feats[spec.features.names.index(ANCHOR_FEATURE)].copy() if ANCHOR_FEATURE in spec.features.names
+                    else F.ewma_vol(self.close, ANCHOR_LAMBDA))
+        self.ewma_variance = ewma_vol ** 2
         youth = young_inputs(spec.features, feats, self.close)
         self.x = x = network_inputs(feats, youth if spec.age_input else None)
         self.returns = feats[0]  # log returns of the bridged close (one owner: the features pass)
         self.y = (realized_variance(panel.close, spec.horizon) if spec.proxy == "squared_returns"
                   else range_variance(panel, spec.horizon))
-        ewma_vol = (feats[spec.features.names.index(ANCHOR_FEATURE)] if ANCHOR_FEATURE in spec.features.names
-                    else F.ewma_vol(self.close, ANCHOR_LAMBDA))
-        self.ewma_variance = ewma_vol ** 2
-        self.anchor = anchor_variance(ewma_vol)  # the anchor forecast of each row
-        # a forecast is made on a day with an observed close and finite features
-        self.x_ok = np.isfinite(x).all(axis=-1) & np.isfinite(self.anchor) & ~np.isnan(panel.close)
+        anchor_vol = (feats[spec.features.names.index(ANCHOR_FEATURE)] if ANCHOR_FEATURE in spec.features.names
+                      else ewma_vol)
+        self.anchor = anchor_variance(anchor_vol)  # the anchor forecast of each row
+        # a forecast is made on a day with an observed close, finite features and an anchor above
+        # the floor (a stretch whose every return is zero has no scale to forecast from)
+        self.x_ok = forecastable(x, self.anchor, panel.close)
         self.y_ok = np.isfinite(self.y)
         self._index_usable_rows()
         self._windows_cache: dict[int, np.ndarray] = {}
@@ -416,9 +428,10 @@ def asset_split(assets, n_test: int, seed: int = 0):
 def simulated_listings(panel: PricePanel, assets, end, *, every: int = 42, length: int = 300,
                        start=None) -> PricePanel:
     """Young assets cut from a panel (for meta-training, or to evaluate forecasts by age): each
-    asset "lists" on every ``every``-th row from ``start`` (default: the first) where it has a price, and its column holds only the ``length`` prices from that row on
-    (ending by ``end``; all of them up to ``end`` on a shorter panel): nothing before the listing exists for it, so every input is the young
-    one (tasks/young.py). Rows are ages (row 0: the listing's first price), dated as business
+    asset "lists" on every ``every``-th row from ``start`` (default: the first) where it has a
+    price, and its column holds only the ``length`` prices from that row on (ending by ``end``; all
+    of them up to ``end`` on a shorter panel): nothing before the listing exists for it, so every
+    input is the young one (tasks/young.py). Rows are ages (row 0: the listing's first price), dated as business
     days from the panel's first date; a listing whose window crosses a calendar gap is left out
     (the gap would restart it). Column names say the asset and the listing date."""
     check_int("every", every, 1)

@@ -8,7 +8,12 @@ after a calendar gap). While n is below a close-to-close window w, that window's
 not defined by the feature kernels (NaN); it is then the root mean square of the n returns the
 stretch has, sum(r^2) / n (summed in row order), defined from the first return on and never
 using a price before the stretch. The EWMAs are defined from the first return already (the
-feature kernels start them at r^2). The learner also sees how young the asset is: the input
+feature kernels start them at r^2, and carry them across a gap); the anchor's EWMA (lam = 0.94,
+the variance every forecast scales) is, while n < AGE_SCALE, the EWMA of the stretch's own returns
+with its weights summing to one, s_n / (1 - lam^n) with s_n = lam s_{n-1} + (1 - lam) r_n^2 from
+s_0 = 0: the kernels' start at r_1^2 lets one small first return (a zero: a stale or rounded
+first price) hold the anchor near zero for weeks. From AGE_SCALE returns on the two agree to
+lam^AGE_SCALE (2e-7) and the kernels' value is kept. The learner also sees how young the asset is: the input
 youth = 1 - ln(min(n, AGE_SCALE)) / ln(AGE_SCALE), 1 at the first return, 0 from AGE_SCALE
 returns on (a mature asset's inputs are those it always had, plus a 0)."""
 from __future__ import annotations
@@ -22,20 +27,22 @@ AGE_SCALE = 252  # returns: the youth input reaches 0 at one year of daily price
 
 
 @njit(cache=True, nogil=True)
-def young_row(returns, broken, cc_slots, max_window, count, sq_sum, feats, youth):
+def young_row(returns, broken, cc_slots, max_window, anchor_slot, lam, count, sq_sum, ew_sum, feats, youth):
     """Advance every asset's age by one row and fill its undefined close-to-close volatilities.
 
     returns (N,): the row's log returns of the bridged close (NaN at a stretch's first price);
     broken (N,): the bridged close is NaN (no stretch at this row); cc_slots: rows of ``feats``
     (F, N) holding the close-to-close volatilities, filled in place where NaN; max_window: the
-    longest of them. count / sq_sum (N,): each asset's returns in its stretch and the sum of their
-    squares (summed while count <= max_window), updated in place. youth (N,): out, NaN where the
-    asset has no return yet."""
+    longest of them. anchor_slot: the row of the anchor's EWMA volatility (lam), replaced in
+    place while count < AGE_SCALE. count / sq_sum / ew_sum (N,): each asset's returns in its
+    stretch, the sum of their squares (summed while count <= max_window) and their EWMA from 0,
+    updated in place. youth (N,): out, NaN where the asset has no return yet."""
     log_scale = math.log(AGE_SCALE)
     for j in range(returns.shape[0]):
         if broken[j]:
             count[j] = 0
             sq_sum[j] = 0.0
+            ew_sum[j] = 0.0
             youth[j] = np.nan
             continue
         r = returns[j]
@@ -43,11 +50,15 @@ def young_row(returns, broken, cc_slots, max_window, count, sq_sum, feats, youth
             count[j] += 1
             if count[j] <= max_window:
                 sq_sum[j] += r * r
+            if count[j] < AGE_SCALE:
+                ew_sum[j] = lam * ew_sum[j] + (1.0 - lam) * (r * r)
         n = count[j]
         if n == 0:
             youth[j] = np.nan
             continue
         youth[j] = 0.0 if n >= AGE_SCALE else 1.0 - math.log(n) / log_scale
+        if n < AGE_SCALE and anchor_slot >= 0:
+            feats[anchor_slot, j] = math.sqrt(ew_sum[j] / (1.0 - lam ** n))
         if n < max_window:
             partial = math.sqrt(sq_sum[j] / n)
             for s in cc_slots:
@@ -56,11 +67,13 @@ def young_row(returns, broken, cc_slots, max_window, count, sq_sum, feats, youth
 
 
 @njit(cache=True, nogil=True)
-def young_panel(returns, broken, cc_slots, max_window, feats, youth):
+def young_panel(returns, broken, cc_slots, max_window, anchor_slot, lam, feats, youth):
     """young_row over a panel's rows in order (returns, broken (T, N); feats (F, T, N) filled in
     place; youth (T, N) out), from a fresh state: no asset has a price before row 0."""
     N = returns.shape[1]
     count = np.zeros(N, np.int64)
     sq_sum = np.zeros(N)
+    ew_sum = np.zeros(N)
     for t in range(returns.shape[0]):
-        young_row(returns[t], broken[t], cc_slots, max_window, count, sq_sum, feats[:, t, :], youth[t])
+        young_row(returns[t], broken[t], cc_slots, max_window, anchor_slot, lam, count, sq_sum, ew_sum,
+                  feats[:, t, :], youth[t])

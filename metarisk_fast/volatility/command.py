@@ -22,7 +22,7 @@ def _train_options(args):
 
     return TrainOptions(steps=args.steps, batch=args.batch, meta_lr=args.meta_lr, inner_lr=args.inner_lr,
                         inner_steps=args.inner_steps, hidden=tuple(args.hidden), seed=args.seed,
-                        memory_slots=args.memory_slots, young_listings=not args.no_young_listings)
+                        memory_slots=args.memory_slots, young_listings=args.young_listings)
 
 
 def cmd_train(args):
@@ -154,9 +154,10 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     training.add_argument("--memory-slots", type=int_in(1, 100_000), default=MEMORY_SLOTS,
                           help=f"the memory learner's slots: at least the longest history it adapts on "
                                f"(default {MEMORY_SLOTS})")
-    training.add_argument("--no-young-listings", action="store_true",
-                          help="train on the assets' own histories only, without the simulated listings that "
-                               "teach the model young assets (a third of the meta-batches by default)")
+    training.add_argument("--young-listings", action="store_true",
+                          help="draw a third of the meta-batches from listings simulated inside the training "
+                               "panel (young assets; off by default: on validation it cost mature assets more "
+                               "than it gave young ones, bench/FORECAST_QUALITY.md)")
     baseline_options = argparse.ArgumentParser(add_help=False)
     baseline_options.add_argument("--no-garch", action="store_true", help="skip the GARCH baselines (slowest)")
     baseline_options.add_argument("--garch-refit", type=int_in(1, 10000), default=63,

@@ -44,7 +44,8 @@ class TrainOptions:
     hidden: tuple[int, ...] = (64, 64)
     seed: int = 0
     memory_slots: int = MEMORY_SLOTS  # the memory learner's slots: at least the longest history it writes
-    young_listings: bool = True  # a third of the meta-batches from simulated listings (tasks.simulated_listings)
+    young_listings: bool = False  # a third of the meta-batches from simulated listings (tasks.simulated_listings);
+    # off: on validation it cost mature assets more than it gave young ones (bench/FORECAST_QUALITY.md)
 
 
     def __post_init__(self):
