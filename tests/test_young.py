@@ -62,6 +62,8 @@ def test_young_inputs_read_nothing_before_the_stretch_nor_after_t(listed):
     later[t + 1:] *= 1.7
     cut = EpisodeBuilder(PricePanel(dates=listed.dates, assets=listed.assets, close=later, source="l"), TaskSpec())
     np.testing.assert_array_equal(cut.x[:t + 1], b.x[:t + 1])
+    np.testing.assert_array_equal(cut.anchor[:t + 1], b.anchor[:t + 1])
+    np.testing.assert_array_equal(cut.x_ok[:t + 1], b.x_ok[:t + 1])
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +82,7 @@ def test_a_forecast_on_every_day_from_the_second_price(listed, forecaster):
     assert np.isnan(f[:101, 1]).all() and np.isfinite(f[101:, 1]).all() and (f[101:, 1] > 0).all()
     assert np.isnan(f[300:331, 2]).all() and np.isfinite(f[331:, 2]).all()  # restarted after the gap
     assert np.isfinite(f[1:, 0]).all()
-    # the zero-shot days (no realised support row yet) and the first adapted ones agree with a
-    # direct call on the task the builder cuts
+    # ages 2 and 3 are zero-shot (no realised support row yet); age 4 adapts on one row
     avail = b.available_history(np.array([1, 1, 1]), np.array([101, 102, 103]))
     assert list(avail) == [0, 0, 1]
 
@@ -120,6 +121,16 @@ def test_simulated_listings_hold_only_the_prices_from_the_listing_on():
     assert (b.x[1, :, -1] == 1.0).all()  # row 1: the first return of every listing
     short = simulated_listings(p.select(end="2010-03-31"), ["KO"], "2010-03-31", length=250)
     assert short.n_assets == 1 and short.n_days == p.select(end="2010-03-31").n_days
+    from metarisk_fast.data import DataError
+
+    for kw, message in ((dict(every=0), "every must be an int >= 1"), (dict(length=1), "length must be an int >= 2"),
+                        (dict(start="2014-06-01"), "no 250-day listing fits between 2014-06-01")):
+        with pytest.raises((ValueError, DataError), match=message):
+            simulated_listings(p, ["KO"], "2014-12-31", **{"length": 250, **kw})
+    with pytest.raises(DataError, match="unknown assets"):
+        simulated_listings(p, ["NOPE"], "2014-12-31")
+    with pytest.raises(DataError, match="fewer than two days up to 2009-01-01"):
+        simulated_listings(p, ["KO"], "2009-01-01")
 
 
 def test_meta_training_draws_young_batches_from_zero_shot_on():

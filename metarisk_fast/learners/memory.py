@@ -113,7 +113,7 @@ class MemoryAugmentedNet(nn.Module):
 
     def _forward(self, xs, ys, xq):
         keys_q, mem = self._written(xs, ys, xq)
-        if self.use_memory and xs.shape[1]:  # K = 0 (an asset too young for a realised target): nothing to read
+        if self.use_memory:  # an empty memory (K = 0) reads as zeros
             read, _ = mem.read(keys_q, torch.exp(self.log_beta).to(xs.dtype).expand(*keys_q.shape[:2]))
         else:
             read = torch.zeros_like(keys_q)

@@ -25,12 +25,11 @@ def bridge(observed, last_price, gap, seen, max_gap, out):
 
 
 @njit(cache=True, nogil=True)
-def commit_row(t, x, anchor, close, bridged_close, target, squared, floor, row_x, row_anchor, row_ok, row_break,
-               row_y, sq_ring, sup_x, sup_y, count, pos, adapted_at, pushed):
+def commit_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anchor, row_ok, row_break, row_y,
+               sq_ring, sup_x, sup_y, count, pos, adapted_at, pushed):
     """Bar t's row into the delay line (h + 2 rows), the target completed at t (row t - h's: the
     in-order mean of the last h squared returns, or ``target`` itself), and row t - h - 1 into the
-    support store if usable (finite inputs and target, an anchor above ``floor``, an observed
-    close: tasks.forecastable); a stretch break
+    support store if usable (``ok``: tasks.forecastable of the bar, and a realised target); a stretch break
     (bridged close NaN) empties the asset's store. Returns how many rows joined the store; their
     (asset, slot) pairs are in ``pushed``."""
     h = row_x.shape[0] - 2
@@ -38,12 +37,10 @@ def commit_row(t, x, anchor, close, bridged_close, target, squared, floor, row_x
     D = x.shape[1]
     slot = t % (h + 2)
     for j in range(x.shape[0]):
-        ok = np.isfinite(anchor[j]) and anchor[j] > floor and not np.isnan(close[j])
         for d in range(D):
             row_x[slot, j, d] = x[j, d]
-            ok = ok and np.isfinite(x[j, d])
         row_anchor[slot, j] = anchor[j]
-        row_ok[slot, j] = ok
+        row_ok[slot, j] = ok[j]
         row_break[slot, j] = np.isnan(bridged_close[j])
         row_y[slot, j] = np.nan
         if squared:

@@ -38,8 +38,7 @@ from ..evaluation import risk_columns
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
 from ..forecasting import MetaForecaster, load_model
 from ..tasks import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, anchor_variance, network_inputs,
-                     normalise_query, normalise_task, young_args, young_row)
-from ..tasks.episodes import VAR_FLOOR
+                     forecastable, normalise_query, normalise_task, young_args, young_row)
 
 STATE_FORMAT = 2
 _ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
@@ -312,7 +311,8 @@ class RiskEngine:
             target = self._targets.update_checked(close, close, close, close)[0] ** 2
         else:
             target = self._targets.update_checked(close, open, high, low)[1] ** 2
-        n = commit_row(t, x, anchor, close, b_close, target, squared, VAR_FLOOR, st["row_x"], st["row_anchor"], st["row_ok"],
+        ok = forecastable(x, anchor, close)
+        n = commit_row(t, x, anchor, ok, b_close, target, squared, st["row_x"], st["row_anchor"], st["row_ok"],
                        st["row_break"], st["row_y"], st["sq_returns"], st["sup_x"], st["sup_y"], st["count"],
                        st["pos"], st["adapted_at"], self._pushed)
         if n:  # the stored rows' targets, encoded once (tasks/target.py)
@@ -323,7 +323,7 @@ class RiskEngine:
         self.t += 1
         if date is not None:
             self.last_date = date
-        return x, anchor, st["row_ok"][t % (self.spec.horizon + 2)]
+        return x, anchor, ok
 
     def _after_calendar_gap(self, date) -> bool:
         """Whether a bar dated ``date`` follows the last bar after a calendar gap (data.calendar_breaks)."""

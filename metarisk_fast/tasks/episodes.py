@@ -122,7 +122,6 @@ def young_args(features: FeatureSet) -> tuple:
     return slots, max(features.cc_windows, default=0), anchor, ANCHOR_LAMBDA
 
 
-
 def forecastable(x: np.ndarray, anchor: np.ndarray, close: np.ndarray) -> np.ndarray:
     """Rows that get a forecast: finite inputs, an anchor above VAR_FLOOR, an observed close."""
     return np.isfinite(x).all(axis=-1) & np.isfinite(anchor) & (anchor > VAR_FLOOR) & ~np.isnan(close)
