@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from metarisk_fast._types import STUDENT_T_NU as TARGET_NU
-from metarisk_fast.evaluation import christoffersen, evaluate, kupiec_pof, qlike_log, value_at_risk
+from metarisk_fast.evaluation import christoffersen, evaluate, kupiec_pof, loss_by_age, qlike_log, value_at_risk
 from metarisk_fast.features import FeatureSet
 from metarisk_fast.forecasting import (EWMAForecaster, GARCHForecaster, MetaForecaster, make_learner,
                                        train_meta)
@@ -226,28 +226,12 @@ def new_listing(out: Path, recipe: Recipe, learner_kind: str, listed="2015-01-02
     print(ev.table[["n", "qlike", "dm_vs_gjr_garch_t", "dm_pvalue"]], flush=True)
 
 
-AGE_BUCKETS = {"2-20": (2, 20), "21-60": (21, 60), "61-250": (61, 250), "251-500": (251, 500)}
-
-
-def listing_test(loss_a: np.ndarray, loss_b: np.ndarray, listing: np.ndarray) -> tuple[float, float, float]:
-    """(mean difference, t, two-sided p) of a - b with the listings as the independent units: the
-    mean difference of each listing, then a one-sample t test over the listings."""
-    from scipy import stats
-
-    ok = np.isfinite(loss_a) & np.isfinite(loss_b)
-    d = pd.Series(loss_a[ok] - loss_b[ok]).groupby(listing[ok]).mean().to_numpy()
-    if len(d) < 3:
-        return float("nan"), float("nan"), float("nan")
-    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
-    return float(d.mean()), float(t), float(2 * stats.t.sf(abs(t), len(d) - 1))
-
-
 YOUNG_SPLITS = {"validation": dict(listed=TRAIN_ASSETS, start="2010-01-04", end="2014-12-31"),
                 "test": dict(listed=TEST_ASSETS, start="2015-01-02", end=None)}
 
 
 def young_assets(out: Path, split: str = "test", every: int = 63, length: int = 500, garch: bool = True,
-                 learners: dict | None = None) -> pd.DataFrame:
+                 learners: dict | None = None, machine: str = "") -> pd.DataFrame:
     """Assets listed every ``every`` days (their first ``length`` prices each; nothing before the
     listing): QLIKE by age against EWMA, GARCH-t and GJR-GARCH-t fitted on the post-listing
     returns only (expanding, refit every 21 days, from 60 returns on), and against the pooled
@@ -264,7 +248,7 @@ def young_assets(out: Path, split: str = "test", every: int = 63, length: int = 
     builder, train_builder = EpisodeBuilder(listed, spec), EpisodeBuilder(panel, spec)
     _, _, end = score_rows(split, 1)
     A, R = grid(listed, listed.assets, 1, listed.n_days - 2)  # every day with a return and a realised target
-    age, y = R + 1, builder.y[R, A]
+    age, y = builder.age[R, A], builder.y[R, A]
     nxt = builder.returns[R + 1, A]
     learners = learners or {
         "maml": recipe, "maml, young listings": replace(recipe, options=replace(recipe.options, young_listings=True)),
@@ -276,29 +260,13 @@ def young_assets(out: Path, split: str = "test", every: int = 63, length: int = 
     fc["ewma"] = EWMAForecaster().predict(builder, A, R)
     for name, gjr in (("garch_t", False), ("gjr_garch_t", True)) if garch else ():
         fc[name] = GARCHForecaster(gjr=gjr, name=name, refit=21, min_fit=60).predict(builder, A, R)
-    loss = {m: qlike_log(y, np.maximum(f, 1e-12)) for m, f in fc.items()}  # a zero forecast: floored, not dropped
-    rows = []
-    for bucket, (lo, hi) in AGE_BUCKETS.items():
-        m = (age >= lo) & (age <= hi) & np.isfinite(y)
-        for model, f in fc.items():
-            has = m & np.isfinite(f)
-            row = {"ages": bucket, "model": model, "n": int(has.sum()), "listings": len(np.unique(A[has])),
-                   "qlike": float(loss[model][has].mean()) if has.any() else float("nan")}
-            for other in ("ewma", "garch_t", "gjr_garch_t", "pooled"):
-                if other != model and other in fc:
-                    row[f"d_{other}"], row[f"t_{other}"], row[f"p_{other}"] = listing_test(
-                        np.where(has, loss[model], np.nan), np.where(m, loss[other], np.nan), A)
-            for alpha in (0.01, 0.05):
-                for dist in ("t", "normal"):
-                    var = value_at_risk(f[has], alpha, dist, TARGET_NU)
-                    row[f"var_{alpha:g}_{dist}"] = float((nxt[has] < var).mean()) if has.any() else float("nan")
-            rows.append(row)
-    table = pd.DataFrame(rows)
+    table = loss_by_age(y, fc, age, A, nxt, nu=TARGET_NU, compare_with=("ewma", "garch_t", "gjr_garch_t", "pooled"))
     table.to_csv(out / f"young_{split}.csv", index=False)
     (out / f"young_{split}.json").write_text(json.dumps({"listings": listed.n_assets, "every": every,
-                                                         "length": length, "train_seconds": seconds}, indent=1))
-    print(table[[c for c in ("ages", "model", "n", "qlike", "d_ewma", "p_ewma", "d_garch_t", "p_garch_t", "d_pooled",
-                             "p_pooled", "var_0.01_t") if c in table]].to_string(), flush=True)
+                                                         "length": length, "train_seconds": seconds,
+                                                         "machine": machine}, indent=1))
+    print(table[[c for c in ("ages", "model", "n", "nonpositive", "qlike", "diff_ewma", "p_ewma", "diff_garch_t",
+                             "p_garch_t", "diff_pooled", "p_pooled", "hit_0.01_t") if c in table]].to_string(), flush=True)
     return table
 
 
@@ -367,7 +335,9 @@ def main():
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
-    (out / "machine.txt").write_text(f"{_cpu()}, {torch.get_num_threads()} threads, torch {torch.__version__}\n")
+    machine = f"{_cpu()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    if not all(s.startswith("young") for s in a.stages.split(",")):  # the young stages record it in their JSON
+        (out / "machine.txt").write_text(machine + "\n")
     for stage in a.stages.split(","):
         t0 = time.perf_counter()
         if stage in ("validation", "test"):
@@ -378,7 +348,7 @@ def main():
                 scores = scores.loc[[r for r in RECIPES if r in scores.index]]
             scores.to_csv(path)
         elif stage.startswith("young"):  # young_validation, young_test
-            young_assets(out, stage.split("_")[1])
+            young_assets(out, stage.split("_")[1], machine=machine)
         elif stage == "report":
             report(out)
         elif stage == "render":

@@ -133,6 +133,25 @@ def test_evaluate_writes_the_report(model, prices, tmp_path):
     assert "Student-t 1 % VaR exceeded on" in summary and "expected 1 %" in summary
     seen = set(rep["model"]["train_assets"]) & set(pd.read_csv(out / "forecasts.csv").asset)
     assert "QLIKE by asset" in md and md.count("(in-sample days)") == len(seen) > 0
+    assert "QLIKE by age" not in md and not (out / "loss_by_age.png").exists()  # every asset is mature here
+
+
+def test_evaluate_reports_a_young_asset_by_age(model, prices, tmp_path):
+    """An asset listed inside the evaluated period is scored from its second price, by age."""
+    wide = pd.read_csv(prices["wide"])
+    wide.loc[:649, "SYN001"] = np.nan  # listed at row 650
+    src, out = tmp_path / "young.csv", tmp_path / "ev"
+    wide.to_csv(src, index=False)
+    assert main(["evaluate", "--model", str(model), "--prices", str(src), "--out", str(out),
+                 "--start", str(prices["dates"][600]), "--no-garch", "--quiet"]) == 0
+    md = (out / "report.md").read_text()
+    by_age = md[md.index("QLIKE by age"):]
+    for ages in ("2-20", "21-60", "61-250"):
+        assert f"| {ages} | maml | " in by_age and f"| {ages} | ewma | " in by_age
+    assert (out / "loss_by_age.png").stat().st_size > 0
+    rows = json.loads((out / "report.json").read_text())["evaluations"][0]["meta"]["by_age"]
+    young = [r for r in rows if r["ages"] == "2-20" and r["model"] == "maml"][0]
+    assert young["n"] == 19 and young["listings"] == 1  # ages 2..20 of the one listing
 
 
 @pytest.mark.parametrize("learner", ["fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml"])
@@ -154,6 +173,7 @@ def test_demo_smoke(tmp_path):
     md = (tmp_path / "d" / "report.md").read_text()
     assert "few-shot, history k = 20 days" in md and "fomaml" in md and "ewma" in md
     assert "(2 gradient steps;" in md
+    assert "new listings: " in md and "QLIKE by age" in md and (tmp_path / "d" / "loss_by_age.png").exists()
 
 
 @pytest.mark.parametrize("argv, message", [

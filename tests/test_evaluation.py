@@ -140,3 +140,35 @@ def test_risk_bad_input():
         E.kupiec_pof([], 0.01)
     with pytest.raises(ValueError, match="at least 3"):
         E.diebold_mariano([1.0], [2.0])
+
+
+def test_loss_by_age_tests_over_listings_and_scores_each_model_on_its_own_days():
+    from scipy import stats
+
+    from metarisk_fast.evaluation import listing_test, loss_by_age
+
+    rng = np.random.default_rng(0)
+    M = 600
+    unit = np.repeat(np.arange(6), 100)
+    age = np.tile(np.arange(2, 102), 6)
+    realised = rng.gamma(1.0, 1e-4, M)
+    nxt = rng.normal(0, 1e-2, M)
+    good = np.full(M, 1e-4)
+    late = np.where(age > 60, 1.2e-4, np.nan)  # forecasts from age 61 on only
+    table = loss_by_age(realised, {"good": good, "late": late}, age, unit, nxt, nu=5.0, compare_with=("good",))
+    assert list(table["ages"].unique()) == ["2-20", "21-60", "61-250"]
+    late_young = table[(table.model == "late") & (table.ages == "2-20")].iloc[0]
+    assert late_young["n"] == 0 and np.isnan(late_young["qlike"])
+    row = table[(table.model == "late") & (table.ages == "61-250")].iloc[0]
+    m = (age > 60)
+    la, lb = np.log(late) + realised / late, np.log(good) + realised / good
+    per = pd.Series((la - lb)[m]).groupby(unit[m]).mean()
+    ref = stats.ttest_1samp(per, 0.0)
+    assert row["n"] == m.sum() and row["listings"] == 6
+    assert row["diff_good"] == pytest.approx(per.mean()) and row["p_good"] == pytest.approx(ref.pvalue)
+    assert row["hit_0.01_normal"] == pytest.approx(np.mean(nxt[m] < -2.3263478740408408 * np.sqrt(1.2e-4)))
+    assert np.isnan(listing_test(la[:100], lb[:100], unit[:100])[0])  # one listing: no test
+    with pytest.raises(ValueError, match="age has shape"):
+        loss_by_age(realised, {"good": good}, age[:-1], unit, nxt, nu=5.0)
+    with pytest.raises(ValueError, match=r"forecasts\['good'\] has shape"):
+        loss_by_age(realised, {"good": good[:-1]}, age, unit, nxt, nu=5.0)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from . import metrics as M
 from . import risk as R
+from .by_age import loss_by_age
 from .sizing import vol_target_backtest
 
 VAR_LEVELS = (0.01, 0.05)
@@ -95,11 +96,14 @@ class Evaluation:
 
 
 def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", nu: float | None = None,
-             horizon: int = 1, label: str = "", in_sample: np.ndarray | None = None) -> Evaluation:
+             horizon: int = 1, label: str = "", in_sample: np.ndarray | None = None,
+             compare_by_age: tuple = ()) -> Evaluation:
     """Compare forecasts on the (asset, row) pairs where every model has a forecast and the target
     is realised. VaR / ES backtests use the next day's log return; the Student-t shape is fitted on
     data before the first evaluated date unless ``nu`` is given. ``in_sample`` marks pairs a model
-    saw in training (dates or assets): they are counted in the report and flagged in the forecasts."""
+    saw in training (dates or assets): they are counted in the report and flagged in the forecasts.
+    ``meta["by_age"]``: evaluation.by_age.loss_by_age of every model on every pair it forecasts,
+    the listings (an asset's stretches) as units, against the benchmark and ``compare_by_age``."""
     panel = builder.panel
     asset, rows = np.asarray(asset), np.asarray(rows)
     in_sample = np.zeros(len(rows), bool) if in_sample is None else np.asarray(in_sample, bool)
@@ -121,6 +125,10 @@ def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", 
     nu_fit = {"given": True}
     if nu is None:
         nu, nu_fit = student_t_nu_before(builder, asset[ok], int(rows[ok].min()))
+    # by age, each model on every pair it forecasts (not only the pairs common to all)
+    age = builder.age[rows, asset]
+    by_age = loss_by_age(s, forecasts, age, asset * panel.n_days + rows - age, r_next, nu=nu,
+                         compare_with=tuple(dict.fromkeys((benchmark, *compare_by_age))))
     asset, rows, s, r_next, in_sample = asset[ok], rows[ok], s[ok], r_next[ok], in_sample[ok]
     fc = {k: np.asarray(v)[ok] for k, v in forecasts.items()}
     dates = panel.dates[rows]
@@ -177,6 +185,7 @@ def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", 
             "assets": sorted(set(names[asset])), "coverage": cover,
             "first_date": str(dates.min()), "last_date": str(dates.max()), "student_t_nu": nu,
             "student_t_nu_fit": nu_fit, "horizon": horizon, "benchmark": benchmark,
+            "by_age": by_age.to_dict(orient="records"),
             "loss": "QLIKE in the form ln h + s/h (s: realised-variance proxy, can be 0); qlike_ratio: "
                     "s/h - ln(s/h) - 1 on s > 0"}
     return Evaluation(table=table, details=details, forecasts=pd.concat(frames, ignore_index=True), meta=meta)

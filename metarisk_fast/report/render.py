@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .._files import atomic_write_text
-from ..evaluation import Evaluation
+from ..evaluation import AGE_BUCKETS, Evaluation
 from ..evaluation import metrics as M
 from .plots import write_plots
 
@@ -113,6 +113,31 @@ def per_asset_table(ev: Evaluation) -> str:
     return "\n".join(lines)
 
 
+def young_rows(ev: Evaluation) -> bool:
+    """Whether the evaluation scored an asset younger than 251 prices (then it reports by age)."""
+    return any(r["ages"] != AGE_BUCKETS[-1][0] for r in ev.meta.get("by_age", []))
+
+
+def by_age_table(ev: Evaluation) -> str:
+    """QLIKE by age bucket, each model on every day it forecasts, its difference to each compared
+    model with the p-value over listings, and the 1 % VaR exceedance rates."""
+    table = pd.DataFrame(ev.meta["by_age"])
+    others = [c[len("diff_"):] for c in table.columns if c.startswith("diff_")]
+    zeros = bool(table["nonpositive"].any())  # days a model forecast a variance <= 0 (left out: unbounded loss)
+    head = (["ages", "model", "days", "listings", "QLIKE"] + ["days forecast <= 0"] * zeros
+            + [f"vs {o} (p)" for o in others] + ["VaR 1 % hits normal", "VaR 1 % hits t"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table.to_dict(orient="records"):
+        vs = [("" if not np.isfinite(r[f"diff_{o}"]) else f"{r[f'diff_{o}']:+.4f} ({r[f'p_{o}']:.2g})")
+              for o in others]
+        lines.append("| " + " | ".join([r["ages"], r["model"], str(r["n"]), str(r["listings"]),
+                                        f"{r['qlike']:.4f}" if r["n"] else "no forecast",
+                                        *([str(r["nonpositive"])] * zeros), *vs,
+                                        f"{r['hit_0.01_normal']:.2%}" if r["n"] else "",
+                                        f"{r['hit_0.01_t']:.2%}" if r["n"] else ""]) + " |")
+    return "\n".join(lines)
+
+
 def render_markdown(evals: list[Evaluation], title: str, preamble: str = "") -> str:
     out = [f"# {title}\n", "## Summary\n"]
     for ev in evals:
@@ -154,6 +179,11 @@ def render_markdown(evals: list[Evaluation], title: str, preamble: str = "") -> 
                          f"{b['pooled']['exceedances']}/{b['pooled']['n']} over {b['pooled']['assets']} assets |")
         out.append("\n".join(lines) + "\n")
         out.append("\nQLIKE by asset (all evaluated days of the asset):\n\n" + per_asset_table(ev) + "\n")
+        if young_rows(ev):
+            out.append("\nQLIKE by age (prices the asset has since it listed or restarted after a gap), each model "
+                       "on every day it forecasts (a GARCH fit needs its first returns; the table above keeps the "
+                       "days every model forecasts); differences on the days both forecast, one mean per listing, "
+                       "p-value of a t test over listings:\n\n" + by_age_table(ev) + "\n")
     return "\n".join(out)
 
 

@@ -105,13 +105,14 @@ def network_inputs(feats: np.ndarray, youth: np.ndarray | None = None) -> np.nda
     return x
 
 
-def young_inputs(features: FeatureSet, feats: np.ndarray, bridged_close: np.ndarray) -> np.ndarray:
+def young_inputs(features: FeatureSet, feats: np.ndarray, bridged_close: np.ndarray):
     """Fill a panel's undefined close-to-close volatilities of young stretches and set their
-    anchor EWMA in place (feats (F, T, N), the feature set's outputs on ``bridged_close``) and
-    return the youth input (T, N) (tasks/young.py; the streaming engine runs the same row step)."""
-    youth = np.empty(bridged_close.shape)
-    young_panel(np.ascontiguousarray(feats[0]), np.isnan(bridged_close), *young_args(features), feats, youth)
-    return youth
+    anchor EWMA in place (feats (F, T, N), the feature set's outputs on ``bridged_close``); return
+    the youth input and each row's age (the prices its stretch has; 0: none), both (T, N)
+    (tasks/young.py; the streaming engine runs the same row step)."""
+    youth, prices = np.empty(bridged_close.shape), np.empty(bridged_close.shape, np.int64)
+    young_panel(np.ascontiguousarray(feats[0]), np.isnan(bridged_close), *young_args(features), feats, youth, prices)
+    return youth, prices
 
 
 def young_args(features: FeatureSet) -> tuple:
@@ -261,7 +262,7 @@ class EpisodeBuilder:
         ewma_vol = (feats[spec.features.names.index(ANCHOR_FEATURE)].copy() if ANCHOR_FEATURE in spec.features.names
                     else F.ewma_vol(self.close, ANCHOR_LAMBDA))
         self.ewma_variance = ewma_vol ** 2
-        youth = young_inputs(spec.features, feats, self.close)
+        youth, self.age = young_inputs(spec.features, feats, self.close)  # age: prices since listing or restart
         self.x = x = network_inputs(feats, youth if spec.age_input else None)
         self.returns = feats[0]  # log returns of the bridged close (one owner: the features pass)
         self.y = (realized_variance(panel.close, spec.horizon) if spec.proxy == "squared_returns"

@@ -67,9 +67,10 @@ def young_row(returns, broken, cc_slots, max_window, anchor_slot, lam, count, sq
 
 
 @njit(cache=True, nogil=True)
-def young_panel(returns, broken, cc_slots, max_window, anchor_slot, lam, feats, youth):
+def young_panel(returns, broken, cc_slots, max_window, anchor_slot, lam, feats, youth, prices):
     """young_row over a panel's rows in order (returns, broken (T, N); feats (F, T, N) filled in
-    place; youth (T, N) out), from a fresh state: no asset has a price before row 0."""
+    place; youth (T, N) out; prices (T, N) out: the prices each asset's stretch has at the row, 0
+    where it has none), from a fresh state: no asset has a price before row 0."""
     N = returns.shape[1]
     count = np.zeros(N, np.int64)
     sq_sum = np.zeros(N)
@@ -77,3 +78,5 @@ def young_panel(returns, broken, cc_slots, max_window, anchor_slot, lam, feats, 
     for t in range(returns.shape[0]):
         young_row(returns[t], broken[t], cc_slots, max_window, anchor_slot, lam, count, sq_sum, ew_sum,
                   feats[:, t, :], youth[t])
+        for j in range(N):
+            prices[t, j] = 0 if broken[t, j] else count[j] + 1

@@ -102,6 +102,7 @@ def cmd_evaluate(args):
 def cmd_demo(args):
     import pandas as pd
 
+    from ..report import young_rows
     from .jobs import demo
 
     evals, out = demo(args.out, learners=args.learners, histories=args.histories, horizon=args.horizon,
@@ -110,7 +111,15 @@ def cmd_demo(args):
     cols = ["qlike", "mse", "dm_vs_ewma", "dm_pvalue", "mcs_pvalue", "hit_0.01_normal", "hit_0.05_normal",
             "kupiec_p_0.01_normal", "z2_normal"]
     for ev in evals:
-        print(f"\n== {ev.meta['label']}: {', '.join(ev.meta['assets'])}, {ev.meta['first_date']} to {ev.meta['last_date']}")
+        names = ev.meta["assets"]
+        if young_rows(ev):  # the new listings: by age
+            print(f"\n== {ev.meta['label']}")
+            table = pd.DataFrame(ev.meta["by_age"])
+            with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
+                print(table[[c for c in ("ages", "model", "n", "qlike", "diff_ewma", "p_ewma") if c in table]]
+                      .to_string(index=False))
+            continue
+        print(f"\n== {ev.meta['label']}: {', '.join(names)}, {ev.meta['first_date']} to {ev.meta['last_date']}")
         with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
             print(ev.table[[c for c in cols if c in ev.table]].sort_values("qlike").to_string())
     print(f"\nreport: {', '.join(str(Path(args.out) / f) for f in out['files'])}  ({out['seconds']:.0f} s)")

@@ -293,6 +293,31 @@ def evaluate(model, prices, out, *, start=None, history: int | None = None, garc
 
 
 # --------------------------------------------------------------------------- demo
+LISTING_EVERY, LISTING_DAYS = 126, 250  # the demo's simulated listings: one every half year, a year each
+
+
+def new_listings(panel, assets, first_row: int, spec: TaskSpec, trained: dict, garch: bool, log: Log) -> Evaluation:
+    """The held-out ``assets`` as new listings: each lists every LISTING_EVERY days from
+    ``first_row`` with only its first LISTING_DAYS prices (tasks.simulated_listings); every trained
+    learner forecasts from the second price (k = 60), against EWMA and, with ``garch``, GARCH-t and
+    GJR-GARCH-t fitted on the post-listing returns only (refit every 21 days, from 60 returns)."""
+    listed = simulated_listings(panel, assets, panel.dates[-1], every=LISTING_EVERY, length=LISTING_DAYS,
+                                start=panel.dates[first_row])
+    builder = EpisodeBuilder(listed, spec)
+    A, R = grid(listed, listed.assets, 1, listed.n_days - 1 - spec.horizon)
+    fc = {kind: MetaForecaster(l, 60, name=kind).predict(builder, A, R) for kind, l in trained.items()}
+    base = {"ewma": EWMAForecaster().predict(builder, A, R)}
+    if garch:
+        for name, gjr in (("garch_t", False), ("gjr_garch_t", True)):
+            say(log, f"  {name} on the listings")
+            base[name] = GARCHForecaster(gjr=gjr, name=name, refit=21, min_fit=60).predict(builder, A, R)
+    ev = evaluate_forecasts(builder, A, R, {**fc, **base}, horizon=spec.horizon,
+                            label=f"new listings: {listed.n_assets} listings of the held-out assets, first "
+                                  f"{LISTING_DAYS} prices each, k = 60 (an asset is named by its listing date; "
+                                  "dates here count business days from each listing)",
+                            compare_by_age=tuple(n for n in ("garch_t", "gjr_garch_t", "pooled") if n in fc or n in base))
+    ev.meta["evaluated"] = list(fc)
+    return ev
 def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTORIES, horizon: int = 1,
          train_end="2014-12-31", holdout: int = 5, garch: bool = True, garch_refit: int = 63,
          options: TrainOptions = TrainOptions(), log: Log = None) -> tuple[list[Evaluation], dict]:
@@ -332,6 +357,9 @@ def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTO
         evals.append(evaluate_forecasts(builder, A, R, {**fc, **base}, horizon=spec.horizon,
                                         label=f"few-shot, history k = {k} days"))
         evals[-1].meta["evaluated"] = list(fc)
+    say(log, "new listings: the held-out assets listed every "
+             f"{LISTING_EVERY} days from {panel.dates[test_start]}")
+    evals.append(new_listings(panel, test_assets, test_start, spec, trained, garch, log))
     elapsed = time.perf_counter() - t_start
     quality = data_report(panel)
     steps = f"{options.inner_steps} gradient step{'s' if options.inner_steps != 1 else ''}"
