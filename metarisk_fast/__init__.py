@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 _NAMES = {  # public name -> the module that owns it
     "MLP": "learners", "MAML": "learners", "Reptile": "learners", "MetaSGD": "learners",
     "ExternalMemory": "learners", "MemoryAugmentedNet": "learners", "MemoryConditionedMAML": "learners",
-    "RiskEngine": "streaming", "RiskSnapshot": "streaming",
+    "RiskEngine": "streaming", "RiskSnapshot": "streaming", "RiskModel": "volatility", "RiskForecast": "volatility",
 }
 _SUBMODULES = ("ops", "reference", "learners", "features", "data", "datasets", "tasks", "forecasting",
                "evaluation", "report", "streaming", "integrations", "volatility", "warning", "credit", "trading", "cli")

@@ -18,6 +18,10 @@ from ..tasks import TaskSpec
 from .registry import MEMORY_SLOTS, make_learner
 
 FORMAT_VERSION = 1
+# the shipped model (`--model default`, RiskModel.pretrained()): `metarisk train --prices default`
+# with the default settings and seed 0 (tests/test_pretrained.py retrains it)
+PRETRAINED = "default"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 
 
 class ModelError(ValueError):
@@ -76,6 +80,11 @@ def read_model_dir(model_dir, meta_name: str, error=None, made_by: str = "metari
     return meta, weights
 
 
+# the keys save_model and write_model_dir write themselves (the rest of model.json is the caller's info)
+OWN_KEYS = ("format_version", "metarisk_fast_version", "torch_version", "weights_sha256", "settings_sha256",
+            "learner", "hidden", "inner_lr", "inner_steps", "loss", "history", "memory_slots", "task_spec")
+
+
 def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hidden, info: dict) -> Path:
     return write_model_dir(out_dir, "model.json", learner, {
         "learner": kind, "hidden": list(hidden), "inner_lr": getattr(learner, "inner_lr", None),
@@ -87,8 +96,8 @@ def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hid
 
 
 def load_model(model_dir):
-    """(learner, TaskSpec, metadata) from a model directory."""
-    d = Path(model_dir)
+    """(learner, TaskSpec, metadata) from a model directory, or the shipped model ("default")."""
+    d = PRETRAINED_DIR if str(model_dir) == PRETRAINED else Path(model_dir)
     meta, weights = read_model_dir(d, "model.json")
     try:
         ts = meta["task_spec"]

@@ -210,7 +210,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     train.set_defaults(func=cmd_train)
 
     model_options = argparse.ArgumentParser(add_help=False)
-    model_options.add_argument("--model", required=True, help="model directory from `metarisk train`")
+    model_options.add_argument("--model", required=True,
+                               help="model directory from `metarisk train`, or 'default' (the shipped model)")
     model_options.add_argument("--history", type=int_in(1, 5000), default=None,
                                help="days of each asset's past to adapt on (default: the model's)")
     forecast = sub.add_parser("forecast", parents=[common, model_options],
@@ -251,7 +252,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                               description="Forecast every asset of --prices out of sample with a trained model and "
                                           "compare with EWMA, HAR and the GARCH family (QLIKE, MSE, DM, MCS, VaR / ES "
                                           "backtests); writes the report directory --out.")
-    evaluate.add_argument("--model", required=True, help="model directory from `metarisk train`")
+    evaluate.add_argument("--model", required=True,
+                          help="model directory from `metarisk train`, or 'default' (the shipped model)")
     evaluate.add_argument("--prices", required=True, help="price file or 'default'")
     evaluate.add_argument("--out", required=True, help="report directory")
     evaluate.add_argument("--start", type=date, default=None,

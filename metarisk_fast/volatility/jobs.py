@@ -144,19 +144,12 @@ def train(prices, out, *, learner: str = "maml", horizon: int = 1, history: int 
     started join one group. Every ``checkpoint_every`` steps rank 0 rewrites
     ``out/checkpoint.pt``; ``resume`` continues from it. Rank 0 alone writes."""
     check_output(out, "dir")
-    for name, value, lo, hi in (("history", history, 1, 5000), ("horizon", horizon, 1, 250), ("nproc", nproc, 1, 1024),
-                                ("checkpoint_every", checkpoint_every, 0, 10**7)):
+    for name, value, lo, hi in (("nproc", nproc, 1, 1024), ("checkpoint_every", checkpoint_every, 0, 10**7)):
         check_int(name, value, lo, hi)
     panel = load_panel(prices, log or ignore)
-    if panel.n_assets < 2:
-        raise ValueError(f"{panel.source}: {panel.n_assets} asset(s); training holds out at least one asset "
-                         "for validation, so it needs two or more")
-    end = panel.dates[-1] if train_end is None else np.datetime64(train_end, "D")
-    if end < panel.dates[0]:
-        raise ValueError(f"--train-end {train_end} is before the first date of {panel.source} ({panel.dates[0]})")
+    end = check_training(panel, learner, horizon, history, train_end, options)
     if options.batch % nproc:
         raise ValueError(f"--batch {options.batch} must be a multiple of --nproc {nproc}")
-    _check_memory((learner,), (history,), options, "--history")
     if resume and not (Path(out) / CHECKPOINT).exists():
         raise ValueError(f"--resume: no checkpoint in {out} (`{CHECKPOINT}` is written every --checkpoint-every steps)")
     job = (panel, str(out), learner, horizon, history, end, options, log is not None, checkpoint_every, resume)
@@ -174,24 +167,53 @@ def train(prices, out, *, learner: str = "maml", horizon: int = 1, history: int 
 CHECKPOINT = "checkpoint.pt"
 
 
+def check_training(panel, learner: str, horizon: int, history: int, train_end, options: TrainOptions):
+    """Every check of a training job that the panel and settings allow before any work; returns
+    the training end date."""
+    for name, value, lo, hi in (("history", history, 1, 5000), ("horizon", horizon, 1, 250)):
+        check_int(name, value, lo, hi)
+    if learner not in LEARNERS:
+        raise ValueError(f"learner must be one of {', '.join(LEARNERS)}, got {learner!r}")
+    if panel.n_assets < 2:
+        raise ValueError(f"{panel.source}: {panel.n_assets} asset(s); training holds out at least one asset "
+                         "for validation, so it needs two or more")
+    end = panel.dates[-1] if train_end is None else np.datetime64(train_end, "D")
+    if end < panel.dates[0]:
+        raise ValueError(f"--train-end {train_end} is before the first date of {panel.source} ({panel.dates[0]})")
+    _check_memory((learner,), (history,), options, "--history")
+    return end
+
+
 def _train_process(panel, out, learner, horizon, history, end, options, progress, checkpoint_every, resume):
     """One process's share of ``train``: every rank trains; rank 0 validates and saves."""
+    rank = process_group()[0]
+    if checkpoint_every:  # the checkpoint lives in the model directory
+        Path(out).mkdir(parents=True, exist_ok=True)
+    model, spec, info = fit(panel, learner, horizon, history, end, options, _stderr if progress and rank == 0 else None,
+                            checkpoint=Path(out) / CHECKPOINT, checkpoint_every=checkpoint_every, resume=resume)
+    if rank != 0:
+        return
+    save_model(out, learner, model, spec, history=history, hidden=options.hidden, info=info)
+    (Path(out) / CHECKPOINT).unlink(missing_ok=True)
+
+
+def fit(panel, learner: str, horizon: int, history: int, end, options: TrainOptions, log: Log = None,
+        **checkpointing):
+    """Meta-train ``learner`` on 80 % of the panel's assets up to ``end`` and validate it on the
+    rest (rank 0 of a process group; the other ranks return info None): (the trained learner, its
+    TaskSpec, the model.json information)."""
     rank, world = process_group()
     torch.manual_seed(options.seed)  # the initial weights: the same on one process or many
-    log = _stderr if progress and rank == 0 else None
     spec = TaskSpec(horizon=horizon, support=history, query=QUERY)
     end_row = panel.row_of(end, "right") - 1
     builder = EpisodeBuilder(panel, spec)
     train_assets, val_assets = asset_split(panel.assets, max(1, round(0.2 * panel.n_assets)), seed=options.seed)
     say(log, f"training {learner} on {len(train_assets)} assets up to {panel.dates[end_row]}; "
               f"validating on held-out {', '.join(val_assets)}")
-    if checkpoint_every:  # the checkpoint lives in the model directory
-        Path(out).mkdir(parents=True, exist_ok=True)
     model, info = _train_learner(learner, builder, train_assets, panel.dates[end_row], options, (history,), log,
-                                 young_builder(builder, train_assets, panel.dates[end_row], options),
-                                 checkpoint=Path(out) / CHECKPOINT, checkpoint_every=checkpoint_every, resume=resume)
+                                 young_builder(builder, train_assets, panel.dates[end_row], options), **checkpointing)
     if rank != 0:
-        return
+        return model, spec, None
     # validation: held-out assets over the last quarter of the training period
     lo = end_row - max((end_row - spec.horizon) // 4, 30)
     A, R = grid(panel, val_assets, lo, end_row - spec.horizon)
@@ -203,8 +225,7 @@ def _train_process(panel, out, learner, horizon, history, end, options, progress
            "qlike_model": float(qlike_log(s[ok], fm[ok]).mean()), "qlike_ewma": float(qlike_log(s[ok], fe[ok]).mean())}
     info = {"train_assets": train_assets, "train_end": str(panel.dates[end_row]), "prices": panel.source,
             "seed": options.seed, "meta_steps": options.steps, "processes": world, "validation": val, **info}
-    save_model(out, learner, model, spec, history=history, hidden=options.hidden, info=info)
-    (Path(out) / CHECKPOINT).unlink(missing_ok=True)
+    return model, spec, info
 
 
 def _stderr(msg: str) -> None:
@@ -215,10 +236,16 @@ def _stderr(msg: str) -> None:
 def forecast(model, prices, *, start=None, history: int | None = None, log: Log = None) -> pd.DataFrame:
     """The forecast table (columns: date, asset, forecast_variance and ``risk_columns``) of every
     asset from ``start`` (default: as soon as history allows); ``model`` is a model directory."""
+    learner, spec, meta = load_model(model)
+    return forecast_panel(learner, spec, meta, load_panel(prices, log or ignore), start=start, history=history,
+                          log=log)
+
+
+def forecast_panel(learner, spec: TaskSpec, meta: dict, panel, *, start=None, history: int | None = None,
+                   log: Log = None) -> pd.DataFrame:
+    """``forecast`` of a loaded model (learner, TaskSpec, model.json metadata) on a PricePanel."""
     if history is not None:
         check_int("history", history, 1, 5000)
-    learner, spec, meta = load_model(model)
-    panel = load_panel(prices, log or ignore)
     history = meta["history"] if history is None else history
     builder = EpisodeBuilder(panel, spec)
     lo = 0 if start is None else panel.row_of(start)

@@ -1,0 +1,181 @@
+"""RiskModel: the volatility forecaster as a Python estimator (fit / forecast / save / load, pandas
+in and out), on the same functions as `metarisk train` and `metarisk forecast`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._checks import check_number
+from .._files import check_output
+from .._types import STUDENT_T_NU
+from ..data import PricePanel
+from ..datasets import load_panel
+from ..evaluation import expected_shortfall, value_at_risk
+from ..forecasting import load_model, save_model
+from ..forecasting.model_files import OWN_KEYS, PRETRAINED
+from .jobs import TrainOptions, check_training, fit, forecast_panel
+
+
+def _panel(prices, returns: bool) -> PricePanel:
+    """Prices as a PricePanel: a wide DataFrame (dates x assets, closes), a Series (one asset), a
+    long / OHLC frame or a file as the command takes, or a PricePanel. ``returns``: the frame holds
+    daily log returns, turned into prices from 1 on the row before each asset's first return (a
+    frame of ``np.log(closes).diff()`` gives the closes divided by the first; a first row that
+    already holds a return loses it: it has no price before it)."""
+    if isinstance(prices, pd.Series):
+        prices = prices.to_frame(prices.name if prices.name is not None else "asset")
+    if returns:
+        if not isinstance(prices, pd.DataFrame):
+            raise TypeError(f"returns=True takes a DataFrame or Series of log returns, got {type(prices).__name__}")
+        r = prices.astype(np.float64)
+        if np.isinf(r.to_numpy()).any():
+            raise ValueError("returns hold an infinite value; log returns must be finite (NaN marks missing)")
+        seen = r.notna()
+        listed = (seen.cumsum() > 0) | seen.shift(-1, fill_value=False)  # the price before the first return
+        prices = np.exp(r.fillna(0.0).cumsum()).where(listed)
+        if isinstance(prices.index, pd.DatetimeIndex):
+            prices.index.name = prices.index.name or "date"
+    return load_panel(prices)
+
+
+@dataclass(frozen=True)
+class RiskForecast:
+    """Forecasts of every (date, asset) of a panel: ``variance`` and ``vol`` are DataFrames (dates x
+    assets, NaN where the asset has no forecast yet) of the mean daily variance of log returns over
+    the next ``horizon`` days and its square root; ``var`` / ``es`` give one-day Value-at-Risk and
+    Expected Shortfall of a log return (negative numbers) for any level. ``nu``: the Student t
+    degrees of freedom of the model's training likelihood (None: a Gaussian one)."""
+
+    variance: pd.DataFrame
+    horizon: int
+    nu: float | None
+
+    @property
+    def vol(self) -> pd.DataFrame:
+        return np.sqrt(self.variance)
+
+    def _dist(self, dist):
+        dist = dist or ("t" if self.nu else "normal")
+        if dist not in ("t", "normal"):
+            raise ValueError(f"dist must be 't' or 'normal', got {dist!r}")
+        return dist, (self.nu or STUDENT_T_NU)
+
+    def var(self, alpha: float = 0.01, dist: str | None = None) -> pd.DataFrame:
+        """Value-at-Risk at level ``alpha`` (0 < alpha < 0.5); ``dist`` 't' (the default for a model
+        trained with the t likelihood, with its degrees of freedom) or 'normal'."""
+        dist, nu = self._dist(dist)
+        return self._apply(lambda v: value_at_risk(v, _alpha(alpha), dist, nu))
+
+    def es(self, alpha: float = 0.025, dist: str | None = None) -> pd.DataFrame:
+        """Expected Shortfall at level ``alpha``, E[r | r < VaR_alpha]; ``dist`` as in ``var``."""
+        dist, nu = self._dist(dist)
+        return self._apply(lambda v: expected_shortfall(v, _alpha(alpha), dist, nu))
+
+    def _apply(self, fn) -> pd.DataFrame:
+        v = self.variance.to_numpy()
+        out = np.full(v.shape, np.nan)
+        ok = np.isfinite(v)
+        out[ok] = fn(v[ok])
+        return pd.DataFrame(out, index=self.variance.index, columns=self.variance.columns)
+
+    def to_frame(self) -> pd.DataFrame:
+        """`metarisk forecast`'s long table (date, asset, forecast_variance, var_1, var_5, es_2_5)."""
+        from ..evaluation import risk_columns
+
+        long = self.variance.stack().rename("forecast_variance").reset_index()
+        long.columns = ["date", "asset", "forecast_variance"]
+        long["date"] = long["date"].to_numpy().astype("datetime64[D]")
+        f = long["forecast_variance"].to_numpy()
+        return long.assign(**risk_columns(f)).sort_values(["date", "asset"], kind="stable").reset_index(drop=True)
+
+
+def _alpha(alpha) -> float:
+    check_number("alpha", alpha)
+    if not alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5) (a left-tail level such as 0.01), got {alpha}")
+    return float(alpha)
+
+
+class RiskModel:
+    """A meta-learned variance forecaster, as a quant uses an estimator:
+
+    >>> model = RiskModel.pretrained()                  # the shipped model, no training
+    >>> fc = model.forecast(prices)                     # prices: DataFrame, dates x assets (closes)
+    >>> fc.vol.iloc[-1], fc.var(0.01).iloc[-1]          # today's vol and 1 % t-VaR per asset
+
+    or ``RiskModel(learner="maml", horizon=1, history=60).fit(prices)``, then ``save(path)`` /
+    ``RiskModel.load(path)`` (a `metarisk` model directory, the same files the command reads)."""
+
+    def __init__(self, learner: str = "maml", horizon: int = 1, history: int = 60,
+                 options: TrainOptions = TrainOptions()):
+        self.learner_kind, self.horizon, self.history, self.options = learner, horizon, history, options
+        self._fitted = None  # (learner, TaskSpec, metadata)
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def load(cls, path) -> "RiskModel":
+        """A model directory written by ``save`` or `metarisk train` ('default': the shipped one)."""
+        learner, spec, meta = load_model(path)
+        model = cls(meta["learner"], spec.horizon, meta["history"])
+        model._fitted = (learner, spec, meta)
+        return model
+
+    @classmethod
+    def pretrained(cls) -> "RiskModel":
+        """The shipped model: MAML trained by `metarisk train --prices default` (seed 0), h = 1."""
+        return cls.load(PRETRAINED)
+
+    def fit(self, prices, train_end=None, *, returns: bool = False, steps: int | None = None,
+            seed: int | None = None, log=None) -> "RiskModel":
+        """Meta-train on 80 % of the panel's assets up to ``train_end`` (default: the last date)
+        and validate on the rest, as `metarisk train` does; ``steps`` / ``seed`` override the
+        options. Returns self."""
+        from dataclasses import replace
+
+        opts = replace(self.options, **{k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
+        panel = _panel(prices, returns)
+        end = check_training(panel, self.learner_kind, self.horizon, self.history, train_end, opts)
+        learner, spec, info = fit(panel, self.learner_kind, self.horizon, self.history, end, opts, log)
+        self.options = opts
+        self._fitted = (learner, spec, {"learner": self.learner_kind, "history": self.history,
+                                        "hidden": list(opts.hidden), **info})
+        return self
+
+    def save(self, path) -> Path:
+        """Write the model directory (model.json, model.pt), as `metarisk train` writes it."""
+        learner, spec, meta = self._model("save")
+        check_output(path, "dir")
+        return save_model(path, meta["learner"], learner, spec, history=meta["history"], hidden=meta["hidden"],
+                          info={k: v for k, v in meta.items() if k not in OWN_KEYS})
+
+    # ---------------------------------------------------------------- use
+    @property
+    def info(self) -> dict:
+        """The model's metadata: training assets, dates, validation losses, settings."""
+        return dict(self._model("info")[2])
+
+    def forecast(self, prices, start=None, *, returns: bool = False, history: int | None = None) -> RiskForecast:
+        """Forecasts for every asset and date of ``prices`` (from ``start``), each made at the close
+        of its date from data up to it; NaN where an asset has no forecast (before its second price)."""
+        learner, spec, meta = self._model("forecast")
+        panel = _panel(prices, returns)
+        long = forecast_panel(learner, spec, meta, panel, start=start, history=history)
+        lo = 0 if start is None else panel.row_of(start)
+        wide = long.pivot(index="date", columns="asset", values="forecast_variance")
+        wide = wide.reindex(index=pd.DatetimeIndex(panel.dates[lo:], name="date"), columns=list(panel.assets))
+        wide.columns.name = "asset"
+        nu = STUDENT_T_NU if learner.loss == "student_t_nll" else None
+        return RiskForecast(variance=wide, horizon=spec.horizon, nu=nu)
+
+    def _model(self, what: str):
+        if self._fitted is None:
+            raise ValueError(f"{what}: the model is not fitted; call fit(prices) or use RiskModel.pretrained() / "
+                             "RiskModel.load(path)")
+        return self._fitted
+
+    def __repr__(self) -> str:
+        state = "fitted" if self._fitted is not None else "not fitted"
+        return f"RiskModel(learner={self.learner_kind!r}, horizon={self.horizon}, history={self.history}; {state})"
