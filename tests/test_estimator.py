@@ -123,3 +123,40 @@ def test_the_readme_estimator_snippet_runs_as_written(tmp_path, monkeypatch, cap
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "my_model" / "model.json").exists() and "AAPL" in capsys.readouterr().out
+
+
+def test_forecast_writes_t_risk_at_any_level(closes, tmp_path):
+    src, out = tmp_path / "p.csv", tmp_path / "f.csv"
+    closes.to_csv(src)
+    assert main(["forecast", "--model", "default", "--prices", str(src), "--out", str(out), "--dist", "t",
+                 "--alpha", "0.01,0.025", "--quiet"]) == 0
+    cli = pd.read_csv(out)
+    assert list(cli.columns) == ["date", "asset", "forecast_variance", "var_1", "es_1", "var_2_5", "es_2_5"]
+    fc = RiskModel.pretrained().forecast(closes)
+    mine = fc.to_frame("t", [0.01, 0.025])
+    np.testing.assert_allclose(mine.iloc[:, 2:], cli.iloc[:, 2:], rtol=1e-12)
+    wide = fc.var(0.01).stack().to_numpy()  # dates x assets, the same order as the long table
+    np.testing.assert_allclose(np.sort(wide), np.sort(cli["var_1"].to_numpy()), rtol=1e-12)
+    for bad in ("0.6", "0", "a,b", ""):
+        with pytest.raises(SystemExit):
+            main(["forecast", "--model", "default", "--prices", str(src), "--out", str(out), "--alpha", bad])
+
+
+def test_t_risk_needs_a_t_model(closes, tmp_path):
+    import torch
+
+    from metarisk_fast.forecasting import make_learner, save_model
+    from metarisk_fast.tasks import TaskSpec
+
+    spec = TaskSpec(horizon=5)
+    torch.manual_seed(0)
+    learner = make_learner("maml", spec.n_features, (8,), 0.05, 2, loss="gaussian_nll")
+    save_model(tmp_path / "h5", "maml", learner, spec, history=60, hidden=(8,), info={})
+    src = tmp_path / "p.csv"
+    closes.to_csv(src)
+    assert main(["forecast", "--model", str(tmp_path / "h5"), "--prices", str(src), "--out", str(tmp_path / "f.csv"),
+                 "--dist", "t", "--quiet"]) == 2
+    fc = RiskModel.load(tmp_path / "h5").forecast(closes)
+    assert fc.nu is None and fc.var(0.01).equals(fc.var(0.01, "normal"))
+    with pytest.raises(ValueError, match="Gaussian likelihood"):
+        fc.to_frame("t")

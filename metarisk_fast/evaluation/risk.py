@@ -63,16 +63,25 @@ def expected_shortfall(variance, alpha: float, dist: str = "normal", nu: float |
     raise ValueError(f"dist must be 'normal' or 't', got {dist!r}")
 
 
-def risk_columns(variance) -> dict:
+def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas=None) -> dict:
     """The risk columns of every forecast table (``metarisk forecast``, the reports, the streaming
-    engine's snapshots): normal VaR at 1 % and 5 % and ES at 2.5 % of a one-day log return, as
-    return quantiles (negative); NaN where the variance is NaN (no forecast)."""
+    engine's snapshots) of a one-day log return, as return quantiles (negative); NaN where the
+    variance is NaN (no forecast). Without ``alphas``: VaR at 1 % and 5 % and ES at 2.5 %
+    (var_1, var_5, es_2_5); with them, var_<a> and es_<a> for each level a (in %, '.' as '_':
+    0.025 -> var_2_5). ``dist``: 'normal' or 't' (with ``nu`` degrees of freedom)."""
     v = np.asarray(variance, np.float64)
     if np.isinf(v).any() or (v < 0).any():
         raise ValueError("variance forecasts must be finite and >= 0 (NaN: no forecast)")
     sigma = np.sqrt(v)
-    return {"var_1": sigma * _normal_factors(0.01)[0], "var_5": sigma * _normal_factors(0.05)[0],
-            "es_2_5": sigma * _normal_factors(0.025)[1]}
+    if alphas is None:
+        return {"var_1": sigma * value_at_risk(1.0, 0.01, dist, nu), "var_5": sigma * value_at_risk(1.0, 0.05, dist, nu),
+                "es_2_5": sigma * expected_shortfall(1.0, 0.025, dist, nu)}
+    out = {}
+    for a in alphas:
+        name = f"{100 * a:g}".replace(".", "_")
+        out[f"var_{name}"] = sigma * value_at_risk(1.0, a, dist, nu)
+        out[f"es_{name}"] = sigma * expected_shortfall(1.0, a, dist, nu)
+    return out
 
 
 def _check_nu(nu):

@@ -14,7 +14,19 @@ FORECAST_COLUMNS_HELP = (
     "variance units: 1e-4 is a 1 % daily volatility). var_1 / var_5 are the normal 1 % / 5 % Value-at-Risk "
     "and es_2_5 the 2.5 % Expected Shortfall of a one-day log return, as return quantiles: negative numbers, "
     "a loss beyond var_1 is a return below it. For h > 1 they are one-day figures from the h-day mean daily "
-    "variance (scale by sqrt(h) for an h-day figure under independent returns).")
+    "variance (scale by sqrt(h) for an h-day figure under independent returns). --dist t and --alpha change "
+    "the distribution and the levels.")
+
+
+def levels(text: str) -> list[float]:
+    """--alpha: comma-separated tail levels in (0, 0.5)."""
+    try:
+        out = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not out or not all(0.0 < a < 0.5 for a in out):
+        raise argparse.ArgumentTypeError(f"levels must be in (0, 0.5) (left-tail probabilities), got {text!r}")
+    return out
 
 
 def _train_options(args):
@@ -48,7 +60,7 @@ def cmd_forecast(args):
     from .jobs import forecast_to_csv
 
     _wrote(forecast_to_csv(args.model, args.prices, args.out, start=args.start, history=args.history,
-                           log=progress_log(args)), args.out)
+                           dist=args.dist, alphas=args.alpha, log=progress_log(args)), args.out)
     return 0
 
 
@@ -221,6 +233,14 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     forecast.add_argument("--out", required=True, help="CSV file to write (columns below)")
     forecast.add_argument("--start", type=date, default=None,
                           help="first forecast date (default: as soon as history allows)")
+    forecast.add_argument("--dist", choices=["normal", "t"], default="normal",
+                          help="VaR / ES distribution: normal (default: the columns every report and the streaming "
+                               "engine write) or t (the Student t with the model's own degrees of freedom, the "
+                               "likelihood it is trained with; the normal 1 %% VaR is exceeded on about 2 %% of days "
+                               "on real indices)")
+    forecast.add_argument("--alpha", type=levels, default=None,
+                          help="VaR and ES levels, comma-separated (e.g. 0.01,0.05): columns var_<a> and es_<a> in "
+                               "%% (0.025 -> var_2_5) instead of var_1, var_5, es_2_5")
     forecast.set_defaults(func=cmd_forecast)
 
     stream = sub.add_parser(

@@ -16,7 +16,7 @@ from ..datasets import load_panel
 from ..evaluation import expected_shortfall, value_at_risk
 from ..forecasting import load_model, save_model
 from ..forecasting.model_files import OWN_KEYS, PRETRAINED
-from .jobs import TrainOptions, check_training, fit, forecast_panel
+from .jobs import TrainOptions, check_training, fit, forecast_panel, model_nu
 
 
 def _panel(prices, returns: bool) -> PricePanel:
@@ -81,15 +81,19 @@ class RiskForecast:
         out[ok] = fn(v[ok])
         return pd.DataFrame(out, index=self.variance.index, columns=self.variance.columns)
 
-    def to_frame(self) -> pd.DataFrame:
-        """`metarisk forecast`'s long table (date, asset, forecast_variance, var_1, var_5, es_2_5)."""
+    def to_frame(self, dist: str = "normal", alphas=None) -> pd.DataFrame:
+        """`metarisk forecast`'s long table with its ``--dist`` and ``--alpha`` (date, asset,
+        forecast_variance, then var_1, var_5, es_2_5, or var_<a> and es_<a> for each level)."""
         from ..evaluation import risk_columns
 
+        if dist == "t" and not self.nu:
+            raise ValueError("dist 't': the model is trained with a Gaussian likelihood; use dist='normal'")
         long = self.variance.stack().rename("forecast_variance").reset_index()
         long.columns = ["date", "asset", "forecast_variance"]
         long["date"] = long["date"].to_numpy().astype("datetime64[D]")
         f = long["forecast_variance"].to_numpy()
-        return long.assign(**risk_columns(f)).sort_values(["date", "asset"], kind="stable").reset_index(drop=True)
+        cols = risk_columns(f, dist, self.nu, None if alphas is None else [_alpha(a) for a in alphas])
+        return long.assign(**cols).sort_values(["date", "asset"], kind="stable").reset_index(drop=True)
 
 
 def _alpha(alpha) -> float:
@@ -167,8 +171,7 @@ class RiskModel:
         wide = long.pivot(index="date", columns="asset", values="forecast_variance")
         wide = wide.reindex(index=pd.DatetimeIndex(panel.dates[lo:], name="date"), columns=list(panel.assets))
         wide.columns.name = "asset"
-        nu = STUDENT_T_NU if learner.loss == "student_t_nll" else None
-        return RiskForecast(variance=wide, horizon=spec.horizon, nu=nu)
+        return RiskForecast(variance=wide, horizon=spec.horizon, nu=model_nu(learner))
 
     def _model(self, what: str):
         if self._fitted is None:

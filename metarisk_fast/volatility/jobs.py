@@ -16,6 +16,7 @@ import torch
 
 from .._checks import check_int, check_number
 from .._files import atomic_write_text, check_output
+from .._types import STUDENT_T_NU
 from ..data import MAX_GAP_DAYS, data_report
 from ..datasets import ignore, load_panel
 from ..evaluation import Evaluation, evaluate as evaluate_forecasts, qlike_log, risk_columns
@@ -233,17 +234,42 @@ def _stderr(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------- forecast
-def forecast(model, prices, *, start=None, history: int | None = None, log: Log = None) -> pd.DataFrame:
+def forecast(model, prices, *, start=None, history: int | None = None, dist: str = "normal", alphas=None,
+             log: Log = None) -> pd.DataFrame:
     """The forecast table (columns: date, asset, forecast_variance and ``risk_columns``) of every
     asset from ``start`` (default: as soon as history allows); ``model`` is a model directory."""
     learner, spec, meta = load_model(model)
     return forecast_panel(learner, spec, meta, load_panel(prices, log or ignore), start=start, history=history,
-                          log=log)
+                          dist=dist, alphas=alphas, log=log)
+
+
+def model_nu(learner) -> float | None:
+    """The Student t degrees of freedom of the learner's training likelihood (None: Gaussian)."""
+    return STUDENT_T_NU if learner.loss == "student_t_nll" else None
+
+
+def check_risk(learner, dist: str, alphas) -> tuple:
+    """(dist, nu, alphas) of a forecast table's risk columns, checked: 't' needs a model trained
+    with the t likelihood (its degrees of freedom); each level in (0, 0.5)."""
+    if dist not in ("normal", "t"):
+        raise ValueError(f"--dist must be 'normal' or 't', got {dist!r}")
+    nu = model_nu(learner)
+    if dist == "t" and nu is None:
+        raise ValueError(f"--dist t: this model is trained with a Gaussian likelihood ({learner.loss}, h > 1), "
+                         "so it has no degrees of freedom; use --dist normal")
+    if alphas is not None:
+        alphas = [check_number("alpha", a) for a in alphas]
+        bad = [a for a in alphas if not a < 0.5]
+        if bad or not alphas:
+            raise ValueError(f"--alpha: give left-tail levels in (0, 0.5) such as 0.01,0.05, got {alphas}")
+    return dist, nu, alphas
 
 
 def forecast_panel(learner, spec: TaskSpec, meta: dict, panel, *, start=None, history: int | None = None,
-                   log: Log = None) -> pd.DataFrame:
-    """``forecast`` of a loaded model (learner, TaskSpec, model.json metadata) on a PricePanel."""
+                   dist: str = "normal", alphas=None, log: Log = None) -> pd.DataFrame:
+    """``forecast`` of a loaded model (learner, TaskSpec, model.json metadata) on a PricePanel;
+    risk columns as evaluation.risk_columns(dist, alphas) with the model's degrees of freedom."""
+    dist, nu, alphas = check_risk(learner, dist, alphas)
     if history is not None:
         check_int("history", history, 1, 5000)
     history = meta["history"] if history is None else history
@@ -263,7 +289,8 @@ def forecast_panel(learner, spec: TaskSpec, meta: dict, panel, *, start=None, hi
                          "forecast needs two prices of the asset: a return)")
     f, A, R = f[ok], A[ok], R[ok]
     return pd.DataFrame({"date": panel.dates[R], "asset": np.asarray(panel.assets, dtype=object)[A],
-                         "forecast_variance": f, **risk_columns(f)}).sort_values(["date", "asset"], kind="stable")
+                         "forecast_variance": f, **risk_columns(f, dist, nu, alphas)}).sort_values(["date", "asset"],
+                                                                                                  kind="stable")
 
 
 def forecast_to_csv(model, prices, out, **kw) -> pd.DataFrame:
