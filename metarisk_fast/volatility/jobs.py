@@ -353,14 +353,15 @@ LISTING_EVERY, LISTING_DAYS = 126, 250  # the demo's simulated listings: one eve
 def new_listings(panel, assets, first_row: int, spec: TaskSpec, trained: dict, garch: bool, log: Log) -> Evaluation:
     """The held-out ``assets`` as new listings: each lists every LISTING_EVERY days from
     ``first_row`` with only its first LISTING_DAYS prices (tasks.simulated_listings); every trained
-    learner forecasts from the second price (k = 60), against EWMA and, with ``garch``, GARCH-t and
-    GJR-GARCH-t fitted on the post-listing returns only (refit every 21 days, from 60 returns)."""
+    learner forecasts from the second price (k = 60), against EWMA, HAR and log-HAR (from their
+    first fit, 50 realised days) and, with ``garch``, GARCH-t and GJR-GARCH-t fitted on the
+    post-listing returns only (refit every 21 days, from 60 returns)."""
     listed = simulated_listings(panel, assets, panel.dates[-1], every=LISTING_EVERY, length=LISTING_DAYS,
                                 start=panel.dates[first_row])
     builder = EpisodeBuilder(listed, spec)
     A, R = grid(listed, listed.assets, 1, listed.n_days - 1 - spec.horizon)
     fc = {kind: MetaForecaster(l, 60, name=kind).predict(builder, A, R) for kind, l in trained.items()}
-    base = {"ewma": EWMAForecaster().predict(builder, A, R)}
+    base = {b.name: b.predict(builder, A, R) for b in baselines(garch=False)}
     if garch:
         for name, gjr in (("garch_t", False), ("gjr_garch_t", True)):
             say(log, f"  {name} on the listings")
