@@ -110,21 +110,6 @@ def test_the_shipped_model_is_what_its_settings_train(tmp_path):
     assert meta["validation"]["qlike_model"] < meta["validation"]["qlike_ewma"]
 
 
-# the embedded panel's known faults (a split, a stale stretch, rounding) are warned, as they should be
-@pytest.mark.filterwarnings("ignore::metarisk_fast.data.panel.QuantisationWarning")
-@pytest.mark.filterwarnings("ignore::metarisk_fast.data.DataQualityWarning")
-def test_the_readme_estimator_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
-    import re
-    from pathlib import Path
-
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    start = readme.index("The forecaster as an estimator")
-    code = re.search(r"```python\n(.*?)```", readme[start:], re.S).group(1)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
-    assert (tmp_path / "my_model" / "model.json").exists() and "AAPL" in capsys.readouterr().out
-
-
 def test_forecast_writes_t_risk_at_any_level(closes, tmp_path):
     src, out = tmp_path / "p.csv", tmp_path / "f.csv"
     closes.to_csv(src)
