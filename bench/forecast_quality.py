@@ -57,6 +57,9 @@ class Recipe:
     loss: str | None = "gaussian_nll"  # None: the shipped rule, TARGET.loss_for(horizon)
     max_ratio: float = float(np.exp(50.0))  # forecasts within [EWMA / max_ratio, EWMA * max_ratio]
 
+    def spec(self, horizon: int = 1) -> TaskSpec:
+        return TaskSpec(horizon=horizon, support=60, query=QUERY, features=self.features)
+
     def forecaster(self, learner, k: int, name: str = "maml") -> MetaForecaster:
         return MetaForecaster(learner, k, name=name, target=AnchorRatioTarget(output_clip=float(np.log(self.max_ratio))))
 
@@ -94,6 +97,24 @@ RECIPES = {
         CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06), loss=None, max_ratio=5.0),
 }
 CHOSEN = "shipped: t loss, 1500 steps, inner lr 0.06, within 5x EWMA, targets floored at 0.05"
+HEAD = "head: one Newton step of a linear head (width 8) on a shared body"
+HEAD_OPTIONS = replace(LONG, hidden=(32,), steps=3000)  # forecasting.training_default("head", ...)
+HEAD_CHOSEN = f"{HEAD}, body 32, 3000 steps"
+RECIPES.update({
+    f"{HEAD}, body 32, 1500 steps": Recipe(CLOSE_FEATURES, "head", replace(HEAD_OPTIONS, steps=1500), loss=None,
+                                          max_ratio=5.0),
+    f"{HEAD}, body 64-64, 1500 steps": Recipe(CLOSE_FEATURES, "head", replace(LONG, hidden=(64, 64)), loss=None,
+                                             max_ratio=5.0),
+    f"{HEAD}, body 32-32, 1500 steps": Recipe(CLOSE_FEATURES, "head", replace(LONG, hidden=(32, 32)), loss=None,
+                                             max_ratio=5.0),
+    HEAD_CHOSEN: Recipe(CLOSE_FEATURES, "head", HEAD_OPTIONS, loss=None, max_ratio=5.0),
+    f"{HEAD_CHOSEN}, seed 1": Recipe(CLOSE_FEATURES, "head", replace(HEAD_OPTIONS, seed=1), loss=None, max_ratio=5.0),
+    f"{HEAD_CHOSEN}, seed 2": Recipe(CLOSE_FEATURES, "head", replace(HEAD_OPTIONS, seed=2), loss=None, max_ratio=5.0),
+    f"{CHOSEN}, seed 1": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06, seed=1), loss=None,
+                                     max_ratio=5.0),
+    f"{CHOSEN}, seed 2": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06, seed=2), loss=None,
+                                     max_ratio=5.0),
+})
 
 panel = load_panel("default")
 TRAIN_ASSETS, TEST_ASSETS = asset_split(panel.assets, 5, seed=0)  # the demo's split
@@ -126,9 +147,10 @@ def train(recipe: Recipe, builder, assets, end):
     o = recipe.options
     torch.manual_seed(o.seed)
     loss = recipe.loss or TARGET.loss_for(builder.spec.horizon)
-    learner = make_learner(recipe.learner, builder.spec.n_features, o.hidden, o.inner_lr, o.inner_steps, loss=loss)
+    learner = make_learner(recipe.learner, builder.spec.n_features, o.hidden_for(recipe.learner), o.inner_lr,
+                           o.inner_steps, loss=loss)
     t0 = time.perf_counter()
-    train_meta(learner, builder, assets, end, steps=o.steps, batch=o.batch, lr=o.meta_lr, seed=o.seed,
+    train_meta(learner, builder, assets, end, steps=o.steps_for(recipe.learner), batch=o.batch, lr=o.meta_lr, seed=o.seed,
                supports=DEFAULT_HISTORIES, young=young_builder(builder, assets, end, o))
     return learner, time.perf_counter() - t0
 
@@ -136,14 +158,14 @@ def train(recipe: Recipe, builder, assets, end):
 def recipe_scores(split: str, only: str = "") -> pd.DataFrame:
     rows = []
     for name, recipe in RECIPES.items():
-        if only not in name:
+        if not any(part in name for part in only.split("|")):
             continue
-        builder = EpisodeBuilder(panel, TaskSpec(horizon=1, support=60, query=QUERY, features=recipe.features))
+        builder = EpisodeBuilder(panel, recipe.spec(1))
         A, R, end = score_rows(split, 1)
         learner, seconds = train(recipe, builder, SPLITS[split]["fit"], end)
         base = baselines(builder, split, 1, A, R)
         y = builder.y[R, A]
-        row = {"recipe": name, "train_s": round(seconds, 1)}
+        row = {"recipe": name, "train_s": round(seconds, 1), "machine": MACHINE}
         for k in DEFAULT_HISTORIES:
             f = recipe.forecaster(learner, k).predict(builder, A, R)
             ok = np.isfinite(y) & np.isfinite(f) & np.all([np.isfinite(v) for v in base.values()], axis=0)
@@ -177,7 +199,7 @@ def report(out: Path, learner_kind: str = "maml") -> None:
     recipe = RECIPES[CHOSEN]
     tables = []
     for h in (1, 5, 22):
-        builder = EpisodeBuilder(panel, TaskSpec(horizon=h, support=60, query=QUERY, features=recipe.features))
+        builder = EpisodeBuilder(panel, recipe.spec(h))
         A, R, end = score_rows("test", h)
         learner, _ = train(recipe, builder, TRAIN_ASSETS, end)
         base = baselines(builder, "test", h, A, R)
@@ -212,7 +234,7 @@ def new_listing(out: Path, recipe: Recipe, learner_kind: str, listed="2015-01-02
     cols = panel.asset_index(TEST_ASSETS)
     close[:first, cols] = np.nan
     listed_panel = replace(panel, close=close)
-    builder = EpisodeBuilder(listed_panel, TaskSpec(horizon=1, support=60, query=QUERY, features=recipe.features))
+    builder = EpisodeBuilder(listed_panel, recipe.spec(1))
     train_builder = EpisodeBuilder(panel, builder.spec)
     _, _, end = score_rows("test", 1)
     learner, _ = train(recipe, train_builder, TRAIN_ASSETS, end)
@@ -241,7 +263,7 @@ def young_assets(out: Path, split: str = "test", every: int = 63, length: int = 
     trained on 11 of them to 2009-12-31. MAML as shipped, and trained with the simulated listings
     of its training assets (TrainOptions.young_listings)."""
     recipe = RECIPES[CHOSEN]
-    spec = TaskSpec(horizon=1, support=60, query=QUERY, features=recipe.features)
+    spec = recipe.spec(1)
     ys = YOUNG_SPLITS[split]
     listed = simulated_listings(panel, ys["listed"], ys["end"] or panel.dates[-1], every=every, length=length,
                                 start=ys["start"])
@@ -252,7 +274,7 @@ def young_assets(out: Path, split: str = "test", every: int = 63, length: int = 
     nxt = builder.returns[R + 1, A]
     learners = learners or {
         "maml": recipe, "maml, young listings": replace(recipe, options=replace(recipe.options, young_listings=True)),
-        "pooled": replace(recipe, learner="pooled")}
+        "pooled": replace(recipe, learner="pooled"), "head": RECIPES[HEAD_CHOSEN]}
     fc, seconds = {}, {}
     for name, r in learners.items():
         learner, seconds[name] = train(r, train_builder, SPLITS[split]["fit"], end)
@@ -326,18 +348,22 @@ def _cpu() -> str:
         return platform.processor() or platform.machine()
 
 
+MACHINE = f"{_cpu()}, 2 threads, torch {torch.__version__}"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="bench/forecast_quality")
     p.add_argument("--stages", default="validation,test,report,render")
-    p.add_argument("--recipes", default="", help="only the recipes whose name contains this")
+    p.add_argument("--recipes", default="", help="only the recipes whose name contains this (or any of A|B|...)")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
-    machine = f"{_cpu()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    if not all(s.startswith("young") for s in a.stages.split(",")):  # the young stages record it in their JSON
-        (out / "machine.txt").write_text(machine + "\n")
+    machine = MACHINE
+    if not a.recipes and not all(s.startswith("young") for s in a.stages.split(",")):
+        (out / "machine.txt").write_text(machine + "\n")  # the young stages record it in their JSON; a run of
+        # some recipes in their rows' machine column
     for stage in a.stages.split(","):
         t0 = time.perf_counter()
         if stage in ("validation", "test"):

@@ -2,7 +2,9 @@
 assets, the default model's shape (MLP 5-64-64-1, K = 60 support rows, S = 5 inner steps);
 latency p50 / p99 of one ``update`` after a 500-bar warm-up, for the features alone, an exact bar
 (every asset re-adapted), re-adaptation every 5 and 20 bars, and a bar without re-adaptation
-(every asset predicts with the weights of its last adaptation). Peers in the same run: the features
+(every asset predicts with the weights of its last adaptation), and the head learner's exact bar
+(learners/head.py: every asset's head re-solved from running statistics; body 32, width 8) for
+up to 5,000 assets. Peers in the same run: the features
 bar with talipp's incremental indicators, recomputing the forecast through the batch API every bar
 (a trailing 250-bar window), and arch's one-step GARCH(1,1) forecast with fixed parameters updated
 per bar. An exact bar's GFLOP/s is printed against the same run's matrix-product rate: its
@@ -19,7 +21,8 @@ from metarisk_fast.tasks import EpisodeBuilder, TaskSpec
 WARM, HIDDEN, K, S = 500, (64, 64), 60, 5
 SPEC = TaskSpec()
 SIZES = [SPEC.n_features, *HIDDEN, 1]
-ROUNDS = {1: 400, 100: 60, 500: 20}
+ROUNDS = {1: 400, 100: 60, 500: 20, 5000: 20}
+HEAD_ROUNDS = {1: 400, 100: 400, 500: 200, 5000: 60}
 FEATURE_ROUNDS = 1600
 NEVER = 100_000  # readapt_every: after the warm-up's adaptation, bars without re-adaptation
 
@@ -60,7 +63,7 @@ def _engine(panel, readapt_every=1):
     return engine
 
 
-@pytest.mark.parametrize("n_assets", [1, 100, 500])
+@pytest.mark.parametrize("n_assets", [1, 100, 500, 5000])
 def test_metarisk_fast_features_bar(benchmark, n_assets):
     benchmark.group = f"stream features, {n_assets} assets"
     panel = _panel(n_assets)
@@ -101,6 +104,22 @@ def test_metarisk_fast_engine_bar(benchmark, n_assets, readapt_every):
     _latency(benchmark, lambda i: engine.update(panel.close[i]), ROUNDS[n_assets])
     if readapt_every == 1:
         benchmark.extra_info["GFLOP_s"] = round(n_assets * flops_per_asset() / benchmark.stats.stats.median / 1e9, 1)
+
+
+@pytest.mark.parametrize("n_assets", [1, 100, 500, 5000])
+def test_head_engine_bar(benchmark, n_assets):
+    """The head learner's exact bar: every asset's support statistics updated (one row in, one
+    out) and its head solved, the forecasts equal to the batch path's bit for bit."""
+    benchmark.group = f"stream risk bar, {n_assets} assets"
+    panel = _panel(n_assets)
+    torch.manual_seed(0)
+    learner = make_learner("head", SPEC.n_features, (32,))
+    with torch.no_grad():
+        for p in learner.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    engine = RiskEngine(learner, TaskSpec(scale="row"), list(panel.assets), history=K)
+    engine.warm_up(panel.select(end=panel.dates[WARM - 1]))
+    _latency(benchmark, lambda i: engine.update(panel.close[i]), HEAD_ROUNDS[n_assets])
 
 
 @pytest.mark.parametrize("n_assets", [1, 100, 500])

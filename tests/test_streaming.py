@@ -30,6 +30,14 @@ def maml_dir(tmp_path_factory):
     return _model(tmp_path_factory, "maml")
 
 
+@pytest.fixture(scope="module", params=["maml", "head"])
+def exact_dir(request, tmp_path_factory):
+    """The two exact engine paths: a gradient learner re-adapted on every bar, and the head
+    learner's running statistics (learners/head.py)."""
+    kind = request.param
+    return _model(tmp_path_factory, kind, TaskSpec(scale="row") if kind == "head" else TaskSpec())
+
+
 @pytest.fixture(scope="module")
 def panel():
     p = datasets.load_sp500_20(warn_data=False)
@@ -63,10 +71,13 @@ def batch(model, panel: PricePanel) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("data", ["clean", "gappy"])
-def test_replay_is_the_batch_forecast_bit_for_bit(maml_dir, panel, data):
+def test_replay_is_the_batch_forecast_bit_for_bit(exact_dir, panel, data):
     p = panel if data == "clean" else gappy(panel)
-    got, want = replay(RiskEngine.from_model(maml_dir, list(p.assets)), p), batch(maml_dir, p)
+    engine = RiskEngine.from_model(exact_dir, list(p.assets))
+    got, want = replay(engine, p), batch(exact_dir, p)
     pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+    # the head learner's engine runs on its running statistics, never re-adapting from the store
+    assert (engine.state_dict()["state.head_stats"].any()) == (exact_dir.name.startswith("head"))
 
 
 def with_calendar_gap() -> PricePanel:
@@ -78,7 +89,7 @@ def with_calendar_gap() -> PricePanel:
     return PricePanel(dates=p.dates[keep], assets=p.assets, close=p.close[keep], source="holed")
 
 
-def test_a_calendar_gap_restarts_every_asset_in_batch_and_stream_alike(maml_dir):
+def test_a_calendar_gap_restarts_every_asset_in_batch_and_stream_alike(exact_dir):
     """After a gap of more than 5 business days between consecutive dates nothing crosses the gap:
     no forecast until each asset has its history again (the return across the gap would be a year
     and a half's move), and none after it is far above the variance realised after it; the replay
@@ -91,8 +102,8 @@ def test_a_calendar_gap_restarts_every_asset_in_batch_and_stream_alike(maml_dir)
     frame = pd.DataFrame(p.close, index=pd.Index(p.dates, name="Date"), columns=list(p.assets))
     with pytest.warns(CalendarGapWarning, match=rf"no prices from {p.dates[249]} to {p.dates[250]}"):
         load_prices(frame)
-    want = batch(maml_dir, p)
-    engine = RiskEngine.from_model(maml_dir, list(p.assets))
+    want = batch(exact_dir, p)
+    engine = RiskEngine.from_model(exact_dir, list(p.assets))
     with pytest.warns(CalendarGapWarning, match=f"bar {p.dates[250]}: {missing} business days after"):
         got = replay(engine, p)
     pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
@@ -106,7 +117,7 @@ def test_a_calendar_gap_restarts_every_asset_in_batch_and_stream_alike(maml_dir)
     # the forecasts right after it are several times what the days after it realise
     joined = PricePanel(dates=np.busday_offset(p.dates[0], np.arange(p.n_days), roll="forward"), assets=p.assets,
                         close=p.close, source="joined")
-    spliced = batch(maml_dir, joined)
+    spliced = batch(exact_dir, joined)
     early = spliced[spliced.date.between(joined.dates[251], joined.dates[hi])].groupby("asset").forecast_variance.max()
     assert (early.to_numpy() > 5 * realised[[p.assets.index(a) for a in early.index]]).any()
 
@@ -123,11 +134,11 @@ def test_every_learner_streams_its_batch_forecast(tmp_path_factory, panel, kind)
     np.testing.assert_allclose(got.forecast_variance, want.forecast_variance, rtol=rtol, atol=0)
 
 
-def test_warm_up_then_update_equals_updates_alone(maml_dir, panel):
+def test_warm_up_then_update_equals_updates_alone(exact_dir, panel):
     p = gappy(panel)
     cut = 350
-    whole = replay(RiskEngine.from_model(maml_dir, list(p.assets)), p)
-    engine = RiskEngine.from_model(maml_dir, list(p.assets))
+    whole = replay(RiskEngine.from_model(exact_dir, list(p.assets)), p)
+    engine = RiskEngine.from_model(exact_dir, list(p.assets))
     first = engine.warm_up(p.select(end=p.dates[cut - 1]))
     assert first.date == p.dates[cut - 1]
     rest = replay(engine, p, start=cut)
@@ -136,16 +147,16 @@ def test_warm_up_then_update_equals_updates_alone(maml_dir, panel):
     np.testing.assert_array_equal(first.variance[first.ready], last.forecast_variance.values)
 
 
-def test_save_restore_copy_and_peek_continue_exactly(maml_dir, panel, tmp_path):
+def test_save_restore_copy_and_peek_continue_exactly(exact_dir, panel, tmp_path):
     p = gappy(panel)
-    engine = RiskEngine.from_model(maml_dir, list(p.assets))
+    engine = RiskEngine.from_model(exact_dir, list(p.assets))
     engine.warm_up(p.select(end=p.dates[299]))
     engine.save(tmp_path / "state.npz")
     twin = engine.copy()
     before = engine.state_dict()
     peeked = engine.peek(p.close[300], date=p.dates[300])
     assert same_state(before, engine.state_dict())
-    restored = RiskEngine.load(tmp_path / "state.npz", maml_dir)
+    restored = RiskEngine.load(tmp_path / "state.npz", exact_dir)
     outs = [replay(e, p, start=300) for e in (engine, twin, restored)]
     for o in outs[1:]:
         pd.testing.assert_frame_equal(o, outs[0], check_exact=True)
@@ -165,8 +176,8 @@ def test_a_state_from_another_model_is_refused(maml_dir, tmp_path_factory, panel
         RiskEngine.load(tmp_path / "junk.npz", maml_dir)
 
 
-def test_rejected_bars_change_nothing(maml_dir, panel):
-    engine = RiskEngine.from_model(maml_dir, list(panel.assets))
+def test_rejected_bars_change_nothing(exact_dir, panel):
+    engine = RiskEngine.from_model(exact_dir, list(panel.assets))
     engine.warm_up(panel.select(end=panel.dates[200]))
     before = engine.state_dict()
     good = panel.close[201]
@@ -195,12 +206,12 @@ def test_a_mapping_bar_is_a_bar_in_asset_order(maml_dir, panel):
     np.testing.assert_array_equal(got.variance, want.variance)
 
 
-def test_assets_added_and_removed_mid_stream(maml_dir, panel):
+def test_assets_added_and_removed_mid_stream(exact_dir, panel):
     """An asset added at bar s forecasts like one whose prices start at s in the batch path; the
     others are unaffected by additions and removals."""
     s = 150
     names = list(panel.assets)
-    engine = RiskEngine.from_model(maml_dir, names[:-1])
+    engine = RiskEngine.from_model(exact_dir, names[:-1])
     for i in range(s):
         engine.update(panel.close[i, :-1], date=panel.dates[i])
     engine.add_asset(names[-1])
@@ -208,7 +219,7 @@ def test_assets_added_and_removed_mid_stream(maml_dir, panel):
     got = replay(engine, PricePanel(dates=panel.dates, assets=tuple(names[1:]), close=panel.close[:, 1:]), start=s)
     late = panel.close.copy()
     late[:s, -1] = np.nan
-    want = batch(maml_dir, PricePanel(dates=panel.dates, assets=panel.assets, close=late))
+    want = batch(exact_dir, PricePanel(dates=panel.dates, assets=panel.assets, close=late))
     want = want[(want.date >= panel.dates[s]) & (want.asset != names[0])].reset_index(drop=True)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     with pytest.raises(ValueError, match="already"):

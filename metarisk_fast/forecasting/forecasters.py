@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..learners import input_scale
 from ..tasks import TARGET, EpisodeBuilder
 from ..tasks.target import AnchorRatioTarget
 
@@ -60,6 +61,7 @@ class MetaForecaster(Forecaster):
         """fn(xs, ys, xq, anchor) of the forecast task of each (asset, row) pair (NaN where the
         asset has less than ``min_history`` usable days)."""
         asset, rows = np.asarray(asset, np.int64), np.asarray(rows, np.int64)
+        builder = builder.with_scale(input_scale(self.learner))
         out = np.full(len(asset), np.nan)
         avail = np.minimum(builder.available_history(asset, rows), self.history)
         # one batched call per distinct history length (nearly all pairs have the full one)

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import torch
 
-from ..learners import MAML, MLP, MemoryAugmentedNet, MemoryConditionedMAML, MetaSGD, Reptile
+from ..learners import MAML, HeadNewton, MLP, MemoryAugmentedNet, MemoryConditionedMAML, MetaSGD, Reptile
 from ..tasks import TARGET
 from .training import pooled_learner
 
-LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml")
+LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml", "head")
 MEMORY_LEARNERS = ("memory",)  # learners whose support is written into an external memory of memory_slots rows
 MEMORY_SLOTS = 256  # >= the longest few-shot history written into one episode's memory
+
+
+TRAINING_DEFAULTS = {"hidden": (64, 64), "steps": 1500}
+# the head learner's, chosen on validation (bench/FORECAST_QUALITY.md): a body of one layer of 32
+# (two of 64 scored worse, and the body runs on every bar of the engine) and 3000 meta-steps (at
+# 1500 it had not converged; a step costs a fifth of a MAML step)
+HEAD_TRAINING_DEFAULTS = {"hidden": (32,), "steps": 3000}
+
+
+def training_default(kind: str, name: str):
+    """Learner ``kind``'s default ``name`` ("hidden" layer sizes or meta-training "steps")."""
+    return (HEAD_TRAINING_DEFAULTS if kind == "head" else TRAINING_DEFAULTS)[name]
 
 
 def _zero_output(net: MLP) -> None:
@@ -31,6 +43,8 @@ def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 
         model = MemoryAugmentedNet(n_features, width=32, slots=memory_slots, hidden=tuple(hidden), loss=loss)
         _zero_output(model.decoder)
         return model
+    if kind == "head":
+        return HeadNewton(n_features, tuple(hidden), loss=loss)
     net = MLP(n_features, tuple(hidden), 1)
     _zero_output(net)
     if kind == "pooled":

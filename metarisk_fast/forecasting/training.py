@@ -12,7 +12,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from .._files import atomic_write_bytes
-from ..learners import MAML
+from ..learners import MAML, input_scale
 from ..tasks import TARGET, EpisodeBuilder
 
 # support rows of the young episodes that start at a simulated listing (0: zero-shot, the prior alone)
@@ -102,6 +102,8 @@ def train_meta(learner, builder: EpisodeBuilder, assets, end, *, steps: int, bat
     (``skipped``); a run where most batches diverge is an error. ``checkpoint``: a file rank 0
     rewrites every ``checkpoint_every`` steps, and ``resume`` continues from it."""
     rank, world = process_group()
+    builder = builder.with_scale(input_scale(learner))
+    young = None if young is None else young.with_scale(input_scale(learner))
     if batch % world:
         raise ValueError(f"the meta-batch ({batch} tasks) must split evenly over the {world} processes")
     torch.manual_seed(seed)

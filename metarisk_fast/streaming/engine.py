@@ -36,14 +36,14 @@ from ..data import MAX_GAP_DAYS, CalendarGapWarning, DataError, missing_business
 from ..datasets import load_panel
 from ..evaluation import risk_columns
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
-from ..forecasting import MetaForecaster, load_model
+from ..forecasting import MetaForecaster, input_scale, load_model
 from ..tasks import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, anchor_variance, network_inputs,
                      forecastable, normalise_query, normalise_task, young_args, young_row)
 
-STATE_FORMAT = 2
+STATE_FORMAT = 3
 _ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
            "sup_x", "sup_y", "sup_target", "count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_at",
-           "phase", "age", "age_sq_sum", "age_ewma")
+           "phase", "age", "age_sq_sum", "age_ewma", "head_phi", "head_slopes", "head_stats", "row_phi")
 _PER_ASSET = ("count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_at", "phase", "age", "age_sq_sum",
               "age_ewma")
 
@@ -115,6 +115,13 @@ class RiskEngine:
                              f"needs a gradient-based learner (MAML, FOMAML, Reptile, Meta-SGD); "
                              f"{type(learner).__name__} re-adapts on every bar (readapt_every=1)")
         check_number("online_lr", online_lr, allow_zero=True, note=" (0: the model stays as trained)")
+        self._incremental = hasattr(learner, "stream_bar")  # the head learner: running statistics per asset
+        if self._incremental and online_lr:
+            raise ValueError("online_lr needs a learner whose initialisation may move between bars; the head learner's "
+                             "running statistics are computed at its trained head (online_lr=0)")
+        if spec.scale != input_scale(learner):
+            raise ValueError(f"{type(learner).__name__} was trained on rows normalised with scale="
+                             f"{input_scale(learner)!r}; the TaskSpec given has scale={spec.scale!r}")
         if ANCHOR_FEATURE not in spec.features.names:
             raise ValueError(f"the model's feature set has no {ANCHOR_FEATURE} (the anchor of every forecast)")
         assets = self._check_names(assets)
@@ -139,6 +146,8 @@ class RiskEngine:
         self.history, self.min_history, self.readapt_every = int(history), int(min_history), int(readapt_every)
         self.forecaster = MetaForecaster(learner, self.history, min_history=self.min_history)
         self._anchor_row = spec.features.names.index(ANCHOR_FEATURE)
+        self._head_params = learner.kernel_params() if self._incremental else None
+        self._head_z = None  # the head learner's outputs of the last bar (_head_bar)
         self._young_args = young_args(spec.features)
         self._pushed = np.empty((0, 2), np.int64)  # scratch of _advance: (asset, slot) of the stored rows
         self.assets: list[str] = []
@@ -158,7 +167,7 @@ class RiskEngine:
         learner (then ``spec`` defaults to TaskSpec() and ``history`` to 60)."""
         sha = None
         if isinstance(model, torch.nn.Module):
-            spec, history = spec or TaskSpec(), history or 60
+            spec, history = spec or TaskSpec(scale=input_scale(model)), history or 60
             learner = model
         else:
             learner, saved_spec, meta = load_model(model)
@@ -181,8 +190,12 @@ class RiskEngine:
         h, H, D = self.spec.horizon, self.history, self.spec.n_features
         S = 4 if self._ohlc else 1
         P = sum(p.numel() for p in self.learner.net.parameters()) if self.readapt_every > 1 else 0
+        head = (self.learner.stream_state(n, H) if self._incremental else
+                {"head_phi": np.zeros((n, H, 0)), "head_slopes": np.zeros((n, H, 0)),
+                 "head_stats": np.zeros((n, 0), np.int64)})
+        head["row_phi"] = np.zeros((h + 2, n, head["head_phi"].shape[2]))  # the head's features of the delay line's rows
         # adapted weights: float32, the dtype of the tasks the learner adapts on
-        return {"last_price": np.full((S, n), np.nan), "gap": np.zeros((S, n), np.int64), "seen": np.zeros((S, n), bool),
+        return {**head, "last_price": np.full((S, n), np.nan), "gap": np.zeros((S, n), np.int64), "seen": np.zeros((S, n), bool),
                 "row_x": np.full((h + 2, n, D), np.nan), "row_anchor": np.full((h + 2, n), np.nan),
                 "row_ok": np.zeros((h + 2, n), bool), "row_break": np.ones((h + 2, n), bool),
                 "row_y": np.full((h + 2, n), np.nan), "sq_returns": np.full((h, n), np.nan),
@@ -233,7 +246,7 @@ class RiskEngine:
 
     @staticmethod
     def _asset_axis(key: str) -> int:
-        return 0 if key.startswith("sup_") or key in _PER_ASSET else 1
+        return 0 if key.startswith(("sup_", "head_")) or key in _PER_ASSET else 1
 
     def _append(self, names, fresh_streams: bool) -> None:
         n = len(names)
@@ -320,10 +333,28 @@ class RiskEngine:
             e = (t - self.spec.horizon - 1) % (self.spec.horizon + 2)
             st["sup_target"][j, p] = TARGET.encode(st["sup_y"][j, p], st["row_anchor"][e, j])[:, 0]
             st["pushed_at"][j] = t
+        if self._incremental:
+            self._head_z = self._head_bar(x, ok, n)
         self.t += 1
         if date is not None:
             self.last_date = date
         return x, anchor, ok
+
+    def _head_bar(self, x, ok, n: int) -> np.ndarray:
+        """The head learner's bar, one compiled call (HeadNewton.stream_bar): the features of the
+        bar's usable rows into the delay line (each row's body runs once, here); a stretch's
+        restart clears an asset's running statistics; the rows that joined the stores (the first n
+        of ``_pushed``) enter them, each replacing the row it overwrote; returns every ready asset's
+        output (NaN elsewhere), decoded by ``_forecast``."""
+        st, H, h, t = self._state, self.history, self.spec.horizon, self.t
+        use = np.flatnonzero(ok)
+        rows = normalise_query(x, use[:, None], np.ones(len(use)), self.spec.n_scaled, self.spec.row_scale)[:, 0]
+        return self.learner.stream_bar(self._head_params, rows, use, t % (h + 2), self._pushed, n, (t - h - 1) % (h + 2),
+                                       st["count"], H, st["sup_target"], self._ready(ok), st["row_phi"], st)
+
+    def _ready(self, ok) -> np.ndarray:
+        """The assets that get a forecast this bar: usable rows with at least ``min_history`` support rows."""
+        return ok & (np.minimum(self._state["count"], self.history) >= self._min_support)
 
     def _after_calendar_gap(self, date) -> bool:
         """Whether a bar dated ``date`` follows the last bar after a calendar gap (data.calendar_breaks)."""
@@ -338,7 +369,7 @@ class RiskEngine:
         st, H, D = self._state, self.history, self.spec.n_features
         s_idx = sel[:, None] * H + (st["pos"][sel, None] - length + np.arange(length)) % H
         xs, xq, c = normalise_task(st["sup_x"].reshape(-1, D), st["sup_y"].reshape(-1), s_idx, x, sel[:, None],
-                                   anchor[sel], self.spec.n_scaled)
+                                   anchor[sel], self.spec.n_scaled, self.spec.row_scale)
         return xs, st["sup_target"].reshape(-1)[s_idx][..., None], xq, c
 
     def _forecast(self, x, anchor, ok) -> tuple[np.ndarray, np.ndarray | None]:
@@ -346,9 +377,13 @@ class RiskEngine:
         novelty of each asset (None otherwise)."""
         st, H = self._state, self.history
         length = np.minimum(st["count"], H)
-        ready = ok & (length >= self._min_support)
+        ready = self._ready(ok)
         variance = np.full(len(self.assets), np.nan)
         novelty = np.full(len(self.assets), np.nan) if self.monitor is not None and self.monitor.needs_novelty else None
+        if self._incremental:  # exact: each asset's head solved from its running statistics (_head_bar)
+            sel = np.flatnonzero(ready)
+            variance[sel] = self.forecaster.target.decode(self._head_z[sel], anchor[sel])
+            return variance, novelty
         groups = np.unique(length[ready])
         if self.readapt_every == 1:
             for L in groups:  # nearly always one group: every asset with the full history
@@ -367,7 +402,7 @@ class RiskEngine:
             variance[sel] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[sel])
         go = np.flatnonzero(ready & ~due & (st["adapted_at"] >= 0))
         if len(go):  # forward only: each asset's weights and scale from its last adaptation
-            xq = normalise_query(x, go[:, None], st["adapted_scale"][go], self.spec.n_scaled)
+            xq = normalise_query(x, go[:, None], st["adapted_scale"][go], self.spec.n_scaled, self.spec.row_scale)
             weights = st["adapted"] if len(go) == len(self.assets) else st["adapted"][go]  # no copy when all
             z = self.learner.predict_with_weights(weights, xq)
             variance[go] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[go])
@@ -409,7 +444,8 @@ class RiskEngine:
         q_idx = (sel * H + newest)[:, None]
         D = self.spec.n_features
         xs, xq, _ = normalise_task(st["sup_x"].reshape(-1, D), st["sup_y"].reshape(-1), s_idx,
-                                   st["sup_x"].reshape(-1, D), q_idx, n_scaled=self.spec.n_scaled)
+                                   st["sup_x"].reshape(-1, D), q_idx, n_scaled=self.spec.n_scaled,
+                                   row_scale=self.spec.row_scale)
         target = st["sup_target"].reshape(-1)
         ys, yq = target[s_idx][..., None], target[q_idx][..., None]
         params = [p for p in self.learner.parameters() if p.requires_grad]

@@ -10,7 +10,8 @@ The forecaster outputs the log of the variance relative to that anchor.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -32,6 +33,7 @@ VAR_FLOOR = 1e-12  # log-variance floor for constant prices
 ANCHOR_LAMBDA = 0.94  # RiskMetrics
 ANCHOR_FEATURE = f"ewma_vol_{ANCHOR_LAMBDA:g}"
 MAX_BRIDGED_GAP = MAX_GAP_DAYS  # up to this many missing closes in a row carry the last price forward (bridge_gaps)
+SCALES = ("support", "row")  # TaskSpec.scale: how a row's inputs are normalised (tasks/_normalise.py)
 FEATURE_CLIP = 8.0  # normalised features live in [-8, 8] (e^8: a 3000x variance ratio)
 
 
@@ -134,12 +136,13 @@ def anchor_variance(ewma_vol: np.ndarray) -> np.ndarray:
 
 
 def normalise_task(x: np.ndarray, y: np.ndarray, s_idx: np.ndarray, xq_src: np.ndarray, q_idx: np.ndarray,
-                   fallback: np.ndarray | None = None, n_scaled: int | None = None):
+                   fallback: np.ndarray | None = None, n_scaled: int | None = None, row_scale: int = -1):
     """Learner inputs of B tasks: support rows x[s_idx] (x (R, D) float64, s_idx (B, K)) and query
     rows xq_src[q_idx] (q_idx (B, Q)), normalised by each task's support scale c = mean of its
     support rows' realised variances y[s_idx] (tasks/_normalise.py); with K = 0, c = ``fallback``
     (B,), the anchor variance of each task's first query row. Columns from ``n_scaled`` on
-    (TaskSpec.n_scaled; default: none) are copied unscaled. Returns (xs, xq, c): float32
+    (TaskSpec.n_scaled; default: none) are copied unscaled. ``row_scale`` >= 0 (TaskSpec.row_scale):
+    each row is normalised by its own log-variance in that column instead. Returns (xs, xq, c): float32
     (B, K, D), (B, Q, D) and float64 (B,)."""
     s_idx, q_idx = np.ascontiguousarray(s_idx, np.int64), np.ascontiguousarray(q_idx, np.int64)
     B, D = s_idx.shape[0], x.shape[1]
@@ -150,16 +153,18 @@ def normalise_task(x: np.ndarray, y: np.ndarray, s_idx: np.ndarray, xq_src: np.n
     xs, xq = np.empty((B, s_idx.shape[1], D), np.float32), np.empty((B, q_idx.shape[1], D), np.float32)
     c = np.empty(B)
     gather_tasks(x, y, s_idx, xq_src, q_idx, np.ascontiguousarray(fallback, np.float64), VAR_FLOOR, FEATURE_CLIP,
-                 D if n_scaled is None else int(n_scaled), xs, xq, c)
+                 D if n_scaled is None else int(n_scaled), int(row_scale), xs, xq, c)
     return xs, xq, c
 
 
-def normalise_query(xq_src: np.ndarray, q_idx: np.ndarray, c: np.ndarray, n_scaled: int | None = None) -> np.ndarray:
-    """Query rows xq_src[q_idx] (q_idx (B, Q)) normalised by given support scales c (B,), float32."""
+def normalise_query(xq_src: np.ndarray, q_idx: np.ndarray, c: np.ndarray, n_scaled: int | None = None,
+                    row_scale: int = -1) -> np.ndarray:
+    """Query rows xq_src[q_idx] (q_idx (B, Q)) normalised by given support scales c (B,) (or each by
+    its own, ``row_scale`` >= 0), float32."""
     q_idx = np.ascontiguousarray(q_idx, np.int64)
     out = np.empty((q_idx.shape[0], q_idx.shape[1], xq_src.shape[1]), np.float32)
     gather_rows(xq_src, q_idx, np.ascontiguousarray(c, np.float64), FEATURE_CLIP,
-                xq_src.shape[1] if n_scaled is None else int(n_scaled), out)
+                xq_src.shape[1] if n_scaled is None else int(n_scaled), int(row_scale), out)
     return out
 
 
@@ -183,12 +188,17 @@ class TaskSpec:
     features: FeatureSet = CLOSE_FEATURES
     proxy: str = "squared_returns"  # or "garman_klass" where OHLC exists
     age_input: bool = True  # the youth input (tasks/young.py); False: a model saved before it existed
+    scale: str = "support"  # inputs normalised by the task's support ("support") or each row by its own anchor ("row")
 
     def __post_init__(self):
         for name in ("horizon", "support", "query"):
             check_int(name, getattr(self, name), 1)
         if self.proxy not in ("squared_returns", "garman_klass"):
             raise ValueError(f"proxy must be 'squared_returns' or 'garman_klass', got {self.proxy!r}")
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if self.scale == "row" and ANCHOR_FEATURE not in self.features.names:
+            raise ValueError(f"scale='row' normalises each row by its anchor; the feature set has no {ANCHOR_FEATURE}")
 
     @property
     def feature_names(self) -> list[str]:
@@ -200,6 +210,12 @@ class TaskSpec:
     @property
     def n_features(self) -> int:
         return len(self.features.names) + self.age_input
+
+    @property
+    def row_scale(self) -> int:
+        """The input column whose log-variance scales its own row (scale="row": the anchor's); -1:
+        the task's support scale."""
+        return self.features.names.index(ANCHOR_FEATURE) if self.scale == "row" else -1
 
     @property
     def n_scaled(self) -> int:
@@ -326,10 +342,19 @@ class EpisodeBuilder:
         flat_x = self.x.reshape(-1, D)
         a_s, a_q = self.anchor[s_rows, cols], self.anchor[q_rows, cols]
         xs, xq, _ = normalise_task(flat_x, self.y.reshape(-1), s_rows * N + cols, flat_x, q_rows * N + cols,
-                                   a_q[:, 0], self.spec.n_scaled)
+                                   a_q[:, 0], self.spec.n_scaled, self.spec.row_scale)
         return TaskBatch(xs=xs, ys=TARGET.encode(self.y[s_rows, cols], a_s), xq=xq,
                          yq=TARGET.encode(self.y[q_rows, cols], a_q), anchor=a_q,
                          asset=asset, support_rows=s_rows, query_rows=q_rows, panel=self.panel)
+
+    def with_scale(self, scale: str) -> "EpisodeBuilder":
+        """This builder with its rows normalised another way (TaskSpec.scale), sharing its features
+        and targets (no copy)."""
+        if scale == self.spec.scale:
+            return self
+        other = copy.copy(self)
+        other.spec = replace(self.spec, scale=scale)
+        return other
 
     # ------------------------------------------------------------------ episodes
     def episodes(self, assets=None, start=None, end=None, n: int | None = None, stride: int | None = None,

@@ -33,7 +33,7 @@ def _train_options(args):
     from .jobs import TrainOptions
 
     return TrainOptions(steps=args.steps, batch=args.batch, meta_lr=args.meta_lr, inner_lr=args.inner_lr,
-                        inner_steps=args.inner_steps, hidden=tuple(args.hidden), seed=args.seed,
+                        inner_steps=args.inner_steps, hidden=args.hidden and tuple(args.hidden), seed=args.seed,
                         memory_slots=args.memory_slots, young_listings=args.young_listings)
 
 
@@ -155,13 +155,14 @@ def _check_stream(parser, args) -> None:
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
-    from ..forecasting import LEARNERS, MEMORY_SLOTS
+    from ..forecasting import LEARNERS, MEMORY_SLOTS, training_default
     from .jobs import DEFAULT_HISTORIES, DEMO_LEARNERS, TrainOptions
 
     defaults = TrainOptions()  # the defaults live there, once
     training = argparse.ArgumentParser(add_help=False)
-    training.add_argument("--steps", type=int_in(1, 10**7), default=defaults.steps,
-                          help=f"meta-training steps (default {defaults.steps})")
+    training.add_argument("--steps", type=int_in(1, 10**7), default=None,
+                          help=f"meta-training steps (default {training_default('maml', 'steps')}; the head "
+                               f"learner: {training_default('head', 'steps')})")
     training.add_argument("--batch", type=int_in(1, 65536), default=defaults.batch,
                           help=f"tasks per meta-batch (default {defaults.batch})")
     training.add_argument("--meta-lr", type=positive_float, default=defaults.meta_lr,
@@ -170,8 +171,9 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                           help=f"inner SGD learning rate (default {defaults.inner_lr:g})")
     training.add_argument("--inner-steps", type=int_in(1, 100), default=defaults.inner_steps,
                           help=f"inner SGD steps (default {defaults.inner_steps})")
-    training.add_argument("--hidden", type=int_in(1, 4096), nargs="+", default=list(defaults.hidden),
-                          help=f"hidden layer sizes (default {' '.join(map(str, defaults.hidden))})")
+    training.add_argument("--hidden", type=int_in(1, 4096), nargs="+", default=None,
+                          help=f"hidden layer sizes (default {' '.join(map(str, training_default('maml', 'hidden')))}; "
+                               f"the head learner's body: {' '.join(map(str, training_default('head', 'hidden')))})")
     training.add_argument("--memory-slots", type=int_in(1, 100_000), default=MEMORY_SLOTS,
                           help=f"the memory learner's slots: at least the longest history it adapts on "
                                f"(default {MEMORY_SLOTS})")

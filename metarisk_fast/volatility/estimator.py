@@ -145,7 +145,7 @@ class RiskModel:
         learner, spec, info = fit(panel, self.learner_kind, self.horizon, self.history, end, opts, log)
         self.options = opts
         self._fitted = (learner, spec, {"learner": self.learner_kind, "history": self.history,
-                                        "hidden": list(opts.hidden), **info})
+                                        "hidden": list(opts.hidden_for(self.learner_kind)), **info})
         return self
 
     def save(self, path) -> Path:

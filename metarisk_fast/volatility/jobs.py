@@ -21,7 +21,8 @@ from ..data import MAX_GAP_DAYS, data_report
 from ..datasets import ignore, load_panel
 from ..evaluation import Evaluation, evaluate as evaluate_forecasts, qlike_log, risk_columns
 from ..forecasting import (LEARNERS, MEMORY_LEARNERS, MEMORY_SLOTS, EWMAForecaster, GARCHForecaster, HARForecaster,
-                           MetaForecaster, load_model, make_learner, save_model, train_meta)
+                           MetaForecaster, input_scale, load_model, make_learner, save_model, train_meta,
+                           training_default)
 from ..forecasting.distributed import join_torchrun, run_local, threads_per_rank, wait_for_all_ranks
 from ..forecasting.training import process_group
 from ..report import write_report
@@ -37,12 +38,12 @@ Log = Callable[[str], None] | None
 class TrainOptions:
     """Meta-training hyper-parameters shared by ``train`` and ``demo``."""
 
-    steps: int = 1500
+    steps: int | None = None  # None: the learner's own (forecasting.training_default)
     batch: int = 64
     meta_lr: float = 1e-3
     inner_lr: float = 0.06
     inner_steps: int = 5
-    hidden: tuple[int, ...] = (64, 64)
+    hidden: tuple[int, ...] | None = None  # None: the learner's own (forecasting.default_hidden)
     seed: int = 0
     memory_slots: int = MEMORY_SLOTS  # the memory learner's slots: at least the longest history it writes
     young_listings: bool = False  # a third of the meta-batches from simulated listings (tasks.simulated_listings);
@@ -50,15 +51,26 @@ class TrainOptions:
 
 
     def __post_init__(self):
-        for name, lo, hi in (("steps", 1, 10**7), ("batch", 1, 65536), ("inner_steps", 0, 10_000), ("seed", 0, None),
+        for name, lo, hi in (("batch", 1, 65536), ("inner_steps", 0, 10_000), ("seed", 0, None),
                              ("memory_slots", 1, 100_000)):
             check_int(name, getattr(self, name), lo, hi)
         for name in ("meta_lr", "inner_lr"):
             check_number(name, getattr(self, name))
-        if not self.hidden:
-            raise ValueError("hidden must be one or more layer sizes >= 1, got none")
-        for h in self.hidden:
-            check_int("hidden", h, 1)
+        if self.steps is not None:
+            check_int("steps", self.steps, 1, 10**7)
+        if self.hidden is not None:
+            if not self.hidden:
+                raise ValueError("hidden must be one or more layer sizes >= 1, got none")
+            for h in self.hidden:
+                check_int("hidden", h, 1)
+
+    def hidden_for(self, kind: str) -> tuple[int, ...]:
+        """The hidden layer sizes of learner ``kind``: the ones given, else the learner's default."""
+        return tuple(self.hidden) if self.hidden is not None else training_default(kind, "hidden")
+
+    def steps_for(self, kind: str) -> int:
+        """The meta-training steps of learner ``kind``: the number given, else the learner's default."""
+        return self.steps if self.steps is not None else training_default(kind, "steps")
 
 
 def say(log: Log, msg: str) -> None:
@@ -106,10 +118,10 @@ def young_builder(builder: EpisodeBuilder, assets, end_date, opts: TrainOptions)
 
 def _train_learner(kind, builder, assets, end_date, opts: TrainOptions, supports, log: Log, young=None,
                    **checkpointing):
-    learner = make_learner(kind, builder.spec.n_features, opts.hidden, opts.inner_lr, opts.inner_steps,
+    learner = make_learner(kind, builder.spec.n_features, opts.hidden_for(kind), opts.inner_lr, opts.inner_steps,
                            loss=TARGET.loss_for(builder.spec.horizon), memory_slots=opts.memory_slots)
     t0 = time.perf_counter()
-    run = train_meta(learner, builder, assets, end_date, steps=opts.steps, batch=opts.batch, lr=opts.meta_lr,
+    run = train_meta(learner, builder, assets, end_date, steps=opts.steps_for(kind), batch=opts.batch, lr=opts.meta_lr,
                      seed=opts.seed, supports=supports, progress=log is not None, desc=f"train {kind}",
                      young=young, **checkpointing)
     return learner, {"train_seconds": round(time.perf_counter() - t0, 2),
@@ -194,7 +206,7 @@ def _train_process(panel, out, learner, horizon, history, end, options, progress
                             checkpoint=Path(out) / CHECKPOINT, checkpoint_every=checkpoint_every, resume=resume)
     if rank != 0:
         return
-    save_model(out, learner, model, spec, history=history, hidden=options.hidden, info=info)
+    save_model(out, learner, model, spec, history=history, hidden=options.hidden_for(learner), info=info)
     (Path(out) / CHECKPOINT).unlink(missing_ok=True)
 
 
@@ -213,6 +225,7 @@ def fit(panel, learner: str, horizon: int, history: int, end, options: TrainOpti
               f"validating on held-out {', '.join(val_assets)}")
     model, info = _train_learner(learner, builder, train_assets, panel.dates[end_row], options, (history,), log,
                                  young_builder(builder, train_assets, panel.dates[end_row], options), **checkpointing)
+    spec = builder.with_scale(input_scale(model)).spec  # the normalisation the learner trained with
     if rank != 0:
         return model, spec, None
     # validation: held-out assets over the last quarter of the training period
@@ -225,7 +238,7 @@ def fit(panel, learner: str, horizon: int, history: int, end, options: TrainOpti
     val = {"assets": val_assets, "first_date": str(panel.dates[lo]), "last_date": str(panel.dates[end_row - spec.horizon]),
            "qlike_model": float(qlike_log(s[ok], fm[ok]).mean()), "qlike_ewma": float(qlike_log(s[ok], fe[ok]).mean())}
     info = {"train_assets": train_assets, "train_end": str(panel.dates[end_row]), "prices": panel.source,
-            "seed": options.seed, "meta_steps": options.steps, "processes": world, "validation": val, **info}
+            "seed": options.seed, "meta_steps": options.steps_for(learner), "processes": world, "validation": val, **info}
     return model, spec, info
 
 

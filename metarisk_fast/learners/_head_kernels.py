@@ -1,0 +1,220 @@
+"""HeadNewton's compiled forecasting path (Numba): the body's forward pass, each
+support row's fixed-point contribution to the Newton step's statistics, the step's solve, and the
+streaming engine's add-one-row / drop-one-row update. Every value of a row is computed by the
+same loops in the same order wherever it is computed, so the batch forecasts (fresh sums per
+task) and the engine (running sums) agree bit for bit.
+
+Statistics: g (d values) then the upper triangle of H (row by row), each row's contribution
+clipped to +-STAT_CLIP and rounded to a multiple of 1 / STAT_SCALE in an int64: sums of up to
+100,000 rows cannot overflow (1e4 * 2^32 * 1e5 < 2^63) and are exact in any order."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .._types import STUDENT_T_NU
+
+STAT_SCALE = 2.0 ** 32
+STAT_CLIP = 1e4  # |l'| <= 3 and l'' <= 0.75 under the t loss with |phi| <= 1; the Gaussian one is
+# unbounded in y^2 e^-z, clipped here (a variance ratio beyond 2e4 is a broken price, not a signal)
+PRECISION_FLOOR = 1e-4  # the prior precision's floor: the step's system stays positive definite
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _slopes(z, y, code):
+    """l'(z; y) and l''(z; y) of the Student t (code 0) or Gaussian (code 1) likelihood."""
+    if code == 0:
+        nu = STUDENT_T_NU
+        s = 1.0 / (1.0 + math.exp(-(math.log(y * y) - z - math.log(nu - 2.0))))
+        return 0.5 - 0.5 * (nu + 1.0) * s, 0.5 * (nu + 1.0) * s * (1.0 - s)
+    e = y * y * math.exp(-z)
+    return 0.5 - 0.5 * e, 0.5 * e
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fixed(v):
+    return np.int64(math.floor(min(max(v, -STAT_CLIP), STAT_CLIP) * STAT_SCALE + 0.5))
+
+
+LANES = 8  # rows (or heads) computed side by side, one per vector lane, each with scalar code's operations
+
+
+@njit(cache=True, nogil=True)
+def body_rows(rows, which, theta, sizes, out):
+    """phi = [s(body(x)), 1], s(a) = a / sqrt(1 + a^2), of each row x = rows[i] (float32 in,
+    float64 arithmetic) into out[which[i]]: the MLP's layers (each weight transposed, (in, out)
+    row-major, then its bias; ReLU between layers), LANES rows at a time with the rows innermost so
+    the loops run in vector registers. Output o of a row is bias + w[0, o] a[0] + w[1, o] a[1] +
+    ... in that order whatever the block, so a row's features are the same bits in every call."""
+    m = rows.shape[0]
+    width = max(sizes.max(), rows.shape[1])
+    A, B = np.empty((width, LANES)), np.empty((width, LANES))
+    n_layers = sizes.shape[0] - 1
+    d = sizes[n_layers]
+    for lo in range(0, m, LANES):
+        for l in range(LANES):  # a short last block repeats its last row
+            r = min(lo + l, m - 1)
+            for i in range(rows.shape[1]):
+                A[i, l] = rows[r, i]
+        off = 0
+        for layer in range(n_layers):
+            n_in, n_out = sizes[layer], sizes[layer + 1]
+            bias = off + n_out * n_in
+            for o in range(n_out):
+                acc = B[o]
+                for l in range(LANES):
+                    acc[l] = theta[bias + o]
+                for i in range(n_in):
+                    w = theta[off + i * n_out + o]
+                    a = A[i]
+                    for l in range(LANES):
+                        acc[l] += w * a[l]
+                if layer < n_layers - 1:
+                    for l in range(LANES):
+                        acc[l] = max(acc[l], 0.0)
+            off = bias + n_out
+            A, B = B, A
+        for l in range(min(LANES, m - lo)):
+            phi = out[which[lo + l]]
+            for k in range(d):
+                v = A[k, l]
+                phi[k] = v / math.sqrt(1.0 + v * v)
+            phi[d] = 1.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_contribution(phi, g1, g2, sign, stats):
+    d = phi.shape[0]
+    for i in range(d):
+        stats[i] += sign * _fixed(g1 * phi[i])
+    k = d
+    for i in range(d):
+        for j in range(i, d):
+            stats[k] += sign * _fixed(g2 * phi[i] * phi[j])
+            k += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _row_slopes(phi, y, w0, code):
+    z0 = 0.0
+    for i in range(phi.shape[0]):
+        z0 += phi[i] * w0[i]
+    return _slopes(z0, y, code)
+
+
+@njit(cache=True, nogil=True)
+def solve_heads(stats, which, w0, precision, w):
+    """w[i] = w0 - (H + diag(precision))^-1 g of the fixed-point statistics stats[which[i]], for
+    each i: Cholesky A = L L^T and the two triangular solves, LANES heads at a time with the
+    heads innermost, so the loops run in vector registers while each head's numbers are those of
+    its own scalar computation (sqrt and division are correctly rounded)."""
+    d = w0.shape[0]
+    m = which.shape[0]
+    unit = 1.0 / STAT_SCALE  # a power of two: exact
+    A = np.empty((d, d, LANES))
+    inv = np.empty((d, LANES))
+    u = np.empty((d, LANES))
+    s = np.empty(LANES)
+    for lo in range(0, m, LANES):
+        for l in range(LANES):  # a short last block repeats its last head
+            st = stats[which[min(lo + l, m - 1)]]
+            k = d
+            for i in range(d):
+                u[i, l] = st[i] * unit
+                for j in range(i, d):
+                    A[j, i, l] = st[k] * unit
+                    k += 1
+        for i in range(d):
+            p = max(precision[i], PRECISION_FLOOR)
+            for l in range(LANES):
+                A[i, i, l] += p
+        for j in range(d):
+            for l in range(LANES):
+                s[l] = A[j, j, l]
+            for q in range(j):
+                for l in range(LANES):
+                    s[l] -= A[j, q, l] * A[j, q, l]
+            for l in range(LANES):
+                inv[j, l] = 1.0 / math.sqrt(s[l])
+            for i in range(j + 1, d):
+                for l in range(LANES):
+                    s[l] = A[i, j, l]
+                for q in range(j):
+                    for l in range(LANES):
+                        s[l] -= A[i, q, l] * A[j, q, l]
+                for l in range(LANES):
+                    A[i, j, l] = s[l] * inv[j, l]
+        for i in range(d):  # L u = g
+            for q in range(i):
+                for l in range(LANES):
+                    u[i, l] -= A[i, q, l] * u[q, l]
+            for l in range(LANES):
+                u[i, l] *= inv[i, l]
+        for i in range(d - 1, -1, -1):  # L^T v = u
+            for q in range(i + 1, d):
+                for l in range(LANES):
+                    u[i, l] -= A[q, i, l] * u[q, l]
+            for l in range(LANES):
+                u[i, l] *= inv[i, l]
+        for l in range(min(LANES, m - lo)):
+            for i in range(d):
+                w[lo + l, i] = w0[i] - u[i, l]
+
+
+@njit(cache=True, nogil=True)
+def adapt_predict(xs, ys, xq, theta, sizes, w0, precision, code, out):
+    """Tasks (B, K, D) / (B, K) / (B, Q, D): each support's statistics summed afresh, the heads
+    solved, the query rows' outputs into out (B, Q)."""
+    B, K, Q, d = xs.shape[0], xs.shape[1], xq.shape[1], w0.shape[0]
+    phi_s, phi_q = np.empty((K, d)), np.empty((Q, d))
+    stats = np.zeros((B, d + d * (d + 1) // 2), np.int64)
+    for t in range(B):
+        body_rows(xs[t], np.arange(K), theta, sizes, phi_s)
+        for k in range(K):
+            g1, g2 = _row_slopes(phi_s[k], np.float64(ys[t, k]), w0, code)
+            _add_contribution(phi_s[k], g1, g2, 1, stats[t])
+    w = np.empty((B, d))
+    solve_heads(stats, np.arange(B), w0, precision, w)
+    for t in range(B):
+        body_rows(xq[t], np.arange(Q), theta, sizes, phi_q)
+        for q in range(Q):
+            out[t, q] = _dot(phi_q[q], w[t])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dot(phi, w):
+    z = 0.0
+    for i in range(phi.shape[0]):
+        z += phi[i] * w[i]
+    return z
+
+
+@njit(cache=True, nogil=True)
+def stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, theta, sizes, w0,
+               precision, code, row_phi, sup_phi, sup_slopes, stats, out):
+    """One engine bar: the features of the bar's usable rows (rows (m, D), assets ``use``) into
+    the delay line row_phi[slot]; every asset without a stretch row (count 0) cleared; the
+    ``n_pushed`` rows that joined the stores ((asset, slot) in ``pushed``, their features in
+    row_phi[leaving], their targets in sup_target) added; the outputs of the ``ready`` assets' rows
+    into out (the others NaN)."""
+    body_rows(rows, use, theta, sizes, row_phi[slot])
+    for j in range(count.shape[0]):
+        if count[j] == 0:
+            stats[j, :] = 0
+    for i in range(n_pushed):
+        j, p = pushed[i, 0], pushed[i, 1]
+        stored = sup_phi[j, p]
+        if count[j] > history:
+            _add_contribution(stored, sup_slopes[j, p, 0], sup_slopes[j, p, 1], -1, stats[j])
+        stored[:] = row_phi[leaving, j]
+        g1, g2 = _row_slopes(stored, np.float64(sup_target[j, p]), w0, code)
+        sup_slopes[j, p, 0], sup_slopes[j, p, 1] = g1, g2
+        _add_contribution(stored, g1, g2, 1, stats[j])
+    sel = np.flatnonzero(ready)
+    w = np.empty((sel.shape[0], w0.shape[0]))
+    solve_heads(stats, sel, w0, precision, w)
+    out[:] = np.nan
+    for i in range(sel.shape[0]):
+        out[sel[i]] = _dot(row_phi[slot, sel[i]], w[i])

@@ -1,0 +1,169 @@
+"""HeadNewton: a shared meta-learned body and a per-task linear head, adapted by one regularised
+Newton step from a meta-learned head (ANIL's split of body and head, R2-D2's differentiable
+closed-form head; the step is the Laplace / IRLS step of a Gaussian prior on the head).
+
+For a support set of K rows with body features phi_i = [s(body(x_i)), 1] (d + 1 values; s(a) =
+a / sqrt(1 + a^2), bounded like tanh but made of correctly rounded operations only, so a row's
+features are the same bits in any loop and on any machine) and
+targets y_i, the head's output is z_i = phi_i . w, and the adapted head is
+
+    w = w0 - (H + diag(lambda))^-1 g,   g = sum_i l'(z0_i; y_i) phi_i,   H = sum_i l''(z0_i; y_i) phi_i phi_i^T
+
+with z0_i = phi_i . w0 and l the training loss (the Student t or Gaussian negative log
+likelihood of y with log variance z, _losses.elementwise_loss); lambda > 0 is a learned prior
+precision per head entry. K = 0 gives w0 (zero-shot). Both losses are convex in z (l'' >= 0),
+so the system is positive definite for every support, a flat or repeated one included.
+
+Because w0 is fixed once trained, each row's contribution to g and H depends on that row alone:
+a support set sliding by one row adds one contribution and drops one. The forecasting path
+(``adapt_predict`` on NumPy arrays, and the streaming engine through ``stream_*``) keeps the
+statistics in 64-bit fixed point (STAT_SCALE), where adding and dropping are exact and any order
+of summation gives the same bits, so the engine's running sums equal a task's fresh sum and its
+forecasts equal the batch path's bit for bit. Meta-training differentiates through the step in
+PyTorch (float sums; the two differ by the fixed-point rounding, below 1e-9 relative).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._losses import elementwise_loss
+from .._types import STUDENT_T_NU
+from . import _head_kernels as K
+from .mlp import MLP
+
+HEAD_LOSSES = {"student_t_nll": 0, "gaussian_nll": 1}  # the losses with a head step (their kernel codes)
+
+
+def loss_slopes(z: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and second derivatives in z of elementwise_loss(z, y, loss), analytically (the
+    kernels' _slopes computes the same)."""
+    if loss == "student_t_nll":
+        nu = STUDENT_T_NU
+        s = torch.sigmoid(torch.log(y * y) - z - math.log(nu - 2))  # u / (1 + u), u = y^2 e^-z / (nu - 2)
+        return 0.5 - 0.5 * (nu + 1) * s, 0.5 * (nu + 1) * s * (1 - s)
+    e = y * y * torch.exp(-z)
+    return 0.5 - 0.5 * e, 0.5 * e
+
+
+class HeadNewton(nn.Module):
+    """Body (an MLP: inputs -> hidden -> ``width``, s(a) = a / sqrt(1 + a^2) on its output) shared by every task, and a
+    linear head [w (width), bias] adapted per task by one Newton step from the learned ``w0``
+    under the learned prior precision ``exp(log_precision)``. ``meta_loss`` / ``query_losses``
+    are differentiable (meta-training); ``adapt_predict`` on NumPy arrays runs the compiled
+    fixed-point path the streaming engine shares."""
+
+    mode = "newton_head"
+    input_scale = "row"  # each row normalised by its own anchor (TaskSpec(scale="row")): a row's features
+    # do not depend on the support it is in
+    inner_steps = 1  # one Newton step (model.json's inner_steps)
+
+    def __init__(self, n_features: int, hidden=(32,), width: int = 8, loss: str = "student_t_nll",
+                 precision: float = 10.0):
+        super().__init__()
+        if loss not in HEAD_LOSSES:
+            raise ValueError(f"the head learner's loss must be one of {tuple(HEAD_LOSSES)}, got {loss!r}")
+        if not precision > 0:
+            raise ValueError(f"precision must be > 0, got {precision}")
+        self.body = MLP(n_features, tuple(hidden), width)
+        self.width = int(width)
+        self.loss = loss
+        self.w0 = nn.Parameter(torch.zeros(width + 1))  # output 0: the anchor forecast
+        self.log_precision = nn.Parameter(torch.full((width + 1,), math.log(precision)))
+
+    # ------------------------------------------------------------------ PyTorch (meta-training)
+    def precision(self) -> torch.Tensor:
+        """The prior precision of each head entry (floored: the step's system stays positive definite)."""
+        return torch.exp(self.log_precision).clamp_min(K.PRECISION_FLOOR)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """phi = [s(body(x)), 1], s(a) = a / sqrt(1 + a^2), (..., width + 1)."""
+        a = self.body(x)
+        phi = a * torch.rsqrt(1 + a * a)
+        return torch.cat([phi, torch.ones_like(phi[..., :1])], dim=-1)
+
+    def adapted_heads(self, xs: torch.Tensor, ys: torch.Tensor, loss: str | None = None) -> torch.Tensor:
+        """The per-task heads w (B, width + 1) after the Newton step on supports (B, K, D), (B, K, 1)."""
+        loss = loss or self.loss
+        B = xs.shape[0]
+        w0 = self.w0.to(xs.dtype)
+        if xs.shape[1] == 0:
+            return w0.expand(B, -1)
+        phi = self.features(xs)
+        g1, g2 = loss_slopes(phi @ w0, ys[..., 0], loss)
+        grad = (g1[..., None] * phi).sum(1)
+        hess = phi.transpose(1, 2) @ (g2[..., None] * phi) + torch.diag(self.precision().to(xs.dtype))
+        return w0 - torch.linalg.solve(hess, grad)
+
+    def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
+        """Per-task mean query losses (B,) after adaptation, differentiable."""
+        loss = loss or self.loss
+        w = self.adapted_heads(xs, ys, loss)
+        zq = (self.features(xq) * w[:, None, :]).sum(-1, keepdim=True)
+        return elementwise_loss(zq, yq, loss).mean(dim=(1, 2))
+
+    def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
+        return self.query_losses(xs, ys, xq, yq, loss).mean()
+
+    def forward_adapt_predict(self, xs, ys, xq) -> torch.Tensor:
+        """Query outputs (B, Q, 1) in PyTorch: the twin of the compiled ``adapt_predict``."""
+        w = self.adapted_heads(xs, ys)
+        return (self.features(xq) * w[:, None, :]).sum(-1, keepdim=True)
+
+    # ------------------------------------------------------------------ compiled (forecasting)
+    def kernel_params(self):
+        """(flat body parameters float64: each layer's weight transposed, then its bias; layer sizes;
+        w0; prior precision; loss code) as the kernels read them."""
+        with torch.no_grad():
+            theta = np.concatenate([(p.t() if p.ndim == 2 else p).detach().double().reshape(-1).numpy()
+                                    for p in self.body.parameter_list()])
+            return (theta, np.asarray(self.body.sizes, np.int64), self.w0.detach().double().numpy().copy(),
+                    self.precision().detach().double().numpy().copy(), HEAD_LOSSES[self.loss])
+
+    def adapt_predict(self, xs, ys, xq, loss: str | None = None):
+        """Adapt on each support and predict its query rows, (B, K, D), (B, K, 1), (B, Q, D) -> (B, Q, 1)
+        (one task may come without the task dimension). NumPy in: the compiled fixed-point path,
+        float64 out; tensors in: PyTorch."""
+        if loss not in (None, self.loss):
+            raise ValueError(f"this head learner was trained with {self.loss}; it adapts with that loss only")
+        single = np.ndim(xs) == 2
+        if single:
+            xs, ys, xq = xs[None], ys[None], xq[None]
+        if isinstance(xs, torch.Tensor):
+            with torch.no_grad():
+                out = self.forward_adapt_predict(xs, ys, xq)
+        else:
+            theta, sizes, w0, lam, code = self.kernel_params()
+            out = np.empty((xq.shape[0], xq.shape[1], 1))
+            K.adapt_predict(np.ascontiguousarray(xs, np.float32), np.ascontiguousarray(ys[..., 0], np.float32),
+                            np.ascontiguousarray(xq, np.float32), theta, sizes, w0, lam, code, out[..., 0])
+        return out[0] if single else out
+
+    # ------------------------------------------------------------------ streaming (the engine's exact path)
+    def stream_state(self, n: int, history: int) -> dict[str, np.ndarray]:
+        """Per-asset state of n assets' stores of ``history`` rows: each stored row's features and
+        loss slopes (what its contribution is recomputed from when it leaves) and the running
+        fixed-point statistics of the store."""
+        d = self.width + 1
+        return {"head_phi": np.zeros((n, history, d)), "head_slopes": np.zeros((n, history, 2)),
+                "head_stats": np.zeros((n, d + d * (d + 1) // 2), np.int64)}
+
+    def stream_bar(self, params, rows, use, slot: int, pushed, n_pushed: int, leaving: int, count, history: int,
+                   sup_target, ready, row_phi, state) -> np.ndarray:
+        """A streaming engine's bar in one compiled call: the features of the bar's usable rows
+        (rows (m, D) float32, normalised, of assets ``use``) into the delay line row_phi[slot];
+        assets with no stretch row (``count`` 0) cleared; the first ``n_pushed`` (asset, slot)
+        pairs of ``pushed``, whose features are in row_phi[leaving] and targets in
+        sup_target, added to the stores; returns the outputs (n,) of the ``ready`` assets' rows
+        (NaN elsewhere)."""
+        out = np.empty(len(ready))
+        K.stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, params[0], params[1],
+                     params[2], params[3], params[4], row_phi, state["head_phi"], state["head_slopes"],
+                     state["head_stats"], out)
+        return out
+
+    def extra_repr(self) -> str:
+        return f"width={self.width}, loss={self.loss!r}"
