@@ -112,12 +112,7 @@ def test_head_engine_bar(benchmark, n_assets):
     out) and its head solved, the forecasts equal to the batch path's bit for bit."""
     benchmark.group = f"stream risk bar, {n_assets} assets"
     panel = _panel(n_assets)
-    torch.manual_seed(0)
-    learner = make_learner("head", SPEC.n_features, (32,))
-    with torch.no_grad():
-        for p in learner.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    engine = RiskEngine(learner, TaskSpec(scale="row"), list(panel.assets), history=K)
+    engine = RiskEngine(_head_learner(), TaskSpec(scale="row"), list(panel.assets), history=K)
     engine.warm_up(panel.select(end=panel.dates[WARM - 1]))
     _latency(benchmark, lambda i: engine.update(panel.close[i]), HEAD_ROUNDS[n_assets])
 
@@ -155,12 +150,24 @@ def test_arch_garch_one_step_per_bar(benchmark, n_assets):
     _latency(benchmark, bar, max(ROUNDS[n_assets] // 4, 10))
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def _head_learner():
+    torch.manual_seed(0)
+    learner = make_learner("head", SPEC.n_features, (32,))
+    with torch.no_grad():
+        for p in learner.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return learner
+
+
+@pytest.fixture(scope="module", params=["maml", "head"])
+def model_dir(request, tmp_path_factory):
     from metarisk_fast.forecasting import save_model
 
-    out = tmp_path_factory.mktemp("model")
-    save_model(out, "maml", _learner(), SPEC, history=K, hidden=HIDDEN, info={})
+    out = tmp_path_factory.mktemp(request.param)
+    if request.param == "head":
+        save_model(out, "head", _head_learner(), TaskSpec(scale="row"), history=K, hidden=(32,), info={})
+    else:
+        save_model(out, "maml", _learner(), SPEC, history=K, hidden=HIDDEN, info={})
     return out
 
 
@@ -168,9 +175,10 @@ def model_dir(tmp_path_factory):
 def test_metarisk_fast_in_nautilus_backtest(benchmark, model_dir, attached):
     """nautilus_trader's BacktestEngine over 20 embedded stocks x 500 days: the bars alone (the
     framework's own cost per bar), with the RiskActor (the engine's cost inside it), and with the
-    volatility-targeting strategy trading on it."""
+    volatility-targeting strategy trading on it; the engine over the MAML model (exact: every
+    asset re-adapted each bar) and over the head learner's."""
     nautilus = pytest.importorskip("metarisk_fast.integrations.nautilus")
-    benchmark.group = "nautilus_trader backtest, 20 assets x 500 days"
+    benchmark.group = f"nautilus_trader backtest, 20 assets x 500 days, {model_dir.name.rstrip('0123456789')}"
     panel = datasets.load_sp500_20(warn_data=False).select(start="2020-01-01", end="2021-12-31")
     kw = {"actor": attached != "bars only", "strategy": attached.endswith("strategy")}
     benchmark.pedantic(nautilus.run_backtest, (model_dir, panel), kw, rounds=3)

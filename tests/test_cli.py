@@ -154,12 +154,15 @@ def test_evaluate_reports_a_young_asset_by_age(model, prices, tmp_path):
     assert young["n"] == 19 and young["listings"] == 1  # ages 2..20 of the one listing
 
 
-@pytest.mark.parametrize("learner", ["fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml"])
+@pytest.mark.parametrize("learner", ["fomaml", "reptile", "metasgd", "pooled", "memory", "memory_maml", "head"])
 def test_every_learner_trains_saves_loads_and_forecasts(learner, prices, tmp_path):
     out = tmp_path / "m"
     assert main(["train", "--prices", str(prices["wide"]), "--out", str(out), "--steps", "3", "--batch", "8",
                  "--history", "30", "--memory-slots", "40", "--learner", learner, "--quiet"]) == 0
-    assert json.loads((out / "model.json").read_text())["memory_slots"] == (40 if learner == "memory" else None)
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["memory_slots"] == (40 if learner == "memory" else None)
+    # the head learner: its own body and rows scaled by their own anchors, saved for every reader
+    assert (meta["hidden"], meta["task_spec"]["scale"]) == (([32], "row") if learner == "head" else ([64, 64], "support"))
     assert main(["forecast", "--model", str(out), "--prices", str(prices["one"]), "--out", str(tmp_path / "f.csv"),
                  "--start", str(prices["dates"][850]), "--quiet"]) == 0
     f = pd.read_csv(tmp_path / "f.csv")

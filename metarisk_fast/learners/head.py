@@ -160,9 +160,11 @@ class HeadNewton(nn.Module):
         sup_target, added to the stores; returns the outputs (n,) of the ``ready`` assets' rows
         (NaN elsewhere)."""
         out = np.empty(len(ready))
-        K.stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, params[0], params[1],
-                     params[2], params[3], params[4], row_phi, state["head_phi"], state["head_slopes"],
-                     state["head_stats"], out)
+        chunks = K.get_num_threads() if len(ready) >= K.PARALLEL_FROM else 1
+        kernel = K.STREAM_BAR_PARALLEL if chunks > 1 else K.STREAM_BAR
+        kernel(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, params[0], params[1],
+               params[2], params[3], params[4], row_phi, state["head_phi"], state["head_slopes"], state["head_stats"],
+               out, chunks)
         return out
 
     def extra_repr(self) -> str:
