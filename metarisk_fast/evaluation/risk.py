@@ -74,14 +74,22 @@ def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas
         raise ValueError("variance forecasts must be finite and >= 0 (NaN: no forecast)")
     sigma = np.sqrt(v)
     if alphas is None:
-        return {"var_1": sigma * value_at_risk(1.0, 0.01, dist, nu), "var_5": sigma * value_at_risk(1.0, 0.05, dist, nu),
-                "es_2_5": sigma * expected_shortfall(1.0, 0.025, dist, nu)}
+        return {"var_1": sigma * _unit_risk(0.01, dist, nu)[0], "var_5": sigma * _unit_risk(0.05, dist, nu)[0],
+                "es_2_5": sigma * _unit_risk(0.025, dist, nu)[1]}
     out = {}
     for a in alphas:
         name = f"{100 * a:g}".replace(".", "_")
-        out[f"var_{name}"] = sigma * value_at_risk(1.0, a, dist, nu)
-        out[f"es_{name}"] = sigma * expected_shortfall(1.0, a, dist, nu)
+        var, es = _unit_risk(float(a), dist, nu)
+        out[f"var_{name}"] = sigma * var
+        out[f"es_{name}"] = sigma * es
     return out
+
+
+@lru_cache(maxsize=256)
+def _unit_risk(alpha: float, dist: str, nu: float | None) -> tuple[float, float]:
+    """(VaR, ES) of a unit-variance return at tail probability alpha: computed once per level, since
+    a streaming engine asks for the same few on every bar."""
+    return float(value_at_risk(1.0, alpha, dist, nu)), float(expected_shortfall(1.0, alpha, dist, nu))
 
 
 def _check_nu(nu):

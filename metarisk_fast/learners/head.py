@@ -136,11 +136,33 @@ class HeadNewton(nn.Module):
             with torch.no_grad():
                 out = self.forward_adapt_predict(xs, ys, xq)
         else:
+            xs, ys, xq = self._checked_tasks(xs, ys, xq)
             theta, sizes, w0, lam, code = self.kernel_params()
             out = np.empty((xq.shape[0], xq.shape[1], 1))
-            K.adapt_predict(np.ascontiguousarray(xs, np.float32), np.ascontiguousarray(ys[..., 0], np.float32),
-                            np.ascontiguousarray(xq, np.float32), theta, sizes, w0, lam, code, out[..., 0])
+            K.adapt_predict(xs, np.ascontiguousarray(ys[..., 0]), xq, theta, sizes, w0, lam, code, out[..., 0])
         return out[0] if single else out
+
+    def _checked_tasks(self, xs, ys, xq):
+        """The tasks as float32 C arrays, or a ValueError / TypeError naming the argument at fault."""
+        D = self.body.sizes[0]
+        out = []
+        for name, a, last in (("xs", xs, D), ("ys", ys, 1), ("xq", xq, D)):
+            a = np.asarray(a)
+            if a.dtype.kind not in "fiub":
+                raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+            if a.ndim != 3 or a.shape[-1] != last:
+                raise ValueError(f"{name} must have shape (tasks, rows, {last}), got {a.shape}")
+            with np.errstate(over="ignore"):
+                a = np.ascontiguousarray(a, np.float32)
+            if not np.isfinite(a).all():
+                raise ValueError(f"{name} holds NaN or inf (or a value beyond float32's range)")
+            out.append(a)
+        xs, ys, xq = out
+        if not xs.shape[0] == ys.shape[0] == xq.shape[0] or xs.shape[1] != ys.shape[1]:
+            raise ValueError(f"xs {xs.shape}, ys {ys.shape} and xq {xq.shape} must agree in tasks (and xs, ys in rows)")
+        if xq.shape[1] == 0:
+            raise ValueError("xq has no query row")
+        return xs, ys, xq
 
     # ------------------------------------------------------------------ streaming (the engine's exact path)
     def stream_state(self, n: int, history: int) -> dict[str, np.ndarray]:

@@ -7,7 +7,7 @@ FloatingPointError with a message, never a binding signature dump, another excep
 a crash. tests/fuzz/test_fuzz.py runs each target in a subprocess, so a crash fails the run.
 
     python tests/fuzz/fuzz_api.py TARGET [--examples N]     # TARGET: memory, inner_loop, features, data,
-                                                            # applications
+                                                            # applications, head
 """
 from __future__ import annotations
 
@@ -377,8 +377,27 @@ def applications_case(data, rng):
             raise Unclear("a task's episodes hold a non-finite value")
 
 
+def head_case(data, rng):
+    """The head learner's compiled path (learners/head.py): any task shapes, supports of 0 rows
+    included, with one argument mutated."""
+    from metarisk_fast.learners import HeadNewton
+
+    D, B = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 5))
+    K, Q = data.draw(st.integers(0, 12)), data.draw(st.integers(1, 4))
+    torch.manual_seed(int(rng.integers(2 ** 31)))
+    learner = HeadNewton(D, (data.draw(st.integers(1, 9)),), width=data.draw(st.integers(1, 6)),
+                         loss=data.draw(st.sampled_from(["student_t_nll", "gaussian_nll"])))
+    with torch.no_grad():
+        for p in learner.parameters():
+            p.add_(torch.randn_like(p))
+    xs, xq = rng.standard_normal((B, K, D)), rng.standard_normal((B, Q, D))
+    ys = np.clip(np.abs(rng.standard_t(5, (B, K, 1))), 0.05, 20)
+    which, how = data.draw(st.integers(0, 2)), data.draw(st.sampled_from(MUTATIONS))
+    run_case(learner.adapt_predict, [xs, ys, xq], which, how, rng)
+
+
 TARGETS = {"memory": memory_case, "inner_loop": inner_loop_case, "features": features_case, "data": data_case,
-           "applications": applications_case}
+           "applications": applications_case, "head": head_case}
 
 
 def run(target: str, examples: int, seed: int = 0) -> None:

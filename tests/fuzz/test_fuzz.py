@@ -15,7 +15,7 @@ HARNESS = Path(__file__).with_name("fuzz_api.py")
 EXAMPLES = int(os.environ.get("METARISK_FUZZ_EXAMPLES", "1000"))
 
 
-@pytest.mark.parametrize("target", ["memory", "inner_loop", "features", "data", "applications"])
+@pytest.mark.parametrize("target", ["memory", "inner_loop", "features", "data", "applications", "head"])
 def test_fuzz_target(target, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     try:
