@@ -98,22 +98,27 @@ RECIPES = {
 }
 CHOSEN = "shipped: t loss, 1500 steps, inner lr 0.06, within 5x EWMA, targets floored at 0.05"
 HEAD = "head: one Newton step of a linear head (width 8) on a shared body"
-HEAD_OPTIONS = replace(LONG, hidden=(32,), steps=3000)  # forecasting.training_default("head", ...)
-HEAD_CHOSEN = f"{HEAD}, body 32, 3000 steps"
+HEAD_OPTIONS = replace(LONG, hidden=(32,), steps=3000, young_listings=True)  # forecasting.training_default("head", ...)
+HEAD_CHOSEN = f"{HEAD}, body 32, 3000 steps, simulated listings"
+NO_LISTINGS = replace(HEAD_OPTIONS, young_listings=False)
 RECIPES.update({
-    f"{HEAD}, body 32, 1500 steps": Recipe(CLOSE_FEATURES, "head", replace(HEAD_OPTIONS, steps=1500), loss=None,
-                                          max_ratio=5.0),
-    f"{HEAD}, body 64-64, 1500 steps": Recipe(CLOSE_FEATURES, "head", replace(LONG, hidden=(64, 64)), loss=None,
-                                             max_ratio=5.0),
-    f"{HEAD}, body 32-32, 1500 steps": Recipe(CLOSE_FEATURES, "head", replace(LONG, hidden=(32, 32)), loss=None,
-                                             max_ratio=5.0),
+    f"{HEAD}, body 32, 1500 steps, no simulated listings": Recipe(CLOSE_FEATURES, "head", replace(NO_LISTINGS, steps=1500),
+                                                                  loss=None, max_ratio=5.0),
+    f"{HEAD}, body 64-64, 1500 steps, no simulated listings": Recipe(
+        CLOSE_FEATURES, "head", replace(NO_LISTINGS, hidden=(64, 64), steps=1500), loss=None, max_ratio=5.0),
+    f"{HEAD}, body 32-32, 1500 steps, no simulated listings": Recipe(
+        CLOSE_FEATURES, "head", replace(NO_LISTINGS, hidden=(32, 32), steps=1500), loss=None, max_ratio=5.0),
+    f"{HEAD}, body 32, 3000 steps, no simulated listings": Recipe(CLOSE_FEATURES, "head", NO_LISTINGS, loss=None,
+                                                                  max_ratio=5.0),
+    f"{HEAD}, body 32, 3000 steps, no simulated listings, seed 1": Recipe(
+        CLOSE_FEATURES, "head", replace(NO_LISTINGS, seed=1), loss=None, max_ratio=5.0),
+    f"{HEAD}, body 32, 3000 steps, no simulated listings, seed 2": Recipe(
+        CLOSE_FEATURES, "head", replace(NO_LISTINGS, seed=2), loss=None, max_ratio=5.0),
     HEAD_CHOSEN: Recipe(CLOSE_FEATURES, "head", HEAD_OPTIONS, loss=None, max_ratio=5.0),
     f"{HEAD_CHOSEN}, seed 1": Recipe(CLOSE_FEATURES, "head", replace(HEAD_OPTIONS, seed=1), loss=None, max_ratio=5.0),
     f"{HEAD_CHOSEN}, seed 2": Recipe(CLOSE_FEATURES, "head", replace(HEAD_OPTIONS, seed=2), loss=None, max_ratio=5.0),
-    f"{CHOSEN}, seed 1": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06, seed=1), loss=None,
-                                     max_ratio=5.0),
-    f"{CHOSEN}, seed 2": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06, seed=2), loss=None,
-                                     max_ratio=5.0),
+    f"{CHOSEN}, seed 1": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06, seed=1), loss=None, max_ratio=5.0),
+    f"{CHOSEN}, seed 2": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06, seed=2), loss=None, max_ratio=5.0),
 })
 
 panel = load_panel("default")
@@ -151,7 +156,7 @@ def train(recipe: Recipe, builder, assets, end):
                            o.inner_steps, loss=loss)
     t0 = time.perf_counter()
     train_meta(learner, builder, assets, end, steps=o.steps_for(recipe.learner), batch=o.batch, lr=o.meta_lr, seed=o.seed,
-               supports=DEFAULT_HISTORIES, young=young_builder(builder, assets, end, o))
+               supports=DEFAULT_HISTORIES, young=young_builder(builder, assets, end, o, [recipe.learner]))
     return learner, time.perf_counter() - t0
 
 
@@ -274,7 +279,8 @@ def young_assets(out: Path, split: str = "test", every: int = 63, length: int = 
     nxt = builder.returns[R + 1, A]
     learners = learners or {
         "maml": recipe, "maml, young listings": replace(recipe, options=replace(recipe.options, young_listings=True)),
-        "pooled": replace(recipe, learner="pooled"), "head": RECIPES[HEAD_CHOSEN]}
+        "pooled": replace(recipe, learner="pooled"), "head": RECIPES[HEAD_CHOSEN],
+        "head, no listings": RECIPES[f"{HEAD}, body 32, 3000 steps, no simulated listings"]}
     fc, seconds = {}, {}
     for name, r in learners.items():
         learner, seconds[name] = train(r, train_builder, SPLITS[split]["fit"], end)

@@ -127,3 +127,17 @@ def test_adaptation_pays_on_tasks_that_differ_in_scale():
         adapted = m.meta_loss(xs, ys, xq, yq).item()
         zero_shot = m.meta_loss(xs[:, :0], ys[:, :0], xq, yq).item()
     assert adapted < zero_shot - 0.2, (adapted, zero_shot)
+
+
+def test_training_defaults_are_the_learners_own_unless_given():
+    from metarisk_fast.cli import parser
+    from metarisk_fast.volatility.jobs import TrainOptions
+
+    o = TrainOptions()
+    assert (o.hidden_for("head"), o.steps_for("head"), o.young_for("head")) == ((32,), 3000, True)
+    assert (o.hidden_for("maml"), o.steps_for("maml"), o.young_for("maml")) == ((64, 64), 1500, False)
+    given = TrainOptions(hidden=(8,), steps=7, young_listings=False)
+    assert (given.hidden_for("head"), given.steps_for("head"), given.young_for("head")) == ((8,), 7, False)
+    args = parser().parse_args(["train", "--prices", "default", "--out", "m", "--learner", "head",
+                                      "--no-young-listings"])
+    assert args.young_listings is False and args.hidden is None and args.steps is None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit
 
 from .._types import STUDENT_T_NU
 
@@ -24,12 +24,17 @@ PRECISION_FLOOR = 1e-4  # the prior precision's floor: the step's system stays p
 
 @njit(cache=True, nogil=True, inline="always")
 def _slopes(z, y, code):
-    """l'(z; y) and l''(z; y) of the Student t (code 0) or Gaussian (code 1) likelihood."""
-    if code == 0:
+    """l'(z; y) and the curvature of the Student t (code 0, 2) or Gaussian (code 1, 3) likelihood:
+    l''(z; y) (codes 0, 1), or its expectation, the Fisher information (codes 2, 3)."""
+    if code % 2 == 0:
         nu = STUDENT_T_NU
         s = 1.0 / (1.0 + math.exp(-(math.log(y * y) - z - math.log(nu - 2.0))))
+        if code == 2:
+            return 0.5 - 0.5 * (nu + 1.0) * s, 0.5 * nu / (nu + 3.0)
         return 0.5 - 0.5 * (nu + 1.0) * s, 0.5 * (nu + 1.0) * s * (1.0 - s)
     e = y * y * math.exp(-z)
+    if code == 3:
+        return 0.5 - 0.5 * e, 0.5
     return 0.5 - 0.5 * e, 0.5 * e
 
 
@@ -191,42 +196,30 @@ def _dot(phi, w):
     return z
 
 
-def _stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, theta, sizes, w0,
-                precision, code, row_phi, sup_phi, sup_slopes, stats, out, chunks):
+@njit(cache=True, nogil=True)
+def stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, theta, sizes, w0,
+               precision, code, row_phi, sup_phi, sup_slopes, stats, out):
     """One engine bar: the features of the bar's usable rows (rows (m, D), assets ``use``) into
     the delay line row_phi[slot]; every asset without a stretch row (count 0) cleared; the
     ``n_pushed`` rows that joined the stores ((asset, slot) in ``pushed``, their features in
     row_phi[leaving], their targets in sup_target) added; the outputs of the ``ready`` assets' rows
-    into out (the others NaN). Each phase splits its assets into ``chunks`` parts (run in
-    parallel by STREAM_BAR_PARALLEL); no asset's numbers depend on the split."""
-    m = use.shape[0]
-    for c in prange(chunks):
-        lo, hi = c * m // chunks, (c + 1) * m // chunks
-        body_rows(rows[lo:hi], use[lo:hi], theta, sizes, row_phi[slot])
+    into out (the others NaN)."""
+    body_rows(rows, use, theta, sizes, row_phi[slot])
     for j in range(count.shape[0]):
         if count[j] == 0:
             stats[j, :] = 0
-    for c in prange(chunks):
-        for i in range(c * n_pushed // chunks, (c + 1) * n_pushed // chunks):
-            j, p = pushed[i, 0], pushed[i, 1]
-            stored = sup_phi[j, p]
-            if count[j] > history:
-                _add_contribution(stored, sup_slopes[j, p, 0], sup_slopes[j, p, 1], -1, stats[j])
-            stored[:] = row_phi[leaving, j]
-            g1, g2 = _row_slopes(stored, np.float64(sup_target[j, p]), w0, code)
-            sup_slopes[j, p, 0], sup_slopes[j, p, 1] = g1, g2
-            _add_contribution(stored, g1, g2, 1, stats[j])
+    for i in range(n_pushed):
+        j, p = pushed[i, 0], pushed[i, 1]
+        stored = sup_phi[j, p]
+        if count[j] > history:
+            _add_contribution(stored, sup_slopes[j, p, 0], sup_slopes[j, p, 1], -1, stats[j])
+        stored[:] = row_phi[leaving, j]
+        g1, g2 = _row_slopes(stored, np.float64(sup_target[j, p]), w0, code)
+        sup_slopes[j, p, 0], sup_slopes[j, p, 1] = g1, g2
+        _add_contribution(stored, g1, g2, 1, stats[j])
     sel = np.flatnonzero(ready)
-    n = sel.shape[0]
-    w = np.empty((n, w0.shape[0]))
+    w = np.empty((sel.shape[0], w0.shape[0]))
+    solve_heads(stats, sel, w0, precision, w)
     out[:] = np.nan
-    for c in prange(chunks):
-        lo, hi = c * n // chunks, (c + 1) * n // chunks
-        solve_heads(stats, sel[lo:hi], w0, precision, w[lo:hi])
-        for i in range(lo, hi):
-            out[sel[i]] = _dot(row_phi[slot, sel[i]], w[i])
-
-
-STREAM_BAR = njit(cache=True, nogil=True)(_stream_bar)  # prange runs as range
-STREAM_BAR_PARALLEL = njit(cache=True, nogil=True, parallel=True)(_stream_bar)
-PARALLEL_FROM = 256  # assets in a bar from which the parallel version pays for its thread start-ups
+    for i in range(sel.shape[0]):
+        out[sel[i]] = _dot(row_phi[slot, sel[i]], w[i])

@@ -177,10 +177,10 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     training.add_argument("--memory-slots", type=int_in(1, 100_000), default=MEMORY_SLOTS,
                           help=f"the memory learner's slots: at least the longest history it adapts on "
                                f"(default {MEMORY_SLOTS})")
-    training.add_argument("--young-listings", action="store_true",
+    training.add_argument("--young-listings", action=argparse.BooleanOptionalAction, default=None,
                           help="draw a third of the meta-batches from listings simulated inside the training "
-                               "panel (young assets; off by default: on validation it cost mature assets more "
-                               "than it gave young ones, bench/FORECAST_QUALITY.md)")
+                               "panel (young assets; default: on for the head learner, off for the others, as "
+                               "validation chose, bench/FORECAST_QUALITY.md)")
     baseline_options = argparse.ArgumentParser(add_help=False)
     baseline_options.add_argument("--no-garch", action="store_true", help="skip the GARCH baselines (slowest)")
     baseline_options.add_argument("--garch-refit", type=int_in(1, 10000), default=63,

@@ -46,8 +46,9 @@ class TrainOptions:
     hidden: tuple[int, ...] | None = None  # None: the learner's own (forecasting.default_hidden)
     seed: int = 0
     memory_slots: int = MEMORY_SLOTS  # the memory learner's slots: at least the longest history it writes
-    young_listings: bool = False  # a third of the meta-batches from simulated listings (tasks.simulated_listings);
-    # off: on validation it cost mature assets more than it gave young ones (bench/FORECAST_QUALITY.md)
+    young_listings: bool | None = None  # a third of the meta-batches from simulated listings
+    # (tasks.simulated_listings); None: the learner's own (forecasting.training_default: on for the head
+    # learner, off for the others, as validation chose; bench/FORECAST_QUALITY.md)
 
 
     def __post_init__(self):
@@ -67,6 +68,10 @@ class TrainOptions:
     def hidden_for(self, kind: str) -> tuple[int, ...]:
         """The hidden layer sizes of learner ``kind``: the ones given, else the learner's default."""
         return tuple(self.hidden) if self.hidden is not None else training_default(kind, "hidden")
+
+    def young_for(self, kind: str) -> bool:
+        """Whether learner ``kind`` trains on simulated listings: as given, else the learner's default."""
+        return self.young_listings if self.young_listings is not None else training_default(kind, "young_listings")
 
     def steps_for(self, kind: str) -> int:
         """The meta-training steps of learner ``kind``: the number given, else the learner's default."""
@@ -108,10 +113,10 @@ def _data_quality_line(quality: dict) -> str:
     return f" Data quality: {'; '.join(parts)} (listed in report.json, `data_quality`)." if parts else ""
 
 
-def young_builder(builder: EpisodeBuilder, assets, end_date, opts: TrainOptions) -> EpisodeBuilder | None:
+def young_builder(builder: EpisodeBuilder, assets, end_date, opts: TrainOptions, kinds) -> EpisodeBuilder | None:
     """The simulated listings of the training assets up to ``end_date`` that meta-training draws
-    young episodes from (None when the options leave them out)."""
-    if not opts.young_listings:
+    young episodes from (None when the options leave them out for every learner of ``kinds``)."""
+    if not any(opts.young_for(kind) for kind in kinds):
         return None
     return EpisodeBuilder(simulated_listings(builder.panel, assets, end_date), builder.spec)
 
@@ -224,7 +229,8 @@ def fit(panel, learner: str, horizon: int, history: int, end, options: TrainOpti
     say(log, f"training {learner} on {len(train_assets)} assets up to {panel.dates[end_row]}; "
               f"validating on held-out {', '.join(val_assets)}")
     model, info = _train_learner(learner, builder, train_assets, panel.dates[end_row], options, (history,), log,
-                                 young_builder(builder, train_assets, panel.dates[end_row], options), **checkpointing)
+                                 young_builder(builder, train_assets, panel.dates[end_row], options, [learner]),
+                                 **checkpointing)
     spec = builder.with_scale(input_scale(model)).spec  # the normalisation the learner trained with
     if rank != 0:
         return model, spec, None
@@ -412,10 +418,10 @@ def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTO
     say(log, f"meta-training on {len(train_assets)} assets, {panel.dates[0]} to {panel.dates[end_row]}; "
               f"held out: {', '.join(test_assets)} from {panel.dates[test_start]}")
     trained, train_info = {}, {}
-    young = young_builder(builder, train_assets, panel.dates[end_row], options)
+    young = young_builder(builder, train_assets, panel.dates[end_row], options, learners)
     for kind in learners:
         trained[kind], train_info[kind] = _train_learner(kind, builder, train_assets, panel.dates[end_row], options,
-                                                         DEFAULT_HISTORIES, log, young)
+                                                         DEFAULT_HISTORIES, log, young if options.young_for(kind) else None)
         say(log, f"  {kind}: {train_info[kind]['train_seconds']} s")
     A, R = grid(panel, test_assets, test_start, panel.n_days - 1 - spec.horizon)
     base, fits, garch_line = _run_baselines(builder, A, R, garch, garch_refit, log)
