@@ -135,22 +135,19 @@ def solve_heads(stats, which, w0, precision, w):
             p = max(precision[i], PRECISION_FLOOR)
             for l in range(LANES):
                 A[i, i, l] += p
-        for j in range(d):
-            for l in range(LANES):
-                s[l] = A[j, j, l]
-            for q in range(j):
-                for l in range(LANES):
-                    s[l] -= A[j, q, l] * A[j, q, l]
-            for l in range(LANES):
-                inv[j, l] = 1.0 / math.sqrt(s[l])
-            for i in range(j + 1, d):
+        for j in range(d):  # column j of L: its pivot (i = j) first, then the rows below it
+            for i in range(j, d):
                 for l in range(LANES):
                     s[l] = A[i, j, l]
                 for q in range(j):
                     for l in range(LANES):
                         s[l] -= A[i, q, l] * A[j, q, l]
-                for l in range(LANES):
-                    A[i, j, l] = s[l] * inv[j, l]
+                if i == j:
+                    for l in range(LANES):
+                        inv[j, l] = 1.0 / math.sqrt(s[l])
+                else:
+                    for l in range(LANES):
+                        A[i, j, l] = s[l] * inv[j, l]
         for i in range(d):  # L u = g
             for q in range(i):
                 for l in range(LANES):
