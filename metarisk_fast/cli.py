@@ -13,6 +13,7 @@ APPLICATIONS = ("volatility", "warning", "credit", "trading")
 
 
 def parser() -> argparse.ArgumentParser:
+    """The `metarisk` argument parser with every application's subcommands."""
     p = argparse.ArgumentParser(prog="metarisk", description="Meta-learned risk: forecast variance, VaR and ES; "
                                 "early warning; credit scoring; trading-strategy adaptation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -23,6 +24,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run `metarisk` with ``argv`` (default: the command line); returns the exit status (2 on a
+    data, model or argument error, printed as one line)."""
     p = parser()
     args = p.parse_args(argv)
     if hasattr(args, "check"):  # a subcommand's checks across options, before any work

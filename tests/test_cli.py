@@ -179,6 +179,26 @@ def test_demo_smoke(tmp_path):
     assert "new listings: " in md and "QLIKE by age" in md and (tmp_path / "d" / "loss_by_age.png").exists()
 
 
+@pytest.mark.slow  # trains two learners
+def test_demo_loads_its_shipped_learners_and_retraining_reproduces_them(tmp_path):
+    """With the demo's settings the package's pretrained learners are loaded, not trained; saved
+    with --save-models they record those settings; retrained here they score within 2e-3 QLIKE of
+    the shipped ones (training is not bit-identical across machines)."""
+    from metarisk_fast.forecasting import load_model
+    from metarisk_fast.volatility.jobs import TrainOptions, demo, demo_settings
+
+    kw = dict(learners=("pooled", "head"), histories=(60,), garch=False)
+    shipped, _ = demo(tmp_path / "a", save_models=tmp_path / "models", **kw)
+    md = (tmp_path / "a" / "report.md").read_text()
+    assert "pooled, head loaded as shipped" in md
+    _, _, meta = load_model(tmp_path / "models" / "head")
+    assert meta["demo_settings"] == demo_settings("head", 1, meta["demo_settings"]["train_end"], 5, TrainOptions())
+    again, _ = demo(tmp_path / "b", retrain=True, **kw)
+    assert "loaded as shipped" not in (tmp_path / "b" / "report.md").read_text()
+    for kind in ("pooled", "head"):
+        assert abs(shipped[0].table.loc[kind, "qlike"] - again[0].table.loc[kind, "qlike"]) < 2e-3, kind
+
+
 @pytest.mark.parametrize("argv, message", [
     (["train", "--prices", "{one}", "--out", "{tmp}/m"], "needs two or more"),
     (["train", "--prices", "{short}", "--out", "{tmp}/m"], "too little history"),

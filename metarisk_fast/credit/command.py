@@ -15,6 +15,7 @@ def _training(args):
 
 
 def cmd_credit(args):
+    """Run one `metarisk credit` subcommand from its parsed arguments; returns the exit status."""
     from . import jobs as credit
 
     log = progress_log(args)
@@ -45,6 +46,7 @@ def cmd_credit(args):
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
+    """Add `metarisk credit train | evaluate | score | demo` to the subcommands ``sub``."""
     from .learn import CREDIT_LEARNERS
 
     credit = sub.add_parser("credit", help="credit scoring that adapts to a new segment from a few labelled loans",

@@ -38,6 +38,7 @@ class CreditData:
         return sorted(set(self.segment))
 
     def take(self, rows) -> "CreditData":
+        """The loans at positions ``rows`` (an index array), as a new CreditData."""
         rows = np.asarray(rows)
         return CreditData(self.frame.iloc[rows].reset_index(drop=True), self.y[rows], self.segment[rows], self.target,
                           self.segment_column, self.source)
@@ -133,6 +134,8 @@ class CreditEncoder:
         return list(self.numeric) + [c for c, levels in self.categorical.items() for _ in levels]
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model inputs (loans, features) float32 of a frame of loans with the encoder's
+        attribute columns; a missing column raises DataError."""
         missing = [c for c in (*self.numeric, *self.categorical) if c not in frame.columns]
         if missing:
             raise DataError(f"the loans lack the model's attribute columns {missing}")
@@ -146,6 +149,7 @@ class CreditEncoder:
         return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
 
     def to_json(self) -> str:
+        """The encoder's columns as JSON (what a saved credit model records)."""
         return json.dumps({"numeric": self.numeric, "categorical": self.categorical})
 
     @classmethod

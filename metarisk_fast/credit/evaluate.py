@@ -49,6 +49,8 @@ def draw_supports(rng: np.random.Generator, y: np.ndarray, k: int, draws: int, m
 
 
 def metrics(y: np.ndarray, score: np.ndarray) -> dict:
+    """AUC, Kolmogorov-Smirnov statistic and Brier score of default probabilities ``score`` for
+    outcomes ``y`` (0/1)."""
     fpr, tpr, _ = roc_curve(y, score)
     return {"auc": float(roc_auc_score(y, score)), "ks": float(np.max(tpr - fpr)),
             "brier": float(np.mean((score - y) ** 2))}

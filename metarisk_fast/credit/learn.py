@@ -38,11 +38,14 @@ class CreditTraining:
             check_number(name, getattr(self, name))
 
     def make(self, n_features: int):
+        """A fresh learner of these settings for ``n_features`` inputs, with the binary
+        cross-entropy inner loop."""
         return make_learner(self.learner, n_features, self.hidden, self.inner_lr, self.inner_steps, loss="bce",
                             memory_slots=MEMORY_SLOTS)
 
 
 def segment_codes(segment: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of each loan's segment and the sorted segment names they index."""
     names = sorted(set(segment.tolist()))
     return np.searchsorted(np.asarray(names, dtype=object), segment), names
 

@@ -63,6 +63,8 @@ class PricePanel:
         return ~np.isnan(self.close)
 
     def asset_index(self, names) -> np.ndarray:
+        """Column positions of the asset ``names`` in this panel (int64); an unknown name raises
+        DataError naming it."""
         lookup = {a: i for i, a in enumerate(self.assets)}
         missing = [n for n in names if n not in lookup]
         if missing:

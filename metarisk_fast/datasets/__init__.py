@@ -15,6 +15,7 @@ GERMAN_CREDIT = "german_credit.csv.gz"
 
 
 def sp500_20_path():
+    """Path of the embedded 20-stock daily close file inside the installed package."""
     return resources.files(__package__).joinpath("data", SP500_20)
 
 

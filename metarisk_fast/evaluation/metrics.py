@@ -48,6 +48,7 @@ def qlike_log(s, h):
 
 
 def squared_error(s, h):
+    """Elementwise (s - h)^2 of realised variances s and forecasts h (MSE's terms)."""
     s, h = _pair(s, h)
     return (s - h) ** 2
 
@@ -58,6 +59,7 @@ class TestResult:
     pvalue: float
 
     def as_dict(self):
+        """{'statistic', 'pvalue'} as plain floats (for JSON)."""
         return {"statistic": float(self.statistic), "pvalue": float(self.pvalue)}
 
 

@@ -42,6 +42,9 @@ def _normal_factors(alpha: float) -> tuple[float, float]:
 
 
 def value_at_risk(variance, alpha: float, dist: str = "normal", nu: float | None = None):
+    """VaR of a zero-mean one-day return with variance ``variance`` at tail probability
+    ``alpha``, a return quantile (negative): normal, or Student t with ``nu`` degrees of freedom
+    scaled to unit variance."""
     sigma = _sigma(variance, alpha)
     if dist == "normal":
         return sigma * _normal_factors(float(alpha))[0]

@@ -47,16 +47,24 @@ def _range(feature, window, open, high, low, close):
 
 
 def parkinson_vol(high, low, window: int):
+    """Rolling Parkinson (high-low range) volatility over ``window`` days (T, N); NaN until the
+    window is full."""
     return _range("parkinson", window, high, high, low, high)
 
 
 def garman_klass_vol(open, high, low, close, window: int):
+    """Rolling Garman-Klass volatility over ``window`` days from open, high, low and close prices
+    (T, N); NaN until the window is full."""
     return _range("garman_klass", window, open, high, low, close)
 
 
 def rogers_satchell_vol(open, high, low, close, window: int):
+    """Rolling Rogers-Satchell volatility over ``window`` days from open, high, low and close (T,
+    N); NaN until the window is full."""
     return _range("rogers_satchell", window, open, high, low, close)
 
 
 def yang_zhang_vol(open, high, low, close, window: int):
+    """Rolling Yang-Zhang volatility over ``window`` days from open, high, low and close (T, N);
+    NaN until the window is full."""
     return _range("yang_zhang", window, open, high, low, close)

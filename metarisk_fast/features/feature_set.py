@@ -134,6 +134,8 @@ class FeatureSet:
         return {n: (o[:, 0] if one_d else o) for n, o in zip(self.names, outs)}
 
     def stream(self, n_assets: int) -> "StreamingFeatures":
+        """A StreamingFeatures of this set over ``n_assets`` assets, fed one bar at a time (the
+        batch kernel's step)."""
         return StreamingFeatures(self, n_assets)
 
 
@@ -242,6 +244,7 @@ class StreamingFeatures:
     STATE_KEYS = ("r_ring", "term_ring", "cc", "ewma", "means", "yz", "prev_close")
 
     def state_dict(self) -> dict[str, np.ndarray]:
+        """The stream's state as arrays (copies): bars seen and every window's running sums."""
         return {"t": np.array(self.t), **{k: v.copy() for k, v in zip(self.STATE_KEYS, self._state)}}
 
     @classmethod
@@ -258,6 +261,7 @@ class StreamingFeatures:
         return cls(spec, state[-1].shape[0], t, state)
 
     def save(self, path) -> None:
+        """Write the stream's state to ``path`` atomically (NumPy .npz)."""
         buf = io.BytesIO()
         np.savez(buf, **self.state_dict())
         from .._files import atomic_write_bytes

@@ -18,6 +18,9 @@ from ..tasks.target import AnchorRatioTarget
 
 
 class Forecaster(ABC):
+    """A variance forecaster as the evaluation sees it: ``predict`` gives, for (asset, row t)
+    pairs of an episode builder's panel, the forecast made at t from data up to t."""
+
     name = "forecaster"
 
     @abstractmethod

@@ -22,6 +22,9 @@ FORMAT_VERSION = 1
 # with the default settings and seed 0 (tests/test_pretrained.py retrains it)
 PRETRAINED = "default"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+# `metarisk demo`'s learners, one model directory each, written by `metarisk demo --retrain
+# --save-models` with the demo's defaults; the demo loads one only where its settings are the ones asked for
+DEMO_PRETRAINED_DIR = PRETRAINED_DIR / "demo"
 
 
 class ModelError(ValueError):
@@ -86,6 +89,8 @@ OWN_KEYS = ("format_version", "metarisk_fast_version", "torch_version", "weights
 
 
 def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hidden, info: dict) -> Path:
+    """Write a model directory (model.pt, model.json) of a trained ``learner`` of kind ``kind``
+    with its TaskSpec, history and hidden sizes, plus ``info``; returns its path."""
     return write_model_dir(out_dir, "model.json", learner, {
         "learner": kind, "hidden": list(hidden), "inner_lr": getattr(learner, "inner_lr", None),
         "inner_steps": learner.inner_steps, "loss": learner.loss, "history": int(history),
@@ -93,6 +98,16 @@ def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hid
         "task_spec": {"horizon": spec.horizon, "support": spec.support, "query": spec.query, "proxy": spec.proxy,
                       "age_input": spec.age_input, "scale": spec.scale,
                       "features": asdict(spec.features)}, **info})
+
+
+def load_demo_model(kind: str, settings: dict):
+    """The shipped demo learner ``kind`` if it was trained with exactly ``settings`` (the
+    ``demo_settings`` its model.json records), else None."""
+    d = DEMO_PRETRAINED_DIR / kind
+    if not (d / "model.json").exists():
+        return None
+    learner, _, meta = load_model(d)
+    return learner if meta.get("demo_settings") == settings else None
 
 
 def load_model(model_dir):

@@ -49,6 +49,8 @@ def _sum_across_ranks(params, loss_sum: float, diverged: bool) -> tuple[float, b
 
 
 def save_checkpoint(path, learner, opt, step: int, history: list, skipped: int) -> None:
+    """Write a training checkpoint (weights, optimizer, step, loss history, skipped batches) to
+    ``path`` atomically."""
     buf = io.BytesIO()
     torch.save({"learner": learner.state_dict(), "optimizer": opt.state_dict(), "step": step,
                 "losses": history, "skipped": skipped}, buf)
@@ -56,6 +58,8 @@ def save_checkpoint(path, learner, opt, step: int, history: list, skipped: int) 
 
 
 def load_checkpoint(path, learner, opt) -> tuple[int, list, int]:
+    """Restore a training checkpoint into ``learner`` and ``opt``; returns (step, loss history,
+    skipped batches) or a ValueError naming the file."""
     try:
         state = torch.load(path, weights_only=True)
         learner.load_state_dict(state["learner"])

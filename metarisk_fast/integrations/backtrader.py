@@ -37,6 +37,7 @@ class RiskHub:
         self._bar, self.snapshot, self.close = -1, None, None
 
     def at(self, bar: int) -> RiskSnapshot:
+        """The engine's snapshot of backtrader bar ``bar`` (the feeds' closes committed once)."""
         if bar != self._bar:
             self.close = np.array([d.close[0] if len(d) else np.nan for d in self.datas], dtype=np.float64)
             date = bt.num2date(self.datas[0].datetime[0]).date()

@@ -99,6 +99,9 @@ class RiskActor(Actor):
 
 
 class VolTargetStrategyConfig(StrategyConfig, frozen=True):
+    """VolTargetStrategy's settings: the instruments it trades, the message-bus topic of the risk
+    updates it reads and its sizing."""
+
     instrument_ids: tuple[str, ...]
     topic: str = RISK_TOPIC
     capital: float = 1_000_000.0
@@ -137,6 +140,7 @@ def _equity(symbol: str) -> Equity:
 
 
 def bar_type(symbol: str) -> str:
+    """The daily external bar type of ``symbol`` on the adapter's venue, as nautilus_trader spells it."""
     return f"{symbol}.{VENUE}-1-DAY-LAST-EXTERNAL"
 
 

@@ -109,6 +109,8 @@ class HeadNewton(nn.Module):
         return elementwise_loss(zq, yq, loss).mean(dim=(1, 2))
 
     def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
+        """Mean over tasks of the query loss after the Newton step; ``.backward()`` gives the
+        meta-gradient."""
         return self.query_losses(xs, ys, xq, yq, loss).mean()
 
     def forward_adapt_predict(self, xs, ys, xq) -> torch.Tensor:

@@ -30,6 +30,8 @@ class ExternalMemory(nn.Module):
         self.register_buffer("last_read", torch.zeros(memories, slots))
 
     def reset(self, memories: int | None = None) -> "ExternalMemory":
+        """Empty the memory (``memories`` independent memories, default as many as now); returns
+        self."""
         e = memories or self.memory.shape[0]
         kw = dict(dtype=self.memory.dtype, device=self.memory.device)
         self.memory = torch.zeros(e, self.slots, self.width, **kw)
@@ -56,6 +58,7 @@ class ExternalMemory(nn.Module):
         return ww
 
     def save(self, path) -> None:
+        """Write the memory's contents and usage to ``path`` atomically (torch.save)."""
         buf = io.BytesIO()
         torch.save({k: v.detach() for k, v in self.state_dict().items()} | {"gamma": self.gamma}, buf)
         atomic_write_bytes(path, buf.getvalue())
@@ -144,14 +147,19 @@ class MemoryAugmentedNet(nn.Module):
         return out
 
     def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
+        """Per-task query losses (B,) after writing each support into memory; differentiable."""
         xs, ys, xq, yq = self._tensors(xs, ys, xq, yq)
         z = self._forward(xs, ys, xq)
         return _per_task_loss(z, yq, loss or self.loss)
 
     def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
+        """Mean over tasks of the query loss after writing each support into memory;
+        differentiable."""
         return self.query_losses(xs, ys, xq, yq, loss).mean()
 
     def adapt_predict(self, xs, ys, xq, loss: str | None = None):
+        """Write each support set into its own memory and predict its query rows from one read:
+        (B, K, D), (B, K, O), (B, Q, D) -> (B, Q, O)."""
         numpy_in = isinstance(xs, np.ndarray)
         single = np.ndim(xs) == 2
         if single:
@@ -224,6 +232,7 @@ class MemoryConditionedMAML(nn.Module):
                     loss=loss or self.maml.loss)
 
     def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
+        """Per-task query losses (B,) after the memory-conditioned inner loop; differentiable."""
         xs, ys, xq, yq = (torch.as_tensor(a) for a in (xs, ys, xq, yq))
         offsets, kw = self.task_offsets(xs, ys), self._kw(loss, xs)
         xs, ys = zero_shot_support(xs, ys)
@@ -231,9 +240,13 @@ class MemoryConditionedMAML(nn.Module):
                                  mode=self.maml.mode, task_offsets=offsets, **kw)
 
     def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
+        """Mean over tasks of the query loss after the memory-conditioned inner loop;
+        differentiable."""
         return self.query_losses(xs, ys, xq, yq, loss).mean()
 
     def adapt_predict(self, xs, ys, xq, loss: str | None = None):
+        """Retrieve each task's starting parameters from memory, take the inner steps on its
+        support and predict its query rows."""
         numpy_in = isinstance(xs, np.ndarray)
         single = np.ndim(xs) == 2
         xs, ys, xq = (torch.as_tensor(a) for a in (xs, ys, xq))

@@ -36,6 +36,7 @@ def _var(win):
 
 
 def log_returns(close):
+    """Twin of features.log_returns: log(p_t / p_{t-1}) in plain NumPy, NaN in the first row."""
     c, one_d = _2d(close)
     r = np.full(c.shape, np.nan, dtype=np.result_type(c, np.float64))
     r[1:] = np.log(c[1:] / c[:-1])
@@ -43,6 +44,8 @@ def log_returns(close):
 
 
 def close_to_close_vol(close, window: int):
+    """Twin of features.close_to_close_vol: the rolling standard deviation of log returns over
+    ``window`` days, in plain NumPy."""
     c, one_d = _2d(close)
     return _shape_like(np.sqrt(rolling(log_returns(c), window, _var)), one_d)
 

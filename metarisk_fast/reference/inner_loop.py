@@ -9,6 +9,8 @@ from .._losses import elementwise_loss
 
 
 def mlp_forward(params, x, activation="relu"):
+    """The MLP's forward pass on x (..., in): weights (out, in) and biases in nn.Linear order,
+    ReLU (or tanh) between layers, none after the last."""
     act = torch.relu if activation == "relu" else torch.tanh
     n_layers = len(params) // 2
     for i in range(n_layers):
@@ -47,6 +49,8 @@ def _adapt_one(params, lrs, xs, ys, steps, activation, loss, first_order, ws=Non
 
 def mlp_meta_loss(params, lr, xs, ys, xq, yq, *, steps, activation="relu", loss="mse",
                   mode="second_order", task_offsets=None, support_weights=None, query_weights=None):
+    """Twin of ops.mlp_meta_loss: per-task query losses after the inner loop (second order, first
+    order or Reptile), with torch autograd."""
     lrs = _lr_list(lr, params)
     first_order = mode != "second_order"
     offsets = task_offsets if task_offsets is not None else [torch.zeros((xs.shape[0], *p.shape), dtype=p.dtype)
@@ -68,6 +72,8 @@ def mlp_meta_loss(params, lr, xs, ys, xq, yq, *, steps, activation="relu", loss=
 
 
 def mlp_adapt(params, lr, xs, ys, *, steps, activation="relu", loss="mse", support_weights=None):
+    """Twin of ops.mlp_adapt: each task's parameters after ``steps`` SGD steps on its support,
+    with torch autograd."""
     lrs = _lr_list(lr, params)
     ws = torch.ones(xs.shape[:2], dtype=xs.dtype) if support_weights is None else support_weights
     with torch.no_grad():
@@ -75,6 +81,8 @@ def mlp_adapt(params, lr, xs, ys, *, steps, activation="relu", loss="mse", suppo
 
 
 def mlp_adapt_predict(params, lr, xs, ys, xq, *, steps, activation="relu", loss="mse", support_weights=None):
+    """Twin of ops.mlp_adapt_predict: adapt on each support and predict its query rows, with
+    torch autograd."""
     lrs = _lr_list(lr, params)
     ws = torch.ones(xs.shape[:2], dtype=xs.dtype) if support_weights is None else support_weights
 

@@ -7,6 +7,8 @@ from .._types import EPS, MemoryRead, TopKRead
 
 
 def memory_read(memory, keys, beta=None, topk=None, eps: float = EPS):
+    """Twin of ops.memory_read: content-addressed read (cosine similarity, softmax with strength
+    beta, optional top-k) in plain torch."""
     shared = memory.dim() == 2
     mem = memory.unsqueeze(0) if shared else memory  # (E, N, W)
     k = keys if keys.dim() == 3 else keys.unsqueeze(1)  # (B, H, W)

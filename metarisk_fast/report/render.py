@@ -139,6 +139,8 @@ def by_age_table(ev: Evaluation) -> str:
 
 
 def render_markdown(evals: list[Evaluation], title: str, preamble: str = "") -> str:
+    """The Markdown report of evaluations ``evals``: a summary, the ``preamble``, then each
+    evaluation's tables."""
     out = [f"# {title}\n", "## Summary\n"]
     for ev in evals:
         out += summary_lines(ev) + [""]

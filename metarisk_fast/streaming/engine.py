@@ -229,6 +229,7 @@ class RiskEngine:
         self._append(names, fresh_streams=True)
 
     def remove_asset(self, name: str) -> None:
+        """Drop asset ``name`` and its state; the other assets continue unchanged."""
         self._fixed_assets()
         if name not in self.assets:
             raise ValueError(f"asset {name!r} is not in the engine (assets: {', '.join(self.assets)})")
@@ -523,6 +524,8 @@ class RiskEngine:
         return other
 
     def state_dict(self) -> dict:
+        """The engine's whole state as arrays (what ``save`` writes and ``load_state_dict``
+        restores)."""
         meta = {"format": STATE_FORMAT, "t": self.t, "last_date": None if self.last_date is None else str(self.last_date),
                 "assets": self.assets, "adopted": self._adopted, "history": self.history,
                 "min_history": self.min_history, "readapt_every": self.readapt_every, "online_lr": self.online_lr,

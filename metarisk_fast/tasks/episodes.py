@@ -241,6 +241,7 @@ class TaskBatch:
         return int(self.xs.shape[0])
 
     def tensors(self, dtype=torch.float32):
+        """(xs, ys, xq, yq) as torch tensors of ``dtype``."""
         return tuple(torch.from_numpy(a).to(dtype) for a in (self.xs, self.ys, self.xq, self.yq))
 
     @property

@@ -8,6 +8,7 @@ from .._command import int_in, progress_log
 
 
 def cmd_trade(args):
+    """Run one `metarisk trade` subcommand from its parsed arguments; returns the exit status."""
     from . import jobs as trade
     from .train import PolicyTraining
 
@@ -32,6 +33,7 @@ def cmd_trade(args):
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
+    """Add `metarisk trade train | evaluate | demo` to the subcommands ``sub``."""
     trade = sub.add_parser("trade", help="trading-strategy adaptation by meta-reinforcement learning (ProMP, MAML-PG)",
                            description="Trading tasks (252-bar blocks of one asset: the embedded panel's stocks and "
                                        "the synthetic regimes); a policy adapts to a task from episodes of its first "

@@ -222,6 +222,7 @@ class TaskPool:
         return int(self.obs.shape[-1])
 
     def task_names(self, tasks) -> list[str]:
+        """Names 'ASSET@first-row' of the given task indices."""
         return [f"{self.names[self.column[i]]}@{int(self.first[i])}" for i in np.asarray(tasks)]
 
     def episodes(self, tasks, n: int, length: int, rng: np.random.Generator, part: str = "adapt") -> Episodes:

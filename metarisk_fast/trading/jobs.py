@@ -68,6 +68,8 @@ def _forecaster(model):
 
 
 def save_policy(out, policy: MetaPolicy, options: PolicyTraining, curve: np.ndarray, model=None) -> None:
+    """Write a policy directory: policy.pt, and policy.json with its training options and
+    learning curve."""
     p = check_output(out, "dir")
     p.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()

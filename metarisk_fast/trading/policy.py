@@ -77,6 +77,8 @@ class MetaPolicy(torch.nn.Module):
             return self.net(obs) if adapted is None else _per_task_mlp(obs, adapted)
 
     def act(self, obs: torch.Tensor, rng: np.random.Generator, adapted=None) -> torch.Tensor:
+        """Actions sampled around the policy's mean for observations ``obs`` (optionally with
+        adapted parameters)."""
         mu = self.mean(obs, adapted)
         return mu + self.sigma * torch.from_numpy(rng.standard_normal(tuple(mu.shape)))
 

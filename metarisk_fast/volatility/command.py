@@ -38,6 +38,8 @@ def _train_options(args):
 
 
 def cmd_train(args):
+    """Run `metarisk train` (on one process, several, or under torchrun); returns the exit
+    status."""
     from ..forecasting.distributed import is_lead_process
     from .jobs import train
 
@@ -57,6 +59,8 @@ def _wrote(frame, out) -> None:
 
 
 def cmd_forecast(args):
+    """Run `metarisk forecast` (the forecast table of a model over a price file); returns the
+    exit status."""
     from .jobs import forecast_to_csv
 
     _wrote(forecast_to_csv(args.model, args.prices, args.out, start=args.start, history=args.history,
@@ -77,6 +81,8 @@ def _stress_monitor(warning_dir):
 
 
 def cmd_stream(args):
+    """Run `metarisk stream`: a file replayed bar by bar, or a live feed on standard input;
+    returns the exit status."""
     from .feed import stream, stream_lines
 
     monitor = _stress_monitor(args.warning)
@@ -99,6 +105,7 @@ def cmd_stream(args):
 
 
 def cmd_evaluate(args):
+    """Run `metarisk evaluate` (a saved model against the baselines); returns the exit status."""
     from .jobs import evaluate
 
     ev = evaluate(args.model, args.prices, args.out, start=args.start, history=args.history, garch=not args.no_garch,
@@ -112,6 +119,7 @@ def cmd_evaluate(args):
 
 
 def cmd_demo(args):
+    """Run `metarisk demo` and print its tables; returns the exit status."""
     import pandas as pd
 
     from ..report import young_rows
@@ -119,7 +127,8 @@ def cmd_demo(args):
 
     evals, out = demo(args.out, learners=args.learners, histories=args.histories, horizon=args.horizon,
                       train_end=args.train_end, holdout=args.holdout, garch=not args.no_garch,
-                      garch_refit=args.garch_refit, options=_train_options(args), log=progress_log(args))
+                      garch_refit=args.garch_refit, options=_train_options(args), retrain=args.retrain,
+                      save_models=args.save_models, log=progress_log(args))
     cols = ["qlike", "mse", "dm_vs_ewma", "dm_pvalue", "mcs_pvalue", "hit_0.01_normal", "hit_0.05_normal",
             "kupiec_p_0.01_normal", "z2_normal"]
     for ev in evals:
@@ -155,6 +164,7 @@ def _check_stream(parser, args) -> None:
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
+    """Add `metarisk demo | train | forecast | stream | evaluate` to the subcommands ``sub``."""
     from ..forecasting import LEARNERS, MEMORY_SLOTS, training_default
     from .jobs import DEFAULT_HISTORIES, DEMO_LEARNERS, TrainOptions
 
@@ -202,6 +212,12 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     demo.add_argument("--histories", type=int_in(1, 5000), nargs="+", default=list(DEFAULT_HISTORIES),
                       help="few-shot history lengths k: days of each held-out asset's past the learners adapt on "
                            "(default 20 60 250)")
+    demo.add_argument("--retrain", action="store_true",
+                      help="meta-train every learner here, also those the package ships pretrained with these "
+                           "settings (by default they are loaded, which makes the demo a few minutes shorter)")
+    demo.add_argument("--save-models", metavar="DIR", default=None,
+                      help="also write each learner as a model directory DIR/<learner> (the files the package's "
+                           "pretrained demo learners are)")
     demo.set_defaults(func=cmd_demo)
 
     train = sub.add_parser("train", parents=[common, training, horizon], help="meta-train a model and save it",

@@ -21,15 +21,15 @@ from ..data import MAX_GAP_DAYS, data_report
 from ..datasets import ignore, load_panel
 from ..evaluation import Evaluation, evaluate as evaluate_forecasts, qlike_log, risk_columns
 from ..forecasting import (LEARNERS, MEMORY_LEARNERS, MEMORY_SLOTS, EWMAForecaster, GARCHForecaster, HARForecaster,
-                           MetaForecaster, input_scale, load_model, make_learner, save_model, train_meta,
-                           training_default)
+                           MetaForecaster, input_scale, load_demo_model, load_model, make_learner, save_model,
+                           train_meta, training_default)
 from ..forecasting.distributed import join_torchrun, run_local, threads_per_rank, wait_for_all_ranks
 from ..forecasting.training import process_group
 from ..report import write_report
 from ..tasks import TARGET, EpisodeBuilder, TaskSpec, asset_split, simulated_listings, time_split
 
 DEFAULT_HISTORIES = (20, 60, 250)
-DEMO_LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "memory", "memory_maml", "pooled")
+DEMO_LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "memory", "memory_maml", "pooled", "head")
 QUERY = 20  # query days per training episode
 Log = Callable[[str], None] | None
 
@@ -79,6 +79,7 @@ class TrainOptions:
 
 
 def say(log: Log, msg: str) -> None:
+    """Pass ``msg`` to the progress log, if there is one."""
     if log is not None:
         log(msg)
 
@@ -134,6 +135,8 @@ def _train_learner(kind, builder, assets, end_date, opts: TrainOptions, supports
 
 
 def baselines(garch: bool = True, garch_refit: int = 63, progress: bool = False) -> list:
+    """The baseline forecasters every report compares with: EWMA, HAR, log-HAR and (with
+    ``garch``) GARCH-t and GJR-GARCH-t refitted every ``garch_refit`` days."""
     out = [EWMAForecaster(), HARForecaster(name="har"), HARForecaster(log=True, name="log_har")]
     if garch:
         out += [GARCHForecaster(name="garch_t", progress=progress, refit=garch_refit),
@@ -313,6 +316,8 @@ def forecast_panel(learner, spec: TaskSpec, meta: dict, panel, *, start=None, hi
 
 
 def forecast_to_csv(model, prices, out, **kw) -> pd.DataFrame:
+    """``forecast``'s table of ``model`` over ``prices``, also written to the CSV file ``out``
+    atomically."""
     check_output(out, "file")
     frame = forecast(model, prices, **kw)
     atomic_write_text(out, frame.to_csv(index=False))
@@ -392,13 +397,27 @@ def new_listings(panel, assets, first_row: int, spec: TaskSpec, trained: dict, g
                             compare_by_age=tuple(n for n in ("garch_t", "gjr_garch_t", "pooled") if n in fc or n in base))
     ev.meta["evaluated"] = list(fc)
     return ev
+def demo_settings(kind: str, horizon: int, train_end, holdout: int, options: TrainOptions) -> dict:
+    """Everything a demo learner's weights depend on (besides the code and the embedded panel):
+    a shipped demo model is used only where its recorded settings are these."""
+    return {"learner": kind, "horizon": horizon, "train_end": str(train_end), "holdout": holdout,
+            "steps": options.steps_for(kind), "batch": options.batch, "meta_lr": options.meta_lr,
+            "inner_lr": options.inner_lr, "inner_steps": options.inner_steps, "hidden": list(options.hidden_for(kind)),
+            "seed": options.seed, "memory_slots": options.memory_slots, "young_listings": options.young_for(kind)}
+
+
 def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTORIES, horizon: int = 1,
          train_end="2014-12-31", holdout: int = 5, garch: bool = True, garch_refit: int = 63,
-         options: TrainOptions = TrainOptions(), log: Log = None) -> tuple[list[Evaluation], dict]:
-    """Meta-train every learner on the embedded panel's training assets up to ``train_end``, then
-    forecast the held-out assets from only the last k days (k in ``histories``) and compare with
-    the baselines; writes the report directory ``out``. Returns the evaluations and the files."""
+         options: TrainOptions = TrainOptions(), retrain: bool = False, save_models=None,
+         log: Log = None) -> tuple[list[Evaluation], dict]:
+    """Every learner on the embedded panel's training assets up to ``train_end`` (the package's
+    pretrained one where it was trained with these settings, unless ``retrain``; else meta-trained
+    here), then forecast the held-out assets from only the last k days (k in ``histories``) and
+    compare with the baselines; writes the report directory ``out`` (and, with ``save_models``, each
+    learner as a model directory under it). Returns the evaluations and the files."""
     check_output(out, "dir")
+    if save_models is not None:
+        check_output(save_models, "dir")
     if not histories:
         raise ValueError("histories: give at least one few-shot history length")
     for k in histories:
@@ -417,12 +436,24 @@ def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTO
     train_assets, test_assets = asset_split(panel.assets, holdout, seed=options.seed)
     say(log, f"meta-training on {len(train_assets)} assets, {panel.dates[0]} to {panel.dates[end_row]}; "
               f"held out: {', '.join(test_assets)} from {panel.dates[test_start]}")
-    trained, train_info = {}, {}
-    young = young_builder(builder, train_assets, panel.dates[end_row], options, learners)
+    trained, train_info, young = {}, {}, None
     for kind in learners:
-        trained[kind], train_info[kind] = _train_learner(kind, builder, train_assets, panel.dates[end_row], options,
-                                                         DEFAULT_HISTORIES, log, young if options.young_for(kind) else None)
-        say(log, f"  {kind}: {train_info[kind]['train_seconds']} s")
+        settings = demo_settings(kind, horizon, panel.dates[end_row], holdout, options)
+        shipped = None if retrain else load_demo_model(kind, settings)
+        if shipped is not None:
+            trained[kind], train_info[kind] = shipped, {"pretrained": True}
+            say(log, f"  {kind}: pretrained (shipped, trained with these settings; --retrain trains it again)")
+        else:
+            if options.young_for(kind) and young is None:
+                young = young_builder(builder, train_assets, panel.dates[end_row], options, [kind])
+            trained[kind], train_info[kind] = _train_learner(kind, builder, train_assets, panel.dates[end_row],
+                                                             options, DEFAULT_HISTORIES, log,
+                                                             young if options.young_for(kind) else None)
+            say(log, f"  {kind}: {train_info[kind]['train_seconds']} s")
+        if save_models is not None:
+            save_model(Path(save_models) / kind, kind, trained[kind], builder.with_scale(input_scale(trained[kind])).spec,
+                       history=spec.support, hidden=options.hidden_for(kind),
+                       info={"demo_settings": settings, "train": train_info[kind]})
     A, R = grid(panel, test_assets, test_start, panel.n_days - 1 - spec.horizon)
     base, fits, garch_line = _run_baselines(builder, A, R, garch, garch_refit, log)
     evals = []
@@ -440,9 +471,13 @@ def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTO
     pre = (f"Meta-learners adapt on only the last k days of each held-out asset ({steps}; `memory` "
            f"writes them into an external memory and reads it once; `memory_maml` starts its {steps} from "
            "parameters retrieved from a memory; `pooled` is the same network trained "
-           "without meta-learning and does not adapt); the baselines use each asset's "
+           "without meta-learning and does not adapt; `head` adapts a linear head on a shared body by one "
+           "Newton step); the baselines use each asset's "
            f"full history up to the forecast date. Training: assets {', '.join(train_assets)}, "
-           f"{panel.dates[0]} to {panel.dates[end_row]}; testing after an embargo of {spec.horizon} day(s). "
+           f"{panel.dates[0]} to {panel.dates[end_row]}; testing after an embargo of {spec.horizon} day(s)"
+           + (f"; {', '.join(k for k, v in train_info.items() if v.get('pretrained'))} loaded as shipped "
+              "(trained with these settings by `metarisk demo --retrain`)"
+              if any(v.get("pretrained") for v in train_info.values()) else "") + ". "
            f"Run time {elapsed:.0f} s." + garch_line + _data_quality_line(quality) + "\n")
     files = write_report(evals, out, "metarisk demo: few-shot variance forecasting on held-out assets", pre,
                          extra={"train": train_info, "train_assets": train_assets, "test_assets": test_assets,

@@ -8,6 +8,7 @@ from .._command import int_in, positive_float, progress_log
 
 
 def cmd_warn(args):
+    """Run `metarisk warn` from its parsed arguments; returns the exit status."""
     from .jobs import NAMES, warn
 
     summary = warn(args.prices, args.out, drawdown=args.drawdown, horizon=args.horizon, model=args.model,
@@ -21,6 +22,7 @@ def cmd_warn(args):
 
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
+    """Add `metarisk warn` to the subcommands ``sub``."""
     warn = sub.add_parser("warn", parents=[common], help="early warning of market-wide stress from a price panel",
                           description="Early-warning scores (turbulence, absorption ratio, realised volatility, "
                                       "novelty) and their recursive combination, evaluated out of sample against "

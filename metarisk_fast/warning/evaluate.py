@@ -42,6 +42,7 @@ class Logistic:
         return cls(mu, sd, m.coef_[0].astype(np.float64), float(m.intercept_[0]))
 
     def probability(self, X: np.ndarray) -> np.ndarray:
+        """P(stress episode ahead) of each row of scores ``X``."""
         z = ((np.asarray(X, np.float64) - self.mean) / self.scale) @ self.coef + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
 

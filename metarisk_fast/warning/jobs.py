@@ -56,6 +56,7 @@ def in_training(meta: dict, panel: PricePanel) -> np.ndarray:
 
 
 def score_names(frame: pd.DataFrame) -> list[str]:
+    """The score columns present in ``frame``, in the report's order."""
     return [c for c in (*SCORES, MODEL_SCORE, MEMORY_SCORE) if c in frame.columns]
 
 

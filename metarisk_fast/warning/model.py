@@ -70,6 +70,8 @@ class WarningModel:
                    None if assets is None else tuple(str(a) for a in assets), model_sha256)
 
     def to_json(self) -> str:
+        """The model as JSON: its scores, standardisation, coefficients, threshold and episode
+        definition."""
         lg = self.logistic
         return json.dumps({"format": FORMAT, "names": list(self.names), "mean": lg.mean.tolist(),
                            "scale": lg.scale.tolist(), "coef": lg.coef.tolist(), "intercept": lg.intercept,
@@ -79,6 +81,7 @@ class WarningModel:
                            "model_sha256": self.model_sha256}, indent=1)
 
     def save(self, path) -> None:
+        """Write the model to ``path`` atomically (JSON)."""
         atomic_write_text(path, self.to_json())
 
     @classmethod

@@ -46,6 +46,7 @@ class StressMonitor:
         return monitor_step(r, *self._state)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
+        """The monitor's state arrays (views, in StressMonitor's order)."""
         return self._state
 
 
@@ -237,9 +238,11 @@ class StressScore:
 
     # state, for RiskEngine's save / restore / copy
     def state_dict(self) -> dict:
+        """The score's state as arrays (what an engine's saved state holds for its monitor)."""
         return {k: v.copy() for k, v in self._s.items()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a state taken by ``state_dict``; every check runs before anything changes."""
         mine = StressScore(self.model, self.n_assets)._s
         for k, v in mine.items():
             got = state.get(k)
@@ -252,6 +255,7 @@ class StressScore:
         self._s = {k: np.array(state[k]) for k in _STATE}
 
     def copy(self) -> "StressScore":
+        """An independent score in the same state."""
         other = StressScore(self.model, self.n_assets)
         other.load_state_dict(self.state_dict())
         return other
