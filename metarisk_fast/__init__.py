@@ -12,7 +12,7 @@ import importlib
 __version__ = "0.1.0"
 
 _NAMES = {  # public name -> the module that owns it
-    "MLP": "learners", "MAML": "learners", "Reptile": "learners", "MetaSGD": "learners",
+    "MLP": "learners", "MAML": "learners", "HeadNewton": "learners", "Reptile": "learners", "MetaSGD": "learners",
     "ExternalMemory": "learners", "MemoryAugmentedNet": "learners", "MemoryConditionedMAML": "learners",
     "RiskEngine": "streaming", "RiskSnapshot": "streaming", "RiskModel": "volatility", "RiskForecast": "volatility",
 }
@@ -47,6 +47,7 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
+    """Threads the core's parallel loops use now."""
     from ._native import core
 
     return int(core.num_threads())

@@ -11,6 +11,7 @@ import metarisk_fast
 
 
 def _public_modules():
+    yield metarisk_fast
     for info in pkgutil.walk_packages(metarisk_fast.__path__, "metarisk_fast."):
         if any(part.startswith("_") for part in info.name.split(".")[1:]):
             continue
@@ -36,3 +37,15 @@ def test_every_public_callable_has_a_docstring():
                             and f.__module__ == mod.__name__  # (not a framework's generated aliases)
                             and not (inspect.getdoc(getattr(obj, m)) or "").strip()]
     assert not missing, f"{len(missing)} public callables without a docstring: {missing}"
+
+
+def test_the_api_reference_is_current():
+    """docs/API.md is what `python docs/api.py` writes from the code now."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "docs" / "api.py"
+    spec = importlib.util.spec_from_file_location("metarisk_api_reference", path)
+    api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(api)
+    assert path.with_name("API.md").read_text() == api.render(), "docs/API.md is stale: run `python docs/api.py`"

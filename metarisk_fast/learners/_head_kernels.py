@@ -24,17 +24,12 @@ PRECISION_FLOOR = 1e-4  # the prior precision's floor: the step's system stays p
 
 @njit(cache=True, nogil=True, inline="always")
 def _slopes(z, y, code):
-    """l'(z; y) and the curvature of the Student t (code 0, 2) or Gaussian (code 1, 3) likelihood:
-    l''(z; y) (codes 0, 1), or its expectation, the Fisher information (codes 2, 3)."""
-    if code % 2 == 0:
+    """l'(z; y) and l''(z; y) of the Student t (code 0) or Gaussian (code 1) likelihood."""
+    if code == 0:
         nu = STUDENT_T_NU
         s = 1.0 / (1.0 + math.exp(-(math.log(y * y) - z - math.log(nu - 2.0))))
-        if code == 2:
-            return 0.5 - 0.5 * (nu + 1.0) * s, 0.5 * nu / (nu + 3.0)
         return 0.5 - 0.5 * (nu + 1.0) * s, 0.5 * (nu + 1.0) * s * (1.0 - s)
     e = y * y * math.exp(-z)
-    if code == 3:
-        return 0.5 - 0.5 * e, 0.5
     return 0.5 - 0.5 * e, 0.5 * e
 
 

@@ -38,17 +38,15 @@ from .mlp import MLP
 HEAD_LOSSES = {"student_t_nll": 0, "gaussian_nll": 1}  # the losses with a head step (their kernel codes)
 
 
-def loss_slopes(z: torch.Tensor, y: torch.Tensor, loss: str, fisher: bool = False):
-    """The first derivative in z of elementwise_loss(z, y, loss) and its curvature: the second
-    derivative, or with ``fisher`` its expectation under the model (the kernels' _slopes computes
-    the same)."""
+def loss_slopes(z: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and second derivatives in z of elementwise_loss(z, y, loss), analytically (the
+    kernels' _slopes computes the same)."""
     if loss == "student_t_nll":
         nu = STUDENT_T_NU
         s = torch.sigmoid(torch.log(y * y) - z - math.log(nu - 2))  # u / (1 + u), u = y^2 e^-z / (nu - 2)
-        curv = torch.full_like(s, 0.5 * nu / (nu + 3)) if fisher else 0.5 * (nu + 1) * s * (1 - s)
-        return 0.5 - 0.5 * (nu + 1) * s, curv
+        return 0.5 - 0.5 * (nu + 1) * s, 0.5 * (nu + 1) * s * (1 - s)
     e = y * y * torch.exp(-z)
-    return 0.5 - 0.5 * e, torch.full_like(e, 0.5) if fisher else 0.5 * e
+    return 0.5 - 0.5 * e, 0.5 * e
 
 
 class HeadNewton(nn.Module):
@@ -64,7 +62,7 @@ class HeadNewton(nn.Module):
     inner_steps = 1  # one Newton step (model.json's inner_steps)
 
     def __init__(self, n_features: int, hidden=(32,), width: int = 8, loss: str = "student_t_nll",
-                 precision: float = 10.0, fisher: bool = False):
+                 precision: float = 10.0):
         super().__init__()
         if loss not in HEAD_LOSSES:
             raise ValueError(f"the head learner's loss must be one of {tuple(HEAD_LOSSES)}, got {loss!r}")
@@ -73,7 +71,6 @@ class HeadNewton(nn.Module):
         self.body = MLP(n_features, tuple(hidden), width)
         self.width = int(width)
         self.loss = loss
-        self.fisher = bool(fisher)
         self.w0 = nn.Parameter(torch.zeros(width + 1))  # output 0: the anchor forecast
         self.log_precision = nn.Parameter(torch.full((width + 1,), math.log(precision)))
 
@@ -96,7 +93,7 @@ class HeadNewton(nn.Module):
         if xs.shape[1] == 0:
             return w0.expand(B, -1)
         phi = self.features(xs)
-        g1, g2 = loss_slopes(phi @ w0, ys[..., 0], loss, self.fisher)
+        g1, g2 = loss_slopes(phi @ w0, ys[..., 0], loss)
         grad = (g1[..., None] * phi).sum(1)
         hess = phi.transpose(1, 2) @ (g2[..., None] * phi) + torch.diag(self.precision().to(xs.dtype))
         return w0 - torch.linalg.solve(hess, grad)
@@ -126,7 +123,7 @@ class HeadNewton(nn.Module):
             theta = np.concatenate([(p.t() if p.ndim == 2 else p).detach().double().reshape(-1).numpy()
                                     for p in self.body.parameter_list()])
             return (theta, np.asarray(self.body.sizes, np.int64), self.w0.detach().double().numpy().copy(),
-                    self.precision().detach().double().numpy().copy(), HEAD_LOSSES[self.loss] + 2 * self.fisher)
+                    self.precision().detach().double().numpy().copy(), HEAD_LOSSES[self.loss])
 
     def adapt_predict(self, xs, ys, xq, loss: str | None = None):
         """Adapt on each support and predict its query rows, (B, K, D), (B, K, 1), (B, Q, D) -> (B, Q, 1)
