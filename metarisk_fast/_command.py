@@ -58,6 +58,23 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
+def separator(text: str) -> str:
+    """--sep: one character ('\\t' for a tab)."""
+    sep = "\t" if text in ("\\t", "tab") else text
+    if len(sep) != 1 or sep in "\"\n\r":
+        raise argparse.ArgumentTypeError(f"one character (not a quote or a line break), got {text!r}")
+    return sep
+
+
+def price_file_options() -> argparse.ArgumentParser:
+    """The parent parser of every subcommand that reads a price file: --sep."""
+    prices = argparse.ArgumentParser(add_help=False)
+    prices.add_argument("--sep", type=separator, default=",",
+                        help="field separator of a CSV price file (default ','; e.g. ';' as spreadsheets of "
+                             "decimal-comma locales write)")
+    return prices
+
+
 def setup(args) -> None:
     """Threads and seeds as the common options ask."""
     import numba

@@ -464,3 +464,25 @@ def test_the_library_calls_check_their_arguments(prices, model, tmp_path):
     with pytest.raises(ValueError, match="learners"):
         jobs.demo(tmp_path / "d", learners=("lstm",))
     assert not (tmp_path / "m").exists()
+
+
+def test_forecast_reads_a_semicolon_file_and_writes_wide(tmp_path, capsys):
+    """`--sep ';'` reads a spreadsheet's file; `--wide` writes the forecast variance one column per
+    asset, which reads back as a wide file and equals the long table's numbers."""
+    from metarisk_fast.data import load_prices
+    from metarisk_fast.datasets import load_sp500_20
+
+    p = load_sp500_20(warn_data=False).select(assets=["AAPL", "JPM", "XOM"], start="2022-01-01")
+    frame = pd.DataFrame(p.close, index=pd.DatetimeIndex(p.dates), columns=list(p.assets))
+    frame.to_csv(tmp_path / "semi.csv", sep=";")
+    args = ["forecast", "--model", "default", "--prices", str(tmp_path / "semi.csv"), "--sep", ";", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "long.csv")]) == 0
+    assert main(args + ["--out", str(tmp_path / "wide.csv"), "--wide"]) == 0
+    long = pd.read_csv(tmp_path / "long.csv")
+    wide = load_prices(tmp_path / "wide.csv", warn_data=False)
+    assert wide.assets == ("AAPL", "JPM", "XOM")
+    back = pd.DataFrame(wide.close, index=pd.Index(wide.dates.astype(str)), columns=list(wide.assets)).stack()
+    np.testing.assert_allclose(back.to_numpy(), long.set_index(["date", "asset"]).forecast_variance.to_numpy(),
+                               rtol=1e-15)
+    assert main(args[:-3] + ["--out", str(tmp_path / "x.csv"), "--quiet"]) == 2
+    assert "look separated by ';'" in capsys.readouterr().err

@@ -101,7 +101,7 @@ def test_corrupt_gzip_and_missing_file(tmp_path):
         load_prices(bad)
     with pytest.raises(DataError, match="no such file"):
         load_prices(tmp_path / "absent.csv")
-    with pytest.raises(TypeError, match="path or a pandas DataFrame"):
+    with pytest.raises(TypeError, match="a path, a PriceFile or a pandas DataFrame"):
         load_prices(42)
 
 
@@ -194,3 +194,33 @@ def test_a_long_gap_in_one_asset_is_warned_with_the_asset_and_dates():
         p = load_prices(frame)
     assert data_report(p)["asset_gaps"] == [{"asset": "B", "before": "2020-01-28", "after": "2020-02-14",
                                              "missing_closes": 12}]
+
+
+def _synthetic_closes(n_days=40, n_assets=3):
+    syn = datasets.synthetic_ohlc(n_days=n_days, n_assets=n_assets, seed=3)
+    return pd.DataFrame(syn.close, index=pd.DatetimeIndex(syn.dates), columns=list(syn.assets))
+
+
+def test_pandas_edges_read_as_a_quant_writes_them(tmp_path):
+    """pandas' default to_csv (an unnamed first column of dates), a long file in any row order
+    (read in date order, with a note) and a ';'-separated file (with its separator named) give
+    the same panel as the plain wide file."""
+    from metarisk_fast.data import PriceFile
+
+    df = _synthetic_closes()
+    want = load_prices(df.rename_axis("Date"))
+    df.to_csv(tmp_path / "to_csv.csv")
+    assert (tmp_path / "to_csv.csv").read_text().startswith(",")
+    long = df.rename_axis("date").stack().rename("close").reset_index().rename(columns={"level_1": "asset"})
+    long.sample(frac=1.0, random_state=0).to_csv(tmp_path / "shuffled.csv", index=False)
+    df.to_csv(tmp_path / "semi.csv", sep=";")
+    with pytest.warns(DataQualityWarning, match=r"shuffled.csv: the rows of 3 asset\(s\) .* not in date order"):
+        shuffled = load_prices(tmp_path / "shuffled.csv")
+    for got in (load_prices(tmp_path / "to_csv.csv"), shuffled, load_prices(PriceFile(tmp_path / "semi.csv", ";"))):
+        np.testing.assert_array_equal(got.dates, want.dates)
+        np.testing.assert_allclose(got.close[:, np.argsort(got.assets)], want.close[:, np.argsort(want.assets)],
+                                   rtol=1e-15)  # pandas' CSV parser rounds the last digit its own way
+    with pytest.raises(DataError, match=r"semi.csv: one column named .* look separated by ';'.*--sep ';'"):
+        load_prices(tmp_path / "semi.csv")
+    with pytest.raises(ValueError, match="sep must be one character"):
+        PriceFile(tmp_path / "semi.csv", ";;")

@@ -1,7 +1,10 @@
 """Market data in: wide or long CSV / Parquet files, or DataFrames, into one validated panel.
 
-Wide: a ``Date`` column (any case) then one close column per asset.
-Long: ``date, asset, open, high, low, close[, volume]`` (open/high/low optional together).
+Wide: a ``Date`` column (any case; an unnamed first column of dates, as pandas' ``to_csv`` writes
+its index, is one) then one close column per asset.
+Long: ``date, asset, open, high, low, close[, volume]`` (open/high/low optional together), in any
+row order (read in date order per asset, with a note).
+CSV fields are comma-separated unless a ``PriceFile`` names another separator.
 Missing values (an asset not yet listed, a holiday) are kept as NaN and masked, never filled.
 Every rejection names the source, the column and the first bad row.
 """
@@ -90,20 +93,36 @@ class PricePanel:
 
 
 
-def _read(path: Path) -> pd.DataFrame:
+@dataclass(frozen=True)
+class PriceFile:
+    """A price file whose CSV fields are separated by ``sep`` (e.g. ';', as spreadsheets of
+    decimal-comma locales write them); a plain path means ','."""
+
+    path: str | Path
+    sep: str = ","
+
+    def __post_init__(self):
+        if not isinstance(self.sep, str) or len(self.sep) != 1 or self.sep in "\"\n\r":
+            raise ValueError(f"sep must be one character (not a quote or a line break), got {self.sep!r}")
+
+
+def _read(path: Path, sep: str = ",") -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     name = path.name.lower()
     try:
         if name.endswith(".parquet") or name.endswith(".pq"):
             return pd.read_parquet(path)
-        frame, header = pd.read_csv(path), pd.read_csv(path, header=None, nrows=1).iloc[0]
+        frame, header = pd.read_csv(path, sep=sep), pd.read_csv(path, sep=sep, header=None, nrows=1).iloc[0]
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty") from None
     except (OSError, EOFError, UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
         raise DataError(f"{path}: cannot be read as {'Parquet' if 'parq' in name else 'CSV'} "
                         f"(corrupt or not a price file): {exc}") from None
     _check_unique_columns([str(c) for c in header], str(path))
+    if frame.shape[1] == 1 and sep == "," and ";" in str(frame.columns[0]):
+        raise DataError(f"{path}: one column named {str(frame.columns[0])[:40]!r}: the fields look separated by "
+                        "';'; give the separator (`--sep ';'`, or load_prices(PriceFile(path, sep=';')))")
     return frame
 
 
@@ -163,6 +182,9 @@ def _check_prices(arr: np.ndarray, source: str, field: str, assets, dates, rows=
 
 def _from_wide(df: pd.DataFrame, source: str) -> PricePanel:
     date_cols = [c for c in df.columns if str(c).lower() == "date"]
+    first = str(df.columns[0]) if df.shape[1] else "date"
+    if not date_cols and (first == "" or first.startswith("Unnamed: 0")):  # pandas' to_csv of a date index
+        date_cols = [df.columns[0]]
     if date_cols:
         dates = _parse_dates(df[date_cols[0]].to_numpy(), source, date_cols[0])
         df = df.drop(columns=date_cols[0])
@@ -201,11 +223,12 @@ def _from_long(df: pd.DataFrame, source: str) -> PricePanel:
     if dup.any():
         i = int(np.argmax(dup))
         raise DataError(f"{source}: row {i + 1}: duplicate (date, asset) = ({dates[i]}, {assets_col[i]})")
-    for a, d in key.groupby("asset", sort=False)["date"]:
-        step = np.diff(d.to_numpy()).astype(np.int64)
-        if (step < 0).any():
-            i = d.index[int(np.argmax(step < 0)) + 1]
-            raise DataError(f"{source}: column 'date', row {i + 1}: dates of asset '{a}' not sorted")
+    unsorted = [a for a, d in key.groupby("asset", sort=False)["date"]
+                if (np.diff(d.to_numpy()).astype(np.int64) < 0).any()]
+    if unsorted:  # the panel is built by date whatever the row order
+        warnings.warn(f"{source}: the rows of {len(unsorted)} asset(s) ({', '.join(unsorted[:3])}"
+                      f"{', ...' if len(unsorted) > 3 else ''}) are not in date order; read in date order",
+                      DataQualityWarning, stacklevel=3)
     fields = ["close"] + (["open", "high", "low"] if present else [])
     values = _numeric(df[fields], source)
     all_dates = np.unique(dates)
@@ -235,17 +258,26 @@ def _looks_long(lower_columns: set) -> bool:
     return "asset" in lower_columns or len(lower_columns & set(LONG_ALLOWED[2:])) >= 2
 
 
+def price_source(path, sep: str = ","):
+    """What a command hands on for a --prices path and its --sep: the path itself (comma-separated,
+    Parquet, or 'default') or a PriceFile."""
+    return path if sep == "," or path is None or str(path) == "default" else PriceFile(path, sep)
+
+
 def load_prices(source, *, warn_data: bool = True) -> PricePanel:
-    """Load a price panel from a path (CSV, CSV.gz, Parquet) or a DataFrame, wide or long. With
-    ``warn_data``, what the data checks find is warned, one line per kind (data_report lists it)."""
+    """Load a price panel from a path (CSV, CSV.gz, Parquet), a PriceFile (a CSV with another
+    separator) or a DataFrame, wide or long. With ``warn_data``, what the data checks find is
+    warned, one line per kind (data_report lists it)."""
     if isinstance(source, PricePanel):
         return source
     if isinstance(source, pd.DataFrame):
         df, name = source, "<DataFrame>"
     elif isinstance(source, (str, Path)):
         df, name = _read(Path(source)), str(source)
+    elif isinstance(source, PriceFile):
+        df, name = _read(Path(source.path), source.sep), str(source.path)
     else:
-        raise TypeError(f"prices must be a path or a pandas DataFrame, got {type(source).__name__}")
+        raise TypeError(f"prices must be a path, a PriceFile or a pandas DataFrame, got {type(source).__name__}")
     if df.shape[0] == 0:
         raise DataError(f"{name}: no rows")
     lower = {str(c).lower() for c in df.columns}

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .._command import date, int_in, nonnegative_float, positive_float, progress_log
+from .._command import date, int_in, nonnegative_float, positive_float, price_file_options, progress_log
 
 FORECAST_COLUMNS_HELP = (
     "Columns: date, asset, forecast_variance, var_1, var_5, es_2_5. forecast_variance is the forecast, made "
@@ -43,7 +43,9 @@ def cmd_train(args):
     from ..forecasting.distributed import is_lead_process
     from .jobs import train
 
-    meta = train(args.prices, args.out, learner=args.learner, horizon=args.horizon, history=args.history,
+    from ..data import price_source
+
+    meta = train(price_source(args.prices, args.sep), args.out, learner=args.learner, horizon=args.horizon, history=args.history,
                  train_end=args.train_end, options=_train_options(args), log=progress_log(args), nproc=args.nproc,
                  checkpoint_every=args.checkpoint_every, resume=args.resume)
     val = meta["validation"]
@@ -61,10 +63,11 @@ def _wrote(frame, out) -> None:
 def cmd_forecast(args):
     """Run `metarisk forecast` (the forecast table of a model over a price file); returns the
     exit status."""
+    from ..data import price_source
     from .jobs import forecast_to_csv
 
-    _wrote(forecast_to_csv(args.model, args.prices, args.out, start=args.start, history=args.history,
-                           dist=args.dist, alphas=args.alpha, log=progress_log(args)), args.out)
+    _wrote(forecast_to_csv(args.model, price_source(args.prices, args.sep), args.out, start=args.start, history=args.history,
+                           dist=args.dist, alphas=args.alpha, wide=args.wide, log=progress_log(args)), args.out)
     return 0
 
 
@@ -83,11 +86,12 @@ def _stress_monitor(warning_dir):
 def cmd_stream(args):
     """Run `metarisk stream`: a file replayed bar by bar, or a live feed on standard input;
     returns the exit status."""
+    from ..data import price_source
     from .feed import stream, stream_lines
 
     monitor = _stress_monitor(args.warning)
     if args.prices is not None:
-        _wrote(stream(args.model, args.prices, args.out, start=args.start, history=args.history,
+        _wrote(stream(args.model, price_source(args.prices, args.sep), args.out, start=args.start, history=args.history,
                       readapt_every=args.readapt_every, online_lr=args.online_lr, monitor=monitor,
                       log=progress_log(args)), args.out)
         return 0
@@ -97,7 +101,8 @@ def cmd_stream(args):
         sys.stdout.flush()
 
     taken, skipped = stream_lines(args.model, sys.stdin, write, history=args.history,
-                                  readapt_every=args.readapt_every, online_lr=args.online_lr, warm_up=args.warm_up,
+                                  readapt_every=args.readapt_every, online_lr=args.online_lr,
+                                  warm_up=price_source(args.warm_up, args.sep),
                                   state=args.state, monitor=monitor, log=progress_log(args))
     print(f"{taken} bars taken" + (f", {skipped} bad lines skipped (exit status 3)" if skipped else ""),
           file=sys.stderr)
@@ -106,9 +111,10 @@ def cmd_stream(args):
 
 def cmd_evaluate(args):
     """Run `metarisk evaluate` (a saved model against the baselines); returns the exit status."""
+    from ..data import price_source
     from .jobs import evaluate
 
-    ev = evaluate(args.model, args.prices, args.out, start=args.start, history=args.history, garch=not args.no_garch,
+    ev = evaluate(args.model, price_source(args.prices, args.sep), args.out, start=args.start, history=args.history, garch=not args.no_garch,
                   garch_refit=args.garch_refit, log=progress_log(args))
     print(ev.table[["qlike", "mse", "hit_0.01_normal", "hit_0.05_normal"]].sort_values("qlike").to_string())
     if ev.meta["in_sample_pairs"]:
@@ -198,6 +204,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     horizon = argparse.ArgumentParser(add_help=False)
     horizon.add_argument("--horizon", type=int_in(1, 250), default=1, help="forecast horizon h in days (default 1)")
 
+    prices = price_file_options()
     demo = sub.add_parser("demo", parents=[common, training, baseline_options, horizon],
                           help="meta-train on the embedded S&P 500 data and compare with baselines on held-out assets",
                           description="Meta-train every learner on 15 of the 20 embedded stocks up to --train-end, "
@@ -220,7 +227,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                            "pretrained demo learners are)")
     demo.set_defaults(func=cmd_demo)
 
-    train = sub.add_parser("train", parents=[common, training, horizon], help="meta-train a model and save it",
+    train = sub.add_parser("train", parents=[common, training, horizon, prices], help="meta-train a model and save it",
                            description="Meta-train a learner on 80 % of the panel's assets up to --train-end, "
                                        "validate on the others (QLIKE against EWMA) and save the model directory "
                                        "--out (model.pt, model.json).")
@@ -244,11 +251,14 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                                help="model directory from `metarisk train`, or 'default' (the shipped model)")
     model_options.add_argument("--history", type=int_in(1, 5000), default=None,
                                help="days of each asset's past to adapt on (default: the model's)")
-    forecast = sub.add_parser("forecast", parents=[common, model_options],
+    forecast = sub.add_parser("forecast", parents=[common, model_options, prices],
                               help="forecast variance, VaR and ES with a trained model",
                               description="Forecast variance, VaR and ES with a trained model. " + FORECAST_COLUMNS_HELP)
     forecast.add_argument("--prices", required=True, help="price file or 'default'")
     forecast.add_argument("--out", required=True, help="CSV file to write (columns below)")
+    forecast.add_argument("--wide", action="store_true",
+                          help="write the forecast variance wide instead: one row per date, one column per asset "
+                               "(the layout of a wide price file; the VaR / ES columns are in the long table)")
     forecast.add_argument("--start", type=date, default=None,
                           help="first forecast date (default: as soon as history allows)")
     forecast.add_argument("--dist", choices=["normal", "t"], default="normal",
@@ -262,7 +272,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     forecast.set_defaults(func=cmd_forecast)
 
     stream = sub.add_parser(
-        "stream", parents=[common, model_options], help="the streaming engine: replay a file or serve a live feed",
+        "stream", parents=[common, model_options, prices], help="the streaming engine: replay a file or serve a live feed",
         description="Run the streaming RiskEngine. With --prices, replay the file bar by bar and write --out with "
                     "`metarisk forecast`'s columns (the same numbers). Without it, read bars from standard input as "
                     "CSV lines (a header `date,ASSET1,...`, then one line of closes per bar, an empty field for no "
@@ -285,7 +295,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                              "given to warn --model, if any)")
     stream.set_defaults(func=cmd_stream, check=_check_stream)
 
-    evaluate = sub.add_parser("evaluate", parents=[common, baseline_options],
+    evaluate = sub.add_parser("evaluate", parents=[common, baseline_options, prices],
                               help="evaluate a model against the baselines",
                               description="Forecast every asset of --prices out of sample with a trained model and "
                                           "compare with EWMA, HAR and the GARCH family (QLIKE, MSE, DM, MCS, VaR / ES "

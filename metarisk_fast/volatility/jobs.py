@@ -315,12 +315,19 @@ def forecast_panel(learner, spec: TaskSpec, meta: dict, panel, *, start=None, hi
                                                                                                   kind="stable")
 
 
-def forecast_to_csv(model, prices, out, **kw) -> pd.DataFrame:
+def forecast_to_csv(model, prices, out, *, wide: bool = False, **kw) -> pd.DataFrame:
     """``forecast``'s table of ``model`` over ``prices``, also written to the CSV file ``out``
-    atomically."""
+    atomically: long (date, asset, forecast_variance and the risk columns), or with ``wide`` the
+    forecast variance alone, one row per date and one column per asset (a wide price file's
+    layout; empty where an asset has no forecast)."""
     check_output(out, "file")
     frame = forecast(model, prices, **kw)
-    atomic_write_text(out, frame.to_csv(index=False))
+    if wide:
+        table = frame.pivot(index="date", columns="asset", values="forecast_variance")
+        table = table[pd.unique(frame["asset"])].rename_axis(columns=None)
+        atomic_write_text(out, table.to_csv())
+    else:
+        atomic_write_text(out, frame.to_csv(index=False))
     return frame
 
 

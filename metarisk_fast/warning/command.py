@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .._command import int_in, positive_float, progress_log
+from .._command import int_in, positive_float, price_file_options, progress_log
 
 
 def cmd_warn(args):
     """Run `metarisk warn` from its parsed arguments; returns the exit status."""
+    from ..data import price_source
     from .jobs import NAMES, warn
 
-    summary = warn(args.prices, args.out, drawdown=args.drawdown, horizon=args.horizon, model=args.model,
+    summary = warn(price_source(args.prices, args.sep), args.out, drawdown=args.drawdown, horizon=args.horizon, model=args.model,
                    log=progress_log(args))
     for name, r in sorted(summary["scores"].items(), key=lambda kv: -kv[1]["auroc"]):
         print(f"{NAMES[name]:<45} AUROC {r['auroc']:.3f}  hit rate at 10 % false alarms "
@@ -23,7 +24,7 @@ def cmd_warn(args):
 
 def add_commands(sub, common: argparse.ArgumentParser) -> None:
     """Add `metarisk warn` to the subcommands ``sub``."""
-    warn = sub.add_parser("warn", parents=[common], help="early warning of market-wide stress from a price panel",
+    warn = sub.add_parser("warn", parents=[common, price_file_options()], help="early warning of market-wide stress from a price panel",
                           description="Early-warning scores (turbulence, absorption ratio, realised volatility, "
                                       "novelty) and their recursive combination, evaluated out of sample against "
                                       "stress events: a drawdown of the equal-weighted index or a volatility jump "
