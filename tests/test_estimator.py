@@ -94,6 +94,12 @@ def test_bad_use_is_named(closes):
     neg.iloc[3, 2] = -1.0
     with pytest.raises(ValueError, match=r"close of .KO., row 4 \(date 2019-01-07\): price -1.0 is not a positive"):
         RiskModel.pretrained().forecast(neg)
+    with pytest.raises(ValueError, match="look like returns .* pass returns=True"):
+        RiskModel.pretrained().forecast(np.log(closes).diff().iloc[1:])
+    with pytest.raises(TypeError, match="bare ndarray have no dates"):
+        RiskModel.pretrained().forecast(closes.to_numpy())
+    with pytest.raises(TypeError, match="a path, a PriceFile or a pandas DataFrame, got list"):
+        RiskModel.pretrained().forecast([101.0, 102.0])
 
 
 @pytest.mark.slow  # one full training run, ~30-60 s on 2 cores

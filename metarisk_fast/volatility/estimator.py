@@ -11,7 +11,7 @@ import pandas as pd
 from .._checks import check_number
 from .._files import check_output
 from .._types import STUDENT_T_NU
-from ..data import PricePanel
+from ..data import DataError, PricePanel
 from ..datasets import load_panel
 from ..evaluation import expected_shortfall, value_at_risk
 from ..forecasting import load_model, save_model
@@ -38,7 +38,20 @@ def _panel(prices, returns: bool) -> PricePanel:
         prices = np.exp(r.fillna(0.0).cumsum()).where(listed)
         if isinstance(prices.index, pd.DatetimeIndex):
             prices.index.name = prices.index.name or "date"
+    elif isinstance(prices, np.ndarray):
+        raise TypeError("prices as a bare ndarray have no dates: give a DataFrame (a DatetimeIndex of dates, one "
+                        "column of closes per asset)")
+    elif isinstance(prices, pd.DataFrame) and _looks_like_returns(prices):
+        raise DataError("the prices look like returns (small numbers around zero, some negative): pass "
+                        "returns=True for a frame of daily log returns")
     return load_panel(prices)
+
+
+def _looks_like_returns(frame: pd.DataFrame) -> bool:
+    """A wide frame of numbers below 1 in size with negative ones among them: returns, not closes."""
+    x = frame.select_dtypes("number").to_numpy(np.float64)
+    x = x[np.isfinite(x)]
+    return x.size > 0 and bool((x < 0).any()) and float(np.abs(x).max()) < 1.0
 
 
 @dataclass(frozen=True)
