@@ -157,9 +157,11 @@ def test_an_empty_asset_and_a_gap_are_reported(evaluated):
     assert f"- {panel.assets[2]}: no day with a realised target" in render_markdown([ev], "t")
 
 
-def test_meta_forecasts_with_gaps_use_only_the_past():
+@pytest.mark.parametrize("kind", ["maml", "head"])
+def test_meta_forecasts_with_gaps_use_only_the_past(kind):
     """With missing closes before and after T, changing every price after T (and adding gaps
-    there) moves no forecast dated at or before T."""
+    there) moves no forecast dated at or before T (the head learner's rows normalised each by its
+    own anchor included)."""
     panel = close_panel(n_days=800, n_assets=2, seed=5)
     close = panel.close.copy()
     close[450, 0] = close[451, 0] = np.nan
@@ -169,7 +171,7 @@ def test_meta_forecasts_with_gaps_use_only_the_past():
     later[650:653, 1] = np.nan
     after = PricePanel(dates=panel.dates, assets=panel.assets, close=later, source="gaps, altered")
     A, R = grid(panel, 400, 800)
-    model = MetaForecaster(make_learner("maml", TaskSpec().n_features), history=60)
+    model = MetaForecaster(make_learner(kind, TaskSpec().n_features), history=60)
     a = model.predict(EpisodeBuilder(before), A, R)
     b = model.predict(EpisodeBuilder(after), A, R)
     early = R <= cut

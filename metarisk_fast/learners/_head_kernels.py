@@ -165,7 +165,7 @@ def adapt_predict(xs, ys, xq, theta, sizes, w0, precision, code, out):
     """Tasks (B, K, D) / (B, K) / (B, Q, D): each support's statistics summed afresh, the heads
     solved, the query rows' outputs into out (B, Q)."""
     B, K, Q, d = xs.shape[0], xs.shape[1], xq.shape[1], w0.shape[0]
-    phi_s, phi_q = np.empty((K, d)), np.empty((Q, d))
+    phi_s, phi_q = np.empty((K, d)), np.empty((B * Q, d))
     stats = np.zeros((B, d + d * (d + 1) // 2), np.int64)
     for t in range(B):
         body_rows(xs[t], np.arange(K), theta, sizes, phi_s)
@@ -174,10 +174,10 @@ def adapt_predict(xs, ys, xq, theta, sizes, w0, precision, code, out):
             _add_contribution(phi_s[k], g1, g2, 1, stats[t])
     w = np.empty((B, d))
     solve_heads(stats, np.arange(B), w0, precision, w)
+    body_rows(xq.reshape(B * Q, xq.shape[2]), np.arange(B * Q), theta, sizes, phi_q)  # every query row at once
     for t in range(B):
-        body_rows(xq[t], np.arange(Q), theta, sizes, phi_q)
         for q in range(Q):
-            out[t, q] = _dot(phi_q[q], w[t])
+            out[t, q] = _dot(phi_q[t * Q + q], w[t])
 
 
 @njit(cache=True, nogil=True, inline="always")

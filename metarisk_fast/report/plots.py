@@ -114,19 +114,21 @@ def _loss_by_age(plt, ev, out) -> str:
     col = f"diff_{bench}"
     buckets = list(dict.fromkeys(table["ages"]))
     models = [m for m in dict.fromkeys(table["model"]) if m != bench]
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(9, 4.6))
     width = 0.8 / max(len(models), 1)
+    colors = plt.get_cmap("tab10" if len(models) <= 10 else "tab20")(np.arange(len(models)) % 20)  # one per model
     for i, m in enumerate(models):
         sub = table[table["model"] == m].set_index("ages").reindex(buckets)
         diff = sub[col].to_numpy(float)
         half = np.abs(1.96 * diff / sub[f"t_{bench}"].to_numpy(float))
         x = np.arange(len(buckets)) + (i - (len(models) - 1) / 2) * width
-        ax.bar(x, diff, width, yerr=np.where(np.isfinite(half), half, 0.0), capsize=2, label=m)
+        ax.bar(x, diff, width, yerr=np.where(np.isfinite(half), half, 0.0), capsize=2, label=m, color=colors[i])
     ax.axhline(0.0, color="0.2", lw=0.8)
     ax.set_yscale("symlog", linthresh=0.01)
     ax.set_xticks(np.arange(len(buckets)), [f"{b} prices" for b in buckets])
     ax.set_ylabel(f"mean QLIKE minus {bench}'s\n(below 0: better)")
     ax.set_title(f"Loss by age against {bench}: {ev.meta['label'].split(' (')[0]}", fontsize=9)
-    ax.legend(fontsize=7, ncol=4)
+    ax.legend(fontsize=7, ncol=min(len(models), 7), loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    fig.tight_layout()
     _save(fig, out / "loss_by_age.png")
     return "loss_by_age.png"
