@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from metarisk_fast.warning import StressMonitor, StressScore, WarningModel
-from metarisk_fast.warning.evaluate import SCORES, Logistic
+from metarisk_fast.warning.evaluate import SCORES
 from metarisk_fast.warning.signals import RIDGE
 
 N, W, BARS = 500, 250, 400
@@ -61,12 +61,10 @@ def test_numpy_recomputed_each_bar(benchmark, returns):
 
 
 def test_metarisk_fast_stress_score_bar(benchmark, returns):
-    """The full combined score; the model's weights are arbitrary (the cost does not depend on
-    them). Warmed up past the novelty's 252 + 500 days, then timed bar by bar."""
+    """The full combined score of every single score. Warmed up past the novelty's 252 + 500
+    days, then timed bar by bar."""
     benchmark.group = f"early-warning combined score per bar, {N} assets"
-    S = len(SCORES)
-    model = WarningModel(SCORES, Logistic(np.full(S, 0.5), np.full(S, 0.3), np.ones(S), -1.0), 0.5, 60, 0.15, W, 500,
-                         "2000-01-01")
+    model = WarningModel(SCORES, 0.5, 60, 0.15, W, 500, "2000-01-01")
     rng = np.random.default_rng(1)
     extra = rng.normal(0, 0.01, (800, N))
     close = 100.0 * np.exp(np.cumsum(np.vstack([extra, returns]), axis=0))

@@ -9,10 +9,11 @@ import pytest
 from metarisk_fast import datasets
 from metarisk_fast.cli import main
 from metarisk_fast.data import DataError, PricePanel
-from metarisk_fast.warning.evaluate import alarms, combined_score
-from metarisk_fast.warning.jobs import warning_scores
+from metarisk_fast.warning.evaluate import (INGREDIENTS, SCORES, alarms, auroc_difference, block_bootstrap_auroc,
+                                            choose_ingredients, combined_score)
+from metarisk_fast.warning.jobs import warn, warning_scores
 from metarisk_fast.warning.signals import (REFRESH, RIDGE, _monitor_panel, episodes, expanding_rank, index_level, novelty,
-                                           stress_labels, turbulence_and_absorption)
+                                           principal_index, stress_labels, turbulence_and_absorption)
 from metarisk_fast.warning.stream import StressMonitor
 
 
@@ -28,6 +29,9 @@ def test_labels_mark_the_days_before_a_drawdown():
     fut = np.array([index[t + 1:t + 31].min() if t + 30 < len(index) else np.nan for t in range(len(index))])
     want = np.where(np.isnan(fut), np.nan, (fut / index <= 0.85).astype(float))
     np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(stress_labels(index, drawdown=0.15, horizon=30, events="drawdown"), want)
+    with pytest.raises(ValueError, match="events must be one of drawdown_or_vol, drawdown"):
+        stress_labels(index, events="crash")
     assert episodes(y) == [(min(np.flatnonzero(want == 1)), max(np.flatnonzero(want == 1)))]
     assert episodes(np.array([1, 0, 0, 1, 0, 0, 0, 0, 1.0]), merge_gap=3) == [(0, 3), (8, 8)]
 
@@ -55,34 +59,104 @@ def test_turbulence_and_absorption_follow_their_definitions():
 
 def test_no_score_uses_a_price_after_its_day():
     """Prices after day `cut` changed: every single score, the combined score and its alarms at or
-    before `cut` stay the same (labels are known `horizon` days later, and the combination only
-    fits on labels known by each day)."""
+    before `cut` stay the same (an alarm's threshold reads labels known by its day: `horizon`
+    days earlier)."""
     p = synthetic()
     cut = 1450
     close = p.close.copy()
     close[cut + 1:] *= np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.03, close[cut + 1:].shape), axis=0))
     a = warning_scores(p, horizon=60)
     b = warning_scores(PricePanel(dates=p.dates, assets=p.assets, close=close), horizon=60)
-    cols = ["turbulence", "absorption_shift", "vol_level", "novelty", "score", "alarm"]
+    cols = [*SCORES, "score", "alarm"]
     pd.testing.assert_frame_equal(a.loc[:cut, cols], b.loc[:cut, cols])
+    pd.testing.assert_series_equal(a.label[:cut - 60 + 1], b.label[:cut - 60 + 1])  # a label is known 60 days later
     assert not a.loc[cut + 1:, "turbulence"].equals(b.loc[cut + 1:, "turbulence"])
-    assert np.isfinite(a.score).sum() > 100  # the combination was fitted and used
+    assert np.isfinite(a.score).sum() > 1000
 
 
-def test_the_combination_learns_from_known_labels_only():
+def test_the_principal_index_follows_its_definition_without_look_ahead():
+    """principal_index against a plain statement: each day's return is the assets' simple returns
+    weighted by the clipped top eigenvector of the previous window's covariance, refreshed every
+    `every` days; prices after a day move nothing up to it, and scored on it, no score either."""
+    p = synthetic(n_days=1700, n_assets=5)
+    window, every = 120, 21
+    level = principal_index(p.close, window, every)
+    _, r = index_level(p.close)
+    weights, want = np.full(5, 0.2), [1.0]
+    for t in range(1, p.n_days):
+        if t > window and (t - window - 1) % every == 0:
+            top = np.linalg.eigh(np.cov(r[t - window:t], rowvar=False))[1][:, -1]
+            top = np.maximum(top * np.sign(top.sum()), 0.0)
+            weights = top / top.sum()
+        want.append(want[-1] * (1.0 + np.expm1(r[t]) @ weights))
+    np.testing.assert_allclose(level, want, rtol=1e-12)
+    cut = 1400
+    close = p.close.copy()
+    close[cut + 1:] *= np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.03, close[cut + 1:].shape), axis=0))
+    moved = PricePanel(dates=p.dates, assets=p.assets, close=close)
+    np.testing.assert_array_equal(principal_index(close, window, every)[:cut + 1], level[:cut + 1])
+    a, b = (warning_scores(q, horizon=60, index="principal") for q in (p, moved))
+    cols = [*SCORES, "score", "alarm"]
+    pd.testing.assert_frame_equal(a.loc[:cut, cols], b.loc[:cut, cols])
+    assert not np.array_equal(a["index"], warning_scores(p, horizon=60)["index"])
+    with pytest.raises(ValueError, match="index must be one of equal, principal"):
+        warning_scores(p, index="cap_weighted")
+
+
+def test_the_combined_score_is_the_mean_of_own_past_percentiles():
+    """combined_score against a plain statement (each value's share of its own earlier values
+    below it, averaged over the columns); it reads no label, so no later label can move it."""
     rng = np.random.default_rng(1)
-    T, h = 1600, 20
+    x = rng.normal(0, 1, (300, 2))
+    x[5, 1] = np.nan
+    want = np.full(300, np.nan)
+    for t in range(300):
+        ranks = []
+        for c in range(2):
+            past = x[:t, c][np.isfinite(x[:t, c])]
+            ranks.append(np.nan if np.isnan(x[t, c]) or len(past) == 0 else np.mean(past < x[t, c]))
+        want[t] = np.mean(ranks)
+    np.testing.assert_allclose(combined_score(x), want, rtol=1e-12)
+
+
+def test_the_ingredients_are_chosen_on_validation_rows_only():
+    """A combination holding pure noise loses on validation to its informative ingredient alone,
+    which is then chosen; labels outside the validation rows do not move the choice; two
+    ingredients with independent errors stay combined."""
+    rng = np.random.default_rng(2)
+    T = 2000
     y = (rng.random(T) < 0.3).astype(float)
-    signal = y + rng.normal(0, 0.5, T)
-    noise = rng.normal(0, 1, T)
-    comb = combined_score(np.column_stack([signal, noise]), y, h, refit=50, min_train=300)
-    ok = np.isfinite(comb)
-    assert ok.sum() > 1000 and np.corrcoef(comb[ok], y[ok])[0, 1] > 0.5
-    late = y.copy()
-    late[1000:] = 1 - late[1000:]  # flip labels that are not known before day 1000 + h
-    comb2 = combined_score(np.column_stack([signal, noise]), late, h, refit=50, min_train=300)
-    np.testing.assert_array_equal(comb[:1000 + h], comb2[:1000 + h])
-    assert alarms(comb, y, h).mean() < 0.5
+    singles = {"signal": y + rng.normal(0, 0.7, T), "noise": rng.normal(0, 1, T)}
+    val = np.arange(50, 1000)
+    chosen, found = choose_ingredients(singles, y, val)
+    assert chosen == ("signal",) and found["signal"] > found["signal+noise"] > found["noise"]
+    flipped = y.copy()
+    flipped[1000:] = 1 - flipped[1000:]
+    assert choose_ingredients(singles, flipped, val) == (chosen, found)
+    pair = {"a": y + rng.normal(0, 1.0, T), "b": y + rng.normal(0, 1.0, T)}  # independent errors: the mean is better
+    assert choose_ingredients(pair, y, val)[0] == ("a", "b")
+    assert alarms(combined_score(np.column_stack(list(singles.values()))), y, 20).mean() < 0.5
+
+
+def test_the_block_bootstrap_auroc_is_roc_auc_of_each_resample():
+    """Each bootstrap AUROC equals scikit-learn's on the rows that sample drew (blocks of
+    consecutive days, ties included), for every compared column; the interval of a real
+    difference excludes zero."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    n, block = 700, 30
+    y = (rng.random(n) < 0.25).astype(float)
+    good, bad = np.round(y + rng.normal(0, 1, n), 1), rng.normal(0, 1, n)
+    boot = block_bootstrap_auroc(np.column_stack([good, bad]), y, block, draws=4, seed=5)
+    starts = np.random.default_rng(5).integers(0, n - block + 1, size=(4, -(-n // block)))
+    for d in range(4):
+        rows = (starts[d][:, None] + np.arange(block)).ravel()[:n]
+        assert boot[d, 0] == pytest.approx(roc_auc_score(y[rows], good[rows]), abs=1e-12)
+        assert boot[d, 1] == pytest.approx(roc_auc_score(y[rows], bad[rows]), abs=1e-12)
+    diff = auroc_difference(good, bad, y, block, draws=300)
+    assert diff["difference"] == pytest.approx(roc_auc_score(y, good) - roc_auc_score(y, bad))
+    assert 0 < diff["low"] < diff["difference"] < diff["high"]
 
 
 def test_warn_command_end_to_end(tmp_path):
@@ -95,14 +169,18 @@ def test_warn_command_end_to_end(tmp_path):
     scores = pd.read_csv(tmp_path / "w" / "scores.csv")
     assert list(scores.columns) == ["date", "score", "alarm"] and len(scores) == p.n_days
     report = json.loads((tmp_path / "w" / "report.json").read_text())
-    assert set(report["scores"]) == {"turbulence", "absorption_shift", "vol_level", "novelty", "score"}
+    assert set(report["scores"]) == {"validation", "test"}
+    assert set(report["scores"]["test"]) == {*SCORES, "score"}
+    assert report["validation"][1] < report["test"][0]
+    assert len(report["grid"]) == 24 and {g["events"] for g in report["grid"]} == {"drawdown", "drawdown_or_vol"}
+    assert report["ingredients"]["given"] == list(INGREDIENTS)
     assert set(report["data_quality"]) == {"coarse_stretches", "calendar_gaps", "asset_gaps", "suspected_splits",
                                            "stale_runs", "empty_assets"}
     assert (tmp_path / "w" / "warning.png").stat().st_size > 0
     from metarisk_fast.warning import WarningModel
 
     live = WarningModel.load(tmp_path / "w")
-    assert live.names == ("turbulence", "absorption_shift", "vol_level", "novelty") and 0 < live.threshold < 1
+    assert live.ingredients == tuple(report["ingredients"]["chosen"]) and 0 < live.threshold < 1
     assert report["live_model"]["fitted_through"] == live.fitted_through
     short = PricePanel(dates=p.dates[:500], assets=p.assets, close=p.close[:500])
     with pytest.raises(DataError, match="needs at least"):
@@ -110,6 +188,15 @@ def test_warn_command_end_to_end(tmp_path):
     with pytest.raises(SystemExit):  # argparse refuses it, naming the option
         main(["warn", "--prices", str(tmp_path / "p.csv"), "--out", str(tmp_path / "w2"), "--drawdown", "0"])
     assert main(["warn", "--prices", str(tmp_path / "p.csv"), "--out", str(tmp_path / "w2"), "--drawdown", "150"]) == 2
+    for option, value in (("--ingredients", "vol_level,volume"), ("--validation-end", "2020-13-01"),
+                          ("--events", "crash")):
+        with pytest.raises(SystemExit):  # argparse refuses each, naming the option
+            main(["warn", "--prices", str(tmp_path / "p.csv"), "--out", str(tmp_path / "w2"), option, value])
+    with pytest.raises(DataError, match="the validation period .* move --validation-end"):
+        warn(str(tmp_path / "p.csv"), tmp_path / "w3", drawdown=5, horizon=40, validation_end=str(p.dates[100]))
+    with pytest.raises(ValueError, match=r"ingredients \['forecast_jump'\] .* need --model"):
+        warn(str(tmp_path / "p.csv"), tmp_path / "w3", ingredients=["forecast_jump"])
+    assert not (tmp_path / "w3").exists()
 
 
 def test_novelty_rises_when_the_cross_section_changes_shape():
@@ -184,7 +271,6 @@ def test_the_stress_score_streams_the_batch_scores():
     scores exactly) on prices with missing closes, and the fitted model's combined score of
     their percentiles; its alarms sit above the threshold."""
     from metarisk_fast.warning import StressScore, WarningModel
-    from metarisk_fast.warning.evaluate import score_ranks
 
     p = synthetic(n_days=1500, n_assets=6)
     close = p.close.copy()
@@ -192,7 +278,7 @@ def test_the_stress_score_streams_the_batch_scores():
     close[900:903, 4] = np.nan
     p = PricePanel(dates=p.dates, assets=p.assets, close=close, source="gappy")
     frame = warning_scores(p, horizon=20, memory=300)
-    names = ["turbulence", "absorption_shift", "vol_level", "novelty"]
+    names = list(SCORES)
     model = WarningModel.fit(frame, names, horizon=20, drawdown=0.15, window=250, memory=300)
     live = StressScore(model, 6)
     reads = [live.update(row) for row in close]
@@ -202,8 +288,7 @@ def test_the_stress_score_streams_the_batch_scores():
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-10)
     np.testing.assert_array_equal([r.singles["turbulence"] for r in reads], frame.turbulence)
     score = np.array([r.score for r in reads])
-    want = model.logistic.probability(score_ranks(frame[names].to_numpy()))
-    np.testing.assert_allclose(score, want, rtol=1e-9)
+    np.testing.assert_allclose(score, combined_score(frame[names].to_numpy()), rtol=1e-9)
     assert np.isfinite(score).sum() > 400
     np.testing.assert_array_equal([r.alarm for r in reads], np.nan_to_num(score, nan=-1) > model.threshold)
     before = live.state_dict()
@@ -216,16 +301,16 @@ def test_the_stress_score_streams_the_batch_scores():
 def test_the_warning_model_saves_and_refuses_a_damaged_file(tmp_path):
     from metarisk_fast.warning import WarningModel
 
-    frame = warning_scores(synthetic(n_days=1400), horizon=20)
-    model = WarningModel.fit(frame, ["turbulence", "vol_level"], horizon=20, drawdown=0.1, window=250, memory=500)
+    frame = warning_scores(synthetic(n_days=1600), horizon=20, events="drawdown")
+    model = WarningModel.fit(frame, ["turbulence", "vol_level"], horizon=20, drawdown=0.1, window=250, memory=500,
+                             events="drawdown")
     model.save(tmp_path / "warning.json")
-    back = WarningModel.load(tmp_path)
-    assert back.names == model.names and back.threshold == model.threshold
-    np.testing.assert_array_equal(back.logistic.coef, model.logistic.coef)
+    assert WarningModel.load(tmp_path) == model
     text = (tmp_path / "warning.json").read_text()
-    negative = json.loads(text) | {"scale": [-1.0, 1.0]}
+    older = json.loads(text) | {"format": 1}
     for damaged, match in ((text[:40], "not a warning model"), (text.replace('"vol_level"', '"volume"'), "not understood"),
-                           (json.dumps(negative), "finite")):
+                           (text.replace('"events": "drawdown"', '"events": "crash"'), "events 'crash'"), (json.dumps(older), "format 1"),
+                           ("[1, 2]", "format None")):
         (tmp_path / "bad.json").write_text(damaged)
         with pytest.raises(ValueError, match=match):
             WarningModel.load(tmp_path / "bad.json")
@@ -244,7 +329,7 @@ def test_a_memory_learner_scores_its_novelty_without_look_ahead(tmp_path):
     near, far = learner.novelty(xs, ys, inside), learner.novelty(xs, ys, outside)
     assert near.shape == (64, 1) and ((near >= 0) & (near <= 2)).all()
     assert far.mean() > near.mean()
-    p = synthetic(n_days=1400, n_assets=4)
+    p = synthetic(n_days=1600, n_assets=4)
     cut = 1200
     close = p.close.copy()
     close[cut + 1:] *= 1.4
@@ -266,7 +351,7 @@ def test_the_engine_carries_the_stress_score(tmp_path):
     full = datasets.load_sp500_20(warn_data=False)
     p = full.select(assets=list(full.assets[:5]), start="2009-01-01", end="2014-12-31")
     frame = warning_scores(p, horizon=20, memory=300, model=mem_dir)
-    names = ["turbulence", "absorption_shift", "vol_level", "novelty", "forecast_jump", "memory_novelty"]
+    names = [*SCORES, "forecast_jump", "memory_novelty"]
     model = WarningModel.fit(frame, names, horizon=20, drawdown=0.1, window=250, memory=300)
     engine = RiskEngine.from_model(mem_dir, list(p.assets), monitor=StressScore(model, 5))
     start = 1200
@@ -330,7 +415,6 @@ def test_degenerate_bars_give_nan_scores_not_errors():
     """Found by the fuzz harness: a flat window (no move at all) and a price that underflows its
     ratio to the last one gave a ZeroDivisionError mid-step, leaving the state half-written."""
     from metarisk_fast.warning import StressMonitor, StressScore, WarningModel
-    from metarisk_fast.warning.evaluate import Logistic
 
     monitor = StressMonitor(3, window=5)
     out = np.array([monitor.update(np.zeros(3)) for _ in range(12)])
@@ -338,7 +422,7 @@ def test_degenerate_bars_give_nan_scores_not_errors():
     assert np.isnan(out[5:, 1]).all()  # the absorption ratio of a flat window is undefined
     with pytest.raises(ValueError, match="log returns within"):
         monitor.update(np.array([0.0, 1e300, 0.0]))
-    model = WarningModel(("turbulence",), Logistic(np.zeros(1), np.ones(1), np.ones(1), 0.0), 0.5, 20, 0.1, 5, 22, "x")
+    model = WarningModel(("turbulence",), 0.5, 20, 0.1, 5, 22, "x")
     score = StressScore(model, 2)
     for close in ([100.0, 50.0], [5e-324, 50.0], [100.0, 50.0], [101.0, 49.0]):
         reading = score.update(np.array(close))
@@ -355,7 +439,7 @@ def test_a_warning_model_refuses_other_assets_and_another_variance_model(tmp_pat
 
     _saved_model(tmp_path / "a", "maml", (8,), 1)
     _saved_model(tmp_path / "b", "maml", (8,), 1, perturb=False)
-    p = synthetic(n_days=1400)
+    p = synthetic(n_days=1600)
     frame = warning_scores(p, horizon=20, model=tmp_path / "a")
     sha = load_model(tmp_path / "a")[2]["weights_sha256"]
     WarningModel.fit(frame, ["turbulence", "forecast_jump"], horizon=20, drawdown=0.1, window=250, memory=500,
@@ -378,7 +462,7 @@ def test_model_scores_leave_out_the_models_training_period(tmp_path):
     from metarisk_fast.forecasting import make_learner, save_model
     from metarisk_fast.tasks import TaskSpec
 
-    p = synthetic(n_days=1400)
+    p = synthetic(n_days=1600)
     torch.manual_seed(0)
     learner = make_learner("maml", TaskSpec().n_features, (8,), 0.05, 1)
     with torch.no_grad():

@@ -1,22 +1,29 @@
-"""The combined early-warning score, learned recursively, and the out-of-sample evaluation of
-every score: AUROC, the hit rate at a 10 % false-alarm rate, false alarms per year and each
-episode's lead time. Every fitted quantity at day t uses data and labels known by t (a label of
-day s is known at s + horizon)."""
+"""The combined early-warning score and the out-of-sample evaluation of every score: AUROC (with
+a block-bootstrap interval against a baseline), the hit rate at a 10 % false-alarm rate, false
+alarms per year and each episode's lead time, on a validation period and the test period after it.
+
+The combined score is the mean of its ingredients' percentiles within their own past: monotone in
+each ingredient, no weight to fit, so it cannot learn a sign from a few episodes and flip it on
+the next (the recursive logistic regression it replaces did, scoring below chance on validation).
+Which ingredients it combines is a choice made on validation only: INGREDIENTS by the rule in
+bench/early_warning.py over a grid of event definitions, and per run ``choose_ingredients``'
+fall-back to a single ingredient that scores better on that run's validation period.
+Every value at day t uses data known by t (a label of day s is known at s + horizon)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from numba import njit
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from .signals import _expanding_quantile, episodes, expanding_rank
 
-SCORES = ("turbulence", "absorption_shift", "vol_level", "novelty")
+SCORES = ("turbulence", "absorption_shift", "vol_level", "vol_63", "ewma_vol", "novelty")
 MODEL_SCORE = "forecast_jump"  # with a trained variance model: the jump of its forecasts across assets
 MEMORY_SCORE = "memory_novelty"  # with a trained memory learner: its novelty, averaged over assets
+INGREDIENTS = ("vol_level",)  # the combined score's default, chosen on validation (bench/early_warning.py)
 FALSE_ALARM_RATE = 0.10  # the alarm threshold: this share of the known calm days lies above it
 EPISODE_GAP = 20  # labelled runs fewer days apart are one episode (for lead times)
+VALIDATION_SHARE = 0.4  # the default validation period: evaluated days up to the year end at this share
 
 
 def score_ranks(scores: np.ndarray) -> np.ndarray:
@@ -25,53 +32,31 @@ def score_ranks(scores: np.ndarray) -> np.ndarray:
     return np.column_stack([expanding_rank(np.ascontiguousarray(c, np.float64)) for c in np.asarray(scores).T])
 
 
-@dataclass(frozen=True)
-class Logistic:
-    """P(stress within the horizon) = 1 / (1 + exp(-(((x - mean) / scale) . coef + intercept))) of
-    the ranks x: the combined score's one formula, in the recursive evaluation and live."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: float
-
-    @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray) -> "Logistic":
-        mu, sd = X.mean(axis=0), X.std(axis=0) + 1e-12
-        m = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit((X - mu) / sd, y)
-        return cls(mu, sd, m.coef_[0].astype(np.float64), float(m.intercept_[0]))
-
-    def probability(self, X: np.ndarray) -> np.ndarray:
-        """P(stress episode ahead) of each row of scores ``X``."""
-        z = ((np.asarray(X, np.float64) - self.mean) / self.scale) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-z))
+def combined_score(scores: np.ndarray) -> np.ndarray:
+    """The mean of the columns' own-past percentiles (score_ranks), (T,); NaN on a day where any
+    column has no percentile yet."""
+    return score_ranks(scores).mean(axis=1)
 
 
-def _known_rows(X: np.ndarray, y: np.ndarray, t: int, horizon: int) -> np.ndarray:
-    """Rows whose inputs exist and whose labels are known at day t (s <= t - horizon)."""
-    end = max(t - horizon + 1, 0)
-    return np.flatnonzero(np.isfinite(X[:end]).all(axis=1) & np.isfinite(y[:end]))
+def auroc(score: np.ndarray, y: np.ndarray) -> float:
+    """AUROC of ``score`` for the 0/1 labels ``y`` (NaN when one class is absent)."""
+    return float(roc_auc_score(y, score)) if 0 < np.mean(y) < 1 else float("nan")
 
 
-def combined_score(scores: np.ndarray, y: np.ndarray, horizon: int, refit: int = 21, min_train: int = 750) -> np.ndarray:
-    """P(stress within the horizon) from the single scores (T, S): a logistic regression on each
-    score's percentile within its own past (``score_ranks``), refitted every ``refit`` days on
-    the rows whose labels are known (s <= t - horizon), from the first day with ``min_train``
-    such rows of both classes; NaN before."""
-    X = score_ranks(scores)
-    T = len(y)
-    out = np.full(T, np.nan)
-    finite = np.isfinite(X).all(axis=1)
-    for t in range(0, T, refit):  # a loop over refits (every `refit` days), each one fit
-        rows = _known_rows(X, y, t, horizon)
-        if len(rows) < min_train or len(np.unique(y[rows])) < 2:
-            continue
-        model = Logistic.fit(X[rows], y[rows])
-        block = np.arange(t, min(t + refit, T))
-        block = block[finite[block]]
-        if len(block):
-            out[block] = model.probability(X[block])
-    return out
+def choose_ingredients(singles: dict, y: np.ndarray, rows: np.ndarray) -> tuple[tuple[str, ...], dict]:
+    """The ingredients the combined score keeps, chosen on the validation ``rows`` only: all of
+    ``singles`` (name -> (T,) score), unless the combined score of one of them alone (its own-past
+    percentile) has a higher AUROC there, then that one. Returns the choice and the validation
+    AUROC of each candidate ("+"-joined names for the combination of several). With no stress
+    or no calm day in ``rows`` every ingredient stays."""
+    names = tuple(singles)
+    subsets = [names] + ([(n,) for n in names] if len(names) > 1 else [])
+    found = {"+".join(c): auroc(combined_score(np.column_stack([singles[n] for n in c]))[rows], y[rows])
+             for c in subsets}
+    if not all(np.isfinite(list(found.values()))):
+        return names, found
+    best = max(subsets, key=lambda c: (found["+".join(c)], len(c)))  # a tie keeps more ingredients
+    return best, found
 
 
 def alarms(score: np.ndarray, y: np.ndarray, horizon: int, false_alarm_rate: float = FALSE_ALARM_RATE) -> np.ndarray:
@@ -87,8 +72,13 @@ def alarms(score: np.ndarray, y: np.ndarray, horizon: int, false_alarm_rate: flo
 
 
 def evaluate_score(score: np.ndarray, y: np.ndarray, rows: np.ndarray, horizon: int) -> dict:
-    """The metrics of one score over the evaluated rows."""
+    """The metrics of one score over the evaluated rows: AUROC, hit rate at a 10 % false-alarm
+    rate, the alarm rule's hit and false rates, false alarm episodes a year, each episode's lead
+    time (days from its first alarm, up to ``horizon`` before it, to its first day; None: no
+    alarm) and the share of episodes alarmed before they began."""
     s, lab = score[rows], y[rows]
+    if not 0 < lab.mean() < 1:
+        raise ValueError("the evaluated days hold no stress day or no calm day: AUROC is undefined there")
     fpr, tpr, _ = roc_curve(lab, s)
     alarm = alarms(score, y, horizon)
     years = len(rows) / 252
@@ -102,6 +92,75 @@ def evaluate_score(score: np.ndarray, y: np.ndarray, rows: np.ndarray, horizon: 
         window = np.arange(max(first - horizon, rows[0]), rows[b] + 1)
         fired = window[alarm[window]]
         leads.append(int(first - fired[0]) if len(fired) else None)
-    return {"auroc": float(roc_auc_score(lab, s)), "hit_rate_at_10pct_false_alarms": float(np.interp(0.10, fpr, tpr)),
+    return {"auroc": auroc(s, lab), "hit_rate_at_10pct_false_alarms": float(np.interp(0.10, fpr, tpr)),
             "alarm_hit_rate": float(alarm[rows][lab > 0].mean()), "alarm_false_rate": float(alarm[rows][lab == 0].mean()),
-            "false_alarm_episodes_per_year": float(false_runs / years), "lead_times": leads}
+            "false_alarm_episodes_per_year": float(false_runs / years), "lead_times": leads,
+            "episodes_alarmed_ahead": float(np.mean([lead is not None and lead > 0 for lead in leads]))}
+
+
+@njit(cache=True)
+def _bootstrap_aurocs(starts, block, order, positive, tie_start, out):
+    """AUROC under each moving-block bootstrap sample (rows: ``starts``' blocks of ``block``
+    days, cut at n): the rows' counts, then one pass over the rows in score order (``order``;
+    ``tie_start`` marks the first of each run of tied scores), ties counted half."""
+    n = order.shape[0]
+    counts = np.zeros(n)
+    for d in range(starts.shape[0]):
+        counts[:] = 0.0
+        taken = 0
+        for b in range(starts.shape[1]):
+            for j in range(starts[d, b], starts[d, b] + block):
+                if taken == n:
+                    break
+                counts[j] += 1.0
+                taken += 1
+        below, wins, total_pos, i = 0.0, 0.0, 0.0, 0
+        while i < n:  # one run of tied scores at a time
+            k = i + 1
+            while k < n and not tie_start[k]:
+                k += 1
+            neg_run, pos_run = 0.0, 0.0
+            for j in range(i, k):
+                if positive[order[j]]:
+                    pos_run += counts[order[j]]
+                else:
+                    neg_run += counts[order[j]]
+            wins += pos_run * (below + 0.5 * neg_run)
+            below += neg_run
+            total_pos += pos_run
+            i = k
+        out[d] = wins / (total_pos * below) if total_pos > 0 and below > 0 else np.nan
+
+
+def block_bootstrap_auroc(scores: np.ndarray, y: np.ndarray, block: int, draws: int = 1000,
+                          seed: int = 0) -> np.ndarray:
+    """AUROC of each column of ``scores`` (n, S) under ``draws`` moving-block bootstrap samples of
+    the rows (blocks of ``block`` consecutive days: the labels of neighbouring days overlap by up
+    to the horizon), (draws, S); the same samples for every column, so their differences are
+    paired. NaN for a sample that holds one class only."""
+    scores = np.asarray(scores, np.float64)
+    n = len(y)
+    block = max(1, min(int(block), n))
+    starts = np.random.default_rng(seed).integers(0, n - block + 1, size=(draws, -(-n // block)))
+    positive = np.asarray(y) > 0
+    out = np.empty((draws, scores.shape[1]))
+    for c in range(scores.shape[1]):  # a loop over the compared scores
+        order = np.argsort(scores[:, c], kind="stable")
+        ranked = scores[order, c]
+        tie_start = np.r_[True, ranked[1:] != ranked[:-1]]
+        column = np.empty(draws)
+        _bootstrap_aurocs(starts, block, order, positive, tie_start, column)
+        out[:, c] = column
+    return out
+
+
+def auroc_difference(score: np.ndarray, baseline: np.ndarray, y: np.ndarray, block: int, draws: int = 1000,
+                     seed: int = 0) -> dict:
+    """AUROC(score) - AUROC(baseline) on the same rows, with its 95 % moving-block bootstrap
+    interval."""
+    boot = block_bootstrap_auroc(np.column_stack([score, baseline]), y, block, draws, seed)
+    d = boot[:, 0] - boot[:, 1]
+    d = d[np.isfinite(d)]
+    return {"difference": auroc(score, y) - auroc(baseline, y),
+            "low": float(np.quantile(d, 0.025)) if len(d) else float("nan"),
+            "high": float(np.quantile(d, 0.975)) if len(d) else float("nan")}

@@ -1,9 +1,11 @@
 """Stress events and the early-warning scores, every value at day t computed from data up to t.
 
-Events (from prices alone): day t is labelled when the equal-weighted index falls at least
-``drawdown`` below its level at t within the next ``horizon`` days, or when its 21-day realised
-volatility jumps within that horizon into the top decile of its own past (above the 90th
-percentile of the values up to t, from below it at t). A label is known only ``horizon`` days later.
+Events (from prices alone), on an index (the equal-weighted one, or the first principal
+portfolio's): day t is labelled when the index falls at least ``drawdown`` below its level at t
+within the next ``horizon`` days ("drawdown"), and in the "drawdown_or_vol" definition also when
+its 21-day realised volatility jumps within that horizon into the top decile of its own past
+(above the 90th percentile of the values up to t, from below it at t). A label is known only
+``horizon`` days later.
 
 Scores:
 - turbulence (Kritzman and Li 2010): the Mahalanobis distance of day t's returns from the mean
@@ -15,7 +17,8 @@ Scores:
   Both follow the window incrementally (monitor_step, shared with warning/stream.py): the
   inverse by Sherman-Morrison updates, the eigenvectors by one subspace-iteration step a bar,
   each recomputed exactly every REFRESH bars;
-- realised volatility level: the index's annualised 21-day realised volatility;
+- the index's own volatility: its annualised realised volatility over 21 days (vol_level) and
+  63 days (vol_63), and its EWMA volatility (RiskMetrics, lambda 0.94; ewma_vol);
 - novelty: the distance from day t's cross-section of volatility states (each asset's log 21-day
   over 252-day realised variance) to the nearest state of days t - ``memory`` .. t - 22;
 - forecast jump (with a trained variance model): the mean over assets of the change of the log
@@ -26,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .. import features
 from ..evaluation.risk import ANNUAL
 
 
@@ -64,14 +68,56 @@ def index_level(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _index_panel(np.ascontiguousarray(close, np.float64))
 
 
-def realised_vol(index: np.ndarray, window: int = 21) -> np.ndarray:
-    """Annualised realised volatility of the index's log returns over the last ``window`` days."""
+def index_log_returns(index: np.ndarray) -> np.ndarray:
+    """The index's daily log returns (0 on the first day)."""
     r = np.zeros_like(index)
     r[1:] = np.log(index[1:] / index[:-1])
+    return r
+
+
+def realised_vol(index: np.ndarray, window: int = 21) -> np.ndarray:
+    """Annualised realised volatility of the index's log returns over the last ``window`` days."""
+    r = index_log_returns(index)
     c = np.concatenate([[0.0], np.cumsum(r * r)])
     out = np.full(len(index), np.nan)
     out[window:] = np.sqrt((c[window + 1:] - c[1:-window]) / window * ANNUAL)
     return out
+
+
+EWMA_LAMBDA = 0.94  # RiskMetrics' daily decay
+EWMA_START = 63  # days before the index's EWMA volatility is reported (its start then weighs 0.94^63 = 2 %)
+
+
+def ewma_vol(index: np.ndarray) -> np.ndarray:
+    """The index's annualised RiskMetrics EWMA volatility (features.ewma_vol, lambda EWMA_LAMBDA,
+    the features' own recursion); NaN for the first EWMA_START days."""
+    vol = features.ewma_vol(np.asarray(index, np.float64), EWMA_LAMBDA) * np.sqrt(ANNUAL)
+    vol[:EWMA_START] = np.nan
+    return vol
+
+
+def index_scores(index: np.ndarray) -> dict[str, np.ndarray]:
+    """The scores of an index's own volatility: 21- and 63-day realised, EWMA."""
+    return {"vol_level": realised_vol(index, 21), "vol_63": realised_vol(index, 63), "ewma_vol": ewma_vol(index)}
+
+
+def principal_index(close: np.ndarray, window: int = 250, every: int = 21) -> np.ndarray:
+    """The level of the first principal portfolio: each day the assets' simple returns (missing:
+    none) weighted by the largest eigenvector of the covariance of the previous ``window`` days'
+    log returns, its negative entries set to 0, summing to 1, refreshed every ``every`` days
+    (equal weights until the first window fills). A second index for the stress events."""
+    _, logret = index_level(close)
+    simple = np.expm1(logret)
+    T, N = simple.shape
+    weights = np.full((T, N), 1.0 / N)
+    for t in range(window + 1, T, every):  # a loop over refreshes, each one eigendecomposition
+        top = np.linalg.eigh(np.cov(logret[t - window:t], rowvar=False))[1][:, -1]
+        top = np.maximum(top * np.sign(top.sum()), 0.0)
+        if top.sum() > 0:
+            weights[t:t + every] = top / top.sum()
+    level = np.ones(T)
+    level[1:] = np.cumprod(1.0 + (simple[1:] * weights[1:]).sum(axis=1))
+    return level
 
 
 @njit(cache=True)
@@ -116,9 +162,15 @@ def expanding_rank(x):
     return out
 
 
-def stress_labels(index: np.ndarray, drawdown: float = 0.15, horizon: int = 60, vol_start: int = 252) -> np.ndarray:
-    """Labels (T,) float: 1 where a stress event follows within ``horizon`` days, 0 where none
-    does, NaN for the last ``horizon`` days (not known yet)."""
+EVENTS = ("drawdown_or_vol", "drawdown")  # the stress event definitions; the first is the default
+
+
+def stress_labels(index: np.ndarray, drawdown: float = 0.15, horizon: int = 60, vol_start: int = 252,
+                  events: str = EVENTS[0]) -> np.ndarray:
+    """Labels (T,) float: 1 where a stress event (``events``, one of EVENTS) follows within
+    ``horizon`` days, 0 where none does, NaN for the last ``horizon`` days (not known yet)."""
+    if events not in EVENTS:
+        raise ValueError(f"events must be one of {', '.join(EVENTS)}, got {events!r}")
     T = len(index)
     fut_min = np.full(T, np.nan)
     for k in range(1, horizon + 1):  # a loop over the horizon, not over days
@@ -126,6 +178,10 @@ def stress_labels(index: np.ndarray, drawdown: float = 0.15, horizon: int = 60, 
         ahead[:T - k] = index[k:]
         fut_min = np.fmin(fut_min, ahead)
     y_dd = fut_min / index - 1.0 <= -drawdown
+    if events == "drawdown":
+        y = y_dd.astype(np.float64)
+        y[max(T - horizon, 0):] = np.nan
+        return y
     vol = realised_vol(index)
     top = _expanding_quantile(vol, 0.9, vol_start)
     fut_vol = np.full(T, np.nan)
@@ -135,7 +191,7 @@ def stress_labels(index: np.ndarray, drawdown: float = 0.15, horizon: int = 60, 
         fut_vol = np.fmax(fut_vol, ahead)
     y_vol = (fut_vol > top) & (vol <= top)
     y = (y_dd | y_vol).astype(np.float64)
-    y[T - horizon:] = np.nan
+    y[max(T - horizon, 0):] = np.nan
     return y
 
 

@@ -1,7 +1,7 @@
 """The early-warning scores one bar at a time, for a live loop over many assets: the covariance
 scores (StressMonitor: the batch scores' own compiled step, signals.monitor_step) and the whole
-combined score of a fitted warning model (StressScore: every single score's streaming twin, its
-own-past percentile and the model's logistic regression and alarm)."""
+combined score of a fitted warning model (StressScore: every single score's streaming twin, the
+mean of its ingredients' own-past percentiles and the model's alarm)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,9 +12,10 @@ from numba import njit
 from .._checks import check_int
 from .evaluate import MEMORY_SCORE, MODEL_SCORE, SCORES
 from .model import WarningModel
-from .signals import ANNUAL, BLOCK, bar_returns, monitor_step, new_monitor
+from ..features._kernels import _ewma_row
+from .signals import ANNUAL, BLOCK, EWMA_LAMBDA, EWMA_START, bar_returns, monitor_step, new_monitor
 
-VOL_WINDOW, SHORT_AR, STATE_SHORT, RECENT, JUMP_LAG = 21, 15, 21, 21, 5  # signals' windows, in bars
+VOL_WINDOW, VOL_LONG, SHORT_AR, STATE_SHORT, RECENT, JUMP_LAG = 21, 63, 15, 21, 21, 5  # signals' windows, in bars
 MAX_LOG_RETURN = 1e4  # beyond any ratio of two floats' prices (|log| < 1500); its square sums without overflow
 
 
@@ -52,8 +53,8 @@ class StressMonitor:
 
 @dataclass(frozen=True)
 class StressReading:
-    """One bar's early warning: the combined score (P(stress within the horizon); NaN until every
-    score it combines exists), the alarm (score above the model's threshold) and every single
+    """One bar's early warning: the combined score (the mean of its ingredients' percentiles
+    within their own past, in [0, 1]; NaN until every ingredient has a past), the alarm (score above the model's threshold) and every single
     score (NaN where it needs more history)."""
 
     score: float
@@ -63,16 +64,16 @@ class StressReading:
 
 SINGLES = (*SCORES, MODEL_SCORE, MEMORY_SCORE)  # the layout of _score_step's single scores
 _MONITOR = ("ring", "s1", "binv", "scal", "basis", "proj", "counts")  # signals.new_monitor's arrays, in order
-_STATE = ("t", "last_close", "level", "index_r2", "ar", "r2", "r2_whole", "r2_recent", "states", "state_sq", "logvar",
+_STATE = ("t", "last_close", "level", "index_r2", "ewma", "ar", "r2", "r2_whole", "r2_recent", "states", "state_sq", "logvar",
           *_MONITOR, "hist", "hist_n")
 
 
 @njit(cache=True, error_model="numpy")
-def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_arr, last_close, level, index_r2, ar, r2,
+def _score_step(close, variance, novelty, use, t_arr, last_close, level, index_r2, ewma, ar, r2,
                 whole, recent, states, state_sq, logvar, ring, s1, binv, scal, basis, proj, counts, hist, hist_n):
     """One bar of every single score (the layout of SINGLES; NaN where it needs more history, or
-    where its input is not given: variance / novelty all NaN), each used one's percentile within
-    its own past, and the combined score. The streaming twin of signals' batch definitions: the
+    where its input is not given: variance / novelty all NaN), each ingredient's (``use``)
+    percentile within its own past, and the combined score, their mean. The streaming twin of signals' batch definitions: the
     log returns and the covariance scores (turbulence, absorption ratio) by the batch's own
     compiled steps, so bit for bit; the others by the same formulas with their sums taken as
     running sums instead of the batch's cumulative ones, so equal to rounding (a few ulps)."""
@@ -85,9 +86,19 @@ def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_a
     prev = level[0]
     level[0] = prev * (1.0 + index_return)
     idx_r = np.log(level[0] / prev) if t > 0 else 0.0
-    index_r2[t % VOL_WINDOW] = idx_r * idx_r
-    if t >= VOL_WINDOW:
-        singles[2] = np.sqrt(index_r2.sum() / VOL_WINDOW * ANNUAL)
+    index_r2[t % VOL_LONG] = idx_r * idx_r
+    short = 0.0
+    for j in range(VOL_WINDOW):
+        short += index_r2[(t - j) % VOL_LONG]
+    if t >= VOL_WINDOW:  # signals.realised_vol over 21 and 63 days
+        singles[2] = np.sqrt(short / VOL_WINDOW * ANNUAL)
+    if t >= VOL_LONG:
+        singles[3] = np.sqrt(index_r2.sum() / VOL_LONG * ANNUAL)
+    if t > 0:  # signals.ewma_vol: the features' EWMA step
+        vol = np.empty(1)
+        _ewma_row(EWMA_LAMBDA, False, ewma, np.array([idx_r]), vol)
+        if t >= EWMA_START:
+            singles[4] = vol[0] * np.sqrt(ANNUAL)
     singles[0], ar[t % ANNUAL] = monitor_step(logret, ring, s1, binv, scal, basis, proj, counts)
     if t >= ANNUAL - 1 and np.isfinite(ar).all():  # signals.absorption_shift
         m, m2 = ar.mean(), (ar * ar).mean()
@@ -124,7 +135,7 @@ def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_a
             for j in range(M - RECENT):
                 slot = (t - M + j) % M
                 best = min(best, state_sq[slot] + sq - 2.0 * dots[slot])
-            singles[3] = np.sqrt(max(best, 0.0) / N)
+            singles[5] = np.sqrt(max(best, 0.0) / N)
         states[t % M], state_sq[t % M] = state, sq
     logvar[t % (JUMP_LAG + 1)] = np.log(variance)
     if t >= JUMP_LAG:  # signals.forecast_jump
@@ -134,17 +145,17 @@ def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_a
             if np.isfinite(change):
                 total, n = total + change, n + 1
         if n:
-            singles[4] = total / n
+            singles[6] = total / n
     total, n = 0.0, 0
     for i in range(N):
         if np.isfinite(novelty[i]):
             total, n = total + novelty[i], n + 1
     if n:
-        singles[5] = total / n
+        singles[7] = total / n
     last_close[:] = close
     t_arr[0] = t + 1
-    z, complete = intercept, True
-    for p in range(use.shape[0]):  # signals.expanding_rank, then the logistic regression
+    z, complete = 0.0, True
+    for p in range(use.shape[0]):  # signals.expanding_rank, then evaluate.combined_score's mean
         v = singles[use[p]]
         if np.isnan(v):
             complete = False
@@ -157,16 +168,16 @@ def _score_step(close, variance, novelty, use, mean, scale, coef, intercept, t_a
         if n == 0:
             complete = False
         else:
-            z += (i / n - mean[p]) / scale[p] * coef[p]
-    return singles, (1.0 / (1.0 + np.exp(-z)) if complete else np.nan)
+            z += i / n
+    return singles, (z / use.shape[0] if complete else np.nan)
 
 
 class StressScore:
     """A fitted warning model's combined score, bar by bar, over ``n_assets`` assets' closes: the
     streaming twin of warning_scores (the covariance scores bit for bit, by the same compiled steps;
-    the others to rounding: running sums instead of cumulative ones), each single's percentile within its own past, then the model's
-    logistic regression and threshold (as fitted; refit by running `metarisk warn` again). One
-    compiled call a bar.
+    the others to rounding: running sums instead of cumulative ones), the mean of its ingredients'
+    percentiles within their own past and the model's threshold (as calibrated; recalibrate by
+    running `metarisk warn` again). One compiled call a bar.
 
     ``update(close, variance=None, novelty=None)``: variance forecasts (N,) are needed where the
     model combines the forecast jump, a memory learner's novelty (N,) where it combines that;
@@ -177,14 +188,11 @@ class StressScore:
             raise TypeError(f"model must be a WarningModel (WarningModel.load(path)), got {type(model).__name__}")
         check_int("n_assets", n_assets, 2, 100_000)
         self.model, self.n_assets = model, int(n_assets)
-        N, S = self.n_assets, len(model.names)
-        self._use = np.array([SINGLES.index(n) for n in model.names], np.int64)
-        lg = model.logistic
-        self._params = (np.ascontiguousarray(lg.mean, np.float64), np.ascontiguousarray(lg.scale, np.float64),
-                        np.ascontiguousarray(lg.coef, np.float64), float(lg.intercept))
+        N, S = self.n_assets, len(model.ingredients)
+        self._use = np.array([SINGLES.index(n) for n in model.ingredients], np.int64)
         monitor = new_monitor(N, model.window, max(1, N // 5), BLOCK)
-        self._s = dict(zip(_STATE, (np.zeros(1, np.int64), np.full(N, np.nan), np.ones(1), np.zeros(VOL_WINDOW),
-                                    np.full(ANNUAL, np.nan), np.zeros((ANNUAL, N)), np.zeros(N), np.zeros(N),
+        self._s = dict(zip(_STATE, (np.zeros(1, np.int64), np.full(N, np.nan), np.ones(1), np.zeros(VOL_LONG),
+                                    np.full(1, np.nan), np.full(ANNUAL, np.nan), np.zeros((ANNUAL, N)), np.zeros(N), np.zeros(N),
                                     np.zeros((model.memory, N)),
                                     np.zeros(model.memory), np.full((JUMP_LAG + 1, N), np.nan), *monitor,
                                     np.empty((S, 1024)), np.zeros(S, np.int64))))
@@ -231,10 +239,10 @@ class StressScore:
         s = self._s
         if s["hist_n"].max(initial=0) >= s["hist"].shape[1]:  # room for this bar's values: double it
             s["hist"] = np.concatenate([s["hist"], np.empty_like(s["hist"])], axis=1)
-        singles, score = _score_step(close, variance, novelty, self._use, *self._params, *(s[k] for k in _STATE))
+        singles, score = _score_step(close, variance, novelty, self._use, *(s[k] for k in _STATE))
         return StressReading(float(score), bool(score > self.model.threshold),
                              {name: float(v) for name, v in zip(SINGLES, singles)
-                              if name in SCORES or name in self.model.names})
+                              if name in SCORES or name in self.model.ingredients})
 
     # state, for RiskEngine's save / restore / copy
     def state_dict(self) -> dict:

@@ -309,14 +309,12 @@ def applications_case(data, rng):
     from metarisk_fast.datasets import synthetic_regimes
     from metarisk_fast.trading import TaskPool, TradingSpec, TradingTasks, episode_rewards
     from metarisk_fast.warning import StressMonitor, StressScore, WarningModel
-    from metarisk_fast.warning.evaluate import SCORES, Logistic
+    from metarisk_fast.warning.evaluate import SCORES
 
     N = data.draw(st.integers(2, 5))
     names = tuple(data.draw(st.lists(st.sampled_from(SCORES + ("forecast_jump",)), min_size=1, max_size=3,
                                      unique=True)))
-    S = len(names)
-    model = WarningModel(names, Logistic(rng.random(S), rng.random(S) + 0.1, rng.normal(size=S), 0.0), 0.5, 20, 0.1,
-                         data.draw(st.integers(3, 30)), data.draw(st.integers(22, 40)), "2020-01-01")
+    model = WarningModel(names, 0.5, 20, 0.1, data.draw(st.integers(3, 30)), data.draw(st.integers(22, 40)), "2020-01-01")
     score, monitor = StressScore(model, N), StressMonitor(N, window=data.draw(st.integers(3, 30)))
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, (8, N)), axis=0))
     for t in range(8):
