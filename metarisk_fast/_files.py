@@ -37,6 +37,23 @@ def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def atomic_write_table(path, frame, index: bool = False) -> None:
+    """A pandas DataFrame to ``path`` atomically: Parquet (pyarrow; row groups of 1M rows, so a
+    table sorted by date is read by date ranges without the rest) for a .parquet / .pq suffix,
+    CSV otherwise."""
+    import io
+
+    if Path(path).suffix.lower() in (".parquet", ".pq"):
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=index, engine="pyarrow", row_group_size=1 << 20)
+        atomic_write_bytes(path, buf.getvalue())
+    else:
+        atomic_write_text(path, frame.to_csv(index=index))
+
+
 def check_output(path, kind: str, option: str = "--out") -> Path:
     """Refuse an output path of the wrong kind ('file' or 'dir') before any work starts: a
     directory given for a file, a file for a directory, a parent that is not a directory, or a

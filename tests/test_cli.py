@@ -468,7 +468,8 @@ def test_the_library_calls_check_their_arguments(prices, model, tmp_path):
 
 def test_forecast_reads_a_semicolon_file_and_writes_wide(tmp_path, capsys):
     """`--sep ';'` reads a spreadsheet's file; `--wide` writes the forecast variance one column per
-    asset, which reads back as a wide file and equals the long table's numbers."""
+    asset, which reads back as a wide file and equals the long table's numbers; a .parquet name
+    writes the same tables as Parquet."""
     from metarisk_fast.data import load_prices
     from metarisk_fast.datasets import load_sp500_20
 
@@ -486,3 +487,14 @@ def test_forecast_reads_a_semicolon_file_and_writes_wide(tmp_path, capsys):
                                rtol=1e-15)
     assert main(args[:-3] + ["--out", str(tmp_path / "x.csv"), "--quiet"]) == 2
     assert "look separated by ';'" in capsys.readouterr().err
+    # a .parquet name writes Parquet: the same table, typed columns; --wide too (read back as a price file)
+    assert main(args + ["--out", str(tmp_path / "long.parquet")]) == 0
+    assert main(args + ["--out", str(tmp_path / "wide.pq"), "--wide"]) == 0
+    table = pd.read_parquet(tmp_path / "long.parquet")
+    assert list(table.columns) == list(long.columns) and pd.api.types.is_datetime64_any_dtype(table["date"])
+    assert (table["asset"] == long["asset"]).all()
+    exact = pd.read_csv(tmp_path / "long.csv", float_precision="round_trip")
+    np.testing.assert_array_equal(table.iloc[:, 2:].to_numpy(), exact.iloc[:, 2:].to_numpy())
+    assert (table["date"].dt.strftime("%Y-%m-%d") == long["date"]).all()
+    wide_pq = load_prices(tmp_path / "wide.pq", warn_data=False)
+    np.testing.assert_array_equal(wide_pq.close.ravel(), table.forecast_variance.to_numpy())

@@ -100,6 +100,19 @@ def test_one_missing_close_costs_at_most_the_days_it_touches():
     np.testing.assert_array_equal(full[A == 1], holey[A == 1])
 
 
+def test_meta_forecasts_in_blocks_of_tasks_are_the_same_bits():
+    """Bounded memory: the forecast tasks built a few at a time (blocks that split a history
+    length's pairs, a young asset's shorter histories among them) give the forecasts of one block
+    holding them all, bit for bit."""
+    panel = close_panel(n_days=400, n_assets=3)
+    A, R = grid(panel, 0, 399)
+    learner = make_learner("maml", TaskSpec().n_features)
+    whole = MetaForecaster(learner, history=60).predict(EpisodeBuilder(panel), A, R)
+    blocks = MetaForecaster(learner, history=60, block=7, chunk=5).predict(EpisodeBuilder(panel), A, R)
+    np.testing.assert_array_equal(whole, blocks)
+    assert np.isfinite(whole).sum() > 1000
+
+
 def test_bridge_gaps_is_causal_and_bounded():
     c = np.array([[np.nan], [1.0], [np.nan], [np.nan], [2.0]] + [[np.nan]] * 7 + [[3.0]])
     b = bridge_gaps(c, max_gap=5)[:, 0]

@@ -46,7 +46,8 @@ class MetaForecaster(Forecaster):
     history: int = 60
     name: str = "maml"
     min_history: int = 0
-    chunk: int = 1024
+    chunk: int = 1024  # tasks per kernel call
+    block: int = 16384  # tasks built at once (their support windows: block x history x features floats)
     target: AnchorRatioTarget = TARGET  # how outputs become variances (the bound on the correction)
 
     def predict(self, builder, asset, rows):
@@ -67,12 +68,15 @@ class MetaForecaster(Forecaster):
         builder = builder.with_scale(input_scale(self.learner))
         out = np.full(len(asset), np.nan)
         avail = np.minimum(builder.available_history(asset, rows), self.history)
-        # one batched call per distinct history length (nearly all pairs have the full one)
+        # batched calls per distinct history length (nearly all pairs have the full one), in
+        # blocks of pairs: the tasks' support windows exist for one block at a time
         for length in np.unique(avail[avail >= min(self.min_history, self.history)]):
-            sel = np.flatnonzero(avail == length)
-            batch, ok = builder.forecast_tasks(asset[sel], rows[sel], int(length))
-            if len(batch):
-                out[sel[ok]] = fn(batch.xs, batch.ys, batch.xq, batch.anchor[:, 0])
+            same = np.flatnonzero(avail == length)
+            for lo in range(0, len(same), self.block):
+                sel = same[lo:lo + self.block]
+                batch, ok = builder.forecast_tasks(asset[sel], rows[sel], int(length))
+                if len(batch):
+                    out[sel[ok]] = fn(batch.xs, batch.ys, batch.xq, batch.anchor[:, 0])
         return out
 
     def variance(self, xs, ys, xq, anchor) -> np.ndarray:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .._command import date, int_in, nonnegative_float, positive_float, price_file_options, progress_log
 
 FORECAST_COLUMNS_HELP = (
@@ -56,17 +58,17 @@ def cmd_train(args):
 
 
 def _wrote(frame, out) -> None:
-    print(f"wrote {len(frame)} forecasts ({frame['asset'].nunique()} assets, {frame['date'].min()} to "
-          f"{frame['date'].max()}) to {out}")
+    first, last = (np.datetime64(d, "D") for d in (frame["date"].min(), frame["date"].max()))
+    print(f"wrote {len(frame)} forecasts ({frame['asset'].nunique()} assets, {first} to {last}) to {out}")
 
 
 def cmd_forecast(args):
     """Run `metarisk forecast` (the forecast table of a model over a price file); returns the
     exit status."""
     from ..data import price_source
-    from .jobs import forecast_to_csv
+    from .jobs import forecast_to_file
 
-    _wrote(forecast_to_csv(args.model, price_source(args.prices, args.sep), args.out, start=args.start, history=args.history,
+    _wrote(forecast_to_file(args.model, price_source(args.prices, args.sep), args.out, start=args.start, history=args.history,
                            dist=args.dist, alphas=args.alpha, wide=args.wide, log=progress_log(args)), args.out)
     return 0
 
@@ -255,7 +257,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                               help="forecast variance, VaR and ES with a trained model",
                               description="Forecast variance, VaR and ES with a trained model. " + FORECAST_COLUMNS_HELP)
     forecast.add_argument("--prices", required=True, help="price file or 'default'")
-    forecast.add_argument("--out", required=True, help="CSV file to write (columns below)")
+    forecast.add_argument("--out", required=True, help="file to write (columns below): Parquet for a .parquet name, "
+                                                        "CSV otherwise")
     forecast.add_argument("--wide", action="store_true",
                           help="write the forecast variance wide instead: one row per date, one column per asset "
                                "(the layout of a wide price file; the VaR / ES columns are in the long table)")

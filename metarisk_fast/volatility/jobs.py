@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from .._checks import check_int, check_number
-from .._files import atomic_write_text, check_output
+from .._files import atomic_write_table, check_output
 from .._types import STUDENT_T_NU
 from ..data import MAX_GAP_DAYS, data_report
 from ..datasets import ignore, load_panel
@@ -315,19 +315,19 @@ def forecast_panel(learner, spec: TaskSpec, meta: dict, panel, *, start=None, hi
                                                                                                   kind="stable")
 
 
-def forecast_to_csv(model, prices, out, *, wide: bool = False, **kw) -> pd.DataFrame:
-    """``forecast``'s table of ``model`` over ``prices``, also written to the CSV file ``out``
-    atomically: long (date, asset, forecast_variance and the risk columns), or with ``wide`` the
-    forecast variance alone, one row per date and one column per asset (a wide price file's
-    layout; empty where an asset has no forecast)."""
+def forecast_to_file(model, prices, out, *, wide: bool = False, **kw) -> pd.DataFrame:
+    """``forecast``'s table of ``model`` over ``prices``, also written to ``out`` atomically, as
+    Parquet for a .parquet / .pq name and CSV otherwise: long (date, asset, forecast_variance and
+    the risk columns, sorted by date), or with ``wide`` the forecast variance alone, one row per
+    date and one column per asset (a wide price file's layout; empty where an asset has no
+    forecast)."""
     check_output(out, "file")
     frame = forecast(model, prices, **kw)
     if wide:
         table = frame.pivot(index="date", columns="asset", values="forecast_variance")
-        table = table[pd.unique(frame["asset"])].rename_axis(columns=None)
-        atomic_write_text(out, table.to_csv())
+        atomic_write_table(out, table[pd.unique(frame["asset"])].rename_axis(columns=None), index=True)
     else:
-        atomic_write_text(out, frame.to_csv(index=False))
+        atomic_write_table(out, frame)
     return frame
 
 
