@@ -25,18 +25,19 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Run `metarisk` with ``argv`` (default: the command line); returns the exit status (2 on a
-    data, model or argument error, printed as one line)."""
+    data, model or argument error, or a failed process of --nproc, printed as one line)."""
     p = parser()
     args = p.parse_args(argv)
     if hasattr(args, "check"):  # a subcommand's checks across options, before any work
         args.check(p, args)
     from .data import DataError
     from .forecasting import ModelError
+    from .forecasting.distributed import ProcessFailed
 
     try:
         setup(args)
         return args.func(args)
-    except (DataError, ModelError, ValueError, OSError, FloatingPointError) as exc:
+    except (DataError, ModelError, ProcessFailed, ValueError, OSError, FloatingPointError) as exc:
         print(f"metarisk {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # files are written atomically: nothing half-written is left

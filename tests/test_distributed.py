@@ -156,3 +156,43 @@ def test_a_batch_with_non_finite_gradients_is_skipped_not_applied():
                      dtype=torch.float64)
     assert run["skipped"] == 1 and len(run["losses"]) == 2
     assert all(torch.isfinite(p).all() for p in learner.parameters())
+
+
+def test_forecast_command_on_two_processes_writes_the_same_file(tmp_path):
+    """`metarisk forecast --nproc 2` (the installed console script, as a user runs it): the
+    assets split over two ranks, rank 0 writes the file one process writes, byte for byte, long
+    and wide, CSV and Parquet; under torchrun the same. A rank whose assets have no forecast
+    fails the group with an error naming it, and no file is written."""
+    import socket
+    import subprocess
+
+    import pandas as pd
+
+    p = datasets.synthetic_ohlc(n_days=400, n_assets=5, seed=4)
+    close = p.close.copy()
+    wide = pd.DataFrame(close, columns=list(p.assets))
+    wide.insert(0, "Date", p.dates.astype(str))
+    wide.to_csv(tmp_path / "p.csv", index=False)
+    run = lambda *argv: subprocess.run([_script("metarisk"), "forecast", "--model", "default", "--prices",
+                                        str(tmp_path / "p.csv"), "--quiet", *argv], capture_output=True, text=True,
+                                       timeout=300, cwd=tmp_path)
+    for name, extra in (("long.csv", []), ("wide.parquet", ["--wide"])):
+        one, two = run("--out", f"one_{name}", *extra), run("--out", f"two_{name}", "--nproc", "2", *extra)
+        assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+        assert (tmp_path / f"one_{name}").read_bytes() == (tmp_path / f"two_{name}").read_bytes()
+        assert two.stdout == one.stdout.replace("one_", "two_")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ranks = subprocess.run([_script("torchrun"), "--nproc-per-node", "2", "--master-port", str(port),
+                            _script("metarisk"), "forecast", "--model", "default", "--prices", str(tmp_path / "p.csv"),
+                            "--out", str(tmp_path / "ranks.csv"), "--quiet"],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert ranks.returncode == 0, ranks.stderr[-2000:]
+    assert ranks.stdout.count("wrote") == 1
+    assert (tmp_path / "ranks.csv").read_bytes() == (tmp_path / "one_long.csv").read_bytes()
+    wide.iloc[1:, [2, 4]] = np.nan  # rank 1's assets (the second and the fourth) keep one price each: no forecast
+    wide.to_csv(tmp_path / "p.csv", index=False)
+    failed = run("--out", "never.csv", "--nproc", "2")
+    assert failed.returncode != 0 and "forecasting process 1 of 2 failed" in failed.stderr
+    assert "no date from" in failed.stderr and not (tmp_path / "never.csv").exists()

@@ -1,12 +1,15 @@
-"""Processes for data-parallel meta-training on torch.distributed: N local processes on this
-machine (``run_local``), or the ranks `torchrun` started (``join_torchrun``). The training loop
-itself is ``training.train_meta``, unchanged: it reads the group's rank and size."""
+"""Processes on torch.distributed for data-parallel meta-training and for forecasting split by
+asset: N local processes on this machine (``run_local``), or the ranks `torchrun` started
+(``join_torchrun``). The training loop itself is ``training.train_meta``, unchanged: it reads the
+group's rank and size."""
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -55,14 +58,36 @@ def _rank_main(rank: int, world: int, port: int, threads: int, errors: str, fn, 
         dist.destroy_process_group()
 
 
-def run_local(fn, nproc: int, *args, threads: int | None = None) -> None:
+class ProcessFailed(RuntimeError):
+    """A process of a local group failed (its error and rank in the message); the others were
+    stopped."""
+
+
+@contextmanager
+def _main_not_rerun():
+    """Spawned processes re-run the parent's main script unless it is imported as a module; a
+    console script written without an ``if __name__ == "__main__"`` guard (some installers write
+    them so) would then start the whole command again in every child. The children need nothing
+    from it (fn and its arguments pickle by their modules), so the script's path is hidden from
+    them while they start."""
+    main = sys.modules.get("__main__")
+    hidden = main is not None and getattr(main, "__spec__", None) is None and hasattr(main, "__file__")
+    path = main.__dict__.pop("__file__") if hidden else None
+    try:
+        yield
+    finally:
+        if hidden:
+            main.__file__ = path
+
+
+def run_local(fn, nproc: int, *args, threads: int | None = None, what: str = "training") -> None:
     """fn(*args) in nproc processes forming one gloo group (rank 0 is the one that writes). If a
     rank fails, the others are stopped, and the error names the rank that failed first (the
-    others then fail on the broken connection)."""
+    others then fail on the broken connection); ``what`` names the job in that message."""
     if nproc < 1:
         raise ValueError(f"nproc must be >= 1, got {nproc}")
     threads = threads or threads_per_rank(nproc)
-    with tempfile.TemporaryDirectory() as errors:
+    with tempfile.TemporaryDirectory() as errors, _main_not_rerun():
         try:
             mp.start_processes(_rank_main, args=(nproc, _free_port(), threads, errors, fn, args), nprocs=nproc,
                                join=True, start_method="spawn")
@@ -71,9 +96,9 @@ def run_local(fn, nproc: int, *args, threads: int | None = None) -> None:
                            for f in Path(errors).iterdir())
             if first:
                 _, rank, message = first[0]
-                raise RuntimeError(f"training process {rank[4:]} of {nproc} failed, and the others were stopped: "
+                raise ProcessFailed(f"{what} process {rank[4:]} of {nproc} failed, and the others were stopped: "
                                    f"{message}") from None
-            raise RuntimeError(f"training process {exc.error_index} of {nproc} stopped "
+            raise ProcessFailed(f"{what} process {exc.error_index} of {nproc} stopped "
                                f"({str(exc).strip().splitlines()[-1]}); the others were stopped") from None
 
 

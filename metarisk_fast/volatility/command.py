@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .._command import date, int_in, nonnegative_float, positive_float, price_file_options, progress_log
 
 FORECAST_COLUMNS_HELP = (
@@ -57,9 +55,10 @@ def cmd_train(args):
     return 0
 
 
-def _wrote(frame, out) -> None:
-    first, last = (np.datetime64(d, "D") for d in (frame["date"].min(), frame["date"].max()))
-    print(f"wrote {len(frame)} forecasts ({frame['asset'].nunique()} assets, {first} to {last}) to {out}")
+def _wrote(summary: dict | None, out) -> None:
+    if summary is not None:  # None: a rank of torchrun's group other than 0 (rank 0 speaks)
+        print(f"wrote {summary['rows']} forecasts ({summary['assets']} assets, {summary['first']} to "
+              f"{summary['last']}) to {out}")
 
 
 def cmd_forecast(args):
@@ -68,8 +67,9 @@ def cmd_forecast(args):
     from ..data import price_source
     from .jobs import forecast_to_file
 
-    _wrote(forecast_to_file(args.model, price_source(args.prices, args.sep), args.out, start=args.start, history=args.history,
-                           dist=args.dist, alphas=args.alpha, wide=args.wide, log=progress_log(args)), args.out)
+    _wrote(forecast_to_file(args.model, price_source(args.prices, args.sep), args.out, start=args.start,
+                            history=args.history, dist=args.dist, alphas=args.alpha, wide=args.wide, nproc=args.nproc,
+                            log=progress_log(args)), args.out)
     return 0
 
 
@@ -90,12 +90,14 @@ def cmd_stream(args):
     returns the exit status."""
     from ..data import price_source
     from .feed import stream, stream_lines
+    from .jobs import table_summary
 
     monitor = _stress_monitor(args.warning)
     if args.prices is not None:
-        _wrote(stream(args.model, price_source(args.prices, args.sep), args.out, start=args.start, history=args.history,
-                      readapt_every=args.readapt_every, online_lr=args.online_lr, monitor=monitor,
-                      log=progress_log(args)), args.out)
+        frame = stream(args.model, price_source(args.prices, args.sep), args.out, start=args.start, history=args.history,
+                       readapt_every=args.readapt_every, online_lr=args.online_lr, monitor=monitor,
+                       log=progress_log(args))
+        _wrote(table_summary(frame), args.out)
         return 0
 
     def write(text):
@@ -259,6 +261,9 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     forecast.add_argument("--prices", required=True, help="price file or 'default'")
     forecast.add_argument("--out", required=True, help="file to write (columns below): Parquet for a .parquet name, "
                                                         "CSV otherwise")
+    forecast.add_argument("--nproc", type=int_in(1, 1024), default=1,
+                          help="processes to share the assets out to (torch.distributed; the same file, bit for bit; "
+                               "under torchrun: its ranks, on any number of machines)")
     forecast.add_argument("--wide", action="store_true",
                           help="write the forecast variance wide instead: one row per date, one column per asset "
                                "(the layout of a wide price file; the VaR / ES columns are in the long table)")

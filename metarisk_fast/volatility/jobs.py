@@ -4,7 +4,9 @@ return what they computed (``feed`` has `metarisk stream`). Paths are checked be
 work; files are written atomically. ``log`` receives one-line progress messages (None: silent)."""
 from __future__ import annotations
 
+import json
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,20 +317,71 @@ def forecast_panel(learner, spec: TaskSpec, meta: dict, panel, *, start=None, hi
                                                                                                   kind="stable")
 
 
-def forecast_to_file(model, prices, out, *, wide: bool = False, **kw) -> pd.DataFrame:
-    """``forecast``'s table of ``model`` over ``prices``, also written to ``out`` atomically, as
+def forecast_to_file(model, prices, out, *, wide: bool = False, nproc: int = 1, log: Log = None, **kw) -> dict | None:
+    """``forecast``'s table of ``model`` over ``prices``, written to ``out`` atomically, as
     Parquet for a .parquet / .pq name and CSV otherwise: long (date, asset, forecast_variance and
     the risk columns, sorted by date), or with ``wide`` the forecast variance alone, one row per
     date and one column per asset (a wide price file's layout; empty where an asset has no
-    forecast)."""
+    forecast). ``nproc`` > 1: the assets split over that many local processes
+    (torch.distributed, gloo); under `torchrun` over the ranks it started, on any number of
+    machines. Either way the file is the one process's, bit for bit, written once by rank 0 after
+    every rank has finished (a failed rank: an error naming it, no file). Returns the table's
+    summary (rows, assets, first and last date); None in a rank other than 0."""
     check_output(out, "file")
-    frame = forecast(model, prices, **kw)
+    check_int("nproc", nproc, 1, 1024)
+    learner, spec, meta = load_model(model)
+    check_risk(learner, kw.get("dist", "normal"), kw.get("alphas"))
+    panel = load_panel(prices, log or ignore)
+    if nproc > 1:
+        if nproc > panel.n_assets:
+            raise ValueError(f"--nproc {nproc}: {panel.source} has {panel.n_assets} assets to share out; give at "
+                             "most one process per asset")
+        say(log, f"forecasting on {nproc} processes, {threads_per_rank(nproc)} kernel thread(s) each")
+        with tempfile.TemporaryDirectory() as tmp:
+            run_local(_forecast_process, nproc, model, panel, str(out), wide, kw, tmp, what="forecasting")
+            return json.loads(Path(tmp, "summary.json").read_text())
+    if join_torchrun():
+        summary = _forecast_process(model, panel, str(out), wide, kw, None)
+        wait_for_all_ranks()
+        return summary
+    frame = forecast_panel(learner, spec, meta, panel, log=log, **kw)
+    _write_forecasts(frame, out, wide)
+    return table_summary(frame)
+
+
+def _forecast_process(model, panel, out, wide, kw, summary_dir):
+    """One rank's share of ``forecast_to_file``: the assets rank, rank + world, ...; rank 0
+    gathers every rank's table, writes the file and its summary."""
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    learner, spec, meta = load_model(model)
+    mine = panel.select(assets=list(panel.assets[rank::world]))
+    frame = forecast_panel(learner, spec, meta, mine, **kw)
+    parts = [None] * world if rank == 0 else None
+    dist.gather_object(frame, parts, dst=0)
+    if rank != 0:
+        return None
+    whole = pd.concat(parts).sort_values(["date", "asset"], kind="stable")
+    _write_forecasts(whole, out, wide)
+    summary = table_summary(whole)
+    if summary_dir is not None:
+        Path(summary_dir, "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+def _write_forecasts(frame: pd.DataFrame, out, wide: bool) -> None:
     if wide:
         table = frame.pivot(index="date", columns="asset", values="forecast_variance")
         atomic_write_table(out, table[pd.unique(frame["asset"])].rename_axis(columns=None), index=True)
     else:
         atomic_write_table(out, frame)
-    return frame
+
+
+def table_summary(frame: pd.DataFrame) -> dict:
+    """Rows, distinct assets and the first and last date (YYYY-MM-DD) of a long forecast table."""
+    first, last = (str(np.datetime64(d, "D")) for d in (frame["date"].min(), frame["date"].max()))
+    return {"rows": int(len(frame)), "assets": int(frame["asset"].nunique()), "first": first, "last": last}
 
 
 # --------------------------------------------------------------------------- evaluate
