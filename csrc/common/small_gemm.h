@@ -32,7 +32,12 @@ template <typename T> struct GemmBlock {
   static constexpr int MR = 6, NV = 2, NR = NV * Vec<T>::lanes;  // 12 accumulator registers
 };
 
-template <typename T, int MR, int NR>
+// How op(A) is laid out, a template parameter of the micro-kernels so each addresses A with as
+// few registers as it can: rows contiguous (a_col == 1: A as given), columns contiguous
+// (a_row == 1: A^T, the MR values of one step of k lie side by side), or any strides.
+enum ALayout { kARows, kACols, kAStrided };
+
+template <typename T, int MR, int NR, int AL>
 static inline void gemm_micro(int64_t k, const T* __restrict A, int64_t a_row, int64_t a_col,
                               const T* __restrict B, int64_t ldb, T* __restrict C, int64_t ldc,
                               bool accumulate) {
@@ -43,11 +48,16 @@ static inline void gemm_micro(int64_t k, const T* __restrict A, int64_t a_row, i
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v)
       acc[r][v] = accumulate ? *reinterpret_cast<const V*>(C + r * ldc + v * W) : V{};
+  const T* rows[MR];  // kARows: one pointer per row, stepping by one element
+  for (int r = 0; r < MR; ++r) rows[r] = A + r * a_row;
   for (int64_t p = 0; p < k; ++p) {
     V b[NV];
     for (int v = 0; v < NV; ++v) b[v] = *reinterpret_cast<const V*>(B + p * ldb + v * W);
     for (int r = 0; r < MR; ++r) {
-      const T a = A[r * a_row + p * a_col];
+      T a;
+      if constexpr (AL == kARows) a = rows[r][p];
+      else if constexpr (AL == kACols) a = A[p * a_col + r];
+      else a = A[r * a_row + p * a_col];
       for (int v = 0; v < NV; ++v) acc[r][v] += a * b[v];
     }
   }
@@ -73,16 +83,16 @@ static inline void gemm_edge(int64_t m, int64_t n, int64_t k, const T* __restric
 }
 
 // Up to MR rows (r of them) of one NR-wide column panel.
-template <typename T, int NR>
+template <typename T, int NR, int AL>
 static inline void gemm_rows(int64_t r, int64_t k, const T* A, int64_t a_row, int64_t a_col, const T* B,
                              int64_t ldb, T* C, int64_t ldc, bool accumulate) {
   switch (r) {
-    case 6: gemm_micro<T, 6, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
-    case 5: gemm_micro<T, 5, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
-    case 4: gemm_micro<T, 4, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
-    case 3: gemm_micro<T, 3, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
-    case 2: gemm_micro<T, 2, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
-    case 1: gemm_micro<T, 1, NR>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    case 6: gemm_micro<T, 6, NR, AL>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    case 5: gemm_micro<T, 5, NR, AL>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    case 4: gemm_micro<T, 4, NR, AL>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    case 3: gemm_micro<T, 3, NR, AL>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    case 2: gemm_micro<T, 2, NR, AL>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
+    case 1: gemm_micro<T, 1, NR, AL>(k, A, a_row, a_col, B, ldb, C, ldc, accumulate); break;
     default: break;
   }
 }
@@ -91,7 +101,7 @@ static inline void gemm_rows(int64_t r, int64_t k, const T* A, int64_t a_row, in
 // remainder of 1-3 rows would run with too few accumulators to hide the FMA latency (half
 // speed at 2 rows: the per-task products have 32 rows), so it shares the last full block's
 // rows instead: 6 + 2 rows run as 4 + 4.
-template <typename T, int NR>
+template <typename T, int NR, int AL>
 static inline void gemm_panel(int64_t m, int64_t k, const T* A, int64_t a_row, int64_t a_col,
                               const T* B, int64_t ldb, T* C, int64_t ldc, bool accumulate) {
   constexpr int MR = GemmBlock<T>::MR;
@@ -100,12 +110,12 @@ static inline void gemm_panel(int64_t m, int64_t k, const T* A, int64_t a_row, i
   const int64_t full = m / MR - (m > MR && rem > 0 && rem < 4 ? 1 : 0);
   int64_t i = 0;
   for (; i < full * MR; i += MR)
-    gemm_micro<T, MR, NR>(k, A + i * a_row, a_row, a_col, B, ldb, C + i * ldc, ldc, accumulate);
+    gemm_micro<T, MR, NR, AL>(k, A + i * a_row, a_row, a_col, B, ldb, C + i * ldc, ldc, accumulate);
   const int64_t left = m - i;  // at most MR, or MR + 1 .. MR + 3
   const int64_t first = left > MR ? left / 2 : left;
-  gemm_rows<T, NR>(first, k, A + i * a_row, a_row, a_col, B, ldb, C + i * ldc, ldc, accumulate);
+  gemm_rows<T, NR, AL>(first, k, A + i * a_row, a_row, a_col, B, ldb, C + i * ldc, ldc, accumulate);
   i += first;
-  if (i < m) gemm_rows<T, NR>(m - i, k, A + i * a_row, a_row, a_col, B, ldb, C + i * ldc, ldc, accumulate);
+  if (i < m) gemm_rows<T, NR, AL>(m - i, k, A + i * a_row, a_row, a_col, B, ldb, C + i * ldc, ldc, accumulate);
 }
 
 template <typename T>
@@ -155,7 +165,12 @@ inline void gemm(int64_t m, int64_t n, int64_t k, const T* A, int64_t a_row, int
       Bj = packed.data();
       ldbj = w;
     }
-    gemm_panel<T, w>(m, k, A, a_row, a_col, Bj, ldbj, C + j, ldc, accumulate);
+    if (a_col == 1)
+      gemm_panel<T, w, kARows>(m, k, A, a_row, a_col, Bj, ldbj, C + j, ldc, accumulate);
+    else if (a_row == 1)
+      gemm_panel<T, w, kACols>(m, k, A, a_row, a_col, Bj, ldbj, C + j, ldc, accumulate);
+    else
+      gemm_panel<T, w, kAStrided>(m, k, A, a_row, a_col, Bj, ldbj, C + j, ldc, accumulate);
   };
   constexpr int L = Vec<T>::lanes;
   int64_t j = 0;

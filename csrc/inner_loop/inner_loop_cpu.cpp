@@ -63,6 +63,29 @@ void sum_rows(const T* m, int64_t n, int64_t cols, T* out) {
     for (int64_t o = 0; o < cols; ++o) out[o] += m[r * cols + o];
 }
 
+// grad (out x in) [+]= delta^T (out x n rows) * a_prev (n x in): a layer's weight gradient.
+// With fewer inputs than a vector holds (the first layer's features), C = delta^T a_prev would
+// have rows narrower than a vector and run in the scalar edge loop; its transpose (in x out,
+// rows a vector wide or more) runs in the register-blocked kernel instead and is transposed
+// into place. Each entry is the same sum over the rows in the same order either way.
+template <typename T>
+void weight_grad(int64_t out, int64_t in, int64_t n, const T* delta, const T* a_prev, T* grad, bool accumulate) {
+  if (in >= Vec<T>::lanes || out < Vec<T>::lanes) {
+    gemm_tn<T>(out, in, n, delta, out, a_prev, in, grad, in, accumulate);
+    return;
+  }
+  thread_local std::vector<T> transposed;
+  if (transposed.size() < static_cast<size_t>(in * out)) transposed.resize(in * out);
+  T* gt = transposed.data();
+  gemm_tn<T>(in, out, n, a_prev, in, delta, out, gt, out, false);
+  if (!accumulate) {
+    transpose(in, out, gt, out, grad, in);
+    return;
+  }
+  for (int64_t o = 0; o < out; ++o)
+    for (int64_t i = 0; i < in; ++i) grad[o * in + i] += gt[i * out + o];
+}
+
 template <typename T>
 struct Net {
   const Layout& lay;
@@ -90,9 +113,10 @@ struct Net {
   }
 
   // Mean loss over n rows x outputs, each row's loss times its weight w[r] (w null: 1); fills
-  // deltas (n x A) and, if grad, the parameter gradient.
+  // deltas (n x A) and, if grad, the parameter gradient. With value false (an inner step, which
+  // needs the gradient alone) the loss is not evaluated and 0 is returned.
   T backward(const T* x, const T* y, const T* w, int64_t n, const T* theta, const T* acts, T* deltas,
-             T* grad) const {
+             T* grad, bool value = true) const {
     const int64_t L = lay.L, O = lay.d[L];
     const T inv = T(1) / T(n * O);
     const T* z = acts + n * lay.act[L];
@@ -100,7 +124,7 @@ struct Net {
     T total = T(0);
     for (int64_t e = 0; e < n * O; ++e) {
       const T wr = row_weight(w, e, O);
-      total += wr * loss_value(loss, z[e], y[e]);
+      if (value) total += wr * loss_value(loss, z[e], y[e]);
       dL[e] = wr * loss_grad(loss, z[e], y[e]) * inv;
     }
     if (grad == nullptr) return total * inv;
@@ -108,11 +132,17 @@ struct Net {
       const int64_t out = lay.d[l], in = lay.d[l - 1];
       const T* delta = layer(deltas, n, l);
       const T* a_prev = input_or_layer(x, acts, n, l - 1);
-      gemm_tn<T>(out, in, n, delta, out, a_prev, in, grad + lay.w[l], in, false);
+      weight_grad<T>(out, in, n, delta, a_prev, grad + lay.w[l], false);
       sum_rows(delta, n, out, grad + lay.b[l]);
       if (l > 1) {
         T* dprev = layer(deltas, n, l - 1);
-        gemm_nn<T>(n, in, out, delta, out, theta + lay.w[l], in, dprev, in, false);
+        if (out == 1) {  // a scalar output: an outer product, no reduction for the kernel to block
+          const T* wl = theta + lay.w[l];
+          for (int64_t r = 0; r < n; ++r)
+            for (int64_t i = 0; i < in; ++i) dprev[r * in + i] = delta[r] * wl[i];
+        } else {
+          gemm_nn<T>(n, in, out, delta, out, theta + lay.w[l], in, dprev, in, false);
+        }
         for (int64_t e = 0; e < n * in; ++e) dprev[e] *= activation_grad_from_output(act, a_prev[e]);
       }
     }
@@ -150,8 +180,8 @@ struct Net {
       const int64_t out = lay.d[l], in = lay.d[l - 1];
       const T* Rd = layer(rd, n, l);
       const T* delta = layer(deltas, n, l);
-      gemm_tn<T>(out, in, n, Rd, out, input_or_layer(x, acts, n, l - 1), in, hv + lay.w[l], in, false);
-      if (l > 1) gemm_tn<T>(out, in, n, delta, out, layer(ra, n, l - 1), in, hv + lay.w[l], in, true);
+      weight_grad<T>(out, in, n, Rd, input_or_layer(x, acts, n, l - 1), hv + lay.w[l], false);
+      if (l > 1) weight_grad<T>(out, in, n, delta, layer(ra, n, l - 1), hv + lay.w[l], true);
       sum_rows(Rd, n, out, hv + lay.b[l]);
       if (l > 1) {
         T* Rdp = layer(rd, n, l - 1);
@@ -203,7 +233,7 @@ void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
     T* g = grads + (want_lr ? s : 0) * P;
     transpose_weights(lay, th, wt);
     net.forward(xs, K, th, wt, st_acts);
-    net.backward(xs, ys, wsb, K, th, st_acts, st_deltas, g);
+    net.backward(xs, ys, wsb, K, th, st_acts, st_deltas, g, false);
     if (a.lr_per_param) {
       const T* lr = a.lr;
 #pragma omp simd
