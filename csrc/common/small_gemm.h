@@ -29,7 +29,9 @@ struct Vec {
 };
 
 template <typename T> struct GemmBlock {
-  static constexpr int MR = 6, NV = 2, NR = NV * Vec<T>::lanes;  // 12 accumulator registers
+  // 6 rows x NV vectors of accumulators: 24 of AVX-512's 32 registers (a 64-float panel), 12 of
+  // AVX2's 16
+  static constexpr int MR = 6, NV = kVecBytes == 64 ? 4 : 2, NR = NV * Vec<T>::lanes;
 };
 
 // How op(A) is laid out, a template parameter of the micro-kernels so each addresses A with as
@@ -175,6 +177,8 @@ inline void gemm(int64_t m, int64_t n, int64_t k, const T* A, int64_t a_row, int
   constexpr int L = Vec<T>::lanes;
   int64_t j = 0;
   for (; j + NR <= n; j += NR) panel(std::integral_constant<int, NR>{}, j);
+  if constexpr (NR > 2 * L)
+    for (; j + 2 * L <= n; j += 2 * L) panel(std::integral_constant<int, 2 * L>{}, j);  // two vectors wide
   for (; j + L <= n; j += L) panel(std::integral_constant<int, L>{}, j);  // one vector wide
   if (j < n) gemm_edge<T>(m, n - j, k, A, a_row, a_col, B + j, ldb, C + j, ldc, accumulate);
 }
