@@ -142,8 +142,9 @@ inline void gemm(int64_t m, int64_t n, int64_t k, const T* A, int64_t a_row, int
     }
     return;
   }
-  // Long reductions in slices of KC, so a packed panel slice stays in L1 across the row blocks.
-  constexpr int64_t KC = 256;
+  // Long reductions in slices of KC, so a packed panel slice (KC x NR, at most 32 KB) stays in L1
+  // across the row blocks.
+  constexpr int64_t KC = std::min<int64_t>(256, 32768 / (NR * static_cast<int64_t>(sizeof(T))));
   if (k > 2 * KC) {
     for (int64_t p0 = 0; p0 < k; p0 += KC)
       gemm<T>(m, n, std::min<int64_t>(KC, k - p0), A + p0 * a_col, a_row, a_col, B + p0 * ldb, ldb, C, ldc,
