@@ -73,6 +73,20 @@ def test_long_parquet_and_frame_roundtrip(tmp_path):
         np.testing.assert_array_equal(p.high, syn.high)
 
 
+def test_a_parquet_file_with_the_wrong_schema_is_refused_by_name(tmp_path):
+    """Parquet files a user might pass by mistake: another table's columns, a text column of
+    prices, a corrupt file: each a DataError naming the file, the column and the row."""
+    pd.DataFrame({"x": [1, 2], "y": ["a", "b"]}).to_parquet(tmp_path / "other.parquet")
+    pd.DataFrame({"date": pd.date_range("2020-01-01", periods=3), "asset": ["A"] * 3,
+                  "close": ["1", "x", "3"]}).to_parquet(tmp_path / "text.parquet")
+    (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 not a parquet file")
+    for name, match in (("other", r"other.parquet: no 'Date' column .* columns are \['x', 'y'\]"),
+                        ("text", r"text.parquet: column 'close', row 2: not a number: 'x'"),
+                        ("corrupt", r"corrupt.parquet: cannot be read as Parquet")):
+        with pytest.raises(DataError, match=match):
+            load_prices(tmp_path / f"{name}.parquet")
+
+
 @pytest.mark.parametrize("text, match", [
     ("", "empty"),
     ("Date,A\n2020-01-03,1\n2020-01-02,2\n", "column 'Date', row 2: dates not sorted"),
