@@ -331,5 +331,5 @@ def _plot(frame: pd.DataFrame, validation_end, threshold: float) -> bytes:
     a2.axvline(pd.Timestamp(validation_end), color="grey", ls=":", lw=1, label="validation ends, test begins")
     a2.set_ylabel("combined score (mean percentile)")
     a1.legend(fontsize=8, loc="upper left")
-    a2.legend(fontsize=8, loc="upper left")
+    a2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5)  # below: the score fills the panel
     return png_bytes(fig)
