@@ -54,6 +54,34 @@ def atomic_write_table(path, frame, index: bool = False) -> None:
         atomic_write_text(path, frame.to_csv(index=index))
 
 
+def atomic_write_dataset(path, frame, partition: str) -> None:
+    """A pandas DataFrame as a Parquet dataset directory partitioned by the column ``partition``
+    (hive layout: ``<partition>=<value>/*.parquet``; pandas and pyarrow read the directory back
+    as one table), written into a temporary sibling and renamed into place, so a reader never
+    sees part of it. ``path`` must not exist, or be an empty directory."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(f"{path} exists and is not an empty directory: give a new directory for the dataset")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        pq.write_to_dataset(pa.Table.from_pandas(frame, preserve_index=False), tmp, partition_cols=[partition],
+                            basename_template="part-{i}.parquet")
+        for d in (tmp, *(p for p in tmp.rglob("*") if p.is_dir())):
+            os.chmod(d, 0o777 & ~_umask())  # mkdtemp creates 0700
+        if path.exists():
+            path.rmdir()
+        os.replace(tmp, path)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def check_output(path, kind: str, option: str = "--out") -> Path:
     """Refuse an output path of the wrong kind ('file' or 'dir') before any work starts: a
     directory given for a file, a file for a directory, a parent that is not a directory, or a

@@ -469,7 +469,7 @@ def test_the_library_calls_check_their_arguments(prices, model, tmp_path):
 def test_forecast_reads_a_semicolon_file_and_writes_wide(tmp_path, capsys):
     """`--sep ';'` reads a spreadsheet's file; `--wide` writes the forecast variance one column per
     asset, which reads back as a wide file and equals the long table's numbers; a .parquet name
-    writes the same tables as Parquet."""
+    writes the same tables as Parquet, a directory name a Parquet dataset partitioned by year."""
     from metarisk_fast.data import load_prices
     from metarisk_fast.datasets import load_sp500_20
 
@@ -498,3 +498,13 @@ def test_forecast_reads_a_semicolon_file_and_writes_wide(tmp_path, capsys):
     assert (table["date"].dt.strftime("%Y-%m-%d") == long["date"]).all()
     wide_pq = load_prices(tmp_path / "wide.pq", warn_data=False)
     np.testing.assert_array_equal(wide_pq.close.ravel(), table.forecast_variance.to_numpy())
+    # a name ending in '/': a Parquet dataset partitioned by year, the same long table read back
+    assert main(args + ["--out", str(tmp_path / "dataset") + "/"]) == 0
+    assert [p.name for p in (tmp_path / "dataset").iterdir()] == ["year=2022"]
+    back = pd.read_parquet(tmp_path / "dataset").sort_values(["date", "asset"], kind="stable")
+    np.testing.assert_array_equal(back.drop(columns="year").iloc[:, 2:].to_numpy(), table.iloc[:, 2:].to_numpy())
+    for extra, match in (([], "exists and is not empty"), (["--wide"], "give a file name for --wide")):
+        target = str(tmp_path / ("dataset" if not extra else "other")) + "/"
+        assert main(args + ["--out", target, *extra]) == 2
+        assert match in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

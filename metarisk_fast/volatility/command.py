@@ -260,7 +260,8 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                               description="Forecast variance, VaR and ES with a trained model. " + FORECAST_COLUMNS_HELP)
     forecast.add_argument("--prices", required=True, help="price file or 'default'")
     forecast.add_argument("--out", required=True, help="file to write (columns below): Parquet for a .parquet name, "
-                                                        "CSV otherwise")
+                                                        "a Parquet dataset partitioned by year for a directory "
+                                                        "name ending in '/', CSV otherwise")
     forecast.add_argument("--nproc", type=int_in(1, 1024), default=1,
                           help="processes to share the assets out to (torch.distributed; the same file, bit for bit; "
                                "under torchrun: its ranks, on any number of machines)")

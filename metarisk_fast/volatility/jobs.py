@@ -5,6 +5,7 @@ work; files are written atomically. ``log`` receives one-line progress messages 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -17,7 +18,7 @@ import pandas as pd
 import torch
 
 from .._checks import check_int, check_number
-from .._files import atomic_write_table, check_output
+from .._files import atomic_write_dataset, atomic_write_table, check_output
 from .._types import STUDENT_T_NU
 from ..data import MAX_GAP_DAYS, data_report
 from ..datasets import ignore, load_panel
@@ -319,15 +320,21 @@ def forecast_panel(learner, spec: TaskSpec, meta: dict, panel, *, start=None, hi
 
 def forecast_to_file(model, prices, out, *, wide: bool = False, nproc: int = 1, log: Log = None, **kw) -> dict | None:
     """``forecast``'s table of ``model`` over ``prices``, written to ``out`` atomically, as
-    Parquet for a .parquet / .pq name and CSV otherwise: long (date, asset, forecast_variance and
-    the risk columns, sorted by date), or with ``wide`` the forecast variance alone, one row per
-    date and one column per asset (a wide price file's layout; empty where an asset has no
-    forecast). ``nproc`` > 1: the assets split over that many local processes
+    Parquet for a .parquet / .pq name, as a Parquet dataset partitioned by year for a directory
+    (a name ending in '/': ``year=2020/part-0.parquet``, ...; long tables only) and CSV otherwise:
+    long (date, asset, forecast_variance and the risk columns, sorted by date), or with ``wide``
+    the forecast variance alone, one row per date and one column per asset (a wide price file's
+    layout; empty where an asset has no forecast). ``nproc`` > 1: the assets split over that many local processes
     (torch.distributed, gloo); under `torchrun` over the ranks it started, on any number of
     machines. Either way the file is the one process's, bit for bit, written once by rank 0 after
     every rank has finished (a failed rank: an error naming it, no file). Returns the table's
     summary (rows, assets, first and last date); None in a rank other than 0."""
-    check_output(out, "file")
+    dataset = is_dataset(out)
+    check_output(out, "dir" if dataset else "file")
+    if dataset and wide:
+        raise ValueError(f"--out {out}: a partitioned dataset holds the long table; give a file name for --wide")
+    if dataset and Path(out).is_dir() and any(Path(out).iterdir()):
+        raise ValueError(f"--out {out} exists and is not empty: give a new directory for the dataset")
     check_int("nproc", nproc, 1, 1024)
     learner, spec, meta = load_model(model)
     check_risk(learner, kw.get("dist", "normal"), kw.get("alphas"))
@@ -370,8 +377,15 @@ def _forecast_process(model, panel, out, wide, kw, summary_dir):
     return summary
 
 
+def is_dataset(out) -> bool:
+    """A forecast output named as a directory (ending in '/'): a Parquet dataset partitioned by year."""
+    return str(out).endswith(("/", os.sep))
+
+
 def _write_forecasts(frame: pd.DataFrame, out, wide: bool) -> None:
-    if wide:
+    if is_dataset(out):
+        atomic_write_dataset(out, frame.assign(year=pd.DatetimeIndex(frame["date"]).year), "year")
+    elif wide:
         table = frame.pivot(index="date", columns="asset", values="forecast_variance")
         atomic_write_table(out, table[pd.unique(frame["asset"])].rename_axis(columns=None), index=True)
     else:
