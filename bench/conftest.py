@@ -47,6 +47,14 @@ def pytest_terminal_summary(terminalreporter, config):
                           f"x{b.stats.median / base:7.2f}  {extra}")
 
 
+def mlp_flops(sizes) -> tuple[int, int]:
+    """(forward, forward + backward) FLOPs of one row through an MLP of layer sizes d_0 .. d_L
+    (bench/WORKLOADS.md): forward 2P with P = sum d_{l-1} d_l; backward 4P - 2 d_0 d_1 (weight
+    and input gradients, none for the input itself)."""
+    P = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 2 * P, 6 * P - 2 * sizes[0] * sizes[1]
+
+
 @pytest.fixture
 def threads():
     return THREADS

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from conftest import cpu_model
 from metarisk_fast import datasets
 from metarisk_fast.report.render import markdown_table
 from metarisk_fast.tasks import asset_split
@@ -100,13 +101,6 @@ def main() -> None:
     (out / "tables.md").write_text(render(grids, chosen, log, str(dates[end])))
     (out / "machine.txt").write_text(f"{cpu_model()}; {platform.python_version()}; {time.perf_counter() - t0:.0f} s\n")
     print((out / "tables.md").read_text())
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def _f(x, fmt="{:.3f}") -> str:

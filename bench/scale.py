@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from conftest import cpu_model, machine_limits
+from conftest import cpu_model, machine_limits, mlp_flops
 from metarisk_fast import datasets
 from metarisk_fast.data import PricePanel
 from metarisk_fast.forecasting import GARCHForecaster, load_model
@@ -77,15 +77,11 @@ def garch_seconds_per_asset(panel: PricePanel) -> float:
 
 
 def flops_per_forecast() -> float:
-    """Multiply-adds x 2 of the shipped model's inner loop on one task: per support row and step a
-    forward pass and a backward pass (weight gradients, and the deltas below every layer but the
-    first), then the query row's forward pass."""
-    learner, spec, meta = load_model("default")
-    sizes = [spec.n_features, *meta["hidden"], 1]
-    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    deltas = sum(a * b for a, b in zip(sizes[1:-1], sizes[2:]))
-    per_row_step = 2 * macs + deltas  # forward, weight gradients, deltas
-    return 2.0 * (per_row_step * meta["history"] * meta["inner_steps"] + macs)
+    """FLOPs of the shipped model's inner loop on one task: a forward and backward pass per
+    support row and step, then the query row's forward pass."""
+    _, spec, meta = load_model("default")
+    forward, forward_backward = mlp_flops([spec.n_features, *meta["hidden"], 1])
+    return float(forward_backward * meta["history"] * meta["inner_steps"] + forward)
 
 
 def main() -> None:

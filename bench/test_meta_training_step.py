@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import metarisk_fast as mr
+from conftest import mlp_flops
 from metarisk_fast import reference
 
 B, K, Q, D, S, LR = 64, 32, 32, 16, 5, 0.01
@@ -16,10 +17,9 @@ VARIANTS = ["maml2", "fomaml", "reptile", "metasgd"]
 def flops_per_task(variant):
     """Analytic FLOPs (bench/RESULTS.md): per row forward 2P, backward 4P - 2 d0 d1; an HVP
     costs forward + backward twice (R-forward and R-backward)."""
-    P = sum(a * b for a, b in zip(SIZES[:-1], SIZES[1:]))
-    fb = 2 * P + 4 * P - 2 * SIZES[0] * SIZES[1]
+    forward, fb = mlp_flops(SIZES)
     inner = S * K * fb
-    query = Q * fb if variant != "reptile" else 2 * P * Q
+    query = Q * fb if variant != "reptile" else forward * Q
     hvp = S * K * 2 * fb if variant in ("maml2", "metasgd") else 0
     return inner + query + hvp
 

@@ -1,5 +1,5 @@
 """The argument checks every layer shares: an int in a range, a finite number above zero (or at
-or above it). Each raises a ValueError that names the argument, the range and the value given."""
+or above it), a CSV field separator. Each raises a ValueError that names the argument, the range and the value given."""
 from __future__ import annotations
 
 import math
@@ -13,6 +13,13 @@ def check_int(name: str, value, lo: int = 0, hi: int | None = None, note: str = 
         bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
         raise ValueError(f"{name} must be an int {bound}{note}, got {value!r}")
     return int(value)
+
+
+def check_separator(sep, name: str = "sep") -> str:
+    """A CSV field separator: one character, not a quote or a line break."""
+    if not isinstance(sep, str) or len(sep) != 1 or sep in "\"\n\r":
+        raise ValueError(f"{name} must be one character (not a quote or a line break), got {sep!r}")
+    return sep
 
 
 def check_number(name: str, value, *, allow_zero: bool = False, note: str = "") -> float:

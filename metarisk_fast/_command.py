@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from ._checks import check_separator
+
 
 def int_in(lo: int, hi: int | None = None):
     """argparse type: an int in [lo, hi]; argparse names the option in its message."""
@@ -60,10 +62,10 @@ def common_options() -> argparse.ArgumentParser:
 
 def separator(text: str) -> str:
     """--sep: one character ('\\t' for a tab)."""
-    sep = "\t" if text in ("\\t", "tab") else text
-    if len(sep) != 1 or sep in "\"\n\r":
-        raise argparse.ArgumentTypeError(f"one character (not a quote or a line break), got {text!r}")
-    return sep
+    try:
+        return check_separator("\t" if text in ("\\t", "tab") else text, "--sep")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def price_file_options() -> argparse.ArgumentParser:

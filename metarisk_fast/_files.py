@@ -3,6 +3,7 @@ the permissions a plain ``open(path, "w")`` would give (0666 less the process um
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -35,9 +36,6 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def atomic_write_table(path, frame, index: bool = False) -> None:
@@ -76,8 +74,6 @@ def atomic_write_dataset(path, frame, partition: str) -> None:
             path.rmdir()
         os.replace(tmp, path)
     except BaseException:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._checks import check_separator
+
 LONG_REQUIRED = ("date", "asset", "close")
 LONG_ALLOWED = ("date", "asset", "open", "high", "low", "close", "volume")
 FIELDS = ("open", "high", "low", "close")
@@ -102,8 +104,7 @@ class PriceFile:
     sep: str = ","
 
     def __post_init__(self):
-        if not isinstance(self.sep, str) or len(self.sep) != 1 or self.sep in "\"\n\r":
-            raise ValueError(f"sep must be one character (not a quote or a line break), got {self.sep!r}")
+        check_separator(self.sep)
 
 
 def _read(path: Path, sep: str = ",") -> pd.DataFrame:

@@ -139,7 +139,7 @@ def robustness_grid(frame: pd.DataFrame, end: int, names, baseline: str = "vol_l
     on test the combined score's difference to ``baseline`` with its 95 % block-bootstrap
     interval (blocks of the horizon) and the share of episodes the combined score and the
     baseline alarmed before they began."""
-    index, dates = frame["index"].to_numpy(), frame["date"].to_numpy()
+    index = frame["index"].to_numpy()
     finite = np.isfinite(frame[list(names)].to_numpy()).all(axis=1) & np.isfinite(frame["score"].to_numpy())
     score, base = frame["score"].to_numpy(), frame[baseline].to_numpy()
     out = []
@@ -157,10 +157,9 @@ def robustness_grid(frame: pd.DataFrame, end: int, names, baseline: str = "vol_l
                 if _has_both(y, test):
                     row["test"]["difference"] = auroc_difference(score[test], base[test], y[test], horizon, draws)
                     for name, values in (("score", score), (baseline, base)):
-                        leads = evaluate_score(values, y, test, horizon)["lead_times"]
-                        row["test"]["episodes"] = len(leads)
-                        row["test"][f"episodes_alarmed_ahead_{name}"] = float(np.mean([x is not None and x > 0
-                                                                                       for x in leads]))
+                        metrics = evaluate_score(values, y, test, horizon)
+                        row["test"]["episodes"] = len(metrics["lead_times"])
+                        row["test"][f"episodes_alarmed_ahead_{name}"] = metrics["episodes_alarmed_ahead"]
                 out.append(row)
     return out
 
