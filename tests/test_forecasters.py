@@ -111,6 +111,9 @@ def test_meta_forecasts_in_blocks_of_tasks_are_the_same_bits():
     blocks = MetaForecaster(learner, history=60, block=7, chunk=5).predict(EpisodeBuilder(panel), A, R)
     np.testing.assert_array_equal(whole, blocks)
     assert np.isfinite(whole).sum() > 1000
+    for bad in (dict(block=0), dict(chunk=-1), dict(history=0)):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be an int >= 1"):
+            MetaForecaster(learner, **bad)
 
 
 def test_bridge_gaps_is_causal_and_bounded():

@@ -194,6 +194,8 @@ def test_warn_command_end_to_end(tmp_path):
             main(["warn", "--prices", str(tmp_path / "p.csv"), "--out", str(tmp_path / "w2"), option, value])
     with pytest.raises(DataError, match="the validation period .* move --validation-end"):
         warn(str(tmp_path / "p.csv"), tmp_path / "w3", drawdown=5, horizon=40, validation_end=str(p.dates[100]))
+    with pytest.raises(ValueError, match=r"--validation-end must be a date \(YYYY-MM-DD\), got 'soon'"):
+        warn(str(tmp_path / "p.csv"), tmp_path / "w3", validation_end="soon")
     with pytest.raises(ValueError, match=r"ingredients \['forecast_jump'\] .* need --model"):
         warn(str(tmp_path / "p.csv"), tmp_path / "w3", ingredients=["forecast_jump"])
     assert not (tmp_path / "w3").exists()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .._checks import check_int
 from ..learners import input_scale
 from ..tasks import TARGET, EpisodeBuilder
 from ..tasks.target import AnchorRatioTarget
@@ -49,6 +50,11 @@ class MetaForecaster(Forecaster):
     chunk: int = 1024  # tasks per kernel call
     block: int = 16384  # tasks built at once (their support windows: block x history x features floats)
     target: AnchorRatioTarget = TARGET  # how outputs become variances (the bound on the correction)
+
+    def __post_init__(self):
+        for name in ("history", "chunk", "block"):
+            check_int(name, getattr(self, name), 1)
+        check_int("min_history", self.min_history, 0)
 
     def predict(self, builder, asset, rows):
         return self._per_task(builder, asset, rows, self.variance)

@@ -180,6 +180,11 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
     check_int("--horizon", horizon, 1, 1000, note=" days")
     if events not in EVENTS:
         raise ValueError(f"--events must be one of {', '.join(EVENTS)}, got {events!r}")
+    if validation_end is not None:
+        try:
+            validation_end = np.datetime64(validation_end, "D")
+        except (ValueError, TypeError):
+            raise ValueError(f"--validation-end must be a date (YYYY-MM-DD), got {validation_end!r}") from None
     ingredients = INGREDIENTS if ingredients is None else tuple(ingredients)
     if not ingredients or len(set(ingredients)) != len(ingredients):
         raise ValueError(f"--ingredients must name distinct scores, got {list(ingredients)}")
