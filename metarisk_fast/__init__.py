@@ -31,14 +31,27 @@ def __getattr__(name: str):
 
 
 def build_info() -> dict:
-    """What the compiled core was built with: CPU ISA flags, CUDA or not, thread count."""
+    """What the compiled core was built with.
+
+    Returns
+    -------
+    dict
+        variant (the loaded module's ISA level), cpu_isa (the flags it was compiled for), compiler,
+        cuda_compiled, cuda_devices, num_threads.
+    """
     from ._native import core
 
     return dict(core.build_info())
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by the core's parallel loops (default: METARISK_NUM_THREADS or all cores)."""
+    """Set the threads of the core's parallel loops (default: METARISK_NUM_THREADS or all cores).
+
+    Parameters
+    ----------
+    n : int
+        Threads, at least 1.
+    """
     from ._native import core
 
     if int(n) < 1:
@@ -47,7 +60,13 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Threads the core's parallel loops use now."""
+    """The threads the core's parallel loops use now.
+
+    Returns
+    -------
+    int
+        The thread count.
+    """
     from ._native import core
 
     return int(core.num_threads())

@@ -33,7 +33,29 @@ class CreditModelError(ValueError):
 # --------------------------------------------------------------------------- train / score
 def train(data="default", out="credit_model", *, target: str = DEFAULT_TARGET, segment: str = DEFAULT_SEGMENT,
           training: CreditTraining = CreditTraining(), log=None) -> dict:
-    """Meta-train on every segment of ``data`` and save the model directory ``out``."""
+    """Meta-train on every segment of ``data`` and save the model directory ``out``.
+
+    Parameters
+    ----------
+    data : str, os.PathLike or pandas.DataFrame
+        Loans: a CSV / Parquet file or a DataFrame, one row per loan ('default': the embedded
+        German credit data).
+    out : str or os.PathLike
+        The model directory to write (new or empty).
+    target : str
+        The 0/1 default column.
+    segment : str
+        The column whose values are the segments (the tasks).
+    training : CreditTraining
+        The learner and its meta-training settings.
+    log : callable, optional
+        Called with each progress line (None: silent).
+
+    Returns
+    -------
+    dict
+        The model's metadata (its model.json).
+    """
     check_output(out, "dir")
     loans = load_credit(data, target=target, segment=segment)
     enc = CreditEncoder.fit(loans.frame)
@@ -67,7 +89,26 @@ def score(model, support, data, out=None, *, top: int = 3) -> pd.DataFrame:
     """Adapt the model to a new segment on ``support`` (labelled loans of that segment: a file or
     DataFrame with the model's target column) and score the loans of ``data``: the default
     probability and the ``top`` attributes that raise it most (integrated-gradient attributions of
-    the adapted model, from the average training applicant)."""
+    the adapted model, from the average training applicant).
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        A credit model directory.
+    support : str, os.PathLike or pandas.DataFrame
+        Labelled loans of the new segment (with the model's target column; both classes).
+    data : str, os.PathLike or pandas.DataFrame
+        The loans to score.
+    out : str or os.PathLike, optional
+        Also write the scores as CSV.
+    top : int
+        Reasons per loan.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per loan of ``data``: row, score (the default probability), reason_1 ... reason_<top>.
+    """
     if out is not None:
         check_output(out, "file")
     learner, enc, meta = load(model)
@@ -95,7 +136,38 @@ def evaluate(data="default", out="credit_report", *, target: str = DEFAULT_TARGE
              ks=DEMO_KS, draws: int = 20, learners=CREDIT_LEARNERS, training: CreditTraining = CreditTraining(),
              seed: int = 0, log=None) -> dict:
     """Leave-one-segment-out evaluation; writes ``out``/report.md, report.json, scores.csv and
-    auc_by_k.png. Returns the summary."""
+    auc_by_k.png.
+
+    Parameters
+    ----------
+    data : str, os.PathLike or pandas.DataFrame
+        Loans: a CSV / Parquet file or a DataFrame, one row per loan ('default': the embedded
+        German credit data).
+    out : str or os.PathLike
+        The report directory to write (new or empty).
+    target : str
+        The 0/1 default column.
+    segment : str
+        The column whose values are the segments (the tasks).
+    training : CreditTraining
+        The learner and its meta-training settings.
+    ks : sequence of int
+        Support sizes (labelled loans of the held-out segment, at least 2).
+    draws : int
+        Random supports per segment and size.
+    learners : sequence of str
+        The meta-learners to compare (with the baselines).
+    seed : int
+        The draws' seed.
+    log : callable, optional
+        Called with each progress line (None: silent).
+
+    Returns
+    -------
+    dict
+        Per support size: each method's mean AUC, KS and Brier score over (segment, draw) with 95 %
+        intervals, and the best meta-learner against the best baseline on the same draws.
+    """
     check_output(out, "dir")
     if not ks:
         raise ValueError("--k: give one or more support sizes >= 2")

@@ -39,8 +39,21 @@ class QuantisationWarning(UserWarning):
 
 @dataclass(frozen=True)
 class PricePanel:
-    """Daily prices, dates x assets. ``close`` is always present; ``open/high/low`` together or
-    not at all. NaN marks a missing observation."""
+    """Daily prices, dates x assets; NaN marks a missing observation.
+
+    Parameters
+    ----------
+    dates : numpy.ndarray
+        (T,) datetime64[D], strictly increasing.
+    assets : tuple of str
+        (N,) asset names.
+    close : numpy.ndarray
+        (T, N) float64 closes, positive or NaN.
+    open, high, low : numpy.ndarray, optional
+        (T, N) float64, together or not at all.
+    source : str
+        Where the prices came from (a path, or '<DataFrame>'), for messages.
+    """
 
     dates: np.ndarray  # datetime64[D], strictly increasing
     assets: tuple[str, ...]
@@ -68,8 +81,18 @@ class PricePanel:
         return ~np.isnan(self.close)
 
     def asset_index(self, names) -> np.ndarray:
-        """Column positions of the asset ``names`` in this panel (int64); an unknown name raises
-        DataError naming it."""
+        """Column positions of assets in this panel.
+
+        Parameters
+        ----------
+        names : sequence of str
+            Asset names; an unknown one raises DataError naming it.
+
+        Returns
+        -------
+        numpy.ndarray
+            (len(names),) int64.
+        """
         lookup = {a: i for i, a in enumerate(self.assets)}
         missing = [n for n in names if n not in lookup]
         if missing:
@@ -77,12 +100,37 @@ class PricePanel:
         return np.array([lookup[n] for n in names], dtype=np.int64)
 
     def row_of(self, date, side: str = "left") -> int:
-        """The row of ``date`` (side 'left': the first row on or after it; 'right': one past the
-        last row on or before it), as np.searchsorted on the dates."""
+        """The row of a date, as np.searchsorted on the dates.
+
+        Parameters
+        ----------
+        date : date-like
+            The date.
+        side : {'left', 'right'}
+            'left': the first row on or after it; 'right': one past the last row on or before it.
+
+        Returns
+        -------
+        int
+            A row in [0, T].
+        """
         return int(np.searchsorted(self.dates, np.datetime64(date, "D"), side))
 
     def select(self, assets=None, start=None, end=None) -> "PricePanel":
-        """Sub-panel of the given assets and dates start <= date <= end."""
+        """The sub-panel of some assets and dates start <= date <= end.
+
+        Parameters
+        ----------
+        assets : sequence of str, optional
+            The assets, in the new order (default: all).
+        start, end : date-like, optional
+            The first and last dates (default: the panel's).
+
+        Returns
+        -------
+        PricePanel
+            A new panel (its arrays copied).
+        """
         cols = np.arange(self.n_assets) if assets is None else self.asset_index(list(assets))
         lo = 0 if start is None else self.row_of(start)
         hi = self.n_days if end is None else self.row_of(end, "right")
@@ -98,7 +146,15 @@ class PricePanel:
 @dataclass(frozen=True)
 class PriceFile:
     """A price file whose CSV fields are separated by ``sep`` (e.g. ';', as spreadsheets of
-    decimal-comma locales write them); a plain path means ','."""
+    decimal-comma locales write them); a plain path means ','.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The CSV file.
+    sep : str
+        One character: the field separator.
+    """
 
     path: str | Path
     sep: str = ","
@@ -268,7 +324,21 @@ def price_source(path, sep: str = ","):
 def load_prices(source, *, warn_data: bool = True) -> PricePanel:
     """Load a price panel from a path (CSV, CSV.gz, Parquet), a PriceFile (a CSV with another
     separator) or a DataFrame, wide or long. With ``warn_data``, what the data checks find is
-    warned, one line per kind (data_report lists it)."""
+    warned, one line per kind (data_report lists it).
+
+    Parameters
+    ----------
+    source : str, os.PathLike, PriceFile, pandas.DataFrame or PricePanel
+        A CSV / CSV.gz / Parquet path, a PriceFile, or a DataFrame (wide: dates x assets of
+        closes; long: date, asset, close and optionally open, high, low).
+    warn_data : bool
+        Warn what the data checks find (DataQualityWarning).
+
+    Returns
+    -------
+    PricePanel
+        The prices, dates sorted.
+    """
     if isinstance(source, PricePanel):
         return source
     if isinstance(source, pd.DataFrame):
@@ -446,7 +516,19 @@ def empty_assets(panel: PricePanel) -> list[str]:
 
 def data_report(panel: PricePanel) -> dict:
     """What the data checks found, for the reports (JSON-ready): coarsely rounded stretches,
-    calendar gaps, one asset's long gaps, suspected splits, stale runs, assets without prices."""
+    calendar gaps, one asset's long gaps, suspected splits, stale runs, assets without prices.
+
+    Parameters
+    ----------
+    panel : PricePanel
+        The prices.
+
+    Returns
+    -------
+    dict
+        coarse_stretches, calendar_gaps, asset_gaps, suspected_splits, stale_runs (lists of
+        dicts naming the asset and dates) and empty_assets (names).
+    """
     return {"coarse_stretches": [{"asset": a, "first": str(f), "last": str(t), "largest_step": round(w, 6)}
                                  for a, f, t, w in coarse_stretches(panel)],
             "calendar_gaps": [{"before": str(b), "after": str(a), "missing_business_days": d}

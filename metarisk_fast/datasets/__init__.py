@@ -21,7 +21,18 @@ def sp500_20_path():
 
 def load_sp500_20(*, warn_data: bool = True) -> PricePanel:
     """Daily adjusted close of 20 S&P 500 stocks, 1990-01-02 to 2022-12-28 (skfolio 1.12.2,
-    BSD 3-Clause; see datasets/data/README.md). Close only: no range-based estimators."""
+    BSD 3-Clause; see datasets/data/README.md). Close only: no range-based estimators.
+
+    Parameters
+    ----------
+    warn_data : bool
+        Warn the panel's known faults (coarse 1990s prices, a stale run, split-like jumps).
+
+    Returns
+    -------
+    PricePanel
+        8,000+ dates x 20 assets of closes.
+    """
     with resources.as_file(sp500_20_path()) as p:
         panel = load_prices(p, warn_data=False)
     panel = PricePanel(dates=panel.dates, assets=panel.assets, close=panel.close, source="sp500_20")
@@ -39,7 +50,20 @@ def load_panel(source, log=None) -> PricePanel:
     """A price panel from a path, a DataFrame, a PricePanel or 'default' (the embedded S&P 500
     panel): the one way the applications and the streaming engine read prices. With ``log`` (a
     function of one line) data warnings go to it, one line each (the reports list the details);
-    without, they stay Python warnings."""
+    without, they stay Python warnings.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, PriceFile, pandas.DataFrame or PricePanel
+        As ``data.load_prices`` takes it, or 'default'.
+    log : callable, optional
+        Where data warnings go, one line each (None: Python warnings).
+
+    Returns
+    -------
+    PricePanel
+        The prices.
+    """
     if isinstance(source, PricePanel):
         return source
     with warnings.catch_warnings(record=log is not None) as caught:
@@ -99,7 +123,26 @@ def synthetic_ohlc(n_days: int = 2520, n_assets: int = 20, seed: int = 0, start:
                    overnight_share: float = 0.2) -> PricePanel:
     """A seeded OHLC panel: per-asset GJR-GARCH(1,1) parameters, Student-t shocks (3-8 degrees
     of freedom), a calm/turbulent Markov regime (variance x1 / x4), and intraday highs and lows
-    drawn exactly from the range of a Brownian bridge between open and close."""
+    drawn exactly from the range of a Brownian bridge between open and close.
+
+    Parameters
+    ----------
+    n_days : int
+        Business days (at least 2).
+    n_assets : int
+        Assets (at least 1).
+    seed : int
+        The generator's seed.
+    start : str
+        The first date.
+    overnight_share : float
+        The share of each day's variance that falls between the previous close and the open.
+
+    Returns
+    -------
+    PricePanel
+        n_days x n_assets of open, high, low and close.
+    """
     if n_days < 2 or n_assets < 1:
         raise ValueError(f"need n_days >= 2 and n_assets >= 1, got {n_days}, {n_assets}")
     rng = np.random.default_rng(seed)

@@ -36,8 +36,31 @@ def loss_by_age(realised: np.ndarray, forecasts: dict, age: np.ndarray, unit: np
     <= 0 is no forecast, counted apart in ``nonpositive``: its QLIKE is unbounded), the mean difference to each model in ``compare_with`` with its t and p
     over listings, and the 1 % / 5 % VaR exceedance rates (normal and Student-t with ``nu``).
 
-    realised, age (prices the asset has at the row), unit (the row's listing: any hashable id),
-    next_return: (M,) arrays; forecasts: name -> (M,) variance forecasts (NaN: none)."""
+    Parameters
+    ----------
+    realised : numpy.ndarray
+        (M,) realised variances (the targets).
+    forecasts : dict of str to numpy.ndarray
+        Model name -> (M,) variance forecasts (NaN: none).
+    age : numpy.ndarray
+        (M,) int: prices the asset has at the row.
+    unit : numpy.ndarray
+        (M,): the row's listing (any hashable id), the unit of the t statistics.
+    next_return : numpy.ndarray
+        (M,) the next day's log return (VaR exceedances).
+    nu : float
+        The Student t degrees of freedom of the t VaR.
+    buckets : sequence of (str, int, float)
+        (label, first age, last age) of each bucket.
+    compare_with : sequence of str
+        Models each model's loss is compared with.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (bucket, model): rows, listings, qlike, nonpositive, per compared model the
+        mean difference, t and p, and the VaR 1 % / 5 % exceedance rates.
+    """
     realised, age, unit, next_return = (np.asarray(a) for a in (realised, age, unit, next_return))
     M = realised.shape[0]
     for name, a in (("age", age), ("unit", unit), ("next_return", next_return)):

@@ -89,6 +89,20 @@ def coverage(builder, asset, rows, forecasts: dict, evaluable: np.ndarray) -> di
 
 @dataclass
 class Evaluation:
+    """One comparison of forecasts, as ``evaluate`` returns it and the reports read it.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per model.
+    details : dict
+        Per-model test results.
+    forecasts : pandas.DataFrame
+        Long: date, asset, model, forecast, realised.
+    meta : dict
+        Counts, dates, the loss by age, the settings.
+    """
+
     table: pd.DataFrame  # one row per model
     details: dict  # per-model test results
     forecasts: pd.DataFrame  # long: date, asset, model, ...
@@ -103,7 +117,37 @@ def evaluate(builder, asset, rows, forecasts: dict, *, benchmark: str = "ewma", 
     data before the first evaluated date unless ``nu`` is given. ``in_sample`` marks pairs a model
     saw in training (dates or assets): they are counted in the report and flagged in the forecasts.
     ``meta["by_age"]``: evaluation.by_age.loss_by_age of every model on every pair it forecasts,
-    the listings (an asset's stretches) as units, against the benchmark and ``compare_by_age``."""
+    the listings (an asset's stretches) as units, against the benchmark and ``compare_by_age``.
+
+    Parameters
+    ----------
+    builder : EpisodeBuilder
+        The panel's features and targets (realised variances, returns).
+    asset : numpy.ndarray
+        (M,) int: panel columns of the forecast pairs.
+    rows : numpy.ndarray
+        (M,) int: their rows (the forecast is made at the row's close).
+    forecasts : dict of str to numpy.ndarray
+        Model name -> (M,) variance forecasts (NaN: none).
+    benchmark : str
+        The model every other is tested against (Diebold-Mariano).
+    nu : float, optional
+        The Student t degrees of freedom of the VaR / ES backtests (None: fitted before the first date).
+    horizon : int
+        Days ahead of the forecasts.
+    label : str
+        The evaluation's name in reports.
+    in_sample : numpy.ndarray, optional
+        (M,) bool: pairs some model saw in training.
+    compare_by_age : tuple of str
+        Models the loss by age is also compared with.
+
+    Returns
+    -------
+    Evaluation
+        table (one row per model: QLIKE, MSE, DM against the benchmark, MCS p-value, Mincer-Zarnowitz,
+        VaR / ES backtests), details (per-model tests), forecasts (long: date, asset, model, ...), meta.
+    """
     panel = builder.panel
     asset, rows = np.asarray(asset), np.asarray(rows)
     in_sample = np.zeros(len(rows), bool) if in_sample is None else np.asarray(in_sample, bool)

@@ -33,7 +33,20 @@ def mean_interval(x, level: float = 0.95) -> tuple[float, float, float]:
 
 
 def qlike(s, h):
-    """QLIKE = s/h - ln(s/h) - 1 (Patton 2011), 0 at a perfect forecast; needs s > 0."""
+    """QLIKE = s/h - ln(s/h) - 1 (Patton 2011), 0 at a perfect forecast; needs s > 0.
+
+    Parameters
+    ----------
+    s : array_like
+        Realised variance proxies (squared log-return units).
+    h : array_like
+        Forecast variances, shaped like ``s``, positive.
+
+    Returns
+    -------
+    numpy.ndarray
+        The loss of each forecast, shaped like ``s``.
+    """
     s, h = _pair(s, h)
     if np.any(s == 0):
         raise ValueError("QLIKE in the s/h - ln(s/h) - 1 form needs s > 0; use qlike_log where the proxy can be 0")
@@ -42,7 +55,20 @@ def qlike(s, h):
 
 
 def qlike_log(s, h):
-    """QLIKE in the form ln h + s/h: same ranking as qlike, defined for a zero proxy."""
+    """QLIKE in the form ln h + s/h: same ranking as qlike, defined for a zero proxy.
+
+    Parameters
+    ----------
+    s : array_like
+        Realised variance proxies (squared log-return units).
+    h : array_like
+        Forecast variances, shaped like ``s``, positive.
+
+    Returns
+    -------
+    numpy.ndarray
+        The loss of each forecast, shaped like ``s``.
+    """
     s, h = _pair(s, h)
     return np.log(h) + s / h
 
@@ -66,7 +92,20 @@ class TestResult:
 def diebold_mariano(loss_a, loss_b, horizon: int = 1) -> TestResult:
     """Diebold-Mariano test of equal expected loss with the Harvey-Leybourne-Newbold (1997)
     small-sample correction; statistic < 0 means model a has the lower loss. Two-sided p-value
-    from Student t with T - 1 degrees of freedom."""
+    from Student t with T - 1 degrees of freedom.
+
+    Parameters
+    ----------
+    loss_a, loss_b : array_like
+        (T,) the two models' losses on the same forecasts (non-finite pairs left out).
+    horizon : int
+        Days ahead of the forecasts (the autocovariances counted: horizon - 1).
+
+    Returns
+    -------
+    TestResult
+        The statistic (< 0: model a has the lower loss) and its two-sided p-value.
+    """
     d = np.asarray(loss_a, np.float64) - np.asarray(loss_b, np.float64)
     d = d[np.isfinite(d)]
     T = d.size
@@ -85,7 +124,23 @@ def diebold_mariano(loss_a, loss_b, horizon: int = 1) -> TestResult:
 
 
 def mincer_zarnowitz(s, h, lags: int | None = None) -> dict:
-    """Regress s on a + b h with Newey-West (HAC) errors; Wald test of a = 0, b = 1."""
+    """Regress s on a + b h with Newey-West (HAC) errors; Wald test of a = 0, b = 1.
+
+    Parameters
+    ----------
+    s : array_like
+        Realised variance proxies (squared log-return units).
+    h : array_like
+        Forecast variances, shaped like ``s``, positive.
+    lags : int, optional
+        HAC lags (default: floor(4 (T / 100)^(2/9))).
+
+    Returns
+    -------
+    dict
+        alpha, beta, their standard errors alpha_se and beta_se, r2, wald (the statistic),
+        pvalue, hac_lags.
+    """
     import statsmodels.api as sm
 
     s, h = _pair(s, h)
@@ -99,7 +154,26 @@ def mincer_zarnowitz(s, h, lags: int | None = None) -> dict:
 
 def model_confidence_set(losses: pd.DataFrame, size: float = 0.10, reps: int = 1000, seed: int = 0,
                          block_size: int | None = None) -> pd.Series:
-    """Hansen-Lunde-Nason Model Confidence Set (arch's implementation); MCS p-value per model."""
+    """The Hansen-Lunde-Nason Model Confidence Set (arch's implementation).
+
+    Parameters
+    ----------
+    losses : pandas.DataFrame
+        (T, models) losses; rows with a NaN are left out.
+    size : float
+        The test size: models with a p-value above it are in the set.
+    reps : int
+        Bootstrap replications.
+    seed : int
+        The bootstrap's seed.
+    block_size : int, optional
+        The block bootstrap's block length (default: T^(1/3), at least 2).
+
+    Returns
+    -------
+    pandas.Series
+        The MCS p-value of each model (index: the columns of ``losses``).
+    """
     from arch.bootstrap import MCS
 
     losses = losses.dropna()

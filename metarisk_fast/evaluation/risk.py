@@ -42,9 +42,24 @@ def _normal_factors(alpha: float) -> tuple[float, float]:
 
 
 def value_at_risk(variance, alpha: float, dist: str = "normal", nu: float | None = None):
-    """VaR of a zero-mean one-day return with variance ``variance`` at tail probability
-    ``alpha``, a return quantile (negative): normal, or Student t with ``nu`` degrees of freedom
-    scaled to unit variance."""
+    """The Value-at-Risk of a zero-mean one-day return, as a return quantile (negative).
+
+    Parameters
+    ----------
+    variance : array_like
+        Forecast variances of the one-day log return (squared log-return units).
+    alpha : float
+        The tail probability, 0 < alpha < 0.5 (0.01: the 1 % VaR).
+    dist : {'normal', 't'}
+        The return distribution.
+    nu : float, optional
+        The Student t degrees of freedom (> 2; needed with dist='t'); the t is scaled to unit variance.
+
+    Returns
+    -------
+    numpy.ndarray or float
+        Shaped like ``variance``, log-return units (negative).
+    """
     sigma = _sigma(variance, alpha)
     if dist == "normal":
         return sigma * _normal_factors(float(alpha))[0]
@@ -55,7 +70,24 @@ def value_at_risk(variance, alpha: float, dist: str = "normal", nu: float | None
 
 
 def expected_shortfall(variance, alpha: float, dist: str = "normal", nu: float | None = None):
-    """E[r | r < VaR_alpha] (negative)."""
+    """The Expected Shortfall E[r | r < VaR_alpha] of a zero-mean one-day return (negative).
+
+    Parameters
+    ----------
+    variance : array_like
+        Forecast variances of the one-day log return (squared log-return units).
+    alpha : float
+        The tail probability, 0 < alpha < 0.5 (0.01: the 1 % VaR).
+    dist : {'normal', 't'}
+        The return distribution.
+    nu : float, optional
+        The Student t degrees of freedom (> 2; needed with dist='t'); the t is scaled to unit variance.
+
+    Returns
+    -------
+    numpy.ndarray or float
+        Shaped like ``variance``, log-return units (negative).
+    """
     sigma = _sigma(variance, alpha)
     if dist == "normal":
         return sigma * _normal_factors(float(alpha))[1]
@@ -71,7 +103,24 @@ def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas
     engine's snapshots) of a one-day log return, as return quantiles (negative); NaN where the
     variance is NaN (no forecast). Without ``alphas``: VaR at 1 % and 5 % and ES at 2.5 %
     (var_1, var_5, es_2_5); with them, var_<a> and es_<a> for each level a (in %, '.' as '_':
-    0.025 -> var_2_5). ``dist``: 'normal' or 't' (with ``nu`` degrees of freedom)."""
+    0.025 -> var_2_5).
+
+    Parameters
+    ----------
+    variance : array_like
+        (n,) forecast variances of the one-day log return (squared log-return units).
+    dist : {'normal', 't'}
+        The return distribution.
+    nu : float, optional
+        The Student t degrees of freedom (> 2; needed with dist='t'); the t is scaled to unit variance.
+    alphas : sequence of float, optional
+        Tail levels in (0, 0.5).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Column name -> (n,) values, log-return units (negative); NaN where the variance is NaN.
+    """
     v = np.asarray(variance, np.float64)
     if np.isinf(v).any() or (v < 0).any():
         raise ValueError("variance forecasts must be finite and >= 0 (NaN: no forecast)")
@@ -101,8 +150,22 @@ def _check_nu(nu):
 
 
 def kupiec_pof(hits, alpha: float) -> dict:
-    """Kupiec (1995) proportion-of-failures LR test; chi2(1) under H0: P(hit) = alpha.
-    The p-value is compared with the test size (e.g. 5 %), not with the VaR level."""
+    """The Kupiec (1995) proportion-of-failures LR test; chi2(1) under H0: P(hit) = alpha.
+
+    The p-value is compared with the test size (e.g. 5 %), not with the VaR level.
+
+    Parameters
+    ----------
+    hits : array_like of bool
+        (T,) exceedance indicators r_t < VaR_t.
+    alpha : float
+        The tail probability, 0 < alpha < 0.5 (0.01: the 1 % VaR).
+
+    Returns
+    -------
+    dict
+        n, exceedances, rate (exceedances / n), lr (the statistic), pvalue.
+    """
     hits = _hits(hits)
     n, x = hits.size, int(hits.sum())
     p_hat = x / n
@@ -115,7 +178,21 @@ def kupiec_pof(hits, alpha: float) -> dict:
 
 def christoffersen(hits, alpha: float) -> dict:
     """Christoffersen (1998) independence LR (first-order Markov vs independence) and
-    conditional coverage LR_cc = LR_pof + LR_ind, chi2(1) and chi2(2)."""
+    conditional coverage LR_cc = LR_pof + LR_ind, chi2(1) and chi2(2).
+
+    Parameters
+    ----------
+    hits : array_like of bool
+        (T,) exceedance indicators r_t < VaR_t.
+    alpha : float
+        The tail probability, 0 < alpha < 0.5 (0.01: the 1 % VaR).
+
+    Returns
+    -------
+    dict
+        lr_ind, pvalue_ind, lr_cc, pvalue_cc, and transitions [n00, n01, n10, n11] (counts of
+        no hit / hit followed by no hit / hit).
+    """
     hits = _hits(hits).astype(int)
     prev, cur = hits[:-1], hits[1:]
     n00 = int(np.sum((prev == 0) & (cur == 0)))
@@ -141,7 +218,20 @@ def christoffersen(hits, alpha: float) -> dict:
 
 def basel_traffic_light(hits, alpha: float = 0.01) -> dict:
     """Basel zones from the binomial probability of at most x exceedances: green below 95 %,
-    yellow below 99.99 %, red above (for 250 days at 99 %: green 0-4, yellow 5-9, red 10+)."""
+    yellow below 99.99 %, red above (for 250 days at 99 %: green 0-4, yellow 5-9, red 10+).
+
+    Parameters
+    ----------
+    hits : array_like of bool
+        (T,) exceedance indicators r_t < VaR_t.
+    alpha : float
+        The tail probability, 0 < alpha < 0.5 (0.01: the 1 % VaR).
+
+    Returns
+    -------
+    dict
+        zone ('green', 'yellow' or 'red'), exceedances, n, cumulative_probability.
+    """
     hits = _hits(hits)
     n, x = hits.size, int(hits.sum())
     cum = float(stats.binom.cdf(x, n, alpha))
@@ -151,9 +241,34 @@ def basel_traffic_light(hits, alpha: float = 0.01) -> dict:
 
 def acerbi_szekely_z2(returns, variance, alpha: float, dist: str = "normal", nu: float | None = None,
                       reps: int = 2000, seed: int = 0) -> dict:
-    """Acerbi & Szekely (2014) Z2 = sum_t r_t 1{r_t < VaR_t} / (T alpha |ES_t|) + 1, with VaR and
-    ES from the variance forecasts. E[Z2] = 0 when the forecast distribution is right; Z2 < 0
-    says risk was underestimated. One-sided p-value by simulating returns from the forecasts."""
+    """The Acerbi & Szekely (2014) Z2 test of Expected Shortfall.
+
+    Z2 = sum_t r_t 1{r_t < VaR_t} / (T alpha abs(ES_t)) + 1, with VaR and ES from the variance
+    forecasts. E[Z2] = 0 when the forecast distribution is right; Z2 < 0 says risk was
+    underestimated. The one-sided p-value comes from returns simulated from the forecasts.
+
+    Parameters
+    ----------
+    returns : array_like
+        (T,) realised one-day log returns.
+    variance : array_like
+        (T,) their forecast variances, made the day before.
+    alpha : float
+        The tail probability, 0 < alpha < 0.5 (0.01: the 1 % VaR).
+    dist : {'normal', 't'}
+        The return distribution.
+    nu : float, optional
+        The Student t degrees of freedom (> 2; needed with dist='t'); the t is scaled to unit variance.
+    reps : int
+        Simulated return paths.
+    seed : int
+        The simulation's seed.
+
+    Returns
+    -------
+    dict
+        z2, pvalue.
+    """
     r = np.asarray(returns, np.float64)
     variance = np.asarray(variance, np.float64)
     var = value_at_risk(variance, alpha, dist, nu)
@@ -170,8 +285,24 @@ def acerbi_szekely_z2(returns, variance, alpha: float, dist: str = "normal", nu:
 
 
 def fz0_loss(returns, var, es, alpha: float):
-    """FZ0 loss of Patton, Ziegel & Chen (2019) for (VaR, ES) with ES <= VaR < 0:
-    -1/(alpha ES) 1{r <= VaR} (VaR - r) + VaR/ES + ln(-ES) - 1. Lower is better."""
+    """The FZ0 loss of Patton, Ziegel & Chen (2019) for (VaR, ES) with ES <= VaR < 0.
+
+    FZ0 = -1/(alpha ES) 1{r <= VaR} (VaR - r) + VaR/ES + ln(-ES) - 1. Lower is better.
+
+    Parameters
+    ----------
+    returns : array_like
+        Realised one-day log returns.
+    var, es : array_like
+        Their VaR and ES forecasts (negative), shaped like ``returns``.
+    alpha : float
+        The tail probability, 0 < alpha < 0.5 (0.01: the 1 % VaR).
+
+    Returns
+    -------
+    numpy.ndarray
+        The loss of each day, shaped like ``returns``.
+    """
     r = np.asarray(returns, np.float64)
     v, e = np.asarray(var, np.float64), np.asarray(es, np.float64)
     if np.any(e >= 0) or np.any(v >= 0):

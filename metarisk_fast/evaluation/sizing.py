@@ -17,7 +17,27 @@ def vol_target_weights(variance, target_annual=0.10, max_leverage=10.0) -> np.nd
 def vol_target_backtest(returns_next, variance, asset, target_annual=0.10, max_leverage=10.0) -> dict:
     """Scale each asset to ``target_annual`` volatility with the forecasts: weight_t =
     target_daily / forecast vol, position return weight_t * r_{t+1}. Realised volatility is
-    averaged over assets."""
+    averaged over assets.
+
+    Parameters
+    ----------
+    returns_next : numpy.ndarray
+        (M,) the next day's log return of each forecast.
+    variance : numpy.ndarray
+        (M,) the forecast variances.
+    asset : numpy.ndarray
+        (M,) each forecast's asset.
+    target_annual : float
+        The target annualised volatility.
+    max_leverage : float
+        The cap on the weight.
+
+    Returns
+    -------
+    dict
+        target, realised_vol (annualised, averaged over assets), gap, abs_gap (the mean per-asset
+        absolute gap), turnover (the mean absolute weight change a day).
+    """
     w = vol_target_weights(variance, target_annual, max_leverage)
     vols, turns = [], []
     for j in np.unique(asset):

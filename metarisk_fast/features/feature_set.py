@@ -46,11 +46,27 @@ def _check_lambda(lam) -> float:
 class FeatureSet:
     """A named set of features computed together in one pass over the data.
 
+    Every feature is a daily volatility in log-return units (not annualised), at each row from
+    the rows up to it.
+
+    Parameters
+    ----------
+    cc_windows : tuple of int
+        Windows (rows) of the close-to-close volatilities.
+    ewma_lambdas : tuple of float
+        Decays in (0, 1) of the EWMA volatilities (RiskMetrics: 0.94).
+    range_window : int
+        The window of the range estimators (Parkinson, Garman-Klass, Rogers-Satchell, Yang-Zhang).
+    range_features : tuple of str
+        Which range estimators to compute (needs open, high, low); empty: none.
+    downside_lambdas : tuple of float
+        Decays of EWMAs of the squared negative returns (the leverage effect: variance rises more
+        after a fall than after a rise), after the plain EWMAs.
+
+    Examples
+    --------
     >>> fs = FeatureSet(cc_windows=(5, 21, 63), ewma_lambdas=(0.94,), range_window=21)
     >>> out = fs.compute(close=c, open=o, high=h, low=l)   # {name: (T, N) array}
-
-    ``downside_lambdas``: EWMAs of the squared negative returns (the leverage effect: variance
-    rises more after a fall than after a rise), after the plain EWMAs.
     """
 
     cc_windows: tuple[int, ...] = (5, 21, 63)
@@ -109,10 +125,26 @@ class FeatureSet:
 
     def compute_array(self, close, open=None, high=None, low=None, *, skip_log_return=False,
                       out=None) -> np.ndarray:
-        """Features stacked as (F, T, N) in the order of ``names`` (without the log returns if
-        ``skip_log_return``: one output less to write). ``out``: a C-contiguous float64 array of
-        that shape to fill instead of a new one (a backtest that recomputes reuses its buffer and
-        skips the page faults of fresh memory)."""
+        """Every feature in one array.
+
+        Parameters
+        ----------
+        close : array_like
+            (T,) or (T, N) closes (positive, NaN: no price).
+        open, high, low : array_like, optional
+            The same shape; needed by the range features only (without them a set that has range
+            features raises).
+        skip_log_return : bool
+            Leave out the log returns (one output less to write).
+        out : numpy.ndarray, optional
+            A C-contiguous float64 array of the result's shape to fill instead of a new one (a
+            backtest that recomputes reuses its buffer and skips the page faults of fresh memory).
+
+        Returns
+        -------
+        numpy.ndarray
+            (F, T, N) float64 (N = 1 for a 1-D close), features in the order of ``names``.
+        """
         o, h, lo, c, _ = self._inputs(close, open, high, low)
         cc_w, lams, downside, wr, want, n_out = self._args()
         shape = (n_out - int(skip_log_return), *c.shape)
@@ -128,14 +160,38 @@ class FeatureSet:
         return out
 
     def compute(self, close, open=None, high=None, low=None) -> dict[str, np.ndarray]:
-        """Features by name, each shaped like ``close`` ((T,) or (T, N))."""
+        """Every feature, by name.
+
+        Parameters
+        ----------
+        close : array_like
+            (T,) or (T, N) closes (positive, NaN: no price).
+        open, high, low : array_like, optional
+            The same shape; needed by the range features only (without them a set that has range
+            features raises).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Each feature shaped like ``close``, NaN before its window fills.
+        """
         one_d = np.ndim(close) == 1
         outs = self.compute_array(close, open, high, low)
         return {n: (o[:, 0] if one_d else o) for n, o in zip(self.names, outs)}
 
     def stream(self, n_assets: int) -> "StreamingFeatures":
-        """A StreamingFeatures of this set over ``n_assets`` assets, fed one bar at a time (the
-        batch kernel's step)."""
+        """This set's streaming twin, fed one bar at a time (the batch kernel's step).
+
+        Parameters
+        ----------
+        n_assets : int
+            Assets per bar.
+
+        Returns
+        -------
+        StreamingFeatures
+            A stream that has seen no bar.
+        """
         return StreamingFeatures(self, n_assets)
 
 
@@ -162,8 +218,22 @@ def _raise_bad(bads: np.ndarray) -> None:
 
 @dataclass
 class StreamingFeatures:
-    """The streaming twin of a FeatureSet: ``update(bar)`` is O(1) per asset and agrees with the
-    batch result (the same kernel step). The state can be saved and restored."""
+    """The streaming twin of a FeatureSet: ``update(bar)`` is O(1) per asset.
+
+    It agrees with the batch result (the same kernel step). The state can be saved and restored.
+
+    Parameters
+    ----------
+    spec : FeatureSet
+        The features.
+    n_assets : int
+        Assets per bar.
+    t : int
+        Bars seen so far.
+    _state : tuple of numpy.ndarray, optional
+        The running window state (internal: build streams with ``FeatureSet.stream`` or
+        ``from_state_dict``).
+    """
 
     spec: FeatureSet
     n_assets: int
@@ -179,38 +249,120 @@ class StreamingFeatures:
             self._state = K.new_state(int(self.n_assets), cc_w, lams.shape[0], wr, bool(want.any()))
 
     def update(self, close, open=None, high=None, low=None) -> dict[str, np.ndarray]:
-        """Consume one bar (arrays of shape (n_assets,)); return each feature's value at it."""
+        """Consume one bar.
+
+        Parameters
+        ----------
+        close : array_like
+            (n_assets,) closes (positive, NaN: no price).
+        open, high, low : array_like, optional
+            The same shape; needed by the range features only (without them a set that has range
+            features raises).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Each feature's (n_assets,) value at this bar.
+        """
         return dict(zip(self.spec.names, self.update_array(close, open, high, low)))
 
     def update_array(self, close, open=None, high=None, low=None) -> np.ndarray:
-        """``update`` as one (F, n_assets) array in the order of ``spec.names``."""
+        """``update`` as one array.
+
+        Parameters
+        ----------
+        close : array_like
+            (n_assets,) closes (positive, NaN: no price).
+        open, high, low : array_like, optional
+            The same shape; needed by the range features only (without them a set that has range
+            features raises).
+
+        Returns
+        -------
+        numpy.ndarray
+            (F, n_assets) float64 in the order of ``spec.names``.
+        """
         return self.update_checked(*self.check_bar(close, open, high, low))
 
     def update_checked(self, close, open, high, low) -> np.ndarray:
-        """``update_array`` of a bar that ``check_bar`` returned (float64 arrays, open/high/low
-        given: the close again where the set has no range feature): no second check."""
+        """``update_array`` of a bar that ``check_bar`` returned: no second check.
+
+        Parameters
+        ----------
+        close, open, high, low : numpy.ndarray
+            (n_assets,) float64, as ``check_bar`` returns them (the close again for open, high and
+            low where the set has no range feature).
+
+        Returns
+        -------
+        numpy.ndarray
+            (F, n_assets) float64 in the order of ``spec.names``.
+        """
         cc_w, lams, downside, wr, want, n_out = self._kernel_args
         row, _ = K.feature_step(self.t, open, high, low, close, cc_w, lams, downside, wr, want, n_out, *self._state)
         self.t += 1
         return row
 
     def select(self, columns) -> "StreamingFeatures":
-        """A stream of the given asset columns (in that order), each with its state so far."""
+        """A stream of some of the assets, each with its state so far.
+
+        Parameters
+        ----------
+        columns : array_like of int
+            The asset columns to keep, in the new order.
+
+        Returns
+        -------
+        StreamingFeatures
+            A new stream; this one is unchanged.
+        """
         columns = np.asarray(columns, np.int64)
         return StreamingFeatures(self.spec, len(columns), self.t, tuple(a[..., columns].copy() for a in self._state))
 
     def extend(self, n_new: int) -> "StreamingFeatures":
-        """This stream with ``n_new`` more assets, appended with a fresh state: the state of an asset
-        that has had no price so far (a fresh window is all NaN, as after only missing bars)."""
+        """This stream with more assets, appended with a fresh state.
+
+        A fresh state is that of an asset that has had no price so far (a fresh window is all NaN,
+        as after only missing bars).
+
+        Parameters
+        ----------
+        n_new : int
+            Assets to append.
+
+        Returns
+        -------
+        StreamingFeatures
+            A new stream; this one is unchanged.
+        """
         fresh = StreamingFeatures(self.spec, n_new)._state
         return StreamingFeatures(self.spec, self.n_assets + n_new, self.t,
                                  tuple(np.concatenate([a, b], axis=-1) for a, b in zip(self._state, fresh)))
 
     def check_bar(self, close, open=None, high=None, low=None, *, assets=None, where=None):
-        """The bar as float64 arrays, every check done before the state is touched (a rejected
-        bar leaves the stream exactly as it was): shapes, real-number dtypes, prices > 0 or NaN,
-        high >= low. A message names the column (or ``assets[column]``) and the row (or ``where``,
-        such as the bar's date)."""
+        """Check a bar before the state is touched (a rejected bar leaves the stream as it was).
+
+        Checked: shapes, real-number dtypes, prices > 0 or NaN, high >= low. A message names the
+        column (or ``assets[column]``) and the row (or ``where``).
+
+        Parameters
+        ----------
+        close : array_like
+            (n_assets,) closes (positive, NaN: no price).
+        open, high, low : array_like, optional
+            The same shape; needed by the range features only (without them a set that has range
+            features raises).
+        assets : sequence of str, optional
+            Asset names for the messages.
+        where : str, optional
+            The bar's name for the messages, such as its date (default: its row number).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            (close, open, high, low) as (n_assets,) float64 arrays, the close again for a missing
+            open, high or low.
+        """
         where = f"row {self.t}" if where is None else where
         column = (lambda j: f"asset column {j}") if assets is None else (lambda j: f"asset '{assets[j]}'")
         bar = []
@@ -244,12 +396,33 @@ class StreamingFeatures:
     STATE_KEYS = ("r_ring", "term_ring", "cc", "ewma", "means", "yz", "prev_close")
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """The stream's state as arrays (copies): bars seen and every window's running sums."""
+        """The stream's state as arrays.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Copies: bars seen and every window's running sums.
+        """
         return {"t": np.array(self.t), **{k: v.copy() for k, v in zip(self.STATE_KEYS, self._state)}}
 
     @classmethod
     def from_state_dict(cls, spec: FeatureSet, saved, where: str = "the saved state") -> "StreamingFeatures":
-        """A stream in the state ``saved`` (a state_dict or an open .npz), checked against ``spec``."""
+        """A stream in a saved state.
+
+        Parameters
+        ----------
+        spec : FeatureSet
+            The features the state must be of (checked).
+        saved : mapping of str to numpy.ndarray
+            A ``state_dict`` or an open .npz.
+        where : str
+            The state's name for the messages.
+
+        Returns
+        -------
+        StreamingFeatures
+            The stream as it was saved.
+        """
         try:
             state = tuple(np.array(saved[k]) for k in cls.STATE_KEYS)
             t = int(saved["t"])
@@ -261,7 +434,13 @@ class StreamingFeatures:
         return cls(spec, state[-1].shape[0], t, state)
 
     def save(self, path) -> None:
-        """Write the stream's state to ``path`` atomically (NumPy .npz)."""
+        """Write the stream's state atomically, as NumPy .npz.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        """
         buf = io.BytesIO()
         np.savez(buf, **self.state_dict())
         from .._files import atomic_write_bytes
@@ -269,6 +448,20 @@ class StreamingFeatures:
 
     @classmethod
     def load(cls, spec: FeatureSet, path) -> "StreamingFeatures":
+        """A stream in the state ``save`` wrote.
+
+        Parameters
+        ----------
+        spec : FeatureSet
+            The features the state must be of (checked).
+        path : str or os.PathLike
+            A file written by ``save``.
+
+        Returns
+        -------
+        StreamingFeatures
+            The stream as it was saved.
+        """
         try:
             with np.load(path) as z:
                 saved = {k: z[k] for k in z.files}

@@ -14,7 +14,15 @@ from .forecasters import Forecaster
 
 @dataclass
 class EWMAForecaster(Forecaster):
-    """RiskMetrics: s_t = lam s_{t-1} + (1 - lam) r_t^2, the forecast for every day ahead."""
+    """RiskMetrics: s_t = lam s_{t-1} + (1 - lam) r_t^2, the forecast for every day ahead.
+
+    Parameters
+    ----------
+    lam : float
+        The decay in (0, 1).
+    name : str
+        The forecaster's name in reports.
+    """
 
     lam: float = 0.94
     name: str = "ewma"
@@ -42,7 +50,19 @@ class HARForecaster(Forecaster):
     realised variance; refit every ``refit`` days on the last ``window`` days whose targets are
     realised. ``log=True`` fits log-HAR (variances floored at 1 % of the median positive squared
     return up to the refit date, so zero returns do not dominate) and corrects the
-    retransformation bias with Duan's smearing factor mean(exp(residual))."""
+    retransformation bias with Duan's smearing factor mean(exp(residual)).
+
+    Parameters
+    ----------
+    log : bool
+        Fit log-HAR instead of HAR.
+    window : int
+        Days of each fit.
+    refit : int
+        Days between fits.
+    name : str
+        The forecaster's name in reports.
+    """
 
     log: bool = False
     window: int = 1000
@@ -90,7 +110,27 @@ class GARCHForecaster(Forecaster):
     ``refit`` days on the last ``window`` observed returns up to the refit date (warm-started from
     the previous fit), filter forward with fixed parameters in between. Missing returns (NaN in the
     bridged series: before listing, inside a long gap) are left out of the series, so whether a
-    forecast at t exists depends on returns up to t only. Convergence failures are counted."""
+    forecast at t exists depends on returns up to t only. Convergence failures are counted.
+
+    Parameters
+    ----------
+    gjr : bool
+        GJR-GARCH (an asymmetric term for negative returns) instead of GARCH.
+    window : int
+        Returns of each fit.
+    refit : int
+        Days between fits.
+    min_fit : int
+        Returns an asset needs before its first fit (no forecast before).
+    name : str
+        The forecaster's name in reports.
+    progress : bool
+        Show a progress bar over the assets.
+    failures : int
+        Fits that did not converge so far (counted by ``predict``).
+    fits : int
+        Fits so far (counted by ``predict``).
+    """
 
     gjr: bool = False
     window: int = 2000

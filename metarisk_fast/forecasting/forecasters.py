@@ -26,7 +26,22 @@ class Forecaster(ABC):
 
     @abstractmethod
     def predict(self, builder: EpisodeBuilder, asset: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Forecasts (M,) for the (asset, row) pairs."""
+        """Forecasts for (asset, row) pairs, each from data up to its row.
+
+        Parameters
+        ----------
+        builder : EpisodeBuilder
+            The panel's features and targets.
+        asset : numpy.ndarray
+            (M,) int: panel columns.
+        rows : numpy.ndarray
+            (M,) int: the rows (dates) to forecast at.
+
+        Returns
+        -------
+        numpy.ndarray
+            (M,) float64 forecast variances (squared log-return units); NaN where there is none.
+        """
 
 
 def every_pair(per_pair, builder: EpisodeBuilder) -> np.ndarray:
@@ -41,7 +56,25 @@ class MetaForecaster(Forecaster):
     """A meta-learned network: for each (asset, t), adapt on at most the last ``history`` days
     (targets realised before t; fewer where the asset has less, down to ``min_history``: by default
     none, a young asset's forecast from its second price is the meta-learned prior's, adapted as
-    its support grows) and decode its output with the task target convention (tasks/target.py)."""
+    its support grows) and decode its output with the task target convention (tasks/target.py).
+
+    Parameters
+    ----------
+    learner : torch.nn.Module
+        A trained learner (a MAML-family learner, the head learner or a MemoryAugmentedNet).
+    history : int
+        At most this many latest realised days per support set.
+    name : str
+        The forecaster's name in reports.
+    min_history : int
+        Days an asset needs before it forecasts (0: from its second price).
+    chunk : int
+        Tasks per kernel call.
+    block : int
+        Tasks built at once (their support windows take block x history x features floats).
+    target : AnchorRatioTarget
+        How outputs become variances (the bound on the correction).
+    """
 
     learner: torch.nn.Module  # a MAML-family learner or a MemoryAugmentedNet
     history: int = 60
@@ -60,9 +93,25 @@ class MetaForecaster(Forecaster):
         return self._per_task(builder, asset, rows, self.variance)
 
     def novelty(self, builder, asset, rows) -> np.ndarray:
-        """A memory learner's novelty of each (asset, row) pair, (M,): how far the day's inputs
-        lie from everything the asset's memory holds once its support is written (1 - the largest
-        cosine similarity of keys; NaN where there is no forecast)."""
+        """A memory learner's novelty of each (asset, row) pair.
+
+        Novelty: how far the day's inputs lie from everything the asset's memory holds once its
+        support is written (1 - the largest cosine similarity of keys).
+
+        Parameters
+        ----------
+        builder : EpisodeBuilder
+            The panel's features and targets.
+        asset : numpy.ndarray
+            (M,) int: panel columns.
+        rows : numpy.ndarray
+            (M,) int: the rows (dates) to forecast at.
+
+        Returns
+        -------
+        numpy.ndarray
+            (M,) float64 in [0, 2]; NaN where there is no forecast.
+        """
         if not hasattr(self.learner, "novelty"):
             raise ValueError(f"novelty needs a memory learner (memory); this model is {type(self.learner).__name__}")
         return self._per_task(builder, asset, rows, self.memory_novelty)
@@ -86,9 +135,26 @@ class MetaForecaster(Forecaster):
         return out
 
     def variance(self, xs, ys, xq, anchor) -> np.ndarray:
-        """Variance forecasts (B,) of normalised one-query tasks (tasks.normalise_task): adapt on
-        each support, predict the query row, decode with its anchor. The batch forecasts and the
-        streaming engine both end here."""
+        """Variance forecasts of normalised one-query tasks: adapt on each support, predict, decode.
+
+        The batch forecasts and the streaming engine both end here.
+
+        Parameters
+        ----------
+        xs : numpy.ndarray
+            (B, K, D) float32 normalised support rows (``tasks.normalise_task``).
+        ys : numpy.ndarray
+            (B, K, 1) float32 support targets.
+        xq : numpy.ndarray
+            (B, 1, D) float32: each task's query row.
+        anchor : numpy.ndarray
+            (B,) float64: each query row's anchor variance.
+
+        Returns
+        -------
+        numpy.ndarray
+            (B,) float64 forecast variances (squared log-return units).
+        """
         z = np.empty(len(xs), dtype=np.float64)
         for lo in range(0, len(xs), self.chunk):  # bounded memory; each chunk is one kernel call
             sl = slice(lo, lo + self.chunk)
@@ -96,8 +162,26 @@ class MetaForecaster(Forecaster):
         return self.target.decode(z, anchor)
 
     def memory_novelty(self, xs, ys, xq, anchor=None) -> np.ndarray:
-        """The memory learner's novelty (B,) of the query row of normalised one-query tasks (the
-        inputs of ``variance``); the batch scores and the streaming engine both end here."""
+        """The memory learner's novelty of the query row of normalised one-query tasks.
+
+        The batch scores and the streaming engine both end here.
+
+        Parameters
+        ----------
+        xs : numpy.ndarray
+            (B, K, D) float32 normalised support rows (``tasks.normalise_task``).
+        ys : numpy.ndarray
+            (B, K, 1) float32 support targets.
+        xq : numpy.ndarray
+            (B, 1, D) float32: each task's query row.
+        anchor : numpy.ndarray, optional
+            Not read (the signature is ``variance``'s).
+
+        Returns
+        -------
+        numpy.ndarray
+            (B,) float64 in [0, 2].
+        """
         out = np.empty(len(xs), dtype=np.float64)
         for lo in range(0, len(xs), self.chunk):
             sl = slice(lo, lo + self.chunk)
@@ -108,7 +192,13 @@ class MetaForecaster(Forecaster):
 class SavedModelForecasts:
     """A saved model's numbers for every (day, asset) of a price panel, as `metarisk forecast`
     makes them (each at t from data up to t): its variance forecasts and, for a memory learner,
-    its novelty. What the early warning and the trading observations read from a model."""
+    its novelty. What the early warning and the trading observations read from a model.
+
+    Parameters
+    ----------
+    model_dir : str or os.PathLike
+        A model directory ('default': the shipped model).
+    """
 
     def __init__(self, model_dir):
         from .model_files import load_model
@@ -121,12 +211,35 @@ class SavedModelForecasts:
         return hasattr(self.learner, "novelty")
 
     def variance(self, panel) -> np.ndarray:
-        """(days, assets) variance forecasts (NaN where an asset has none)."""
+        """The variance forecasts of every (day, asset) of a panel.
+
+        Parameters
+        ----------
+        panel : PricePanel
+            The prices.
+
+        Returns
+        -------
+        numpy.ndarray
+            (days, assets) float64; NaN where an asset has no forecast.
+        """
         return self.every_day(panel)[0]
 
     def every_day(self, panel, novelty: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-        """(days, assets) variance forecasts and, with ``novelty`` (a memory learner), its
-        novelty, from one pass of the features over the panel (NaN where an asset has none)."""
+        """Variance forecasts and novelty of every (day, asset), from one pass of the features.
+
+        Parameters
+        ----------
+        panel : PricePanel
+            The prices.
+        novelty : bool
+            Also the memory learner's novelty.
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            (variance, novelty or None), each (days, assets) float64; NaN where an asset has none.
+        """
         builder = EpisodeBuilder(panel, self.spec)
         return (every_pair(self.forecaster.predict, builder),
                 every_pair(self.forecaster.novelty, builder) if novelty else None)

@@ -89,8 +89,30 @@ OWN_KEYS = ("format_version", "metarisk_fast_version", "torch_version", "weights
 
 
 def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hidden, info: dict) -> Path:
-    """Write a model directory (model.pt, model.json) of a trained ``learner`` of kind ``kind``
-    with its TaskSpec, history and hidden sizes, plus ``info``; returns its path."""
+    """Write a model directory (model.pt, model.json) of a trained learner, atomically.
+
+    Parameters
+    ----------
+    out_dir : str or os.PathLike
+        The directory (new or empty).
+    kind : str
+        The learner's name (``forecasting.LEARNERS``).
+    learner : torch.nn.Module
+        The trained learner.
+    spec : TaskSpec
+        Its TaskSpec.
+    history : int
+        The support days its forecasts use.
+    hidden : sequence of int
+        Its hidden layer sizes.
+    info : dict
+        More metadata for model.json (assets, dates, validation losses).
+
+    Returns
+    -------
+    pathlib.Path
+        The directory written.
+    """
     return write_model_dir(out_dir, "model.json", learner, {
         "learner": kind, "hidden": list(hidden), "inner_lr": getattr(learner, "inner_lr", None),
         "inner_steps": learner.inner_steps, "loss": learner.loss, "history": int(history),
@@ -111,7 +133,18 @@ def load_demo_model(kind: str, settings: dict):
 
 
 def load_model(model_dir):
-    """(learner, TaskSpec, metadata) from a model directory, or the shipped model ("default")."""
+    """Read a model directory.
+
+    Parameters
+    ----------
+    model_dir : str or os.PathLike
+        A directory written by ``save_model`` / `metarisk train`, or 'default' (the shipped model).
+
+    Returns
+    -------
+    tuple
+        (learner, TaskSpec, metadata): the learner in eval mode, its TaskSpec, model.json's contents.
+    """
     d = PRETRAINED_DIR if str(model_dir) == PRETRAINED else Path(model_dir)
     meta, weights = read_model_dir(d, "model.json")
     try:

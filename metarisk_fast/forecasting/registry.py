@@ -38,7 +38,31 @@ def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 
                  loss: str = TARGET.loss, memory_slots: int = MEMORY_SLOTS):
     """A fresh learner of the registry whose output starts at zero (the anchor forecast of the
     variance target; a 50 % probability under ``loss="bce"``). ``memory_slots``: the memory
-    learner's slots, at least the support rows it writes."""
+    learner's slots, at least the support rows it writes.
+
+    Parameters
+    ----------
+    kind : str
+        One of ``LEARNERS``: 'maml', 'fomaml', 'reptile', 'metasgd', 'pooled', 'memory',
+        'memory_maml', 'head'.
+    n_features : int
+        Inputs per row.
+    hidden : sequence of int
+        Hidden layer sizes.
+    inner_lr : float
+        The inner-loop learning rate (gradient-based learners).
+    inner_steps : int
+        Inner-loop steps.
+    loss : str
+        The training loss ('student_t_nll' for h = 1, 'gaussian_nll' for h > 1, 'bce' for credit).
+    memory_slots : int
+        The memory learner's slots.
+
+    Returns
+    -------
+    torch.nn.Module
+        The learner, untrained.
+    """
     if kind not in LEARNERS:
         raise ValueError(f"unknown learner {kind!r}; choose from {', '.join(LEARNERS)}")
     if kind == "memory":

@@ -104,7 +104,48 @@ def train_meta(learner, builder: EpisodeBuilder, assets, end, *, steps: int, bat
     process running all ``batch`` tasks (equal to round-off).
     A meta-batch whose inner loop diverges on any rank is skipped everywhere and counted
     (``skipped``); a run where most batches diverge is an error. ``checkpoint``: a file rank 0
-    rewrites every ``checkpoint_every`` steps, and ``resume`` continues from it."""
+    rewrites every ``checkpoint_every`` steps, and ``resume`` continues from it.
+
+    Parameters
+    ----------
+    learner : torch.nn.Module
+        The learner, trained in place.
+    builder : EpisodeBuilder
+        The training panel's features and targets.
+    assets : sequence of str
+        The training assets.
+    end : date-like
+        Every target used is realised by this date.
+    steps : int
+        Meta-training steps.
+    batch : int
+        Tasks per meta-batch.
+    lr : float
+        Adam's learning rate.
+    seed : int
+        The seed of the task draws.
+    supports : sequence of int or None
+        Support sizes the meta-batches cycle through (None: the spec's K).
+    progress : bool
+        Show a progress bar.
+    desc : str
+        The progress bar's label.
+    dtype : torch.dtype
+        The tasks' dtype.
+    checkpoint : str or os.PathLike, optional
+        The checkpoint file.
+    checkpoint_every : int
+        Steps between checkpoints (0: none).
+    resume : bool
+        Continue from ``checkpoint``.
+    young : EpisodeBuilder, optional
+        A builder over simulated listings.
+
+    Returns
+    -------
+    dict
+        losses (the meta-loss of every step) and skipped (meta-batches skipped as divergent).
+    """
     rank, world = process_group()
     builder = builder.with_scale(input_scale(learner))
     young = None if young is None else young.with_scale(input_scale(learner))

@@ -27,7 +27,15 @@ RISK_LINES = ("variance", "vol", "var_1", "var_5", "es_2_5")
 class RiskHub:
     """One RiskEngine for a strategy's feeds (``engine.assets`` are the feeds' names, in order):
     ``at(bar)`` commits the feeds' current closes as one engine bar the first time a bar is asked
-    for, and returns that bar's snapshot every time."""
+    for, and returns that bar's snapshot every time.
+
+    Parameters
+    ----------
+    engine : RiskEngine
+        An engine over the feeds' names, in order.
+    datas : sequence of backtrader feeds
+        The strategy's feeds.
+    """
 
     def __init__(self, engine: RiskEngine, datas):
         names = [d._name for d in datas]
@@ -37,7 +45,18 @@ class RiskHub:
         self._bar, self.snapshot, self.close = -1, None, None
 
     def at(self, bar: int) -> RiskSnapshot:
-        """The engine's snapshot of backtrader bar ``bar`` (the feeds' closes committed once)."""
+        """The engine's snapshot of a backtrader bar (the feeds' closes committed once).
+
+        Parameters
+        ----------
+        bar : int
+            The bar's number (``len(data)``).
+
+        Returns
+        -------
+        RiskSnapshot
+            The risk after that bar.
+        """
         if bar != self._bar:
             self.close = np.array([d.close[0] if len(d) else np.nan for d in self.datas], dtype=np.float64)
             date = bt.num2date(self.datas[0].datetime[0]).date()
@@ -48,7 +67,15 @@ class RiskHub:
 
 class RiskIndicator(bt.Indicator):
     """The RiskEngine's forecasts for this indicator's feed, one value per bar (NaN before the
-    engine has enough history). ``hub``: the strategy's RiskHub."""
+    engine has enough history). Lines: variance, vol, var_1, var_5, es_2_5.
+
+    Parameters
+    ----------
+    *args
+        The feed, as backtrader passes it.
+    **kwargs
+        ``hub``: the strategy's RiskHub (backtrader's params).
+    """
 
     lines = RISK_LINES
     params = (("hub", None),)
@@ -66,7 +93,15 @@ class RiskIndicator(bt.Indicator):
 
 class VolTargetStrategy(bt.Strategy):
     """Each bar, orders every feed to its volatility-targeted size (``order_target_size``);
-    ``targets`` keeps one row of target shares per bar."""
+    ``targets`` keeps one row of target shares per bar.
+
+    Parameters
+    ----------
+    *args
+        As backtrader passes them.
+    **kwargs
+        ``engine``: a RiskEngine over the feeds' names; ``sizer``: a VolTargetSizer (backtrader's params).
+    """
 
     params = (("engine", None), ("sizer", VolTargetSizer()))
 
@@ -86,7 +121,24 @@ class VolTargetStrategy(bt.Strategy):
 def run_backtest(model, panel: PricePanel, sizer: VolTargetSizer = VolTargetSizer(), *, cash: float = 1e10):
     """A Cerebro over ``panel`` (one PandasData feed per asset, every date of the panel) with
     VolTargetStrategy. Returns (the target positions as integrations.sizing.positions_frame, the
-    strategy)."""
+    strategy).
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        A model directory.
+    panel : PricePanel
+        The daily prices.
+    sizer : VolTargetSizer
+        The strategy's sizing.
+    cash : float
+        The broker's starting cash.
+
+    Returns
+    -------
+    tuple
+        (target positions, a DataFrame of dates x assets in shares; the strategy).
+    """
     cerebro = bt.Cerebro(runonce=False, stdstats=False)
     index = pd.DatetimeIndex(panel.dates.astype("datetime64[ns]"))
     fields = {"open": panel.open, "high": panel.high, "low": panel.low}

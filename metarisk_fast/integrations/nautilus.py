@@ -40,7 +40,17 @@ PRICE_DECIMALS = 3  # the embedded panel's prices have at most 3 decimals: bars 
 @dataclass(frozen=True)
 class RiskUpdate:
     """What RiskActor publishes: the engine's snapshot after the bars of one timestamp, and those
-    bars' closes in the engine's asset order (NaN for an asset without a bar)."""
+    bars' closes in the engine's asset order (NaN for an asset without a bar).
+
+    Parameters
+    ----------
+    ts_event : int
+        The bars' timestamp, UNIX nanoseconds.
+    snapshot : RiskSnapshot
+        The engine's risk after them.
+    close : numpy.ndarray
+        (n_assets,) their closes.
+    """
 
     ts_event: int
     snapshot: RiskSnapshot
@@ -48,8 +58,21 @@ class RiskUpdate:
 
 
 class RiskActorConfig(ActorConfig, frozen=True):
-    """``model``: a model directory; ``bar_types``: one bar type per asset (the asset is the
-    instrument's symbol); ``topic``: where the risk is published."""
+    """RiskActor's settings.
+
+    Parameters
+    ----------
+    model : str
+        A model directory ('default': the shipped model).
+    bar_types : tuple of str
+        One bar type per asset (the asset is the instrument's symbol; ``bar_type(symbol)``).
+    topic : str
+        The message-bus topic the risk is published on.
+    readapt_every : int
+        As in ``RiskEngine``.
+    component_id, log_events, log_commands
+        As in nautilus_trader's ActorConfig.
+    """
 
     model: str
     bar_types: tuple[str, ...]
@@ -60,7 +83,16 @@ class RiskActorConfig(ActorConfig, frozen=True):
 class RiskActor(Actor):
     """Collects each timestamp's bars (one per asset) and commits them to the RiskEngine as one
     bar: when every asset has reported, or when a later timestamp shows the missing ones have no
-    bar (NaN). ``engine`` may be given (for example one already warmed up)."""
+    bar (NaN).
+
+    Parameters
+    ----------
+    config : RiskActorConfig
+        The model, the bar types and the topic.
+    engine : RiskEngine, optional
+        An engine over the same assets (for example one already warmed up); default: a new one
+        from ``config.model``.
+    """
 
     def __init__(self, config: RiskActorConfig, engine: RiskEngine | None = None):
         super().__init__(config)
@@ -75,10 +107,18 @@ class RiskActor(Actor):
         self.latest: RiskUpdate | None = None
 
     def on_start(self) -> None:
+        """Subscribe to every asset's bars."""
         for bar_type in self._bar_types:
             self.subscribe_bars(bar_type)
 
     def on_bar(self, bar: Bar) -> None:
+        """Collect one asset's bar; commit its timestamp once every asset has reported.
+
+        Parameters
+        ----------
+        bar : nautilus_trader.model.data.Bar
+            A bar of one of the configured bar types.
+        """
         ts = bar.ts_event
         for older in sorted(t for t in self._pending if t < ts):  # their missing assets had no bar
             self._commit(older)
@@ -88,6 +128,7 @@ class RiskActor(Actor):
             self._commit(ts)
 
     def on_stop(self) -> None:
+        """Commit the timestamps still pending."""
         for ts in sorted(self._pending):
             self._commit(ts)
 
@@ -111,7 +152,13 @@ class VolTargetStrategyConfig(StrategyConfig, frozen=True):
 
 class VolTargetStrategy(Strategy):
     """On each RiskUpdate, trades every instrument to its volatility-targeted size (market orders);
-    ``targets`` keeps one row of target shares per update."""
+    ``targets`` keeps one row of target shares per update.
+
+    Parameters
+    ----------
+    config : VolTargetStrategyConfig
+        The instruments, the risk topic and the sizing.
+    """
 
     def __init__(self, config: VolTargetStrategyConfig):
         super().__init__(config)
@@ -120,6 +167,7 @@ class VolTargetStrategy(Strategy):
         self.targets: list[tuple[int, np.ndarray]] = []
 
     def on_start(self) -> None:
+        """Subscribe to the risk updates."""
         self.msgbus.subscribe(self.config.topic, self._on_risk)
 
     def _on_risk(self, update: RiskUpdate) -> None:
@@ -163,7 +211,28 @@ def run_backtest(model, panel: PricePanel, sizer: VolTargetSizer = VolTargetSize
     """A BacktestEngine over ``panel``'s daily bars with RiskActor and VolTargetStrategy. Returns
     (the strategy's target positions as integrations.sizing.positions_frame, the engine). Without
     ``strategy`` (positions: None) only the actor runs; without ``actor`` either, the bars alone:
-    the framework's own per-bar cost."""
+    the framework's own per-bar cost.
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        A model directory.
+    panel : PricePanel
+        The daily prices (bars at each close).
+    sizer : VolTargetSizer
+        The strategy's sizing.
+    actor : bool
+        Run RiskActor.
+    strategy : bool
+        Run VolTargetStrategy (needs ``actor``).
+    balance : float
+        The account's starting cash, USD.
+
+    Returns
+    -------
+    tuple
+        (target positions, a DataFrame of dates x assets in shares, or None; the BacktestEngine).
+    """
     engine = BacktestEngine(config=BacktestEngineConfig(trader_id=TraderId("METARISK-001"),
                                                         logging=LoggingConfig(bypass_logging=True)))
     engine.add_venue(venue=Venue(VENUE), oms_type=OmsType.NETTING, account_type=AccountType.CASH,

@@ -50,11 +50,27 @@ def loss_slopes(z: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tens
 
 
 class HeadNewton(nn.Module):
-    """Body (an MLP: inputs -> hidden -> ``width``, s(a) = a / sqrt(1 + a^2) on its output) shared by every task, and a
-    linear head [w (width), bias] adapted per task by one Newton step from the learned ``w0``
-    under the learned prior precision ``exp(log_precision)``. ``meta_loss`` / ``query_losses``
-    are differentiable (meta-training); ``adapt_predict`` on NumPy arrays runs the compiled
-    fixed-point path the streaming engine shares."""
+    """A shared body and a per-task linear head adapted by one regularised Newton step.
+
+    The body (an MLP: inputs -> hidden -> ``width``, s(a) = a / sqrt(1 + a^2) on its output) is
+    shared by every task; the head [w (width), bias] is adapted per task by one Newton step from
+    the learned ``w0`` under the learned prior precision ``exp(log_precision)``. ``meta_loss`` /
+    ``query_losses`` are differentiable (meta-training); ``adapt_predict`` on NumPy arrays runs
+    the compiled fixed-point path the streaming engine shares.
+
+    Parameters
+    ----------
+    n_features : int
+        Inputs per row (D).
+    hidden : tuple of int
+        The body's hidden layer sizes.
+    width : int
+        The body's output size (the head has width + 1 entries).
+    loss : {'student_t_nll', 'gaussian_nll'}
+        The inner loss (the one the forecasts are judged by).
+    precision : float
+        The initial prior precision of every head entry (> 0; learned).
+    """
 
     mode = "newton_head"
     input_scale = "row"  # each row normalised by its own anchor (TaskSpec(scale="row")): a row's features
@@ -76,17 +92,49 @@ class HeadNewton(nn.Module):
 
     # ------------------------------------------------------------------ PyTorch (meta-training)
     def precision(self) -> torch.Tensor:
-        """The prior precision of each head entry (floored: the step's system stays positive definite)."""
+        """The prior precision of each head entry (floored: the step's system stays positive definite).
+
+        Returns
+        -------
+        torch.Tensor
+            (width + 1,).
+        """
         return torch.exp(self.log_precision).clamp_min(K.PRECISION_FLOOR)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """phi = [s(body(x)), 1], s(a) = a / sqrt(1 + a^2), (..., width + 1)."""
+        """The head's inputs phi = [s(body(x)), 1], s(a) = a / sqrt(1 + a^2).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (..., D) rows.
+
+        Returns
+        -------
+        torch.Tensor
+            (..., width + 1).
+        """
         a = self.body(x)
         phi = a * torch.rsqrt(1 + a * a)
         return torch.cat([phi, torch.ones_like(phi[..., :1])], dim=-1)
 
     def adapted_heads(self, xs: torch.Tensor, ys: torch.Tensor, loss: str | None = None) -> torch.Tensor:
-        """The per-task heads w (B, width + 1) after the Newton step on supports (B, K, D), (B, K, 1)."""
+        """The per-task heads after the Newton step on each support.
+
+        Parameters
+        ----------
+        xs : torch.Tensor
+            (B, K, D) support rows (K may be 0: the meta-learned head alone).
+        ys : torch.Tensor
+            (B, K, 1) support targets: realised variances over the anchor (the TaskSpec's unit).
+        loss : str, optional
+            'student_t_nll' or 'gaussian_nll' (default: the learner's).
+
+        Returns
+        -------
+        torch.Tensor
+            (B, width + 1) heads, differentiable.
+        """
         loss = loss or self.loss
         B = xs.shape[0]
         w0 = self.w0.to(xs.dtype)
@@ -99,26 +147,84 @@ class HeadNewton(nn.Module):
         return w0 - torch.linalg.solve(hess, grad)
 
     def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
-        """Per-task mean query losses (B,) after adaptation, differentiable."""
+        """Per-task mean query losses after adaptation, differentiable.
+
+        Parameters
+        ----------
+        xs : torch.Tensor
+            (B, K, D) support rows (K may be 0: the meta-learned head alone).
+        ys : torch.Tensor
+            (B, K, 1) support targets: realised variances over the anchor (the TaskSpec's unit).
+        xq : torch.Tensor
+            (B, Q, D) query rows.
+        yq : torch.Tensor
+            (B, Q, 1) query targets.
+        loss : str, optional
+            'student_t_nll' or 'gaussian_nll' (default: the learner's).
+
+        Returns
+        -------
+        torch.Tensor
+            (B,).
+        """
         loss = loss or self.loss
         w = self.adapted_heads(xs, ys, loss)
         zq = (self.features(xq) * w[:, None, :]).sum(-1, keepdim=True)
         return elementwise_loss(zq, yq, loss).mean(dim=(1, 2))
 
     def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
-        """Mean over tasks of the query loss after the Newton step; ``.backward()`` gives the
-        meta-gradient."""
+        """Mean over tasks of the query loss after the Newton step.
+
+        Parameters
+        ----------
+        xs : torch.Tensor
+            (B, K, D) support rows (K may be 0: the meta-learned head alone).
+        ys : torch.Tensor
+            (B, K, 1) support targets: realised variances over the anchor (the TaskSpec's unit).
+        xq : torch.Tensor
+            (B, Q, D) query rows.
+        yq : torch.Tensor
+            (B, Q, 1) query targets.
+        loss : str, optional
+            'student_t_nll' or 'gaussian_nll' (default: the learner's).
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar; ``.backward()`` gives the meta-gradient.
+        """
         return self.query_losses(xs, ys, xq, yq, loss).mean()
 
     def forward_adapt_predict(self, xs, ys, xq) -> torch.Tensor:
-        """Query outputs (B, Q, 1) in PyTorch: the twin of the compiled ``adapt_predict``."""
+        """Query outputs in PyTorch: the twin of the compiled ``adapt_predict``.
+
+        Parameters
+        ----------
+        xs : torch.Tensor
+            (B, K, D) support rows (K may be 0: the meta-learned head alone).
+        ys : torch.Tensor
+            (B, K, 1) support targets: realised variances over the anchor (the TaskSpec's unit).
+        xq : torch.Tensor
+            (B, Q, D) query rows.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, Q, 1) outputs (log variance over the anchor).
+        """
         w = self.adapted_heads(xs, ys)
         return (self.features(xq) * w[:, None, :]).sum(-1, keepdim=True)
 
     # ------------------------------------------------------------------ compiled (forecasting)
     def kernel_params(self):
-        """(flat body parameters float64: each layer's weight transposed, then its bias; layer sizes;
-        w0; prior precision; loss code) as the kernels read them."""
+        """The parameters as the compiled kernels read them.
+
+        Returns
+        -------
+        tuple
+            (flat body parameters, float64: each layer's weight transposed, then its bias; layer
+            sizes, int64; w0, (width + 1,); prior precision, (width + 1,); the loss's code).
+        """
         with torch.no_grad():
             theta = np.concatenate([(p.t() if p.ndim == 2 else p).detach().double().reshape(-1).numpy()
                                     for p in self.body.parameter_list()])
@@ -126,9 +232,26 @@ class HeadNewton(nn.Module):
                     self.precision().detach().double().numpy().copy(), HEAD_LOSSES[self.loss])
 
     def adapt_predict(self, xs, ys, xq, loss: str | None = None):
-        """Adapt on each support and predict its query rows, (B, K, D), (B, K, 1), (B, Q, D) -> (B, Q, 1)
-        (one task may come without the task dimension). NumPy in: the compiled fixed-point path,
-        float64 out; tensors in: PyTorch."""
+        """Adapt on each support and predict its query rows.
+
+        NumPy in: the compiled fixed-point path, float64 out; tensors in: PyTorch.
+
+        Parameters
+        ----------
+        xs : numpy.ndarray or torch.Tensor
+            (B, K, D) support rows, or (K, D) for one task.
+        ys : numpy.ndarray or torch.Tensor
+            (B, K, 1) support targets, or (K, 1).
+        xq : numpy.ndarray or torch.Tensor
+            (B, Q, D) query rows, or (Q, D).
+        loss : str, optional
+            Must be the learner's own loss if given.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            (B, Q, 1) outputs, or (Q, 1) for one task.
+        """
         if loss not in (None, self.loss):
             raise ValueError(f"this head learner was trained with {self.loss}; it adapts with that loss only")
         single = np.ndim(xs) == 2
@@ -168,21 +291,64 @@ class HeadNewton(nn.Module):
 
     # ------------------------------------------------------------------ streaming (the engine's exact path)
     def stream_state(self, n: int, history: int) -> dict[str, np.ndarray]:
-        """Per-asset state of n assets' stores of ``history`` rows: each stored row's features and
-        loss slopes (what its contribution is recomputed from when it leaves) and the running
-        fixed-point statistics of the store."""
+        """A fresh per-asset state of the streaming engine's support stores.
+
+        Parameters
+        ----------
+        n : int
+            Assets.
+        history : int
+            Rows per store.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            head_phi (n, history, width + 1) each stored row's features; head_slopes (n, history, 2)
+            its loss slopes (what its contribution is recomputed from when it leaves); head_stats
+            (n, d + d (d + 1) / 2) int64, the store's running fixed-point statistics (d = width + 1).
+        """
         d = self.width + 1
         return {"head_phi": np.zeros((n, history, d)), "head_slopes": np.zeros((n, history, 2)),
                 "head_stats": np.zeros((n, d + d * (d + 1) // 2), np.int64)}
 
     def stream_bar(self, params, rows, use, slot: int, pushed, n_pushed: int, leaving: int, count, history: int,
                    sup_target, ready, row_phi, state) -> np.ndarray:
-        """A streaming engine's bar in one compiled call: the features of the bar's usable rows
-        (rows (m, D) float32, normalised, of assets ``use``) into the delay line row_phi[slot];
-        assets with no stretch row (``count`` 0) cleared; the first ``n_pushed`` (asset, slot)
-        pairs of ``pushed``, whose features are in row_phi[leaving] and targets in
-        sup_target, added to the stores; returns the outputs (n,) of the ``ready`` assets' rows
-        (NaN elsewhere)."""
+        """A streaming engine's bar in one compiled call.
+
+        Parameters
+        ----------
+        params : tuple
+            ``kernel_params()``.
+        rows : numpy.ndarray
+            (m, D) float32: the bar's usable rows, normalised.
+        use : numpy.ndarray
+            (m,) int64: the assets those rows are of.
+        slot : int
+            The delay line's slot the rows' features go to.
+        pushed : numpy.ndarray
+            (p, 2) int64 (asset, store position) pairs: the rows whose targets are realised now.
+        n_pushed : int
+            How many of ``pushed`` are in use.
+        leaving : int
+            The delay line's slot that holds the pushed rows' features.
+        count : numpy.ndarray
+            (n,) int64: each asset's rows in its current stretch (0: its store is cleared).
+        history : int
+            Rows per store.
+        sup_target : numpy.ndarray
+            (n, history) float64: each asset's stored rows' targets.
+        ready : numpy.ndarray
+            (n,) bool: the assets that forecast at this bar.
+        row_phi : numpy.ndarray
+            (slots, n, width + 1) float64: the delay line.
+        state : dict of str to numpy.ndarray
+            ``stream_state``'s arrays, updated in place.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n,) float64: the ready assets' outputs (NaN elsewhere).
+        """
         out = np.empty(len(ready))
         K.stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, params[0], params[1],
                      params[2], params[3], params[4], row_phi, state["head_phi"], state["head_slopes"],

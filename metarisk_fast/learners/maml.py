@@ -132,7 +132,21 @@ class _GradientMetaLearner(nn.Module):
 
 class MAML(_GradientMetaLearner):
     """Model-Agnostic Meta-Learning (Finn et al. 2017): exact second-order meta-gradient, or the
-    first-order approximation with ``first_order=True``."""
+    first-order approximation with ``first_order=True``.
+
+    Parameters
+    ----------
+    net : MLP
+        The network whose initialisation is meta-learned.
+    inner_lr : float
+        The inner-loop learning rate.
+    inner_steps : int
+        Inner-loop gradient steps.
+    first_order : bool
+        Drop the second-order terms of the meta-gradient (FOMAML).
+    loss : {'mse', 'gaussian_nll', 'student_t_nll', 'bce'}
+        The inner and outer loss.
+    """
 
     def __init__(self, net: MLP, inner_lr: float = 0.01, inner_steps: int = 5,
                  first_order: bool = False, loss: str = "mse"):
@@ -142,14 +156,40 @@ class MAML(_GradientMetaLearner):
 
 class Reptile(_GradientMetaLearner):
     """Reptile (Nichol et al. 2018): the meta-gradient is theta - mean adapted theta, so an SGD
-    outer step with rate eps moves theta eps of the way towards the adapted parameters."""
+    outer step with rate eps moves theta eps of the way towards the adapted parameters.
+
+    Parameters
+    ----------
+    net : MLP
+        The network whose initialisation is meta-learned.
+    inner_lr : float
+        The inner-loop learning rate.
+    inner_steps : int
+        Inner-loop gradient steps.
+    loss : {'mse', 'gaussian_nll', 'student_t_nll', 'bce'}
+        The inner and outer loss.
+    """
 
     mode = "reptile"
 
 
 class MetaSGD(_GradientMetaLearner):
     """Meta-SGD (Li et al. 2017): one learned inner learning rate per parameter entry,
-    initialised to ``inner_lr`` and trained by the outer optimizer with the parameters."""
+    initialised to ``inner_lr`` and trained by the outer optimizer with the parameters.
+
+    Parameters
+    ----------
+    net : MLP
+        The network whose initialisation is meta-learned.
+    inner_lr : float
+        The learned per-entry inner learning rates start here.
+    inner_steps : int
+        Inner-loop gradient steps.
+    first_order : bool
+        Drop the second-order terms of the meta-gradient (FOMAML).
+    loss : {'mse', 'gaussian_nll', 'student_t_nll', 'bce'}
+        The inner and outer loss.
+    """
 
     def __init__(self, net: MLP, inner_lr: float = 0.01, inner_steps: int = 5,
                  first_order: bool = False, loss: str = "mse"):

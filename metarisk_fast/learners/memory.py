@@ -17,8 +17,21 @@ from .mlp import MLP
 
 
 class ExternalMemory(nn.Module):
-    """Memory (E, N, W) with usage (E, N) and the last read weights, as buffers: ``reset``,
-    ``read``, ``write`` (LRUA), ``detach`` between episodes, ``save`` / ``load``."""
+    """Memory (E, N, W) with usage (E, N) and the last read weights, as buffers.
+
+    ``reset``, ``read``, ``write`` (LRUA), ``detach`` between episodes, ``save`` / ``load``.
+
+    Parameters
+    ----------
+    slots : int
+        Rows per memory (N).
+    width : int
+        Floats per row (W).
+    memories : int
+        Independent memories (E), one per episode.
+    gamma : float
+        The usage decay of the LRUA writes.
+    """
 
     def __init__(self, slots: int, width: int, memories: int = 1, gamma: float = 0.95):
         super().__init__()
@@ -30,8 +43,18 @@ class ExternalMemory(nn.Module):
         self.register_buffer("last_read", torch.zeros(memories, slots))
 
     def reset(self, memories: int | None = None) -> "ExternalMemory":
-        """Empty the memory (``memories`` independent memories, default as many as now); returns
-        self."""
+        """Empty the memory.
+
+        Parameters
+        ----------
+        memories : int, optional
+            Independent memories from now on (default: as many as now).
+
+        Returns
+        -------
+        ExternalMemory
+            ``self``.
+        """
         e = memories or self.memory.shape[0]
         kw = dict(dtype=self.memory.dtype, device=self.memory.device)
         self.memory = torch.zeros(e, self.slots, self.width, **kw)
@@ -40,31 +63,81 @@ class ExternalMemory(nn.Module):
         return self
 
     def detach(self) -> "ExternalMemory":
-        """Cut the autograd history (between episodes or truncated-BPTT windows)."""
+        """Cut the autograd history (between episodes or truncated-BPTT windows).
+
+        Returns
+        -------
+        ExternalMemory
+            ``self``.
+        """
         self.memory, self.usage, self.last_read = (t.detach() for t in (self.memory, self.usage, self.last_read))
         return self
 
     def read(self, keys, beta=None):
-        """keys (E, H, W) -> read (E, H, W); usage gains the read weights (summed over heads)."""
+        """Read each memory with H keys; usage gains the read weights (summed over heads).
+
+        Parameters
+        ----------
+        keys : torch.Tensor
+            (E, H, W).
+        beta : float or torch.Tensor, optional
+            Key strengths (E, H) or one for all (default 1).
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            (read (E, H, W), weights (E, H, N)).
+        """
         read, w = ops.memory_read(self.memory, keys, beta)
         self.usage = self.usage + w.sum(1)
         self.last_read = w.mean(1)
         return read, w
 
     def write(self, values, alpha):
-        """values (E, P, W), alpha (E, P): P LRUA writes per memory, gated on the last read."""
+        """P LRUA writes per memory, gated on the last read.
+
+        Parameters
+        ----------
+        values : torch.Tensor
+            (E, P, W) the rows to write.
+        alpha : torch.Tensor
+            (E, P) each write's gate logit.
+
+        Returns
+        -------
+        torch.Tensor
+            (E, P, N) write weights.
+        """
         prev = self.last_read.unsqueeze(1).expand(-1, values.shape[1], -1)
         self.memory, self.usage, ww, _ = ops.memory_write_lrua(self.memory, self.usage, prev, alpha, values, self.gamma)
         return ww
 
     def save(self, path) -> None:
-        """Write the memory's contents and usage to ``path`` atomically (torch.save)."""
+        """Write the memory's contents and usage atomically (torch.save).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        """
         buf = io.BytesIO()
         torch.save({k: v.detach() for k, v in self.state_dict().items()} | {"gamma": self.gamma}, buf)
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path) -> "ExternalMemory":
+        """A memory as ``save`` wrote it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by ``save``.
+
+        Returns
+        -------
+        ExternalMemory
+            The memory, in the saved dtype.
+        """
         try:
             state = torch.load(path, weights_only=True)
             e, n, w = state["memory"].shape
@@ -85,6 +158,25 @@ class MemoryAugmentedNet(nn.Module):
     prediction. ``meta_loss`` and ``adapt_predict`` match the MAML family, so the evaluation
     treats both alike. All support rows are written and all query rows read in one kernel call
     each: no loop over rows or time steps.
+
+    Parameters
+    ----------
+    in_features : int
+        Inputs per row (D).
+    width : int
+        The key and memory row width.
+    slots : int
+        Memory rows per episode (at least the support rows written).
+    hidden : tuple of int
+        The encoder's and decoder's hidden sizes.
+    out_features : int
+        Outputs per row (O).
+    loss : str
+        The training loss.
+    gamma : float
+        The usage decay of the writes.
+    use_memory : bool
+        False: the same encoder-decoder with the read replaced by zeros (the ablation).
     """
 
     inner_steps = 0  # no gradient steps: adaptation is the memory write
@@ -126,7 +218,22 @@ class MemoryAugmentedNet(nn.Module):
         """How far each query row lies from everything the memory holds once its task's support
         is written, (B, Q): 1 - the largest cosine similarity of the row's key to a written slot
         (0: it matches a stored row; up to 2, also where nothing is written). The read addresses the
-        memory by this similarity."""
+        memory by this similarity.
+
+        Parameters
+        ----------
+        xs : torch.Tensor or numpy.ndarray
+            (B, K, D) support rows.
+        ys : torch.Tensor or numpy.ndarray
+            (B, K, O) support targets.
+        xq : torch.Tensor or numpy.ndarray
+            (B, Q, D) query rows.
+
+        Returns
+        -------
+        numpy.ndarray
+            (B, Q) in [0, 2].
+        """
         with torch.no_grad():
             keys_q, mem = self._written(*self._tensors(xs, ys, xq))
             slots = mem.memory
@@ -147,19 +254,72 @@ class MemoryAugmentedNet(nn.Module):
         return out
 
     def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
-        """Per-task query losses (B,) after writing each support into memory; differentiable."""
+        """Per-task query losses after writing each support into memory; differentiable.
+
+        Parameters
+        ----------
+        xs : torch.Tensor or numpy.ndarray
+            (B, K, D) support rows.
+        ys : torch.Tensor or numpy.ndarray
+            (B, K, O) support targets.
+        xq : torch.Tensor or numpy.ndarray
+            (B, Q, D) query rows.
+        yq : torch.Tensor
+            (B, Q, O) query targets.
+        loss : str, optional
+            The loss (default: the learner's).
+
+        Returns
+        -------
+        torch.Tensor
+            (B,).
+        """
         xs, ys, xq, yq = self._tensors(xs, ys, xq, yq)
         z = self._forward(xs, ys, xq)
         return _per_task_loss(z, yq, loss or self.loss)
 
     def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
-        """Mean over tasks of the query loss after writing each support into memory;
-        differentiable."""
+        """Mean over tasks of the query loss after writing each support into memory; differentiable.
+
+        Parameters
+        ----------
+        xs : torch.Tensor or numpy.ndarray
+            (B, K, D) support rows.
+        ys : torch.Tensor or numpy.ndarray
+            (B, K, O) support targets.
+        xq : torch.Tensor or numpy.ndarray
+            (B, Q, D) query rows.
+        yq : torch.Tensor
+            (B, Q, O) query targets.
+        loss : str, optional
+            The loss (default: the learner's).
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar; ``.backward()`` gives the meta-gradient.
+        """
         return self.query_losses(xs, ys, xq, yq, loss).mean()
 
     def adapt_predict(self, xs, ys, xq, loss: str | None = None):
-        """Write each support set into its own memory and predict its query rows from one read:
-        (B, K, D), (B, K, O), (B, Q, D) -> (B, Q, O)."""
+        """Write each support set into its own memory and predict its query rows from one read.
+
+        Parameters
+        ----------
+        xs : torch.Tensor or numpy.ndarray
+            (B, K, D) support rows.
+        ys : torch.Tensor or numpy.ndarray
+            (B, K, O) support targets.
+        xq : torch.Tensor or numpy.ndarray
+            (B, Q, D) query rows.
+        loss : str, optional
+            Must be the learner's own loss if given.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            (B, Q, O) predictions (NumPy in, NumPy out).
+        """
         numpy_in = isinstance(xs, np.ndarray)
         single = np.ndim(xs) == 2
         if single:
@@ -184,6 +344,23 @@ class MemoryConditionedMAML(nn.Module):
     the shared initial parameters, and the fused inner loop adapts from there. Offsets start at
     zero, so training starts from plain MAML; gradients reach the shared parameters, the offsets,
     the memory rows, the key strength and the encoder.
+
+    Parameters
+    ----------
+    net : MLP
+        The network whose initialisation is meta-learned.
+    inner_lr : float
+        The inner-loop learning rate.
+    inner_steps : int
+        Inner-loop gradient steps.
+    slots : int
+        Learned memory rows.
+    key_width : int
+        The task key's width.
+    first_order : bool
+        Drop the second-order terms of the meta-gradient.
+    loss : str
+        The inner and outer loss.
     """
 
     def __init__(self, net: MLP, inner_lr: float = 0.01, inner_steps: int = 5, slots: int = 16, key_width: int = 16,
@@ -213,8 +390,21 @@ class MemoryConditionedMAML(nn.Module):
         return self.maml.loss
 
     def task_offsets(self, xs, ys) -> list[torch.Tensor]:
-        """Per-task offsets (B, *shape) for every parameter, retrieved from the memory (zero for a
-        task with no support row: the shared initialisation)."""
+        """Per-task parameter offsets retrieved from the memory.
+
+        Parameters
+        ----------
+        xs : torch.Tensor or numpy.ndarray
+            (B, K, D) support rows.
+        ys : torch.Tensor or numpy.ndarray
+            (B, K, O) support targets.
+
+        Returns
+        -------
+        list of torch.Tensor
+            ``(B, *shape)`` for every parameter; zero for a task with no support row (the shared
+            initialisation).
+        """
         if xs.shape[1] == 0:
             return [torch.zeros((xs.shape[0], *p.shape), dtype=p.dtype) for p in self.net.parameters()]
         key = self.task_encoder(torch.cat([xs, ys], -1)).mean(1)  # (B, key_width)
@@ -232,7 +422,26 @@ class MemoryConditionedMAML(nn.Module):
                     loss=loss or self.maml.loss)
 
     def query_losses(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
-        """Per-task query losses (B,) after the memory-conditioned inner loop; differentiable."""
+        """Per-task query losses after the memory-conditioned inner loop; differentiable.
+
+        Parameters
+        ----------
+        xs : torch.Tensor or numpy.ndarray
+            (B, K, D) support rows.
+        ys : torch.Tensor or numpy.ndarray
+            (B, K, O) support targets.
+        xq : torch.Tensor or numpy.ndarray
+            (B, Q, D) query rows.
+        yq : torch.Tensor
+            (B, Q, O) query targets.
+        loss : str, optional
+            The loss (default: the learner's).
+
+        Returns
+        -------
+        torch.Tensor
+            (B,).
+        """
         xs, ys, xq, yq = (torch.as_tensor(a) for a in (xs, ys, xq, yq))
         offsets, kw = self.task_offsets(xs, ys), self._kw(loss, xs)
         xs, ys = zero_shot_support(xs, ys)
@@ -240,13 +449,47 @@ class MemoryConditionedMAML(nn.Module):
                                  mode=self.maml.mode, task_offsets=offsets, **kw)
 
     def meta_loss(self, xs, ys, xq, yq, loss: str | None = None) -> torch.Tensor:
-        """Mean over tasks of the query loss after the memory-conditioned inner loop;
-        differentiable."""
+        """Mean over tasks of the query loss after the memory-conditioned inner loop; differentiable.
+
+        Parameters
+        ----------
+        xs : torch.Tensor or numpy.ndarray
+            (B, K, D) support rows.
+        ys : torch.Tensor or numpy.ndarray
+            (B, K, O) support targets.
+        xq : torch.Tensor or numpy.ndarray
+            (B, Q, D) query rows.
+        yq : torch.Tensor
+            (B, Q, O) query targets.
+        loss : str, optional
+            The loss (default: the learner's).
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar; ``.backward()`` gives the meta-gradient.
+        """
         return self.query_losses(xs, ys, xq, yq, loss).mean()
 
     def adapt_predict(self, xs, ys, xq, loss: str | None = None):
-        """Retrieve each task's starting parameters from memory, take the inner steps on its
-        support and predict its query rows."""
+        """Retrieve each task's starting parameters from memory, adapt on its support, predict its queries.
+
+        Parameters
+        ----------
+        xs : torch.Tensor or numpy.ndarray
+            (B, K, D) support rows.
+        ys : torch.Tensor or numpy.ndarray
+            (B, K, O) support targets.
+        xq : torch.Tensor or numpy.ndarray
+            (B, Q, D) query rows.
+        loss : str, optional
+            Must be the learner's own loss if given.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            (B, Q, O) predictions (NumPy in, NumPy out).
+        """
         numpy_in = isinstance(xs, np.ndarray)
         single = np.ndim(xs) == 2
         xs, ys, xq = (torch.as_tensor(a) for a in (xs, ys, xq))

@@ -12,6 +12,17 @@ class MLP(nn.Module):
 
     ``parameters()`` yields weight (out, in) then bias (out,) per layer, the nn.Linear order
     the fused kernels expect.
+
+    Parameters
+    ----------
+    in_features : int
+        Inputs per row.
+    hidden : sequence of int
+        Hidden layer sizes.
+    out_features : int
+        Outputs per row.
+    activation : {'relu', 'tanh'}
+        The activation between layers.
     """
 
     def __init__(self, in_features: int, hidden: Sequence[int] = (64, 64), out_features: int = 1,
@@ -27,6 +38,18 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's output.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            (..., in_features) rows.
+
+        Returns
+        -------
+        torch.Tensor
+            (..., out_features).
+        """
         act = torch.relu if self.activation == "relu" else torch.tanh
         for i, layer in enumerate(self.layers):
             x = layer(x)
@@ -37,7 +60,13 @@ class MLP(nn.Module):
     def parameter_list(self) -> list[torch.Tensor]:
         """``list(self.parameters())`` (weight, bias per layer) without nn.Module's recursive walk,
         which costs ~8 us: the per-bar adapt-and-predict path calls this on every bar. A layer or
-        parameter replaced by assignment is picked up, as by ``parameters()``."""
+        parameter replaced by assignment is picked up, as by ``parameters()``.
+
+        Returns
+        -------
+        list of torch.Tensor
+            Weight (out, in) then bias (out,) per layer.
+        """
         return [p for layer in self.layers for p in layer._parameters.values()]
 
     def extra_repr(self) -> str:

@@ -163,6 +163,40 @@ def mlp_meta_loss(
     ``task_offsets``, per-task additions to the starting parameters):
     ``second_order`` gives the exact MAML meta-gradient, ``first_order`` the FOMAML one, and
     ``reptile`` makes the gradient of each task's loss the Reptile direction theta - theta_S.
+
+    Parameters
+    ----------
+    params : sequence of torch.Tensor
+        The MLP's parameters, weight (out, in) then bias (out,) per layer (``MLP.parameter_list``).
+    lr : float, torch.Tensor or sequence of torch.Tensor
+        The inner learning rate: one number, or one tensor per parameter shaped like it (Meta-SGD).
+    xs : torch.Tensor
+        (B, K, D) support inputs.
+    ys : torch.Tensor
+        (B, K, O) support targets.
+    xq : torch.Tensor
+        (B, Q, D) query inputs.
+    yq : torch.Tensor
+        (B, Q, O) query targets.
+    steps : int
+        Inner SGD steps.
+    activation : {'relu', 'tanh'}
+        The MLP's activation.
+    loss : {'mse', 'gaussian_nll', 'student_t_nll', 'bce'}
+        The inner (and query) loss.
+    mode : {'second_order', 'first_order', 'reptile'}
+        Which meta-gradient the backward gives.
+    task_offsets : sequence of torch.Tensor, optional
+        Per-task additions to the starting parameters, each ``(B, *param.shape)``.
+    support_weights : torch.Tensor, optional
+        (B, K): each support row's loss times its weight in the support mean (constants).
+    query_weights : torch.Tensor, optional
+        (B, Q): each query row's loss times its weight in the query mean (constants).
+
+    Returns
+    -------
+    torch.Tensor
+        (B,) each task's query loss after adaptation.
     """
     _check_choice(mode, "mode", MODES)
     _check_choice(activation, "activation", ACTIVATIONS)
@@ -217,8 +251,34 @@ def _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, *, adapted: boo
 
 def mlp_adapt(params, lr, xs, ys, *, steps: int, activation: str = "relu", loss: str = "mse", task_offsets=None,
               support_weights=None):
-    """Adapted parameters of every task, as a list shaped like ``params`` with a leading B
-    (``support_weights``: as in mlp_meta_loss)."""
+    """The adapted parameters of every task, after ``steps`` SGD steps on its support set.
+
+    Parameters
+    ----------
+    params : sequence of torch.Tensor
+        The MLP's parameters, weight (out, in) then bias (out,) per layer (``MLP.parameter_list``).
+    lr : float, torch.Tensor or sequence of torch.Tensor
+        The inner learning rate: one number, or one tensor per parameter shaped like it (Meta-SGD).
+    xs : torch.Tensor
+        (B, K, D) support inputs.
+    ys : torch.Tensor
+        (B, K, O) support targets.
+    steps : int
+        Inner SGD steps.
+    activation : {'relu', 'tanh'}
+        The MLP's activation.
+    loss : {'mse', 'gaussian_nll', 'student_t_nll', 'bce'}
+        The inner (and query) loss.
+    task_offsets : sequence of torch.Tensor, optional
+        Per-task additions to the starting parameters, each ``(B, *param.shape)``.
+    support_weights : torch.Tensor, optional
+        (B, K): each support row's loss times its weight in the support mean (constants).
+
+    Returns
+    -------
+    list of torch.Tensor
+        Shaped like ``params`` with a leading B.
+    """
     out, sizes = _adapt_call(params, lr, xs, ys, None, steps, activation, loss, adapted=True, pred=False,
                              task_offsets=task_offsets, support_weights=support_weights)
     flat = out["adapted"]
@@ -233,8 +293,36 @@ def mlp_adapt(params, lr, xs, ys, *, steps: int, activation: str = "relu", loss:
 
 def mlp_adapt_predict(params, lr, xs, ys, xq, *, steps: int, activation: str = "relu", loss: str = "mse",
                       task_offsets=None, support_weights=None):
-    """Predictions (B, Q, O) on the query inputs after adapting on each task's support set
-    (``support_weights``: as in mlp_meta_loss)."""
+    """Predictions on the query inputs after adapting on each task's support set.
+
+    Parameters
+    ----------
+    params : sequence of torch.Tensor
+        The MLP's parameters, weight (out, in) then bias (out,) per layer (``MLP.parameter_list``).
+    lr : float, torch.Tensor or sequence of torch.Tensor
+        The inner learning rate: one number, or one tensor per parameter shaped like it (Meta-SGD).
+    xs : torch.Tensor
+        (B, K, D) support inputs.
+    ys : torch.Tensor
+        (B, K, O) support targets.
+    xq : torch.Tensor
+        (B, Q, D) query inputs.
+    steps : int
+        Inner SGD steps.
+    activation : {'relu', 'tanh'}
+        The MLP's activation.
+    loss : {'mse', 'gaussian_nll', 'student_t_nll', 'bce'}
+        The inner (and query) loss.
+    task_offsets : sequence of torch.Tensor, optional
+        Per-task additions to the starting parameters, each ``(B, *param.shape)``.
+    support_weights : torch.Tensor, optional
+        (B, K): each support row's loss times its weight in the support mean (constants).
+
+    Returns
+    -------
+    torch.Tensor
+        (B, Q, O) predictions.
+    """
     if xq is None:
         raise ValueError("xq (query inputs) is required")
     out, _ = _adapt_call(params, lr, xs, ys, xq, steps, activation, loss, adapted=False, pred=True,
@@ -257,9 +345,37 @@ def mlp_adapt_predict_numpy(
     return_adapted: bool = False,
 ):
     """The backtest hot path: flat parameters and C-contiguous arrays in, predictions out, no
-    torch dispatch. ``theta`` is (P,) or per task (B, P); ``return_adapted``: (predictions,
-    adapted parameters (B, P)). Argument types are checked here (so a wrong one is named, not
-    reported as a binding signature); the core checks dtypes, shapes, contiguity and finiteness."""
+    torch dispatch. Argument types are checked here (so a wrong one is named, not reported as a
+    binding signature); the core checks dtypes, shapes, contiguity and finiteness.
+
+    Parameters
+    ----------
+    theta : numpy.ndarray
+        (P,) or per task (B, P) flat parameters: each layer's weight (out, in) then bias.
+    lr : numpy.ndarray
+        (1,) one inner learning rate, or (P,) one per parameter entry.
+    sizes : sequence of int
+        Layer sizes [D, hidden..., O].
+    xs : numpy.ndarray
+        (B, K, D) support inputs, theta's dtype.
+    ys : numpy.ndarray
+        (B, K, O) support targets.
+    xq : numpy.ndarray
+        (B, Q, D) query inputs.
+    steps : int
+        Inner SGD steps.
+    activation : {'relu', 'tanh'}
+        The MLP's activation.
+    loss : {'mse', 'gaussian_nll', 'student_t_nll', 'bce'}
+        The inner (and query) loss.
+    return_adapted : bool
+        Also return the adapted parameters.
+
+    Returns
+    -------
+    numpy.ndarray or tuple of numpy.ndarray
+        (B, Q, O) predictions, or (predictions, adapted parameters (B, P)) with ``return_adapted``.
+    """
     for name, a in (("theta", theta), ("lr", lr), ("xs", xs), ("ys", ys), ("xq", xq)):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")

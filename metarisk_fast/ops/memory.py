@@ -95,9 +95,31 @@ def _cosine(dots, key_norms, slot_norms, eps):
 
 
 def memory_read(memory, keys, beta=None, topk: int | None = None, eps: float = EPS):
-    """Content-based read: w = softmax_i(beta * cos(k, M_i)), read = sum_i w_i M_i, with
-    cos(k, M_i) = k.M_i / (|k| |M_i| + eps). Returns (read, weights); with ``topk`` the softmax
-    runs over the k most similar slots (an exact scan) and indices are returned too."""
+    """Content-based read: w = softmax_i(beta * cos(k, M_i)), read = sum_i w_i M_i.
+
+    cos(k, M_i) = k.M_i / (norm(k) norm(M_i) + eps). Differentiable in memory, keys and beta
+    (the compiled core forward and backward, GIL released).
+
+    Parameters
+    ----------
+    memory : torch.Tensor or array_like
+        (N, W) one memory shared by every key, or (B, N, W) one per episode.
+    keys : torch.Tensor or array_like
+        (B, W) or (B, H, W) keys (H heads per episode), in the memory's dtype.
+    beta : float or torch.Tensor, optional
+        Key strengths, one per key (shaped like keys without W) or one for all, finite and >= 0
+        (default 1).
+    topk : int, optional
+        The softmax runs over the k most similar slots only (an exact scan); indices are returned too.
+    eps : float
+        Added to the norms' product (> 0).
+
+    Returns
+    -------
+    MemoryRead or TopKRead
+        read, shaped like ``keys``; weights, (..., N) (or (..., k)); with ``topk``, indices (..., k),
+        most similar first.
+    """
     if isinstance(eps, bool) or not isinstance(eps, (float, int)) or not (math.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
     mem3, k2, b1, key_shape = _layout(memory, keys, beta)
@@ -172,8 +194,29 @@ def memory_write_lrua(memory, usage, prev_read_weights, alpha, values, gamma: fl
     slots (ties by index); or memory (B, N, W) with values (B, W) or (B, P, W): per-episode
     writes. prev_read_weights (..., N) is w^r_{t-1} of each write and alpha (...) its gate logit:
     w^w = sigmoid(alpha) w^r_{t-1} + (1 - sigmoid(alpha)) w^lu. The least-used slots are zeroed,
-    then M += sum w^w a^T. Returns (new_memory, new_usage, write_weights, least_used) where
-    new_usage = gamma * usage + sum w^w (add the next read weights to complete u_t)."""
+    then M += sum w^w a^T.
+
+    Parameters
+    ----------
+    memory : torch.Tensor or array_like
+        (N, W) one shared memory, or (B, N, W) one per episode.
+    usage : torch.Tensor or array_like
+        (N,) or (B, N) usage u_{t-1} of each slot.
+    prev_read_weights : torch.Tensor or array_like
+        (..., N): w^r_{t-1} of each write.
+    alpha : torch.Tensor or array_like
+        (...): each write's gate logit.
+    values : torch.Tensor or array_like
+        (P, W) writes into a shared memory, or (B, W) / (B, P, W) per episode.
+    gamma : float
+        The usage decay.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        (new_memory, new_usage, write_weights, least_used): new_usage = gamma * usage + sum w^w
+        (add the next read weights to complete u_t); least_used, the slots each write was sent to.
+    """
     memory = as_tensor(memory, "memory", allow_cuda=True)
     dt = memory.dtype
     usage, prev, values, alpha = (as_tensor(x, n, dtype=dt, allow_cuda=True) for x, n in

@@ -50,10 +50,30 @@ _PER_ASSET = ("count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_
 
 @dataclass(frozen=True)
 class RiskSnapshot:
-    """Every asset's risk at one bar, arrays indexed like ``assets`` (NaN where not ``ready``):
-    the forecast mean daily variance of log returns over the next h bars, its square root, and
-    the normal VaR 1 % / 5 % and ES 2.5 % of a one-day log return (``metarisk forecast``'s
-    columns)."""
+    """Every asset's risk at one bar; each array has one entry per asset, in ``assets``' order.
+
+    Parameters
+    ----------
+    bar : int
+        The bar's number, counted from the first bar the engine took (0-based).
+    date : numpy.datetime64 or None
+        The bar's date, if bars come with dates.
+    assets : tuple of str
+        The engine's assets, in order.
+    variance : numpy.ndarray
+        (n_assets,) float64: the forecast mean daily variance of log returns over the next h bars
+        (squared log-return units); NaN where not ``ready``.
+    vol : numpy.ndarray
+        (n_assets,): the square root of ``variance`` (daily log-return units).
+    var_1, var_5 : numpy.ndarray
+        (n_assets,): the normal 1 % and 5 % Value-at-Risk of a one-day log return (negative).
+    es_2_5 : numpy.ndarray
+        (n_assets,): the normal 2.5 % Expected Shortfall of a one-day log return (negative).
+    ready : numpy.ndarray
+        (n_assets,) bool: the asset has a forecast at this bar.
+    stress : object, optional
+        The attached monitor's reading of the bar (``warning.StressReading``), if any.
+    """
 
     bar: int
     date: np.datetime64 | None
@@ -67,7 +87,14 @@ class RiskSnapshot:
     stress: object = None  # the attached monitor's reading of the bar (warning.StressReading), if any
 
     def to_frame(self) -> pd.DataFrame:
-        """The ready assets' rows in ``metarisk forecast``'s columns."""
+        """The ready assets' rows in ``metarisk forecast``'s columns.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per ready asset: date (or the bar number), asset, forecast_variance, var_1,
+            var_5, es_2_5.
+        """
         r = self.ready
         return pd.DataFrame({"date": np.repeat(self.date, int(r.sum())) if self.date is not None else self.bar,
                              "asset": np.asarray(self.assets, dtype=object)[r], "forecast_variance": self.variance[r],
@@ -102,7 +129,29 @@ class RiskEngine:
     each asset, and its reading is the snapshot's ``stress``. It is part of the saved state; the
     asset set is then fixed (add_asset / remove_asset refuse). A monitor with ``check_fits``
     refuses assets, or a variance model (``model_sha256``: its model.json's weights checksum;
-    from_model passes it), other than those it was fitted on."""
+    from_model passes it), other than those it was fitted on.
+
+    Parameters
+    ----------
+    learner : torch.nn.Module
+        A trained learner (``forecasting.make_learner`` / ``load_model``).
+    spec : TaskSpec
+        The features, horizon and normalisation the learner was trained with.
+    assets : sequence of str
+        The assets, in the order of every bar's arrays.
+    history : int
+        At most this many latest realised bars per support set.
+    min_history : int
+        Bars an asset needs before it forecasts (0: from its second price).
+    readapt_every : int
+        Re-adapt each asset every this many bars (1: exact).
+    online_lr : float
+        The learning rate of the online meta-update after each bar (0: off).
+    monitor : object, optional
+        A market-wide score carried bar by bar (``warning.StressScore``).
+    model_sha256 : str, optional
+        The model's weights checksum, for a monitor's ``check_fits``.
+    """
 
     def __init__(self, learner: torch.nn.Module, spec: TaskSpec, assets, *, history: int = 60,
                  min_history: int = 0, readapt_every: int = 1, online_lr: float = 0.0, monitor=None,
@@ -163,8 +212,27 @@ class RiskEngine:
     def from_model(cls, model, assets, *, history: int | None = None, spec: TaskSpec | None = None,
                    min_history: int = 0, readapt_every: int = 1, online_lr: float = 0.0,
                    monitor=None) -> "RiskEngine":
-        """An engine for ``assets`` from a model directory (its feature spec and history) or from a
-        learner (then ``spec`` defaults to TaskSpec() and ``history`` to 60)."""
+        """An engine for ``assets`` from a model directory or a learner.
+
+        Parameters
+        ----------
+        model : str, os.PathLike or torch.nn.Module
+            A model directory (its feature spec and history are used; 'default': the shipped
+            model) or a learner.
+        assets : sequence of str
+            The assets, in the order of every bar's arrays.
+        history : int, optional
+            Support days (default: the model's; 60 for a learner).
+        spec : TaskSpec, optional
+            The learner's spec (default: the model's; TaskSpec() for a learner).
+        min_history, readapt_every, online_lr, monitor
+            As in ``RiskEngine``.
+
+        Returns
+        -------
+        RiskEngine
+            An engine with no bars yet.
+        """
         sha = None
         if isinstance(model, torch.nn.Module):
             spec, history = spec or TaskSpec(scale=input_scale(model)), history or 60
@@ -219,9 +287,15 @@ class RiskEngine:
 
     # ------------------------------------------------------------------ assets
     def add_asset(self, name: str) -> None:
-        """Add an asset mid-stream; it forecasts from its second price on (once it has
-        ``min_history`` usable bars, if set), as an asset listed mid-sample does in the batch
-        forecast."""
+        """Add an asset mid-stream, as an asset listed mid-sample is in the batch forecast.
+
+        It forecasts from its second price on (once it has ``min_history`` usable bars, if set).
+
+        Parameters
+        ----------
+        name : str
+            The new asset; it takes the last position of every bar's arrays.
+        """
         self._fixed_assets()
         names = self._check_names([name])
         if names[0] in self.assets:
@@ -229,7 +303,13 @@ class RiskEngine:
         self._append(names, fresh_streams=True)
 
     def remove_asset(self, name: str) -> None:
-        """Drop asset ``name`` and its state; the other assets continue unchanged."""
+        """Drop an asset and its state; the other assets continue unchanged.
+
+        Parameters
+        ----------
+        name : str
+            An asset of the engine (not its last).
+        """
         self._fixed_assets()
         if name not in self.assets:
             raise ValueError(f"asset {name!r} is not in the engine (assets: {', '.join(self.assets)})")
@@ -418,9 +498,25 @@ class RiskEngine:
                             vol=np.sqrt(variance), ready=~np.isnan(variance), stress=stress, **cols)
 
     def update(self, bar, *, open=None, high=None, low=None, date=None) -> RiskSnapshot:
-        """Commit one bar (a 1-D array in the engine's asset order, or a mapping asset -> price; NaN
-        or absent: no bar for that asset) and return every asset's risk after it. A rejected bar
-        raises and leaves the engine exactly as it was."""
+        """Commit one bar and return every asset's risk after it.
+
+        A rejected bar raises and leaves the engine exactly as it was.
+
+        Parameters
+        ----------
+        bar : array_like or mapping
+            Closes: a 1-D array in the engine's asset order, or a mapping asset -> price; NaN or
+            absent: no bar for that asset.
+        open, high, low : array_like or mapping, optional
+            The bar's other prices, in the same form, for the range features of a spec that has them.
+        date : date-like, optional
+            The bar's date; dates must increase from bar to bar.
+
+        Returns
+        -------
+        RiskSnapshot
+            Every asset's forecast made at this bar's close.
+        """
         checked, date = self._bar(bar, open, high, low, date)
         snapshot = self._snapshot(checked[0], self._forecast(*self._advance(*checked, date, warn_gap=True)))
         if self.online_lr:
@@ -458,15 +554,43 @@ class RiskEngine:
                     p.sub_(self.online_lr * g)
 
     def peek(self, bar, *, open=None, high=None, low=None, date=None) -> RiskSnapshot:
-        """``update``'s result for a bar that is not committed (a forming bar); the engine is left
-        as it was. Costs a copy of the state."""
+        """``update``'s result for a bar that is not committed (a forming bar).
+
+        The engine is left as it was; this costs a copy of the state.
+
+        Parameters
+        ----------
+        bar : array_like or mapping
+            Closes: a 1-D array in the engine's asset order, or a mapping asset -> price; NaN or
+            absent: no bar for that asset.
+        open, high, low : array_like or mapping, optional
+            The bar's other prices, in the same form, for the range features of a spec that has them.
+        date : date-like, optional
+            The bar's date; dates must increase from bar to bar.
+
+        Returns
+        -------
+        RiskSnapshot
+            What ``update`` would return.
+        """
         return self.copy().update(bar, open=open, high=high, low=low, date=date)
 
     # ------------------------------------------------------------------ history
     def warm_up(self, prices) -> RiskSnapshot:
-        """Feed a history (a PricePanel, a DataFrame, a CSV / Parquet path, or 'default' for the
-        embedded panel) holding every engine asset; returns the risk after its last bar. Raises if
-        it is too short for any forecast, saying how many bars are needed."""
+        """Feed a history of bars at once.
+
+        Parameters
+        ----------
+        prices : PricePanel, pandas.DataFrame, str or os.PathLike
+            A panel holding every engine asset: a PricePanel, a wide DataFrame of closes, a CSV /
+            Parquet path, or 'default' for the embedded panel. Too short for any forecast: refused,
+            saying how many bars are needed.
+
+        Returns
+        -------
+        RiskSnapshot
+            The risk after its last bar.
+        """
         panel = load_panel(prices)
         missing = [a for a in self.assets if a not in panel.assets]
         if missing:
@@ -509,7 +633,13 @@ class RiskEngine:
 
     # ------------------------------------------------------------------ persistence
     def copy(self) -> "RiskEngine":
-        """An independent engine in the same state (sharing the read-only learner)."""
+        """An independent engine in the same state.
+
+        Returns
+        -------
+        RiskEngine
+            A copy that shares only the read-only learner.
+        """
         other = _copy.copy(self)
         other.assets = list(self.assets)
         other._state = {k: v.copy() for k, v in self._state.items()}
@@ -524,8 +654,13 @@ class RiskEngine:
         return other
 
     def state_dict(self) -> dict:
-        """The engine's whole state as arrays (what ``save`` writes and ``load_state_dict``
-        restores)."""
+        """The engine's whole state as arrays.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            What ``save`` writes and ``load_state_dict`` restores.
+        """
         meta = {"format": STATE_FORMAT, "t": self.t, "last_date": None if self.last_date is None else str(self.last_date),
                 "assets": self.assets, "adopted": self._adopted, "history": self.history,
                 "min_history": self.min_history, "readapt_every": self.readapt_every, "online_lr": self.online_lr,
@@ -542,8 +677,14 @@ class RiskEngine:
         return out
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a state_dict taken from an engine over the same model (weights, features,
-        horizon, history); every check runs before anything changes."""
+        """Restore a state taken by ``state_dict``.
+
+        Parameters
+        ----------
+        state : dict of str to numpy.ndarray
+            From an engine over the same model (weights, features, horizon, history); every check
+            runs before anything changes.
+        """
         try:
             meta = json.loads(str(state["meta"]))
             new_state = {k: np.array(state[f"state.{k}"]) for k in _ARRAYS}
@@ -589,15 +730,35 @@ class RiskEngine:
         return stream
 
     def save(self, path) -> None:
-        """Write the state (not the model) to ``path`` atomically (NumPy .npz)."""
+        """Write the state (not the model) atomically, as NumPy .npz.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        """
         buf = io.BytesIO()
         np.savez(buf, **self.state_dict())
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path, model, **kw) -> "RiskEngine":
-        """An engine over ``model`` (a model directory or learner, as in ``from_model``) in the
-        state saved at ``path``; continuing it gives the outputs of the engine never stopped."""
+        """An engine in a saved state; continuing it gives the outputs of the engine never stopped.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by ``save``.
+        model : str, os.PathLike or torch.nn.Module
+            The model the state was taken over (a model directory or learner, as in ``from_model``).
+        **kw
+            ``from_model``'s options (history, spec, min_history, readapt_every, online_lr, monitor).
+
+        Returns
+        -------
+        RiskEngine
+            The engine as it was saved.
+        """
         try:
             with np.load(path, allow_pickle=False) as z:
                 state = {k: z[k] for k in z.files}

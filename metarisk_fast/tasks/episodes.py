@@ -182,6 +182,27 @@ def range_variance(panel: PricePanel, horizon: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TaskSpec:
+    """What a task is: its rows' inputs and targets, its support and query sizes.
+
+    Parameters
+    ----------
+    horizon : int
+        Days ahead: a row's target is the mean daily variance of log returns over the next
+        ``horizon`` days.
+    support : int
+        Rows of a meta-training task's support (K).
+    query : int
+        Rows of a meta-training task's query (Q).
+    features : FeatureSet
+        The rolling-volatility inputs.
+    proxy : {'squared_returns', 'garman_klass'}
+        The realised-variance target: squared log returns, or the Garman-Klass range where OHLC exists.
+    age_input : bool
+        The youth inputs (an asset's age; tasks/young.py); False: a model saved before they existed.
+    scale : {'support', 'row'}
+        Inputs normalised by the task's support ('support') or each row by its own anchor ('row').
+    """
+
     horizon: int = 1
     support: int = 60
     query: int = 20
@@ -259,8 +280,17 @@ class TaskBatch:
 
 
 class EpisodeBuilder:
-    """Computes features and targets of a panel once; cuts episodes and forecast tasks from them
-    by vectorised gathers (no loop over tasks)."""
+    """Computes features and targets of a panel once; cuts episodes and forecast tasks from them.
+
+    Every cut is a vectorised gather (no loop over tasks).
+
+    Parameters
+    ----------
+    panel : PricePanel
+        The prices (OHLC if the spec's features need them).
+    spec : TaskSpec
+        What a task is.
+    """
 
     def __init__(self, panel: PricePanel, spec: TaskSpec = TaskSpec()):
         if spec.features.needs_ohlc and not panel.has_ohlc:
@@ -310,7 +340,18 @@ class EpisodeBuilder:
         self._col_offset = np.concatenate([[0], np.cumsum(usable.sum(axis=0))[:-1]])
 
     def ewma(self, lam: float) -> np.ndarray:
-        """RiskMetrics variance s_t = lam s_{t-1} + (1 - lam) r_t^2 of the bridged close, (T, N)."""
+        """The RiskMetrics variance s_t = lam s_{t-1} + (1 - lam) r_t^2 of the gap-bridged close.
+
+        Parameters
+        ----------
+        lam : float
+            The decay in (0, 1).
+
+        Returns
+        -------
+        numpy.ndarray
+            (T, N) float64 daily variances (squared log-return units).
+        """
         return self.ewma_variance if lam == ANCHOR_LAMBDA else F.ewma_vol(self.close, lam) ** 2
 
     # ------------------------------------------------------------------ index helpers
@@ -349,8 +390,18 @@ class EpisodeBuilder:
                          asset=asset, support_rows=s_rows, query_rows=q_rows, panel=self.panel)
 
     def with_scale(self, scale: str) -> "EpisodeBuilder":
-        """This builder with its rows normalised another way (TaskSpec.scale), sharing its features
-        and targets (no copy)."""
+        """This builder with its rows normalised another way, sharing its features and targets.
+
+        Parameters
+        ----------
+        scale : {'support', 'row'}
+            As TaskSpec.scale.
+
+        Returns
+        -------
+        EpisodeBuilder
+            This builder if the scale is its own, else a shallow copy (no array copied).
+        """
         if scale == self.spec.scale:
             return self
         other = copy.copy(self)
@@ -361,10 +412,31 @@ class EpisodeBuilder:
     def episodes(self, assets=None, start=None, end=None, n: int | None = None, stride: int | None = None,
                  seed: int = 0, support: int | None = None, query: int | None = None,
                  task_ids: np.ndarray | None = None) -> TaskBatch:
-        """Episodes of the given assets whose support and query rows lie in [start, end] and whose
-        query targets are realised by ``end``: ``n`` drawn at random (seeded), one per global task
-        id in ``task_ids`` (each drawn from (seed, id) alone), or every start ``stride`` rows apart.
-        ``support`` / ``query`` override the spec's K and Q."""
+        """Episodes whose support and query rows lie in [start, end], query targets realised by ``end``.
+
+        Parameters
+        ----------
+        assets : sequence of str, optional
+            The assets to cut from (default: all).
+        start, end : date-like, optional
+            The dates the episodes lie within (default: the panel's).
+        n : int, optional
+            Draw this many episodes at random (seeded).
+        stride : int, optional
+            Or take every start ``stride`` rows apart.
+        seed : int
+            The draws' seed.
+        support, query : int, optional
+            Override the spec's K and Q.
+        task_ids : numpy.ndarray, optional
+            Or one episode per global task id, each drawn from (seed, id) alone (the same
+            episodes whatever the split over processes).
+
+        Returns
+        -------
+        TaskBatch
+            B episodes: xs (B, K, D), ys (B, K, 1), xq (B, Q, D), yq (B, Q, 1), their anchors and rows.
+        """
         spec = self.spec
         K = spec.support if support is None else check_int("support", support, 0)
         Q, h = query or spec.query, spec.horizon
@@ -405,10 +477,26 @@ class EpisodeBuilder:
 
     # ------------------------------------------------------------------ forecasting
     def forecast_tasks(self, asset: np.ndarray, rows: np.ndarray, history: int):
-        """One task per (asset, row t): support = the last ``history`` usable rows of the asset at
-        or before t - h - 1 (all targets realised by t, strictly before it) within its current
-        stretch, query = row t. Returns (TaskBatch, ok) where ok marks the (asset, t) pairs with
-        that much history and finite features at t."""
+        """One forecast task per (asset, row t).
+
+        The support is the last ``history`` usable rows of the asset at or before t - h - 1 (all
+        targets realised by t, strictly before it) within its current stretch; the query is row t.
+
+        Parameters
+        ----------
+        asset : numpy.ndarray
+            (n,) int: panel columns.
+        rows : numpy.ndarray
+            (n,) int: the rows t to forecast at.
+        history : int
+            Support rows per task.
+
+        Returns
+        -------
+        tuple of (TaskBatch, numpy.ndarray)
+            The tasks of the pairs that have that much history and finite features at t, and ok,
+            (n,) bool, marking those pairs.
+        """
         asset, rows = np.asarray(asset, np.int64), np.asarray(rows, np.int64)
         ok = (self.available_history(asset, rows) >= history) & self.x_ok[rows, asset]
         a, end = asset[ok], rows[ok] - self.spec.horizon - 1
@@ -418,9 +506,21 @@ class EpisodeBuilder:
         return self._gather(a, s_rows, rows[ok][:, None]), ok
 
     def available_history(self, asset: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """For each (asset, t): how many usable support rows (finite features and a target
-        realised by t) the asset's current stretch holds at or before t - h - 1, i.e. the longest
-        history a forecast at t can adapt on."""
+        """The longest history a forecast at t can adapt on, for each (asset, t).
+
+        Parameters
+        ----------
+        asset : numpy.ndarray
+            (n,) int: panel columns.
+        rows : numpy.ndarray
+            (n,) int: rows t.
+
+        Returns
+        -------
+        numpy.ndarray
+            (n,) int: usable support rows (finite features, target realised by t) that the asset's
+            current stretch holds at or before t - h - 1.
+        """
         asset = np.asarray(asset, np.int64)
         end = np.asarray(rows, np.int64) - self.spec.horizon - 1
         e = np.maximum(end, 0)
@@ -429,8 +529,24 @@ class EpisodeBuilder:
 
 
 def time_split(panel: PricePanel, train_end, horizon: int, embargo: int | None = None):
-    """(last training row, first test row): training targets are realised by ``train_end`` and
-    test forecasts start ``max(embargo, horizon)`` rows later."""
+    """Split a panel's rows in time, with an embargo between training and test.
+
+    Parameters
+    ----------
+    panel : PricePanel
+        The prices.
+    train_end : date-like
+        Training targets are realised by this date.
+    horizon : int
+        Days ahead of the forecasts.
+    embargo : int, optional
+        Rows between the last training row and the first test row (at least ``horizon``).
+
+    Returns
+    -------
+    tuple of int
+        (last training row, first test row); test forecasts start ``max(embargo, horizon)`` rows later.
+    """
     gap = max(horizon, embargo or 0)
     end = panel.row_of(train_end, "right") - 1
     if end < 0 or end + gap + 1 >= panel.n_days:
@@ -440,7 +556,22 @@ def time_split(panel: PricePanel, train_end, horizon: int, embargo: int | None =
 
 
 def asset_split(assets, n_test: int, seed: int = 0):
-    """(train assets, held-out assets), deterministic under the seed."""
+    """Split assets into training and held-out ones, deterministic under the seed.
+
+    Parameters
+    ----------
+    assets : sequence of str
+        The assets.
+    n_test : int
+        How many to hold out (at least one on each side).
+    seed : int
+        The permutation's seed.
+
+    Returns
+    -------
+    tuple of list of str
+        (train assets in their order, held-out assets sorted).
+    """
     assets = list(assets)
     if not 1 <= n_test < len(assets):
         raise DataError(f"cannot hold out {n_test} of {len(assets)} assets: need at least one on each side")
@@ -459,7 +590,28 @@ def simulated_listings(panel: PricePanel, assets, end, *, every: int = 42, lengt
     of them up to ``end`` on a shorter panel): nothing before the listing exists for it, so every
     input is the young one (tasks/young.py). Rows are ages (row 0: the listing's first price), dated as business
     days from the panel's first date; a listing whose window crosses a calendar gap is left out
-    (the gap would restart it). Column names say the asset and the listing date."""
+    (the gap would restart it). Column names say the asset and the listing date.
+
+    Parameters
+    ----------
+    panel : PricePanel
+        The prices to cut listings from.
+    assets : sequence of str
+        The assets that list.
+    end : date-like
+        No listing's window reaches past this date.
+    every : int
+        Rows between two listings of an asset.
+    length : int
+        Prices per listing (at least 2).
+    start : date-like, optional
+        The first listing date (default: the panel's first).
+
+    Returns
+    -------
+    PricePanel
+        One column per listing, rows = ages (row 0: the listing's first price).
+    """
     check_int("every", every, 1)
     check_int("length", length, 2)
     cols = panel.asset_index(list(assets))

@@ -100,7 +100,25 @@ def load_policy(path) -> tuple[MetaPolicy, PolicyTraining, str | None]:
 
 def train(out, options: PolicyTraining = PolicyTraining(), *, model=None, log=None) -> np.ndarray:
     """Train one policy on the training pool (with ``model``'s forecasts in its observations) and
-    save it to ``out``; returns its learning curve."""
+    save it to ``out``.
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        The policy directory to write (new or empty).
+    options : PolicyTraining
+        The algorithm (ProMP, Reptile, pooled, ...) and its settings.
+    model : str or os.PathLike, optional
+        A variance model directory whose forecasts join the observations (None: none).
+    log : callable, optional
+        Called with each progress line (None: silent).
+
+    Returns
+    -------
+    numpy.ndarray
+        (iterations, 2) learning curve: the mean reward per bar in basis points before and after
+        adaptation, both sampled with exploration.
+    """
     check_output(out, "dir")
     pool, _ = task_pools(model)
     policy, curve = train_policy(pool, options, log=log)
@@ -110,7 +128,27 @@ def train(out, options: PolicyTraining = PolicyTraining(), *, model=None, log=No
 
 def evaluate(policies, pooled, out, *, seed: int = 0, log=None) -> dict:
     """Every method on the held-out pools: the meta-trained policies (directories), the pooled
-    one (a directory trained with --algorithm pooled) and the baselines; writes ``out``."""
+    one (a directory trained with --algorithm pooled) and the baselines; writes ``out``.
+
+    Parameters
+    ----------
+    policies : sequence of str or os.PathLike
+        Meta-trained policy directories.
+    pooled : str or os.PathLike
+        A policy directory trained with --algorithm pooled (over the same variance model).
+    out : str or os.PathLike
+        The report directory to write (new or empty).
+    seed : int
+        The seed of the held-out episodes.
+    log : callable, optional
+        Called with each progress line (None: silent).
+
+    Returns
+    -------
+    dict
+        Per held-out group and method: the mean Sharpe, turnover, drawdown and P&L with 95 %
+        intervals; per meta method, its Sharpe after adaptation against before, the pooled policy and PPO.
+    """
     check_output(out, "dir")
     meta, models = {}, set()
     for path in policies:

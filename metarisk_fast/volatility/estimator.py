@@ -56,11 +56,21 @@ def _looks_like_returns(frame: pd.DataFrame) -> bool:
 
 @dataclass(frozen=True)
 class RiskForecast:
-    """Forecasts of every (date, asset) of a panel: ``variance`` and ``vol`` are DataFrames (dates x
-    assets, NaN where the asset has no forecast yet) of the mean daily variance of log returns over
-    the next ``horizon`` days and its square root; ``var`` / ``es`` give one-day Value-at-Risk and
-    Expected Shortfall of a log return (negative numbers) for any level. ``nu``: the Student t
-    degrees of freedom of the model's training likelihood (None: a Gaussian one)."""
+    """Forecasts of every (date, asset) of a panel, made at each date's close.
+
+    ``var`` / ``es`` give one-day Value-at-Risk and Expected Shortfall of a log return (negative
+    numbers) for any level, from the variance and the model's own distribution.
+
+    Parameters
+    ----------
+    variance : pandas.DataFrame
+        Dates x assets: the mean daily variance of log returns over the next ``horizon`` days
+        (squared log-return units, not annualised); NaN where the asset has no forecast yet.
+    horizon : int
+        Days ahead the variance is the mean over.
+    nu : float or None
+        The Student t degrees of freedom of the model's training likelihood (None: a Gaussian one).
+    """
 
     variance: pd.DataFrame
     horizon: int
@@ -68,6 +78,7 @@ class RiskForecast:
 
     @property
     def vol(self) -> pd.DataFrame:
+        """Dates x assets: the square root of ``variance`` (daily log-return units)."""
         return np.sqrt(self.variance)
 
     def _dist(self, dist):
@@ -77,13 +88,39 @@ class RiskForecast:
         return dist, (self.nu or STUDENT_T_NU)
 
     def var(self, alpha: float = 0.01, dist: str | None = None) -> pd.DataFrame:
-        """Value-at-Risk at level ``alpha`` (0 < alpha < 0.5); ``dist`` 't' (the default for a model
-        trained with the t likelihood, with its degrees of freedom) or 'normal'."""
+        """Value-at-Risk of the next day's log return at level ``alpha``.
+
+        Parameters
+        ----------
+        alpha : float
+            The left-tail probability, 0 < alpha < 0.5 (0.01: the 1 % VaR).
+        dist : {'t', 'normal'} or None
+            The return distribution: 't' (the default for a model trained with the t likelihood,
+            with its degrees of freedom, scaled to the forecast variance) or 'normal'.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Dates x assets, log-return units (negative numbers); NaN where there is no forecast.
+        """
         dist, nu = self._dist(dist)
         return self._apply(lambda v: value_at_risk(v, _alpha(alpha), dist, nu))
 
     def es(self, alpha: float = 0.025, dist: str | None = None) -> pd.DataFrame:
-        """Expected Shortfall at level ``alpha``, E[r | r < VaR_alpha]; ``dist`` as in ``var``."""
+        """Expected Shortfall of the next day's log return, E[r | r < VaR_alpha].
+
+        Parameters
+        ----------
+        alpha : float
+            The left-tail probability, 0 < alpha < 0.5 (0.025: the Basel ES level).
+        dist : {'t', 'normal'} or None
+            As in ``var``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Dates x assets, log-return units (negative numbers); NaN where there is no forecast.
+        """
         dist, nu = self._dist(dist)
         return self._apply(lambda v: expected_shortfall(v, _alpha(alpha), dist, nu))
 
@@ -95,8 +132,21 @@ class RiskForecast:
         return pd.DataFrame(out, index=self.variance.index, columns=self.variance.columns)
 
     def to_frame(self, dist: str = "normal", alphas=None) -> pd.DataFrame:
-        """`metarisk forecast`'s long table with its ``--dist`` and ``--alpha`` (date, asset,
-        forecast_variance, then var_1, var_5, es_2_5, or var_<a> and es_<a> for each level)."""
+        """The forecasts as `metarisk forecast`'s long table, with its ``--dist`` and ``--alpha``.
+
+        Parameters
+        ----------
+        dist : {'normal', 't'}
+            The distribution of the VaR and ES columns ('t' needs a model trained with the t likelihood).
+        alphas : sequence of float or None
+            Tail levels in (0, 0.5); None: the 1 % and 5 % VaR and the 2.5 % ES.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per (date, asset) with a forecast, sorted by date then asset: date, asset,
+            forecast_variance, then var_1, var_5, es_2_5 (or var_<a> and es_<a> for each level).
+        """
         from ..evaluation import risk_columns
 
         if dist == "t" and not self.nu:
@@ -117,14 +167,30 @@ def _alpha(alpha) -> float:
 
 
 class RiskModel:
-    """A meta-learned variance forecaster, as a quant uses an estimator:
+    """A meta-learned variance forecaster, as a quant uses an estimator.
 
+    ``RiskModel.pretrained()`` is the shipped model; ``RiskModel(...).fit(prices)`` trains one;
+    ``save(path)`` / ``RiskModel.load(path)`` write and read a `metarisk` model directory (the same
+    files the command reads and writes).
+
+    Parameters
+    ----------
+    learner : str
+        The learner to meta-train: 'maml', 'fomaml', 'reptile', 'metasgd', 'head', 'pooled' (no
+        adaptation), 'memory' or 'memory_maml' (`metarisk train --learner`).
+    horizon : int
+        Days ahead: the forecast is the mean daily variance of log returns over the next ``horizon`` days.
+    history : int
+        At most this many of an asset's latest realised days form its support set.
+    options : TrainOptions
+        Meta-training settings (steps, batch, learning rates, inner steps, hidden sizes, seed).
+
+    Examples
+    --------
     >>> model = RiskModel.pretrained()                  # the shipped model, no training
     >>> fc = model.forecast(prices)                     # prices: DataFrame, dates x assets (closes)
     >>> fc.vol.iloc[-1], fc.var(0.01).iloc[-1]          # today's vol and 1 % t-VaR per asset
-
-    or ``RiskModel(learner="maml", horizon=1, history=60).fit(prices)``, then ``save(path)`` /
-    ``RiskModel.load(path)`` (a `metarisk` model directory, the same files the command reads)."""
+    """
 
     def __init__(self, learner: str = "maml", horizon: int = 1, history: int = 60,
                  options: TrainOptions = TrainOptions()):
@@ -134,7 +200,18 @@ class RiskModel:
     # ---------------------------------------------------------------- construction
     @classmethod
     def load(cls, path) -> "RiskModel":
-        """A model directory written by ``save`` or `metarisk train` ('default': the shipped one)."""
+        """Read a model directory written by ``save`` or `metarisk train`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The directory ('default': the shipped model).
+
+        Returns
+        -------
+        RiskModel
+            A fitted model.
+        """
         learner, spec, meta = load_model(path)
         model = cls(meta["learner"], spec.horizon, meta["history"])
         model._fitted = (learner, spec, meta)
@@ -142,14 +219,40 @@ class RiskModel:
 
     @classmethod
     def pretrained(cls) -> "RiskModel":
-        """The shipped model: MAML trained by `metarisk train --prices default` (seed 0), h = 1."""
+        """The shipped model: MAML trained by `metarisk train --prices default` (seed 0), h = 1.
+
+        Returns
+        -------
+        RiskModel
+            A fitted model (the package's weights; no training, no download).
+        """
         return cls.load(PRETRAINED)
 
     def fit(self, prices, train_end=None, *, returns: bool = False, steps: int | None = None,
             seed: int | None = None, log=None) -> "RiskModel":
-        """Meta-train on 80 % of the panel's assets up to ``train_end`` (default: the last date)
-        and validate on the rest, as `metarisk train` does; ``steps`` / ``seed`` override the
-        options. Returns self."""
+        """Meta-train on 80 % of the panel's assets and validate on the rest, as `metarisk train` does.
+
+        Parameters
+        ----------
+        prices : pandas.DataFrame, pandas.Series or PricePanel
+            Closes: a wide frame (DatetimeIndex x assets), one asset's Series, or a long or OHLC
+            frame as `metarisk` reads them.
+        train_end : date-like or None
+            The last date training may see (default: the last date).
+        returns : bool
+            ``prices`` holds daily log returns, not closes.
+        steps : int or None
+            Meta-training steps (None: the options', else the learner's default).
+        seed : int or None
+            Overrides the options' seed.
+        log : callable or None
+            Called with each progress line (None: silent).
+
+        Returns
+        -------
+        RiskModel
+            ``self``, fitted.
+        """
         from dataclasses import replace
 
         opts = replace(self.options, **{k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None})
@@ -162,7 +265,18 @@ class RiskModel:
         return self
 
     def save(self, path) -> Path:
-        """Write the model directory (model.json, model.pt), as `metarisk train` writes it."""
+        """Write the model directory (model.json, model.pt), as `metarisk train` writes it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A directory that does not exist yet or is empty.
+
+        Returns
+        -------
+        pathlib.Path
+            The directory written.
+        """
         learner, spec, meta = self._model("save")
         check_output(path, "dir")
         return save_model(path, meta["learner"], learner, spec, history=meta["history"], hidden=meta["hidden"],
@@ -175,14 +289,31 @@ class RiskModel:
         return dict(self._model("info")[2])
 
     def forecast(self, prices, start=None, *, returns: bool = False, history: int | None = None) -> RiskForecast:
-        """Forecasts for every asset and date of ``prices`` (from ``start``), each made at the close
-        of its date from data up to it; NaN where an asset has no forecast (before its second price)."""
+        """Forecasts for every asset and date of ``prices``, each made at its date's close from data up to it.
+
+        Parameters
+        ----------
+        prices : pandas.DataFrame, pandas.Series or PricePanel
+            Closes, as ``fit`` takes them.
+        start : date-like or None
+            The first date to forecast (None: the first date).
+        returns : bool
+            ``prices`` holds daily log returns, not closes.
+        history : int or None
+            At most this many latest realised days per support set (None: the model's).
+
+        Returns
+        -------
+        RiskForecast
+            Dates (from ``start``) x assets; NaN where an asset has no forecast (before its second price).
+        """
         learner, spec, meta = self._model("forecast")
         panel = _panel(prices, returns)
         long = forecast_panel(learner, spec, meta, panel, start=start, history=history)
         lo = 0 if start is None else panel.row_of(start)
         wide = long.pivot(index="date", columns="asset", values="forecast_variance")
-        wide = wide.reindex(index=pd.DatetimeIndex(panel.dates[lo:], name="date"), columns=list(panel.assets))
+        dates = pd.DatetimeIndex(panel.dates[lo:].astype("datetime64[ns]"), name="date")  # pandas' own unit
+        wide = wide.reindex(index=dates, columns=list(panel.assets))
         wide.columns.name = "asset"
         return RiskForecast(variance=wide, horizon=spec.horizon, nu=model_nu(learner))
 

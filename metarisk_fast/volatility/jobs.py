@@ -39,7 +39,30 @@ Log = Callable[[str], None] | None
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Meta-training hyper-parameters shared by ``train`` and ``demo``."""
+    """Meta-training hyper-parameters shared by ``train`` and ``demo``.
+
+    Parameters
+    ----------
+    steps : int, optional
+        Meta-training steps (None: the learner's own, ``forecasting.training_default``).
+    batch : int
+        Tasks per meta-batch.
+    meta_lr : float
+        The outer (Adam) learning rate.
+    inner_lr : float
+        The inner-loop learning rate of the gradient-based learners.
+    inner_steps : int
+        Inner-loop steps.
+    hidden : tuple of int, optional
+        Hidden layer sizes (None: the learner's own).
+    seed : int
+        The seed of the initialisation and the task draws.
+    memory_slots : int
+        The memory learner's slots: at least the longest history it writes.
+    young_listings : bool, optional
+        A third of the meta-batches from simulated listings (``tasks.simulated_listings``); None:
+        the learner's own (on for the head learner, off for the others, as validation chose).
+    """
 
     steps: int | None = None  # None: the learner's own (forecasting.training_default)
     batch: int = 64
@@ -69,15 +92,48 @@ class TrainOptions:
                 check_int("hidden", h, 1)
 
     def hidden_for(self, kind: str) -> tuple[int, ...]:
-        """The hidden layer sizes of learner ``kind``: the ones given, else the learner's default."""
+        """The hidden layer sizes of a learner: the ones given, else the learner's default.
+
+        Parameters
+        ----------
+        kind : str
+            A learner name (``forecasting.LEARNERS``).
+
+        Returns
+        -------
+        tuple of int
+            The sizes.
+        """
         return tuple(self.hidden) if self.hidden is not None else training_default(kind, "hidden")
 
     def young_for(self, kind: str) -> bool:
-        """Whether learner ``kind`` trains on simulated listings: as given, else the learner's default."""
+        """Whether a learner trains on simulated listings: as given, else the learner's default.
+
+        Parameters
+        ----------
+        kind : str
+            A learner name (``forecasting.LEARNERS``).
+
+        Returns
+        -------
+        bool
+            True: a third of the meta-batches come from simulated listings.
+        """
         return self.young_listings if self.young_listings is not None else training_default(kind, "young_listings")
 
     def steps_for(self, kind: str) -> int:
-        """The meta-training steps of learner ``kind``: the number given, else the learner's default."""
+        """The meta-training steps of a learner: the number given, else the learner's default.
+
+        Parameters
+        ----------
+        kind : str
+            A learner name (``forecasting.LEARNERS``).
+
+        Returns
+        -------
+        int
+            The steps.
+        """
         return self.steps if self.steps is not None else training_default(kind, "steps")
 
 
@@ -166,7 +222,39 @@ def train(prices, out, *, learner: str = "maml", horizon: int = 1, history: int 
     the model directory ``out``; returns its metadata (model.json). ``nproc`` > 1: data-parallel
     over that many local processes (torch.distributed, gloo); under `torchrun` the ranks it
     started join one group. Every ``checkpoint_every`` steps rank 0 rewrites
-    ``out/checkpoint.pt``; ``resume`` continues from it. Rank 0 alone writes."""
+    ``out/checkpoint.pt``; ``resume`` continues from it. Rank 0 alone writes.
+
+    Parameters
+    ----------
+    prices : str, os.PathLike, PricePanel or pandas.DataFrame
+        A price file (CSV or Parquet; wide, long or OHLC), 'default' for the embedded S&P 500
+        panel, or a panel / wide DataFrame of closes.
+    out : str or os.PathLike
+        The model directory to write (new or empty).
+    learner : str
+        The learner (``forecasting.LEARNERS``).
+    horizon : int
+        Days ahead of the forecasts.
+    history : int
+        Support days per task.
+    train_end : date-like, optional
+        The last date training may see (default: the last date).
+    options : TrainOptions
+        Meta-training hyper-parameters.
+    log : callable, optional
+        Called with each progress line (None: silent).
+    nproc : int
+        Local processes (data-parallel; ``options.batch`` a multiple of it).
+    checkpoint_every : int
+        Steps between checkpoints (0: none).
+    resume : bool
+        Continue from ``out/checkpoint.pt``.
+
+    Returns
+    -------
+    dict
+        The model's metadata (model.json): assets, dates, validation losses, settings.
+    """
     check_output(out, "dir")
     for name, value, lo, hi in (("nproc", nproc, 1, 1024), ("checkpoint_every", checkpoint_every, 0, 10**7)):
         check_int(name, value, lo, hi)
@@ -262,7 +350,33 @@ def _stderr(msg: str) -> None:
 def forecast(model, prices, *, start=None, history: int | None = None, dist: str = "normal", alphas=None,
              log: Log = None) -> pd.DataFrame:
     """The forecast table (columns: date, asset, forecast_variance and ``risk_columns``) of every
-    asset from ``start`` (default: as soon as history allows); ``model`` is a model directory."""
+    asset from ``start`` (default: as soon as history allows).
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        A model directory ('default': the shipped model).
+    prices : str, os.PathLike, PricePanel or pandas.DataFrame
+        A price file (CSV or Parquet; wide, long or OHLC), 'default' for the embedded S&P 500
+        panel, or a panel / wide DataFrame of closes.
+    start : date-like, optional
+        The first date to forecast.
+    history : int, optional
+        Support days (default: the model's).
+    dist : {'normal', 't'}
+        The distribution of the VaR and ES columns.
+    alphas : sequence of float, optional
+        Tail levels in (0, 0.5) (default: VaR 1 %, 5 %, ES 2.5 %).
+    log : callable, optional
+        Called with each progress line (None: silent).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (date, asset) with a forecast, sorted by date: date, asset, forecast_variance
+        (the mean daily variance of log returns over the next h days), then the VaR / ES columns
+        (log-return units, negative).
+    """
     learner, spec, meta = load_model(model)
     return forecast_panel(learner, spec, meta, load_panel(prices, log or ignore), start=start, history=history,
                           dist=dist, alphas=alphas, log=log)
@@ -403,7 +517,34 @@ def evaluate(model, prices, out, *, start=None, history: int | None = None, garc
              garch_refit: int = 63, log: Log = None) -> Evaluation:
     """The model against the baselines from ``start`` (default: the first day after the model's
     training end and an h-day embargo); training assets and earlier dates are flagged in-sample.
-    Writes the report directory ``out``."""
+    Writes the report directory ``out``.
+
+    Parameters
+    ----------
+    model : str or os.PathLike
+        A model directory ('default': the shipped model).
+    prices : str, os.PathLike, PricePanel or pandas.DataFrame
+        A price file (CSV or Parquet; wide, long or OHLC), 'default' for the embedded S&P 500
+        panel, or a panel / wide DataFrame of closes.
+    out : str or os.PathLike
+        The report directory to write (new or empty).
+    start : date-like, optional
+        The first date to evaluate.
+    history : int, optional
+        Support days (default: the model's).
+    garch : bool
+        Include the GARCH(1,1)-t and GJR-GARCH-t baselines.
+    garch_refit : int
+        Days between GARCH refits (each fit on data up to its date).
+    log : callable, optional
+        Called with each progress line (None: silent).
+
+    Returns
+    -------
+    Evaluation
+        The table (one row per model: QLIKE, MSE, DM tests, VaR backtests), per-model details and
+        the forecasts.
+    """
     check_output(out, "dir")
     if history is not None:
         check_int("history", history, 1, 5000)
@@ -488,7 +629,40 @@ def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTO
     pretrained one where it was trained with these settings, unless ``retrain``; else meta-trained
     here), then forecast the held-out assets from only the last k days (k in ``histories``) and
     compare with the baselines; writes the report directory ``out`` (and, with ``save_models``, each
-    learner as a model directory under it). Returns the evaluations and the files."""
+    learner as a model directory under it).
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        The report directory to write (new or empty).
+    learners : sequence of str
+        The learners to compare.
+    histories : sequence of int
+        The few-shot history lengths k.
+    horizon : int
+        Days ahead of the forecasts.
+    train_end : date-like
+        The last date training sees.
+    holdout : int
+        Assets held out of training (the evaluated ones).
+    garch : bool
+        Include the GARCH baselines.
+    garch_refit : int
+        Days between GARCH refits.
+    options : TrainOptions
+        Meta-training hyper-parameters.
+    retrain : bool
+        Train every learner here even where a shipped one has these settings.
+    save_models : str or os.PathLike, optional
+        Also write each learner as a model directory under this one.
+    log : callable, optional
+        Called with each progress line (None: silent).
+
+    Returns
+    -------
+    tuple of (list of Evaluation, dict)
+        One evaluation per history length, and {"files": the files written, "seconds": the run time}.
+    """
     check_output(out, "dir")
     if save_models is not None:
         check_output(save_models, "dir")

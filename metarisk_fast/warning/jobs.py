@@ -173,7 +173,34 @@ def warn(prices="default", out="warning_report", *, drawdown: float = 15.0, hori
     ``out``/scores.csv (date, score, alarm), report.md, report.json (both periods, the
     robustness grid of event definitions), warning.png and warning.json (the combination and
     its alarm threshold on every known label, for a live StressScore or RiskEngine).
-    ``drawdown`` in percent."""
+
+    Parameters
+    ----------
+    prices : str, os.PathLike, PricePanel or pandas.DataFrame
+        A price file, a panel or DataFrame of closes, or 'default' (the embedded panel).
+    out : str or os.PathLike
+        The report directory to write (new or empty).
+    drawdown : float
+        The stress event's drawdown of the index, in percent.
+    horizon : int
+        Days ahead the event is looked for (the label at t: an event within the next ``horizon`` days).
+    events : {'drawdown_or_vol', 'drawdown'}
+        The event definition.
+    validation_end : date-like, optional
+        The last date of the validation period.
+    ingredients : sequence of str, optional
+        The single scores the combined score averages (default INGREDIENTS).
+    model : str or os.PathLike, optional
+        A variance model directory (its forecast jump, and a memory learner's novelty, become scores).
+    log : callable, optional
+        Called with each progress line (None: silent).
+
+    Returns
+    -------
+    dict
+        The summary (report.json): both periods' figures per score, the ingredients chosen, the
+        robustness grid, the episodes and their lead times, the live model's threshold.
+    """
     check_output(out, "dir")
     if not (isinstance(drawdown, (int, float)) and 0 < drawdown < 100):
         raise ValueError(f"--drawdown must be a percentage in (0, 100), got {drawdown!r}")

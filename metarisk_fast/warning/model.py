@@ -21,6 +21,32 @@ FORMAT = 2
 
 @dataclass(frozen=True)
 class WarningModel:
+    """A fitted early-warning model: what a live StressScore scores with.
+
+    Parameters
+    ----------
+    ingredients : tuple of str
+        The single scores whose own-past percentiles the combined score averages.
+    threshold : float
+        An alarm: the combined score above it.
+    horizon : int
+        Days ahead the stress event is looked for.
+    drawdown : float
+        The event's drawdown, a fraction.
+    window : int
+        Days of the covariance scores.
+    memory : int
+        Days of volatility states the novelty compares against.
+    fitted_through : str
+        The last day whose label calibrated the threshold.
+    events : str
+        The stress event definition (``signals.EVENTS``).
+    assets : tuple of str, optional
+        The panel's assets.
+    model_sha256 : str, optional
+        The variance model whose scores it combines (its weights' SHA-256).
+    """
+
     ingredients: tuple[str, ...]  # the single scores whose own-past percentiles the combined score averages
     threshold: float  # an alarm: the combined score above it
     horizon: int
@@ -34,15 +60,25 @@ class WarningModel:
 
     @property
     def needs_forecasts(self) -> bool:
+        """Whether scoring needs the bar's variance forecasts."""
         return MODEL_SCORE in self.ingredients
 
     @property
     def needs_novelty(self) -> bool:
+        """Whether scoring needs a memory learner's novelty."""
         return MEMORY_SCORE in self.ingredients
 
     def check_fits(self, assets, model_sha256: str | None = None) -> None:
         """Refuse to score another universe, or another variance model's forecasts, than the ones
-        it was fitted on: its percentiles and threshold mean nothing there."""
+        it was fitted on: its percentiles and threshold mean nothing there.
+
+        Parameters
+        ----------
+        assets : sequence of str
+            The assets to be scored.
+        model_sha256 : str, optional
+            The variance model's weights checksum (its model.json's), if its scores are combined.
+        """
         if self.assets is not None and sorted(self.assets) != sorted(assets):
             extra, gone = sorted(set(assets) - set(self.assets)), sorted(set(self.assets) - set(assets))
             raise ValueError(f"the warning model was fitted on {len(self.assets)} other assets (not fitted: "
@@ -58,7 +94,28 @@ class WarningModel:
             model_sha256: str | None = None) -> "WarningModel":
         """The model combining ``ingredients`` (columns of ``frame``, warning_scores' rows): its
         threshold is the (1 - false_alarm_rate) quantile of the combined score on the days known
-        to be calm at the last day (the evaluation's alarm rule, at the end of the history)."""
+        to be calm at the last day (the evaluation's alarm rule, at the end of the history).
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            ``warning_scores``' rows: date, label and one column per single score.
+        ingredients : sequence of str
+            Columns of ``frame`` to combine.
+        horizon, drawdown, window, memory, events
+            The settings the scores and labels were computed with (as the fields).
+        false_alarm_rate : float
+            The share of calm days above the threshold.
+        assets : sequence of str, optional
+            The panel's assets.
+        model_sha256 : str, optional
+            The variance model's weights checksum.
+
+        Returns
+        -------
+        WarningModel
+            The fitted model.
+        """
         ingredients = tuple(ingredients)
         score = combined_score(frame[list(ingredients)].to_numpy())
         y = frame["label"].to_numpy()
@@ -74,7 +131,13 @@ class WarningModel:
                    None if assets is None else tuple(str(a) for a in assets), model_sha256)
 
     def to_json(self) -> str:
-        """The model as JSON: its ingredients, threshold, event definition and score settings."""
+        """The model as JSON.
+
+        Returns
+        -------
+        str
+            Its format, ingredients, threshold, event definition and score settings.
+        """
         return json.dumps({"format": FORMAT, "ingredients": list(self.ingredients), "threshold": self.threshold,
                            "horizon": self.horizon, "drawdown": self.drawdown, "events": self.events,
                            "window": self.window, "memory": self.memory, "fitted_through": self.fitted_through,
@@ -82,12 +145,29 @@ class WarningModel:
                            "model_sha256": self.model_sha256}, indent=1)
 
     def save(self, path) -> None:
-        """Write the model to ``path`` atomically (JSON)."""
+        """Write the model atomically as JSON.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        """
         atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path) -> "WarningModel":
-        """A saved model (a warning.json, or the `metarisk warn` directory holding one), checked."""
+        """A saved model, checked.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A warning.json, or the `metarisk warn` directory holding one.
+
+        Returns
+        -------
+        WarningModel
+            The model.
+        """
         p = Path(path)
         if p.is_dir():
             p = p / "warning.json"

@@ -55,7 +55,17 @@ class StressMonitor:
 class StressReading:
     """One bar's early warning: the combined score (the mean of its ingredients' percentiles
     within their own past, in [0, 1]; NaN until every ingredient has a past), the alarm (score above the model's threshold) and every single
-    score (NaN where it needs more history)."""
+    score (NaN where it needs more history).
+
+    Parameters
+    ----------
+    score : float
+        The combined score in [0, 1]; NaN until every ingredient has a past.
+    alarm : bool
+        The score is above the model's threshold.
+    singles : dict of str to float
+        Every single score (NaN where it needs more history).
+    """
 
     score: float
     alarm: bool
@@ -181,7 +191,15 @@ class StressScore:
 
     ``update(close, variance=None, novelty=None)``: variance forecasts (N,) are needed where the
     model combines the forecast jump, a memory learner's novelty (N,) where it combines that;
-    RiskEngine(monitor=...) passes both."""
+    RiskEngine(monitor=...) passes both.
+
+    Parameters
+    ----------
+    model : WarningModel
+        The fitted warning model (``WarningModel.load``).
+    n_assets : int
+        Assets per bar (at least 2), in the order the model was fitted on.
+    """
 
     def __init__(self, model: WarningModel, n_assets: int):
         if not isinstance(model, WarningModel):
@@ -200,20 +218,44 @@ class StressScore:
 
     @classmethod
     def load(cls, path, n_assets: int) -> "StressScore":
-        """From a warning.json (or the `metarisk warn` directory holding one)."""
+        """A score of a saved warning model.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A warning.json, or the `metarisk warn` directory holding one.
+        n_assets : int
+            Assets per bar.
+
+        Returns
+        -------
+        StressScore
+            A score that has seen no bar.
+        """
         return cls(WarningModel.load(path), n_assets)
 
     @property
     def needs_forecasts(self) -> bool:
+        """Whether ``update`` needs the bar's variance forecasts."""
         return self.model.needs_forecasts
 
     def check_fits(self, assets, model_sha256: str | None = None) -> None:
-        """Refuse other assets, or another variance model, than the warning model was fitted on
-        (RiskEngine calls it with its own)."""
+        """Refuse other assets, or another variance model, than the warning model was fitted on.
+
+        RiskEngine calls it with its own.
+
+        Parameters
+        ----------
+        assets : sequence of str
+            The assets to be scored.
+        model_sha256 : str, optional
+            The variance model's weights checksum (its model.json's), if its scores are combined.
+        """
         self.model.check_fits(assets, model_sha256)
 
     @property
     def needs_novelty(self) -> bool:
+        """Whether ``update`` needs a memory learner's novelty."""
         return self.model.needs_novelty
 
     def _checked(self, name, x, positive=False):
@@ -228,7 +270,22 @@ class StressScore:
         return a
 
     def update(self, close, variance=None, novelty=None) -> StressReading:
-        """One bar of closes (N,; NaN: no price) -> the reading. Checked before the state changes."""
+        """Score one bar; the bar is checked before the state changes.
+
+        Parameters
+        ----------
+        close : array_like
+            (n_assets,) closes, positive; NaN: no price.
+        variance : array_like, optional
+            (n_assets,) the bar's variance forecasts (needed where the model combines the forecast jump).
+        novelty : array_like, optional
+            (n_assets,) a memory learner's novelty (needed where the model combines it).
+
+        Returns
+        -------
+        StressReading
+            The bar's combined score, alarm and single scores.
+        """
         close = self._checked("close", close, positive=True)
         if self.needs_forecasts and variance is None:
             raise ValueError("this warning model combines the forecast jump: pass the bar's variance forecasts")
@@ -246,11 +303,23 @@ class StressScore:
 
     # state, for RiskEngine's save / restore / copy
     def state_dict(self) -> dict:
-        """The score's state as arrays (what an engine's saved state holds for its monitor)."""
+        """The score's state as arrays.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Copies: what an engine's saved state holds for its monitor.
+        """
         return {k: v.copy() for k, v in self._s.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a state taken by ``state_dict``; every check runs before anything changes."""
+        """Restore a state taken by ``state_dict``; every check runs before anything changes.
+
+        Parameters
+        ----------
+        state : dict of str to numpy.ndarray
+            From a score of the same model and assets.
+        """
         mine = StressScore(self.model, self.n_assets)._s
         for k, v in mine.items():
             got = state.get(k)
@@ -263,7 +332,13 @@ class StressScore:
         self._s = {k: np.array(state[k]) for k in _STATE}
 
     def copy(self) -> "StressScore":
-        """An independent score in the same state."""
+        """An independent score in the same state.
+
+        Returns
+        -------
+        StressScore
+            The copy.
+        """
         other = StressScore(self.model, self.n_assets)
         other.load_state_dict(self.state_dict())
         return other
