@@ -60,6 +60,7 @@ def test_the_documentation_builds_without_a_warning(tmp_path):
     docs = Path(__file__).parents[1] / "docs"
     run = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "-d",
                           str(tmp_path / "doctrees"), str(docs), str(tmp_path / "html")],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)  # the installed package,
+    # as the tests import it (`-m` puts the working directory first on the path: not the source tree)
     assert run.returncode == 0, f"sphinx-build failed:\n{run.stdout[-4000:]}\n{run.stderr[-8000:]}"
     assert (tmp_path / "html" / "reference.html").stat().st_size > 100_000
