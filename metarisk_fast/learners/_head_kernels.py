@@ -38,23 +38,25 @@ def _fixed(v):
     return np.int64(math.floor(min(max(v, -STAT_CLIP), STAT_CLIP) * STAT_SCALE + 0.5))
 
 
-LANES = 8  # rows (or heads) computed side by side, one per vector lane, each with scalar code's operations
+LANES = 8  # heads solved side by side, one per vector lane, each with scalar code's operations
+ROW_BLOCK = 64  # rows through the body side by side: each layer's outputs are 64-row axpys in vector registers
 
 
 @njit(cache=True, nogil=True)
 def body_rows(rows, which, theta, sizes, out):
     """phi = [s(body(x)), 1], s(a) = a / sqrt(1 + a^2), of each row x = rows[i] (float32 in,
     float64 arithmetic) into out[which[i]]: the MLP's layers (each weight transposed, (in, out)
-    row-major, then its bias; ReLU between layers), LANES rows at a time with the rows innermost so
-    the loops run in vector registers. Output o of a row is bias + w[0, o] a[0] + w[1, o] a[1] +
-    ... in that order whatever the block, so a row's features are the same bits in every call."""
+    row-major, then its bias; ReLU between layers), ROW_BLOCK rows at a time with the rows
+    innermost so the loops run in vector registers. Output o of a row is bias + w[0, o] a[0] +
+    w[1, o] a[1] + ... in that order whatever the block, so a row's features are the same bits in
+    every call."""
     m = rows.shape[0]
     width = max(sizes.max(), rows.shape[1])
-    A, B = np.empty((width, LANES)), np.empty((width, LANES))
+    A, B = np.empty((width, ROW_BLOCK)), np.empty((width, ROW_BLOCK))
     n_layers = sizes.shape[0] - 1
     d = sizes[n_layers]
-    for lo in range(0, m, LANES):
-        for l in range(LANES):  # a short last block repeats its last row
+    for lo in range(0, m, ROW_BLOCK):
+        for l in range(ROW_BLOCK):  # a short last block repeats its last row
             r = min(lo + l, m - 1)
             for i in range(rows.shape[1]):
                 A[i, l] = rows[r, i]
@@ -63,20 +65,19 @@ def body_rows(rows, which, theta, sizes, out):
             n_in, n_out = sizes[layer], sizes[layer + 1]
             bias = off + n_out * n_in
             for o in range(n_out):
-                acc = B[o]
-                for l in range(LANES):
-                    acc[l] = theta[bias + o]
+                b = theta[bias + o]
+                for l in range(ROW_BLOCK):
+                    B[o, l] = b
                 for i in range(n_in):
                     w = theta[off + i * n_out + o]
-                    a = A[i]
-                    for l in range(LANES):
-                        acc[l] += w * a[l]
+                    for l in range(ROW_BLOCK):
+                        B[o, l] += w * A[i, l]
                 if layer < n_layers - 1:
-                    for l in range(LANES):
-                        acc[l] = max(acc[l], 0.0)
+                    for l in range(ROW_BLOCK):
+                        B[o, l] = max(B[o, l], 0.0)
             off = bias + n_out
             A, B = B, A
-        for l in range(min(LANES, m - lo)):
+        for l in range(min(ROW_BLOCK, m - lo)):
             phi = out[which[lo + l]]
             for k in range(d):
                 v = A[k, l]
