@@ -195,8 +195,12 @@ class RiskEngine:
         self.history, self.min_history, self.readapt_every = int(history), int(min_history), int(readapt_every)
         self.forecaster = MetaForecaster(learner, self.history, min_history=self.min_history)
         self._anchor_row = spec.features.names.index(ANCHOR_FEATURE)
+        # the spec's per-bar constants, read once (its properties rebuild the feature names)
+        self._n_scaled, self._row_scale, self._squared = spec.n_scaled, spec.row_scale, spec.proxy == "squared_returns"
+        self._range_inputs = spec.features.needs_ohlc
+        self._ohlc = self._range_inputs or not self._squared
         self._head_params = learner.kernel_params() if self._incremental else None
-        self._head_z = None  # the head learner's outputs of the last bar (_head_bar)
+        self._head_z = self._head_ready = None  # the head learner's outputs and ready assets of the last bar (_head_bar)
         self._young_args = young_args(spec.features)
         self._pushed = np.empty((0, 2), np.int64)  # scratch of _advance: (asset, slot) of the stored rows
         self.assets: list[str] = []
@@ -248,10 +252,6 @@ class RiskEngine:
         if self.spec.proxy == "squared_returns":
             return LOG_RETURNS
         return range_feature_set("garman_klass", self.spec.horizon)
-
-    @property
-    def _ohlc(self) -> bool:
-        return self.spec.features.needs_ohlc or self.spec.proxy == "garman_klass"
 
     def _fresh(self, n: int) -> dict[str, np.ndarray]:
         """The state of n assets with no bar yet."""
@@ -391,7 +391,7 @@ class RiskEngine:
         if gap_break:
             bridged[:] = np.nan
         b_close = bridged[0]
-        if self.spec.features.needs_ohlc:
+        if self._range_inputs:
             feats = self._features.update_checked(b_close, bridged[1], bridged[2], bridged[3])
         else:
             feats = self._features.update_checked(b_close, b_close, b_close, b_close)
@@ -400,7 +400,7 @@ class RiskEngine:
                   youth)
         x = network_inputs(feats, youth if self.spec.age_input else None)
         anchor = anchor_variance(feats[self._anchor_row])
-        squared = self.spec.proxy == "squared_returns"
+        squared = self._squared
         if squared:
             target = self._targets.update_checked(close, close, close, close)[0] ** 2
         else:
@@ -429,9 +429,10 @@ class RiskEngine:
         output (NaN elsewhere), decoded by ``_forecast``."""
         st, H, h, t = self._state, self.history, self.spec.horizon, self.t
         use = np.flatnonzero(ok)
-        rows = normalise_query(x, use[:, None], np.ones(len(use)), self.spec.n_scaled, self.spec.row_scale)[:, 0]
+        rows = normalise_query(x, use[None], np.ones(1), self._n_scaled, self._row_scale)[0]  # one gather of all rows
+        self._head_ready = self._ready(ok)
         return self.learner.stream_bar(self._head_params, rows, use, t % (h + 2), self._pushed, n, (t - h - 1) % (h + 2),
-                                       st["count"], H, st["sup_target"], self._ready(ok), st["row_phi"], st)
+                                       st["count"], H, st["sup_target"], self._head_ready, st["row_phi"], st)
 
     def _ready(self, ok) -> np.ndarray:
         """The assets that get a forecast this bar: usable rows with at least ``min_history`` support rows."""
@@ -450,21 +451,21 @@ class RiskEngine:
         st, H, D = self._state, self.history, self.spec.n_features
         s_idx = sel[:, None] * H + (st["pos"][sel, None] - length + np.arange(length)) % H
         xs, xq, c = normalise_task(st["sup_x"].reshape(-1, D), st["sup_y"].reshape(-1), s_idx, x, sel[:, None],
-                                   anchor[sel], self.spec.n_scaled, self.spec.row_scale)
+                                   anchor[sel], self._n_scaled, self._row_scale)
         return xs, st["sup_target"].reshape(-1)[s_idx][..., None], xq, c
 
     def _forecast(self, x, anchor, ok) -> tuple[np.ndarray, np.ndarray | None]:
         """The bar's variance forecasts and, where the monitor asks for it, the memory learner's
         novelty of each asset (None otherwise)."""
         st, H = self._state, self.history
-        length = np.minimum(st["count"], H)
-        ready = self._ready(ok)
         variance = np.full(len(self.assets), np.nan)
         novelty = np.full(len(self.assets), np.nan) if self.monitor is not None and self.monitor.needs_novelty else None
         if self._incremental:  # exact: each asset's head solved from its running statistics (_head_bar)
-            sel = np.flatnonzero(ready)
+            sel = np.flatnonzero(self._head_ready)
             variance[sel] = self.forecaster.target.decode(self._head_z[sel], anchor[sel])
             return variance, novelty
+        length = np.minimum(st["count"], H)
+        ready = self._ready(ok)
         groups = np.unique(length[ready])
         if self.readapt_every == 1:
             for L in groups:  # nearly always one group: every asset with the full history
@@ -483,7 +484,7 @@ class RiskEngine:
             variance[sel] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[sel])
         go = np.flatnonzero(ready & ~due & (st["adapted_at"] >= 0))
         if len(go):  # forward only: each asset's weights and scale from its last adaptation
-            xq = normalise_query(x, go[:, None], st["adapted_scale"][go], self.spec.n_scaled, self.spec.row_scale)
+            xq = normalise_query(x, go[:, None], st["adapted_scale"][go], self._n_scaled, self._row_scale)
             weights = st["adapted"] if len(go) == len(self.assets) else st["adapted"][go]  # no copy when all
             z = self.learner.predict_with_weights(weights, xq)
             variance[go] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[go])

@@ -21,8 +21,7 @@ from numba import njit
 
 @njit(cache=True, nogil=True, inline="always")
 def _rows(src, idx, c, clip, n_scaled, row_scale, out):
-    ic = 1.0 / math.sqrt(c)
-    lc = math.log(c)
+    ic, lc = (1.0 / math.sqrt(c), math.log(c)) if row_scale < 0 else (0.0, 0.0)  # row scale: set per row
     for k in range(idx.shape[0]):
         r = idx[k]
         if row_scale >= 0:

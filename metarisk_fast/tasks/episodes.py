@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+from numba import njit
 
 from .._checks import check_int
 from ..data import MAX_GAP_DAYS, DataError, PricePanel, calendar_breaks
@@ -101,7 +102,9 @@ def network_inputs(feats: np.ndarray, youth: np.ndarray | None = None) -> np.nda
     F = feats.shape[0]
     x = np.empty((*feats.shape[1:], F + (youth is not None)))
     x[..., 0] = feats[0]
-    x[..., 1:F] = np.log(np.maximum(np.moveaxis(feats[1:], 0, -1) ** 2, VAR_FLOOR))
+    log_var = np.square(feats[1:])  # (F - 1, ...), in place from here
+    np.log(np.maximum(log_var, VAR_FLOOR, out=log_var), out=log_var)
+    x[..., 1:F] = log_var.transpose(*range(1, log_var.ndim), 0)
     if youth is not None:
         x[..., F] = youth
     return x
@@ -126,8 +129,21 @@ def young_args(features: FeatureSet) -> tuple:
 
 
 def forecastable(x: np.ndarray, anchor: np.ndarray, close: np.ndarray) -> np.ndarray:
-    """Rows that get a forecast: finite inputs, an anchor above VAR_FLOOR, an observed close."""
-    return np.isfinite(x).all(axis=-1) & np.isfinite(anchor) & (anchor > VAR_FLOOR) & ~np.isnan(close)
+    """Rows that get a forecast: finite inputs, an anchor above VAR_FLOOR, an observed close.
+    x (..., D), anchor and close (...); one compiled pass (a streaming bar calls it too)."""
+    out = np.empty(np.shape(anchor), bool)
+    _forecastable_rows(np.ascontiguousarray(x).reshape(-1, x.shape[-1]), np.ravel(anchor), np.ravel(close),
+                       out.reshape(-1), VAR_FLOOR)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _forecastable_rows(x, anchor, close, out, floor):
+    for i in range(x.shape[0]):
+        ok = np.isfinite(anchor[i]) and anchor[i] > floor and not np.isnan(close[i])
+        for d in range(x.shape[1]):
+            ok = ok and np.isfinite(x[i, d])
+        out[i] = ok
 
 
 def anchor_variance(ewma_vol: np.ndarray) -> np.ndarray:
