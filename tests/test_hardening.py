@@ -211,6 +211,19 @@ def test_the_numpy_hot_path_names_a_bad_argument():
         assert "incompatible function arguments" not in str(info.value)
 
 
+@pytest.mark.parametrize("steps", [0, 2])
+def test_a_non_finite_parameter_of_one_task_is_named_by_its_place(steps):
+    """Per-task parameters are checked task by task (in the kernel's parallel loop): the message
+    still gives the flat index in the whole (B, P) array, and no prediction comes back."""
+    params = [p.detach() for p in mr.MLP(3, (8,), 1).parameters()]
+    xs, ys, xq, _ = (t.numpy() for t in make_tasks(4, 4, 3, 3, dtype=torch.float32))
+    theta = np.tile(np.concatenate([p.numpy().ravel() for p in params]), (4, 1))
+    theta[2, 5] = np.nan
+    with pytest.raises(ValueError, match=rf"theta \(initial parameters\) contains a non-finite value \(nan\) at "
+                                         rf"flat index {2 * theta.shape[1] + 5}\b"):
+        ops.mlp_adapt_predict_numpy(theta, np.array([0.1], np.float32), [3, 8, 1], xs, ys, xq, steps=steps)
+
+
 def test_divergence_raises_on_every_path():
     learner = mr.MAML(mr.MLP(3, (8,), 1), inner_lr=1e6, inner_steps=20)
     xs, ys, xq, yq = make_tasks(2, 4, 3, 3, dtype=torch.float32)

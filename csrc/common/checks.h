@@ -25,9 +25,10 @@ struct FloatingPointError : std::runtime_error {
     }                                               \
   } while (0)
 
-// Scans a buffer for NaN/inf and reports the first offending flat index.
+// Scans a buffer for NaN/inf and reports the first offending flat index (counted from `offset`:
+// a slice checked on its own reports its place in the whole array).
 template <typename T>
-inline void check_finite(const T* p, int64_t n, const char* name) {
+inline void check_finite(const T* p, int64_t n, const char* name, int64_t offset = 0) {
   // Branch-free count first (it vectorises; an early-exit scan does not),
   // then the rare path finds the first offender. x - x is NaN exactly for NaN and +-inf.
   int64_t bad = 0;
@@ -37,7 +38,7 @@ inline void check_finite(const T* p, int64_t n, const char* name) {
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(p[i])) {
       std::ostringstream os;
-      os << name << " contains a non-finite value (" << p[i] << ") at flat index " << i;
+      os << name << " contains a non-finite value (" << p[i] << ") at flat index " << offset + i;
       fail(os.str());
     }
   }

@@ -224,7 +224,9 @@ void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
   const T* ys = a.ys + b * K * O;
   const T* wsb = a.ws ? a.ws + b * K : nullptr;
   const T* theta0 = a.theta + (a.theta_per_task ? b * P : 0);
-  std::memcpy(thetas, theta0, sizeof(T) * P);
+  // a task's own parameters are checked here, in cache and in parallel, not in a pass of their own
+  if (a.theta_per_task) check_finite(theta0, P, "theta (initial parameters)", b * P);
+  if (S > 0) std::memcpy(thetas, theta0, sizeof(T) * P);
   for (int64_t s = 0; s < S; ++s) {
     const T* th = thetas + s * P;
     T* th_next = thetas + (s + 1) * P;
@@ -244,7 +246,7 @@ void run_task(const Net<T>& net, const InnerLoopArgs<T>& a, int64_t b) {
       for (int64_t p = 0; p < P; ++p) th_next[p] = th[p] - lr * g[p];
     }
   }
-  const T* thS = thetas + S * P;
+  const T* thS = S > 0 ? thetas + S * P : theta0;  // no step: the parameters as given
   if (a.adapted) std::memcpy(a.adapted + b * P, thS, sizeof(T) * P);
 
   if (Q > 0) {
@@ -315,7 +317,7 @@ void inner_loop_cpu(const MlpShape& shape, const InnerLoopArgs<T>& a) {
            "a MAML meta-gradient needs a query set with targets");
   MR_CHECK(!a.task_lr_grad || (Q > 0 && a.yq), "the learning-rate gradient needs query targets");
   MR_CHECK(!a.task_loss || a.yq, "task_loss needs query targets");
-  check_finite(a.theta, a.theta_per_task ? B * lay.P : lay.P, "theta (initial parameters)");
+  if (!a.theta_per_task) check_finite(a.theta, lay.P, "theta (initial parameters)");  // per task: in run_task
   check_finite(a.lr, a.lr_per_param ? lay.P : 1, "inner learning rate");
   check_finite(a.xs, B * K * D, "xs (support inputs)");
   check_finite(a.ys, B * K * O, "ys (support targets)");
