@@ -7,7 +7,8 @@ latency p50 / p99 of one ``update`` after a 500-bar warm-up, for the features al
 up to 5,000 assets. Peers in the same run: the features
 bar with talipp's incremental indicators, recomputing the forecast through the batch API every bar
 (a trailing 250-bar window), and arch's one-step GARCH(1,1) forecast with fixed parameters updated
-per bar. An exact bar's GFLOP/s is printed against the same run's matrix-product rate: its
+per bar; and, for the bar without re-adaptation, one NumPy pass over the adapted weights it must
+read (its floor). An exact bar's GFLOP/s is printed against the same run's matrix-product rate: its
 compute floor is the 500 inner loops' FLOPs at that rate."""
 import numpy as np
 import pytest
@@ -104,6 +105,16 @@ def test_metarisk_fast_engine_bar(benchmark, n_assets, readapt_every):
     _latency(benchmark, lambda i: engine.update(panel.close[i]), ROUNDS[n_assets])
     if readapt_every == 1:
         benchmark.extra_info["GFLOP_s"] = round(n_assets * flops_per_asset() / benchmark.stats.stats.median / 1e9, 1)
+
+
+@pytest.mark.parametrize("n_assets", [100, 500])
+def test_read_the_adapted_weights_once(benchmark, n_assets):
+    """The floor of a bar that never re-adapts: one NumPy pass (a sum, one thread) over every
+    asset's adapted weights, which such a bar must read once to predict."""
+    benchmark.group = f"stream risk bar, {n_assets} assets"
+    weights = _engine(_panel(n_assets), NEVER)._state["adapted"]
+    _latency(benchmark, lambda i: weights.sum(), ROUNDS[n_assets])
+    benchmark.extra_info["MB"] = round(weights.nbytes / 1e6, 1)
 
 
 @pytest.mark.parametrize("n_assets", [1, 100, 500, 5000])
