@@ -102,8 +102,9 @@ class RiskActor(Actor):
                                                       readapt_every=config.readapt_every)
         if self.engine.assets != self.assets:
             raise ValueError(f"the engine's assets {self.engine.assets} are not the bar types' {self.assets}")
-        self._column = {a: j for j, a in enumerate(self.assets)}
-        self._pending: dict[int, np.ndarray] = {}
+        self._column = {b: j for j, b in enumerate(self._bar_types)}  # bar type -> column
+        self._pending: dict[int, np.ndarray] = {}  # timestamp -> its closes so far (NaN: not yet)
+        self._reported: dict[int, int] = {}  # timestamp -> assets that have reported
         self.latest: RiskUpdate | None = None
 
     def on_start(self) -> None:
@@ -120,11 +121,17 @@ class RiskActor(Actor):
             A bar of one of the configured bar types.
         """
         ts = bar.ts_event
-        for older in sorted(t for t in self._pending if t < ts):  # their missing assets had no bar
-            self._commit(older)
-        row = self._pending.setdefault(ts, np.full(len(self.assets), np.nan))
-        row[self._column[bar.bar_type.instrument_id.symbol.value]] = bar.close.as_double()
-        if not np.isnan(row).any():
+        row = self._pending.get(ts)
+        if row is None:  # a timestamp's first bar: the missing assets of earlier ones had no bar
+            for older in sorted(t for t in self._pending if t < ts):
+                self._commit(older)
+            row = self._pending[ts] = np.full(len(self.assets), np.nan)
+            self._reported[ts] = 0
+        j = self._column[bar.bar_type]
+        if row[j] != row[j]:  # NaN: this asset's first bar of the timestamp (a repeat overwrites)
+            self._reported[ts] += 1
+        row[j] = bar.close.as_double()
+        if self._reported[ts] == len(row):
             self._commit(ts)
 
     def on_stop(self) -> None:
@@ -134,7 +141,8 @@ class RiskActor(Actor):
 
     def _commit(self, ts: int) -> None:
         close = self._pending.pop(ts)
-        snapshot = self.engine.update(close, date=pd.Timestamp(ts, unit="ns").date())
+        del self._reported[ts]
+        snapshot = self.engine.update(close, date=np.datetime64(ts, "ns").astype("datetime64[D]"))
         self.latest = RiskUpdate(ts, snapshot, close)
         self.msgbus.publish(self.config.topic, self.latest)
 
