@@ -23,7 +23,7 @@ import io
 import json
 import warnings
 from dataclasses import dataclass
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -345,7 +345,7 @@ class RiskEngine:
         and its date; every check runs before any state changes."""
         arrays = []
         for x, name in ((bar, "close"), (open, "open"), (high, "high"), (low, "low")):
-            if isinstance(x, Mapping):
+            if x is not None and isinstance(x, Mapping):
                 unknown = sorted(set(map(str, x)) - set(self.assets))
                 if unknown:
                     raise ValueError(f"{name} bar names assets not in the engine: {unknown} (add them with add_asset)")
