@@ -101,9 +101,9 @@ class _GradientMetaLearner(nn.Module):
     def predict_with_weights(self, weights: np.ndarray, xq: np.ndarray) -> np.ndarray:
         """Predictions (B, Q, O) of per-task flat parameters ``weights`` (B, P), e.g. from
         ``adapt_predict_weights``, on query rows xq (B, Q, D): the fused kernel with no step."""
-        _, lr = self._numpy_params(xq.dtype)
-        B = xq.shape[0]  # one zero support row per task: the kernel's shapes; no step reads it
+        B = xq.shape[0]  # one zero support row per task, and a learning rate: the kernel's shapes; no step reads them
         xs, ys = np.zeros((B, 1, xq.shape[2]), xq.dtype), np.zeros((B, 1, self.net.sizes[-1]), xq.dtype)
+        lr = np.zeros(1, xq.dtype)
         return ops.mlp_adapt_predict_numpy(np.ascontiguousarray(weights, dtype=xq.dtype), lr, self.net.sizes, xs, ys,
                                            np.ascontiguousarray(xq), **{**self._kw(None), "steps": 0})
 

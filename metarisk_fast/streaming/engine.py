@@ -476,7 +476,7 @@ class RiskEngine:
                     novelty[sel] = self.forecaster.memory_novelty(xs, ys, xq)
             return variance, novelty
         due = ready & ((st["adapted_at"] < 0) | ((self.t - 1 - st["phase"]) % self.readapt_every == 0))
-        for L in np.unique(length[due]):
+        for L in (np.unique(length[due]) if due.any() else ()):
             sel = np.flatnonzero(due & (length == L))
             xs, ys, xq, c = self._tasks(sel, int(L), x, anchor)
             z, st["adapted"][sel] = self.learner.adapt_predict_weights(xs, ys, xq)
