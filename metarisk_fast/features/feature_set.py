@@ -303,6 +303,21 @@ class StreamingFeatures:
         self.t += 1
         return row
 
+    def step_args(self) -> tuple:
+        """What a compiled caller passes to ``features._kernels.feature_step`` for the next bar.
+
+        Returns
+        -------
+        tuple
+            (bars seen so far, the kernel's arguments of the set, the state arrays, updated in
+            place by the step); call ``advance`` after the step.
+        """
+        return self.t, self._kernel_args, self._state
+
+    def advance(self) -> None:
+        """Count a bar that a compiled caller stepped through ``step_args``."""
+        self.t += 1
+
     def select(self, columns) -> "StreamingFeatures":
         """A stream of some of the assets, each with its state so far.
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..features._kernels import feature_step
+from ..tasks.episodes import anchor_of, forecastable_rows, network_rows
+from ..tasks.young import young_row
+
 
 @njit(cache=True, nogil=True)
 def bridge(observed, last_price, gap, seen, max_gap, out):
@@ -71,3 +75,46 @@ def commit_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anch
                 n += 1
                 pos[j] = (p + 1) % H
     return n
+
+
+@njit(cache=True, nogil=True)
+def advance_bar(t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_args, f_state,
+                squared, y_t, y_args, y_state, young_args, age, age_sq_sum, age_ewma, age_input, anchor_row, floor, youth, x,
+                anchor, ok, target, row_x, row_anchor, row_ok, row_break, row_y, sq_ring, sup_x, sup_y, count, pos,
+                adapted_at, pushed):
+    """A RiskEngine bar in one compiled call, each step the batch path's own function: the gap
+    bridge (``gap_break``: a calendar gap restarts every asset), the feature stream's step on the
+    bridged prices (f_t, f_args, f_state: StreamingFeatures' counter, kernel arguments and state),
+    the young-asset row (tasks/young.py), the network inputs and anchors (tasks.network_rows,
+    anchor_of), the target stream's step on the observed prices (squared returns, or the
+    Garman-Klass range), the usable rows (tasks.forecastable_rows) and commit_row. observed (S, N):
+    the close, then open, high, low where the engine keeps them; x (N, D), anchor, ok, target, youth
+    (N,) are written. Returns how many rows joined the stores (commit_row)."""
+    if gap_break:
+        seen[:] = False
+    bridge(observed, last_price, gap, seen, max_gap, bridged)
+    if gap_break:
+        bridged[:] = np.nan
+    b_close = bridged[0]
+    if range_inputs:
+        feats, _ = feature_step(f_t, bridged[1], bridged[2], bridged[3], b_close, *f_args, *f_state)
+    else:
+        feats, _ = feature_step(f_t, b_close, b_close, b_close, b_close, *f_args, *f_state)
+    feats = np.ascontiguousarray(feats)
+    young_row(feats[0], np.isnan(b_close), young_args[0], young_args[1], young_args[2], young_args[3], age, age_sq_sum,
+              age_ewma, feats, youth)
+    network_rows(feats, youth if age_input else youth[:0], x, floor)
+    for j in range(anchor.shape[0]):
+        anchor[j] = anchor_of(feats[anchor_row, j], floor)
+    close = observed[0]
+    if squared:
+        rows, _ = feature_step(y_t, close, close, close, close, *y_args, *y_state)
+        for j in range(target.shape[0]):
+            target[j] = rows[0, j] * rows[0, j]
+    else:
+        rows, _ = feature_step(y_t, observed[1], observed[2], observed[3], close, *y_args, *y_state)
+        for j in range(target.shape[0]):
+            target[j] = rows[1, j] * rows[1, j]
+    forecastable_rows(x, anchor, close, ok, floor)
+    return commit_row(t, x, anchor, ok, b_close, target, squared, row_x, row_anchor, row_ok, row_break, row_y,
+                      sq_ring, sup_x, sup_y, count, pos, adapted_at, pushed)

@@ -31,14 +31,14 @@ import torch
 
 from .._checks import check_int, check_number
 from .._files import atomic_write_bytes
-from ._kernels import bridge, commit_row
+from ._kernels import advance_bar
 from ..data import MAX_GAP_DAYS, CalendarGapWarning, DataError, missing_business_days
 from ..datasets import load_panel
 from ..evaluation import risk_columns
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
 from ..forecasting import MetaForecaster, input_scale, load_model
-from ..tasks import (ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, anchor_variance, network_inputs,
-                     forecastable, normalise_query, normalise_task, young_args, young_row)
+from ..tasks import ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, normalise_query, normalise_task, young_args
+from ..tasks.episodes import VAR_FLOOR
 
 STATE_FORMAT = 3
 _ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
@@ -197,7 +197,7 @@ class RiskEngine:
         self._anchor_row = spec.features.names.index(ANCHOR_FEATURE)
         # the spec's per-bar constants, read once (its properties rebuild the feature names)
         self._n_scaled, self._row_scale, self._squared = spec.n_scaled, spec.row_scale, spec.proxy == "squared_returns"
-        self._range_inputs = spec.features.needs_ohlc
+        self._range_inputs, self._n_features = spec.features.needs_ohlc, spec.n_features
         self._ohlc = self._range_inputs or not self._squared
         self._head_params = learner.kernel_params() if self._incremental else None
         self._head_z = self._head_ready = None  # the head learner's outputs and ready assets of the last bar (_head_bar)
@@ -379,36 +379,21 @@ class RiskEngine:
         if self._pushed.shape[0] != len(self.assets):
             self._pushed = np.empty((len(self.assets), 2), np.int64)
         observed = np.stack([close, open, high, low]) if self._ohlc else close[None]
-        bridged = np.empty_like(observed)
         gap_break = self._after_calendar_gap(date)
-        if gap_break:  # nothing is carried across the gap (tasks.bridge_gaps with its breaks)
-            if warn_gap:
-                warnings.warn(f"bar {date}: {int(missing_business_days(self.last_date, date))} business days after "
-                              f"the last bar ({self.last_date}); every asset restarts (no forecast until it has "
-                              "history again)", CalendarGapWarning, stacklevel=3)
-            st["seen"][:] = False
-        bridge(observed, st["last_price"], st["gap"], st["seen"], MAX_BRIDGED_GAP, bridged)
-        if gap_break:
-            bridged[:] = np.nan
-        b_close = bridged[0]
-        if self._range_inputs:
-            feats = self._features.update_checked(b_close, bridged[1], bridged[2], bridged[3])
-        else:
-            feats = self._features.update_checked(b_close, b_close, b_close, b_close)
-        youth = np.empty(len(self.assets))
-        young_row(feats[0], np.isnan(b_close), *self._young_args, st["age"], st["age_sq_sum"], st["age_ewma"], feats,
-                  youth)
-        x = network_inputs(feats, youth if self.spec.age_input else None)
-        anchor = anchor_variance(feats[self._anchor_row])
-        squared = self._squared
-        if squared:
-            target = self._targets.update_checked(close, close, close, close)[0] ** 2
-        else:
-            target = self._targets.update_checked(close, open, high, low)[1] ** 2
-        ok = forecastable(x, anchor, close)
-        n = commit_row(t, x, anchor, ok, b_close, target, squared, st["row_x"], st["row_anchor"], st["row_ok"],
-                       st["row_break"], st["row_y"], st["sq_returns"], st["sup_x"], st["sup_y"], st["count"],
-                       st["pos"], st["adapted_at"], self._pushed)
+        if gap_break and warn_gap:  # nothing is carried across the gap (tasks.bridge_gaps with its breaks)
+            warnings.warn(f"bar {date}: {int(missing_business_days(self.last_date, date))} business days after "
+                          f"the last bar ({self.last_date}); every asset restarts (no forecast until it has "
+                          "history again)", CalendarGapWarning, stacklevel=3)
+        N = len(self.assets)
+        x, anchor, ok = np.empty((N, self._n_features)), np.empty(N), np.empty(N, bool)
+        n = advance_bar(t, observed, gap_break, MAX_BRIDGED_GAP, st["last_price"], st["gap"], st["seen"],
+                        np.empty_like(observed), self._range_inputs, *self._features.step_args(), self._squared,
+                        *self._targets.step_args(), self._young_args, st["age"], st["age_sq_sum"], st["age_ewma"],
+                        self.spec.age_input, self._anchor_row, VAR_FLOOR, np.empty(N), x, anchor, ok, np.empty(N),
+                        st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sq_returns"],
+                        st["sup_x"], st["sup_y"], st["count"], st["pos"], st["adapted_at"], self._pushed)
+        self._features.advance()
+        self._targets.advance()
         if n:  # the stored rows' targets, encoded once (tasks/target.py)
             j, p = self._pushed[:n, 0], self._pushed[:n, 1]
             e = (t - self.spec.horizon - 1) % (self.spec.horizon + 2)

@@ -11,6 +11,7 @@ The forecaster outputs the log of the variance relative to that anchor.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -98,16 +99,32 @@ def realized_variance(close: np.ndarray, horizon: int) -> np.ndarray:
 def network_inputs(feats: np.ndarray, youth: np.ndarray | None = None) -> np.ndarray:
     """Network inputs (..., D) from the feature set's outputs (F, ...): the log return, then
     log(vol^2) of each volatility (floored), then (if given) the youth input (tasks/young.py),
-    for a panel or for one bar."""
-    F = feats.shape[0]
+    for a panel or for one bar; one compiled pass (network_rows), which a streaming bar runs too."""
+    F, M = feats.shape[0], int(np.prod(feats.shape[1:]))
     x = np.empty((*feats.shape[1:], F + (youth is not None)))
-    x[..., 0] = feats[0]
-    log_var = np.square(feats[1:])  # (F - 1, ...), in place from here
-    np.log(np.maximum(log_var, VAR_FLOOR, out=log_var), out=log_var)
-    x[..., 1:F] = log_var.transpose(*range(1, log_var.ndim), 0)
-    if youth is not None:
-        x[..., F] = youth
+    network_rows(np.ascontiguousarray(feats).reshape(F, M),
+                 np.empty(0) if youth is None else np.ascontiguousarray(youth, np.float64).reshape(M),
+                 x.reshape(M, x.shape[-1]), VAR_FLOOR)
     return x
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _floored(v, floor):
+    """max(v, floor), NaN kept (as np.maximum)."""
+    return v if v > floor or v != v else floor
+
+
+@njit(cache=True, nogil=True)
+def network_rows(feats, youth, out, floor):
+    """Row m of out (M, D): feats[0, m], then log(max(feats[f, m]^2, floor)) for each volatility f,
+    then youth[m] if youth holds M values (empty: no youth input)."""
+    F = feats.shape[0]
+    for m in range(feats.shape[1]):
+        out[m, 0] = feats[0, m]
+        for f in range(1, F):
+            out[m, f] = math.log(_floored(feats[f, m] * feats[f, m], floor))
+        if youth.shape[0]:
+            out[m, F] = youth[m]
 
 
 def young_inputs(features: FeatureSet, feats: np.ndarray, bridged_close: np.ndarray):
@@ -132,13 +149,14 @@ def forecastable(x: np.ndarray, anchor: np.ndarray, close: np.ndarray) -> np.nda
     """Rows that get a forecast: finite inputs, an anchor above VAR_FLOOR, an observed close.
     x (..., D), anchor and close (...); one compiled pass (a streaming bar calls it too)."""
     out = np.empty(np.shape(anchor), bool)
-    _forecastable_rows(np.ascontiguousarray(x).reshape(-1, x.shape[-1]), np.ravel(anchor), np.ravel(close),
+    forecastable_rows(np.ascontiguousarray(x).reshape(-1, x.shape[-1]), np.ravel(anchor), np.ravel(close),
                        out.reshape(-1), VAR_FLOOR)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _forecastable_rows(x, anchor, close, out, floor):
+def forecastable_rows(x, anchor, close, out, floor):
+    """out[i]: row i gets a forecast (finite x[i], an anchor above ``floor``, an observed close)."""
     for i in range(x.shape[0]):
         ok = np.isfinite(anchor[i]) and anchor[i] > floor and not np.isnan(close[i])
         for d in range(x.shape[1]):
@@ -146,9 +164,24 @@ def _forecastable_rows(x, anchor, close, out, floor):
         out[i] = ok
 
 
+@njit(cache=True, nogil=True, inline="always")
+def anchor_of(ewma_vol, floor):
+    """One row's anchor: the RiskMetrics variance at t, floored (a streaming bar computes it here)."""
+    return _floored(ewma_vol * ewma_vol, floor)
+
+
 def anchor_variance(ewma_vol: np.ndarray) -> np.ndarray:
-    """The anchor of each row: the RiskMetrics variance at t, floored."""
-    return np.maximum(ewma_vol ** 2, VAR_FLOOR)
+    """The anchor of each row: the RiskMetrics variance at t, floored (anchor_of, row by row)."""
+    v = np.ascontiguousarray(ewma_vol, np.float64)
+    out = np.empty(v.shape)
+    _anchor_rows(v.reshape(-1), out.reshape(-1), VAR_FLOOR)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _anchor_rows(v, out, floor):
+    for i in range(v.shape[0]):
+        out[i] = anchor_of(v[i], floor)
 
 
 def normalise_task(x: np.ndarray, y: np.ndarray, s_idx: np.ndarray, xq_src: np.ndarray, q_idx: np.ndarray,
