@@ -451,9 +451,8 @@ class RiskEngine:
             return variance, novelty
         length = np.minimum(st["count"], H)
         ready = self._ready(ok)
-        groups = np.unique(length[ready])
         if self.readapt_every == 1:
-            for L in groups:  # nearly always one group: every asset with the full history
+            for L in np.unique(length[ready]):  # nearly always one group: every asset with the full history
                 sel = np.flatnonzero(ready & (length == L))
                 xs, ys, xq, _ = self._tasks(sel, int(L), x, anchor)
                 variance[sel] = self.forecaster.variance(xs, ys, xq, anchor[sel])
