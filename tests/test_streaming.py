@@ -9,6 +9,7 @@ import torch
 from metarisk_fast import RiskEngine, datasets
 from metarisk_fast.volatility import jobs
 from metarisk_fast.data import DataError, PricePanel
+from metarisk_fast.features import FeatureSet
 from metarisk_fast.forecasting import make_learner, save_model
 from metarisk_fast.tasks import TaskSpec
 
@@ -132,6 +133,25 @@ def test_every_learner_streams_its_batch_forecast(tmp_path_factory, panel, kind)
     assert (got[["date", "asset"]].values == want[["date", "asset"]].values).all()
     rtol = 0 if kind == "metasgd" else 3e-7
     np.testing.assert_allclose(got.forecast_variance, want.forecast_variance, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("proxy", ["squared_returns", "garman_klass"])
+def test_an_ohlc_model_streams_its_batch_forecast_bit_for_bit(tmp_path_factory, proxy):
+    """Range features (from open, high and low) and the Garman-Klass target: each bar's four
+    prices go through the batch forecast's steps, a missing bar and a bridged gap included."""
+    spec = TaskSpec(features=FeatureSet(cc_windows=(5, 21), ewma_lambdas=(0.94,), range_window=10), proxy=proxy)
+    model = _model(tmp_path_factory, "maml", spec)
+    p = datasets.synthetic_ohlc(n_days=400, n_assets=3, seed=3)
+    for field in (p.open, p.high, p.low, p.close):
+        field[150, 0] = np.nan  # one missing bar
+        field[200:203, 1] = np.nan  # a gap of three bars, bridged
+    engine = RiskEngine.from_model(model, list(p.assets))
+    frames = [engine.update(p.close[i], open=p.open[i], high=p.high[i], low=p.low[i], date=p.dates[i]).to_frame()
+              for i in range(p.n_days)]
+    got = pd.concat(frames).sort_values(["date", "asset"], kind="stable").reset_index(drop=True)
+    want = batch(model, p)
+    assert len(want) > 1000
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
 
 
 def test_warm_up_then_update_equals_updates_alone(exact_dir, panel):
