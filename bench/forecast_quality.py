@@ -120,6 +120,10 @@ RECIPES.update({
     f"{CHOSEN}, seed 1": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06, seed=1), loss=None, max_ratio=5.0),
     f"{CHOSEN}, seed 2": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06, seed=2), loss=None, max_ratio=5.0),
 })
+YEAR_WINDOW = replace(CLOSE_FEATURES, cc_windows=(*CLOSE_FEATURES.cc_windows, 252))  # issue #31: longer memory
+RECIPES.update({f"{CHOSEN}, + a 252-day close-to-close window{tag}": Recipe(
+    YEAR_WINDOW, options=replace(LONG, inner_lr=0.06, seed=seed), loss=None, max_ratio=5.0)
+    for seed, tag in ((0, ""), (1, ", seed 1"), (2, ", seed 2"))})
 
 panel = load_panel("default")
 TRAIN_ASSETS, TEST_ASSETS = asset_split(panel.assets, 5, seed=0)  # the demo's split
