@@ -9,12 +9,7 @@ extensions = ["sphinx.ext.autodoc", "numpydoc"]
 exclude_patterns = ["_build", "ARCHITECTURE.md"]
 html_theme = "alabaster"
 
-autodoc_member_order = "bysource"
-autodoc_typehints = "none"  # the signature line stays short; the types are in the Parameters sections
-numpydoc_show_class_members = False  # :members: documents the methods once
-numpydoc_class_members_toctree = False
-numpydoc_validation_checks = {"GL08", "PR01", "PR02", "RT01"}
-nitpicky = False
-# a forecaster's predict overrides Forecaster.predict and is documented by it (autodoc shows the base's text)
-numpydoc_validation_exclude = {r"Forecaster\.predict$"}
-autodoc_default_options = {"exclude-members": "extra_repr"}  # torch.nn.Module's repr hook
+autodoc_member_order = "bysource"  # methods in the order the code gives them
+autodoc_typehints = "none"  # the signature line stays short: the types are in the Parameters sections
+numpydoc_show_class_members = False  # autodoc's :members: lists the methods, once
+numpydoc_validation_checks = {"GL08", "PR01", "PR02", "RT01"}  # see above: each an error under -W

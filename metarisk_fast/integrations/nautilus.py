@@ -103,8 +103,7 @@ class RiskActor(Actor):
         if self.engine.assets != self.assets:
             raise ValueError(f"the engine's assets {self.engine.assets} are not the bar types' {self.assets}")
         self._column = {b: j for j, b in enumerate(self._bar_types)}  # bar type -> column
-        self._pending: dict[int, np.ndarray] = {}  # timestamp -> its closes so far (NaN: not yet)
-        self._reported: dict[int, int] = {}  # timestamp -> assets that have reported
+        self._pending: dict[int, list] = {}  # timestamp -> [its closes so far (NaN: not yet), assets reported]
         self.latest: RiskUpdate | None = None
 
     def on_start(self) -> None:
@@ -121,17 +120,16 @@ class RiskActor(Actor):
             A bar of one of the configured bar types.
         """
         ts = bar.ts_event
-        row = self._pending.get(ts)
-        if row is None:  # a timestamp's first bar: the missing assets of earlier ones had no bar
+        entry = self._pending.get(ts)
+        if entry is None:  # a timestamp's first bar: the missing assets of earlier ones had no bar
             for older in sorted(t for t in self._pending if t < ts):
                 self._commit(older)
-            row = self._pending[ts] = np.full(len(self.assets), np.nan)
-            self._reported[ts] = 0
-        j = self._column[bar.bar_type]
+            entry = self._pending[ts] = [np.full(len(self.assets), np.nan), 0]
+        row, j = entry[0], self._column[bar.bar_type]
         if row[j] != row[j]:  # NaN: this asset's first bar of the timestamp (a repeat overwrites)
-            self._reported[ts] += 1
+            entry[1] += 1
         row[j] = bar.close.as_double()
-        if self._reported[ts] == len(row):
+        if entry[1] == len(row):
             self._commit(ts)
 
     def on_stop(self) -> None:
@@ -140,8 +138,7 @@ class RiskActor(Actor):
             self._commit(ts)
 
     def _commit(self, ts: int) -> None:
-        close = self._pending.pop(ts)
-        del self._reported[ts]
+        close = self._pending.pop(ts)[0]
         snapshot = self.engine.update(close, date=np.datetime64(ts, "ns").astype("datetime64[D]"))
         self.latest = RiskUpdate(ts, snapshot, close)
         self.msgbus.publish(self.config.topic, self.latest)

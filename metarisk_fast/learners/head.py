@@ -177,16 +177,8 @@ class HeadNewton(nn.Module):
 
         Parameters
         ----------
-        xs : torch.Tensor
-            (B, K, D) support rows (K may be 0: the meta-learned head alone).
-        ys : torch.Tensor
-            (B, K, 1) support targets: realised variances over the anchor (the TaskSpec's unit).
-        xq : torch.Tensor
-            (B, Q, D) query rows.
-        yq : torch.Tensor
-            (B, Q, 1) query targets.
-        loss : str, optional
-            'student_t_nll' or 'gaussian_nll' (default: the learner's).
+        xs, ys, xq, yq, loss
+            As in ``query_losses``.
 
         Returns
         -------
@@ -356,4 +348,11 @@ class HeadNewton(nn.Module):
         return out
 
     def extra_repr(self) -> str:
+        """The head width and loss that ``repr(module)`` shows (torch.nn.Module's hook).
+
+        Returns
+        -------
+        str
+            One line, e.g. for ``print(model)``.
+        """
         return f"width={self.width}, loss={self.loss!r}"

@@ -283,16 +283,8 @@ class MemoryAugmentedNet(nn.Module):
 
         Parameters
         ----------
-        xs : torch.Tensor or numpy.ndarray
-            (B, K, D) support rows.
-        ys : torch.Tensor or numpy.ndarray
-            (B, K, O) support targets.
-        xq : torch.Tensor or numpy.ndarray
-            (B, Q, D) query rows.
-        yq : torch.Tensor
-            (B, Q, O) query targets.
-        loss : str, optional
-            The loss (default: the learner's).
+        xs, ys, xq, yq, loss
+            As in ``query_losses``.
 
         Returns
         -------
@@ -426,16 +418,8 @@ class MemoryConditionedMAML(nn.Module):
 
         Parameters
         ----------
-        xs : torch.Tensor or numpy.ndarray
-            (B, K, D) support rows.
-        ys : torch.Tensor or numpy.ndarray
-            (B, K, O) support targets.
-        xq : torch.Tensor or numpy.ndarray
-            (B, Q, D) query rows.
-        yq : torch.Tensor
-            (B, Q, O) query targets.
-        loss : str, optional
-            The loss (default: the learner's).
+        xs, ys, xq, yq, loss
+            As in ``MemoryAugmentedNet.query_losses``.
 
         Returns
         -------
@@ -453,16 +437,8 @@ class MemoryConditionedMAML(nn.Module):
 
         Parameters
         ----------
-        xs : torch.Tensor or numpy.ndarray
-            (B, K, D) support rows.
-        ys : torch.Tensor or numpy.ndarray
-            (B, K, O) support targets.
-        xq : torch.Tensor or numpy.ndarray
-            (B, Q, D) query rows.
-        yq : torch.Tensor
-            (B, Q, O) query targets.
-        loss : str, optional
-            The loss (default: the learner's).
+        xs, ys, xq, yq, loss
+            As in ``query_losses``.
 
         Returns
         -------
@@ -476,14 +452,8 @@ class MemoryConditionedMAML(nn.Module):
 
         Parameters
         ----------
-        xs : torch.Tensor or numpy.ndarray
-            (B, K, D) support rows.
-        ys : torch.Tensor or numpy.ndarray
-            (B, K, O) support targets.
-        xq : torch.Tensor or numpy.ndarray
-            (B, Q, D) query rows.
-        loss : str, optional
-            Must be the learner's own loss if given.
+        xs, ys, xq, loss
+            As in ``MemoryAugmentedNet.adapt_predict``.
 
         Returns
         -------

@@ -70,4 +70,11 @@ class MLP(nn.Module):
         return [p for layer in self.layers for p in layer._parameters.values()]
 
     def extra_repr(self) -> str:
+        """The layer sizes and activation that ``repr(module)`` shows (torch.nn.Module's hook).
+
+        Returns
+        -------
+        str
+            One line, e.g. for ``print(model)``.
+        """
         return f"sizes={self.sizes}, activation={self.activation!r}"

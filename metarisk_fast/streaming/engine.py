@@ -545,13 +545,8 @@ class RiskEngine:
 
         Parameters
         ----------
-        bar : array_like or mapping
-            Closes: a 1-D array in the engine's asset order, or a mapping asset -> price; NaN or
-            absent: no bar for that asset.
-        open, high, low : array_like or mapping, optional
-            The bar's other prices, in the same form, for the range features of a spec that has them.
-        date : date-like, optional
-            The bar's date; dates must increase from bar to bar.
+        bar, open, high, low, date
+            As in ``update``.
 
         Returns
         -------
