@@ -35,14 +35,14 @@ def _slopes(z, y, code):
 
 @njit(cache=True, nogil=True, inline="always")
 def _fixed(v):
-    return np.int64(math.floor(min(max(v, -STAT_CLIP), STAT_CLIP) * STAT_SCALE + 0.5))
+    return np.int64(np.floor(min(max(v, -STAT_CLIP), STAT_CLIP) * STAT_SCALE + 0.5))
 
 
-LANES = 8  # heads solved side by side, one per vector lane, each with scalar code's operations
+HEAD_BLOCK = 64  # heads solved side by side (the innermost loops run over them): 41 KB of systems, in L1
 ROW_BLOCK = 64  # rows through the body side by side: each layer's outputs are 64-row axpys in vector registers
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def body_rows(rows, which, theta, sizes, out):
     """phi = [s(body(x)), 1], s(a) = a / sqrt(1 + a^2), of each row x = rows[i] (float32 in,
     float64 arithmetic) into out[which[i]]: the MLP's layers (each weight transposed, (in, out)
@@ -77,23 +77,40 @@ def body_rows(rows, which, theta, sizes, out):
                         B[o, l] = max(B[o, l], 0.0)
             off = bias + n_out
             A, B = B, A
+        for k in range(d):  # the squashing in vector registers, then each row to its place
+            for l in range(ROW_BLOCK):
+                v = A[k, l]
+                A[k, l] = v / math.sqrt(1.0 + v * v)
         for l in range(min(ROW_BLOCK, m - lo)):
             phi = out[which[lo + l]]
             for k in range(d):
-                v = A[k, l]
-                phi[k] = v / math.sqrt(1.0 + v * v)
+                phi[k] = A[k, l]
             phi[d] = 1.0
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _add_contribution(phi, g1, g2, sign, stats):
-    d = phi.shape[0]
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fixed_changes(p_in, g_in, p_out, g_out, nb, leaving, change):
+    """change[:, l] = the fixed-point statistics of row l of a block (features p_in[:, l], slopes
+    g_in[:, l]: g1 phi, then g2 phi_i phi_j over the upper triangle, row by row), less those of the
+    row it replaces (p_out, g_out) where ``leaving``; nb rows, innermost, so that the products and
+    the roundings run in vector registers. Each value is rounded on its own: a row's statistics
+    are the same integers whatever the block, and taking away a leaving row's exactly undoes its
+    addition."""
+    d = p_in.shape[0]
     for i in range(d):
-        stats[i] += sign * _fixed(g1 * phi[i])
+        for l in range(nb):
+            change[i, l] = _fixed(g_in[0, l] * p_in[i, l])
+        if leaving:
+            for l in range(nb):
+                change[i, l] -= _fixed(g_out[0, l] * p_out[i, l])
     k = d
     for i in range(d):
         for j in range(i, d):
-            stats[k] += sign * _fixed(g2 * phi[i] * phi[j])
+            for l in range(nb):
+                change[k, l] = _fixed(g_in[1, l] * p_in[i, l] * p_in[j, l])
+            if leaving:
+                for l in range(nb):
+                    change[k, l] -= _fixed(g_out[1, l] * p_out[i, l] * p_out[j, l])
             k += 1
 
 
@@ -105,22 +122,23 @@ def _row_slopes(phi, y, w0, code):
     return _slopes(z0, y, code)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def solve_heads(stats, which, w0, precision, w):
     """w[i] = w0 - (H + diag(precision))^-1 g of the fixed-point statistics stats[which[i]], for
-    each i: Cholesky A = L L^T and the two triangular solves, LANES heads at a time with the
-    heads innermost, so the loops run in vector registers while each head's numbers are those of
-    its own scalar computation (sqrt and division are correctly rounded)."""
+    each i: Cholesky A = L L^T in place and the two triangular solves, HEAD_BLOCK heads at a time
+    with the heads innermost, so every loop runs over the block's heads in vector registers while
+    each head's numbers are those of its own scalar computation (sqrt and division are correctly
+    rounded; error_model="numpy" keeps them branch-free so that they vectorise too)."""
     d = w0.shape[0]
     m = which.shape[0]
     unit = 1.0 / STAT_SCALE  # a power of two: exact
-    A = np.empty((d, d, LANES))
-    inv = np.empty((d, LANES))
-    u = np.empty((d, LANES))
-    s = np.empty(LANES)
-    for lo in range(0, m, LANES):
-        for l in range(LANES):  # a short last block repeats its last head
-            st = stats[which[min(lo + l, m - 1)]]
+    A = np.empty((d, d, HEAD_BLOCK))
+    inv = np.empty((d, HEAD_BLOCK))
+    u = np.empty((d, HEAD_BLOCK))
+    for lo in range(0, m, HEAD_BLOCK):
+        nb = min(HEAD_BLOCK, m - lo)
+        for l in range(nb):
+            st = stats[which[lo + l]]
             k = d
             for i in range(d):
                 u[i, l] = st[i] * unit
@@ -129,34 +147,32 @@ def solve_heads(stats, which, w0, precision, w):
                     k += 1
         for i in range(d):
             p = max(precision[i], PRECISION_FLOOR)
-            for l in range(LANES):
+            for l in range(nb):
                 A[i, i, l] += p
         for j in range(d):  # column j of L: its pivot (i = j) first, then the rows below it
             for i in range(j, d):
-                for l in range(LANES):
-                    s[l] = A[i, j, l]
                 for q in range(j):
-                    for l in range(LANES):
-                        s[l] -= A[i, q, l] * A[j, q, l]
+                    for l in range(nb):
+                        A[i, j, l] -= A[i, q, l] * A[j, q, l]
                 if i == j:
-                    for l in range(LANES):
-                        inv[j, l] = 1.0 / math.sqrt(s[l])
+                    for l in range(nb):
+                        inv[j, l] = 1.0 / math.sqrt(A[j, j, l])
                 else:
-                    for l in range(LANES):
-                        A[i, j, l] = s[l] * inv[j, l]
+                    for l in range(nb):
+                        A[i, j, l] *= inv[j, l]
         for i in range(d):  # L u = g
             for q in range(i):
-                for l in range(LANES):
+                for l in range(nb):
                     u[i, l] -= A[i, q, l] * u[q, l]
-            for l in range(LANES):
+            for l in range(nb):
                 u[i, l] *= inv[i, l]
         for i in range(d - 1, -1, -1):  # L^T v = u
             for q in range(i + 1, d):
-                for l in range(LANES):
+                for l in range(nb):
                     u[i, l] -= A[q, i, l] * u[q, l]
-            for l in range(LANES):
+            for l in range(nb):
                 u[i, l] *= inv[i, l]
-        for l in range(min(LANES, m - lo)):
+        for l in range(nb):
             for i in range(d):
                 w[lo + l, i] = w0[i] - u[i, l]
 
@@ -167,12 +183,19 @@ def adapt_predict(xs, ys, xq, theta, sizes, w0, precision, code, out):
     solved, the query rows' outputs into out (B, Q)."""
     B, K, Q, d = xs.shape[0], xs.shape[1], xq.shape[1], w0.shape[0]
     phi_s, phi_q = np.empty((K, d)), np.empty((B * Q, d))
-    stats = np.zeros((B, d + d * (d + 1) // 2), np.int64)
+    n_stats = d + d * (d + 1) // 2
+    stats = np.zeros((B, n_stats), np.int64)
+    p_in, g_in, change = np.empty((d, K)), np.empty((2, K)), np.empty((n_stats, K), np.int64)
     for t in range(B):
         body_rows(xs[t], np.arange(K), theta, sizes, phi_s)
         for k in range(K):
-            g1, g2 = _row_slopes(phi_s[k], np.float64(ys[t, k]), w0, code)
-            _add_contribution(phi_s[k], g1, g2, 1, stats[t])
+            g_in[0, k], g_in[1, k] = _row_slopes(phi_s[k], np.float64(ys[t, k]), w0, code)
+            for i in range(d):
+                p_in[i, k] = phi_s[k, i]
+        _fixed_changes(p_in, g_in, p_in, g_in, K, False, change)
+        for i in range(n_stats):
+            for k in range(K):
+                stats[t, i] += change[i, k]
     w = np.empty((B, d))
     solve_heads(stats, np.arange(B), w0, precision, w)
     body_rows(xq.reshape(B * Q, xq.shape[2]), np.arange(B * Q), theta, sizes, phi_q)  # every query row at once
@@ -190,6 +213,38 @@ def _dot(phi, w):
 
 
 @njit(cache=True, nogil=True)
+def _update_stores(pushed, n_pushed, arriving, count, history, sup_target, w0, code, sup_phi, sup_slopes, stats):
+    """The n_pushed rows that join the stores ((asset, slot) in ``pushed``, their features in
+    arriving[asset]) stored with their loss slopes and added to their assets' statistics, each
+    taking away the row it overwrites when the store is full; HEAD_BLOCK rows at a time."""
+    d, n_stats = w0.shape[0], stats.shape[1]
+    p_in, p_out = np.empty((d, HEAD_BLOCK)), np.empty((d, HEAD_BLOCK))
+    g_in, g_out = np.empty((2, HEAD_BLOCK)), np.empty((2, HEAD_BLOCK))
+    change = np.empty((n_stats, HEAD_BLOCK), np.int64)
+    for lo in range(0, n_pushed, HEAD_BLOCK):
+        nb = min(HEAD_BLOCK, n_pushed - lo)
+        leaving = False
+        for l in range(nb):
+            j, p = pushed[lo + l, 0], pushed[lo + l, 1]
+            stored = sup_phi[j, p]
+            full = count[j] > history
+            leaving |= full
+            for i in range(d):  # a row that does not leave contributes zeros (its slopes are zero)
+                p_out[i, l] = stored[i] if full else 0.0
+                stored[i] = p_in[i, l] = arriving[j, i]
+            for i in range(2):
+                g_out[i, l] = sup_slopes[j, p, i] if full else 0.0
+            g1, g2 = _row_slopes(stored, np.float64(sup_target[j, p]), w0, code)
+            sup_slopes[j, p, 0] = g_in[0, l] = g1
+            sup_slopes[j, p, 1] = g_in[1, l] = g2
+        _fixed_changes(p_in, g_in, p_out, g_out, nb, leaving, change)
+        for l in range(nb):
+            st = stats[pushed[lo + l, 0]]
+            for i in range(n_stats):
+                st[i] += change[i, l]
+
+
+@njit(cache=True, nogil=True)
 def stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, theta, sizes, w0,
                precision, code, row_phi, sup_phi, sup_slopes, stats, out):
     """One engine bar: the features of the bar's usable rows (rows (m, D), assets ``use``) into
@@ -201,15 +256,8 @@ def stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_t
     for j in range(count.shape[0]):
         if count[j] == 0:
             stats[j, :] = 0
-    for i in range(n_pushed):
-        j, p = pushed[i, 0], pushed[i, 1]
-        stored = sup_phi[j, p]
-        if count[j] > history:
-            _add_contribution(stored, sup_slopes[j, p, 0], sup_slopes[j, p, 1], -1, stats[j])
-        stored[:] = row_phi[leaving, j]
-        g1, g2 = _row_slopes(stored, np.float64(sup_target[j, p]), w0, code)
-        sup_slopes[j, p, 0], sup_slopes[j, p, 1] = g1, g2
-        _add_contribution(stored, g1, g2, 1, stats[j])
+    _update_stores(pushed, n_pushed, row_phi[leaving], count, history, sup_target, w0, code, sup_phi, sup_slopes,
+                   stats)
     sel = np.flatnonzero(ready)
     w = np.empty((sel.shape[0], w0.shape[0]))
     solve_heads(stats, sel, w0, precision, w)
