@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import torch
 from torch import nn
@@ -344,7 +345,7 @@ class HeadNewton(nn.Module):
         out = np.empty(len(ready))
         K.stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, params[0], params[1],
                      params[2], params[3], params[4], row_phi, state["head_phi"], state["head_slopes"],
-                     state["head_stats"], out)
+                     state["head_stats"], numba.get_num_threads(), out)
         return out
 
     def extra_repr(self) -> str:

@@ -7,7 +7,9 @@ import numpy as np
 from numba import njit
 
 from ..features._kernels import feature_step
+from ..tasks._normalise import gather_rows
 from ..tasks.episodes import anchor_of, forecastable_rows, network_rows
+from ..tasks.target import encode_ratio
 from ..tasks.young import young_row
 
 
@@ -81,7 +83,7 @@ def commit_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anch
 def advance_bar(t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_args, f_state,
                 squared, y_t, y_args, y_state, young_args, age, age_sq_sum, age_ewma, age_input, anchor_row, floor, youth, x,
                 anchor, ok, target, row_x, row_anchor, row_ok, row_break, row_y, sq_ring, sup_x, sup_y, count, pos,
-                adapted_at, pushed):
+                adapted_at, pushed, target_floor, target_cap, sup_target, pushed_at):
     """A RiskEngine bar in one compiled call, each step the batch path's own function: the gap
     bridge (``gap_break``: a calendar gap restarts every asset), the feature stream's step on the
     bridged prices (f_t, f_args, f_state: StreamingFeatures' counter, kernel arguments and state),
@@ -89,7 +91,9 @@ def advance_bar(t, observed, gap_break, max_gap, last_price, gap, seen, bridged,
     anchor_of), the target stream's step on the observed prices (squared returns, or the
     Garman-Klass range), the usable rows (tasks.forecastable_rows) and commit_row. observed (S, N):
     the close, then open, high, low where the engine keeps them; x (N, D), anchor, ok, target, youth
-    (N,) are written. Returns how many rows joined the stores (commit_row)."""
+    (N,) are written. The rows that joined the stores get their encoded targets (tasks.encode_ratio
+    with the target's floor and cap) in sup_target and the bar in pushed_at. Returns how many rows
+    joined the stores (commit_row)."""
     if gap_break:
         seen[:] = False
     bridge(observed, last_price, gap, seen, max_gap, bridged)
@@ -116,5 +120,27 @@ def advance_bar(t, observed, gap_break, max_gap, last_price, gap, seen, bridged,
         for j in range(target.shape[0]):
             target[j] = rows[1, j] * rows[1, j]
     forecastable_rows(x, anchor, close, ok, floor)
-    return commit_row(t, x, anchor, ok, b_close, target, squared, row_x, row_anchor, row_ok, row_break, row_y,
-                      sq_ring, sup_x, sup_y, count, pos, adapted_at, pushed)
+    n = commit_row(t, x, anchor, ok, b_close, target, squared, row_x, row_anchor, row_ok, row_break, row_y,
+                   sq_ring, sup_x, sup_y, count, pos, adapted_at, pushed)
+    h = row_x.shape[0] - 2
+    e = (t - h - 1) % (h + 2)  # the delay line's slot of the rows that joined
+    for i in range(n):
+        j, p = pushed[i, 0], pushed[i, 1]
+        sup_target[j, p] = encode_ratio(sup_y[j, p], row_anchor[e, j], target_floor, target_cap)
+        pushed_at[j] = t
+    return n
+
+
+@njit(cache=True, nogil=True)
+def head_rows(x, ok, count, history, min_support, clip, n_scaled, row_scale):
+    """The head learner's inputs of a bar: the usable rows x[use] (use: where ``ok``), each
+    normalised by its own scale (tasks.normalise_query's gather, row_scale >= 0), float32 (m, D); use;
+    and the assets that forecast (usable, with at least ``min_support`` of their last ``history``
+    stored rows)."""
+    use = np.flatnonzero(ok)
+    rows = np.empty((1, use.shape[0], x.shape[1]), np.float32)
+    gather_rows(x, use.reshape((1, use.shape[0])), np.ones(1), clip, n_scaled, row_scale, rows)
+    ready = np.empty(ok.shape[0], np.bool_)
+    for j in range(ok.shape[0]):
+        ready[j] = ok[j] and min(count[j], history) >= min_support
+    return rows[0], use, ready

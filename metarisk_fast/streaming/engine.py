@@ -31,14 +31,14 @@ import torch
 
 from .._checks import check_int, check_number
 from .._files import atomic_write_bytes
-from ._kernels import advance_bar
+from ._kernels import advance_bar, head_rows
 from ..data import MAX_GAP_DAYS, CalendarGapWarning, DataError, missing_business_days
 from ..datasets import load_panel
 from ..evaluation import risk_columns
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
 from ..forecasting import MetaForecaster, input_scale, load_model
 from ..tasks import ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, normalise_query, normalise_task, young_args
-from ..tasks.episodes import VAR_FLOOR
+from ..tasks.episodes import FEATURE_CLIP, VAR_FLOOR
 
 STATE_FORMAT = 3
 _ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
@@ -391,14 +391,10 @@ class RiskEngine:
                         *self._targets.step_args(), self._young_args, st["age"], st["age_sq_sum"], st["age_ewma"],
                         self.spec.age_input, self._anchor_row, VAR_FLOOR, np.empty(N), x, anchor, ok, np.empty(N),
                         st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sq_returns"],
-                        st["sup_x"], st["sup_y"], st["count"], st["pos"], st["adapted_at"], self._pushed)
+                        st["sup_x"], st["sup_y"], st["count"], st["pos"], st["adapted_at"], self._pushed, TARGET.floor,
+                        TARGET.cap, st["sup_target"], st["pushed_at"])
         self._features.advance()
         self._targets.advance()
-        if n:  # the stored rows' targets, encoded once (tasks/target.py)
-            j, p = self._pushed[:n, 0], self._pushed[:n, 1]
-            e = (t - self.spec.horizon - 1) % (self.spec.horizon + 2)
-            st["sup_target"][j, p] = TARGET.encode(st["sup_y"][j, p], st["row_anchor"][e, j])[:, 0]
-            st["pushed_at"][j] = t
         if self._incremental:
             self._head_z = self._head_bar(x, ok, n)
         self.t += 1
@@ -413,9 +409,8 @@ class RiskEngine:
         of ``_pushed``) enter them, each replacing the row it overwrote; returns every ready asset's
         output (NaN elsewhere), decoded by ``_forecast``."""
         st, H, h, t = self._state, self.history, self.spec.horizon, self.t
-        use = np.flatnonzero(ok)
-        rows = normalise_query(x, use[None], np.ones(1), self._n_scaled, self._row_scale)[0]  # one gather of all rows
-        self._head_ready = self._ready(ok)
+        rows, use, self._head_ready = head_rows(x, ok, st["count"], H, self._min_support, FEATURE_CLIP, self._n_scaled,
+                                                self._row_scale)
         return self.learner.stream_bar(self._head_params, rows, use, t % (h + 2), self._pushed, n, (t - h - 1) % (h + 2),
                                        st["count"], H, st["sup_target"], self._head_ready, st["row_phi"], st)
 
@@ -446,9 +441,7 @@ class RiskEngine:
         variance = np.full(len(self.assets), np.nan)
         novelty = np.full(len(self.assets), np.nan) if self.monitor is not None and self.monitor.needs_novelty else None
         if self._incremental:  # exact: each asset's head solved from its running statistics (_head_bar)
-            sel = np.flatnonzero(self._head_ready)
-            variance[sel] = self.forecaster.target.decode(self._head_z[sel], anchor[sel])
-            return variance, novelty
+            return self.forecaster.target.decode(self._head_z, anchor), novelty  # NaN where no asset is ready
         length = np.minimum(st["count"], H)
         ready = self._ready(ok)
         if self.readapt_every == 1:

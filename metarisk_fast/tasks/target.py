@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 
 @dataclass(frozen=True)
@@ -40,15 +41,30 @@ class AnchorRatioTarget:
         return self.loss if horizon == 1 else self.multi_day_loss
 
     def encode(self, realised: np.ndarray, anchor: np.ndarray) -> np.ndarray:
-        """Targets (..., 1) float32 from realised variances and the anchors of their rows."""
-        # np.minimum(np.maximum(...)) is np.clip's result without its Python wrapper (a streaming bar calls this)
-        ratio = np.sqrt(realised / anchor)
-        return np.ascontiguousarray(np.minimum(np.maximum(ratio, self.floor, out=ratio), self.cap, out=ratio),
-                                    dtype=np.float32)[..., None]
+        """Targets (..., 1) float32 from realised variances and the anchors of their rows (encode_ratio,
+        which a streaming bar calls row by row)."""
+        r, a = np.broadcast_arrays(np.asarray(realised, np.float64), np.asarray(anchor, np.float64))
+        out = np.empty(r.shape, np.float32)
+        _encode_all(np.ascontiguousarray(r).reshape(-1), np.ascontiguousarray(a).reshape(-1), self.floor, self.cap,
+                    out.reshape(-1))
+        return out[..., None]
 
     def decode(self, output: np.ndarray, anchor: np.ndarray) -> np.ndarray:
         """Variance forecasts from the network's outputs and the anchors of their rows."""
         return anchor * np.exp(np.minimum(np.maximum(output, -self.output_clip), self.output_clip))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def encode_ratio(realised, anchor, floor, cap):
+    """One target: sqrt(realised / anchor) floored and capped (NaN kept), as float32."""
+    ratio = math.sqrt(realised / anchor)
+    return np.float32(ratio if ratio != ratio else min(max(ratio, floor), cap))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _encode_all(realised, anchor, floor, cap, out):
+    for i in range(out.shape[0]):
+        out[i] = encode_ratio(realised[i], anchor[i], floor, cap)
 
 
 TARGET = AnchorRatioTarget()
