@@ -201,6 +201,23 @@ def test_numpy_arrays_are_accepted_and_numpy_path_matches():
                                learner.adapt_predict(xs, ys, xq).numpy(), rtol=1e-6, atol=1e-7)
 
 
+def test_an_equivalent_dtype_descriptor_is_accepted():
+    """An array whose float32 descriptor is numpy-equivalent but another object (as another library,
+    Numba for one, may make) is the same input, not a dtype error."""
+    net = mr.MLP(4, (8,), 1)
+    learner = mr.MAML(net, inner_lr=0.02, inner_steps=3)
+    xs, ys, xq, _ = make_tasks(3, 6, 2, 4, dtype=torch.float32)
+    other = np.dtype(np.float32).newbyteorder("=")
+    assert other is not np.dtype(np.float32) and other == np.float32
+    arrays = [a.numpy().view(other) for a in (xs, ys, xq)]
+    assert all(a.dtype is other for a in arrays)
+    np.testing.assert_array_equal(learner.adapt_predict(*arrays), learner.adapt_predict(xs.numpy(), ys.numpy(),
+                                                                                        xq.numpy()))
+    weights = learner.adapt_predict_weights(xs.numpy(), ys.numpy(), xq.numpy())[1]
+    np.testing.assert_array_equal(learner.predict_with_weights(weights.view(other), arrays[2]),
+                                  learner.predict_with_weights(weights, xq.numpy()))
+
+
 def test_thread_count_does_not_change_results():
     params = make_params([4, 16, 1])
     xs, ys, xq, yq = make_tasks(9, 8, 8, 4)

@@ -25,10 +25,17 @@ inline std::string shape_str(const std::vector<int64_t>& v) {
   return s + (v.size() == 1 ? ",)" : ")");
 }
 
+// Whether `a`'s dtype is T's: numpy's equivalence, not the descriptor object's identity (an array
+// made by another library, Numba's for one, carries its own float32 descriptor).
+template <typename T>
+bool holds(const py::array& a) {
+  return py::isinstance<py::array_t<T>>(a);
+}
+
 // Checks that `a` holds dtype T, is C-contiguous and has the expected shape (-1: any).
 template <typename T>
 const T* checked_data(const py::array& a, const char* name, const std::vector<int64_t>& shape) {
-  MR_CHECK(py::isinstance<py::array_t<T>>(a) && a.dtype().is(py::dtype::of<T>()),
+  MR_CHECK(holds<T>(a),
            name << " must have dtype " << py::str(py::dtype::of<T>()).cast<std::string>()
                 << ", got " << py::str(a.dtype()).cast<std::string>());
   MR_CHECK(a.flags() & py::array::c_style, name << " must be C-contiguous");

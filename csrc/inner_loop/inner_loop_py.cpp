@@ -91,10 +91,10 @@ py::dict mlp_inner_loop(const py::array& theta, const py::array& lr, const py::a
   shape.validate();
   MR_CHECK(steps >= 0, "inner_steps must be >= 0, got " << steps);
   const MetaMode m = parse_mode(mode);
-  if (theta.dtype().is(py::dtype::of<float>()))
+  if (holds<float>(theta))
     return run<float>(shape, theta, lr, xs, ys, xq, yq, ws, wq, steps, m, want_loss, want_lr_grad,
                       want_adapted, want_pred);
-  if (theta.dtype().is(py::dtype::of<double>()))
+  if (holds<double>(theta))
     return run<double>(shape, theta, lr, xs, ys, xq, yq, ws, wq, steps, m, want_loss, want_lr_grad,
                        want_adapted, want_pred);
   throw py::type_error("theta must be float32 or float64, got " +

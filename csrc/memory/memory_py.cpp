@@ -140,8 +140,8 @@ py::tuple topk(const py::array& memory, const py::array& keys, int64_t k, double
 }
 
 bool is_f64(const py::array& a) {
-  if (a.dtype().is(py::dtype::of<double>())) return true;
-  if (a.dtype().is(py::dtype::of<float>())) return false;
+  if (holds<double>(a)) return true;
+  if (holds<float>(a)) return false;
   throw py::type_error("memory must be float32 or float64, got " + py::str(a.dtype()).cast<std::string>());
 }
 
