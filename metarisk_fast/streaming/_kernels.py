@@ -131,16 +131,47 @@ def advance_bar(t, observed, gap_break, max_gap, last_price, gap, seen, bridged,
     return n
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _ready(ok, count, history, min_support):
+    """An asset forecasts at a bar: its row is usable and it has at least ``min_support`` of its
+    last ``history`` stored rows."""
+    return ok and min(count, history) >= min_support
+
+
+@njit(cache=True, nogil=True)
+def ready_assets(ok, count, history, min_support):
+    """_ready of every asset, (N,) bool."""
+    ready = np.empty(ok.shape[0], np.bool_)
+    for j in range(ok.shape[0]):
+        ready[j] = _ready(ok[j], count[j], history, min_support)
+    return ready
+
+
 @njit(cache=True, nogil=True)
 def head_rows(x, ok, count, history, min_support, clip, n_scaled, row_scale):
     """The head learner's inputs of a bar: the usable rows x[use] (use: where ``ok``), each
     normalised by its own scale (tasks.normalise_query's gather, row_scale >= 0), float32 (m, D); use;
-    and the assets that forecast (usable, with at least ``min_support`` of their last ``history``
-    stored rows)."""
+    and the assets that forecast (ready_assets)."""
     use = np.flatnonzero(ok)
     rows = np.empty((1, use.shape[0], x.shape[1]), np.float32)
     gather_rows(x, use.reshape((1, use.shape[0])), np.ones(1), clip, n_scaled, row_scale, rows)
-    ready = np.empty(ok.shape[0], np.bool_)
-    for j in range(ok.shape[0]):
-        ready[j] = ok[j] and min(count[j], history) >= min_support
-    return rows[0], use, ready
+    return rows[0], use, ready_assets(ok, count, history, min_support)
+
+
+@njit(cache=True, nogil=True)
+def forward_rows(x, ok, count, history, min_support, adapted_at, phase, bar, every, adapted_scale, clip, n_scaled,
+                 row_scale):
+    """A bar of a learner that re-adapts every ``every`` bars: the assets due for re-adaptation
+    (ready, _ready, and never adapted or at their phase), and those that predict with the weights of their last adaptation (``go``) with
+    their rows normalised by that adaptation's support scale (tasks.normalise_query's gather),
+    float32 (m, 1, D)."""
+    n = ok.shape[0]
+    due, forward = np.empty(n, np.bool_), np.empty(n, np.bool_)
+    for j in range(n):
+        ready = _ready(ok[j], count[j], history, min_support)
+        due[j] = ready and (adapted_at[j] < 0 or (bar - phase[j]) % every == 0)
+        forward[j] = ready and not due[j] and adapted_at[j] >= 0
+    go = np.flatnonzero(forward)
+    xq = np.empty((go.shape[0], 1, x.shape[1]), np.float32)
+    gather_rows(x, go.reshape((go.shape[0], 1)), adapted_scale[go], clip, n_scaled, row_scale, xq)
+    return due, go, xq

@@ -31,13 +31,13 @@ import torch
 
 from .._checks import check_int, check_number
 from .._files import atomic_write_bytes
-from ._kernels import advance_bar, head_rows
+from ._kernels import advance_bar, forward_rows, head_rows, ready_assets
 from ..data import MAX_GAP_DAYS, CalendarGapWarning, DataError, missing_business_days
 from ..datasets import load_panel
 from ..evaluation import risk_columns
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
 from ..forecasting import MetaForecaster, input_scale, load_model
-from ..tasks import ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, normalise_query, normalise_task, young_args
+from ..tasks import ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, normalise_task, young_args
 from ..tasks.episodes import FEATURE_CLIP, VAR_FLOOR
 
 STATE_FORMAT = 3
@@ -416,7 +416,7 @@ class RiskEngine:
 
     def _ready(self, ok) -> np.ndarray:
         """The assets that get a forecast this bar: usable rows with at least ``min_history`` support rows."""
-        return ok & (np.minimum(self._state["count"], self.history) >= self._min_support)
+        return ready_assets(ok, self._state["count"], self.history, self._min_support)
 
     def _after_calendar_gap(self, date) -> bool:
         """Whether a bar dated ``date`` follows the last bar after a calendar gap (data.calendar_breaks)."""
@@ -443,8 +443,8 @@ class RiskEngine:
         if self._incremental:  # exact: each asset's head solved from its running statistics (_head_bar)
             return self.forecaster.target.decode(self._head_z, anchor), novelty  # NaN where no asset is ready
         length = np.minimum(st["count"], H)
-        ready = self._ready(ok)
         if self.readapt_every == 1:
+            ready = self._ready(ok)
             for L in np.unique(length[ready]):  # nearly always one group: every asset with the full history
                 sel = np.flatnonzero(ready & (length == L))
                 xs, ys, xq, _ = self._tasks(sel, int(L), x, anchor)
@@ -452,18 +452,19 @@ class RiskEngine:
                 if novelty is not None:
                     novelty[sel] = self.forecaster.memory_novelty(xs, ys, xq)
             return variance, novelty
-        due = ready & ((st["adapted_at"] < 0) | ((self.t - 1 - st["phase"]) % self.readapt_every == 0))
+        due, go, xq = forward_rows(x, ok, st["count"], H, self._min_support, st["adapted_at"], st["phase"], self.t - 1,
+                                   self.readapt_every, st["adapted_scale"], FEATURE_CLIP, self._n_scaled, self._row_scale)
         for L in (np.unique(length[due]) if due.any() else ()):
             sel = np.flatnonzero(due & (length == L))
-            xs, ys, xq, c = self._tasks(sel, int(L), x, anchor)
-            z, st["adapted"][sel] = self.learner.adapt_predict_weights(xs, ys, xq)
+            xs, ys, xq_due, c = self._tasks(sel, int(L), x, anchor)
+            z, st["adapted"][sel] = self.learner.adapt_predict_weights(xs, ys, xq_due)
             st["adapted_scale"][sel], st["adapted_at"][sel] = c, self.t - 1
             variance[sel] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[sel])
-        go = np.flatnonzero(ready & ~due & (st["adapted_at"] >= 0))
+        if len(go) == len(self.assets):  # every asset forward only: no gathers of weights or anchors
+            z = self.learner.predict_with_weights(st["adapted"], xq)
+            return TARGET.decode(z[:, 0, 0].astype(np.float64), anchor), None
         if len(go):  # forward only: each asset's weights and scale from its last adaptation
-            xq = normalise_query(x, go[:, None], st["adapted_scale"][go], self._n_scaled, self._row_scale)
-            weights = st["adapted"] if len(go) == len(self.assets) else st["adapted"][go]  # no copy when all
-            z = self.learner.predict_with_weights(weights, xq)
+            z = self.learner.predict_with_weights(st["adapted"][go], xq)
             variance[go] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[go])
         return variance, None
 
