@@ -241,7 +241,7 @@ def test_vectorised_log_matches_math_log():
 
     from numba import njit
 
-    from metarisk_fast.features._intrinsics import _ln
+    from metarisk_fast._intrinsics import _ln
 
     @njit
     def ln_all(x, out):

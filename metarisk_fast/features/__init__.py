@@ -14,7 +14,7 @@ until the window is full. Inputs are prices of shape (T,) or (T, N), time-major,
                        ln(C_t / O_t), k = 0.34 / (1.34 + (w + 1) / (w - 1))
 
 All features of a FeatureSet (feature_set.py) are computed in one fused pass (_kernels.py drives
-the rows, _rolling.py keeps the windows, _intrinsics.py has the fast log); the single-feature
+the rows, _rolling.py keeps the windows, metarisk_fast/_intrinsics.py has the fast log); the single-feature
 functions (estimators.py) run the same kernel with one feature switched on.
 """
 from .estimators import (LOG_RETURNS, close_to_close_vol, downside_vol, ewma_vol,

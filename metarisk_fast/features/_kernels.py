@@ -23,7 +23,7 @@ bottleneck have all fallen into):
 A NaN input makes NaN exactly the outputs whose window contains it.
 
 The same step function advances the batch kernel and the streaming twin, so the two agree.
-The fast log and the intrinsics are in _intrinsics.py, the rolling-window state in _rolling.py.
+The fast log and the intrinsics are in metarisk_fast/_intrinsics.py, the rolling-window state in _rolling.py.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._intrinsics import TINY, _ln, _ln_f_normal, _ln_finish_normal, _prefetch_read, _prefetch_write
+from .._intrinsics import TINY, _ln, _ln_f_normal, _ln_finish_normal, _prefetch_read, _prefetch_write
 from ._rolling import (M_NAN, M_SUM, T_C, T_GK, T_O, T_RS, T_U2, V_M2, V_NAN, _mean_step, _recompute,
                        _var_step)
 

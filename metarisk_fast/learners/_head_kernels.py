@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._types import STUDENT_T_NU
+from .._intrinsics import _prefetch_write
 
 STAT_SCALE = 2.0 ** 32
 STAT_CLIP = 1e4  # |l'| <= 3 and l'' <= 0.75 under the t loss with |phi| <= 1; the Gaussian one is
@@ -212,19 +213,39 @@ def _dot(phi, w):
     return z
 
 
+PREFETCH_AHEAD = 16  # stored rows
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_slot(j, p, sup_phi, sup_slopes):
+    """Ask for asset j's stored row p (its features, which may straddle two cache lines, and its
+    slopes): each lies in another part of the stores, so without it every row waits for its lines
+    one after another."""
+    d = sup_phi.shape[2]
+    first = (j * sup_phi.shape[1] + p) * d
+    _prefetch_write(sup_phi, first)
+    _prefetch_write(sup_phi, first + d - 1)
+    _prefetch_write(sup_slopes, (j * sup_slopes.shape[1] + p) * 2)
+
+
 @njit(cache=True, nogil=True)
 def _update_stores(pushed, n_pushed, arriving, count, history, sup_target, w0, code, sup_phi, sup_slopes, stats):
     """The n_pushed rows that join the stores ((asset, slot) in ``pushed``, their features in
     arriving[asset]) stored with their loss slopes and added to their assets' statistics, each
-    taking away the row it overwrites when the store is full; HEAD_BLOCK rows at a time."""
+    taking away the row it overwrites when the store is full; HEAD_BLOCK rows at a time, each row's
+    store slot asked for PREFETCH_AHEAD rows ahead."""
     d, n_stats = w0.shape[0], stats.shape[1]
     p_in, p_out = np.empty((d, HEAD_BLOCK)), np.empty((d, HEAD_BLOCK))
     g_in, g_out = np.empty((2, HEAD_BLOCK)), np.empty((2, HEAD_BLOCK))
     change = np.empty((n_stats, HEAD_BLOCK), np.int64)
+    for i in range(min(n_pushed, PREFETCH_AHEAD)):
+        _prefetch_slot(pushed[i, 0], pushed[i, 1], sup_phi, sup_slopes)
     for lo in range(0, n_pushed, HEAD_BLOCK):
         nb = min(HEAD_BLOCK, n_pushed - lo)
         leaving = False
         for l in range(nb):
+            if lo + l + PREFETCH_AHEAD < n_pushed:
+                _prefetch_slot(pushed[lo + l + PREFETCH_AHEAD, 0], pushed[lo + l + PREFETCH_AHEAD, 1], sup_phi, sup_slopes)
             j, p = pushed[lo + l, 0], pushed[lo + l, 1]
             stored = sup_phi[j, p]
             full = count[j] > history

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .._intrinsics import _prefetch_write
 from ..features._kernels import feature_step
 from ..tasks._normalise import gather_rows
 from ..tasks.episodes import anchor_of, forecastable_rows, network_rows
@@ -30,14 +31,31 @@ def bridge(observed, last_price, gap, seen, max_gap, out):
                 seen[s, j] = True
 
 
+PREFETCH_AHEAD = 16  # assets
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_store_slot(j, p, sup_x, sup_y, sup_target):
+    """Ask for asset j's store slot p for writing: its row of sup_x (first and last value: it may
+    straddle two cache lines), sup_y and sup_target."""
+    D = sup_x.shape[2]
+    first = (j * sup_x.shape[1] + p) * D
+    _prefetch_write(sup_x, first)
+    _prefetch_write(sup_x, first + D - 1)
+    _prefetch_write(sup_y, j * sup_y.shape[1] + p)
+    _prefetch_write(sup_target, j * sup_target.shape[1] + p)
+
+
 @njit(cache=True, nogil=True)
 def commit_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anchor, row_ok, row_break, row_y,
-               sq_ring, sup_x, sup_y, count, pos, adapted_at, pushed):
+               sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at, pushed):
     """Bar t's row into the delay line (h + 2 rows), the target completed at t (row t - h's: the
     in-order mean of the last h squared returns, or ``target`` itself), and row t - h - 1 into the
     support store if usable (``ok``: tasks.forecastable of the bar, and a realised target); a stretch break
     (bridged close NaN) empties the asset's store. Returns how many rows joined the store; their
-    (asset, slot) pairs are in ``pushed``."""
+    (asset, slot) pairs are in ``pushed``. The store slots an asset writes (sup_x, sup_y and the
+    caller's sup_target) are asked for PREFETCH_AHEAD assets ahead: each lies in another part of the
+    stores, so without it every asset's writes wait for their lines one after another."""
     h = row_x.shape[0] - 2
     H = sup_x.shape[1]
     D = x.shape[1]
@@ -62,7 +80,12 @@ def commit_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anch
     n = 0
     if t >= h + 1:
         e = (t - h - 1) % (h + 2)
-        for j in range(x.shape[0]):
+        N = x.shape[0]
+        for j in range(min(N, PREFETCH_AHEAD)):
+            _prefetch_store_slot(j, pos[j], sup_x, sup_y, sup_target)
+        for j in range(N):
+            if j + PREFETCH_AHEAD < N:
+                _prefetch_store_slot(j + PREFETCH_AHEAD, pos[j + PREFETCH_AHEAD], sup_x, sup_y, sup_target)
             if row_break[e, j]:
                 count[j] = 0
                 adapted_at[j] = -1  # a new stretch: weights adapted on the old one are dropped
@@ -121,7 +144,7 @@ def advance_bar(t, observed, gap_break, max_gap, last_price, gap, seen, bridged,
             target[j] = rows[1, j] * rows[1, j]
     forecastable_rows(x, anchor, close, ok, floor)
     n = commit_row(t, x, anchor, ok, b_close, target, squared, row_x, row_anchor, row_ok, row_break, row_y,
-                   sq_ring, sup_x, sup_y, count, pos, adapted_at, pushed)
+                   sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at, pushed)
     h = row_x.shape[0] - 2
     e = (t - h - 1) % (h + 2)  # the delay line's slot of the rows that joined
     for i in range(n):
