@@ -57,32 +57,32 @@ def body_rows(rows, which, theta, sizes, out):
     n_layers = sizes.shape[0] - 1
     d = sizes[n_layers]
     for lo in range(0, m, ROW_BLOCK):
-        for l in range(ROW_BLOCK):  # a short last block repeats its last row
-            r = min(lo + l, m - 1)
+        nb = min(ROW_BLOCK, m - lo)
+        for l in range(nb):
             for i in range(rows.shape[1]):
-                A[i, l] = rows[r, i]
+                A[i, l] = rows[lo + l, i]
         off = 0
         for layer in range(n_layers):
             n_in, n_out = sizes[layer], sizes[layer + 1]
             bias = off + n_out * n_in
             for o in range(n_out):
                 b = theta[bias + o]
-                for l in range(ROW_BLOCK):
+                for l in range(nb):
                     B[o, l] = b
                 for i in range(n_in):
                     w = theta[off + i * n_out + o]
-                    for l in range(ROW_BLOCK):
+                    for l in range(nb):
                         B[o, l] += w * A[i, l]
                 if layer < n_layers - 1:
-                    for l in range(ROW_BLOCK):
+                    for l in range(nb):
                         B[o, l] = max(B[o, l], 0.0)
             off = bias + n_out
             A, B = B, A
         for k in range(d):  # the squashing in vector registers, then each row to its place
-            for l in range(ROW_BLOCK):
+            for l in range(nb):
                 v = A[k, l]
                 A[k, l] = v / math.sqrt(1.0 + v * v)
-        for l in range(min(ROW_BLOCK, m - lo)):
+        for l in range(nb):
             phi = out[which[lo + l]]
             for k in range(d):
                 phi[k] = A[k, l]
@@ -289,6 +289,16 @@ PART_ASSETS = 128  # a bar's assets per thread at least: below that, a thread's 
 
 
 @njit(cache=True, parallel=True)
+def _stream_parts(parts, rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, sel, theta, sizes, w0,
+                  precision, code, row_phi, sup_phi, sup_slopes, stats, w, out):
+    """_stream_assets over ``parts`` contiguous parts of the assets, one per thread."""
+    n = count.shape[0]
+    for c in prange(parts):
+        _stream_assets(c * n // parts, (c + 1) * n // parts, rows, use, slot, pushed, n_pushed, leaving, count, history,
+                       sup_target, sel, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, out)
+
+
+@njit(cache=True, nogil=True)
 def stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, theta, sizes, w0,
                precision, code, row_phi, sup_phi, sup_slopes, stats, threads, out):
     """One engine bar: the features of the bar's usable rows (rows (m, D), assets ``use``) into
@@ -296,7 +306,8 @@ def stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_t
     ``n_pushed`` rows that joined the stores ((asset, slot) in ``pushed``, their features in
     row_phi[leaving], their targets in sup_target) added; the outputs of the ``ready`` assets' rows
     into out (the others NaN). The assets are split into contiguous parts, one per thread (at most
-    ``threads``): every step of an asset runs in its part, each value as on one thread."""
+    ``threads``; one part under 2 PART_ASSETS assets, without starting the threads): every step of
+    an asset runs in its part, each value as on one thread."""
     n = count.shape[0]
     parts = max(1, min(threads, n // PART_ASSETS))
     sel = np.flatnonzero(ready)
@@ -305,7 +316,6 @@ def stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_t
     if parts == 1:
         _stream_assets(0, n, rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, sel, theta, sizes,
                        w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, out)
-        return
-    for c in prange(parts):
-        _stream_assets(c * n // parts, (c + 1) * n // parts, rows, use, slot, pushed, n_pushed, leaving, count, history,
-                       sup_target, sel, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, out)
+    else:
+        _stream_parts(parts, rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, sel, theta, sizes,
+                      w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, out)
