@@ -361,9 +361,9 @@ class RiskEngine:
                 date = np.datetime64(date, "D")
             except (ValueError, TypeError):
                 raise ValueError(f"date {date!r} is not a date") from None
-            if np.isnat(date):
+            if date.item() is None:  # NaT (datetime.date comparisons: numpy's scalar ones cost ~1 us each)
                 raise ValueError("date is NaT")
-            if self.last_date is not None and date <= self.last_date:
+            if self.last_date is not None and date.item() <= self.last_date.item():
                 raise ValueError(f"bar date {date} is not after the previous bar's {self.last_date}: bars must come "
                                  "in increasing date order")
         checker = self._targets if self.spec.proxy == "garman_klass" else self._features
@@ -376,6 +376,7 @@ class RiskEngine:
         ``warn_gap``: a bar after a calendar gap is warned (a live bar; a file's gaps are warned
         when it is read)."""
         st, t = self._state, self.t
+        date = None if date is None else np.datetime64(date, "D")  # a panel's dates may come in another unit
         if self._pushed.shape[0] != len(self.assets):
             self._pushed = np.empty((len(self.assets), 2), np.int64)
         observed = np.stack([close, open, high, low]) if self._ohlc else close[None]
@@ -422,7 +423,7 @@ class RiskEngine:
         """Whether a bar dated ``date`` follows the last bar after a calendar gap (data.calendar_breaks)."""
         # within MAX_GAP_DAYS + 1 calendar days no more than MAX_GAP_DAYS business days are missing
         return (date is not None and self.last_date is not None
-                and date - self.last_date > np.timedelta64(MAX_GAP_DAYS + 1, "D")
+                and (date.item() - self.last_date.item()).days > MAX_GAP_DAYS + 1
                 and int(missing_business_days(self.last_date, date)) > MAX_GAP_DAYS)
 
     def _tasks(self, sel: np.ndarray, length: int, x: np.ndarray, anchor: np.ndarray):
