@@ -87,7 +87,10 @@ def evaluate_credit(data: CreditData, ks=(10, 25, 50), draws: int = 20, learners
                 f"meta-training {', '.join(learners)} on {len(train)} loans")
         models = {kind: meta_train(xtr, train.y, train.segment, replace(training, learner=kind))[0]
                   for kind in learners}
-        pooled = {"logit_pooled": _logit().fit(xtr, train.y), "gbm_pooled": _gbm(seed).fit(xtr, train.y)}
+        # the baselines on float64 inputs: scikit-learn's solver works in float64, and OpenBLAS's float32
+        # matrix-vector kernels on AVX-512 set a spurious 'invalid' flag now and then (numpy#24067)
+        btr, bte = xtr.astype(np.float64), xte.astype(np.float64)
+        pooled = {"logit_pooled": _logit().fit(btr, train.y), "gbm_pooled": _gbm(seed).fit(btr, train.y)}
         for k in ks:
             if held not in eligible_segments(data, k):
                 continue
@@ -98,14 +101,14 @@ def evaluate_credit(data: CreditData, ks=(10, 25, 50), draws: int = 20, learners
             qry = np.nonzero(mask)[1].reshape(draws, -1)
             scores = {kind: adapt_scores(m, xte[sup], test.y[sup], xte[qry]) for kind, m in models.items()}
             for name, model in pooled.items():
-                scores[name] = model.predict_proba(xte[qry].reshape(-1, xte.shape[1]))[:, 1].reshape(qry.shape)
+                scores[name] = model.predict_proba(bte[qry].reshape(-1, bte.shape[1]))[:, 1].reshape(qry.shape)
             plus = {"logit_pooled_plus_k": [], "gbm_pooled_plus_k": [], "logit_k_only": []}
             for d in range(draws):  # the baselines refit per draw: their own cost, not the engine's
-                xk, yk = xte[sup[d]], test.y[sup[d]]
-                xa, ya = np.vstack([xtr, xk]), np.concatenate([train.y, yk])
-                plus["logit_pooled_plus_k"].append(_logit().fit(xa, ya).predict_proba(xte[qry[d]])[:, 1])
-                plus["gbm_pooled_plus_k"].append(_gbm(seed).fit(xa, ya).predict_proba(xte[qry[d]])[:, 1])
-                plus["logit_k_only"].append(_logit().fit(xk, yk).predict_proba(xte[qry[d]])[:, 1])
+                xk, yk = bte[sup[d]], test.y[sup[d]]
+                xa, ya = np.vstack([btr, xk]), np.concatenate([train.y, yk])
+                plus["logit_pooled_plus_k"].append(_logit().fit(xa, ya).predict_proba(bte[qry[d]])[:, 1])
+                plus["gbm_pooled_plus_k"].append(_gbm(seed).fit(xa, ya).predict_proba(bte[qry[d]])[:, 1])
+                plus["logit_k_only"].append(_logit().fit(xk, yk).predict_proba(bte[qry[d]])[:, 1])
             scores.update({name: np.array(v) for name, v in plus.items()})
             for method, sc in scores.items():
                 for d in range(draws):
