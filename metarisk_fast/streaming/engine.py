@@ -439,11 +439,10 @@ class RiskEngine:
         """The bar's variance forecasts and, where the monitor asks for it, the memory learner's
         novelty of each asset (None otherwise)."""
         st, H = self._state, self.history
-        variance = np.full(len(self.assets), np.nan)
         novelty = np.full(len(self.assets), np.nan) if self.monitor is not None and self.monitor.needs_novelty else None
         if self._incremental:  # exact: each asset's head solved from its running statistics (_head_bar)
             return self.forecaster.target.decode(self._head_z, anchor), novelty  # NaN where no asset is ready
-        length = np.minimum(st["count"], H)
+        variance, length = np.full(len(self.assets), np.nan), np.minimum(st["count"], H)
         if self.readapt_every == 1:
             ready = self._ready(ok)
             for L in np.unique(length[ready]):  # nearly always one group: every asset with the full history
@@ -455,15 +454,15 @@ class RiskEngine:
             return variance, novelty
         due, go, xq = forward_rows(x, ok, st["count"], H, self._min_support, st["adapted_at"], st["phase"], self.t - 1,
                                    self.readapt_every, st["adapted_scale"], FEATURE_CLIP, self._n_scaled, self._row_scale)
+        if len(go) == len(self.assets):  # every asset forward only: no gathers of weights or anchors
+            z = self.learner.predict_with_weights(st["adapted"], xq)
+            return TARGET.decode(z[:, 0, 0].astype(np.float64), anchor), None
         for L in (np.unique(length[due]) if due.any() else ()):
             sel = np.flatnonzero(due & (length == L))
             xs, ys, xq_due, c = self._tasks(sel, int(L), x, anchor)
             z, st["adapted"][sel] = self.learner.adapt_predict_weights(xs, ys, xq_due)
             st["adapted_scale"][sel], st["adapted_at"][sel] = c, self.t - 1
             variance[sel] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[sel])
-        if len(go) == len(self.assets):  # every asset forward only: no gathers of weights or anchors
-            z = self.learner.predict_with_weights(st["adapted"], xq)
-            return TARGET.decode(z[:, 0, 0].astype(np.float64), anchor), None
         if len(go):  # forward only: each asset's weights and scale from its last adaptation
             z = self.learner.predict_with_weights(st["adapted"][go], xq)
             variance[go] = TARGET.decode(z[:, 0, 0].astype(np.float64), anchor[go])
