@@ -306,7 +306,8 @@ class HeadNewton(nn.Module):
 
     def stream_bar(self, params, rows, use, slot: int, pushed, n_pushed: int, leaving: int, count, history: int,
                    sup_target, ready, row_phi, state) -> np.ndarray:
-        """A streaming engine's bar in one compiled call.
+        """The head learner's step of a streaming bar in one compiled call (the engine runs the same
+        kernel inside its own compiled bar, streaming._kernels.head_bar).
 
         Parameters
         ----------

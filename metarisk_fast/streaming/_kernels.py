@@ -8,6 +8,7 @@ from numba import njit
 
 from .._intrinsics import _prefetch_write
 from ..features._kernels import feature_step
+from ..learners._head_kernels import stream_bar
 from ..tasks._normalise import gather_rows
 from ..tasks.episodes import anchor_of, forecastable_rows, network_rows
 from ..tasks.target import encode_ratio
@@ -47,17 +48,10 @@ def _prefetch_store_slot(j, p, sup_x, sup_y, sup_target):
 
 
 @njit(cache=True, nogil=True)
-def commit_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anchor, row_ok, row_break, row_y,
-               sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at, pushed):
-    """Bar t's row into the delay line (h + 2 rows), the target completed at t (row t - h's: the
-    in-order mean of the last h squared returns, or ``target`` itself), and row t - h - 1 into the
-    support store if usable (``ok``: tasks.forecastable of the bar, and a realised target); a stretch break
-    (bridged close NaN) empties the asset's store. Returns how many rows joined the store; their
-    (asset, slot) pairs are in ``pushed``. The store slots an asset writes (sup_x, sup_y and the
-    caller's sup_target) are asked for PREFETCH_AHEAD assets ahead: each lies in another part of the
-    stores, so without it every asset's writes wait for their lines one after another."""
+def record_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anchor, row_ok, row_break, row_y, sq_ring):
+    """Bar t's row into the delay line (h + 2 rows) and the target completed at t (row t - h's: the
+    in-order mean of the last h squared returns, or ``target`` itself)."""
     h = row_x.shape[0] - 2
-    H = sup_x.shape[1]
     D = x.shape[1]
     slot = t % (h + 2)
     for j in range(x.shape[0]):
@@ -77,46 +71,59 @@ def commit_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anch
                 row_y[(t - h) % (h + 2), j] = acc / h
             else:
                 row_y[(t - h) % (h + 2), j] = target[j]
+
+
+@njit(cache=True, nogil=True)
+def push_rows(t, row_x, row_anchor, row_ok, row_break, row_y, sup_x, sup_y, sup_target, count, pos, adapted_at, pushed,
+              target_floor, target_cap, pushed_at):
+    """Row t - h - 1 of the delay line (its target realised at the bar before) into each asset's
+    support store if usable (tasks.forecastable of its bar, and a realised target), with its encoded
+    target (tasks.encode_ratio with the target's floor and cap) and the bar in pushed_at; a stretch
+    break (a NaN bridged close) empties the asset's store. Reads only rows recorded at earlier
+    bars. Returns how many rows joined the stores; their (asset, slot) pairs are in ``pushed``. The
+    store slots an asset writes are asked for PREFETCH_AHEAD assets ahead: each lies in another part
+    of the stores, so without it every asset's writes wait for their lines one after another."""
+    h = row_x.shape[0] - 2
+    H, D, N = sup_x.shape[1], sup_x.shape[2], sup_x.shape[0]
     n = 0
-    if t >= h + 1:
-        e = (t - h - 1) % (h + 2)
-        N = x.shape[0]
-        for j in range(min(N, PREFETCH_AHEAD)):
-            _prefetch_store_slot(j, pos[j], sup_x, sup_y, sup_target)
-        for j in range(N):
-            if j + PREFETCH_AHEAD < N:
-                _prefetch_store_slot(j + PREFETCH_AHEAD, pos[j + PREFETCH_AHEAD], sup_x, sup_y, sup_target)
-            if row_break[e, j]:
-                count[j] = 0
-                adapted_at[j] = -1  # a new stretch: weights adapted on the old one are dropped
-            elif row_ok[e, j] and np.isfinite(row_y[e, j]):
-                count[j] += 1
-                p = pos[j]
-                for d in range(D):
-                    sup_x[j, p, d] = row_x[e, j, d]
-                sup_y[j, p] = row_y[e, j]
-                pushed[n, 0] = j
-                pushed[n, 1] = p
-                n += 1
-                pos[j] = (p + 1) % H
+    if t < h + 1:
+        return n
+    e = (t - h - 1) % (h + 2)
+    for j in range(min(N, PREFETCH_AHEAD)):
+        _prefetch_store_slot(j, pos[j], sup_x, sup_y, sup_target)
+    for j in range(N):
+        if j + PREFETCH_AHEAD < N:
+            _prefetch_store_slot(j + PREFETCH_AHEAD, pos[j + PREFETCH_AHEAD], sup_x, sup_y, sup_target)
+        if row_break[e, j]:
+            count[j] = 0
+            adapted_at[j] = -1  # a new stretch: weights adapted on the old one are dropped
+        elif row_ok[e, j] and np.isfinite(row_y[e, j]):
+            count[j] += 1
+            p = pos[j]
+            for d in range(D):
+                sup_x[j, p, d] = row_x[e, j, d]
+            sup_y[j, p] = row_y[e, j]
+            sup_target[j, p] = encode_ratio(sup_y[j, p], row_anchor[e, j], target_floor, target_cap)
+            pushed_at[j] = t
+            pushed[n, 0] = j
+            pushed[n, 1] = p
+            n += 1
+            pos[j] = (p + 1) % H
     return n
 
 
 @njit(cache=True, nogil=True)
-def advance_bar(t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_args, f_state,
+def observe_bar(t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_args, f_state,
                 squared, y_t, y_args, y_state, young_args, age, age_sq_sum, age_ewma, age_input, anchor_row, floor, youth, x,
-                anchor, ok, target, row_x, row_anchor, row_ok, row_break, row_y, sq_ring, sup_x, sup_y, count, pos,
-                adapted_at, pushed, target_floor, target_cap, sup_target, pushed_at):
-    """A RiskEngine bar in one compiled call, each step the batch path's own function: the gap
+                anchor, ok, target, row_x, row_anchor, row_ok, row_break, row_y, sq_ring):
+    """A RiskEngine bar up to its support stores, each step the batch path's own function: the gap
     bridge (``gap_break``: a calendar gap restarts every asset), the feature stream's step on the
     bridged prices (f_t, f_args, f_state: StreamingFeatures' counter, kernel arguments and state),
     the young-asset row (tasks/young.py), the network inputs and anchors (tasks.network_rows,
     anchor_of), the target stream's step on the observed prices (squared returns, or the
-    Garman-Klass range), the usable rows (tasks.forecastable_rows) and commit_row. observed (S, N):
+    Garman-Klass range), the usable rows (tasks.forecastable_rows) and record_row. observed (S, N):
     the close, then open, high, low where the engine keeps them; x (N, D), anchor, ok, target, youth
-    (N,) are written. The rows that joined the stores get their encoded targets (tasks.encode_ratio
-    with the target's floor and cap) in sup_target and the bar in pushed_at. Returns how many rows
-    joined the stores (commit_row)."""
+    (N,) are written. Touches nothing push_rows reads or writes."""
     if gap_break:
         seen[:] = False
     bridge(observed, last_price, gap, seen, max_gap, bridged)
@@ -143,22 +150,27 @@ def advance_bar(t, observed, gap_break, max_gap, last_price, gap, seen, bridged,
         for j in range(target.shape[0]):
             target[j] = rows[1, j] * rows[1, j]
     forecastable_rows(x, anchor, close, ok, floor)
-    n = commit_row(t, x, anchor, ok, b_close, target, squared, row_x, row_anchor, row_ok, row_break, row_y,
-                   sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at, pushed)
-    h = row_x.shape[0] - 2
-    e = (t - h - 1) % (h + 2)  # the delay line's slot of the rows that joined
-    for i in range(n):
-        j, p = pushed[i, 0], pushed[i, 1]
-        sup_target[j, p] = encode_ratio(sup_y[j, p], row_anchor[e, j], target_floor, target_cap)
-        pushed_at[j] = t
-    return n
+    record_row(t, x, anchor, ok, b_close, target, squared, row_x, row_anchor, row_ok, row_break, row_y, sq_ring)
+
+
+@njit(cache=True, nogil=True)
+def advance_bar(observe, push):
+    """A RiskEngine bar's bookkeeping in one compiled call: observe_bar, then push_rows (their
+    arguments in ``observe`` and ``push``). Returns how many rows joined the stores."""
+    observe_bar(*observe)
+    return push_rows(*push)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _supported(count, history, min_support):
+    """An asset has at least ``min_support`` of its last ``history`` stored rows."""
+    return min(count, history) >= min_support
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _ready(ok, count, history, min_support):
-    """An asset forecasts at a bar: its row is usable and it has at least ``min_support`` of its
-    last ``history`` stored rows."""
-    return ok and min(count, history) >= min_support
+    """An asset forecasts at a bar: its row is usable and it is _supported."""
+    return ok and _supported(count, history, min_support)
 
 
 @njit(cache=True, nogil=True)
@@ -171,14 +183,24 @@ def ready_assets(ok, count, history, min_support):
 
 
 @njit(cache=True, nogil=True)
-def head_rows(x, ok, count, history, min_support, clip, n_scaled, row_scale):
-    """The head learner's inputs of a bar: the usable rows x[use] (use: where ``ok``), each
-    normalised by its own scale (tasks.normalise_query's gather, row_scale >= 0), float32 (m, D); use;
-    and the assets that forecast (ready_assets)."""
+def head_bar(observe, x, ok, push, count, pushed, sup_target, clip, n_scaled, row_scale, history, min_support, theta,
+             sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, out):
+    """A RiskEngine bar of the head learner in one compiled call: advance_bar (``observe`` and
+    ``push`` are observe_bar's and push_rows' arguments; x, ok, count, pushed and sup_target are the
+    same arrays as in them), the bar's usable rows each normalised by its own scale
+    (tasks.normalise_query's gather, row_scale >= 0), and the learner's step
+    (learners' stream_bar: the rows through the body, the stores' rows in and out, every ready
+    asset's head solved, on up to ``threads`` threads) with the outputs of the ready assets in out
+    (NaN for the others)."""
+    observe_bar(*observe)
+    n = push_rows(*push)
+    t, h = observe[0], row_phi.shape[0] - 2
     use = np.flatnonzero(ok)
     rows = np.empty((1, use.shape[0], x.shape[1]), np.float32)
     gather_rows(x, use.reshape((1, use.shape[0])), np.ones(1), clip, n_scaled, row_scale, rows)
-    return rows[0], use, ready_assets(ok, count, history, min_support)
+    stream_bar(rows[0], use, t % (h + 2), pushed, n, (t - h - 1) % (h + 2), count, history, sup_target,
+               ready_assets(ok, count, history, min_support), theta, sizes, w0, precision, code, row_phi, sup_phi,
+               sup_slopes, stats, threads, out)
 
 
 @njit(cache=True, nogil=True)

@@ -25,13 +25,14 @@ import warnings
 from dataclasses import dataclass
 from collections.abc import Mapping
 
+import numba
 import numpy as np
 import pandas as pd
 import torch
 
 from .._checks import check_int, check_number
 from .._files import atomic_write_bytes
-from ._kernels import advance_bar, forward_rows, head_rows, ready_assets
+from ._kernels import advance_bar, forward_rows, head_bar, ready_assets
 from ..data import MAX_GAP_DAYS, CalendarGapWarning, DataError, missing_business_days
 from ..datasets import load_panel
 from ..evaluation import risk_columns
@@ -164,7 +165,7 @@ class RiskEngine:
                              f"needs a gradient-based learner (MAML, FOMAML, Reptile, Meta-SGD); "
                              f"{type(learner).__name__} re-adapts on every bar (readapt_every=1)")
         check_number("online_lr", online_lr, allow_zero=True, note=" (0: the model stays as trained)")
-        self._incremental = hasattr(learner, "stream_bar")  # the head learner: running statistics per asset
+        self._incremental = hasattr(learner, "stream_state")  # the head learner: running statistics per asset
         if self._incremental and online_lr:
             raise ValueError("online_lr needs a learner whose initialisation may move between bars; the head learner's "
                              "running statistics are computed at its trained head (online_lr=0)")
@@ -200,7 +201,7 @@ class RiskEngine:
         self._range_inputs, self._n_features = spec.features.needs_ohlc, spec.n_features
         self._ohlc = self._range_inputs or not self._squared
         self._head_params = learner.kernel_params() if self._incremental else None
-        self._head_z = self._head_ready = None  # the head learner's outputs and ready assets of the last bar (_head_bar)
+        self._head_z = None  # the head learner's outputs of the last bar (head_bar; NaN where no forecast)
         self._young_args = young_args(spec.features)
         self._pushed = np.empty((0, 2), np.int64)  # scratch of _advance: (asset, slot) of the stored rows
         self.assets: list[str] = []
@@ -387,33 +388,28 @@ class RiskEngine:
                           "history again)", CalendarGapWarning, stacklevel=3)
         N = len(self.assets)
         x, anchor, ok = np.empty((N, self._n_features)), np.empty(N), np.empty(N, bool)
-        n = advance_bar(t, observed, gap_break, MAX_BRIDGED_GAP, st["last_price"], st["gap"], st["seen"],
-                        np.empty_like(observed), self._range_inputs, *self._features.step_args(), self._squared,
-                        *self._targets.step_args(), self._young_args, st["age"], st["age_sq_sum"], st["age_ewma"],
-                        self.spec.age_input, self._anchor_row, VAR_FLOOR, np.empty(N), x, anchor, ok, np.empty(N),
-                        st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sq_returns"],
-                        st["sup_x"], st["sup_y"], st["count"], st["pos"], st["adapted_at"], self._pushed, TARGET.floor,
-                        TARGET.cap, st["sup_target"], st["pushed_at"])
+        observe = (t, observed, gap_break, MAX_BRIDGED_GAP, st["last_price"], st["gap"], st["seen"],
+                   np.empty_like(observed), self._range_inputs, *self._features.step_args(), self._squared,
+                   *self._targets.step_args(), self._young_args, st["age"], st["age_sq_sum"], st["age_ewma"],
+                   self.spec.age_input, self._anchor_row, VAR_FLOOR, np.empty(N), x, anchor, ok, np.empty(N),
+                   st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sq_returns"])
+        push = (t, st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sup_x"], st["sup_y"],
+                st["sup_target"], st["count"], st["pos"], st["adapted_at"], self._pushed, TARGET.floor, TARGET.cap,
+                st["pushed_at"])
+        if self._incremental:  # the head learner: the whole bar in one compiled call, its outputs decoded by _forecast
+            self._head_z = np.empty(N)
+            theta, sizes, w0, precision, code = self._head_params
+            head_bar(observe, x, ok, push, st["count"], self._pushed, st["sup_target"], FEATURE_CLIP, self._n_scaled,
+                     self._row_scale, self.history, self._min_support, theta, sizes, w0, precision, code, st["row_phi"],
+                     st["head_phi"], st["head_slopes"], st["head_stats"], numba.get_num_threads(), self._head_z)
+        else:
+            advance_bar(observe, push)
         self._features.advance()
         self._targets.advance()
-        if self._incremental:
-            self._head_z = self._head_bar(x, ok, n)
         self.t += 1
         if date is not None:
             self.last_date = date
         return x, anchor, ok
-
-    def _head_bar(self, x, ok, n: int) -> np.ndarray:
-        """The head learner's bar, one compiled call (HeadNewton.stream_bar): the features of the
-        bar's usable rows into the delay line (each row's body runs once, here); a stretch's
-        restart clears an asset's running statistics; the rows that joined the stores (the first n
-        of ``_pushed``) enter them, each replacing the row it overwrote; returns every ready asset's
-        output (NaN elsewhere), decoded by ``_forecast``."""
-        st, H, h, t = self._state, self.history, self.spec.horizon, self.t
-        rows, use, self._head_ready = head_rows(x, ok, st["count"], H, self._min_support, FEATURE_CLIP, self._n_scaled,
-                                                self._row_scale)
-        return self.learner.stream_bar(self._head_params, rows, use, t % (h + 2), self._pushed, n, (t - h - 1) % (h + 2),
-                                       st["count"], H, st["sup_target"], self._head_ready, st["row_phi"], st)
 
     def _ready(self, ok) -> np.ndarray:
         """The assets that get a forecast this bar: usable rows with at least ``min_history`` support rows."""
@@ -440,7 +436,7 @@ class RiskEngine:
         novelty of each asset (None otherwise)."""
         st, H = self._state, self.history
         novelty = np.full(len(self.assets), np.nan) if self.monitor is not None and self.monitor.needs_novelty else None
-        if self._incremental:  # exact: each asset's head solved from its running statistics (_head_bar)
+        if self._incremental:  # exact: each asset's head solved from its running statistics (head_bar)
             return self.forecaster.target.decode(self._head_z, anchor), novelty  # NaN where no asset is ready
         variance, length = np.full(len(self.assets), np.nan), np.minimum(st["count"], H)
         if self.readapt_every == 1:
