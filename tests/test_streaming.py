@@ -81,6 +81,28 @@ def test_replay_is_the_batch_forecast_bit_for_bit(exact_dir, panel, data):
     assert (engine.state_dict()["state.head_stats"].any()) == (exact_dir.name.startswith("head"))
 
 
+def test_a_wide_head_bar_on_two_threads_is_the_batch_forecast_bit_for_bit(tmp_path_factory):
+    """From HALVES_ASSETS assets the head learner's bar runs its two halves (the bar's own rows
+    through the body; the stores and the solves) on two threads: the replay of a gappy panel is
+    still the batch forecast bit for bit."""
+    import numba
+    from metarisk_fast.streaming._kernels import HALVES_ASSETS
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one thread: the halves run one after the other")
+    numba.set_num_threads(2)
+    model = _model(tmp_path_factory, "head", TaskSpec(scale="row"))
+    p = datasets.synthetic_ohlc(n_days=320, n_assets=HALVES_ASSETS + 12, seed=3)
+    close = p.close.copy()
+    close[100, :40] = np.nan  # a missing day, bridged
+    close[150:160, 40:60] = np.nan  # a gap too long to bridge: those stretches restart
+    close[:200, 60:70] = np.nan  # late listings
+    p = PricePanel(dates=p.dates, assets=p.assets, close=close, source="wide")
+    got, want = replay(RiskEngine.from_model(model, list(p.assets)), p), batch(model, p)
+    assert len(want) > 100 * p.n_assets
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+
+
 def with_calendar_gap() -> PricePanel:
     """Five stocks, 2016-2020, with 300 dates cut out after the 250th (a file with a hole of more
     than a year): the rows stay consecutive, the calendar jumps."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .._types import STUDENT_T_NU
 from .._intrinsics import _prefetch_write
@@ -273,56 +273,26 @@ def _update_stores(pushed, n_pushed, arriving, count, history, sup_target, w0, c
 
 
 @njit(cache=True, nogil=True)
-def _stream_assets(a0, a1, rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, sel, theta, sizes, w0,
-                   precision, code, row_phi, sup_phi, sup_slopes, stats, w, out):
-    """stream_bar for the assets a0 <= j < a1 (``use``, ``pushed`` and ``sel`` are sorted by asset,
-    so each is one slice)."""
-    r0, r1 = np.searchsorted(use, a0), np.searchsorted(use, a1)
-    body_rows(rows[r0:r1], use[r0:r1], theta, sizes, row_phi[slot])
-    for j in range(a0, a1):
+def stream_stores(pushed, n_pushed, arriving, count, history, sup_target, supported, w0, precision, code, sup_phi,
+                  sup_slopes, stats, w, head_of):
+    """A streaming bar's stores and solves: every asset without a stretch row (count 0) cleared; the
+    ``n_pushed`` rows that joined the stores ((asset, slot) in ``pushed``, their features in
+    arriving[asset], their targets in sup_target) added, each taking away the row it overwrites; the
+    head of every ``supported`` asset solved into w[head_of[asset]] (head_of -1 for the others)."""
+    for j in range(count.shape[0]):
         if count[j] == 0:
             stats[j, :] = 0
-    owners = pushed[:n_pushed, 0]
-    p0, p1 = np.searchsorted(owners, a0), np.searchsorted(owners, a1)
-    _update_stores(pushed[p0:p1], p1 - p0, row_phi[leaving], count, history, sup_target, w0, code, sup_phi, sup_slopes,
-                   stats)
-    s0, s1 = np.searchsorted(sel, a0), np.searchsorted(sel, a1)
-    solve_heads(stats, sel[s0:s1], w0, precision, w[s0:s1])
-    for i in range(s0, s1):
-        out[sel[i]] = _dot(row_phi[slot, sel[i]], w[i])
-
-
-PART_ASSETS = 128  # a bar's assets per thread at least: below that, a thread's share is shorter than its start
-
-
-@njit(cache=True, parallel=True)
-def _stream_parts(parts, rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, sel, theta, sizes, w0,
-                  precision, code, row_phi, sup_phi, sup_slopes, stats, w, out):
-    """_stream_assets over ``parts`` contiguous parts of the assets, one per thread."""
-    n = count.shape[0]
-    for c in prange(parts):
-        _stream_assets(c * n // parts, (c + 1) * n // parts, rows, use, slot, pushed, n_pushed, leaving, count, history,
-                       sup_target, sel, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, out)
+    _update_stores(pushed, n_pushed, arriving, count, history, sup_target, w0, code, sup_phi, sup_slopes, stats)
+    sel = np.flatnonzero(supported)
+    solve_heads(stats, sel, w0, precision, w)
+    head_of[:] = -1
+    for k in range(sel.shape[0]):
+        head_of[sel[k]] = k
 
 
 @njit(cache=True, nogil=True)
-def stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, theta, sizes, w0,
-               precision, code, row_phi, sup_phi, sup_slopes, stats, threads, out):
-    """One engine bar: the features of the bar's usable rows (rows (m, D), assets ``use``) into
-    the delay line row_phi[slot]; every asset without a stretch row (count 0) cleared; the
-    ``n_pushed`` rows that joined the stores ((asset, slot) in ``pushed``, their features in
-    row_phi[leaving], their targets in sup_target) added; the outputs of the ``ready`` assets' rows
-    into out (the others NaN). The assets are split into contiguous parts, one per thread (at most
-    ``threads``; one part under 2 PART_ASSETS assets, without starting the threads): every step of
-    an asset runs in its part, each value as on one thread."""
-    n = count.shape[0]
-    parts = max(1, min(threads, n // PART_ASSETS))
-    sel = np.flatnonzero(ready)
-    w = np.empty((sel.shape[0], w0.shape[0]))
-    out[:] = np.nan
-    if parts == 1:
-        _stream_assets(0, n, rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, sel, theta, sizes,
-                       w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, out)
-    else:
-        _stream_parts(parts, rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, sel, theta, sizes,
-                      w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, out)
+def stream_outputs(ready, head_of, phi, w, out):
+    """out[j] = phi[j] . w[head_of[j]] for the ``ready`` assets (each with a solved head), NaN for
+    the others."""
+    for j in range(out.shape[0]):
+        out[j] = _dot(phi[j], w[head_of[j]]) if ready[j] else np.nan

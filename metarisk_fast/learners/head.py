@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import torch
 from torch import nn
@@ -306,8 +305,9 @@ class HeadNewton(nn.Module):
 
     def stream_bar(self, params, rows, use, slot: int, pushed, n_pushed: int, leaving: int, count, history: int,
                    sup_target, ready, row_phi, state) -> np.ndarray:
-        """The head learner's step of a streaming bar in one compiled call (the engine runs the same
-        kernel inside its own compiled bar, streaming._kernels.head_bar).
+        """The head learner's step of a streaming bar: the bar's rows through the body, the stores'
+        rows in and out, every ready asset's head solved and its output (the streaming engine runs
+        the same compiled steps inside its own bar, streaming._kernels.head_bar).
 
         Parameters
         ----------
@@ -343,10 +343,12 @@ class HeadNewton(nn.Module):
         numpy.ndarray
             (n,) float64: the ready assets' outputs (NaN elsewhere).
         """
-        out = np.empty(len(ready))
-        K.stream_bar(rows, use, slot, pushed, n_pushed, leaving, count, history, sup_target, ready, params[0], params[1],
-                     params[2], params[3], params[4], row_phi, state["head_phi"], state["head_slopes"],
-                     state["head_stats"], numba.get_num_threads(), out)
+        theta, sizes, w0, precision, code = params
+        out, w, head_of = np.empty(len(ready)), np.empty((len(ready), len(w0))), np.empty(len(ready), np.int64)
+        K.body_rows(rows, use, theta, sizes, row_phi[slot])
+        K.stream_stores(pushed, n_pushed, row_phi[leaving], count, history, sup_target, ready, w0, precision, code,
+                        state["head_phi"], state["head_slopes"], state["head_stats"], w, head_of)
+        K.stream_outputs(ready, head_of, row_phi[slot], w, out)
         return out
 
     def extra_repr(self) -> str:

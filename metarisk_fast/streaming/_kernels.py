@@ -4,11 +4,11 @@ tasks.forward_mean, EpisodeBuilder's usable rows and stretches), so the two agre
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .._intrinsics import _prefetch_write
 from ..features._kernels import feature_step
-from ..learners._head_kernels import stream_bar
+from ..learners._head_kernels import body_rows, stream_outputs, stream_stores
 from ..tasks._normalise import gather_rows
 from ..tasks.episodes import anchor_of, forecastable_rows, network_rows
 from ..tasks.target import encode_ratio
@@ -183,24 +183,84 @@ def ready_assets(ok, count, history, min_support):
 
 
 @njit(cache=True, nogil=True)
-def head_bar(observe, x, ok, push, count, pushed, sup_target, clip, n_scaled, row_scale, history, min_support, theta,
-             sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, out):
-    """A RiskEngine bar of the head learner in one compiled call: advance_bar (``observe`` and
-    ``push`` are observe_bar's and push_rows' arguments; x, ok, count, pushed and sup_target are the
-    same arrays as in them), the bar's usable rows each normalised by its own scale
-    (tasks.normalise_query's gather, row_scale >= 0), and the learner's step
-    (learners' stream_bar: the rows through the body, the stores' rows in and out, every ready
-    asset's head solved, on up to ``threads`` threads) with the outputs of the ready assets in out
-    (NaN for the others)."""
+def _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi):
+    """observe_bar (its arguments in ``observe``; x and ok among them), then the bar's usable rows,
+    each normalised by its own scale (tasks.normalise_query's gather, row_scale >= 0), through the
+    head learner's body into the delay line's slot of the bar."""
     observe_bar(*observe)
-    n = push_rows(*push)
-    t, h = observe[0], row_phi.shape[0] - 2
     use = np.flatnonzero(ok)
     rows = np.empty((1, use.shape[0], x.shape[1]), np.float32)
     gather_rows(x, use.reshape((1, use.shape[0])), np.ones(1), clip, n_scaled, row_scale, rows)
-    stream_bar(rows[0], use, t % (h + 2), pushed, n, (t - h - 1) % (h + 2), count, history, sup_target,
-               ready_assets(ok, count, history, min_support), theta, sizes, w0, precision, code, row_phi, sup_phi,
-               sup_slopes, stats, threads, out)
+    body_rows(rows[0], use, theta, sizes, row_phi[observe[0] % row_phi.shape[0]])
+
+
+@njit(cache=True, nogil=True)
+def _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
+               sup_slopes, stats, w, head_of):
+    """push_rows (its arguments in ``push``; count, pushed and sup_target among them), then the head
+    learner's stores and the heads of every _supported asset solved (learners' stream_stores)."""
+    n = push_rows(*push)
+    supported = np.empty(count.shape[0], np.bool_)
+    for j in range(count.shape[0]):
+        supported[j] = _supported(count[j], history, min_support)
+    t, h = push[0], row_phi.shape[0] - 2
+    stream_stores(pushed, n, row_phi[(t - h - 1) % (h + 2)], count, history, sup_target, supported, w0, precision, code,
+                  sup_phi, sup_slopes, stats, w, head_of)
+
+
+@njit(cache=True, parallel=True)
+def _head_halves(t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_cc_w, f_lams,
+                 f_downside, f_wr, f_want, f_n_out, f_r_ring, f_term_ring, f_cc_st, f_ew_st, f_m_st, f_yz_st, f_prev_c,
+                 squared, y_t, y_cc_w, y_lams, y_downside, y_wr, y_want, y_n_out, y_r_ring, y_term_ring, y_cc_st, y_ew_st,
+                 y_m_st, y_yz_st, y_prev_c, young_slots, young_window, young_anchor, young_lam, age, age_sq_sum, age_ewma,
+                 age_input, anchor_row, floor, youth, x, anchor, ok, target, row_x, row_anchor, row_ok, row_break, row_y,
+                 sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at, pushed, target_floor, target_cap, pushed_at,
+                 clip, n_scaled, row_scale, history, min_support, theta, sizes, w0, precision, code, row_phi, sup_phi,
+                 sup_slopes, stats, w, head_of):
+    """_head_observe and _head_push side by side, one thread each (neither writes an array the other
+    reads); their arguments one by one, as a parallel loop takes them (no tuples)."""
+    for half in prange(2):
+        if half == 0:
+            f_args = (f_cc_w, f_lams, f_downside, f_wr, f_want, f_n_out)
+            f_state = (f_r_ring, f_term_ring, f_cc_st, f_ew_st, f_m_st, f_yz_st, f_prev_c)
+            y_args = (y_cc_w, y_lams, y_downside, y_wr, y_want, y_n_out)
+            y_state = (y_r_ring, y_term_ring, y_cc_st, y_ew_st, y_m_st, y_yz_st, y_prev_c)
+            observe = (t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_args, f_state,
+                       squared, y_t, y_args, y_state, (young_slots, young_window, young_anchor, young_lam), age,
+                       age_sq_sum, age_ewma, age_input, anchor_row, floor, youth, x, anchor, ok, target, row_x, row_anchor,
+                       row_ok, row_break, row_y, sq_ring)
+            _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)
+        else:
+            push = (t, row_x, row_anchor, row_ok, row_break, row_y, sup_x, sup_y, sup_target, count, pos, adapted_at,
+                    pushed, target_floor, target_cap, pushed_at)
+            _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
+                       sup_slopes, stats, w, head_of)
+
+
+HALVES_ASSETS = 128  # from this many assets a bar runs its two halves on two threads
+
+
+@njit(cache=True, nogil=True)
+def head_bar(observe, x, ok, push, count, pushed, sup_target, clip, n_scaled, row_scale, history, min_support, theta,
+             sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, out):
+    """A RiskEngine bar of the head learner in one compiled call: advance_bar's two steps, each
+    followed by the head learner's share of it (_head_observe: the bar's rows through the body;
+    _head_push: the stores' rows in and out, the supported assets' heads solved), side by side on
+    two threads from HALVES_ASSETS assets (``threads`` >= 2), every value as on one thread; then
+    the outputs of the ready assets into out (NaN for the others). ``observe`` and ``push`` are
+    observe_bar's and push_rows' arguments; x, ok, count, pushed and sup_target are the same arrays
+    as in them."""
+    n_assets = out.shape[0]
+    w, head_of = np.empty((n_assets, w0.shape[0])), np.empty(n_assets, np.int64)
+    if threads >= 2 and n_assets >= HALVES_ASSETS:
+        _head_halves(*observe[:10], *observe[10], *observe[11], *observe[12:14], *observe[14], *observe[15],
+                     *observe[16], *observe[17:], *push[6:], clip, n_scaled, row_scale, history, min_support, theta, sizes,
+                     w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, head_of)
+    else:
+        _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)
+        _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
+                   sup_slopes, stats, w, head_of)
+    stream_outputs(ready_assets(ok, count, history, min_support), head_of, row_phi[observe[0] % row_phi.shape[0]], w, out)
 
 
 @njit(cache=True, nogil=True)
