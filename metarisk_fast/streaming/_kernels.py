@@ -252,7 +252,7 @@ def head_bar(observe, x, ok, push, count, pushed, sup_target, clip, n_scaled, ro
     as in them."""
     n_assets = out.shape[0]
     w, head_of = np.empty((n_assets, w0.shape[0])), np.empty(n_assets, np.int64)
-    if threads >= 2 and n_assets >= HALVES_ASSETS:
+    if threads >= 2 and n_assets >= HALVES_ASSETS:  # observe's nested tuples spread out, then push's stores
         _head_halves(*observe[:10], *observe[10], *observe[11], *observe[12:14], *observe[14], *observe[15],
                      *observe[16], *observe[17:], *push[6:], clip, n_scaled, row_scale, history, min_support, theta, sizes,
                      w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, head_of)
