@@ -251,8 +251,9 @@ def _update_stores(pushed, n_pushed, arriving, count, history, sup_target, w0, c
         nb = min(HEAD_BLOCK, n_pushed - lo)
         leaving = False
         for l in range(nb):
-            if lo + l + PREFETCH_AHEAD < n_pushed:
-                _prefetch_slot(pushed[lo + l + PREFETCH_AHEAD, 0], pushed[lo + l + PREFETCH_AHEAD, 1], sup_phi, sup_slopes)
+            ahead = lo + l + PREFETCH_AHEAD
+            if ahead < n_pushed:
+                _prefetch_slot(pushed[ahead, 0], pushed[ahead, 1], sup_phi, sup_slopes)
             j, p = pushed[lo + l, 0], pushed[lo + l, 1]
             stored = sup_phi[j, p]
             full = count[j] > history

@@ -260,16 +260,17 @@ def head_bar(observe, x, ok, push, count, pushed, sup_target, clip, n_scaled, ro
         _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)
         _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
                    sup_slopes, stats, w, head_of)
-    stream_outputs(ready_assets(ok, count, history, min_support), head_of, row_phi[observe[0] % row_phi.shape[0]], w, out)
+    slot = observe[0] % row_phi.shape[0]
+    stream_outputs(ready_assets(ok, count, history, min_support), head_of, row_phi[slot], w, out)
 
 
 @njit(cache=True, nogil=True)
 def forward_rows(x, ok, count, history, min_support, adapted_at, phase, bar, every, adapted_scale, clip, n_scaled,
                  row_scale):
     """A bar of a learner that re-adapts every ``every`` bars: the assets due for re-adaptation
-    (ready, _ready, and never adapted or at their phase), and those that predict with the weights of their last adaptation (``go``) with
-    their rows normalised by that adaptation's support scale (tasks.normalise_query's gather),
-    float32 (m, 1, D)."""
+    (_ready, and never adapted or at their phase), and those that predict with the weights of
+    their last adaptation (``go``) with their rows normalised by that adaptation's support scale
+    (tasks.normalise_query's gather), float32 (m, 1, D)."""
     n = ok.shape[0]
     due, forward = np.empty(n, np.bool_), np.empty(n, np.bool_)
     for j in range(n):

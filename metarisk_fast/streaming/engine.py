@@ -449,7 +449,8 @@ class RiskEngine:
                     novelty[sel] = self.forecaster.memory_novelty(xs, ys, xq)
             return variance, novelty
         due, go, xq = forward_rows(x, ok, st["count"], H, self._min_support, st["adapted_at"], st["phase"], self.t - 1,
-                                   self.readapt_every, st["adapted_scale"], FEATURE_CLIP, self._n_scaled, self._row_scale)
+                                   self.readapt_every, st["adapted_scale"], FEATURE_CLIP, self._n_scaled,
+                                   self._row_scale)
         if len(go) == len(self.assets):  # every asset forward only: no gathers of weights or anchors
             z = self.learner.predict_with_weights(st["adapted"], xq)
             return TARGET.decode(z[:, 0, 0].astype(np.float64), anchor), None
