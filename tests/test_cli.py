@@ -1,5 +1,6 @@
 """The `metarisk` command end to end on a small synthetic panel, and its bad-input messages."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -7,6 +8,8 @@ import pytest
 
 from metarisk_fast import datasets
 from metarisk_fast.cli import main
+from metarisk_fast.forecasting import load_model
+from metarisk_fast.forecasting.model_files import write_model_dir
 from metarisk_fast.tasks import TARGET
 
 
@@ -38,6 +41,16 @@ def test_train_writes_a_model_directory(model):
     assert meta["learner"] == "maml" and meta["history"] == 40 and len(meta["train_assets"]) == 5
     assert meta["validation"]["qlike_model"] < 0 and (model / "model.pt").exists()
     assert meta["loss"] == TARGET.loss and meta["task_spec"]["features"]["downside_lambdas"] == [0.94, 0.97]
+    assert load_model(model)[1].young_prior == meta["task_spec"]["young_prior"] > 0  # set from the training rows
+
+
+def test_a_model_saved_before_the_young_prior_loads_without_one(model, tmp_path):
+    """A model.json without task_spec.young_prior (written before it existed) reads as 0: young
+    anchors from the stretch's own returns alone, as that model was trained."""
+    learner, spec, meta = load_model(model)
+    meta["task_spec"].pop("young_prior")
+    write_model_dir(tmp_path / "old", "model.json", learner, meta)  # its hashes written anew
+    assert load_model(tmp_path / "old")[1] == replace(spec, young_prior=0.0)
 
 
 def test_multi_day_models_train_on_the_gaussian_likelihood(prices, tmp_path):
@@ -192,7 +205,9 @@ def test_demo_loads_its_shipped_learners_and_retraining_reproduces_them(tmp_path
     md = (tmp_path / "a" / "report.md").read_text()
     assert "pooled, head loaded as shipped" in md
     _, _, meta = load_model(tmp_path / "models" / "head")
-    assert meta["demo_settings"] == demo_settings("head", 1, meta["demo_settings"]["train_end"], 5, TrainOptions())
+    assert meta["demo_settings"] == demo_settings("head", 1, meta["demo_settings"]["train_end"], 5, TrainOptions(),
+                                                  meta["task_spec"]["young_prior"])
+    assert 1e-5 < meta["task_spec"]["young_prior"] < 1e-3  # a stock's daily variance
     again, _ = demo(tmp_path / "b", retrain=True, **kw)
     assert "loaded as shipped" not in (tmp_path / "b" / "report.md").read_text()
     for kind in ("pooled", "head"):

@@ -34,9 +34,9 @@ def maml_dir(tmp_path_factory):
 @pytest.fixture(scope="module", params=["maml", "head"])
 def exact_dir(request, tmp_path_factory):
     """The two exact engine paths: a gradient learner re-adapted on every bar, and the head
-    learner's running statistics (learners/head.py)."""
+    learner's running statistics (learners/head.py); young anchors start from a prior variance."""
     kind = request.param
-    return _model(tmp_path_factory, kind, TaskSpec(scale="row") if kind == "head" else TaskSpec())
+    return _model(tmp_path_factory, kind, TaskSpec(scale="row" if kind == "head" else "support", young_prior=3e-4))
 
 
 @pytest.fixture(scope="module")

@@ -173,3 +173,50 @@ def test_the_young_anchor_is_the_stretchs_own_ewma_and_a_zero_first_return_waits
         np.testing.assert_allclose(b.anchor[50 + n, 1], (w @ r[:n] ** 2) / w.sum(), rtol=1e-12)
     assert not b.x_ok[51, 1] and b.x_ok[52, 1]
     np.testing.assert_array_equal(b.ewma_variance[310:, 1], b.anchor[310:, 1])  # mature: RiskMetrics itself
+
+
+def test_a_young_anchor_starts_from_the_prior_variance():
+    """With TaskSpec.young_prior v the young anchor is the stretch's EWMA started at v (v weighs
+    lam^n); a zero first return then has a scale to forecast from; mature rows are RiskMetrics."""
+    from metarisk_fast.tasks.episodes import ANCHOR_LAMBDA
+
+    p = datasets.load_sp500_20(warn_data=False).select(assets=["AAPL", "KO"], start="2016-01-01", end="2017-12-31")
+    close = p.close.copy()
+    close[:50, 1] = np.nan
+    close[51, 1] = close[50, 1]  # listed on row 50, unchanged on row 51
+    v, lam = 3e-4, ANCHOR_LAMBDA
+    b = EpisodeBuilder(PricePanel(dates=p.dates, assets=p.assets, close=close, source="z"), TaskSpec(young_prior=v))
+    r = np.diff(np.log(close[50:, 1]))
+    for n in (1, 2, 3, 10, 100):
+        w = (1 - lam) * lam ** np.arange(n - 1, -1, -1)
+        np.testing.assert_allclose(b.anchor[50 + n, 1], lam ** n * v + w @ r[:n] ** 2, rtol=1e-12)
+    assert b.x_ok[51, 1] and b.anchor[51, 1] == pytest.approx(lam * v, rel=1e-12)
+    np.testing.assert_array_equal(b.ewma_variance[310:, 1], b.anchor[310:, 1])
+    with pytest.raises(ValueError, match="young_prior must be a finite variance"):
+        TaskSpec(young_prior=float("nan"))
+
+
+def test_the_prior_is_the_median_variance_of_the_training_rows_alone():
+    """EpisodeBuilder.with_young_prior: the median RiskMetrics variance of the training assets'
+    rows with PRIOR_MIN_RETURNS returns up to the training end; later prices and other assets do
+    not move it; too short a history is refused by name."""
+    from metarisk_fast.data import DataError
+    from metarisk_fast.tasks.young import PRIOR_MIN_RETURNS
+
+    p = datasets.load_sp500_20(warn_data=False).select(assets=["AAPL", "JPM", "KO"], start="2012-01-01",
+                                                       end="2016-12-31")
+    b = EpisodeBuilder(p, TaskSpec())
+    end = 700
+    with_prior = b.with_young_prior(["AAPL", "KO"], end)
+    # every stretch starts on row 0: row t has t returns
+    want = np.median(b.ewma_variance[PRIOR_MIN_RETURNS:end + 1][:, [0, 2]])
+    assert with_prior.spec.young_prior == want > 0
+    np.testing.assert_array_equal(with_prior.anchor[300:], b.anchor[300:])  # mature rows do not depend on it
+    rng = np.random.default_rng(0)
+    moved = p.close.copy()
+    moved[end + 1:] *= np.exp(rng.normal(0, 0.2, (p.n_days - end - 1, 3))).cumprod(axis=0)  # after the end
+    moved[:, 1] *= np.exp(rng.normal(0, 0.1, p.n_days)).cumprod()  # another asset
+    other = EpisodeBuilder(PricePanel(dates=p.dates, assets=p.assets, close=moved, source="m"), TaskSpec())
+    assert other.with_young_prior(["AAPL", "KO"], end).spec.young_prior == want
+    with pytest.raises(DataError, match="too little history to train on: no training asset has 63 returns"):
+        b.with_young_prior(["AAPL"], 40)

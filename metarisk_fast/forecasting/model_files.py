@@ -118,7 +118,7 @@ def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hid
         "inner_steps": learner.inner_steps, "loss": learner.loss, "history": int(history),
         "memory_slots": getattr(learner, "slots", None),
         "task_spec": {"horizon": spec.horizon, "support": spec.support, "query": spec.query, "proxy": spec.proxy,
-                      "age_input": spec.age_input, "scale": spec.scale,
+                      "age_input": spec.age_input, "scale": spec.scale, "young_prior": spec.young_prior,
                       "features": asdict(spec.features)}, **info})
 
 
@@ -151,6 +151,7 @@ def load_model(model_dir):
         ts = meta["task_spec"]
         spec = TaskSpec(horizon=ts["horizon"], support=ts["support"], query=ts["query"], proxy=ts["proxy"],
                         age_input=bool(ts.get("age_input", False)), scale=ts.get("scale", "support"),
+                        young_prior=float(ts.get("young_prior", 0.0)),
                         features=FeatureSet(**{k: tuple(v) if isinstance(v, list) else v
                                                for k, v in ts["features"].items()}))
         learner = make_learner(meta["learner"], spec.n_features, meta["hidden"], meta["inner_lr"] or 0.05,

@@ -135,8 +135,8 @@ def observe_bar(t, observed, gap_break, max_gap, last_price, gap, seen, bridged,
     else:
         feats, _ = feature_step(f_t, b_close, b_close, b_close, b_close, *f_args, *f_state)
     feats = np.ascontiguousarray(feats)
-    young_row(feats[0], np.isnan(b_close), young_args[0], young_args[1], young_args[2], young_args[3], age, age_sq_sum,
-              age_ewma, feats, youth)
+    young_row(feats[0], np.isnan(b_close), young_args[0], young_args[1], young_args[2], young_args[3], young_args[4],
+              age, age_sq_sum, age_ewma, feats, youth)
     network_rows(feats, youth if age_input else youth[:0], x, floor)
     for j in range(anchor.shape[0]):
         anchor[j] = anchor_of(feats[anchor_row, j], floor)
@@ -212,8 +212,8 @@ def _head_push(push, count, pushed, sup_target, history, min_support, w0, precis
 def _head_halves(t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_cc_w, f_lams,
                  f_downside, f_wr, f_want, f_n_out, f_r_ring, f_term_ring, f_cc_st, f_ew_st, f_m_st, f_yz_st, f_prev_c,
                  squared, y_t, y_cc_w, y_lams, y_downside, y_wr, y_want, y_n_out, y_r_ring, y_term_ring, y_cc_st, y_ew_st,
-                 y_m_st, y_yz_st, y_prev_c, young_slots, young_window, young_anchor, young_lam, age, age_sq_sum, age_ewma,
-                 age_input, anchor_row, floor, youth, x, anchor, ok, target, row_x, row_anchor, row_ok, row_break, row_y,
+                 y_m_st, y_yz_st, y_prev_c, young_slots, young_window, young_anchor, young_lam, young_prior, age, age_sq_sum,
+                 age_ewma, age_input, anchor_row, floor, youth, x, anchor, ok, target, row_x, row_anchor, row_ok, row_break, row_y,
                  sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at, pushed, target_floor, target_cap, pushed_at,
                  clip, n_scaled, row_scale, history, min_support, theta, sizes, w0, precision, code, row_phi, sup_phi,
                  sup_slopes, stats, w, head_of):
@@ -226,7 +226,7 @@ def _head_halves(t, observed, gap_break, max_gap, last_price, gap, seen, bridged
             y_args = (y_cc_w, y_lams, y_downside, y_wr, y_want, y_n_out)
             y_state = (y_r_ring, y_term_ring, y_cc_st, y_ew_st, y_m_st, y_yz_st, y_prev_c)
             observe = (t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_args, f_state,
-                       squared, y_t, y_args, y_state, (young_slots, young_window, young_anchor, young_lam), age,
+                       squared, y_t, y_args, y_state, (young_slots, young_window, young_anchor, young_lam, young_prior), age,
                        age_sq_sum, age_ewma, age_input, anchor_row, floor, youth, x, anchor, ok, target, row_x, row_anchor,
                        row_ok, row_break, row_y, sq_ring)
             _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)

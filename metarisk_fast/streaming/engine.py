@@ -202,7 +202,7 @@ class RiskEngine:
         self._ohlc = self._range_inputs or not self._squared
         self._head_params = learner.kernel_params() if self._incremental else None
         self._head_z = None  # the head learner's outputs of the last bar (head_bar; NaN where no forecast)
-        self._young_args = young_args(spec.features)
+        self._young_args = young_args(spec)
         self._pushed = np.empty((0, 2), np.int64)  # scratch of _advance: (asset, slot) of the stored rows
         self.assets: list[str] = []
         self.t, self.last_date = 0, None

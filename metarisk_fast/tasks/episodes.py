@@ -24,7 +24,7 @@ from .. import features as F
 from ..features import FeatureSet
 from ._normalise import gather_rows, gather_tasks
 from .target import TARGET
-from .young import young_panel
+from .young import PRIOR_MIN_RETURNS, young_panel
 
 # From daily closes alone: close-to-close vols (HAR-style weekly / monthly / quarterly), EWMAs of
 # growing memory (the anchor, then the slower levels GARCH mean-reverts to) and downside EWMAs
@@ -127,22 +127,23 @@ def network_rows(feats, youth, out, floor):
             out[m, F] = youth[m]
 
 
-def young_inputs(features: FeatureSet, feats: np.ndarray, bridged_close: np.ndarray):
+def young_inputs(spec: TaskSpec, feats: np.ndarray, bridged_close: np.ndarray):
     """Fill a panel's undefined close-to-close volatilities of young stretches and set their
     anchor EWMA in place (feats (F, T, N), the feature set's outputs on ``bridged_close``); return
     the youth input and each row's age (the prices its stretch has; 0: none), both (T, N)
     (tasks/young.py; the streaming engine runs the same row step)."""
     youth, prices = np.empty(bridged_close.shape), np.empty(bridged_close.shape, np.int64)
-    young_panel(np.ascontiguousarray(feats[0]), np.isnan(bridged_close), *young_args(features), feats, youth, prices)
+    young_panel(np.ascontiguousarray(feats[0]), np.isnan(bridged_close), *young_args(spec), feats, youth, prices)
     return youth, prices
 
 
-def young_args(features: FeatureSet) -> tuple:
-    """The feature set's arguments of tasks.young_row: (cc slots, longest cc window, the anchor's
-    EWMA slot (-1: none), its lambda)."""
+def young_args(spec: TaskSpec) -> tuple:
+    """The spec's arguments of tasks.young_row: (cc slots, longest cc window, the anchor's EWMA
+    slot (-1: none), its lambda, the young anchor's prior variance)."""
+    features = spec.features
     slots = np.arange(1, 1 + len(features.cc_windows), dtype=np.int64)
     anchor = features.names.index(ANCHOR_FEATURE) if ANCHOR_FEATURE in features.names else -1
-    return slots, max(features.cc_windows, default=0), anchor, ANCHOR_LAMBDA
+    return slots, max(features.cc_windows, default=0), anchor, ANCHOR_LAMBDA, float(spec.young_prior)
 
 
 def forecastable(x: np.ndarray, anchor: np.ndarray, close: np.ndarray) -> np.ndarray:
@@ -250,6 +251,10 @@ class TaskSpec:
         The youth inputs (an asset's age; tasks/young.py); False: a model saved before they existed.
     scale : {'support', 'row'}
         Inputs normalised by the task's support ('support') or each row by its own anchor ('row').
+    young_prior : float
+        The variance a young asset's anchor starts from before its own returns weigh in
+        (tasks/young.py; training sets it, ``EpisodeBuilder.training``); 0: none, the stretch's
+        own returns alone (a model saved before it existed).
     """
 
     horizon: int = 1
@@ -259,6 +264,7 @@ class TaskSpec:
     proxy: str = "squared_returns"  # or "garman_klass" where OHLC exists
     age_input: bool = True  # the youth input (tasks/young.py); False: a model saved before it existed
     scale: str = "support"  # inputs normalised by the task's support ("support") or each row by its own anchor ("row")
+    young_prior: float = 0.0  # a young anchor's starting variance (tasks/young.py); training sets it
 
     def __post_init__(self):
         for name in ("horizon", "support", "query"):
@@ -267,6 +273,8 @@ class TaskSpec:
             raise ValueError(f"proxy must be 'squared_returns' or 'garman_klass', got {self.proxy!r}")
         if self.scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if not (math.isfinite(self.young_prior) and self.young_prior >= 0):
+            raise ValueError(f"young_prior must be a finite variance >= 0, got {self.young_prior!r}")
         if self.scale == "row" and ANCHOR_FEATURE not in self.features.names:
             raise ValueError(f"scale='row' normalises each row by its anchor; the feature set has no {ANCHOR_FEATURE}")
 
@@ -358,7 +366,7 @@ class EpisodeBuilder:
         ewma_vol = (feats[spec.features.names.index(ANCHOR_FEATURE)].copy() if ANCHOR_FEATURE in spec.features.names
                     else F.ewma_vol(self.close, ANCHOR_LAMBDA))
         self.ewma_variance = ewma_vol ** 2
-        youth, self.age = young_inputs(spec.features, feats, self.close)  # age: prices since listing or restart
+        youth, self.age = young_inputs(spec, feats, self.close)  # age: prices since listing or restart
         self.x = x = network_inputs(feats, youth if spec.age_input else None)
         self.returns = feats[0]  # log returns of the bridged close (one owner: the features pass)
         self.y = (realized_variance(panel.close, spec.horizon) if spec.proxy == "squared_returns"
@@ -456,6 +464,41 @@ class EpisodeBuilder:
         other = copy.copy(self)
         other.spec = replace(self.spec, scale=scale)
         return other
+
+    def with_young_prior(self, assets, end_row: int) -> "EpisodeBuilder":
+        """This panel's builder with the spec's ``young_prior`` set from training data: the median
+        RiskMetrics variance of the rows of ``assets`` up to row ``end_row`` whose stretch has at
+        least PRIOR_MIN_RETURNS returns (the anchor of every mature row; it does not depend on
+        the prior); nothing after ``end_row`` and no other asset is read.
+
+        Parameters
+        ----------
+        assets : sequence of str
+            The training assets.
+        end_row : int
+            The last row training sees.
+
+        Returns
+        -------
+        EpisodeBuilder
+            A builder over the same panel with the prior in its spec (this one if it is already so).
+
+        Raises
+        ------
+        DataError
+            If no training asset has PRIOR_MIN_RETURNS returns in a row by ``end_row``.
+        """
+        cols = np.array([self.panel.assets.index(a) for a in assets], np.int64)
+        variance, age = self.ewma_variance[:end_row + 1, cols], self.age[:end_row + 1, cols]
+        seasoned = (age > PRIOR_MIN_RETURNS) & np.isfinite(variance)
+        if not seasoned.any():
+            raise DataError(f"{self.panel.source}: too little history to train on: no training asset has "
+                            f"{PRIOR_MIN_RETURNS} returns in a row by {self.panel.dates[end_row]} (a young asset's "
+                            "prior variance is the median of such assets' variance)")
+        prior = float(np.median(variance[seasoned]))
+        if prior == self.spec.young_prior:
+            return self
+        return EpisodeBuilder(self.panel, replace(self.spec, young_prior=prior))
 
     # ------------------------------------------------------------------ episodes
     def episodes(self, assets=None, start=None, end=None, n: int | None = None, stride: int | None = None,

@@ -318,8 +318,8 @@ def fit(panel, learner: str, horizon: int, history: int, end, options: TrainOpti
     torch.manual_seed(options.seed)  # the initial weights: the same on one process or many
     spec = TaskSpec(horizon=horizon, support=history, query=QUERY)
     end_row = panel.row_of(end, "right") - 1
-    builder = EpisodeBuilder(panel, spec)
     train_assets, val_assets = asset_split(panel.assets, max(1, round(0.2 * panel.n_assets)), seed=options.seed)
+    builder = EpisodeBuilder(panel, spec).with_young_prior(train_assets, end_row)
     say(log, f"training {learner} on {len(train_assets)} assets up to {panel.dates[end_row]}; "
               f"validating on held-out {', '.join(val_assets)}")
     model, info = _train_learner(learner, builder, train_assets, panel.dates[end_row], options, (history,), log,
@@ -612,10 +612,12 @@ def new_listings(panel, assets, first_row: int, spec: TaskSpec, trained: dict, g
                             compare_by_age=tuple(n for n in ("garch_t", "gjr_garch_t", "pooled") if n in fc or n in base))
     ev.meta["evaluated"] = list(fc)
     return ev
-def demo_settings(kind: str, horizon: int, train_end, holdout: int, options: TrainOptions) -> dict:
+def demo_settings(kind: str, horizon: int, train_end, holdout: int, options: TrainOptions,
+                  young_prior: float) -> dict:
     """Everything a demo learner's weights depend on (besides the code and the embedded panel):
     a shipped demo model is used only where its recorded settings are these."""
     return {"learner": kind, "horizon": horizon, "train_end": str(train_end), "holdout": holdout,
+            "young_prior": young_prior,
             "steps": options.steps_for(kind), "batch": options.batch, "meta_lr": options.meta_lr,
             "inner_lr": options.inner_lr, "inner_steps": options.inner_steps, "hidden": list(options.hidden_for(kind)),
             "seed": options.seed, "memory_slots": options.memory_slots, "young_listings": options.young_for(kind)}
@@ -679,14 +681,15 @@ def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTO
     t_start = time.perf_counter()
     panel = load_panel("default", log or ignore)
     spec = TaskSpec(horizon=horizon, support=60, query=QUERY)
-    builder = EpisodeBuilder(panel, spec)
     end_row, test_start = time_split(panel, train_end, spec.horizon)
     train_assets, test_assets = asset_split(panel.assets, holdout, seed=options.seed)
+    builder = EpisodeBuilder(panel, spec).with_young_prior(train_assets, end_row)
+    spec = builder.spec
     say(log, f"meta-training on {len(train_assets)} assets, {panel.dates[0]} to {panel.dates[end_row]}; "
               f"held out: {', '.join(test_assets)} from {panel.dates[test_start]}")
     trained, train_info, young = {}, {}, None
     for kind in learners:
-        settings = demo_settings(kind, horizon, panel.dates[end_row], holdout, options)
+        settings = demo_settings(kind, horizon, panel.dates[end_row], holdout, options, spec.young_prior)
         shipped = None if retrain else load_demo_model(kind, settings)
         if shipped is not None:
             trained[kind], train_info[kind] = shipped, {"pretrained": True}
