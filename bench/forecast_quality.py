@@ -132,6 +132,13 @@ SPLITS = {"validation": dict(fit=FIT_ASSETS, end="2009-12-31", score=TRAIN_ASSET
           "test": dict(fit=TRAIN_ASSETS, end="2014-12-31", score=TEST_ASSETS, score_end=None)}
 
 
+def training_builder(spec: TaskSpec, split: str) -> EpisodeBuilder:
+    """The panel's builder with the young anchor's prior set from the split's training assets and
+    dates (as `metarisk train` sets it)."""
+    end_row, _ = time_split(panel, SPLITS[split]["end"], spec.horizon)
+    return EpisodeBuilder(panel, spec).with_young_prior(SPLITS[split]["fit"], end_row)
+
+
 def score_rows(split: str, h: int, source=panel):
     s = SPLITS[split]
     end_row, first = time_split(source, s["end"], h)
@@ -169,7 +176,7 @@ def recipe_scores(split: str, only: str = "") -> pd.DataFrame:
     for name, recipe in RECIPES.items():
         if not any(part in name for part in only.split("|")):
             continue
-        builder = EpisodeBuilder(panel, recipe.spec(1))
+        builder = training_builder(recipe.spec(1), split)
         A, R, end = score_rows(split, 1)
         learner, seconds = train(recipe, builder, SPLITS[split]["fit"], end)
         base = baselines(builder, split, 1, A, R)
@@ -208,7 +215,7 @@ def report(out: Path, learner_kind: str = "maml") -> None:
     recipe = RECIPES[CHOSEN]
     tables = []
     for h in (1, 5, 22):
-        builder = EpisodeBuilder(panel, recipe.spec(h))
+        builder = training_builder(recipe.spec(h), "test")
         A, R, end = score_rows("test", h)
         learner, _ = train(recipe, builder, TRAIN_ASSETS, end)
         base = baselines(builder, "test", h, A, R)
@@ -243,8 +250,8 @@ def new_listing(out: Path, recipe: Recipe, learner_kind: str, listed="2015-01-02
     cols = panel.asset_index(TEST_ASSETS)
     close[:first, cols] = np.nan
     listed_panel = replace(panel, close=close)
-    builder = EpisodeBuilder(listed_panel, recipe.spec(1))
-    train_builder = EpisodeBuilder(panel, builder.spec)
+    train_builder = training_builder(recipe.spec(1), "test")
+    builder = EpisodeBuilder(listed_panel, train_builder.spec)
     _, _, end = score_rows("test", 1)
     learner, _ = train(recipe, train_builder, TRAIN_ASSETS, end)
     A, R = grid(listed_panel, TEST_ASSETS, first, first + days - 1)
@@ -276,7 +283,8 @@ def young_assets(out: Path, split: str = "test", every: int = 63, length: int = 
     ys = YOUNG_SPLITS[split]
     listed = simulated_listings(panel, ys["listed"], ys["end"] or panel.dates[-1], every=every, length=length,
                                 start=ys["start"])
-    builder, train_builder = EpisodeBuilder(listed, spec), EpisodeBuilder(panel, spec)
+    train_builder = training_builder(spec, split)
+    builder = EpisodeBuilder(listed, train_builder.spec)
     _, _, end = score_rows(split, 1)
     A, R = grid(listed, listed.assets, 1, listed.n_days - 2)  # every day with a return and a realised target
     age, y = builder.age[R, A], builder.y[R, A]
