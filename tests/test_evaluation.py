@@ -96,6 +96,27 @@ def test_var_and_es_against_integration():
         E.value_at_risk(1.0, 0.01, "t", 2.0)
 
 
+def test_risk_columns_are_the_var_and_es_of_each_forecast():
+    """risk_columns' one pass: each column is sqrt(variance) times the unit-variance VaR / ES, bit
+    for bit (value_at_risk / expected_shortfall to rounding), keeps NaN (no forecast) and the
+    input's shape, and refuses an infinite or negative variance."""
+    v = np.array([[1e-4, np.nan, 0.0], [4e-4, 2.5e-5, 1e-3]])
+    ok = ~np.isnan(v)
+    for dist, nu, alphas in (("normal", None, None), ("t", 5.0, None), ("t", 5.0, (0.01, 0.025))):
+        cols = E.risk_columns(v, dist, nu, alphas)
+        for a, kind in ((0.01, "var"), (0.05, "var"), (0.025, "es")) if alphas is None else (
+                (a, kind) for a in alphas for kind in ("var", "es")):
+            name, fn = f"{kind}_{100 * a:g}".replace(".", "_"), (E.value_at_risk if kind == "var"
+                                                                  else E.expected_shortfall)
+            np.testing.assert_array_equal(cols[name][ok], np.sqrt(v[ok]) * fn(1.0, a, dist, nu))
+            np.testing.assert_allclose(cols[name][ok], fn(v[ok], a, dist, nu), rtol=1e-15, atol=0)
+        assert all(c.shape == v.shape and np.isnan(c[0, 1]) for c in cols.values())
+    assert list(E.risk_columns(v)) == ["var_1", "var_5", "es_2_5"]
+    for bad in (np.inf, -1e-9):
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            E.risk_columns([1e-4, bad])
+
+
 def test_acerbi_szekely_z2():
     rng = np.random.default_rng(0)
     var = np.full(2000, 1e-4)

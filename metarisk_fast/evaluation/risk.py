@@ -5,9 +5,11 @@ for a loss), so an exceedance is r < VaR. alpha is the tail probability (0.01 fo
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
+from numba import njit
 from scipy import stats
 
 ANNUAL = 252  # trading days a year
@@ -122,19 +124,44 @@ def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas
         Column name -> (n,) values, log-return units (negative); NaN where the variance is NaN.
     """
     v = np.asarray(variance, np.float64)
-    if np.isinf(v).any() or (v < 0).any():
+    names, factors = _column_factors(None if alphas is None else tuple(float(a) for a in alphas), dist, nu)
+    cols = np.empty((len(names), v.size))
+    if not _scaled_columns(np.ascontiguousarray(v).reshape(-1), factors, cols):
         raise ValueError("variance forecasts must be finite and >= 0 (NaN: no forecast)")
-    sigma = np.sqrt(v)
+    return {name: col.reshape(v.shape) for name, col in zip(names, cols)}
+
+
+@lru_cache(maxsize=256)
+def _column_factors(alphas: tuple | None, dist: str, nu: float | None) -> tuple[tuple[str, ...], np.ndarray]:
+    """risk_columns' column names and the unit-variance VaR / ES factor of each, once per set of
+    levels (a streaming engine asks for the same ones on every bar)."""
     if alphas is None:
-        return {"var_1": sigma * _unit_risk(0.01, dist, nu)[0], "var_5": sigma * _unit_risk(0.05, dist, nu)[0],
-                "es_2_5": sigma * _unit_risk(0.025, dist, nu)[1]}
-    out = {}
+        return ("var_1", "var_5", "es_2_5"), np.array([_unit_risk(0.01, dist, nu)[0], _unit_risk(0.05, dist, nu)[0],
+                                                       _unit_risk(0.025, dist, nu)[1]])
+    names, factors = [], []
     for a in alphas:
         name = f"{100 * a:g}".replace(".", "_")
-        var, es = _unit_risk(float(a), dist, nu)
-        out[f"var_{name}"] = sigma * var
-        out[f"es_{name}"] = sigma * es
-    return out
+        var, es = _unit_risk(a, dist, nu)
+        names += [f"var_{name}", f"es_{name}"]
+        factors += [var, es]
+    return tuple(names), np.array(factors)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scaled_columns(variance, factors, out):
+    """out[k, i] = sqrt(variance[i]) * factors[k] (NaN stays NaN), each loop branch-free so that
+    it vectorises; False (nothing written) if a variance is infinite or negative."""
+    bad = False
+    for i in range(variance.shape[0]):
+        bad |= (variance[i] < 0.0) | (variance[i] == np.inf)
+    if bad:
+        return False
+    sigma = np.sqrt(variance)
+    for k in range(factors.shape[0]):
+        f = factors[k]
+        for i in range(variance.shape[0]):
+            out[k, i] = sigma[i] * f
+    return True
 
 
 @lru_cache(maxsize=256)
