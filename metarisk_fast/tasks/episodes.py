@@ -253,7 +253,7 @@ class TaskSpec:
         Inputs normalised by the task's support ('support') or each row by its own anchor ('row').
     young_prior : float
         The variance a young asset's anchor starts from before its own returns weigh in
-        (tasks/young.py; training sets it, ``EpisodeBuilder.training``); 0: none, the stretch's
+        (tasks/young.py; training sets it, ``EpisodeBuilder.with_young_prior``); 0: none, the stretch's
         own returns alone (a model saved before it existed).
     """
 

@@ -612,6 +612,8 @@ def new_listings(panel, assets, first_row: int, spec: TaskSpec, trained: dict, g
                             compare_by_age=tuple(n for n in ("garch_t", "gjr_garch_t", "pooled") if n in fc or n in base))
     ev.meta["evaluated"] = list(fc)
     return ev
+
+
 def demo_settings(kind: str, horizon: int, train_end, holdout: int, options: TrainOptions,
                   young_prior: float) -> dict:
     """Everything a demo learner's weights depend on (besides the code and the embedded panel):
