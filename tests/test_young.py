@@ -220,3 +220,5 @@ def test_the_prior_is_the_median_variance_of_the_training_rows_alone():
     assert other.with_young_prior(["AAPL", "KO"], end).spec.young_prior == want
     with pytest.raises(DataError, match="too little history to train on: no training asset has 63 returns"):
         b.with_young_prior(["AAPL"], 40)
+    with pytest.raises(DataError, match="NOPE"):
+        b.with_young_prior(["AAPL", "NOPE"], end)

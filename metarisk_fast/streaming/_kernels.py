@@ -211,12 +211,12 @@ def _head_push(push, count, pushed, sup_target, history, min_support, w0, precis
 @njit(cache=True, parallel=True)
 def _head_halves(t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_cc_w, f_lams,
                  f_downside, f_wr, f_want, f_n_out, f_r_ring, f_term_ring, f_cc_st, f_ew_st, f_m_st, f_yz_st, f_prev_c,
-                 squared, y_t, y_cc_w, y_lams, y_downside, y_wr, y_want, y_n_out, y_r_ring, y_term_ring, y_cc_st, y_ew_st,
-                 y_m_st, y_yz_st, y_prev_c, young_slots, young_window, young_anchor, young_lam, young_prior, age, age_sq_sum,
-                 age_ewma, age_input, anchor_row, floor, youth, x, anchor, ok, target, row_x, row_anchor, row_ok, row_break, row_y,
-                 sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at, pushed, target_floor, target_cap, pushed_at,
-                 clip, n_scaled, row_scale, history, min_support, theta, sizes, w0, precision, code, row_phi, sup_phi,
-                 sup_slopes, stats, w, head_of):
+                 squared, y_t, y_cc_w, y_lams, y_downside, y_wr, y_want, y_n_out, y_r_ring, y_term_ring, y_cc_st,
+                 y_ew_st, y_m_st, y_yz_st, y_prev_c, young_slots, young_window, young_anchor, young_lam, young_prior,
+                 age, age_sq_sum, age_ewma, age_input, anchor_row, floor, youth, x, anchor, ok, target, row_x,
+                 row_anchor, row_ok, row_break, row_y, sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at,
+                 pushed, target_floor, target_cap, pushed_at, clip, n_scaled, row_scale, history, min_support, theta,
+                 sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, head_of):
     """_head_observe and _head_push side by side, one thread each (neither writes an array the other
     reads); their arguments one by one, as a parallel loop takes them (no tuples)."""
     for half in prange(2):
@@ -225,10 +225,10 @@ def _head_halves(t, observed, gap_break, max_gap, last_price, gap, seen, bridged
             f_state = (f_r_ring, f_term_ring, f_cc_st, f_ew_st, f_m_st, f_yz_st, f_prev_c)
             y_args = (y_cc_w, y_lams, y_downside, y_wr, y_want, y_n_out)
             y_state = (y_r_ring, y_term_ring, y_cc_st, y_ew_st, y_m_st, y_yz_st, y_prev_c)
-            observe = (t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_args, f_state,
-                       squared, y_t, y_args, y_state, (young_slots, young_window, young_anchor, young_lam, young_prior), age,
-                       age_sq_sum, age_ewma, age_input, anchor_row, floor, youth, x, anchor, ok, target, row_x, row_anchor,
-                       row_ok, row_break, row_y, sq_ring)
+            young = (young_slots, young_window, young_anchor, young_lam, young_prior)
+            observe = (t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_args,
+                       f_state, squared, y_t, y_args, y_state, young, age, age_sq_sum, age_ewma, age_input, anchor_row,
+                       floor, youth, x, anchor, ok, target, row_x, row_anchor, row_ok, row_break, row_y, sq_ring)
             _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)
         else:
             push = (t, row_x, row_anchor, row_ok, row_break, row_y, sup_x, sup_y, sup_target, count, pos, adapted_at,
@@ -254,8 +254,8 @@ def head_bar(observe, x, ok, push, count, pushed, sup_target, clip, n_scaled, ro
     w, head_of = np.empty((n_assets, w0.shape[0])), np.empty(n_assets, np.int64)
     if threads >= 2 and n_assets >= HALVES_ASSETS:  # observe's nested tuples spread out, then push's stores
         _head_halves(*observe[:10], *observe[10], *observe[11], *observe[12:14], *observe[14], *observe[15],
-                     *observe[16], *observe[17:], *push[6:], clip, n_scaled, row_scale, history, min_support, theta, sizes,
-                     w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, head_of)
+                     *observe[16], *observe[17:], *push[6:], clip, n_scaled, row_scale, history, min_support, theta,
+                     sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, head_of)
     else:
         _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)
         _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,

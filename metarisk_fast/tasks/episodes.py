@@ -488,7 +488,7 @@ class EpisodeBuilder:
         DataError
             If no training asset has PRIOR_MIN_RETURNS returns in a row by ``end_row``.
         """
-        cols = np.array([self.panel.assets.index(a) for a in assets], np.int64)
+        cols = self.panel.asset_index(assets)
         variance, age = self.ewma_variance[:end_row + 1, cols], self.age[:end_row + 1, cols]
         seasoned = (age > PRIOR_MIN_RETURNS) & np.isfinite(variance)
         if not seasoned.any():

@@ -12,13 +12,13 @@ feature kernels start them at r^2, and carry them across a gap); the anchor's EW
 the variance every forecast scales) is, while n < AGE_SCALE, the EWMA of the stretch's own returns
 started at a prior variance v (TaskSpec.young_prior; training sets it to the median RiskMetrics
 variance of its training rows, EpisodeBuilder.with_young_prior): s_n = lam s_{n-1} + (1 - lam) r_n^2
-from s_0 = v, i.e. the prior weighs lam^n (0.94 at the first return, 0.29 at 20, 0.05 at 50). One or two returns say little about an
-asset's variance: an anchor made of them alone is often 100x too low (a quiet or stale first day),
-and a forecast stays within 5x its anchor. With v = 0 (a model saved before the prior existed) the
-weights are normalised instead, s_n / (1 - lam^n) from s_0 = 0. Either way the kernels' start at
-r_1^2 is not used: it lets one small first return hold the anchor near zero for weeks. From
-AGE_SCALE returns on the stretch's EWMA and the kernels' agree to lam^AGE_SCALE (2e-7) of the
-start and the kernels' value is kept. The learner also sees how young the asset is: the input
+from s_0 = v, i.e. the prior weighs lam^n (0.94 at the first return, 0.29 at 20, 0.05 at 50). One or
+two returns say little about an asset's variance: an anchor made of them alone is often 100x too low
+(a quiet or stale first day), and a forecast stays within 5x its anchor. With v = 0 (a model saved
+before the prior existed) the weights are normalised instead, s_n / (1 - lam^n) from s_0 = 0. Either
+way the kernels' start at r_1^2 is not used: it lets one small first return hold the anchor near
+zero for weeks. From AGE_SCALE returns on the stretch's EWMA and the kernels' agree to lam^AGE_SCALE
+(2e-7) of the start and the kernels' value is kept. The learner also sees how young the asset is: the input
 youth = 1 - ln(min(n, AGE_SCALE)) / ln(AGE_SCALE), 1 at the first return, 0 from AGE_SCALE
 returns on (a mature asset's inputs are those it always had, plus a 0)."""
 from __future__ import annotations
