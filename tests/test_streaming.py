@@ -81,29 +81,29 @@ def test_replay_is_the_batch_forecast_bit_for_bit(exact_dir, panel, data):
     assert (engine.state_dict()["state.head_stats"].any()) == (exact_dir.name.startswith("head"))
 
 
-def test_a_wide_head_bar_on_two_threads_is_the_batch_forecast_bit_for_bit(tmp_path_factory, monkeypatch):
-    """From HALVES_ASSETS assets the head learner's bar runs its two halves (the bar's own rows
-    through the body; the stores and the solves) on two threads: the replay of a gappy panel is
-    still the batch forecast bit for bit. The engine is told of two threads whatever Numba's pool
-    holds, so the halves' kernel runs on every machine (on one thread its two halves in turn)."""
-    import types
-
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_wide_head_bar_in_parts_is_the_batch_forecast_bit_for_bit(tmp_path_factory, parts):
+    """From PARTS_ASSETS assets the head learner's bar runs in parts side by side (part 0 the bar's
+    own rows through the body, then like every part the stores and solves of its asset range): the
+    replay of a gappy panel is still the batch forecast bit for bit. The engine is told how many
+    parts whatever Numba's pool holds, so the parts' kernel runs on every machine (on one thread
+    its parts in turn)."""
     import numba
-    from metarisk_fast.streaming import engine as engine_module
-    from metarisk_fast.streaming._kernels import HALVES_ASSETS
+    from metarisk_fast.streaming._kernels import PARTS_ASSETS
 
-    monkeypatch.setattr(engine_module, "numba", types.SimpleNamespace(get_num_threads=lambda: 2))
     before = numba.get_num_threads()
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     model = _model(tmp_path_factory, "head", TaskSpec(scale="row"))
-    p = datasets.synthetic_ohlc(n_days=320, n_assets=HALVES_ASSETS + 12, seed=3)
+    p = datasets.synthetic_ohlc(n_days=320, n_assets=PARTS_ASSETS + 12, seed=3)
     close = p.close.copy()
     close[100, :40] = np.nan  # a missing day, bridged
     close[150:160, 40:60] = np.nan  # a gap too long to bridge: those stretches restart
     close[:200, 60:70] = np.nan  # late listings
     p = PricePanel(dates=p.dates, assets=p.assets, close=close, source="wide")
     try:
-        got, want = replay(RiskEngine.from_model(model, list(p.assets)), p), batch(model, p)
+        engine = RiskEngine.from_model(model, list(p.assets))
+        engine._bar_threads = parts
+        got, want = replay(engine, p), batch(model, p)
     finally:
         numba.set_num_threads(before)
     assert len(want) > 100 * p.n_assets

@@ -26,9 +26,10 @@ PRECISION_FLOOR = 1e-4  # the prior precision's floor: the step's system stays p
 @njit(cache=True, nogil=True, inline="always")
 def _slopes(z, y, code):
     """l'(z; y) and l''(z; y) of the Student t (code 0) or Gaussian (code 1) likelihood."""
-    if code == 0:
+    if code == 0:  # s = sigmoid(log(y^2) - z - log(nu - 2)), with one exp and no log
         nu = STUDENT_T_NU
-        s = 1.0 / (1.0 + math.exp(-(math.log(y * y) - z - math.log(nu - 2.0))))
+        y2 = y * y
+        s = y2 / (y2 + (nu - 2.0) * math.exp(z))
         return 0.5 - 0.5 * (nu + 1.0) * s, 0.5 * (nu + 1.0) * s * (1.0 - s)
     e = y * y * math.exp(-z)
     return 0.5 - 0.5 * e, 0.5 * e
@@ -43,7 +44,7 @@ HEAD_BLOCK = 64  # heads solved side by side (the innermost loops run over them)
 ROW_BLOCK = 64  # rows through the body side by side: each layer's outputs are 64-row axpys in vector registers
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 def body_rows(rows, which, theta, sizes, out):
     """phi = [s(body(x)), 1], s(a) = a / sqrt(1 + a^2), of each row x = rows[i] (float32 in,
     float64 arithmetic) into out[which[i]]: the MLP's layers (each weight transposed, (in, out)
@@ -132,8 +133,8 @@ def _row_slopes(phi, y, w0, code):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def solve_heads(stats, which, w0, precision, w):
-    """w[i] = w0 - (H + diag(precision))^-1 g of the fixed-point statistics stats[which[i]], for
-    each i: Cholesky A = L L^T in place and the two triangular solves, HEAD_BLOCK heads at a time
+    """w[which[i]] = w0 - (H + diag(precision))^-1 g of the fixed-point statistics stats[which[i]],
+    for each i: Cholesky A = L L^T in place and the two triangular solves, HEAD_BLOCK heads at a time
     with the heads innermost, so every loop runs over the block's heads in vector registers while
     each head's numbers are those of its own scalar computation (sqrt and division are correctly
     rounded; error_model="numpy" keeps them branch-free so that they vectorise too)."""
@@ -159,7 +160,13 @@ def solve_heads(stats, which, w0, precision, w):
                 A[i, i, l] += p
         for j in range(d):  # column j of L: its pivot (i = j) first, then the rows below it
             for i in range(j, d):
-                for q in range(j):
+                q = 0
+                while q + 4 <= j:  # four terms a pass, taken away in order: one load and store of A[i, j] per four
+                    for l in range(nb):
+                        A[i, j, l] = ((((A[i, j, l] - A[i, q, l] * A[j, q, l]) - A[i, q + 1, l] * A[j, q + 1, l])
+                                       - A[i, q + 2, l] * A[j, q + 2, l]) - A[i, q + 3, l] * A[j, q + 3, l])
+                    q += 4
+                for q in range(q, j):
                     for l in range(nb):
                         A[i, j, l] -= A[i, q, l] * A[j, q, l]
                 if i == j:
@@ -169,20 +176,32 @@ def solve_heads(stats, which, w0, precision, w):
                     for l in range(nb):
                         A[i, j, l] *= inv[j, l]
         for i in range(d):  # L u = g
-            for q in range(i):
+            q = 0
+            while q + 4 <= i:
+                for l in range(nb):
+                    u[i, l] = ((((u[i, l] - A[i, q, l] * u[q, l]) - A[i, q + 1, l] * u[q + 1, l])
+                                - A[i, q + 2, l] * u[q + 2, l]) - A[i, q + 3, l] * u[q + 3, l])
+                q += 4
+            for q in range(q, i):
                 for l in range(nb):
                     u[i, l] -= A[i, q, l] * u[q, l]
             for l in range(nb):
                 u[i, l] *= inv[i, l]
         for i in range(d - 1, -1, -1):  # L^T v = u
-            for q in range(i + 1, d):
+            q = i + 1
+            while q + 4 <= d:
+                for l in range(nb):
+                    u[i, l] = ((((u[i, l] - A[q, i, l] * u[q, l]) - A[q + 1, i, l] * u[q + 1, l])
+                                - A[q + 2, i, l] * u[q + 2, l]) - A[q + 3, i, l] * u[q + 3, l])
+                q += 4
+            for q in range(q, d):
                 for l in range(nb):
                     u[i, l] -= A[q, i, l] * u[q, l]
             for l in range(nb):
                 u[i, l] *= inv[i, l]
         for l in range(nb):
             for i in range(d):
-                w[lo + l, i] = w0[i] - u[i, l]
+                w[which[lo + l], i] = w0[i] - u[i, l]
 
 
 @njit(cache=True, nogil=True)
@@ -275,20 +294,20 @@ def _update_stores(pushed, n_pushed, arriving, count, history, sup_target, w0, c
 
 @njit(cache=True, nogil=True)
 def stream_stores(pushed, n_pushed, arriving, count, history, sup_target, supported, w0, precision, code, sup_phi,
-                  sup_slopes, stats, w, head_of):
-    """A streaming bar's stores and solves: every asset without a stretch row (count 0) cleared; the
-    ``n_pushed`` rows that joined the stores ((asset, slot) in ``pushed``, their features in
-    arriving[asset], their targets in sup_target) added, each taking away the row it overwrites; the
-    head of every ``supported`` asset solved into w[head_of[asset]] (head_of -1 for the others)."""
-    for j in range(count.shape[0]):
+                  sup_slopes, stats, w, head_of, lo, hi):
+    """A streaming bar's stores and solves for the assets lo:hi: each without a stretch row (count 0)
+    cleared; the ``n_pushed`` rows that joined their stores ((asset, slot) in ``pushed``, their
+    features in arriving[asset], their targets in sup_target) added, each taking away the row it
+    overwrites; the head of every ``supported`` asset solved into w[asset] (head_of[asset] = asset;
+    -1 for the others)."""
+    for j in range(lo, hi):
         if count[j] == 0:
             stats[j, :] = 0
     _update_stores(pushed, n_pushed, arriving, count, history, sup_target, w0, code, sup_phi, sup_slopes, stats)
-    sel = np.flatnonzero(supported)
+    sel = lo + np.flatnonzero(supported[lo:hi])
     solve_heads(stats, sel, w0, precision, w)
-    head_of[:] = -1
-    for k in range(sel.shape[0]):
-        head_of[sel[k]] = k
+    head_of[lo:hi] = -1
+    head_of[sel] = sel
 
 
 @njit(cache=True, nogil=True)

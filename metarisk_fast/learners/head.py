@@ -347,7 +347,7 @@ class HeadNewton(nn.Module):
         out, w, head_of = np.empty(len(ready)), np.empty((len(ready), len(w0))), np.empty(len(ready), np.int64)
         K.body_rows(rows, use, theta, sizes, row_phi[slot])
         K.stream_stores(pushed, n_pushed, row_phi[leaving], count, history, sup_target, ready, w0, precision, code,
-                        state["head_phi"], state["head_slopes"], state["head_stats"], w, head_of)
+                        state["head_phi"], state["head_slopes"], state["head_stats"], w, head_of, 0, len(ready))
         K.stream_outputs(ready, head_of, row_phi[slot], w, out)
         return out
 

@@ -75,24 +75,25 @@ def record_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anch
 
 @njit(cache=True, nogil=True)
 def push_rows(t, row_x, row_anchor, row_ok, row_break, row_y, sup_x, sup_y, sup_target, count, pos, adapted_at, pushed,
-              target_floor, target_cap, pushed_at):
+              target_floor, target_cap, pushed_at, lo, hi):
     """Row t - h - 1 of the delay line (its target realised at the bar before) into each asset's
     support store if usable (tasks.forecastable of its bar, and a realised target), with its encoded
     target (tasks.encode_ratio with the target's floor and cap) and the bar in pushed_at; a stretch
     break (a NaN bridged close) empties the asset's store. Reads only rows recorded at earlier
-    bars. Returns how many rows joined the stores; their (asset, slot) pairs are in ``pushed``. The
-    store slots an asset writes are asked for PREFETCH_AHEAD assets ahead: each lies in another part
-    of the stores, so without it every asset's writes wait for their lines one after another."""
+    bars. Only the assets lo:hi are touched. Returns how many rows joined the stores; their (asset,
+    slot) pairs are in ``pushed``. The store slots an asset writes are asked for PREFETCH_AHEAD
+    assets ahead: each lies in another part of the stores, so without it every asset's writes wait
+    for their lines one after another."""
     h = row_x.shape[0] - 2
-    H, D, N = sup_x.shape[1], sup_x.shape[2], sup_x.shape[0]
+    H, D = sup_x.shape[1], sup_x.shape[2]
     n = 0
     if t < h + 1:
         return n
     e = (t - h - 1) % (h + 2)
-    for j in range(min(N, PREFETCH_AHEAD)):
+    for j in range(lo, min(hi, lo + PREFETCH_AHEAD)):
         _prefetch_store_slot(j, pos[j], sup_x, sup_y, sup_target)
-    for j in range(N):
-        if j + PREFETCH_AHEAD < N:
+    for j in range(lo, hi):
+        if j + PREFETCH_AHEAD < hi:
             _prefetch_store_slot(j + PREFETCH_AHEAD, pos[j + PREFETCH_AHEAD], sup_x, sup_y, sup_target)
         if row_break[e, j]:
             count[j] = 0
@@ -197,30 +198,34 @@ def _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_p
 @njit(cache=True, nogil=True)
 def _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
                sup_slopes, stats, w, head_of):
-    """push_rows (its arguments in ``push``; count, pushed and sup_target among them), then the head
-    learner's stores and the heads of every _supported asset solved (learners' stream_stores)."""
+    """push_rows (its arguments in ``push``, the asset range lo:hi last; count, pushed and sup_target
+    among them), then the head learner's stores and the heads of the range's _supported assets
+    solved (learners' stream_stores)."""
     n = push_rows(*push)
+    t, lo, hi, h = push[0], push[-2], push[-1], row_phi.shape[0] - 2
     supported = np.empty(count.shape[0], np.bool_)
-    for j in range(count.shape[0]):
+    for j in range(lo, hi):
         supported[j] = _supported(count[j], history, min_support)
-    t, h = push[0], row_phi.shape[0] - 2
     stream_stores(pushed, n, row_phi[(t - h - 1) % (h + 2)], count, history, sup_target, supported, w0, precision, code,
-                  sup_phi, sup_slopes, stats, w, head_of)
+                  sup_phi, sup_slopes, stats, w, head_of, lo, hi)
 
 
 @njit(cache=True, parallel=True)
-def _head_halves(t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_cc_w, f_lams,
-                 f_downside, f_wr, f_want, f_n_out, f_r_ring, f_term_ring, f_cc_st, f_ew_st, f_m_st, f_yz_st, f_prev_c,
-                 squared, y_t, y_cc_w, y_lams, y_downside, y_wr, y_want, y_n_out, y_r_ring, y_term_ring, y_cc_st,
-                 y_ew_st, y_m_st, y_yz_st, y_prev_c, young_slots, young_window, young_anchor, young_lam, young_prior,
-                 age, age_sq_sum, age_ewma, age_input, anchor_row, floor, youth, x, anchor, ok, target, row_x,
-                 row_anchor, row_ok, row_break, row_y, sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at,
-                 pushed, target_floor, target_cap, pushed_at, clip, n_scaled, row_scale, history, min_support, theta,
-                 sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, head_of):
-    """_head_observe and _head_push side by side, one thread each (neither writes an array the other
-    reads); their arguments one by one, as a parallel loop takes them (no tuples)."""
-    for half in prange(2):
-        if half == 0:
+def _head_parts(bounds, t, observed, gap_break, max_gap, last_price, gap, seen, bridged, range_inputs, f_t, f_cc_w,
+                f_lams, f_downside, f_wr, f_want, f_n_out, f_r_ring, f_term_ring, f_cc_st, f_ew_st, f_m_st, f_yz_st,
+                f_prev_c, squared, y_t, y_cc_w, y_lams, y_downside, y_wr, y_want, y_n_out, y_r_ring, y_term_ring,
+                y_cc_st, y_ew_st, y_m_st, y_yz_st, y_prev_c, young_slots, young_window, young_anchor, young_lam,
+                young_prior, age, age_sq_sum, age_ewma, age_input, anchor_row, floor, youth, x, anchor, ok, target,
+                row_x, row_anchor, row_ok, row_break, row_y, sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at,
+                pushed, target_floor, target_cap, pushed_at, clip, n_scaled, row_scale, history, min_support, theta,
+                sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, head_of):
+    """The bar's parts side by side, one thread each: part p pushes, stores and solves the assets
+    bounds[p]:bounds[p + 1] (_head_push), and part 0 first runs _head_observe (no part writes an
+    array another reads: observe writes the delay line's slot of bar t, the pushes read that of bar
+    t - h - 1 and touch only their own assets). Their arguments one by one, as a parallel loop
+    takes them (no tuples)."""
+    for part in prange(bounds.shape[0] - 1):
+        if part == 0:
             f_args = (f_cc_w, f_lams, f_downside, f_wr, f_want, f_n_out)
             f_state = (f_r_ring, f_term_ring, f_cc_st, f_ew_st, f_m_st, f_yz_st, f_prev_c)
             y_args = (y_cc_w, y_lams, y_downside, y_wr, y_want, y_n_out)
@@ -230,14 +235,28 @@ def _head_halves(t, observed, gap_break, max_gap, last_price, gap, seen, bridged
                        f_state, squared, y_t, y_args, y_state, young, age, age_sq_sum, age_ewma, age_input, anchor_row,
                        floor, youth, x, anchor, ok, target, row_x, row_anchor, row_ok, row_break, row_y, sq_ring)
             _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)
-        else:
-            push = (t, row_x, row_anchor, row_ok, row_break, row_y, sup_x, sup_y, sup_target, count, pos, adapted_at,
-                    pushed, target_floor, target_cap, pushed_at)
-            _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
-                       sup_slopes, stats, w, head_of)
+        lo, hi = bounds[part], bounds[part + 1]
+        part_pushed = pushed[lo:hi]
+        push = (t, row_x, row_anchor, row_ok, row_break, row_y, sup_x, sup_y, sup_target, count, pos, adapted_at,
+                part_pushed, target_floor, target_cap, pushed_at, lo, hi)
+        _head_push(push, count, part_pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
+                   sup_slopes, stats, w, head_of)
 
 
-HALVES_ASSETS = 128  # from this many assets a bar runs its two halves on two threads
+PARTS_ASSETS = 128  # from this many assets a bar runs its parts on several threads
+OBSERVE_COST = 0.7  # _head_observe's cost per asset in units of _head_push's (0.55-1.0 tried: bench/RESULTS.md)
+
+
+@njit(cache=True, nogil=True)
+def part_bounds(n_assets, parts):
+    """Asset ranges of ``parts`` parts, (parts + 1,) int64: part 0 also runs _head_observe, so it
+    takes fewer assets, the others share the rest evenly; every part's work about equal."""
+    first = int(n_assets * max(0.0, (1.0 + OBSERVE_COST) / parts - OBSERVE_COST))
+    bounds = np.empty(parts + 1, np.int64)
+    bounds[0] = 0
+    for p in range(1, parts + 1):
+        bounds[p] = first + (n_assets - first) * (p - 1) // (parts - 1) if parts > 1 else n_assets
+    return bounds
 
 
 @njit(cache=True, nogil=True)
@@ -245,17 +264,18 @@ def head_bar(observe, x, ok, push, count, pushed, sup_target, clip, n_scaled, ro
              sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, out):
     """A RiskEngine bar of the head learner in one compiled call: advance_bar's two steps, each
     followed by the head learner's share of it (_head_observe: the bar's rows through the body;
-    _head_push: the stores' rows in and out, the supported assets' heads solved), side by side on
-    two threads from HALVES_ASSETS assets (``threads`` >= 2), every value as on one thread; then
-    the outputs of the ready assets into out (NaN for the others). ``observe`` and ``push`` are
-    observe_bar's and push_rows' arguments; x, ok, count, pushed and sup_target are the same arrays
-    as in them."""
+    _head_push: the stores' rows in and out, the supported assets' heads solved), from PARTS_ASSETS
+    assets in ``threads`` parts side by side (_head_parts), every value as on one thread; then the
+    outputs of the ready assets into out (NaN for the others). ``observe`` and ``push`` are
+    observe_bar's and push_rows' arguments (push's asset range all assets); x, ok, count, pushed and
+    sup_target are the same arrays as in them."""
     n_assets = out.shape[0]
     w, head_of = np.empty((n_assets, w0.shape[0])), np.empty(n_assets, np.int64)
-    if threads >= 2 and n_assets >= HALVES_ASSETS:  # observe's nested tuples spread out, then push's stores
-        _head_halves(*observe[:10], *observe[10], *observe[11], *observe[12:14], *observe[14], *observe[15],
-                     *observe[16], *observe[17:], *push[6:], clip, n_scaled, row_scale, history, min_support, theta,
-                     sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, head_of)
+    if threads >= 2 and n_assets >= PARTS_ASSETS:  # observe's nested tuples spread out, then push's stores
+        _head_parts(part_bounds(n_assets, threads), *observe[:10], *observe[10], *observe[11], *observe[12:14],
+                    *observe[14], *observe[15], *observe[16], *observe[17:], *push[6:-2], clip, n_scaled, row_scale,
+                    history, min_support, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w,
+                    head_of)
     else:
         _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)
         _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,

@@ -202,6 +202,9 @@ class RiskEngine:
         self._ohlc = self._range_inputs or not self._squared
         self._head_params = learner.kernel_params() if self._incremental else None
         self._head_z = None  # the head learner's outputs of the last bar (head_bar; NaN where no forecast)
+        # the head learner's bar runs in this many parts (head_bar), one a thread: Numba's thread count now (asked
+        # once: the question takes a lock; with fewer threads later the parts run in turn)
+        self._bar_threads = numba.get_num_threads()
         self._young_args = young_args(spec)
         self._pushed = np.empty((0, 2), np.int64)  # scratch of _advance: (asset, slot) of the stored rows
         self.assets: list[str] = []
@@ -395,13 +398,13 @@ class RiskEngine:
                    st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sq_returns"])
         push = (t, st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sup_x"], st["sup_y"],
                 st["sup_target"], st["count"], st["pos"], st["adapted_at"], self._pushed, TARGET.floor, TARGET.cap,
-                st["pushed_at"])
+                st["pushed_at"], 0, N)
         if self._incremental:  # the head learner: the whole bar in one compiled call, its outputs decoded by _forecast
             self._head_z = np.empty(N)
             theta, sizes, w0, precision, code = self._head_params
             head_bar(observe, x, ok, push, st["count"], self._pushed, st["sup_target"], FEATURE_CLIP, self._n_scaled,
                      self._row_scale, self.history, self._min_support, theta, sizes, w0, precision, code, st["row_phi"],
-                     st["head_phi"], st["head_slopes"], st["head_stats"], numba.get_num_threads(), self._head_z)
+                     st["head_phi"], st["head_slopes"], st["head_stats"], self._bar_threads, self._head_z)
         else:
             advance_bar(observe, push)
         self._features.advance()
