@@ -1,6 +1,8 @@
 """The streaming RiskEngine: bar-by-bar replay equals the batch forecast (bit for bit for the
 gradient-based learners), with gaps, late listings and assets added mid-stream; saved, restored,
 copied and peeked streams continue exactly; rejected bars change nothing."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ from metarisk_fast.volatility import jobs
 from metarisk_fast.data import DataError, PricePanel
 from metarisk_fast.features import FeatureSet
 from metarisk_fast.forecasting import make_learner, save_model
+from metarisk_fast.streaming.engine import STATE_FORMAT
 from metarisk_fast.tasks import TaskSpec
 
 
@@ -223,6 +226,10 @@ def test_a_state_from_another_model_is_refused(maml_dir, tmp_path_factory, panel
     (tmp_path / "junk.npz").write_bytes(b"not a state")
     with pytest.raises(ValueError, match="not a saved RiskEngine state"):
         RiskEngine.load(tmp_path / "junk.npz", maml_dir)
+    older = engine.state_dict()  # a state an earlier version wrote: its stored slopes may differ in the last bits
+    older["meta"] = np.array(json.dumps(json.loads(str(older["meta"])) | {"format": STATE_FORMAT - 1}))
+    with pytest.raises(ValueError, match="format"):
+        RiskEngine.from_model(maml_dir, list(panel.assets)).load_state_dict(older)
 
 
 def test_rejected_bars_change_nothing(exact_dir, panel):

@@ -41,7 +41,7 @@ from ..forecasting import MetaForecaster, input_scale, load_model
 from ..tasks import ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, normalise_task, young_args
 from ..tasks.episodes import FEATURE_CLIP, VAR_FLOOR
 
-STATE_FORMAT = 3
+STATE_FORMAT = 4  # 4: the head learner's stored slopes from the one-exp t slopes (learners/_head_kernels._slopes)
 _ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
            "sup_x", "sup_y", "sup_target", "count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_at",
            "phase", "age", "age_sq_sum", "age_ewma", "head_phi", "head_slopes", "head_stats", "row_phi")
