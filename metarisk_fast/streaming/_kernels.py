@@ -11,7 +11,7 @@ from ..features._kernels import feature_step
 from ..learners._head_kernels import body_rows, stream_outputs, stream_stores
 from ..tasks._normalise import gather_rows
 from ..tasks.episodes import anchor_of, forecastable_rows, network_rows
-from ..tasks.target import encode_ratio
+from ..tasks.target import decode_ratio, encode_ratio
 from ..tasks.young import young_row
 
 
@@ -260,15 +260,16 @@ def part_bounds(n_assets, parts):
 
 
 @njit(cache=True, nogil=True)
-def head_bar(observe, x, ok, push, count, pushed, sup_target, clip, n_scaled, row_scale, history, min_support, theta,
-             sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, out):
+def head_bar(observe, x, anchor, ok, push, count, pushed, sup_target, clip, n_scaled, row_scale, history, min_support,
+             theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, output_clip, out):
     """A RiskEngine bar of the head learner in one compiled call: advance_bar's two steps, each
     followed by the head learner's share of it (_head_observe: the bar's rows through the body;
     _head_push: the stores' rows in and out, the supported assets' heads solved), from PARTS_ASSETS
     assets in ``threads`` parts side by side (_head_parts), every value as on one thread; then the
-    outputs of the ready assets into out (NaN for the others). ``observe`` and ``push`` are
-    observe_bar's and push_rows' arguments (push's asset range all assets); x, ok, count, pushed and
-    sup_target are the same arrays as in them."""
+    outputs of the ready assets decoded into variance forecasts in out (tasks.decode_ratio with
+    ``output_clip``; NaN for the others). ``observe`` and ``push`` are observe_bar's and push_rows'
+    arguments (push's asset range all assets); x, anchor, ok, count, pushed and sup_target are the
+    same arrays as in them."""
     n_assets = out.shape[0]
     w, head_of = np.empty((n_assets, w0.shape[0])), np.empty(n_assets, np.int64)
     if threads >= 2 and n_assets >= PARTS_ASSETS:  # observe's nested tuples spread out, then push's stores
@@ -282,6 +283,8 @@ def head_bar(observe, x, ok, push, count, pushed, sup_target, clip, n_scaled, ro
                    sup_slopes, stats, w, head_of)
     slot = observe[0] % row_phi.shape[0]
     stream_outputs(ready_assets(ok, count, history, min_support), head_of, row_phi[slot], w, out)
+    for j in range(n_assets):
+        out[j] = decode_ratio(out[j], anchor[j], output_clip)
 
 
 @njit(cache=True, nogil=True)

@@ -201,7 +201,7 @@ class RiskEngine:
         self._range_inputs, self._n_features = spec.features.needs_ohlc, spec.n_features
         self._ohlc = self._range_inputs or not self._squared
         self._head_params = learner.kernel_params() if self._incremental else None
-        self._head_z = None  # the head learner's outputs of the last bar (head_bar; NaN where no forecast)
+        self._head_variance = None  # the head learner's forecasts of the last bar (head_bar; NaN where no forecast)
         # the head learner's bar runs in this many parts (head_bar), one a thread: Numba's thread count now (asked
         # once: the question takes a lock; with fewer threads later the parts run in turn)
         self._bar_threads = numba.get_num_threads()
@@ -399,12 +399,13 @@ class RiskEngine:
         push = (t, st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sup_x"], st["sup_y"],
                 st["sup_target"], st["count"], st["pos"], st["adapted_at"], self._pushed, TARGET.floor, TARGET.cap,
                 st["pushed_at"], 0, N)
-        if self._incremental:  # the head learner: the whole bar in one compiled call, its outputs decoded by _forecast
-            self._head_z = np.empty(N)
+        if self._incremental:  # the head learner: the whole bar in one compiled call, forecasts included
+            self._head_variance = np.empty(N)
             theta, sizes, w0, precision, code = self._head_params
-            head_bar(observe, x, ok, push, st["count"], self._pushed, st["sup_target"], FEATURE_CLIP, self._n_scaled,
-                     self._row_scale, self.history, self._min_support, theta, sizes, w0, precision, code, st["row_phi"],
-                     st["head_phi"], st["head_slopes"], st["head_stats"], self._bar_threads, self._head_z)
+            head_bar(observe, x, anchor, ok, push, st["count"], self._pushed, st["sup_target"], FEATURE_CLIP,
+                     self._n_scaled, self._row_scale, self.history, self._min_support, theta, sizes, w0, precision,
+                     code, st["row_phi"], st["head_phi"], st["head_slopes"], st["head_stats"], self._bar_threads,
+                     self.forecaster.target.output_clip, self._head_variance)
         else:
             advance_bar(observe, push)
         self._features.advance()
@@ -439,8 +440,8 @@ class RiskEngine:
         novelty of each asset (None otherwise)."""
         st, H = self._state, self.history
         novelty = np.full(len(self.assets), np.nan) if self.monitor is not None and self.monitor.needs_novelty else None
-        if self._incremental:  # exact: each asset's head solved from its running statistics (head_bar)
-            return self.forecaster.target.decode(self._head_z, anchor), novelty  # NaN where no asset is ready
+        if self._incremental:  # exact: each asset's head solved from its running statistics and decoded (head_bar)
+            return self._head_variance, novelty  # NaN where no asset is ready
         variance, length = np.full(len(self.assets), np.nan), np.minimum(st["count"], H)
         if self.readapt_every == 1:
             ready = self._ready(ok)

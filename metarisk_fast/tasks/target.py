@@ -50,8 +50,13 @@ class AnchorRatioTarget:
         return out[..., None]
 
     def decode(self, output: np.ndarray, anchor: np.ndarray) -> np.ndarray:
-        """Variance forecasts from the network's outputs and the anchors of their rows."""
-        return anchor * np.exp(np.minimum(np.maximum(output, -self.output_clip), self.output_clip))
+        """Variance forecasts from the network's outputs and the anchors of their rows (decode_ratio,
+        which the head learner's streaming bar calls row by row)."""
+        z, a = np.broadcast_arrays(np.asarray(output, np.float64), np.asarray(anchor, np.float64))
+        out = np.empty(z.shape)
+        _decode_all(np.ascontiguousarray(z).reshape(-1), np.ascontiguousarray(a).reshape(-1), self.output_clip,
+                    out.reshape(-1))
+        return out
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -59,6 +64,18 @@ def encode_ratio(realised, anchor, floor, cap):
     """One target: sqrt(realised / anchor) floored and capped (NaN kept), as float32."""
     ratio = math.sqrt(realised / anchor)
     return np.float32(ratio if ratio != ratio else min(max(ratio, floor), cap))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def decode_ratio(output, anchor, clip):
+    """One forecast: anchor e^z, z the output clipped to [-clip, clip]; NaN for a NaN output."""
+    return np.nan if output != output else anchor * math.exp(min(max(output, -clip), clip))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _decode_all(output, anchor, clip, out):
+    for i in range(out.shape[0]):
+        out[i] = decode_ratio(output[i], anchor[i], clip)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
