@@ -38,11 +38,12 @@ PREFETCH_AHEAD = 16  # assets
 @njit(cache=True, nogil=True, inline="always")
 def _prefetch_store_slot(j, p, sup_x, sup_y, sup_target):
     """Ask for asset j's store slot p for writing: its row of sup_x (first and last value: it may
-    straddle two cache lines), sup_y and sup_target."""
+    straddle two cache lines; none where the stores keep no inputs), sup_y and sup_target."""
     D = sup_x.shape[2]
-    first = (j * sup_x.shape[1] + p) * D
-    _prefetch_write(sup_x, first)
-    _prefetch_write(sup_x, first + D - 1)
+    if D:
+        first = (j * sup_x.shape[1] + p) * D
+        _prefetch_write(sup_x, first)
+        _prefetch_write(sup_x, first + D - 1)
     _prefetch_write(sup_y, j * sup_y.shape[1] + p)
     _prefetch_write(sup_target, j * sup_target.shape[1] + p)
 

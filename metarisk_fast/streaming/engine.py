@@ -266,12 +266,14 @@ class RiskEngine:
                 {"head_phi": np.zeros((n, H, 0)), "head_slopes": np.zeros((n, H, 0)),
                  "head_stats": np.zeros((n, 0), np.int64)})
         head["row_phi"] = np.zeros((h + 2, n, head["head_phi"].shape[2]))  # the head's features of the delay line's rows
-        # adapted weights: float32, the dtype of the tasks the learner adapts on
+        # adapted weights: float32, the dtype of the tasks the learner adapts on; the head learner's stores keep
+        # each row's body features (head_phi), not its inputs (sup_x holds none: nothing re-adapts from them)
         return {**head, "last_price": np.full((S, n), np.nan), "gap": np.zeros((S, n), np.int64), "seen": np.zeros((S, n), bool),
                 "row_x": np.full((h + 2, n, D), np.nan), "row_anchor": np.full((h + 2, n), np.nan),
                 "row_ok": np.zeros((h + 2, n), bool), "row_break": np.ones((h + 2, n), bool),
                 "row_y": np.full((h + 2, n), np.nan), "sq_returns": np.full((h, n), np.nan),
-                "sup_x": np.zeros((n, H, D)), "sup_y": np.zeros((n, H)), "sup_target": np.zeros((n, H), np.float32),
+                "sup_x": np.zeros((n, H, 0 if self._incremental else D)), "sup_y": np.zeros((n, H)),
+                "sup_target": np.zeros((n, H), np.float32),
                 "count": np.zeros(n, np.int64), "pos": np.zeros(n, np.int64), "pushed_at": np.full(n, -1, np.int64),
                 "adapted": np.zeros((n, P), np.float32), "adapted_scale": np.ones(n), "adapted_at": np.full(n, -1, np.int64),
                 "phase": np.zeros(n, np.int64), "age": np.zeros(n, np.int64), "age_sq_sum": np.zeros(n),
