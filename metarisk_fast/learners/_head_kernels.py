@@ -294,25 +294,23 @@ def _update_stores(pushed, n_pushed, arriving, count, history, sup_target, w0, c
 
 @njit(cache=True, nogil=True)
 def stream_stores(pushed, n_pushed, arriving, count, history, sup_target, supported, w0, precision, code, sup_phi,
-                  sup_slopes, stats, w, head_of, lo, hi):
+                  sup_slopes, stats, w, lo, hi):
     """A streaming bar's stores and solves for the assets lo:hi: each without a stretch row (count 0)
     cleared; the ``n_pushed`` rows that joined their stores ((asset, slot) in ``pushed``, their
     features in arriving[asset], their targets in sup_target) added, each taking away the row it
-    overwrites; the head of every ``supported`` asset solved into w[asset] (head_of[asset] = asset;
-    -1 for the others)."""
+    overwrites; the head of every ``supported`` asset solved into w[asset] (the others' rows of w are
+    left as they were)."""
     for j in range(lo, hi):
         if count[j] == 0:
             stats[j, :] = 0
     _update_stores(pushed, n_pushed, arriving, count, history, sup_target, w0, code, sup_phi, sup_slopes, stats)
     sel = lo + np.flatnonzero(supported[lo:hi])
     solve_heads(stats, sel, w0, precision, w)
-    head_of[lo:hi] = -1
-    head_of[sel] = sel
 
 
 @njit(cache=True, nogil=True)
-def stream_outputs(ready, head_of, phi, w, out):
-    """out[j] = phi[j] . w[head_of[j]] for the ``ready`` assets (each with a solved head), NaN for
-    the others."""
+def stream_outputs(ready, phi, w, out):
+    """out[j] = phi[j] . w[j] for the ``ready`` assets (each supported, so with its head solved into
+    w[j] by stream_stores), NaN for the others."""
     for j in range(out.shape[0]):
-        out[j] = _dot(phi[j], w[head_of[j]]) if ready[j] else np.nan
+        out[j] = _dot(phi[j], w[j]) if ready[j] else np.nan

@@ -344,11 +344,11 @@ class HeadNewton(nn.Module):
             (n,) float64: the ready assets' outputs (NaN elsewhere).
         """
         theta, sizes, w0, precision, code = params
-        out, w, head_of = np.empty(len(ready)), np.empty((len(ready), len(w0))), np.empty(len(ready), np.int64)
+        out, w = np.empty(len(ready)), np.empty((len(ready), len(w0)))
         K.body_rows(rows, use, theta, sizes, row_phi[slot])
         K.stream_stores(pushed, n_pushed, row_phi[leaving], count, history, sup_target, ready, w0, precision, code,
-                        state["head_phi"], state["head_slopes"], state["head_stats"], w, head_of, 0, len(ready))
-        K.stream_outputs(ready, head_of, row_phi[slot], w, out)
+                        state["head_phi"], state["head_slopes"], state["head_stats"], w, 0, len(ready))
+        K.stream_outputs(ready, row_phi[slot], w, out)
         return out
 
     def extra_repr(self) -> str:

@@ -198,7 +198,7 @@ def _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_p
 
 @njit(cache=True, nogil=True)
 def _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
-               sup_slopes, stats, w, head_of):
+               sup_slopes, stats, w):
     """push_rows (its arguments in ``push``, the asset range lo:hi last; count, pushed and sup_target
     among them), then the head learner's stores and the heads of the range's _supported assets
     solved (learners' stream_stores)."""
@@ -208,7 +208,7 @@ def _head_push(push, count, pushed, sup_target, history, min_support, w0, precis
     for j in range(lo, hi):
         supported[j] = _supported(count[j], history, min_support)
     stream_stores(pushed, n, row_phi[(t - h - 1) % (h + 2)], count, history, sup_target, supported, w0, precision, code,
-                  sup_phi, sup_slopes, stats, w, head_of, lo, hi)
+                  sup_phi, sup_slopes, stats, w, lo, hi)
 
 
 @njit(cache=True, parallel=True)
@@ -219,7 +219,7 @@ def _head_parts(bounds, t, observed, gap_break, max_gap, last_price, gap, seen, 
                 young_prior, age, age_sq_sum, age_ewma, age_input, anchor_row, floor, youth, x, anchor, ok, target,
                 row_x, row_anchor, row_ok, row_break, row_y, sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at,
                 pushed, target_floor, target_cap, pushed_at, clip, n_scaled, row_scale, history, min_support, theta,
-                sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w, head_of):
+                sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w):
     """The bar's parts side by side, one thread each: part p pushes, stores and solves the assets
     bounds[p]:bounds[p + 1] (_head_push), and part 0 first runs _head_observe (no part writes an
     array another reads: observe writes the delay line's slot of bar t, the pushes read that of bar
@@ -241,7 +241,7 @@ def _head_parts(bounds, t, observed, gap_break, max_gap, last_price, gap, seen, 
         push = (t, row_x, row_anchor, row_ok, row_break, row_y, sup_x, sup_y, sup_target, count, pos, adapted_at,
                 part_pushed, target_floor, target_cap, pushed_at, lo, hi)
         _head_push(push, count, part_pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
-                   sup_slopes, stats, w, head_of)
+                   sup_slopes, stats, w)
 
 
 PARTS_ASSETS = 128  # from this many assets a bar runs its parts on several threads
@@ -272,18 +272,17 @@ def head_bar(observe, x, anchor, ok, push, count, pushed, sup_target, clip, n_sc
     arguments (push's asset range all assets); x, anchor, ok, count, pushed and sup_target are the
     same arrays as in them."""
     n_assets = out.shape[0]
-    w, head_of = np.empty((n_assets, w0.shape[0])), np.empty(n_assets, np.int64)
+    w = np.empty((n_assets, w0.shape[0]))  # row j: asset j's head, where it is supported
     if threads >= 2 and n_assets >= PARTS_ASSETS:  # observe's nested tuples spread out, then push's stores
         _head_parts(part_bounds(n_assets, threads), *observe[:10], *observe[10], *observe[11], *observe[12:14],
                     *observe[14], *observe[15], *observe[16], *observe[17:], *push[6:-2], clip, n_scaled, row_scale,
-                    history, min_support, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w,
-                    head_of)
+                    history, min_support, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w)
     else:
         _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)
         _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
-                   sup_slopes, stats, w, head_of)
+                   sup_slopes, stats, w)
     slot = observe[0] % row_phi.shape[0]
-    stream_outputs(ready_assets(ok, count, history, min_support), head_of, row_phi[slot], w, out)
+    stream_outputs(ready_assets(ok, count, history, min_support), row_phi[slot], w, out)
     for j in range(n_assets):
         out[j] = decode_ratio(out[j], anchor[j], output_clip)
 

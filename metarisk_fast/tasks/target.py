@@ -52,7 +52,9 @@ class AnchorRatioTarget:
     def decode(self, output: np.ndarray, anchor: np.ndarray) -> np.ndarray:
         """Variance forecasts from the network's outputs and the anchors of their rows (decode_ratio,
         which the head learner's streaming bar calls row by row)."""
-        z, a = np.broadcast_arrays(np.asarray(output, np.float64), np.asarray(anchor, np.float64))
+        z, a = np.asarray(output, np.float64), np.asarray(anchor, np.float64)
+        if z.shape != a.shape:
+            z, a = np.broadcast_arrays(z, a)
         out = np.empty(z.shape)
         _decode_all(np.ascontiguousarray(z).reshape(-1), np.ascontiguousarray(a).reshape(-1), self.output_clip,
                     out.reshape(-1))
