@@ -58,14 +58,13 @@ def test_the_engine_updates_equal_fresh_sums_bit_for_bit():
     state = m.stream_state(1, H)
     row_phi = np.zeros((2, 1, 6))
     xs, ys, _ = _tasks(1, 100, 1)
-    one, pushed = np.array([0]), np.zeros((1, 2), np.int64)
-    sup_target = np.zeros((1, H), np.float32)
+    one, pushed, pushed_target = np.array([0]), np.zeros((1, 2), np.int64), np.zeros(1, np.float32)
     for n in range(1, 101):
         stored = n - 1  # rows in the store after this bar's push
         pushed[0, 1] = (n - 2) % H
-        sup_target[0, pushed[0, 1]] = ys[0, n - 2, 0]
-        got = m.stream_bar(params, xs[0, n - 1:n], one, n % 2, pushed, int(n > 1), (n - 1) % 2, np.array([stored]), H,
-                           sup_target, np.array([True]), row_phi, state)
+        pushed_target[0] = ys[0, n - 2, 0]
+        got = m.stream_bar(params, xs[0, n - 1:n], one, n % 2, pushed, pushed_target, int(n > 1), (n - 1) % 2,
+                           np.array([stored]), H, np.array([True]), row_phi, state)
         lo = max(0, stored - H)
         want = m.adapt_predict(xs[:, lo:stored], ys[:, lo:stored], xs[:, n - 1:n])[0, 0, 0]
         assert got[0] == want, (n, got[0], want)

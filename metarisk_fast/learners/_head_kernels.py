@@ -6,7 +6,10 @@ task) and the engine (running sums) agree bit for bit.
 
 Statistics: g (d values) then the upper triangle of H (row by row), each row's contribution
 clipped to +-STAT_CLIP and rounded to a multiple of 1 / STAT_SCALE in an int64: sums of up to
-100,000 rows cannot overflow (1e4 * 2^32 * 1e5 < 2^63) and are exact in any order."""
+100,000 rows cannot overflow (1e4 * 2^32 * 1e5 < 2^63) and are exact in any order. They are kept
+in blocks of HEAD_BLOCK heads, (blocks, n_stats, HEAD_BLOCK) with head j at [j // HEAD_BLOCK, :,
+j % HEAD_BLOCK] (stats_blocks, stats_rows): a block's updates and its solve run over the heads
+innermost without transposing."""
 from __future__ import annotations
 
 import math
@@ -98,29 +101,52 @@ def body_rows(rows, which, theta, sizes, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _fixed_changes(p_in, g_in, p_out, g_out, nb, leaving, change):
-    """change[:, l] = the fixed-point statistics of row l of a block (features p_in[:, l], slopes
+def _add_changes(p_in, g_in, p_out, g_out, nb, leaving, st):
+    """st[:, l] += the fixed-point statistics of row l of a block (features p_in[:, l], slopes
     g_in[:, l]: g1 phi, then g2 phi_i phi_j over the upper triangle, row by row), less those of the
-    row it replaces (p_out, g_out) where ``leaving``; nb rows, innermost, so that the products and
-    the roundings run in vector registers. Each value is rounded on its own: a row's statistics
-    are the same integers whatever the block, and taking away a leaving row's exactly undoes its
-    addition."""
+    row it replaces (p_out, g_out) where ``leaving``; nb rows, innermost, so that the products, the
+    roundings and the sums run in vector registers. Each value is rounded on its own: a row's
+    statistics are the same integers whatever the block, and taking away a leaving row's exactly
+    undoes its addition."""
     d = p_in.shape[0]
     for i in range(d):
-        for l in range(nb):
-            change[i, l] = _fixed(g_in[0, l] * p_in[i, l])
         if leaving:
             for l in range(nb):
-                change[i, l] -= _fixed(g_out[0, l] * p_out[i, l])
+                st[i, l] += _fixed(g_in[0, l] * p_in[i, l]) - _fixed(g_out[0, l] * p_out[i, l])
+        else:
+            for l in range(nb):
+                st[i, l] += _fixed(g_in[0, l] * p_in[i, l])
     k = d
     for i in range(d):
         for j in range(i, d):
-            for l in range(nb):
-                change[k, l] = _fixed(g_in[1, l] * p_in[i, l] * p_in[j, l])
             if leaving:
                 for l in range(nb):
-                    change[k, l] -= _fixed(g_out[1, l] * p_out[i, l] * p_out[j, l])
+                    st[k, l] += (_fixed(g_in[1, l] * p_in[i, l] * p_in[j, l])
+                                 - _fixed(g_out[1, l] * p_out[i, l] * p_out[j, l]))
+            else:
+                for l in range(nb):
+                    st[k, l] += _fixed(g_in[1, l] * p_in[i, l] * p_in[j, l])
             k += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _sum_stats(p, g, st, lane):
+    """st[:, lane] = the fixed-point statistics of the rows p[:, k], g[:, k] summed (each row's
+    values those _add_changes adds)."""
+    d, K = p.shape
+    for i in range(d):
+        acc = 0
+        for k in range(K):
+            acc += _fixed(g[0, k] * p[i, k])
+        st[i, lane] = acc
+    m = d
+    for i in range(d):
+        for j in range(i, d):
+            acc = 0
+            for k in range(K):
+                acc += _fixed(g[1, k] * p[i, k] * p[j, k])
+            st[m, lane] = acc
+            m += 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -131,29 +157,44 @@ def _row_slopes(phi, y, w0, code):
     return _slopes(z0, y, code)
 
 
+def stats_blocks(rows: np.ndarray) -> np.ndarray:
+    """Per-head statistics (n, n_stats) int64 in the blocked layout (blocks, n_stats, HEAD_BLOCK);
+    the last block's unused heads are zero."""
+    n, n_stats = rows.shape
+    blocks = np.zeros(((n + HEAD_BLOCK - 1) // HEAD_BLOCK * HEAD_BLOCK, n_stats), np.int64)
+    blocks[:n] = rows
+    return np.ascontiguousarray(blocks.reshape(-1, HEAD_BLOCK, n_stats).transpose(0, 2, 1))
+
+
+def stats_rows(blocks: np.ndarray, n: int) -> np.ndarray:
+    """stats_blocks' inverse: the first n heads' statistics, (n, n_stats)."""
+    return np.ascontiguousarray(blocks.transpose(0, 2, 1).reshape(-1, blocks.shape[1])[:n])
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def solve_heads(stats, which, w0, precision, w):
-    """w[which[i]] = w0 - (H + diag(precision))^-1 g of the fixed-point statistics stats[which[i]],
-    for each i: Cholesky A = L L^T in place and the two triangular solves, HEAD_BLOCK heads at a time
-    with the heads innermost, so every loop runs over the block's heads in vector registers while
-    each head's numbers are those of its own scalar computation (sqrt and division are correctly
-    rounded; error_model="numpy" keeps them branch-free so that they vectorise too)."""
+def solve_heads(stats, lo, hi, w0, precision, w):
+    """w[j] = w0 - (H + diag(precision))^-1 g of the fixed-point statistics of head j (blocked,
+    see the module's docstring), for the heads lo:hi (lo a multiple of HEAD_BLOCK): Cholesky
+    A = L L^T in place and the two triangular solves, a block's heads side by side (innermost), so
+    every loop runs over them in vector registers while each head's numbers are those of its own
+    scalar computation (sqrt and division are correctly rounded; error_model="numpy" keeps them
+    branch-free so that they vectorise too)."""
     d = w0.shape[0]
-    m = which.shape[0]
     unit = 1.0 / STAT_SCALE  # a power of two: exact
     A = np.empty((d, d, HEAD_BLOCK))
     inv = np.empty((d, HEAD_BLOCK))
     u = np.empty((d, HEAD_BLOCK))
-    for lo in range(0, m, HEAD_BLOCK):
-        nb = min(HEAD_BLOCK, m - lo)
-        for l in range(nb):
-            st = stats[which[lo + l]]
-            k = d
-            for i in range(d):
-                u[i, l] = st[i] * unit
-                for j in range(i, d):
-                    A[j, i, l] = st[k] * unit
-                    k += 1
+    for first in range(lo, hi, HEAD_BLOCK):
+        nb = min(HEAD_BLOCK, hi - first)
+        st = stats[first // HEAD_BLOCK]
+        k = d
+        for i in range(d):
+            for l in range(nb):
+                u[i, l] = st[i, l] * unit
+            for j in range(i, d):
+                for l in range(nb):
+                    A[j, i, l] = st[k, l] * unit
+                k += 1
         for i in range(d):
             p = max(precision[i], PRECISION_FLOOR)
             for l in range(nb):
@@ -201,7 +242,7 @@ def solve_heads(stats, which, w0, precision, w):
                 u[i, l] *= inv[i, l]
         for l in range(nb):
             for i in range(d):
-                w[which[lo + l], i] = w0[i] - u[i, l]
+                w[first + l, i] = w0[i] - u[i, l]
 
 
 @njit(cache=True, nogil=True)
@@ -211,20 +252,17 @@ def adapt_predict(xs, ys, xq, theta, sizes, w0, precision, code, out):
     B, K, Q, d = xs.shape[0], xs.shape[1], xq.shape[1], w0.shape[0]
     phi_s, phi_q = np.empty((K, d)), np.empty((B * Q, d))
     n_stats = d + d * (d + 1) // 2
-    stats = np.zeros((B, n_stats), np.int64)
-    p_in, g_in, change = np.empty((d, K)), np.empty((2, K)), np.empty((n_stats, K), np.int64)
+    stats = np.zeros(((B + HEAD_BLOCK - 1) // HEAD_BLOCK, n_stats, HEAD_BLOCK), np.int64)
+    p_in, g_in = np.empty((d, K)), np.empty((2, K))
     for t in range(B):
         body_rows(xs[t], np.arange(K), theta, sizes, phi_s)
         for k in range(K):
             g_in[0, k], g_in[1, k] = _row_slopes(phi_s[k], np.float64(ys[t, k]), w0, code)
             for i in range(d):
                 p_in[i, k] = phi_s[k, i]
-        _fixed_changes(p_in, g_in, p_in, g_in, K, False, change)
-        for i in range(n_stats):
-            for k in range(K):
-                stats[t, i] += change[i, k]
+        _sum_stats(p_in, g_in, stats[t // HEAD_BLOCK], t % HEAD_BLOCK)
     w = np.empty((B, d))
-    solve_heads(stats, np.arange(B), w0, precision, w)
+    solve_heads(stats, 0, B, w0, precision, w)
     body_rows(xq.reshape(B * Q, xq.shape[2]), np.arange(B * Q), theta, sizes, phi_q)  # every query row at once
     for t in range(B):
         for q in range(Q):
@@ -255,57 +293,66 @@ def _prefetch_slot(j, p, sup_phi, sup_slopes):
 
 
 @njit(cache=True, nogil=True)
-def _update_stores(pushed, n_pushed, arriving, count, history, sup_target, w0, code, sup_phi, sup_slopes, stats):
-    """The n_pushed rows that join the stores ((asset, slot) in ``pushed``, their features in
-    arriving[asset]) stored with their loss slopes and added to their assets' statistics, each
-    taking away the row it overwrites when the store is full; HEAD_BLOCK rows at a time, each row's
-    store slot asked for PREFETCH_AHEAD rows ahead."""
-    d, n_stats = w0.shape[0], stats.shape[1]
+def _update_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0, code, sup_phi, sup_slopes, stats, lo,
+                   hi):
+    """The n_pushed rows that join the stores of the assets lo:hi ((asset, slot) in ``pushed``, in
+    asset order; their targets in pushed_target, their features in arriving[asset]) stored with their loss slopes and added to
+    their assets' statistics, each taking away the row it overwrites when the store is full; a
+    block of HEAD_BLOCK assets at a time (an asset without a row adds zeros), each row's store
+    slot asked for PREFETCH_AHEAD rows ahead."""
+    d = w0.shape[0]
     p_in, p_out = np.empty((d, HEAD_BLOCK)), np.empty((d, HEAD_BLOCK))
     g_in, g_out = np.empty((2, HEAD_BLOCK)), np.empty((2, HEAD_BLOCK))
-    change = np.empty((n_stats, HEAD_BLOCK), np.int64)
     for i in range(min(n_pushed, PREFETCH_AHEAD)):
         _prefetch_slot(pushed[i, 0], pushed[i, 1], sup_phi, sup_slopes)
-    for lo in range(0, n_pushed, HEAD_BLOCK):
-        nb = min(HEAD_BLOCK, n_pushed - lo)
+    r = 0  # the next pushed row
+    for first in range(lo, hi, HEAD_BLOCK):
+        nb = min(HEAD_BLOCK, hi - first)
+        if r == n_pushed or pushed[r, 0] >= first + nb:  # no row joins this block's stores
+            continue
         leaving = False
         for l in range(nb):
-            ahead = lo + l + PREFETCH_AHEAD
-            if ahead < n_pushed:
-                _prefetch_slot(pushed[ahead, 0], pushed[ahead, 1], sup_phi, sup_slopes)
-            j, p = pushed[lo + l, 0], pushed[lo + l, 1]
-            stored = sup_phi[j, p]
-            full = count[j] > history
-            leaving |= full
-            for i in range(d):  # a row that does not leave contributes zeros (its slopes are zero)
-                p_out[i, l] = stored[i] if full else 0.0
-                stored[i] = p_in[i, l] = arriving[j, i]
-            for i in range(2):
-                g_out[i, l] = sup_slopes[j, p, i] if full else 0.0
-            g1, g2 = _row_slopes(stored, np.float64(sup_target[j, p]), w0, code)
-            sup_slopes[j, p, 0] = g_in[0, l] = g1
-            sup_slopes[j, p, 1] = g_in[1, l] = g2
-        _fixed_changes(p_in, g_in, p_out, g_out, nb, leaving, change)
-        for l in range(nb):
-            st = stats[pushed[lo + l, 0]]
-            for i in range(n_stats):
-                st[i] += change[i, l]
+            j = first + l
+            if r < n_pushed and pushed[r, 0] == j:
+                ahead = r + PREFETCH_AHEAD
+                if ahead < n_pushed:
+                    _prefetch_slot(pushed[ahead, 0], pushed[ahead, 1], sup_phi, sup_slopes)
+                p = pushed[r, 1]
+                r += 1
+                stored = sup_phi[j, p]
+                full = count[j] > history
+                leaving |= full
+                for i in range(d):  # a row that does not leave contributes zeros (its slopes are zero)
+                    p_out[i, l] = stored[i] if full else 0.0
+                    stored[i] = p_in[i, l] = arriving[j, i]
+                for i in range(2):
+                    g_out[i, l] = sup_slopes[j, p, i] if full else 0.0
+                g1, g2 = _row_slopes(stored, np.float64(pushed_target[r - 1]), w0, code)
+                sup_slopes[j, p, 0] = g_in[0, l] = g1
+                sup_slopes[j, p, 1] = g_in[1, l] = g2
+            else:
+                for i in range(d):
+                    p_in[i, l] = p_out[i, l] = 0.0
+                for i in range(2):
+                    g_in[i, l] = g_out[i, l] = 0.0
+        _add_changes(p_in, g_in, p_out, g_out, nb, leaving, stats[first // HEAD_BLOCK])
 
 
 @njit(cache=True, nogil=True)
-def stream_stores(pushed, n_pushed, arriving, count, history, sup_target, supported, w0, precision, code, sup_phi,
-                  sup_slopes, stats, w, lo, hi):
-    """A streaming bar's stores and solves for the assets lo:hi: each without a stretch row (count 0)
-    cleared; the ``n_pushed`` rows that joined their stores ((asset, slot) in ``pushed``, their
-    features in arriving[asset], their targets in sup_target) added, each taking away the row it
-    overwrites; the head of every ``supported`` asset solved into w[asset] (the others' rows of w are
-    left as they were)."""
+def stream_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0, precision, code, sup_phi, sup_slopes,
+                  stats, w, lo, hi):
+    """A streaming bar's stores and solves for the assets lo:hi (lo a multiple of HEAD_BLOCK): each
+    without a stretch row (count 0) cleared; the ``n_pushed`` rows that joined their stores
+    ((asset, slot) in ``pushed``, in asset order, their targets in pushed_target, their features in
+    arriving[asset]) added, each taking away the row it overwrites; every head of lo:hi solved into
+    w[lo:hi] (an asset with too few rows gets one too, from what it has: only ready assets' outputs
+    are read)."""
     for j in range(lo, hi):
         if count[j] == 0:
-            stats[j, :] = 0
-    _update_stores(pushed, n_pushed, arriving, count, history, sup_target, w0, code, sup_phi, sup_slopes, stats)
-    sel = lo + np.flatnonzero(supported[lo:hi])
-    solve_heads(stats, sel, w0, precision, w)
+            stats[j // HEAD_BLOCK, :, j % HEAD_BLOCK] = 0
+    _update_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0, code, sup_phi, sup_slopes, stats, lo,
+                   hi)
+    solve_heads(stats, lo, hi, w0, precision, w)
 
 
 @njit(cache=True, nogil=True)

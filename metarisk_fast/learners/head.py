@@ -297,14 +297,15 @@ class HeadNewton(nn.Module):
         dict of str to numpy.ndarray
             head_phi (n, history, width + 1) each stored row's features; head_slopes (n, history, 2)
             its loss slopes (what its contribution is recomputed from when it leaves); head_stats
-            (n, d + d (d + 1) / 2) int64, the store's running fixed-point statistics (d = width + 1).
+            the stores' running fixed-point statistics, d + d (d + 1) / 2 int64 an asset (d = width +
+            1) in blocks of assets (``K.stats_blocks``; ``K.stats_rows`` gives them an asset a row).
         """
         d = self.width + 1
         return {"head_phi": np.zeros((n, history, d)), "head_slopes": np.zeros((n, history, 2)),
-                "head_stats": np.zeros((n, d + d * (d + 1) // 2), np.int64)}
+                "head_stats": K.stats_blocks(np.zeros((n, d + d * (d + 1) // 2), np.int64))}
 
-    def stream_bar(self, params, rows, use, slot: int, pushed, n_pushed: int, leaving: int, count, history: int,
-                   sup_target, ready, row_phi, state) -> np.ndarray:
+    def stream_bar(self, params, rows, use, slot: int, pushed, pushed_target, n_pushed: int, leaving: int, count,
+                   history: int, ready, row_phi, state) -> np.ndarray:
         """The head learner's step of a streaming bar: the bar's rows through the body, the stores'
         rows in and out, every ready asset's head solved and its output (the streaming engine runs
         the same compiled steps inside its own bar, streaming._kernels.head_bar).
@@ -320,7 +321,10 @@ class HeadNewton(nn.Module):
         slot : int
             The delay line's slot the rows' features go to.
         pushed : numpy.ndarray
-            (p, 2) int64 (asset, store position) pairs: the rows whose targets are realised now.
+            (p, 2) int64 (asset, store position) pairs: the rows whose targets are realised now, in
+            asset order.
+        pushed_target : numpy.ndarray
+            (p,) float32: their encoded targets.
         n_pushed : int
             How many of ``pushed`` are in use.
         leaving : int
@@ -329,8 +333,6 @@ class HeadNewton(nn.Module):
             (n,) int64: each asset's rows in its current stretch (0: its store is cleared).
         history : int
             Rows per store.
-        sup_target : numpy.ndarray
-            (n, history) float64: each asset's stored rows' targets.
         ready : numpy.ndarray
             (n,) bool: the assets that forecast at this bar.
         row_phi : numpy.ndarray
@@ -346,7 +348,7 @@ class HeadNewton(nn.Module):
         theta, sizes, w0, precision, code = params
         out, w = np.empty(len(ready)), np.empty((len(ready), len(w0)))
         K.body_rows(rows, use, theta, sizes, row_phi[slot])
-        K.stream_stores(pushed, n_pushed, row_phi[leaving], count, history, sup_target, ready, w0, precision, code,
+        K.stream_stores(pushed, pushed_target, n_pushed, row_phi[leaving], count, history, w0, precision, code,
                         state["head_phi"], state["head_slopes"], state["head_stats"], w, 0, len(ready))
         K.stream_outputs(ready, row_phi[slot], w, out)
         return out

@@ -8,7 +8,7 @@ from numba import njit, prange
 
 from .._intrinsics import _prefetch_write
 from ..features._kernels import feature_step
-from ..learners._head_kernels import body_rows, stream_outputs, stream_stores
+from ..learners._head_kernels import HEAD_BLOCK, body_rows, stream_outputs, stream_stores
 from ..tasks._normalise import gather_rows
 from ..tasks.episodes import anchor_of, forecastable_rows, network_rows
 from ..tasks.target import decode_ratio, encode_ratio
@@ -38,14 +38,16 @@ PREFETCH_AHEAD = 16  # assets
 @njit(cache=True, nogil=True, inline="always")
 def _prefetch_store_slot(j, p, sup_x, sup_y, sup_target):
     """Ask for asset j's store slot p for writing: its row of sup_x (first and last value: it may
-    straddle two cache lines; none where the stores keep no inputs), sup_y and sup_target."""
+    straddle two cache lines), sup_y and sup_target; none of the stores that keep nothing (the
+    head learner's keep neither inputs nor targets)."""
     D = sup_x.shape[2]
     if D:
         first = (j * sup_x.shape[1] + p) * D
         _prefetch_write(sup_x, first)
         _prefetch_write(sup_x, first + D - 1)
-    _prefetch_write(sup_y, j * sup_y.shape[1] + p)
-    _prefetch_write(sup_target, j * sup_target.shape[1] + p)
+    if sup_y.shape[1]:
+        _prefetch_write(sup_y, j * sup_y.shape[1] + p)
+        _prefetch_write(sup_target, j * sup_target.shape[1] + p)
 
 
 @njit(cache=True, nogil=True)
@@ -76,17 +78,20 @@ def record_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anch
 
 @njit(cache=True, nogil=True)
 def push_rows(t, row_x, row_anchor, row_ok, row_break, row_y, sup_x, sup_y, sup_target, count, pos, adapted_at, pushed,
-              target_floor, target_cap, pushed_at, lo, hi):
+              pushed_target, target_floor, target_cap, pushed_at, lo, hi):
     """Row t - h - 1 of the delay line (its target realised at the bar before) into each asset's
     support store if usable (tasks.forecastable of its bar, and a realised target), with its encoded
-    target (tasks.encode_ratio with the target's floor and cap) and the bar in pushed_at; a stretch
-    break (a NaN bridged close) empties the asset's store. Reads only rows recorded at earlier
-    bars. Only the assets lo:hi are touched. Returns how many rows joined the stores; their (asset,
-    slot) pairs are in ``pushed``. The store slots an asset writes are asked for PREFETCH_AHEAD
+    target (tasks.encode_ratio with the target's floor and cap, float32) and the bar in pushed_at; a
+    stretch break (a NaN bridged close) empties the asset's store. Stores without targets (sup_y
+    (n, 0), the head learner's) keep only the count and position. Reads only rows recorded at
+    earlier bars. Only the assets lo:hi are touched. Returns how many rows joined the stores; their
+    (asset, slot) pairs are in ``pushed`` and their encoded targets in ``pushed_target``, in asset
+    order. The store slots an asset writes are asked for PREFETCH_AHEAD
     assets ahead: each lies in another part of the stores, so without it every asset's writes wait
     for their lines one after another."""
     h = row_x.shape[0] - 2
     H, D = sup_x.shape[1], sup_x.shape[2]
+    keep_targets = sup_y.shape[1] > 0
     n = 0
     if t < h + 1:
         return n
@@ -104,11 +109,15 @@ def push_rows(t, row_x, row_anchor, row_ok, row_break, row_y, sup_x, sup_y, sup_
             p = pos[j]
             for d in range(D):
                 sup_x[j, p, d] = row_x[e, j, d]
-            sup_y[j, p] = row_y[e, j]
-            sup_target[j, p] = encode_ratio(sup_y[j, p], row_anchor[e, j], target_floor, target_cap)
+            y = row_y[e, j]
+            target = np.float32(encode_ratio(y, row_anchor[e, j], target_floor, target_cap))
+            if keep_targets:
+                sup_y[j, p] = y
+                sup_target[j, p] = target
             pushed_at[j] = t
             pushed[n, 0] = j
             pushed[n, 1] = p
+            pushed_target[n] = target
             n += 1
             pos[j] = (p + 1) % H
     return n
@@ -197,17 +206,14 @@ def _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_p
 
 
 @njit(cache=True, nogil=True)
-def _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
-               sup_slopes, stats, w):
-    """push_rows (its arguments in ``push``, the asset range lo:hi last; count, pushed and sup_target
-    among them), then the head learner's stores and the heads of the range's _supported assets
-    solved (learners' stream_stores)."""
+def _head_push(push, count, pushed, pushed_target, history, w0, precision, code, row_phi, sup_phi, sup_slopes, stats,
+               w):
+    """push_rows (its arguments in ``push``, the asset range lo:hi last; count, pushed and
+    pushed_target among them), then the head learner's stores and the range's heads solved (learners'
+    stream_stores)."""
     n = push_rows(*push)
     t, lo, hi, h = push[0], push[-2], push[-1], row_phi.shape[0] - 2
-    supported = np.empty(count.shape[0], np.bool_)
-    for j in range(lo, hi):
-        supported[j] = _supported(count[j], history, min_support)
-    stream_stores(pushed, n, row_phi[(t - h - 1) % (h + 2)], count, history, sup_target, supported, w0, precision, code,
+    stream_stores(pushed, pushed_target, n, row_phi[(t - h - 1) % (h + 2)], count, history, w0, precision, code,
                   sup_phi, sup_slopes, stats, w, lo, hi)
 
 
@@ -218,7 +224,7 @@ def _head_parts(bounds, t, observed, gap_break, max_gap, last_price, gap, seen, 
                 y_cc_st, y_ew_st, y_m_st, y_yz_st, y_prev_c, young_slots, young_window, young_anchor, young_lam,
                 young_prior, age, age_sq_sum, age_ewma, age_input, anchor_row, floor, youth, x, anchor, ok, target,
                 row_x, row_anchor, row_ok, row_break, row_y, sq_ring, sup_x, sup_y, sup_target, count, pos, adapted_at,
-                pushed, target_floor, target_cap, pushed_at, clip, n_scaled, row_scale, history, min_support, theta,
+                pushed, pushed_target, target_floor, target_cap, pushed_at, clip, n_scaled, row_scale, history, theta,
                 sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w):
     """The bar's parts side by side, one thread each: part p pushes, stores and solves the assets
     bounds[p]:bounds[p + 1] (_head_push), and part 0 first runs _head_observe (no part writes an
@@ -237,11 +243,11 @@ def _head_parts(bounds, t, observed, gap_break, max_gap, last_price, gap, seen, 
                        floor, youth, x, anchor, ok, target, row_x, row_anchor, row_ok, row_break, row_y, sq_ring)
             _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)
         lo, hi = bounds[part], bounds[part + 1]
-        part_pushed = pushed[lo:hi]
+        part_pushed, part_target = pushed[lo:hi], pushed_target[lo:hi]
         push = (t, row_x, row_anchor, row_ok, row_break, row_y, sup_x, sup_y, sup_target, count, pos, adapted_at,
-                part_pushed, target_floor, target_cap, pushed_at, lo, hi)
-        _head_push(push, count, part_pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
-                   sup_slopes, stats, w)
+                part_pushed, part_target, target_floor, target_cap, pushed_at, lo, hi)
+        _head_push(push, count, part_pushed, part_target, history, w0, precision, code, row_phi, sup_phi, sup_slopes,
+                   stats, w)
 
 
 PARTS_ASSETS = 128  # from this many assets a bar runs its parts on several threads
@@ -250,18 +256,21 @@ OBSERVE_COST = 0.7  # _head_observe's cost per asset in units of _head_push's (0
 
 @njit(cache=True, nogil=True)
 def part_bounds(n_assets, parts):
-    """Asset ranges of ``parts`` parts, (parts + 1,) int64: part 0 also runs _head_observe, so it
-    takes fewer assets, the others share the rest evenly; every part's work about equal."""
-    first = int(n_assets * max(0.0, (1.0 + OBSERVE_COST) / parts - OBSERVE_COST))
+    """Asset ranges of ``parts`` parts, (parts + 1,) int64, in whole blocks of the head statistics
+    (HEAD_BLOCK assets): part 0 also runs _head_observe, so it takes fewer blocks, the others share
+    the rest evenly; every part's work about equal."""
+    blocks = (n_assets + HEAD_BLOCK - 1) // HEAD_BLOCK
+    first = int(round(blocks * max(0.0, (1.0 + OBSERVE_COST) / parts - OBSERVE_COST)))
     bounds = np.empty(parts + 1, np.int64)
     bounds[0] = 0
     for p in range(1, parts + 1):
-        bounds[p] = first + (n_assets - first) * (p - 1) // (parts - 1) if parts > 1 else n_assets
+        b = first + (blocks - first) * (p - 1) // (parts - 1) if parts > 1 else blocks
+        bounds[p] = min(n_assets, b * HEAD_BLOCK)
     return bounds
 
 
 @njit(cache=True, nogil=True)
-def head_bar(observe, x, anchor, ok, push, count, pushed, sup_target, clip, n_scaled, row_scale, history, min_support,
+def head_bar(observe, x, anchor, ok, push, count, pushed, pushed_target, clip, n_scaled, row_scale, history, min_support,
              theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, output_clip, out):
     """A RiskEngine bar of the head learner in one compiled call: advance_bar's two steps, each
     followed by the head learner's share of it (_head_observe: the bar's rows through the body;
@@ -269,18 +278,18 @@ def head_bar(observe, x, anchor, ok, push, count, pushed, sup_target, clip, n_sc
     assets in ``threads`` parts side by side (_head_parts), every value as on one thread; then the
     outputs of the ready assets decoded into variance forecasts in out (tasks.decode_ratio with
     ``output_clip``; NaN for the others). ``observe`` and ``push`` are observe_bar's and push_rows'
-    arguments (push's asset range all assets); x, anchor, ok, count, pushed and sup_target are the
+    arguments (push's asset range all assets); x, anchor, ok, count, pushed and pushed_target are the
     same arrays as in them."""
     n_assets = out.shape[0]
     w = np.empty((n_assets, w0.shape[0]))  # row j: asset j's head, where it is supported
     if threads >= 2 and n_assets >= PARTS_ASSETS:  # observe's nested tuples spread out, then push's stores
         _head_parts(part_bounds(n_assets, threads), *observe[:10], *observe[10], *observe[11], *observe[12:14],
                     *observe[14], *observe[15], *observe[16], *observe[17:], *push[6:-2], clip, n_scaled, row_scale,
-                    history, min_support, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w)
+                    history, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w)
     else:
         _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)
-        _head_push(push, count, pushed, sup_target, history, min_support, w0, precision, code, row_phi, sup_phi,
-                   sup_slopes, stats, w)
+        _head_push(push, count, pushed, pushed_target, history, w0, precision, code, row_phi, sup_phi, sup_slopes,
+                   stats, w)
     slot = observe[0] % row_phi.shape[0]
     stream_outputs(ready_assets(ok, count, history, min_support), row_phi[slot], w, out)
     for j in range(n_assets):

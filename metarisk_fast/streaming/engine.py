@@ -37,11 +37,12 @@ from ..data import MAX_GAP_DAYS, CalendarGapWarning, DataError, missing_business
 from ..datasets import load_panel
 from ..evaluation import risk_columns
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
+from ..learners._head_kernels import stats_blocks, stats_rows
 from ..forecasting import MetaForecaster, input_scale, load_model
 from ..tasks import ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, normalise_task, young_args
 from ..tasks.episodes import FEATURE_CLIP, VAR_FLOOR
 
-STATE_FORMAT = 4  # 4: the head learner's stored slopes from the one-exp t slopes (learners/_head_kernels._slopes)
+STATE_FORMAT = 5  # 5: the head learner's stores keep no targets (sup_y, sup_target empty); 4: its slopes with one exp
 _ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
            "sup_x", "sup_y", "sup_target", "count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_at",
            "phase", "age", "age_sq_sum", "age_ewma", "head_phi", "head_slopes", "head_stats", "row_phi")
@@ -207,6 +208,7 @@ class RiskEngine:
         self._bar_threads = numba.get_num_threads()
         self._young_args = young_args(spec)
         self._pushed = np.empty((0, 2), np.int64)  # scratch of _advance: (asset, slot) of the stored rows
+        self._pushed_target = np.empty(0, np.float32)  # and their encoded targets
         self.assets: list[str] = []
         self.t, self.last_date = 0, None
         self._features = StreamingFeatures(spec.features, len(assets))
@@ -267,13 +269,15 @@ class RiskEngine:
                  "head_stats": np.zeros((n, 0), np.int64)})
         head["row_phi"] = np.zeros((h + 2, n, head["head_phi"].shape[2]))  # the head's features of the delay line's rows
         # adapted weights: float32, the dtype of the tasks the learner adapts on; the head learner's stores keep
-        # each row's body features (head_phi), not its inputs (sup_x holds none: nothing re-adapts from them)
+        # each row's body features and loss slopes (head_phi, head_slopes), neither its inputs nor its targets
+        # (sup_x, sup_y and sup_target hold none: nothing re-adapts from them)
         return {**head, "last_price": np.full((S, n), np.nan), "gap": np.zeros((S, n), np.int64), "seen": np.zeros((S, n), bool),
                 "row_x": np.full((h + 2, n, D), np.nan), "row_anchor": np.full((h + 2, n), np.nan),
                 "row_ok": np.zeros((h + 2, n), bool), "row_break": np.ones((h + 2, n), bool),
                 "row_y": np.full((h + 2, n), np.nan), "sq_returns": np.full((h, n), np.nan),
-                "sup_x": np.zeros((n, H, 0 if self._incremental else D)), "sup_y": np.zeros((n, H)),
-                "sup_target": np.zeros((n, H), np.float32),
+                "sup_x": np.zeros((n, H, 0 if self._incremental else D)),
+                "sup_y": np.zeros((n, 0 if self._incremental else H)),
+                "sup_target": np.zeros((n, 0 if self._incremental else H), np.float32),
                 "count": np.zeros(n, np.int64), "pos": np.zeros(n, np.int64), "pushed_at": np.full(n, -1, np.int64),
                 "adapted": np.zeros((n, P), np.float32), "adapted_scale": np.ones(n), "adapted_at": np.full(n, -1, np.int64),
                 "phase": np.zeros(n, np.int64), "age": np.zeros(n, np.int64), "age_sq_sum": np.zeros(n),
@@ -323,7 +327,8 @@ class RiskEngine:
             raise ValueError("cannot remove the engine's last asset")
         keep = np.array([i for i, a in enumerate(self.assets) if a != name])
         self._features, self._targets = self._features.select(keep), self._targets.select(keep)
-        self._state = {k: np.take(v, keep, axis=self._asset_axis(k)) for k, v in self._state.items()}
+        by_asset = self._by_asset(self._state, len(self.assets))
+        self._state = self._kernel_layout({k: np.take(v, keep, axis=self._asset_axis(k)) for k, v in by_asset.items()})
         self.assets.remove(name)
 
     def _fixed_assets(self) -> None:
@@ -333,15 +338,30 @@ class RiskEngine:
 
     @staticmethod
     def _asset_axis(key: str) -> int:
+        """The axis of a state array (in _by_asset's layout) that runs over the assets."""
         return 0 if key.startswith(("sup_", "head_")) or key in _PER_ASSET else 1
+
+    def _by_asset(self, state: dict, n: int) -> dict:
+        """The state of n assets with every array's assets along _asset_axis: the head learner's
+        statistics, which its kernels keep in blocks of assets, an asset a row (the saved layout)."""
+        if not self._incremental:
+            return state
+        return {**state, "head_stats": stats_rows(state["head_stats"], n)}
+
+    def _kernel_layout(self, state: dict) -> dict:
+        """_by_asset's inverse."""
+        if not self._incremental:
+            return state
+        return {**state, "head_stats": stats_blocks(state["head_stats"])}
 
     def _append(self, names, fresh_streams: bool) -> None:
         n = len(names)
         if fresh_streams:
             self._features, self._targets = self._features.extend(n), self._targets.extend(n)
-        new = self._fresh(n)
+        new = self._by_asset(self._fresh(n), n)
         new["phase"] = (self._adopted + np.arange(n)) % self.readapt_every
-        self._state = {k: np.concatenate([v, new[k]], axis=self._asset_axis(k)) for k, v in self._state.items()}
+        old = self._by_asset(self._state, len(self.assets))
+        self._state = self._kernel_layout({k: np.concatenate([v, new[k]], axis=self._asset_axis(k)) for k, v in old.items()})
         self._adopted += n
         self.assets.extend(names)
 
@@ -385,6 +405,7 @@ class RiskEngine:
         date = None if date is None else np.datetime64(date, "D")  # a panel's dates may come in another unit
         if self._pushed.shape[0] != len(self.assets):
             self._pushed = np.empty((len(self.assets), 2), np.int64)
+            self._pushed_target = np.empty(len(self.assets), np.float32)
         observed = np.stack([close, open, high, low]) if self._ohlc else close[None]
         gap_break = self._after_calendar_gap(date)
         if gap_break and warn_gap:  # nothing is carried across the gap (tasks.bridge_gaps with its breaks)
@@ -399,12 +420,12 @@ class RiskEngine:
                    self.spec.age_input, self._anchor_row, VAR_FLOOR, np.empty(N), x, anchor, ok, np.empty(N),
                    st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sq_returns"])
         push = (t, st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sup_x"], st["sup_y"],
-                st["sup_target"], st["count"], st["pos"], st["adapted_at"], self._pushed, TARGET.floor, TARGET.cap,
-                st["pushed_at"], 0, N)
+                st["sup_target"], st["count"], st["pos"], st["adapted_at"], self._pushed, self._pushed_target,
+                TARGET.floor, TARGET.cap, st["pushed_at"], 0, N)
         if self._incremental:  # the head learner: the whole bar in one compiled call, forecasts included
             self._head_variance = np.empty(N)
             theta, sizes, w0, precision, code = self._head_params
-            head_bar(observe, x, anchor, ok, push, st["count"], self._pushed, st["sup_target"], FEATURE_CLIP,
+            head_bar(observe, x, anchor, ok, push, st["count"], self._pushed, self._pushed_target, FEATURE_CLIP,
                      self._n_scaled, self._row_scale, self.history, self._min_support, theta, sizes, w0, precision,
                      code, st["row_phi"], st["head_phi"], st["head_slopes"], st["head_stats"], self._bar_threads,
                      self.forecaster.target.output_clip, self._head_variance)
@@ -620,7 +641,7 @@ class RiskEngine:
         other = _copy.copy(self)
         other.assets = list(self.assets)
         other._state = {k: v.copy() for k, v in self._state.items()}
-        other._pushed = np.empty_like(self._pushed)
+        other._pushed, other._pushed_target = np.empty_like(self._pushed), np.empty_like(self._pushed_target)
         if self.online_lr:  # a learning engine's weights are part of its state
             other.learner = _copy.deepcopy(self.learner)
             other.forecaster = MetaForecaster(other.learner, self.history, min_history=self.min_history)
@@ -644,7 +665,7 @@ class RiskEngine:
                 "weights": self.weights, "monitor": self.monitor is not None,
                 "horizon": self.spec.horizon, "features": self.spec.features.names, "proxy": self.spec.proxy}
         out = {"meta": np.array(json.dumps(meta))}
-        out.update({f"state.{k}": v.copy() for k, v in self._state.items()})
+        out.update({f"state.{k}": v.copy() for k, v in self._by_asset(self._state, len(self.assets)).items()})
         out.update({f"features.{k}": v for k, v in self._features.state_dict().items()})
         out.update({f"targets.{k}": v for k, v in self._targets.state_dict().items()})
         if self.online_lr:
@@ -677,7 +698,7 @@ class RiskEngine:
                 raise ValueError(f"the saved engine state has {key} = {meta.get(key)!r}, this engine "
                                  f"{mine_meta[key]!r}: restore it into an engine over the same model and settings")
         n = len(meta["assets"])
-        fresh = self._fresh(n)
+        fresh = self._by_asset(self._fresh(n), n)
         for k, v in new_state.items():
             if v.shape != fresh[k].shape or v.dtype != fresh[k].dtype:
                 raise ValueError(f"the saved engine state's {k} has shape {v.shape} {v.dtype}, expected "
@@ -695,7 +716,7 @@ class RiskEngine:
         features = self._stream_from(self.spec.features, feats, n)
         targets = self._stream_from(self._target_features(), targs, n)
         self._features, self._targets, self.monitor = features, targets, monitor
-        self._state, self.assets, self.t = new_state, list(meta["assets"]), int(meta["t"])
+        self._state, self.assets, self.t = self._kernel_layout(new_state), list(meta["assets"]), int(meta["t"])
         self.last_date = None if meta["last_date"] is None else np.datetime64(meta["last_date"], "D")
         self._adopted = int(meta["adopted"])
 
