@@ -47,17 +47,24 @@ HEAD_BLOCK = 64  # heads solved side by side (the innermost loops run over them)
 ROW_BLOCK = 64  # rows through the body side by side: each layer's outputs are 64-row axpys in vector registers
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+@njit(cache=True, nogil=True)
 def body_rows(rows, which, theta, sizes, out):
-    """phi = [s(body(x)), 1], s(a) = a / sqrt(1 + a^2), of each row x = rows[i] (float32 in,
-    float64 arithmetic) into out[which[i]]: the MLP's layers (each weight transposed, (in, out)
+    """phi = [s(body(x)), 1], s(a) = a / sqrt(1 + a^2), of each row x = rows[i] into out[which[i]]
+    (float64), in float32 arithmetic (theta float32, the body's own precision): the MLP's layers (each weight transposed, (in, out)
     row-major, then its bias; ReLU between layers), ROW_BLOCK rows at a time with the rows
     innermost so the loops run in vector registers. Output o of a row is bias + w[0, o] a[0] +
     w[1, o] a[1] + ... in that order whatever the block, so a row's features are the same bits in
     every call."""
-    m = rows.shape[0]
     width = max(sizes.max(), rows.shape[1])
-    A, B = np.empty((width, ROW_BLOCK)), np.empty((width, ROW_BLOCK))
+    _body_blocks(rows, which, theta, sizes, out, np.empty((width, ROW_BLOCK), np.float32),
+                 np.empty((width, ROW_BLOCK), np.float32))
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, _nrt=False)
+def _body_blocks(rows, which, theta, sizes, out, A, B):
+    """body_rows' loops on its two (width, ROW_BLOCK) float32 scratch arrays, without reference
+    counting (each row's view of ``out`` otherwise takes and drops an atomic reference)."""
+    m = rows.shape[0]
     n_layers = sizes.shape[0] - 1
     d = sizes[n_layers]
     for lo in range(0, m, ROW_BLOCK):
@@ -86,13 +93,13 @@ def body_rows(rows, which, theta, sizes, out):
                         B[o, l] += w * A[i, l]
                 if layer < n_layers - 1:
                     for l in range(nb):
-                        B[o, l] = max(B[o, l], 0.0)
+                        B[o, l] = max(B[o, l], np.float32(0.0))
             off = bias + n_out
             A, B = B, A
         for k in range(d):  # the squashing in vector registers, then each row to its place
             for l in range(nb):
                 v = A[k, l]
-                A[k, l] = v / math.sqrt(1.0 + v * v)
+                A[k, l] = v / np.sqrt(np.float32(1.0) + v * v)
         for l in range(nb):
             phi = out[which[lo + l]]
             for k in range(d):
@@ -292,17 +299,17 @@ def _prefetch_slot(j, p, sup_phi, sup_slopes):
     _prefetch_write(sup_slopes, (j * sup_slopes.shape[1] + p) * 2)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _update_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0, code, sup_phi, sup_slopes, stats, lo,
-                   hi):
+                   hi, p_in, p_out, g_in, g_out):
     """The n_pushed rows that join the stores of the assets lo:hi ((asset, slot) in ``pushed``, in
     asset order; their targets in pushed_target, their features in arriving[asset]) stored with their loss slopes and added to
     their assets' statistics, each taking away the row it overwrites when the store is full; a
     block of HEAD_BLOCK assets at a time (an asset without a row adds zeros), each row's store
-    slot asked for PREFETCH_AHEAD rows ahead."""
+    slot asked for PREFETCH_AHEAD rows ahead. Scratch: p_in, p_out (d, HEAD_BLOCK), g_in, g_out (2,
+    HEAD_BLOCK). Compiled without reference counting (each row's view of the stores and the
+    prefetches' array arguments otherwise take and drop atomic references)."""
     d = w0.shape[0]
-    p_in, p_out = np.empty((d, HEAD_BLOCK)), np.empty((d, HEAD_BLOCK))
-    g_in, g_out = np.empty((2, HEAD_BLOCK)), np.empty((2, HEAD_BLOCK))
     for i in range(min(n_pushed, PREFETCH_AHEAD)):
         _prefetch_slot(pushed[i, 0], pushed[i, 1], sup_phi, sup_slopes)
     r = 0  # the next pushed row
@@ -350,12 +357,14 @@ def stream_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0,
     for j in range(lo, hi):
         if count[j] == 0:
             stats[j // HEAD_BLOCK, :, j % HEAD_BLOCK] = 0
+    d = w0.shape[0]
     _update_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0, code, sup_phi, sup_slopes, stats, lo,
-                   hi)
+                   hi, np.empty((d, HEAD_BLOCK)), np.empty((d, HEAD_BLOCK)), np.empty((2, HEAD_BLOCK)),
+                   np.empty((2, HEAD_BLOCK)))
     solve_heads(stats, lo, hi, w0, precision, w)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def stream_outputs(ready, phi, w, out):
     """out[j] = phi[j] . w[j] for the ``ready`` assets (each supported, so with its head solved into
     w[j] by stream_stores), NaN for the others."""

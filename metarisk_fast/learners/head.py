@@ -214,11 +214,12 @@ class HeadNewton(nn.Module):
         Returns
         -------
         tuple
-            (flat body parameters, float64: each layer's weight transposed, then its bias; layer
-            sizes, int64; w0, (width + 1,); prior precision, (width + 1,); the loss's code).
+            (flat body parameters, float32: each layer's weight transposed, then its bias; layer
+            sizes, int64; w0, (width + 1,) float64; prior precision, (width + 1,) float64; the loss's
+            code).
         """
         with torch.no_grad():
-            theta = np.concatenate([(p.t() if p.ndim == 2 else p).detach().double().reshape(-1).numpy()
+            theta = np.concatenate([(p.t() if p.ndim == 2 else p).detach().float().reshape(-1).numpy()
                                     for p in self.body.parameter_list()])
             return (theta, np.asarray(self.body.sizes, np.int64), self.w0.detach().double().numpy().copy(),
                     self.precision().detach().double().numpy().copy(), HEAD_LOSSES[self.loss])

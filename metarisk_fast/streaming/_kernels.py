@@ -15,7 +15,7 @@ from ..tasks.target import decode_ratio, encode_ratio
 from ..tasks.young import young_row
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def bridge(observed, last_price, gap, seen, max_gap, out):
     """tasks.bridge_gaps one bar at a time: a missing price (NaN) is the last observed one while
     the gap is at most ``max_gap`` bars long, NaN before the first price and beyond the gap."""
@@ -50,7 +50,7 @@ def _prefetch_store_slot(j, p, sup_x, sup_y, sup_target):
         _prefetch_write(sup_target, j * sup_target.shape[1] + p)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def record_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anchor, row_ok, row_break, row_y, sq_ring):
     """Bar t's row into the delay line (h + 2 rows) and the target completed at t (row t - h's: the
     in-order mean of the last h squared returns, or ``target`` itself)."""
@@ -76,7 +76,7 @@ def record_row(t, x, anchor, ok, bridged_close, target, squared, row_x, row_anch
                 row_y[(t - h) % (h + 2), j] = target[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def push_rows(t, row_x, row_anchor, row_ok, row_break, row_y, sup_x, sup_y, sup_target, count, pos, adapted_at, pushed,
               pushed_target, target_floor, target_cap, pushed_at, lo, hi):
     """Row t - h - 1 of the delay line (its target realised at the bar before) into each asset's
@@ -251,21 +251,17 @@ def _head_parts(bounds, t, observed, gap_break, max_gap, last_price, gap, seen, 
 
 
 PARTS_ASSETS = 128  # from this many assets a bar runs its parts on several threads
-OBSERVE_COST = 0.7  # _head_observe's cost per asset in units of _head_push's (0.55-1.0 tried: bench/RESULTS.md)
 
 
 @njit(cache=True, nogil=True)
 def part_bounds(n_assets, parts):
-    """Asset ranges of ``parts`` parts, (parts + 1,) int64, in whole blocks of the head statistics
-    (HEAD_BLOCK assets): part 0 also runs _head_observe, so it takes fewer blocks, the others share
-    the rest evenly; every part's work about equal."""
+    """Asset ranges of ``parts`` >= 2 parts, (parts + 1,) int64: part 0 runs _head_observe and takes
+    no assets (observing a bar costs more than pushing, storing and solving all of them), the
+    others share them evenly in whole blocks of the head statistics (HEAD_BLOCK assets)."""
     blocks = (n_assets + HEAD_BLOCK - 1) // HEAD_BLOCK
-    first = int(round(blocks * max(0.0, (1.0 + OBSERVE_COST) / parts - OBSERVE_COST)))
-    bounds = np.empty(parts + 1, np.int64)
-    bounds[0] = 0
-    for p in range(1, parts + 1):
-        b = first + (blocks - first) * (p - 1) // (parts - 1) if parts > 1 else blocks
-        bounds[p] = min(n_assets, b * HEAD_BLOCK)
+    bounds = np.zeros(parts + 1, np.int64)
+    for p in range(2, parts + 1):
+        bounds[p] = min(n_assets, blocks * (p - 1) // (parts - 1) * HEAD_BLOCK)
     return bounds
 
 

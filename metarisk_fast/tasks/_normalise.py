@@ -50,7 +50,7 @@ def gather_tasks(x, y, s_idx, xq_src, q_idx, fallback, floor, clip, n_scaled, ro
         _rows(xq_src, q_idx[b], c, clip, n_scaled, row_scale, out_xq[b])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def gather_rows(src, idx, c, clip, n_scaled, row_scale, out):
     """Rows src[idx[b]] normalised by a given scale c[b] (a query against an earlier support), or
     each by its own (row_scale >= 0)."""

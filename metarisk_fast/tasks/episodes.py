@@ -114,7 +114,7 @@ def _floored(v, floor):
     return v if v > floor or v != v else floor
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def network_rows(feats, youth, out, floor):
     """Row m of out (M, D): feats[0, m], then log(max(feats[f, m]^2, floor)) for each volatility f,
     then youth[m] if youth holds M values (empty: no youth input)."""
@@ -155,7 +155,7 @@ def forecastable(x: np.ndarray, anchor: np.ndarray, close: np.ndarray) -> np.nda
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def forecastable_rows(x, anchor, close, out, floor):
     """out[i]: row i gets a forecast (finite x[i], an anchor above ``floor``, an observed close)."""
     for i in range(x.shape[0]):

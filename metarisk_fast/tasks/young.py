@@ -33,7 +33,7 @@ PRIOR_MIN_RETURNS = 63  # training rows the prior variance is taken from have th
 # stretch: every default window is full, and the RiskMetrics EWMA's start weighs 0.94^63 = 2 %
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def young_row(returns, broken, cc_slots, max_window, anchor_slot, lam, prior, count, sq_sum, ew_sum, feats, youth):
     """Advance every asset's age by one row and fill its undefined close-to-close volatilities.
 
