@@ -100,7 +100,7 @@ def expected_shortfall(variance, alpha: float, dist: str = "normal", nu: float |
     raise ValueError(f"dist must be 'normal' or 't', got {dist!r}")
 
 
-def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas=None) -> dict:
+def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas=None, vol_out=None) -> dict:
     """The risk columns of every forecast table (``metarisk forecast``, the reports, the streaming
     engine's snapshots) of a one-day log return, as return quantiles (negative); NaN where the
     variance is NaN (no forecast). Without ``alphas``: VaR at 1 % and 5 % and ES at 2.5 %
@@ -117,6 +117,9 @@ def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas
         The Student t degrees of freedom (> 2; needed with dist='t'); the t is scaled to unit variance.
     alphas : sequence of float, optional
         Tail levels in (0, 0.5).
+    vol_out : numpy.ndarray, optional
+        A C-contiguous float64 array of ``variance.size`` values that receives sqrt(variance) in
+        the same pass (the volatility column of a streaming engine's snapshot).
 
     Returns
     -------
@@ -126,9 +129,10 @@ def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas
     v = np.asarray(variance, np.float64)
     names, factors = _column_factors(None if alphas is None else tuple(float(a) for a in alphas), dist, nu)
     cols = np.empty((len(names), v.size))
-    if not _scaled_columns(np.ascontiguousarray(v).reshape(-1), factors, cols):
+    sigma = np.empty(v.size) if vol_out is None else vol_out.reshape(-1)
+    if not _scaled_columns(np.ascontiguousarray(v).reshape(-1), factors, sigma, cols):
         raise ValueError("variance forecasts must be finite and >= 0 (NaN: no forecast)")
-    return {name: col.reshape(v.shape) for name, col in zip(names, cols)}
+    return dict(zip(names, cols)) if v.ndim == 1 else {name: col.reshape(v.shape) for name, col in zip(names, cols)}
 
 
 @lru_cache(maxsize=256)
@@ -148,15 +152,17 @@ def _column_factors(alphas: tuple | None, dist: str, nu: float | None) -> tuple[
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _scaled_columns(variance, factors, out):
-    """out[k, i] = sqrt(variance[i]) * factors[k] (NaN stays NaN), each loop branch-free so that
-    it vectorises; False (nothing written) if a variance is infinite or negative."""
+def _scaled_columns(variance, factors, sigma, out):
+    """sigma[i] = sqrt(variance[i]) and out[k, i] = sigma[i] * factors[k] (NaN stays NaN), each loop
+    branch-free so that it vectorises; False (nothing written) if a variance is infinite or
+    negative."""
     bad = False
     for i in range(variance.shape[0]):
         bad |= (variance[i] < 0.0) | (variance[i] == np.inf)
     if bad:
         return False
-    sigma = np.sqrt(variance)
+    for i in range(variance.shape[0]):
+        sigma[i] = np.sqrt(variance[i])
     for k in range(factors.shape[0]):
         f = factors[k]
         for i in range(variance.shape[0]):

@@ -5,7 +5,8 @@ same loops in the same order wherever it is computed, so the batch forecasts (fr
 task) and the engine (running sums) agree bit for bit.
 
 Statistics: g (d values) then the upper triangle of H (row by row), each row's contribution
-clipped to +-STAT_CLIP and rounded to a multiple of 1 / STAT_SCALE in an int64: sums of up to
+clipped to +-STAT_CLIP and rounded to the nearest multiple of 1 / STAT_SCALE in an int64 (the
+slopes enter the products scaled by STAT_SCALE): sums of up to
 100,000 rows cannot overflow (1e4 * 2^32 * 1e5 < 2^63) and are exact in any order. They are kept
 in blocks of HEAD_BLOCK heads, (blocks, n_stats, HEAD_BLOCK) with head j at [j // HEAD_BLOCK, :,
 j % HEAD_BLOCK] (stats_blocks, stats_rows): a block's updates and its solve run over the heads
@@ -38,9 +39,14 @@ def _slopes(z, y, code):
     return 0.5 - 0.5 * e, 0.5 * e
 
 
+FIXED_CLIP = STAT_CLIP * STAT_SCALE
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _fixed(v):
-    return np.int64(np.floor(min(max(v, -STAT_CLIP), STAT_CLIP) * STAT_SCALE + 0.5))
+    """A contribution already scaled by STAT_SCALE (its slope is: a power of two, so exactly the
+    scaled product) clipped and rounded to the nearest integer (ties to even)."""
+    return np.int64(np.rint(min(max(v, -FIXED_CLIP), FIXED_CLIP)))
 
 
 HEAD_BLOCK = 64  # heads solved side by side (the innermost loops run over them): 41 KB of systems, in L1
@@ -110,11 +116,11 @@ def _body_blocks(rows, which, theta, sizes, out, A, B):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _add_changes(p_in, g_in, p_out, g_out, nb, leaving, st):
     """st[:, l] += the fixed-point statistics of row l of a block (features p_in[:, l], slopes
-    g_in[:, l]: g1 phi, then g2 phi_i phi_j over the upper triangle, row by row), less those of the
-    row it replaces (p_out, g_out) where ``leaving``; nb rows, innermost, so that the products, the
-    roundings and the sums run in vector registers. Each value is rounded on its own: a row's
-    statistics are the same integers whatever the block, and taking away a leaving row's exactly
-    undoes its addition."""
+    times STAT_SCALE g_in[:, l]: g1 phi, then g2 phi_i phi_j over the upper triangle, row by
+    row), less those of the row it replaces (p_out, g_out) where ``leaving``; nb rows, innermost,
+    so that the products, the roundings and the sums run in vector registers. Each value is
+    rounded on its own: a row's statistics are the same integers whatever the block, and taking
+    away a leaving row's exactly undoes its addition."""
     d = p_in.shape[0]
     for i in range(d):
         if leaving:
@@ -138,8 +144,8 @@ def _add_changes(p_in, g_in, p_out, g_out, nb, leaving, st):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sum_stats(p, g, st, lane):
-    """st[:, lane] = the fixed-point statistics of the rows p[:, k], g[:, k] summed (each row's
-    values those _add_changes adds)."""
+    """st[:, lane] = the fixed-point statistics of the rows p[:, k], g[:, k] (slopes times
+    STAT_SCALE) summed (each row's values those _add_changes adds)."""
     d, K = p.shape
     for i in range(d):
         acc = 0
@@ -264,7 +270,8 @@ def adapt_predict(xs, ys, xq, theta, sizes, w0, precision, code, out):
     for t in range(B):
         body_rows(xs[t], np.arange(K), theta, sizes, phi_s)
         for k in range(K):
-            g_in[0, k], g_in[1, k] = _row_slopes(phi_s[k], np.float64(ys[t, k]), w0, code)
+            g1, g2 = _row_slopes(phi_s[k], np.float64(ys[t, k]), w0, code)
+            g_in[0, k], g_in[1, k] = g1 * STAT_SCALE, g2 * STAT_SCALE
             for i in range(d):
                 p_in[i, k] = phi_s[k, i]
         _sum_stats(p_in, g_in, stats[t // HEAD_BLOCK], t % HEAD_BLOCK)
@@ -333,10 +340,10 @@ def _update_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0
                     p_out[i, l] = stored[i] if full else 0.0
                     stored[i] = p_in[i, l] = arriving[j, i]
                 for i in range(2):
-                    g_out[i, l] = sup_slopes[j, p, i] if full else 0.0
+                    g_out[i, l] = sup_slopes[j, p, i] * STAT_SCALE if full else 0.0
                 g1, g2 = _row_slopes(stored, np.float64(pushed_target[r - 1]), w0, code)
-                sup_slopes[j, p, 0] = g_in[0, l] = g1
-                sup_slopes[j, p, 1] = g_in[1, l] = g2
+                sup_slopes[j, p, 0], sup_slopes[j, p, 1] = g1, g2
+                g_in[0, l], g_in[1, l] = g1 * STAT_SCALE, g2 * STAT_SCALE
             else:
                 for i in range(d):
                     p_in[i, l] = p_out[i, l] = 0.0

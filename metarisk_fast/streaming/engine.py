@@ -103,6 +103,14 @@ class RiskSnapshot:
                              "var_1": self.var_1[r], "var_5": self.var_5[r], "es_2_5": self.es_2_5[r]})
 
 
+def _snapshot(**fields) -> RiskSnapshot:
+    """RiskSnapshot(**fields), every field given, without the frozen dataclass's __init__ (a
+    setattr through object.__setattr__ per field: a microsecond of every bar)."""
+    snapshot = object.__new__(RiskSnapshot)
+    snapshot.__dict__.update(fields)
+    return snapshot
+
+
 def _weights_digest(learner: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(learner.state_dict().items()):
@@ -207,9 +215,9 @@ class RiskEngine:
         # once: the question takes a lock; with fewer threads later the parts run in turn)
         self._bar_threads = numba.get_num_threads()
         self._young_args = young_args(spec)
-        self._pushed = np.empty((0, 2), np.int64)  # scratch of _advance: (asset, slot) of the stored rows
-        self._pushed_target = np.empty(0, np.float32)  # and their encoded targets
+        self._scratch = None  # _advance's arrays (_bar_scratch)
         self.assets: list[str] = []
+        self._names: tuple[str, ...] = ()  # the assets as a snapshot holds them (set wherever self.assets changes)
         self.t, self.last_date = 0, None
         self._features = StreamingFeatures(spec.features, len(assets))
         self._targets = StreamingFeatures(self._target_features(), len(assets))
@@ -330,6 +338,7 @@ class RiskEngine:
         by_asset = self._by_asset(self._state, len(self.assets))
         self._state = self._kernel_layout({k: np.take(v, keep, axis=self._asset_axis(k)) for k, v in by_asset.items()})
         self.assets.remove(name)
+        self._names = tuple(self.assets)
 
     def _fixed_assets(self) -> None:
         if self.monitor is not None:
@@ -364,6 +373,7 @@ class RiskEngine:
         self._state = self._kernel_layout({k: np.concatenate([v, new[k]], axis=self._asset_axis(k)) for k, v in old.items()})
         self._adopted += n
         self.assets.extend(names)
+        self._names = tuple(self.assets)
 
     # ------------------------------------------------------------------ bars
     def _bar(self, bar, open, high, low, date):
@@ -403,29 +413,27 @@ class RiskEngine:
         when it is read)."""
         st, t = self._state, self.t
         date = None if date is None else np.datetime64(date, "D")  # a panel's dates may come in another unit
-        if self._pushed.shape[0] != len(self.assets):
-            self._pushed = np.empty((len(self.assets), 2), np.int64)
-            self._pushed_target = np.empty(len(self.assets), np.float32)
+        N = len(self.assets)
+        sc = self._bar_scratch(N)
         observed = np.stack([close, open, high, low]) if self._ohlc else close[None]
         gap_break = self._after_calendar_gap(date)
         if gap_break and warn_gap:  # nothing is carried across the gap (tasks.bridge_gaps with its breaks)
             warnings.warn(f"bar {date}: {int(missing_business_days(self.last_date, date))} business days after "
                           f"the last bar ({self.last_date}); every asset restarts (no forecast until it has "
                           "history again)", CalendarGapWarning, stacklevel=3)
-        N = len(self.assets)
-        x, anchor, ok = np.empty((N, self._n_features)), np.empty(N), np.empty(N, bool)
+        x, anchor, ok, pushed, pushed_target = sc["x"], sc["anchor"], sc["ok"], sc["pushed"], sc["pushed_target"]
         observe = (t, observed, gap_break, MAX_BRIDGED_GAP, st["last_price"], st["gap"], st["seen"],
-                   np.empty_like(observed), self._range_inputs, *self._features.step_args(), self._squared,
+                   sc["bridged"], self._range_inputs, *self._features.step_args(), self._squared,
                    *self._targets.step_args(), self._young_args, st["age"], st["age_sq_sum"], st["age_ewma"],
-                   self.spec.age_input, self._anchor_row, VAR_FLOOR, np.empty(N), x, anchor, ok, np.empty(N),
+                   self.spec.age_input, self._anchor_row, VAR_FLOOR, sc["youth"], x, anchor, ok, sc["target"],
                    st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sq_returns"])
         push = (t, st["row_x"], st["row_anchor"], st["row_ok"], st["row_break"], st["row_y"], st["sup_x"], st["sup_y"],
-                st["sup_target"], st["count"], st["pos"], st["adapted_at"], self._pushed, self._pushed_target,
+                st["sup_target"], st["count"], st["pos"], st["adapted_at"], pushed, pushed_target,
                 TARGET.floor, TARGET.cap, st["pushed_at"], 0, N)
         if self._incremental:  # the head learner: the whole bar in one compiled call, forecasts included
             self._head_variance = np.empty(N)
             theta, sizes, w0, precision, code = self._head_params
-            head_bar(observe, x, anchor, ok, push, st["count"], self._pushed, self._pushed_target, FEATURE_CLIP,
+            head_bar(observe, x, anchor, ok, push, st["count"], pushed, pushed_target, FEATURE_CLIP,
                      self._n_scaled, self._row_scale, self.history, self._min_support, theta, sizes, w0, precision,
                      code, st["row_phi"], st["head_phi"], st["head_slopes"], st["head_stats"], self._bar_threads,
                      self.forecaster.target.output_clip, self._head_variance)
@@ -437,6 +445,18 @@ class RiskEngine:
         if date is not None:
             self.last_date = date
         return x, anchor, ok
+
+    def _bar_scratch(self, n: int) -> dict[str, np.ndarray]:
+        """The arrays a bar of n assets writes and reads within _advance and _forecast (network
+        inputs, anchors, usability, the bridged prices, youth, targets, the pushed rows), kept from
+        bar to bar: no allocation, and still in cache. Nothing a bar returns refers to them; each
+        engine (copies too) has its own."""
+        if self._scratch is None or self._scratch["ok"].shape[0] != n:
+            self._scratch = {"x": np.empty((n, self._n_features)), "anchor": np.empty(n), "ok": np.empty(n, bool),
+                             "bridged": np.empty((4 if self._ohlc else 1, n)), "youth": np.empty(n),
+                             "target": np.empty(n), "pushed": np.empty((n, 2), np.int64),
+                             "pushed_target": np.empty(n, np.float32)}
+        return self._scratch
 
     def _ready(self, ok) -> np.ndarray:
         """The assets that get a forecast this bar: usable rows with at least ``min_history`` support rows."""
@@ -496,9 +516,10 @@ class RiskEngine:
         """The bar's snapshot; the monitor (if any) reads the bar here, once per committed bar."""
         variance, novelty = forecast
         stress = None if self.monitor is None else self.monitor.update(close, variance, novelty)
-        cols = risk_columns(variance)
-        return RiskSnapshot(bar=self.t - 1, date=self.last_date, assets=tuple(self.assets), variance=variance,
-                            vol=np.sqrt(variance), ready=~np.isnan(variance), stress=stress, **cols)
+        vol = np.empty(variance.shape[0])
+        cols = risk_columns(variance, vol_out=vol)
+        return _snapshot(bar=self.t - 1, date=self.last_date, assets=self._names, variance=variance, vol=vol,
+                         ready=~np.isnan(variance), stress=stress, **cols)
 
     def update(self, bar, *, open=None, high=None, low=None, date=None) -> RiskSnapshot:
         """Commit one bar and return every asset's risk after it.
@@ -641,7 +662,7 @@ class RiskEngine:
         other = _copy.copy(self)
         other.assets = list(self.assets)
         other._state = {k: v.copy() for k, v in self._state.items()}
-        other._pushed, other._pushed_target = np.empty_like(self._pushed), np.empty_like(self._pushed_target)
+        other._scratch = None
         if self.online_lr:  # a learning engine's weights are part of its state
             other.learner = _copy.deepcopy(self.learner)
             other.forecaster = MetaForecaster(other.learner, self.history, min_history=self.min_history)
@@ -717,6 +738,7 @@ class RiskEngine:
         targets = self._stream_from(self._target_features(), targs, n)
         self._features, self._targets, self.monitor = features, targets, monitor
         self._state, self.assets, self.t = self._kernel_layout(new_state), list(meta["assets"]), int(meta["t"])
+        self._names = tuple(self.assets)
         self.last_date = None if meta["last_date"] is None else np.datetime64(meta["last_date"], "D")
         self._adopted = int(meta["adopted"])
 
