@@ -70,6 +70,37 @@ def test_the_engine_updates_equal_fresh_sums_bit_for_bit():
         assert got[0] == want, (n, got[0], want)
 
 
+def test_store_updates_and_solves_split_anywhere_equal_one_pass():
+    """The engine's store updates and solves (stream_stores) over the assets in three ranges that
+    cut the statistics' blocks of HEAD_BLOCK assets mid-block equal one pass over all of them, bit
+    for bit, over bars that fill the stores and then drop their oldest rows."""
+    from metarisk_fast.learners import _head_kernels as K
+    m, n, H = _learner(), 150, 8
+    theta, sizes, w0, precision, code = m.kernel_params()
+    d, rng = len(w0), np.random.default_rng(3)
+    one, split = m.stream_state(n, H), m.stream_state(n, H)
+    count, pos = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for _ in range(3 * H):
+        arriving = np.empty((n, d))
+        K.body_rows(rng.normal(size=(n, D)).astype(np.float32), np.arange(n), theta, sizes, arriving)
+        sel = np.flatnonzero(rng.random(n) < 0.8)  # some assets get no row this bar
+        count[sel] += 1
+        pushed = np.stack([sel, pos[sel]], axis=1)
+        pos[sel] = (pos[sel] + 1) % H
+        target = rng.uniform(0.2, 3.0, len(sel)).astype(np.float32)
+        w_one, w_split = np.empty((n, d)), np.empty((n, d))
+        K.stream_stores(pushed, target, len(sel), arriving, count, H, w0, precision, code, one["head_phi"],
+                        one["head_slopes"], one["head_stats"], w_one, 0, n)
+        for lo, hi in ((0, 37), (37, 101), (101, n)):
+            part = (sel >= lo) & (sel < hi)
+            K.stream_stores(np.ascontiguousarray(pushed[part]), target[part], int(part.sum()), arriving, count, H, w0,
+                            precision, code, split["head_phi"], split["head_slopes"], split["head_stats"], w_split,
+                            lo, hi)
+        np.testing.assert_array_equal(w_split, w_one)
+        np.testing.assert_array_equal(split["head_stats"], one["head_stats"])
+    assert np.isfinite(w_one).all() and one["head_stats"].any()
+
+
 def test_gradcheck():
     m = _learner().double()
     xs, ys, xq = (torch.from_numpy(a).double() for a in _tasks(3, 8, 2))

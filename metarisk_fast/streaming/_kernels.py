@@ -270,14 +270,14 @@ def head_bar(observe, x, anchor, ok, push, count, pushed, pushed_target, clip, n
              theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, output_clip, out):
     """A RiskEngine bar of the head learner in one compiled call: advance_bar's two steps, each
     followed by the head learner's share of it (_head_observe: the bar's rows through the body;
-    _head_push: the stores' rows in and out, the supported assets' heads solved), from PARTS_ASSETS
+    _head_push: the stores' rows in and out, the heads solved), from PARTS_ASSETS
     assets in ``threads`` parts side by side (_head_parts), every value as on one thread; then the
     outputs of the ready assets decoded into variance forecasts in out (tasks.decode_ratio with
     ``output_clip``; NaN for the others). ``observe`` and ``push`` are observe_bar's and push_rows'
     arguments (push's asset range all assets); x, anchor, ok, count, pushed and pushed_target are the
     same arrays as in them."""
     n_assets = out.shape[0]
-    w = np.empty((n_assets, w0.shape[0]))  # row j: asset j's head, where it is supported
+    w = np.empty((n_assets, w0.shape[0]))  # row j: asset j's head
     if threads >= 2 and n_assets >= PARTS_ASSETS:  # observe's nested tuples spread out, then push's stores
         _head_parts(part_bounds(n_assets, threads), *observe[:10], *observe[10], *observe[11], *observe[12:14],
                     *observe[14], *observe[15], *observe[16], *observe[17:], *push[6:-2], clip, n_scaled, row_scale,
