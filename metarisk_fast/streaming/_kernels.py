@@ -7,6 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._intrinsics import _prefetch_write
+from ..evaluation.risk import _scaled_columns
 from ..features._kernels import feature_step
 from ..learners._head_kernels import HEAD_BLOCK, body_rows, stream_outputs, stream_stores
 from ..tasks._normalise import gather_rows
@@ -267,15 +268,18 @@ def part_bounds(n_assets, parts):
 
 @njit(cache=True, nogil=True)
 def head_bar(observe, x, anchor, ok, push, count, pushed, pushed_target, clip, n_scaled, row_scale, history, min_support,
-             theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, output_clip, out):
+             theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, output_clip, out, ready,
+             factors, vol, risk):
     """A RiskEngine bar of the head learner in one compiled call: advance_bar's two steps, each
     followed by the head learner's share of it (_head_observe: the bar's rows through the body;
     _head_push: the stores' rows in and out, the heads solved), from PARTS_ASSETS
     assets in ``threads`` parts side by side (_head_parts), every value as on one thread; then the
-    outputs of the ready assets decoded into variance forecasts in out (tasks.decode_ratio with
-    ``output_clip``; NaN for the others). ``observe`` and ``push`` are observe_bar's and push_rows'
-    arguments (push's asset range all assets); x, anchor, ok, count, pushed and pushed_target are the
-    same arrays as in them."""
+    outputs of the ready assets (in ``ready``) decoded into variance forecasts in out
+    (tasks.decode_ratio with ``output_clip``; NaN for the others), and their square roots into vol
+    and the risk columns (factors[k] sqrt(out)) into risk (k, n) by evaluation.risk_columns' kernel.
+    ``observe`` and ``push`` are observe_bar's and push_rows' arguments (push's asset range all
+    assets); x, anchor, ok, count, pushed and pushed_target are the same arrays as in them. Returns
+    risk_columns' verdict (False: a forecast is negative or infinite)."""
     n_assets = out.shape[0]
     w = np.empty((n_assets, w0.shape[0]))  # row j: asset j's head
     if threads >= 2 and n_assets >= PARTS_ASSETS:  # observe's nested tuples spread out, then push's stores
@@ -287,9 +291,12 @@ def head_bar(observe, x, anchor, ok, push, count, pushed, pushed_target, clip, n
         _head_push(push, count, pushed, pushed_target, history, w0, precision, code, row_phi, sup_phi, sup_slopes,
                    stats, w)
     slot = observe[0] % row_phi.shape[0]
-    stream_outputs(ready_assets(ok, count, history, min_support), row_phi[slot], w, out)
+    for j in range(n_assets):
+        ready[j] = _ready(ok[j], count[j], history, min_support)
+    stream_outputs(ready, row_phi[slot], w, out)
     for j in range(n_assets):
         out[j] = decode_ratio(out[j], anchor[j], output_clip)
+    return _scaled_columns(out, factors, vol, risk)
 
 
 @njit(cache=True, nogil=True)

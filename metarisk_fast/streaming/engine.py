@@ -36,6 +36,7 @@ from ._kernels import advance_bar, forward_rows, head_bar, ready_assets
 from ..data import MAX_GAP_DAYS, CalendarGapWarning, DataError, missing_business_days
 from ..datasets import load_panel
 from ..evaluation import risk_columns
+from ..evaluation.risk import risk_column_factors
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
 from ..learners._head_kernels import stats_blocks, stats_rows
 from ..forecasting import MetaForecaster, input_scale, load_model
@@ -210,7 +211,9 @@ class RiskEngine:
         self._range_inputs, self._n_features = spec.features.needs_ohlc, spec.n_features
         self._ohlc = self._range_inputs or not self._squared
         self._head_params = learner.kernel_params() if self._incremental else None
-        self._head_variance = None  # the head learner's forecasts of the last bar (head_bar; NaN where no forecast)
+        # the head learner's last bar (head_bar): its forecasts (NaN where none), readiness, vol and risk columns
+        self._head_out: tuple[np.ndarray, ...] | None = None
+        self._risk_names, self._risk_factors = risk_column_factors()
         # the head learner's bar runs in this many parts (head_bar), one a thread: Numba's thread count now (asked
         # once: the question takes a lock; with fewer threads later the parts run in turn)
         self._bar_threads = numba.get_num_threads()
@@ -431,12 +434,15 @@ class RiskEngine:
                 st["sup_target"], st["count"], st["pos"], st["adapted_at"], pushed, pushed_target,
                 TARGET.floor, TARGET.cap, st["pushed_at"], 0, N)
         if self._incremental:  # the head learner: the whole bar in one compiled call, forecasts included
-            self._head_variance = np.empty(N)
+            out = np.empty(N), np.empty(N, bool), np.empty(N), np.empty((len(self._risk_factors), N))
             theta, sizes, w0, precision, code = self._head_params
-            head_bar(observe, x, anchor, ok, push, st["count"], pushed, pushed_target, FEATURE_CLIP,
-                     self._n_scaled, self._row_scale, self.history, self._min_support, theta, sizes, w0, precision,
-                     code, st["row_phi"], st["head_phi"], st["head_slopes"], st["head_stats"], self._bar_threads,
-                     self.forecaster.target.output_clip, self._head_variance)
+            if not head_bar(observe, x, anchor, ok, push, st["count"], pushed, pushed_target, FEATURE_CLIP,
+                            self._n_scaled, self._row_scale, self.history, self._min_support, theta, sizes, w0,
+                            precision, code, st["row_phi"], st["head_phi"], st["head_slopes"], st["head_stats"],
+                            self._bar_threads, self.forecaster.target.output_clip, out[0], out[1],
+                            self._risk_factors, out[2], out[3]):
+                risk_columns(out[0])  # raises: a forecast is negative or infinite
+            self._head_out = out
         else:
             advance_bar(observe, push)
         self._features.advance()
@@ -484,7 +490,7 @@ class RiskEngine:
         st, H = self._state, self.history
         novelty = np.full(len(self.assets), np.nan) if self.monitor is not None and self.monitor.needs_novelty else None
         if self._incremental:  # exact: each asset's head solved from its running statistics and decoded (head_bar)
-            return self._head_variance, novelty  # NaN where no asset is ready
+            return self._head_out[0], novelty  # NaN where no asset is ready
         variance, length = np.full(len(self.assets), np.nan), np.minimum(st["count"], H)
         if self.readapt_every == 1:
             ready = self._ready(ok)
@@ -516,10 +522,14 @@ class RiskEngine:
         """The bar's snapshot; the monitor (if any) reads the bar here, once per committed bar."""
         variance, novelty = forecast
         stress = None if self.monitor is None else self.monitor.update(close, variance, novelty)
-        vol = np.empty(variance.shape[0])
-        cols = risk_columns(variance, vol_out=vol)
+        if self._incremental:  # head_bar computed them with the forecasts
+            _, ready, vol, risk = self._head_out
+            cols = dict(zip(self._risk_names, risk))
+        else:
+            vol = np.empty(variance.shape[0])
+            cols, ready = risk_columns(variance, vol_out=vol), ~np.isnan(variance)
         return _snapshot(bar=self.t - 1, date=self.last_date, assets=self._names, variance=variance, vol=vol,
-                         ready=~np.isnan(variance), stress=stress, **cols)
+                         ready=ready, stress=stress, **cols)
 
     def update(self, bar, *, open=None, high=None, low=None, date=None) -> RiskSnapshot:
         """Commit one bar and return every asset's risk after it.
