@@ -70,10 +70,11 @@ def test_the_engine_updates_equal_fresh_sums_bit_for_bit():
         assert got[0] == want, (n, got[0], want)
 
 
-def test_store_updates_and_solves_split_anywhere_equal_one_pass():
-    """The engine's store updates and solves (stream_stores) over the assets in three ranges that
-    cut the statistics' blocks of HEAD_BLOCK assets mid-block equal one pass over all of them, bit
-    for bit, over bars that fill the stores and then drop their oldest rows."""
+def test_store_updates_and_solves_split_by_blocks_equal_one_pass():
+    """The engine's store updates and solves (stream_stores) over the assets in three ranges of
+    whole blocks of the statistics (the last one partial) equal one pass over all of them, bit for
+    bit, over bars that fill the stores and then drop their oldest rows; a range that starts
+    mid-block is refused."""
     from metarisk_fast.learners import _head_kernels as K
     m, n, H = _learner(), 150, 8
     theta, sizes, w0, precision, code = m.kernel_params()
@@ -91,7 +92,7 @@ def test_store_updates_and_solves_split_anywhere_equal_one_pass():
         w_one, w_split = np.empty((n, d)), np.empty((n, d))
         K.stream_stores(pushed, target, len(sel), arriving, count, H, w0, precision, code, one["head_phi"],
                         one["head_slopes"], one["head_stats"], w_one, 0, n)
-        for lo, hi in ((0, 37), (37, 101), (101, n)):
+        for lo, hi in ((0, 64), (64, 128), (128, n)):
             part = (sel >= lo) & (sel < hi)
             K.stream_stores(np.ascontiguousarray(pushed[part]), target[part], int(part.sum()), arriving, count, H, w0,
                             precision, code, split["head_phi"], split["head_slopes"], split["head_stats"], w_split,
@@ -99,6 +100,9 @@ def test_store_updates_and_solves_split_anywhere_equal_one_pass():
         np.testing.assert_array_equal(w_split, w_one)
         np.testing.assert_array_equal(split["head_stats"], one["head_stats"])
     assert np.isfinite(w_one).all() and one["head_stats"].any()
+    with pytest.raises(ValueError, match="multiple of HEAD_BLOCK"):
+        K.stream_stores(pushed[:0], target[:0], 0, arriving, count, H, w0, precision, code, one["head_phi"],
+                        one["head_slopes"], one["head_stats"], w_one, 37, n)
 
 
 def test_gradcheck():

@@ -114,8 +114,8 @@ def _body_blocks(rows, which, theta, sizes, out, A, B):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _add_changes(p_in, g_in, p_out, g_out, nb, leaving, st, l0):
-    """st[:, l0 + l] += the fixed-point statistics of row l of a block (features p_in[:, l], slopes
+def _add_changes(p_in, g_in, p_out, g_out, nb, leaving, st):
+    """st[:, l] += the fixed-point statistics of row l of a block (features p_in[:, l], slopes
     times STAT_SCALE g_in[:, l]: g1 phi, then g2 phi_i phi_j over the upper triangle, row by
     row), less those of the row it replaces (p_out, g_out) where ``leaving``; nb rows, innermost,
     so that the products, the roundings and the sums run in vector registers. Each value is
@@ -125,20 +125,20 @@ def _add_changes(p_in, g_in, p_out, g_out, nb, leaving, st, l0):
     for i in range(d):
         if leaving:
             for l in range(nb):
-                st[i, l0 + l] += _fixed(g_in[0, l] * p_in[i, l]) - _fixed(g_out[0, l] * p_out[i, l])
+                st[i, l] += _fixed(g_in[0, l] * p_in[i, l]) - _fixed(g_out[0, l] * p_out[i, l])
         else:
             for l in range(nb):
-                st[i, l0 + l] += _fixed(g_in[0, l] * p_in[i, l])
+                st[i, l] += _fixed(g_in[0, l] * p_in[i, l])
     k = d
     for i in range(d):
         for j in range(i, d):
             if leaving:
                 for l in range(nb):
-                    st[k, l0 + l] += (_fixed(g_in[1, l] * p_in[i, l] * p_in[j, l])
-                                      - _fixed(g_out[1, l] * p_out[i, l] * p_out[j, l]))
+                    st[k, l] += (_fixed(g_in[1, l] * p_in[i, l] * p_in[j, l])
+                                 - _fixed(g_out[1, l] * p_out[i, l] * p_out[j, l]))
             else:
                 for l in range(nb):
-                    st[k, l0 + l] += _fixed(g_in[1, l] * p_in[i, l] * p_in[j, l])
+                    st[k, l] += _fixed(g_in[1, l] * p_in[i, l] * p_in[j, l])
             k += 1
 
 
@@ -187,7 +187,7 @@ def stats_rows(blocks: np.ndarray, n: int) -> np.ndarray:
 @njit(cache=True, nogil=True, error_model="numpy")
 def solve_heads(stats, lo, hi, w0, precision, w):
     """w[j] = w0 - (H + diag(precision))^-1 g of the fixed-point statistics of head j (blocked,
-    see the module's docstring), for the heads lo:hi, a block at a time: Cholesky
+    see the module's docstring), for the heads lo:hi (lo a multiple of HEAD_BLOCK): Cholesky
     A = L L^T in place and the two triangular solves, a block's heads side by side (innermost), so
     every loop runs over them in vector registers while each head's numbers are those of its own
     scalar computation (sqrt and division are correctly rounded; error_model="numpy" keeps them
@@ -197,18 +197,16 @@ def solve_heads(stats, lo, hi, w0, precision, w):
     A = np.empty((d, d, HEAD_BLOCK))
     inv = np.empty((d, HEAD_BLOCK))
     u = np.empty((d, HEAD_BLOCK))
-    first = lo
-    while first < hi:  # heads first:first + nb, lanes l0:l0 + nb of their block
-        l0 = first % HEAD_BLOCK
-        nb = min(HEAD_BLOCK - l0, hi - first)
+    for first in range(lo, hi, HEAD_BLOCK):
+        nb = min(HEAD_BLOCK, hi - first)
         st = stats[first // HEAD_BLOCK]
         k = d
         for i in range(d):
             for l in range(nb):
-                u[i, l] = st[i, l0 + l] * unit
+                u[i, l] = st[i, l] * unit
             for j in range(i, d):
                 for l in range(nb):
-                    A[j, i, l] = st[k, l0 + l] * unit
+                    A[j, i, l] = st[k, l] * unit
                 k += 1
         for i in range(d):
             p = max(precision[i], PRECISION_FLOOR)
@@ -258,7 +256,6 @@ def solve_heads(stats, lo, hi, w0, precision, w):
         for l in range(nb):
             for i in range(d):
                 w[first + l, i] = w0[i] - u[i, l]
-        first += nb
 
 
 @njit(cache=True, nogil=True)
@@ -312,23 +309,21 @@ def _prefetch_slot(j, p, sup_phi, sup_slopes):
 @njit(cache=True, nogil=True, _nrt=False)
 def _update_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0, code, sup_phi, sup_slopes, stats, lo,
                    hi, p_in, p_out, g_in, g_out):
-    """The n_pushed rows that join the stores of the assets lo:hi ((asset, slot) in ``pushed``, in
-    asset order; their targets in pushed_target, their features in arriving[asset]) stored with
-    their loss slopes and added to their assets' statistics, each taking away the row it
-    overwrites when the store is full; the assets of one block of the statistics at a time (an
-    asset without a row adds zeros), each row's store slot asked for PREFETCH_AHEAD rows ahead. Scratch: p_in, p_out (d, HEAD_BLOCK), g_in, g_out (2,
+    """The n_pushed rows that join the stores of the assets lo:hi (lo a multiple of HEAD_BLOCK;
+    (asset, slot) in ``pushed``, in asset order; their targets in pushed_target, their features in
+    arriving[asset]) stored with their loss slopes and added to their assets' statistics, each
+    taking away the row it overwrites when the store is full; a block of HEAD_BLOCK assets at a
+    time (an asset without a row adds zeros), each row's store slot asked for PREFETCH_AHEAD rows
+    ahead. Scratch: p_in, p_out (d, HEAD_BLOCK), g_in, g_out (2,
     HEAD_BLOCK). Compiled without reference counting (each row's view of the stores and the
     prefetches' array arguments otherwise take and drop atomic references)."""
     d = w0.shape[0]
     for i in range(min(n_pushed, PREFETCH_AHEAD)):
         _prefetch_slot(pushed[i, 0], pushed[i, 1], sup_phi, sup_slopes)
     r = 0  # the next pushed row
-    first = lo
-    while first < hi:  # assets first:first + nb, lanes l0:l0 + nb of their block
-        l0 = first % HEAD_BLOCK
-        nb = min(HEAD_BLOCK - l0, hi - first)
-        if r == n_pushed or pushed[r, 0] >= first + nb:  # no row joins these assets' stores
-            first += nb
+    for first in range(lo, hi, HEAD_BLOCK):
+        nb = min(HEAD_BLOCK, hi - first)
+        if r == n_pushed or pushed[r, 0] >= first + nb:  # no row joins this block's stores
             continue
         leaving = False
         for l in range(nb):
@@ -355,19 +350,21 @@ def _update_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0
                     p_in[i, l] = p_out[i, l] = 0.0
                 for i in range(2):
                     g_in[i, l] = g_out[i, l] = 0.0
-        _add_changes(p_in, g_in, p_out, g_out, nb, leaving, stats[first // HEAD_BLOCK], l0)
-        first += nb
+        _add_changes(p_in, g_in, p_out, g_out, nb, leaving, stats[first // HEAD_BLOCK])
 
 
 @njit(cache=True, nogil=True)
 def stream_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0, precision, code, sup_phi, sup_slopes,
                   stats, w, lo, hi):
-    """A streaming bar's stores and solves for the assets lo:hi: each
+    """A streaming bar's stores and solves for the assets lo:hi (lo a multiple of HEAD_BLOCK): each
     without a stretch row (count 0) cleared; the ``n_pushed`` rows that joined their stores
     ((asset, slot) in ``pushed``, in asset order, their targets in pushed_target, their features in
     arriving[asset]) added, each taking away the row it overwrites; every head of lo:hi solved into
     w[lo:hi] (an asset with too few rows gets one too, from what it has: only ready assets' outputs
-    are read)."""
+    are read). A range starts at a block of the statistics: each block's loops run over its lanes
+    from lane 0 (an offset lane index stops them vectorising)."""
+    if lo % HEAD_BLOCK:
+        raise ValueError("stream_stores: the asset range must start at a multiple of HEAD_BLOCK")
     for j in range(lo, hi):
         if count[j] == 0:
             stats[j // HEAD_BLOCK, :, j % HEAD_BLOCK] = 0
