@@ -135,7 +135,8 @@ def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas
     return dict(zip(names, cols)) if v.ndim == 1 else {name: col.reshape(v.shape) for name, col in zip(names, cols)}
 
 
-def risk_column_factors(dist: str = "normal", nu: float | None = None, alphas=None) -> tuple[tuple[str, ...], np.ndarray]:
+def risk_column_factors(dist: str = "normal", nu: float | None = None,
+                        alphas=None) -> tuple[tuple[str, ...], np.ndarray]:
     """risk_columns' column names and the unit-variance VaR / ES factor of each (column k of a
     variance v is factors[k] sqrt(v)): for a caller that computes the columns in its own compiled
     pass (the streaming engine's head bar) with the same kernel.

@@ -56,9 +56,9 @@ ROW_BLOCK = 64  # rows through the body side by side: each layer's outputs are 6
 @njit(cache=True, nogil=True)
 def body_rows(rows, which, theta, sizes, out):
     """phi = [s(body(x)), 1], s(a) = a / sqrt(1 + a^2), of each row x = rows[i] into out[which[i]]
-    (float64), in float32 arithmetic (theta float32, the body's own precision): the MLP's layers (each weight transposed, (in, out)
-    row-major, then its bias; ReLU between layers), ROW_BLOCK rows at a time with the rows
-    innermost so the loops run in vector registers. Output o of a row is bias + w[0, o] a[0] +
+    (float64), in float32 arithmetic (theta float32, the body's own precision): the MLP's layers
+    (each weight transposed, (in, out) row-major, then its bias; ReLU between layers), ROW_BLOCK
+    rows at a time with the rows innermost so the loops run in vector registers. Output o of a row is bias + w[0, o] a[0] +
     w[1, o] a[1] + ... in that order whatever the block, so a row's features are the same bits in
     every call."""
     width = max(sizes.max(), rows.shape[1])

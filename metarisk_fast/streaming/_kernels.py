@@ -267,9 +267,9 @@ def part_bounds(n_assets, parts):
 
 
 @njit(cache=True, nogil=True)
-def head_bar(observe, x, anchor, ok, push, count, pushed, pushed_target, clip, n_scaled, row_scale, history, min_support,
-             theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, output_clip, out, ready,
-             factors, vol, risk):
+def head_bar(observe, x, anchor, ok, push, count, pushed, pushed_target, clip, n_scaled, row_scale, history,
+             min_support, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, output_clip,
+             out, ready, factors, vol, risk):
     """A RiskEngine bar of the head learner in one compiled call: advance_bar's two steps, each
     followed by the head learner's share of it (_head_observe: the bar's rows through the body;
     _head_push: the stores' rows in and out, the heads solved), from PARTS_ASSETS

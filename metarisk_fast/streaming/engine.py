@@ -43,7 +43,7 @@ from ..forecasting import MetaForecaster, input_scale, load_model
 from ..tasks import ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, normalise_task, young_args
 from ..tasks.episodes import FEATURE_CLIP, VAR_FLOOR
 
-STATE_FORMAT = 5  # 5: the head learner's stores keep no targets (sup_y, sup_target empty); 4: its slopes with one exp
+STATE_FORMAT = 5  # 5: the head learner's stores keep no targets and its statistics round to nearest; 4: one-exp slopes
 _ARRAYS = ("last_price", "gap", "seen", "row_x", "row_anchor", "row_ok", "row_break", "row_y", "sq_returns",
            "sup_x", "sup_y", "sup_target", "count", "pos", "pushed_at", "adapted", "adapted_scale", "adapted_at",
            "phase", "age", "age_sq_sum", "age_ewma", "head_phi", "head_slopes", "head_stats", "row_phi")
@@ -373,7 +373,8 @@ class RiskEngine:
         new = self._by_asset(self._fresh(n), n)
         new["phase"] = (self._adopted + np.arange(n)) % self.readapt_every
         old = self._by_asset(self._state, len(self.assets))
-        self._state = self._kernel_layout({k: np.concatenate([v, new[k]], axis=self._asset_axis(k)) for k, v in old.items()})
+        self._state = self._kernel_layout({k: np.concatenate([v, new[k]], axis=self._asset_axis(k))
+                                           for k, v in old.items()})
         self._adopted += n
         self.assets.extend(names)
         self._names = tuple(self.assets)
