@@ -100,7 +100,7 @@ def expected_shortfall(variance, alpha: float, dist: str = "normal", nu: float |
     raise ValueError(f"dist must be 'normal' or 't', got {dist!r}")
 
 
-def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas=None, vol_out=None) -> dict:
+def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas=None) -> dict:
     """The risk columns of every forecast table (``metarisk forecast``, the reports, the streaming
     engine's snapshots) of a one-day log return, as return quantiles (negative); NaN where the
     variance is NaN (no forecast). Without ``alphas``: VaR at 1 % and 5 % and ES at 2.5 %
@@ -117,9 +117,6 @@ def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas
         The Student t degrees of freedom (> 2; needed with dist='t'); the t is scaled to unit variance.
     alphas : sequence of float, optional
         Tail levels in (0, 0.5).
-    vol_out : numpy.ndarray, optional
-        A C-contiguous float64 array of ``variance.size`` values that receives sqrt(variance) in
-        the same pass (the volatility column of a streaming engine's snapshot).
 
     Returns
     -------
@@ -129,8 +126,7 @@ def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas
     v = np.asarray(variance, np.float64)
     names, factors = _column_factors(None if alphas is None else tuple(float(a) for a in alphas), dist, nu)
     cols = np.empty((len(names), v.size))
-    sigma = np.empty(v.size) if vol_out is None else vol_out.reshape(-1)
-    if not _scaled_columns(np.ascontiguousarray(v).reshape(-1), factors, sigma, cols):
+    if not _scaled_columns(np.ascontiguousarray(v).reshape(-1), factors, np.empty(v.size), cols):
         raise ValueError("variance forecasts must be finite and >= 0 (NaN: no forecast)")
     return dict(zip(names, cols)) if v.ndim == 1 else {name: col.reshape(v.shape) for name, col in zip(names, cols)}
 

@@ -527,8 +527,7 @@ class RiskEngine:
             _, ready, vol, risk = self._head_out
             cols = dict(zip(self._risk_names, risk))
         else:
-            vol = np.empty(variance.shape[0])
-            cols, ready = risk_columns(variance, vol_out=vol), ~np.isnan(variance)
+            vol, cols, ready = np.sqrt(variance), risk_columns(variance), ~np.isnan(variance)
         return _snapshot(bar=self.t - 1, date=self.last_date, assets=self._names, variance=variance, vol=vol,
                          ready=ready, stress=stress, **cols)
 
