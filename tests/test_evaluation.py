@@ -117,6 +117,20 @@ def test_risk_columns_are_the_var_and_es_of_each_forecast():
             E.risk_columns([1e-4, bad])
 
 
+def test_risk_column_factors_are_risk_columns_of_a_unit_variance():
+    """The names and factors a compiled caller scales by sqrt(variance) are risk_columns' own, bit
+    for bit; a bad distribution or nu is refused as there."""
+    for dist, nu, alphas in (("normal", None, None), ("t", 5.0, (0.01, 0.025))):
+        names, factors = E.risk.risk_column_factors(dist, nu, alphas)
+        cols = E.risk_columns(np.ones(1), dist, nu, alphas)
+        assert tuple(cols) == names
+        np.testing.assert_array_equal(factors, [cols[n][0] for n in names])
+    with pytest.raises(ValueError, match="nu > 2"):
+        E.risk.risk_column_factors("t", 2.0)
+    with pytest.raises(ValueError, match="dist"):
+        E.risk.risk_column_factors("cauchy")
+
+
 def test_acerbi_szekely_z2():
     rng = np.random.default_rng(0)
     var = np.full(2000, 1e-4)

@@ -11,6 +11,7 @@ import torch
 from metarisk_fast import RiskEngine, datasets
 from metarisk_fast.volatility import jobs
 from metarisk_fast.data import DataError, PricePanel
+from metarisk_fast.evaluation import risk_columns
 from metarisk_fast.features import FeatureSet
 from metarisk_fast.forecasting import make_learner, save_model
 from metarisk_fast.streaming.engine import STATE_FORMAT
@@ -87,8 +88,9 @@ def test_replay_is_the_batch_forecast_bit_for_bit(exact_dir, panel, data):
 @pytest.mark.parametrize("parts", [2, 3])
 def test_a_wide_head_bar_in_parts_is_the_batch_forecast_bit_for_bit(tmp_path_factory, parts):
     """From PARTS_ASSETS assets the head learner's bar runs in parts side by side (part 0 the bar's
-    own rows through the body, then like every part the stores and solves of its asset range): the
-    replay of a gappy panel is still the batch forecast bit for bit. The engine is told how many
+    own rows through the body, the others the stores and solves of whole blocks of assets): the
+    replay of a gappy panel is still the batch forecast bit for bit, and the snapshot's columns
+    that the bar computes itself (vol, ready, the risk columns) are risk_columns' of its variance. The engine is told how many
     parts whatever Numba's pool holds, so the parts' kernel runs on every machine (on one thread
     its parts in turn)."""
     import numba
@@ -107,10 +109,16 @@ def test_a_wide_head_bar_in_parts_is_the_batch_forecast_bit_for_bit(tmp_path_fac
         engine = RiskEngine.from_model(model, list(p.assets))
         engine._bar_threads = parts
         got, want = replay(engine, p), batch(model, p)
+        snap = engine.peek(p.close[-1], date=p.dates[-1] + np.timedelta64(1, "D"))
     finally:
         numba.set_num_threads(before)
     assert len(want) > 100 * p.n_assets
     pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
+    np.testing.assert_array_equal(snap.vol, np.sqrt(snap.variance))
+    np.testing.assert_array_equal(snap.ready, ~np.isnan(snap.variance))
+    assert snap.ready.sum() > 100
+    for name, col in risk_columns(snap.variance).items():
+        np.testing.assert_array_equal(getattr(snap, name), col)
 
 
 def with_calendar_gap() -> PricePanel:

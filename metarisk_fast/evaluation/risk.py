@@ -128,7 +128,7 @@ def risk_columns(variance, dist: str = "normal", nu: float | None = None, alphas
     cols = np.empty((len(names), v.size))
     if not _scaled_columns(np.ascontiguousarray(v).reshape(-1), factors, np.empty(v.size), cols):
         raise ValueError("variance forecasts must be finite and >= 0 (NaN: no forecast)")
-    return dict(zip(names, cols)) if v.ndim == 1 else {name: col.reshape(v.shape) for name, col in zip(names, cols)}
+    return {name: col.reshape(v.shape) for name, col in zip(names, cols)}
 
 
 def risk_column_factors(dist: str = "normal", nu: float | None = None,
