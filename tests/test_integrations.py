@@ -74,3 +74,27 @@ def test_sizer_rejects_bad_settings():
     for kw in ({"capital": 0}, {"target_annual": float("nan")}, {"max_leverage": -1.0}):
         with pytest.raises(ValueError):
             VolTargetSizer(**kw)
+
+
+def test_nautilus_actor_leaves_late_bars_out(model, panel):
+    """A bar of a committed timestamp, or older than the open one, is left out (the engine takes
+    bars in time order); a later timestamp's first bar commits the open one with its missing
+    assets as NaN."""
+    nautilus = pytest.importorskip("metarisk_fast.integrations.nautilus")
+    bars = sorted(nautilus.panel_bars(panel.select(end=panel.dates[2])), key=lambda b: (b.ts_event, str(b.bar_type)))
+    actor = nautilus.RiskActor(nautilus.RiskActorConfig(model=str(model),
+                                                        bar_types=tuple(nautilus.bar_type(a) for a in panel.assets)))
+    committed = []
+    actor._commit = lambda: (committed.append((actor._ts, list(actor._row))),
+                             setattr(actor, "_row", [np.nan] * 3), setattr(actor, "_reported", 0))
+    day = [bars[3 * i:3 * i + 3] for i in range(3)]
+    for bar in day[0]:
+        actor.on_bar(bar)
+    assert committed == [(day[0][0].ts_event, panel.close[0].tolist())]  # every asset reported
+    actor.on_bar(day[0][1])  # the committed timestamp again: late
+    actor.on_bar(day[1][0])
+    actor.on_bar(day[0][2])  # older than the open timestamp: late
+    assert len(committed) == 1 and actor._reported == 1
+    actor.on_bar(day[2][0])  # a later timestamp: the open one is committed, its missing assets NaN
+    assert committed[1][0] == day[1][0].ts_event
+    np.testing.assert_array_equal(committed[1][1], [panel.close[1, 0], np.nan, np.nan])
