@@ -56,6 +56,7 @@ class Recipe:
     options: TrainOptions = TrainOptions()
     loss: str | None = "gaussian_nll"  # None: the shipped rule, TARGET.loss_for(horizon)
     max_ratio: float = float(np.exp(50.0))  # forecasts within [EWMA / max_ratio, EWMA * max_ratio]
+    head_window: int | None = None  # the head learner adapts on its last head_window support rows (None: all)
 
     def spec(self, horizon: int = 1) -> TaskSpec:
         return TaskSpec(horizon=horizon, support=60, query=QUERY, features=self.features)
@@ -120,6 +121,10 @@ RECIPES.update({
     f"{CHOSEN}, seed 1": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06, seed=1), loss=None, max_ratio=5.0),
     f"{CHOSEN}, seed 2": Recipe(CLOSE_FEATURES, options=replace(LONG, inner_lr=0.06, seed=2), loss=None, max_ratio=5.0),
 })
+RECIPES.update({  # issue #27: the head adapts on its most recent rows only
+    f"{HEAD_CHOSEN}, adapting on the last {w} rows{tag}": replace(RECIPES[HEAD_CHOSEN], head_window=w, options=replace(
+        HEAD_OPTIONS, seed=seed)) for w in (10, 20, 30, 40) for seed, tag in ((0, ""), (1, ", seed 1"), (2, ", seed 2"))})
+HEAD_SHIPPED = f"{HEAD_CHOSEN}, adapting on the last 10 rows"  # forecasting.HEAD_WINDOW, as validation chose
 YEAR_WINDOW = replace(CLOSE_FEATURES, cc_windows=(*CLOSE_FEATURES.cc_windows, 252))  # issue #31: longer memory
 RECIPES.update({f"{CHOSEN}, + a 252-day close-to-close window{tag}": Recipe(
     YEAR_WINDOW, options=replace(LONG, inner_lr=0.06, seed=seed), loss=None, max_ratio=5.0)
@@ -164,7 +169,7 @@ def train(recipe: Recipe, builder, assets, end):
     torch.manual_seed(o.seed)
     loss = recipe.loss or TARGET.loss_for(builder.spec.horizon)
     learner = make_learner(recipe.learner, builder.spec.n_features, o.hidden_for(recipe.learner), o.inner_lr,
-                           o.inner_steps, loss=loss)
+                           o.inner_steps, loss=loss, head_window=recipe.head_window)
     t0 = time.perf_counter()
     train_meta(learner, builder, assets, end, steps=o.steps_for(recipe.learner), batch=o.batch, lr=o.meta_lr, seed=o.seed,
                supports=DEFAULT_HISTORIES, young=young_builder(builder, assets, end, o, [recipe.learner]))
@@ -291,7 +296,7 @@ def young_assets(out: Path, split: str = "test", every: int = 63, length: int = 
     nxt = builder.returns[R + 1, A]
     learners = learners or {
         "maml": recipe, "maml, young listings": replace(recipe, options=replace(recipe.options, young_listings=True)),
-        "pooled": replace(recipe, learner="pooled"), "head": RECIPES[HEAD_CHOSEN],
+        "pooled": replace(recipe, learner="pooled"), "head": RECIPES[HEAD_SHIPPED],
         "head, no listings": RECIPES[f"{HEAD}, body 32, 3000 steps, no simulated listings"]}
     fc, seconds = {}, {}
     for name, r in learners.items():

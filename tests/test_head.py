@@ -170,3 +170,38 @@ def test_training_defaults_are_the_learners_own_unless_given():
     args = parser().parse_args(["train", "--prices", "default", "--out", "m", "--learner", "head",
                                       "--no-young-listings"])
     assert args.young_listings is False and args.hidden is None and args.steps is None
+
+
+def test_a_window_adapts_on_the_most_recent_rows_only(tmp_path):
+    """With a window of w rows the head adapts on a support's last w rows (compiled path, PyTorch
+    twin, meta-training alike); the registry's head has the validated window, a model file keeps
+    it, and a head file written without one adapts on every row."""
+    from metarisk_fast.forecasting import load_model, make_learner, save_model
+    from metarisk_fast.forecasting.registry import HEAD_WINDOW
+    from metarisk_fast.tasks import TaskSpec
+
+    m = _learner()
+    xs, ys, xq = _tasks(8, 30, 2)
+    every_row = m.adapt_predict(xs, ys, xq)
+    m.window = 12
+    got = m.adapt_predict(xs, ys, xq)
+    np.testing.assert_array_equal(got, m.adapt_predict(xs[:, -12:], ys[:, -12:], xq))
+    assert np.abs(got - every_row).max() > 1e-3  # the older rows did move the head
+    np.testing.assert_array_equal(m.adapt_predict(xs[:, -5:], ys[:, -5:], xq),  # fewer rows: all of them
+                                  HeadNewton.adapt_predict(_learner(), xs[:, -5:], ys[:, -5:], xq))
+    t = [torch.from_numpy(a).double() for a in (xs, ys, xq)]
+    with torch.no_grad():
+        m.double()
+        np.testing.assert_array_equal(m.forward_adapt_predict(*t).numpy(),
+                                      m.forward_adapt_predict(t[0][:, -12:], t[1][:, -12:], t[2]).numpy())
+    with pytest.raises(ValueError, match="window"):
+        HeadNewton(D, window=0)
+    spec = TaskSpec(scale="row")
+    head = make_learner("head", spec.n_features, (8,))
+    assert head.window == HEAD_WINDOW
+    save_model(tmp_path / "w", "head", head, spec, history=60, hidden=(8,), info={})
+    assert load_model(tmp_path / "w")[0].window == HEAD_WINDOW
+    head.window = None
+    save_model(tmp_path / "all", "head", head, spec, history=60, hidden=(8,), info={})
+    meta_path = tmp_path / "all" / "model.json"
+    assert load_model(tmp_path / "all")[0].window is None and '"head_window": null' in meta_path.read_text()

@@ -14,6 +14,7 @@ from metarisk_fast.data import DataError, PricePanel
 from metarisk_fast.evaluation import risk_columns
 from metarisk_fast.features import FeatureSet
 from metarisk_fast.forecasting import make_learner, save_model
+from metarisk_fast.forecasting.registry import HEAD_WINDOW
 from metarisk_fast.streaming.engine import STATE_FORMAT
 from metarisk_fast.tasks import TaskSpec
 
@@ -83,6 +84,8 @@ def test_replay_is_the_batch_forecast_bit_for_bit(exact_dir, panel, data):
     pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False)
     # the head learner's engine runs on its running statistics, never re-adapting from the store
     assert (engine.state_dict()["state.head_stats"].any()) == (exact_dir.name.startswith("head"))
+    # and keeps the rows its head adapts on (its window) of the model's 60 (the batch path gives it 60)
+    assert engine.history == (HEAD_WINDOW if exact_dir.name.startswith("head") else 60)
 
 
 @pytest.mark.parametrize("parts", [2, 3])

@@ -85,7 +85,8 @@ def read_model_dir(model_dir, meta_name: str, error=None, made_by: str = "metari
 
 # the keys save_model and write_model_dir write themselves (the rest of model.json is the caller's info)
 OWN_KEYS = ("format_version", "metarisk_fast_version", "torch_version", "weights_sha256", "settings_sha256",
-            "learner", "hidden", "inner_lr", "inner_steps", "loss", "history", "memory_slots", "task_spec")
+            "learner", "hidden", "inner_lr", "inner_steps", "loss", "history", "memory_slots", "head_window",
+            "task_spec")
 
 
 def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hidden, info: dict) -> Path:
@@ -116,7 +117,7 @@ def save_model(out_dir, kind: str, learner, spec: TaskSpec, *, history: int, hid
     return write_model_dir(out_dir, "model.json", learner, {
         "learner": kind, "hidden": list(hidden), "inner_lr": getattr(learner, "inner_lr", None),
         "inner_steps": learner.inner_steps, "loss": learner.loss, "history": int(history),
-        "memory_slots": getattr(learner, "slots", None),
+        "memory_slots": getattr(learner, "slots", None), "head_window": getattr(learner, "window", None),
         "task_spec": {"horizon": spec.horizon, "support": spec.support, "query": spec.query, "proxy": spec.proxy,
                       "age_input": spec.age_input, "scale": spec.scale, "young_prior": spec.young_prior,
                       "features": asdict(spec.features)}, **info})
@@ -156,7 +157,8 @@ def load_model(model_dir):
                                                for k, v in ts["features"].items()}))
         learner = make_learner(meta["learner"], spec.n_features, meta["hidden"], meta["inner_lr"] or 0.05,
                                meta["inner_steps"], loss=meta.get("loss", "gaussian_nll"),  # files without one predate the choice
-                               memory_slots=meta.get("memory_slots") or MEMORY_SLOTS)
+                               memory_slots=meta.get("memory_slots") or MEMORY_SLOTS,
+                               head_window=meta.get("head_window"))  # a head file without one adapts on all rows
         learner.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise ModelError(f"{d}: model.json and model.pt do not describe a loadable model: {exc}") from None

@@ -19,6 +19,10 @@ TRAINING_DEFAULTS = {"hidden": (64, 64), "steps": 1500, "young_listings": False}
 # 1500 it had not converged; a step costs a fifth of a MAML step) and simulated listings (without
 # them it forecast ages 21-60 worse than EWMA)
 HEAD_TRAINING_DEFAULTS = {"hidden": (32,), "steps": 3000, "young_listings": True}
+# the head learner adapts on its 10 most recent support rows: on validation (three seeds each) 10
+# rows beat 20, 30 and 40, and every row of 60 or 250 (its one step weighs an old row as much as a
+# new one; bench/FORECAST_QUALITY.md)
+HEAD_WINDOW = 10
 
 
 def training_default(kind: str, name: str):
@@ -35,7 +39,7 @@ def _zero_output(net: MLP) -> None:
 
 
 def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 0.05, inner_steps: int = 5,
-                 loss: str = TARGET.loss, memory_slots: int = MEMORY_SLOTS):
+                 loss: str = TARGET.loss, memory_slots: int = MEMORY_SLOTS, head_window: int | None = HEAD_WINDOW):
     """A fresh learner of the registry whose output starts at zero (the anchor forecast of the
     variance target; a 50 % probability under ``loss="bce"``). ``memory_slots``: the memory
     learner's slots, at least the support rows it writes.
@@ -57,6 +61,9 @@ def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 
         The training loss ('student_t_nll' for h = 1, 'gaussian_nll' for h > 1, 'bce' for credit).
     memory_slots : int
         The memory learner's slots.
+    head_window : int, optional
+        The head learner's window: it adapts on at most this many most recent support rows (None:
+        all of them).
 
     Returns
     -------
@@ -70,7 +77,7 @@ def make_learner(kind: str, n_features: int, hidden=(64, 64), inner_lr: float = 
         _zero_output(model.decoder)
         return model
     if kind == "head":
-        return HeadNewton(n_features, tuple(hidden), loss=loss)
+        return HeadNewton(n_features, tuple(hidden), loss=loss, window=head_window)
     net = MLP(n_features, tuple(hidden), 1)
     _zero_output(net)
     if kind == "pooled":

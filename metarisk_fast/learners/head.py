@@ -70,6 +70,9 @@ class HeadNewton(nn.Module):
         The inner loss (the one the forecasts are judged by).
     precision : float
         The initial prior precision of every head entry (> 0; learned).
+    window : int, optional
+        The head adapts on at most this many most recent support rows (None: on all of them);
+        the streaming engine keeps that many (``RiskEngine``'s history is capped at it).
     """
 
     mode = "newton_head"
@@ -78,15 +81,18 @@ class HeadNewton(nn.Module):
     inner_steps = 1  # one Newton step (model.json's inner_steps)
 
     def __init__(self, n_features: int, hidden=(32,), width: int = 8, loss: str = "student_t_nll",
-                 precision: float = 10.0):
+                 precision: float = 10.0, window: int | None = None):
         super().__init__()
         if loss not in HEAD_LOSSES:
             raise ValueError(f"the head learner's loss must be one of {tuple(HEAD_LOSSES)}, got {loss!r}")
         if not precision > 0:
             raise ValueError(f"precision must be > 0, got {precision}")
+        if window is not None and not (isinstance(window, int) and window >= 1):
+            raise ValueError(f"window must be a positive int or None, got {window!r}")
         self.body = MLP(n_features, tuple(hidden), width)
         self.width = int(width)
         self.loss = loss
+        self.window = window
         self.w0 = nn.Parameter(torch.zeros(width + 1))  # output 0: the anchor forecast
         self.log_precision = nn.Parameter(torch.full((width + 1,), math.log(precision)))
 
@@ -118,6 +124,21 @@ class HeadNewton(nn.Module):
         phi = a * torch.rsqrt(1 + a * a)
         return torch.cat([phi, torch.ones_like(phi[..., :1])], dim=-1)
 
+    def recent(self, support):
+        """The support's rows the head adapts on: its last ``window`` (all of them without one).
+
+        Parameters
+        ----------
+        support : numpy.ndarray or torch.Tensor
+            (B, K, ...) support rows or targets, oldest first.
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            (B, min(K, window), ...), a view.
+        """
+        return support if self.window is None or support.shape[1] <= self.window else support[:, -self.window:]
+
     def adapted_heads(self, xs: torch.Tensor, ys: torch.Tensor, loss: str | None = None) -> torch.Tensor:
         """The per-task heads after the Newton step on each support.
 
@@ -136,6 +157,7 @@ class HeadNewton(nn.Module):
             (B, width + 1) heads, differentiable.
         """
         loss = loss or self.loss
+        xs, ys = self.recent(xs), self.recent(ys)
         B = xs.shape[0]
         w0 = self.w0.to(xs.dtype)
         if xs.shape[1] == 0:
@@ -255,6 +277,7 @@ class HeadNewton(nn.Module):
                 out = self.forward_adapt_predict(xs, ys, xq)
         else:
             xs, ys, xq = self._checked_tasks(xs, ys, xq)
+            xs, ys = np.ascontiguousarray(self.recent(xs)), np.ascontiguousarray(self.recent(ys))
             theta, sizes, w0, lam, code = self.kernel_params()
             out = np.empty((xq.shape[0], xq.shape[1], 1))
             K.adapt_predict(xs, np.ascontiguousarray(ys[..., 0]), xq, theta, sizes, w0, lam, code, out[..., 0])
@@ -362,4 +385,4 @@ class HeadNewton(nn.Module):
         str
             One line, e.g. for ``print(model)``.
         """
-        return f"width={self.width}, loss={self.loss!r}"
+        return f"width={self.width}, loss={self.loss!r}, window={self.window}"

@@ -151,7 +151,8 @@ class RiskEngine:
     assets : sequence of str
         The assets, in the order of every bar's arrays.
     history : int
-        At most this many latest realised bars per support set.
+        At most this many latest realised bars per support set (a head learner with a window:
+        at most its window, the rows it adapts on).
     min_history : int
         Bars an asset needs before it forecasts (0: from its second price).
     readapt_every : int
@@ -203,7 +204,9 @@ class RiskEngine:
         if self.online_lr:  # the engine's own copy learns; the caller's learner stays as trained
             learner = _copy.deepcopy(learner)
         self.learner, self.spec = learner, spec
-        self.history, self.min_history, self.readapt_every = int(history), int(min_history), int(readapt_every)
+        window = getattr(learner, "window", None) if self._incremental else None
+        self.history = int(history) if window is None else min(int(history), window)
+        self.min_history, self.readapt_every = int(min_history), int(readapt_every)
         self.forecaster = MetaForecaster(learner, self.history, min_history=self.min_history)
         self._anchor_row = spec.features.names.index(ANCHOR_FEATURE)
         # the spec's per-bar constants, read once (its properties rebuild the feature names)

@@ -23,7 +23,7 @@ from .._types import STUDENT_T_NU
 from ..data import MAX_GAP_DAYS, data_report
 from ..datasets import ignore, load_panel
 from ..evaluation import Evaluation, evaluate as evaluate_forecasts, qlike_log, risk_columns
-from ..forecasting import (LEARNERS, MEMORY_LEARNERS, MEMORY_SLOTS, EWMAForecaster, GARCHForecaster, HARForecaster,
+from ..forecasting import (HEAD_WINDOW, LEARNERS, MEMORY_LEARNERS, MEMORY_SLOTS, EWMAForecaster, GARCHForecaster, HARForecaster,
                            MetaForecaster, input_scale, load_demo_model, load_model, make_learner, save_model,
                            train_meta, training_default)
 from ..forecasting.distributed import join_torchrun, run_local, threads_per_rank, wait_for_all_ranks
@@ -622,7 +622,8 @@ def demo_settings(kind: str, horizon: int, train_end, holdout: int, options: Tra
             "young_prior": young_prior,
             "steps": options.steps_for(kind), "batch": options.batch, "meta_lr": options.meta_lr,
             "inner_lr": options.inner_lr, "inner_steps": options.inner_steps, "hidden": list(options.hidden_for(kind)),
-            "seed": options.seed, "memory_slots": options.memory_slots, "young_listings": options.young_for(kind)}
+            "seed": options.seed, "memory_slots": options.memory_slots, "young_listings": options.young_for(kind),
+            **({"head_window": HEAD_WINDOW} if kind == "head" else {})}
 
 
 def demo(out="metarisk_demo", *, learners=DEMO_LEARNERS, histories=DEFAULT_HISTORIES, horizon: int = 1,
