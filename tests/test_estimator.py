@@ -10,7 +10,7 @@ import pytest
 from metarisk_fast import RiskModel, datasets
 from metarisk_fast.cli import main
 from metarisk_fast.evaluation import expected_shortfall, value_at_risk
-from metarisk_fast.forecasting.model_files import PRETRAINED_DIR
+from metarisk_fast.forecasting.model_files import SHIPPED_MODELS
 from metarisk_fast.volatility import jobs
 
 
@@ -102,16 +102,17 @@ def test_bad_use_is_named(closes):
         RiskModel.pretrained().forecast([101.0, 102.0])
 
 
-@pytest.mark.slow  # one full training run, ~30-60 s on 2 cores
-def test_the_shipped_model_is_what_its_settings_train(tmp_path):
-    """Retraining with the shipped model's command (`metarisk train --prices default`, seed 0)
-    gives its settings and its validation loss (to the rounding that the CPU's kernel variant
-    changes over 1,500 steps)."""
-    shipped = json.loads((PRETRAINED_DIR / "model.json").read_text())
-    meta = jobs.train("default", tmp_path / "m")
+@pytest.mark.slow  # one full training run each, ~30-90 s on 2 cores
+@pytest.mark.parametrize("name, learner", [("default", "maml"), ("streaming", "head")])
+def test_the_shipped_model_is_what_its_settings_train(tmp_path, name, learner):
+    """Retraining with a shipped model's command (`metarisk train --prices default`, seed 0; the
+    streaming model with `--learner head`) gives its settings and its validation loss (to the
+    rounding that the CPU's kernel variant changes over the run's steps)."""
+    shipped = json.loads((SHIPPED_MODELS[name] / "model.json").read_text())
+    meta = jobs.train("default", tmp_path / "m", learner=learner)
     for key in ("learner", "history", "hidden", "inner_lr", "inner_steps", "loss", "task_spec", "train_assets",
-                "train_end", "seed", "meta_steps"):
-        assert meta[key] == shipped[key], key
+                "train_end", "seed", "meta_steps", "head_window"):
+        assert meta[key] == shipped.get(key), key  # files from before head_window have none
     assert meta["validation"]["qlike_model"] == pytest.approx(shipped["validation"]["qlike_model"], abs=2e-3)
     assert meta["validation"]["qlike_model"] < meta["validation"]["qlike_ewma"]
 

@@ -346,6 +346,22 @@ def test_stream_command_replays_the_forecast_file_byte_for_byte(maml_dir, panel,
     assert (tmp_path / "s.csv").read_bytes() == (tmp_path / "f.csv").read_bytes()
 
 
+def test_the_stream_command_defaults_to_the_shipped_streaming_model(panel, tmp_path):
+    """`metarisk stream` without --model replays with the shipped head model (window of
+    HEAD_WINDOW rows), `metarisk forecast --model streaming`'s file byte for byte."""
+    from metarisk_fast.cli import main
+    from metarisk_fast.forecasting import load_model
+    from metarisk_fast.volatility.command import STREAMING
+
+    learner, _, meta = load_model(STREAMING)
+    assert meta["learner"] == "head" and learner.window == HEAD_WINDOW
+    prices = _wide_csv(gappy(panel), tmp_path / "prices.csv")
+    args = ["--prices", str(prices), "--start", "2020-06-01", "--quiet"]
+    assert main(["stream", *args, "--out", str(tmp_path / "s.csv")]) == 0
+    assert main(["forecast", "--model", STREAMING, *args, "--out", str(tmp_path / "f.csv")]) == 0
+    assert (tmp_path / "s.csv").read_bytes() == (tmp_path / "f.csv").read_bytes()
+
+
 def test_stream_command_serves_a_feed_and_resumes_from_its_state(maml_dir, panel, tmp_path, monkeypatch, capsys):
     """Bars on stdin: one line per asset per bar; a feed split in two runs through --state gives
     the lines of one uninterrupted run; a bad line is reported and skipped."""

@@ -19,9 +19,12 @@ from .registry import MEMORY_SLOTS, make_learner
 
 FORMAT_VERSION = 1
 # the shipped model (`--model default`, RiskModel.pretrained()): `metarisk train --prices default`
-# with the default settings and seed 0 (tests/test_pretrained.py retrains it)
+# with the default settings and seed 0; the shipped streaming model (`--model streaming`, the
+# default of `metarisk stream`): the same with `--learner head` (tests/test_estimator.py retrains both)
 PRETRAINED = "default"
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+STREAMING = "streaming"
+SHIPPED_MODELS = {PRETRAINED: PRETRAINED_DIR, STREAMING: PRETRAINED_DIR / "streaming"}
 # `metarisk demo`'s learners, one model directory each, written by `metarisk demo --retrain
 # --save-models` with the demo's defaults; the demo loads one only where its settings are the ones asked for
 DEMO_PRETRAINED_DIR = PRETRAINED_DIR / "demo"
@@ -139,14 +142,16 @@ def load_model(model_dir):
     Parameters
     ----------
     model_dir : str or os.PathLike
-        A directory written by ``save_model`` / `metarisk train`, or 'default' (the shipped model).
+        A directory written by ``save_model`` / `metarisk train`, or a shipped model: 'default'
+        (MAML) or 'streaming' (the head learner, re-adapted exactly on every bar by the
+        streaming engine).
 
     Returns
     -------
     tuple
         (learner, TaskSpec, metadata): the learner in eval mode, its TaskSpec, model.json's contents.
     """
-    d = PRETRAINED_DIR if str(model_dir) == PRETRAINED else Path(model_dir)
+    d = SHIPPED_MODELS.get(str(model_dir)) or Path(model_dir)
     meta, weights = read_model_dir(d, "model.json")
     try:
         ts = meta["task_spec"]

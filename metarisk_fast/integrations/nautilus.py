@@ -65,7 +65,7 @@ class RiskActorConfig(ActorConfig, frozen=True):
     Parameters
     ----------
     model : str
-        A model directory ('default': the shipped model).
+        A model directory, or a shipped model ('streaming': the head learner; 'default': MAML).
     bar_types : tuple of str
         One bar type per asset (the asset is the instrument's symbol; ``bar_type(symbol)``).
     topic : str

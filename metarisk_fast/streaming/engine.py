@@ -241,8 +241,8 @@ class RiskEngine:
         Parameters
         ----------
         model : str, os.PathLike or torch.nn.Module
-            A model directory (its feature spec and history are used; 'default': the shipped
-            model) or a learner.
+            A model directory (its feature spec and history are used), a shipped model
+            ('streaming': the head learner, exact on every bar; 'default': MAML) or a learner.
         assets : sequence of str
             The assets, in the order of every bar's arrays.
         history : int, optional

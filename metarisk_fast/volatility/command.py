@@ -17,6 +17,12 @@ FORECAST_COLUMNS_HELP = (
     "variance (scale by sqrt(h) for an h-day figure under independent returns). --dist t and --alpha change "
     "the distribution and the levels.")
 
+# the shipped models by name (forecasting.model_files.SHIPPED_MODELS; named here so that parsing
+# imports no torch)
+STREAMING = "streaming"
+SHIPPED_MODEL_HELP = ("model directory from `metarisk train`, or a shipped model: 'default' (MAML) or "
+                      f"'{STREAMING}' (the head learner, re-adapted exactly on every bar)")
+
 
 def levels(text: str) -> list[float]:
     """--alpha: comma-separated tail levels in (0, 0.5)."""
@@ -250,12 +256,15 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.set_defaults(func=cmd_train)
 
-    model_options = argparse.ArgumentParser(add_help=False)
-    model_options.add_argument("--model", required=True,
-                               help="model directory from `metarisk train`, or 'default' (the shipped model)")
-    model_options.add_argument("--history", type=int_in(1, 5000), default=None,
-                               help="days of each asset's past to adapt on (default: the model's)")
-    forecast = sub.add_parser("forecast", parents=[common, model_options, prices],
+    def model_options(default: str | None) -> argparse.ArgumentParser:
+        options = argparse.ArgumentParser(add_help=False)
+        options.add_argument("--model", required=default is None, default=default,
+                             help=SHIPPED_MODEL_HELP + (f" (default {default})" if default else ""))
+        options.add_argument("--history", type=int_in(1, 5000), default=None,
+                             help="days of each asset's past to adapt on (default: the model's)")
+        return options
+
+    forecast = sub.add_parser("forecast", parents=[common, model_options(None), prices],
                               help="forecast variance, VaR and ES with a trained model",
                               description="Forecast variance, VaR and ES with a trained model. " + FORECAST_COLUMNS_HELP)
     forecast.add_argument("--prices", required=True, help="price file or 'default'")
@@ -281,7 +290,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
     forecast.set_defaults(func=cmd_forecast)
 
     stream = sub.add_parser(
-        "stream", parents=[common, model_options, prices], help="the streaming engine: replay a file or serve a live feed",
+        "stream", parents=[common, model_options(STREAMING), prices], help="the streaming engine: replay a file or serve a live feed",
         description="Run the streaming RiskEngine. With --prices, replay the file bar by bar and write --out with "
                     "`metarisk forecast`'s columns (the same numbers). Without it, read bars from standard input as "
                     "CSV lines (a header `date,ASSET1,...`, then one line of closes per bar, an empty field for no "
@@ -310,7 +319,7 @@ def add_commands(sub, common: argparse.ArgumentParser) -> None:
                                           "compare with EWMA, HAR and the GARCH family (QLIKE, MSE, DM, MCS, VaR / ES "
                                           "backtests); writes the report directory --out.")
     evaluate.add_argument("--model", required=True,
-                          help="model directory from `metarisk train`, or 'default' (the shipped model)")
+                          help=SHIPPED_MODEL_HELP)
     evaluate.add_argument("--prices", required=True, help="price file or 'default'")
     evaluate.add_argument("--out", required=True, help="report directory")
     evaluate.add_argument("--start", type=date, default=None,
