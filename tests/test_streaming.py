@@ -88,6 +88,26 @@ def test_replay_is_the_batch_forecast_bit_for_bit(exact_dir, panel, data):
     assert engine.history == (HEAD_WINDOW if exact_dir.name.startswith("head") else 60)
 
 
+def test_a_minimum_history_beyond_the_head_window_streams_as_the_batch_path(tmp_path_factory, panel):
+    """A head learner with a window caps the history of both paths (learners.support_rows): an
+    asset asked for more support rows than the window forecasts once it has the window's, in the
+    engine and in the batch forecaster alike."""
+    from metarisk_fast.forecasting import MetaForecaster, load_model
+    from metarisk_fast.tasks import EpisodeBuilder
+    from metarisk_fast.volatility.jobs import grid
+
+    learner, spec, _ = load_model(_model(tmp_path_factory, "head", TaskSpec(scale="row")))
+    p = gappy(panel)
+    engine = RiskEngine(learner, spec, list(p.assets), history=60, min_history=3 * HEAD_WINDOW)
+    assert engine.history == HEAD_WINDOW and engine.bars_needed == 1 + HEAD_WINDOW + spec.horizon + 1
+    got = np.stack([engine.update(p.close[i], date=p.dates[i]).variance for i in range(p.n_days)])
+    A, R = grid(p, p.assets, 0, p.n_days - 1)
+    want = np.full((p.n_days, p.n_assets), np.nan)
+    want[R, A] = MetaForecaster(learner, 60, min_history=3 * HEAD_WINDOW).predict(EpisodeBuilder(p, spec), A, R)
+    np.testing.assert_array_equal(got, want)
+    assert np.isfinite(got[HEAD_WINDOW + 3, [0, 1, 2, 4]]).all()  # ready with the window's rows (3 lists late)
+
+
 @pytest.mark.parametrize("parts", [2, 3])
 def test_a_wide_head_bar_in_parts_is_the_batch_forecast_bit_for_bit(tmp_path_factory, parts):
     """From PARTS_ASSETS assets the head learner's bar runs in parts side by side (part 0 the bar's

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .._checks import check_int
-from ..learners import input_scale
+from ..learners import input_scale, support_rows
 from ..tasks import TARGET, EpisodeBuilder
 from ..tasks.target import AnchorRatioTarget
 
@@ -63,7 +63,8 @@ class MetaForecaster(Forecaster):
     learner : torch.nn.Module
         A trained learner (a MAML-family learner, the head learner or a MemoryAugmentedNet).
     history : int
-        At most this many latest realised days per support set.
+        At most this many latest realised days per support set (a head learner with a window:
+        at most its window, ``learners.support_rows``).
     name : str
         The forecaster's name in reports.
     min_history : int
@@ -88,6 +89,7 @@ class MetaForecaster(Forecaster):
         for name in ("history", "chunk", "block"):
             check_int(name, getattr(self, name), 1)
         check_int("min_history", self.min_history, 0)
+        self.history = support_rows(self.learner, self.history)
 
     def predict(self, builder, asset, rows):
         return self._per_task(builder, asset, rows, self.variance)

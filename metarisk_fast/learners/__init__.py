@@ -12,4 +12,12 @@ def input_scale(learner) -> str:
     return getattr(learner, "input_scale", "support")
 
 
-__all__ = ["input_scale", "MLP", "MAML", "Reptile", "MetaSGD", "ExternalMemory", "MemoryAugmentedNet", "MemoryConditionedMAML", "HeadNewton"]
+def support_rows(learner, history: int) -> int:
+    """The most support rows the learner adapts on given ``history``: its window where it has one
+    (the head learner), else ``history``. The forecasts and the streaming engine both cap their
+    history at it, so an asset is ready (``min_history``) by the rows it adapts on."""
+    window = getattr(learner, "window", None)
+    return int(history) if window is None else min(int(history), window)
+
+
+__all__ = ["input_scale", "support_rows", "MLP", "MAML", "Reptile", "MetaSGD", "ExternalMemory", "MemoryAugmentedNet", "MemoryConditionedMAML", "HeadNewton"]

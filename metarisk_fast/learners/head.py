@@ -72,7 +72,7 @@ class HeadNewton(nn.Module):
         The initial prior precision of every head entry (> 0; learned).
     window : int, optional
         The head adapts on at most this many most recent support rows (None: on all of them);
-        the streaming engine keeps that many (``RiskEngine``'s history is capped at it).
+        the forecasters and the streaming engine cap their history at it (``support_rows``).
     """
 
     mode = "newton_head"

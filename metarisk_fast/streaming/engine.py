@@ -38,6 +38,7 @@ from ..datasets import load_panel
 from ..evaluation import risk_columns
 from ..evaluation.risk import risk_column_factors
 from ..features import LOG_RETURNS, StreamingFeatures, range_feature_set
+from ..learners import support_rows
 from ..learners._head_kernels import stats_blocks, stats_rows
 from ..forecasting import MetaForecaster, input_scale, load_model
 from ..tasks import ANCHOR_FEATURE, MAX_BRIDGED_GAP, TARGET, TaskSpec, normalise_task, young_args
@@ -152,7 +153,7 @@ class RiskEngine:
         The assets, in the order of every bar's arrays.
     history : int
         At most this many latest realised bars per support set (a head learner with a window:
-        at most its window, the rows it adapts on).
+        at most its window, ``learners.support_rows``).
     min_history : int
         Bars an asset needs before it forecasts (0: from its second price).
     readapt_every : int
@@ -204,8 +205,7 @@ class RiskEngine:
         if self.online_lr:  # the engine's own copy learns; the caller's learner stays as trained
             learner = _copy.deepcopy(learner)
         self.learner, self.spec = learner, spec
-        window = getattr(learner, "window", None) if self._incremental else None
-        self.history = int(history) if window is None else min(int(history), window)
+        self.history = support_rows(learner, history)
         self.min_history, self.readapt_every = int(min_history), int(readapt_every)
         self.forecaster = MetaForecaster(learner, self.history, min_history=self.min_history)
         self._anchor_row = spec.features.names.index(ANCHOR_FEATURE)
