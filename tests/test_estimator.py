@@ -21,21 +21,22 @@ def closes() -> pd.DataFrame:
     return pd.DataFrame(p.close, index=pd.DatetimeIndex(p.dates, name="Date"), columns=list(p.assets))
 
 
-def test_the_shipped_model_forecasts_as_the_command_does(closes, tmp_path):
-    model = RiskModel.pretrained()
+@pytest.mark.parametrize("name, learner", [("default", "maml"), ("streaming", "head")])
+def test_a_shipped_model_forecasts_as_the_command_does(closes, tmp_path, name, learner):
+    model = RiskModel.pretrained(name) if name != "default" else RiskModel.pretrained()
     fc = model.forecast(closes)
     assert fc.variance.shape == closes.shape and list(fc.variance.columns) == list(closes.columns)
     assert fc.variance.iloc[0].isna().all() and fc.variance.iloc[1:].notna().all().all()  # from the second price
     np.testing.assert_allclose(fc.vol.to_numpy() ** 2, fc.variance.to_numpy())
     src, out = tmp_path / "p.csv", tmp_path / "f.csv"
     closes.to_csv(src)
-    assert main(["forecast", "--model", "default", "--prices", str(src), "--out", str(out), "--quiet"]) == 0
+    assert main(["forecast", "--model", name, "--prices", str(src), "--out", str(out), "--quiet"]) == 0
     cli = pd.read_csv(out, parse_dates=["date"])
     mine = fc.to_frame()
     assert list(mine.columns) == list(cli.columns)
     np.testing.assert_array_equal(mine["date"].to_numpy(), cli["date"].to_numpy().astype("datetime64[D]"))
     np.testing.assert_allclose(mine[["forecast_variance", "var_1", "var_5", "es_2_5"]], cli.iloc[:, 2:], rtol=1e-12)
-    assert model.info["learner"] == "maml" and "validation" in model.info
+    assert model.info["learner"] == learner and "validation" in model.info
 
 
 def test_var_and_es_for_any_level_in_either_distribution(closes):
@@ -100,6 +101,8 @@ def test_bad_use_is_named(closes):
         RiskModel.pretrained().forecast(closes.to_numpy())
     with pytest.raises(TypeError, match="a path, a PriceFile or a pandas DataFrame, got list"):
         RiskModel.pretrained().forecast([101.0, 102.0])
+    with pytest.raises(ValueError, match="no shipped model 'my_model'; the shipped ones are 'default', 'streaming'"):
+        RiskModel.pretrained("my_model")
 
 
 @pytest.mark.slow  # one full training run each, ~30-90 s on 2 cores

@@ -15,7 +15,7 @@ from ..data import DataError, PricePanel
 from ..datasets import load_panel
 from ..evaluation import expected_shortfall, value_at_risk
 from ..forecasting import load_model, save_model
-from ..forecasting.model_files import OWN_KEYS, PRETRAINED
+from ..forecasting.model_files import OWN_KEYS, PRETRAINED, SHIPPED_MODELS
 from .jobs import TrainOptions, check_training, fit, forecast_panel, model_nu
 
 
@@ -218,15 +218,25 @@ class RiskModel:
         return model
 
     @classmethod
-    def pretrained(cls) -> "RiskModel":
-        """The shipped model: MAML trained by `metarisk train --prices default` (seed 0), h = 1.
+    def pretrained(cls, name: str = PRETRAINED) -> "RiskModel":
+        """A shipped model, h = 1: 'default' (MAML trained by `metarisk train --prices default`, seed
+        0) or 'streaming' (the head learner trained the same way with `--learner head`: the
+        streaming engine re-adapts it exactly on every bar).
+
+        Parameters
+        ----------
+        name : {'default', 'streaming'}
+            Which shipped model.
 
         Returns
         -------
         RiskModel
             A fitted model (the package's weights; no training, no download).
         """
-        return cls.load(PRETRAINED)
+        if name not in SHIPPED_MODELS:
+            raise ValueError(f"no shipped model {name!r}; the shipped ones are {', '.join(map(repr, SHIPPED_MODELS))} "
+                             "(RiskModel.load reads a model directory)")
+        return cls.load(name)
 
     def fit(self, prices, train_end=None, *, returns: bool = False, steps: int | None = None,
             seed: int | None = None, log=None) -> "RiskModel":
