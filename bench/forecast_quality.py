@@ -123,7 +123,7 @@ RECIPES.update({
 })
 RECIPES.update({  # issue #27: the head adapts on its most recent rows only
     f"{HEAD_CHOSEN}, adapting on the last {w} rows{tag}": replace(RECIPES[HEAD_CHOSEN], head_window=w, options=replace(
-        HEAD_OPTIONS, seed=seed)) for w in (10, 20, 30, 40) for seed, tag in ((0, ""), (1, ", seed 1"), (2, ", seed 2"))})
+        HEAD_OPTIONS, seed=seed)) for w in (5, 10, 15, 20, 30, 40) for seed, tag in ((0, ""), (1, ", seed 1"), (2, ", seed 2"))})
 HEAD_SHIPPED = f"{HEAD_CHOSEN}, adapting on the last 10 rows"  # forecasting.HEAD_WINDOW, as validation chose
 YEAR_WINDOW = replace(CLOSE_FEATURES, cc_windows=(*CLOSE_FEATURES.cc_windows, 252))  # issue #31: longer memory
 RECIPES.update({f"{CHOSEN}, + a 252-day close-to-close window{tag}": Recipe(

@@ -19,9 +19,9 @@ TRAINING_DEFAULTS = {"hidden": (64, 64), "steps": 1500, "young_listings": False}
 # 1500 it had not converged; a step costs a fifth of a MAML step) and simulated listings (without
 # them it forecast ages 21-60 worse than EWMA)
 HEAD_TRAINING_DEFAULTS = {"hidden": (32,), "steps": 3000, "young_listings": True}
-# the head learner adapts on its 10 most recent support rows: on validation (three seeds each) 10
-# rows beat 20, 30 and 40, and every row of 60 or 250 (its one step weighs an old row as much as a
-# new one; bench/FORECAST_QUALITY.md)
+# the head learner adapts on its 10 most recent support rows: on validation (three seeds each) 5 to
+# 15 rows score alike and beat 20, 30, 40 and every row of 60 or 250 (its one step weighs an old
+# row as much as a new one; bench/FORECAST_QUALITY.md)
 HEAD_WINDOW = 10
 
 
