@@ -194,8 +194,10 @@ def test_a_window_adapts_on_the_most_recent_rows_only(tmp_path):
         m.double()
         np.testing.assert_array_equal(m.forward_adapt_predict(*t).numpy(),
                                       m.forward_adapt_predict(t[0][:, -12:], t[1][:, -12:], t[2]).numpy())
-    with pytest.raises(ValueError, match="window"):
-        HeadNewton(D, window=0)
+    for bad in (0, -3, True, 2.5, "10"):
+        with pytest.raises(ValueError, match="window must be a positive integer or None"):
+            HeadNewton(D, window=bad)
+    assert HeadNewton(D, window=np.int64(7)).window == 7
     spec = TaskSpec(scale="row")
     head = make_learner("head", spec.n_features, (8,))
     assert head.window == HEAD_WINDOW

@@ -25,6 +25,7 @@ PyTorch (float sums; the two differ by the fixed-point rounding, below 1e-9 rela
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -87,12 +88,13 @@ class HeadNewton(nn.Module):
             raise ValueError(f"the head learner's loss must be one of {tuple(HEAD_LOSSES)}, got {loss!r}")
         if not precision > 0:
             raise ValueError(f"precision must be > 0, got {precision}")
-        if window is not None and not (isinstance(window, int) and window >= 1):
-            raise ValueError(f"window must be a positive int or None, got {window!r}")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, numbers.Integral)
+                                   or window < 1):
+            raise ValueError(f"window must be a positive integer or None, got {window!r}")
         self.body = MLP(n_features, tuple(hidden), width)
         self.width = int(width)
         self.loss = loss
-        self.window = window
+        self.window = None if window is None else int(window)
         self.w0 = nn.Parameter(torch.zeros(width + 1))  # output 0: the anchor forecast
         self.log_precision = nn.Parameter(torch.full((width + 1,), math.log(precision)))
 
