@@ -114,3 +114,38 @@ def _ln(x):
     """log(x), under 1 ulp."""
     f = _ln_f(x)
     return _ln_finish(x, f, f / (2.0 + f))
+
+
+# fdlibm's exp (Sun Microsystems, 1993): x = k ln2 + r with |r| <= ln2 / 2 (k = rint(x / ln2), ln2 in
+# two parts so that k ln2_hi is exact), e^r = 1 + 2r / (2 - R(r^2)) by a rational approximation, then
+# 2^k added to the exponent; under 1 ulp. Branch-free, so that it vectorises as _ln does.
+INV_LN2 = 1.44269504088896338700e+00
+EXP_P1, EXP_P2, EXP_P3 = 1.66666666666666019037e-01, -2.77777777770155933842e-03, 6.61375632143793436117e-05
+EXP_P4, EXP_P5 = -1.65339022054652515390e-06, 4.13813679705723846039e-08
+EXP_OVER, EXP_UNDER = 7.09782712893383973096e+02, -7.45133219101941108420e+02  # e^x overflows / is 0 beyond
+ROUNDER = 6755399441055744.0  # 1.5 * 2^52: k + ROUNDER holds k in its low bits (AVX2 has no double -> int64)
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _pow2(k_bits):
+    """2^k for the integer k held in the low bits of k_bits (as ROUNDER + k), -1022 <= k <= 1023."""
+    return _from_bits((k_bits + np.uint64(1023)) << np.uint64(52))
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _exp(x):
+    """e^x, under 1 ulp, with math.exp's special values (NaN, +-inf, overflow to inf, underflow to
+    subnormals and 0)."""
+    xc = min(max(x, EXP_UNDER), EXP_OVER)  # NaN becomes EXP_UNDER here and is restored at the end
+    kf = np.rint(xc * INV_LN2)
+    hi = xc - kf * LN2_HI
+    lo = kf * LN2_LO
+    r = hi - lo
+    t = r * r
+    c = r - t * (EXP_P1 + t * (EXP_P2 + t * (EXP_P3 + t * (EXP_P4 + t * EXP_P5))))
+    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
+    half = np.rint(kf * 0.5)  # 2^k as 2^half 2^(k - half): both factors normal for every k here
+    y = y * _pow2(_as_bits(half + ROUNDER)) * _pow2(_as_bits((kf - half) + ROUNDER))
+    y = np.inf if x > EXP_OVER else y
+    y = 0.0 if x < EXP_UNDER else y
+    return x if x != x else y

@@ -108,16 +108,41 @@ def test_a_minimum_history_beyond_the_head_window_streams_as_the_batch_path(tmp_
     assert np.isfinite(got[HEAD_WINDOW + 3, [0, 1, 2, 4]]).all()  # ready with the window's rows (3 lists late)
 
 
-@pytest.mark.parametrize("parts", [2, 3])
-def test_a_wide_head_bar_in_parts_is_the_batch_forecast_bit_for_bit(tmp_path_factory, parts):
+def test_head_bar_parts_cover_the_assets_in_whole_blocks():
+    """head_bar's parts (part_bounds): one part below PARTS_ASSETS assets or on one thread; else one
+    a thread, covering 0..n in order in whole blocks of the head statistics, part 0 (which also
+    observes the bar) with fewer assets than any other."""
+    from metarisk_fast.learners._head_kernels import HEAD_BLOCK
+    from metarisk_fast.streaming._kernels import PARTS_ASSETS, part_bounds
+
+    assert part_bounds(PARTS_ASSETS - 1, 2).tolist() == [0, PARTS_ASSETS - 1]
+    assert part_bounds(5000, 1).tolist() == [0, 5000]
+    for n, threads in ((PARTS_ASSETS, 2), (500, 2), (5000, 2), (500, 3), (1000, 4), (4999, 2)):
+        bounds = part_bounds(n, threads)
+        sizes = np.diff(bounds)
+        assert len(bounds) == threads + 1 and bounds[0] == 0 and bounds[-1] == n and (sizes >= 0).all()
+        assert (bounds[:-1] % HEAD_BLOCK == 0).all()
+        assert sizes[0] <= sizes[1:].min()
+    assert np.diff(part_bounds(5000, 2))[0] > 0  # observing costs less than pushing: part 0 takes some
+
+
+@pytest.mark.parametrize("parts, observe_cost", [(2, None), (3, None), (2, 0.2)])
+def test_a_wide_head_bar_in_parts_is_the_batch_forecast_bit_for_bit(tmp_path_factory, monkeypatch, parts,
+                                                                    observe_cost):
     """From PARTS_ASSETS assets the head learner's bar runs in parts side by side (part 0 the bar's
-    own rows through the body, the others the stores and solves of whole blocks of assets): the
-    replay of a gappy panel is still the batch forecast bit for bit, and the snapshot's columns
-    that the bar computes itself (vol, ready, the risk columns) are risk_columns' of its variance. The engine is told how many
-    parts whatever Numba's pool holds, so the parts' kernel runs on every machine (on one thread
-    its parts in turn)."""
+    own rows through the body, then like the others the stores and solves of whole blocks of
+    assets, none at this width unless observing is cheap: ``observe_cost``): the replay of a gappy
+    panel is still the batch forecast bit for bit, and the snapshot's columns that the bar computes
+    itself (vol, ready, the risk columns) are risk_columns' of its variance. The engine is told how
+    many parts whatever Numba's pool holds, so the parts' kernel runs on every machine (on one
+    thread its parts in turn)."""
     import numba
+    from metarisk_fast.streaming import _kernels
     from metarisk_fast.streaming._kernels import PARTS_ASSETS
+
+    if observe_cost is not None:
+        monkeypatch.setattr(_kernels, "OBSERVE_COST", observe_cost)
+        assert _kernels.part_bounds(PARTS_ASSETS + 12, parts)[1] > 0
 
     before = numba.get_num_threads()
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))

@@ -50,7 +50,7 @@ def _fixed(v):
 
 
 HEAD_BLOCK = 64  # heads solved side by side (the innermost loops run over them): 41 KB of systems, in L1
-ROW_BLOCK = 64  # rows through the body side by side: each layer's outputs are 64-row axpys in vector registers
+ROW_BLOCK = 128  # rows through the body side by side: two (width, 128) float32 buffers (32 KB at width 32) in L1
 
 
 @njit(cache=True, nogil=True)
@@ -82,24 +82,13 @@ def _body_blocks(rows, which, theta, sizes, out, A, B):
         for layer in range(n_layers):
             n_in, n_out = sizes[layer], sizes[layer + 1]
             bias = off + n_out * n_in
-            for o in range(n_out):
-                b = theta[bias + o]
-                for l in range(nb):
-                    B[o, l] = b
-                i = 0
-                while i + 4 <= n_in:  # four inputs a pass, added in order: one store per four products
-                    w0, w1 = theta[off + i * n_out + o], theta[off + (i + 1) * n_out + o]
-                    w2, w3 = theta[off + (i + 2) * n_out + o], theta[off + (i + 3) * n_out + o]
-                    for l in range(nb):
-                        B[o, l] = (((B[o, l] + w0 * A[i, l]) + w1 * A[i + 1, l]) + w2 * A[i + 2, l]) + w3 * A[i + 3, l]
-                    i += 4
-                for i in range(i, n_in):
-                    w = theta[off + i * n_out + o]
-                    for l in range(nb):
-                        B[o, l] += w * A[i, l]
-                if layer < n_layers - 1:
-                    for l in range(nb):
-                        B[o, l] = max(B[o, l], np.float32(0.0))
+            relu = layer < n_layers - 1
+            o = 0
+            while o + 4 <= n_out:  # four outputs a pass: each input row loaded once for the four
+                _four_outputs(theta, off, bias, n_in, n_out, o, nb, relu, A, B)
+                o += 4
+            for o in range(o, n_out):
+                _one_output(theta, off, bias, n_in, n_out, o, nb, relu, A, B)
             off = bias + n_out
             A, B = B, A
         for k in range(d):  # the squashing in vector registers, then each row to its place
@@ -111,6 +100,68 @@ def _body_blocks(rows, which, theta, sizes, out, A, B):
             for k in range(d):
                 phi[k] = A[k, l]
             phi[d] = 1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, _nrt=False, inline="always")
+def _four_outputs(theta, off, bias, n_in, n_out, o, nb, relu, A, B):
+    """Outputs o:o + 4 of a layer for the block's nb rows (B[o + k, l]), each the sum of
+    _one_output's terms in its order: four inputs a pass, each of their rows loaded once for the
+    four outputs."""
+    for k in range(4):
+        b = theta[bias + o + k]
+        for l in range(nb):
+            B[o + k, l] = b
+    i = 0
+    while i + 4 <= n_in:
+        r0 = off + i * n_out + o
+        r1, r2, r3 = r0 + n_out, r0 + 2 * n_out, r0 + 3 * n_out
+        w00, w01, w02, w03 = theta[r0], theta[r0 + 1], theta[r0 + 2], theta[r0 + 3]
+        w10, w11, w12, w13 = theta[r1], theta[r1 + 1], theta[r1 + 2], theta[r1 + 3]
+        w20, w21, w22, w23 = theta[r2], theta[r2 + 1], theta[r2 + 2], theta[r2 + 3]
+        w30, w31, w32, w33 = theta[r3], theta[r3 + 1], theta[r3 + 2], theta[r3 + 3]
+        for l in range(nb):
+            a0, a1, a2, a3 = A[i, l], A[i + 1, l], A[i + 2, l], A[i + 3, l]
+            B[o, l] = (((B[o, l] + w00 * a0) + w10 * a1) + w20 * a2) + w30 * a3
+            B[o + 1, l] = (((B[o + 1, l] + w01 * a0) + w11 * a1) + w21 * a2) + w31 * a3
+            B[o + 2, l] = (((B[o + 2, l] + w02 * a0) + w12 * a1) + w22 * a2) + w32 * a3
+            B[o + 3, l] = (((B[o + 3, l] + w03 * a0) + w13 * a1) + w23 * a2) + w33 * a3
+        i += 4
+    for i in range(i, n_in):
+        r0 = off + i * n_out + o
+        w0, w1, w2, w3 = theta[r0], theta[r0 + 1], theta[r0 + 2], theta[r0 + 3]
+        for l in range(nb):
+            a = A[i, l]
+            B[o, l] += w0 * a
+            B[o + 1, l] += w1 * a
+            B[o + 2, l] += w2 * a
+            B[o + 3, l] += w3 * a
+    if relu:
+        for k in range(4):
+            for l in range(nb):
+                B[o + k, l] = max(B[o + k, l], np.float32(0.0))
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"}, _nrt=False, inline="always")
+def _one_output(theta, off, bias, n_in, n_out, o, nb, relu, A, B):
+    """Output o of a layer for the block's nb rows: bias + w[0, o] a[0] + w[1, o] a[1] + ... in
+    that order (four inputs a pass, one store per four products), then the ReLU if ``relu``."""
+    b = theta[bias + o]
+    for l in range(nb):
+        B[o, l] = b
+    i = 0
+    while i + 4 <= n_in:
+        w0, w1 = theta[off + i * n_out + o], theta[off + (i + 1) * n_out + o]
+        w2, w3 = theta[off + (i + 2) * n_out + o], theta[off + (i + 3) * n_out + o]
+        for l in range(nb):
+            B[o, l] = (((B[o, l] + w0 * A[i, l]) + w1 * A[i + 1, l]) + w2 * A[i + 2, l]) + w3 * A[i + 3, l]
+        i += 4
+    for i in range(i, n_in):
+        w = theta[off + i * n_out + o]
+        for l in range(nb):
+            B[o, l] += w * A[i, l]
+    if relu:
+        for l in range(nb):
+            B[o, l] = max(B[o, l], np.float32(0.0))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

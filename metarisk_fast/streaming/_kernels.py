@@ -12,7 +12,7 @@ from ..features._kernels import feature_step
 from ..learners._head_kernels import HEAD_BLOCK, body_rows, stream_outputs, stream_stores
 from ..tasks._normalise import gather_rows
 from ..tasks.episodes import anchor_of, forecastable_rows, network_rows
-from ..tasks.target import decode_ratio, encode_ratio
+from ..tasks.target import _decode_all, encode_ratio
 from ..tasks.young import young_row
 
 
@@ -252,50 +252,63 @@ def _head_parts(bounds, t, observed, gap_break, max_gap, last_price, gap, seen, 
 
 
 PARTS_ASSETS = 128  # from this many assets a bar runs its parts on several threads
+OBSERVE_COST = 0.85  # observing an asset's bar (_head_observe) against pushing, storing and solving it (_head_push)
 
 
-@njit(cache=True, nogil=True)
-def part_bounds(n_assets, parts):
-    """Asset ranges of ``parts`` >= 2 parts, (parts + 1,) int64: part 0 runs _head_observe and takes
-    no assets (observing a bar costs more than pushing, storing and solving all of them), the
-    others share them evenly in whole blocks of the head statistics (HEAD_BLOCK assets)."""
-    blocks = (n_assets + HEAD_BLOCK - 1) // HEAD_BLOCK
-    bounds = np.zeros(parts + 1, np.int64)
-    for p in range(2, parts + 1):
-        bounds[p] = min(n_assets, blocks * (p - 1) // (parts - 1) * HEAD_BLOCK)
+def part_bounds(n_assets: int, threads: int) -> np.ndarray:
+    """Asset ranges of head_bar's parts, (parts + 1,) int64: one part (all assets, [0, n]) below
+    PARTS_ASSETS assets or on one thread; otherwise one part a thread, in whole blocks of the head
+    statistics (HEAD_BLOCK assets), part 0 observing the bar (_head_observe) and taking fewer
+    assets to push, store and solve than the others, so that each part's work is about the same
+    (OBSERVE_COST: observing an asset costs this many times pushing, storing and solving it)."""
+    if threads < 2 or n_assets < PARTS_ASSETS:
+        return np.array([0, n_assets], np.int64)
+    blocks = -(-n_assets // HEAD_BLOCK)
+    first = max(0, round(blocks * ((1.0 + OBSERVE_COST) / threads - OBSERVE_COST)))  # part 0's blocks
+    bounds = np.zeros(threads + 1, np.int64)
+    for p in range(1, threads + 1):
+        bounds[p] = min(n_assets, (first + (blocks - first) * (p - 1) // (threads - 1)) * HEAD_BLOCK)
     return bounds
 
 
 @njit(cache=True, nogil=True)
 def head_bar(observe, x, anchor, ok, push, count, pushed, pushed_target, clip, n_scaled, row_scale, history,
-             min_support, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, threads, output_clip,
-             out, ready, factors, vol, risk):
+             min_support, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, bounds, w,
+             output_clip, out, ready, factors, vol, risk):
     """A RiskEngine bar of the head learner in one compiled call: advance_bar's two steps, each
     followed by the head learner's share of it (_head_observe: the bar's rows through the body;
-    _head_push: the stores' rows in and out, the heads solved), from PARTS_ASSETS
-    assets in ``threads`` parts side by side (_head_parts), every value as on one thread; then the
-    outputs of the ready assets (in ``ready``) decoded into variance forecasts in out
-    (tasks.decode_ratio with ``output_clip``; NaN for the others), and their square roots into vol
-    and the risk columns (factors[k] sqrt(out)) into risk (k, n) by evaluation.risk_columns' kernel.
-    ``observe`` and ``push`` are observe_bar's and push_rows' arguments (push's asset range all
-    assets); x, anchor, ok, count, pushed and pushed_target are the same arrays as in them. Returns
-    risk_columns' verdict (False: a forecast is negative or infinite)."""
+    _head_push: the stores' rows in and out, the heads solved into w (n, d)), in the parts
+    ``bounds`` (part_bounds; one part: all on this thread) side by side (_head_parts), every value
+    as on one thread; then the outputs of the ready assets (in ``ready``) decoded into variance
+    forecasts in out (tasks.decode_ratio with ``output_clip``; NaN for the others), and their square
+    roots into vol and the risk columns (factors[k] sqrt(out)) into risk (k, n) by
+    evaluation.risk_columns' kernel. ``observe`` and ``push`` are observe_bar's and push_rows'
+    arguments (push's asset range all assets); x, anchor, ok, count, pushed and pushed_target are
+    the same arrays as in them. Returns risk_columns' verdict (False: a forecast is negative or
+    infinite)."""
     n_assets = out.shape[0]
-    w = np.empty((n_assets, w0.shape[0]))  # row j: asset j's head
-    if threads >= 2 and n_assets >= PARTS_ASSETS:  # observe's nested tuples spread out, then push's stores
-        _head_parts(part_bounds(n_assets, threads), *observe[:10], *observe[10], *observe[11], *observe[12:14],
-                    *observe[14], *observe[15], *observe[16], *observe[17:], *push[6:-2], clip, n_scaled, row_scale,
-                    history, theta, sizes, w0, precision, code, row_phi, sup_phi, sup_slopes, stats, w)
+    if bounds.shape[0] > 2:  # observe's nested tuples spread out, then push's stores
+        _head_parts(bounds, *observe[:10], *observe[10], *observe[11], *observe[12:14], *observe[14], *observe[15],
+                    *observe[16], *observe[17:], *push[6:-2], clip, n_scaled, row_scale, history, theta, sizes, w0,
+                    precision, code, row_phi, sup_phi, sup_slopes, stats, w)
     else:
         _head_observe(observe, x, ok, clip, n_scaled, row_scale, theta, sizes, row_phi)
         _head_push(push, count, pushed, pushed_target, history, w0, precision, code, row_phi, sup_phi, sup_slopes,
                    stats, w)
-    slot = observe[0] % row_phi.shape[0]
-    for j in range(n_assets):
+    return _head_outputs(ok, count, history, min_support, row_phi[observe[0] % row_phi.shape[0]], w, anchor,
+                         output_clip, out, ready, factors, vol, risk)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _head_outputs(ok, count, history, min_support, phi, w, anchor, output_clip, out, ready, factors, vol, risk):
+    """head_bar's outputs: which assets are ready, their variance forecasts (stream_outputs' z =
+    phi . w, decoded; NaN for the others) in out, then vol and the risk columns (_scaled_columns);
+    vol holds the outputs z on the way, so that the decoding loop reads and writes separate arrays
+    and vectorises."""
+    for j in range(out.shape[0]):
         ready[j] = _ready(ok[j], count[j], history, min_support)
-    stream_outputs(ready, row_phi[slot], w, out)
-    for j in range(n_assets):
-        out[j] = decode_ratio(out[j], anchor[j], output_clip)
+    stream_outputs(ready, phi, w, vol)
+    _decode_all(vol, anchor, output_clip, out)
     return _scaled_columns(out, factors, vol, risk)
 
 

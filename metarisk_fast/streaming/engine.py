@@ -32,7 +32,7 @@ import torch
 
 from .._checks import check_int, check_number
 from .._files import atomic_write_bytes
-from ._kernels import advance_bar, forward_rows, head_bar, ready_assets
+from ._kernels import advance_bar, forward_rows, head_bar, part_bounds, ready_assets
 from ..data import MAX_GAP_DAYS, CalendarGapWarning, DataError, missing_business_days
 from ..datasets import load_panel
 from ..evaluation import risk_columns
@@ -443,7 +443,7 @@ class RiskEngine:
             if not head_bar(observe, x, anchor, ok, push, st["count"], pushed, pushed_target, FEATURE_CLIP,
                             self._n_scaled, self._row_scale, self.history, self._min_support, theta, sizes, w0,
                             precision, code, st["row_phi"], st["head_phi"], st["head_slopes"], st["head_stats"],
-                            self._bar_threads, self.forecaster.target.output_clip, out[0], out[1],
+                            sc["part_bounds"], sc["heads"], self.forecaster.target.output_clip, out[0], out[1],
                             self._risk_factors, out[2], out[3]):
                 risk_columns(out[0])  # raises: a forecast is negative or infinite
             self._head_out = out
@@ -456,16 +456,20 @@ class RiskEngine:
             self.last_date = date
         return x, anchor, ok
 
-    def _bar_scratch(self, n: int) -> dict[str, np.ndarray]:
+    def _bar_scratch(self, n: int) -> dict:
         """The arrays a bar of n assets writes and reads within _advance and _forecast (network
-        inputs, anchors, usability, the bridged prices, youth, targets, the pushed rows), kept from
-        bar to bar: no allocation, and still in cache. Nothing a bar returns refers to them; each
-        engine (copies too) has its own."""
-        if self._scratch is None or self._scratch["ok"].shape[0] != n:
+        inputs, anchors, usability, the bridged prices, youth, targets, the pushed rows, the head
+        learner's solved heads and head_bar's parts for this many threads), kept from bar to bar: no
+        allocation, and still in cache. Nothing a bar returns refers to them; each engine (copies
+        too) has its own."""
+        if (self._scratch is None or self._scratch["ok"].shape[0] != n
+                or self._scratch["threads"] != self._bar_threads):
+            heads = self._head_params[2].shape[0] if self._incremental else 0
             self._scratch = {"x": np.empty((n, self._n_features)), "anchor": np.empty(n), "ok": np.empty(n, bool),
                              "bridged": np.empty((4 if self._ohlc else 1, n)), "youth": np.empty(n),
                              "target": np.empty(n), "pushed": np.empty((n, 2), np.int64),
-                             "pushed_target": np.empty(n, np.float32)}
+                             "pushed_target": np.empty(n, np.float32), "heads": np.empty((n, heads)),
+                             "threads": self._bar_threads, "part_bounds": part_bounds(n, self._bar_threads)}
         return self._scratch
 
     def _ready(self, ok) -> np.ndarray:

@@ -135,9 +135,10 @@ def _network_blocks(feats, youth, out, floor, logs):
     for lo in range(0, M, NETWORK_BLOCK):
         nb = min(NETWORK_BLOCK, M - lo)
         for f in range(1, F):
+            src, dst = feats[f, lo:lo + nb], logs[f, :nb]  # one-dimensional views: loops with a unit stride
             for l in range(nb):
-                v = feats[f, lo + l]
-                logs[f, l] = _ln(_floored(v * v, floor))
+                v = src[l]
+                dst[l] = _ln(_floored(v * v, floor))
         for l in range(nb):
             m = lo + l
             out[m, 0] = feats[0, m]

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from .._intrinsics import _exp
+
 
 @dataclass(frozen=True)
 class AnchorRatioTarget:
@@ -70,8 +72,9 @@ def encode_ratio(realised, anchor, floor, cap):
 
 @njit(cache=True, nogil=True, inline="always")
 def decode_ratio(output, anchor, clip):
-    """One forecast: anchor e^z, z the output clipped to [-clip, clip]; NaN for a NaN output."""
-    return np.nan if output != output else anchor * math.exp(min(max(output, -clip), clip))
+    """One forecast: anchor e^z, z the output clipped to [-clip, clip]; NaN for a NaN output (e^z
+    by the branch-free exp of _intrinsics, so that a loop of them vectorises)."""
+    return np.nan if output != output else anchor * _exp(min(max(output, -clip), clip))
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
