@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 from .._types import STUDENT_T_NU
-from .._intrinsics import _prefetch_write
+from .._intrinsics import _exp, _prefetch_write
 
 STAT_SCALE = 2.0 ** 32
 STAT_CLIP = 1e4  # |l'| <= 3 and l'' <= 0.75 under the t loss with |phi| <= 1; the Gaussian one is
@@ -29,13 +29,14 @@ PRECISION_FLOOR = 1e-4  # the prior precision's floor: the step's system stays p
 
 @njit(cache=True, nogil=True, inline="always")
 def _slopes(z, y, code):
-    """l'(z; y) and l''(z; y) of the Student t (code 0) or Gaussian (code 1) likelihood."""
+    """l'(z; y) and l''(z; y) of the Student t (code 0) or Gaussian (code 1) likelihood (e^z by the
+    branch-free exp of _intrinsics: a loop of them vectorises)."""
     if code == 0:  # s = sigmoid(log(y^2) - z - log(nu - 2)), with one exp and no log
         nu = STUDENT_T_NU
         y2 = y * y
-        s = y2 / (y2 + (nu - 2.0) * math.exp(z))
+        s = y2 / (y2 + (nu - 2.0) * _exp(z))
         return 0.5 - 0.5 * (nu + 1.0) * s, 0.5 * (nu + 1.0) * s * (1.0 - s)
-    e = y * y * math.exp(-z)
+    e = y * y * _exp(-z)
     return 0.5 - 0.5 * e, 0.5 * e
 
 
@@ -309,7 +310,7 @@ def solve_heads(stats, lo, hi, w0, precision, w):
                 w[first + l, i] = w0[i] - u[i, l]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def adapt_predict(xs, ys, xq, theta, sizes, w0, precision, code, out):
     """Tasks (B, K, D) / (B, K) / (B, Q, D): each support's statistics summed afresh, the heads
     solved, the query rows' outputs into out (B, Q)."""
@@ -357,17 +358,38 @@ def _prefetch_slot(j, p, sup_phi, sup_slopes):
     _prefetch_write(sup_slopes, (j * sup_slopes.shape[1] + p) * 2)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
+def _lane_slopes(p, y, w0, code, nb, has, g):
+    """g[:, l] = STAT_SCALE (l', l'') at the head's start w0 of the rows p[:, l] with targets y[l]
+    (each as _row_slopes computes it: z = phi . w0 summed in order, in g[0] on the way), zero where
+    not has[l]; lanes innermost, so that the products, the exponentials and the divisions run in
+    vector registers."""
+    z = g[0]
+    for l in range(nb):
+        z[l] = 0.0
+    for i in range(p.shape[0]):
+        wi = w0[i]
+        for l in range(nb):
+            z[l] += p[i, l] * wi
+    for l in range(nb):
+        g1, g2 = _slopes(z[l], y[l], code)
+        g[0, l] = g1 * STAT_SCALE if has[l] else 0.0
+        g[1, l] = g2 * STAT_SCALE if has[l] else 0.0
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def _update_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0, code, sup_phi, sup_slopes, stats, lo,
-                   hi, p_in, p_out, g_in, g_out):
+                   hi, p_in, p_out, g_in, g_out, y, has, slot):
     """The n_pushed rows that join the stores of the assets lo:hi (lo a multiple of HEAD_BLOCK;
     (asset, slot) in ``pushed``, in asset order; their targets in pushed_target, their features in
     arriving[asset]) stored with their loss slopes and added to their assets' statistics, each
     taking away the row it overwrites when the store is full; a block of HEAD_BLOCK assets at a
-    time (an asset without a row adds zeros), each row's store slot asked for PREFETCH_AHEAD rows
-    ahead. Scratch: p_in, p_out (d, HEAD_BLOCK), g_in, g_out (2,
-    HEAD_BLOCK). Compiled without reference counting (each row's view of the stores and the
-    prefetches' array arguments otherwise take and drop atomic references)."""
+    time (an asset without a row adds zeros): the rows in and out gathered asset by asset (each
+    row's store slot asked for PREFETCH_AHEAD rows ahead), the block's slopes side by side
+    (_lane_slopes), then stored. Scratch: p_in, p_out (d, HEAD_BLOCK), g_in, g_out (2, HEAD_BLOCK),
+    y (HEAD_BLOCK,), has (HEAD_BLOCK,) bool, slot (HEAD_BLOCK,) int64. Compiled without reference
+    counting (each row's view of the stores and the prefetches' array arguments otherwise take and
+    drop atomic references)."""
     d = w0.shape[0]
     for i in range(min(n_pushed, PREFETCH_AHEAD)):
         _prefetch_slot(pushed[i, 0], pushed[i, 1], sup_phi, sup_slopes)
@@ -379,11 +401,14 @@ def _update_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0
         leaving = False
         for l in range(nb):
             j = first + l
-            if r < n_pushed and pushed[r, 0] == j:
+            has[l] = r < n_pushed and pushed[r, 0] == j
+            if has[l]:
                 ahead = r + PREFETCH_AHEAD
                 if ahead < n_pushed:
                     _prefetch_slot(pushed[ahead, 0], pushed[ahead, 1], sup_phi, sup_slopes)
                 p = pushed[r, 1]
+                slot[l] = p
+                y[l] = pushed_target[r]
                 r += 1
                 stored = sup_phi[j, p]
                 full = count[j] > history
@@ -393,14 +418,18 @@ def _update_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0
                     stored[i] = p_in[i, l] = arriving[j, i]
                 for i in range(2):
                     g_out[i, l] = sup_slopes[j, p, i] * STAT_SCALE if full else 0.0
-                g1, g2 = _row_slopes(stored, np.float64(pushed_target[r - 1]), w0, code)
-                sup_slopes[j, p, 0], sup_slopes[j, p, 1] = g1, g2
-                g_in[0, l], g_in[1, l] = g1 * STAT_SCALE, g2 * STAT_SCALE
             else:
+                y[l] = 0.0
                 for i in range(d):
                     p_in[i, l] = p_out[i, l] = 0.0
                 for i in range(2):
-                    g_in[i, l] = g_out[i, l] = 0.0
+                    g_out[i, l] = 0.0
+        _lane_slopes(p_in, y, w0, code, nb, has, g_in)
+        unit = 1.0 / STAT_SCALE  # a power of two: the slopes back exactly
+        for l in range(nb):
+            if has[l]:
+                sup_slopes[first + l, slot[l], 0] = g_in[0, l] * unit
+                sup_slopes[first + l, slot[l], 1] = g_in[1, l] * unit
         _add_changes(p_in, g_in, p_out, g_out, nb, leaving, stats[first // HEAD_BLOCK])
 
 
@@ -422,7 +451,8 @@ def stream_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0,
     d = w0.shape[0]
     _update_stores(pushed, pushed_target, n_pushed, arriving, count, history, w0, code, sup_phi, sup_slopes, stats, lo,
                    hi, np.empty((d, HEAD_BLOCK)), np.empty((d, HEAD_BLOCK)), np.empty((2, HEAD_BLOCK)),
-                   np.empty((2, HEAD_BLOCK)))
+                   np.empty((2, HEAD_BLOCK)), np.empty(HEAD_BLOCK), np.empty(HEAD_BLOCK, np.bool_),
+                   np.empty(HEAD_BLOCK, np.int64))
     solve_heads(stats, lo, hi, w0, precision, w)
 
 
