@@ -1,6 +1,6 @@
 """Bit-level building blocks the Numba kernels (features, the streaming bar, the head learner)
-inline: float64 <-> uint64 bit casts, llvm.prefetch, and a branch-free natural log on bit patterns
-(fdlibm's, under 1 ulp) that vectorises inside Numba loops."""
+inline: float64 <-> uint64 bit casts, llvm.prefetch, and a branch-free natural log and exp on bit
+patterns (fdlibm's, under 1 ulp) that vectorise inside Numba loops."""
 from __future__ import annotations
 
 import numpy as np
