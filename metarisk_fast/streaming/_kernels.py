@@ -286,7 +286,6 @@ def head_bar(observe, x, anchor, ok, push, count, pushed, pushed_target, clip, n
     arguments (push's asset range all assets); x, anchor, ok, count, pushed and pushed_target are
     the same arrays as in them. Returns risk_columns' verdict (False: a forecast is negative or
     infinite)."""
-    n_assets = out.shape[0]
     if bounds.shape[0] > 2:  # observe's nested tuples spread out, then push's stores
         _head_parts(bounds, *observe[:10], *observe[10], *observe[11], *observe[12:14], *observe[14], *observe[15],
                     *observe[16], *observe[17:], *push[6:-2], clip, n_scaled, row_scale, history, theta, sizes, w0,
