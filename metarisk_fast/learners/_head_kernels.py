@@ -13,8 +13,6 @@ j % HEAD_BLOCK] (stats_blocks, stats_rows): a block's updates and its solve run 
 innermost without transposing."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit
 
@@ -239,11 +237,12 @@ def stats_rows(blocks: np.ndarray, n: int) -> np.ndarray:
 @njit(cache=True, nogil=True, error_model="numpy")
 def solve_heads(stats, lo, hi, w0, precision, w):
     """w[j] = w0 - (H + diag(precision))^-1 g of the fixed-point statistics of head j (blocked,
-    see the module's docstring), for the heads lo:hi (lo a multiple of HEAD_BLOCK): Cholesky
-    A = L L^T in place and the two triangular solves, a block's heads side by side (innermost), so
-    every loop runs over them in vector registers while each head's numbers are those of its own
-    scalar computation (sqrt and division are correctly rounded; error_model="numpy" keeps them
-    branch-free so that they vectorise too)."""
+    see the module's docstring), for the heads lo:hi (lo a multiple of HEAD_BLOCK): A = L D L^T in
+    place (no square roots; the lower triangle holds L D during the factorisation, the upper L^T,
+    the pivots D) and the two triangular solves, a block's heads side by side (innermost), so every
+    loop runs over them in vector registers while each head's numbers are those of its own scalar
+    computation (division is correctly rounded; error_model="numpy" keeps it branch-free so that it
+    vectorises too)."""
     d = w0.shape[0]
     unit = 1.0 / STAT_SCALE  # a power of two: exact
     A = np.empty((d, d, HEAD_BLOCK))
@@ -264,47 +263,45 @@ def solve_heads(stats, lo, hi, w0, precision, w):
             p = max(precision[i], PRECISION_FLOOR)
             for l in range(nb):
                 A[i, i, l] += p
-        for j in range(d):  # column j of L: its pivot (i = j) first, then the rows below it
+        for j in range(d):  # column j: its pivot (i = j) first, then the rows below it
             for i in range(j, d):
                 q = 0
                 while q + 4 <= j:  # four terms a pass, taken away in order: one load and store of A[i, j] per four
                     for l in range(nb):
-                        A[i, j, l] = ((((A[i, j, l] - A[i, q, l] * A[j, q, l]) - A[i, q + 1, l] * A[j, q + 1, l])
-                                       - A[i, q + 2, l] * A[j, q + 2, l]) - A[i, q + 3, l] * A[j, q + 3, l])
+                        A[i, j, l] = ((((A[i, j, l] - A[i, q, l] * A[q, j, l]) - A[i, q + 1, l] * A[q + 1, j, l])
+                                       - A[i, q + 2, l] * A[q + 2, j, l]) - A[i, q + 3, l] * A[q + 3, j, l])
                     q += 4
                 for q in range(q, j):
                     for l in range(nb):
-                        A[i, j, l] -= A[i, q, l] * A[j, q, l]
+                        A[i, j, l] -= A[i, q, l] * A[q, j, l]
                 if i == j:
                     for l in range(nb):
-                        inv[j, l] = 1.0 / math.sqrt(A[j, j, l])
+                        inv[j, l] = 1.0 / A[j, j, l]
                 else:
                     for l in range(nb):
-                        A[i, j, l] *= inv[j, l]
-        for i in range(d):  # L u = g
+                        A[j, i, l] = A[i, j, l] * inv[j, l]
+        for i in range(d):  # L y = g
             q = 0
             while q + 4 <= i:
-                for l in range(nb):
-                    u[i, l] = ((((u[i, l] - A[i, q, l] * u[q, l]) - A[i, q + 1, l] * u[q + 1, l])
-                                - A[i, q + 2, l] * u[q + 2, l]) - A[i, q + 3, l] * u[q + 3, l])
-                q += 4
-            for q in range(q, i):
-                for l in range(nb):
-                    u[i, l] -= A[i, q, l] * u[q, l]
-            for l in range(nb):
-                u[i, l] *= inv[i, l]
-        for i in range(d - 1, -1, -1):  # L^T v = u
-            q = i + 1
-            while q + 4 <= d:
                 for l in range(nb):
                     u[i, l] = ((((u[i, l] - A[q, i, l] * u[q, l]) - A[q + 1, i, l] * u[q + 1, l])
                                 - A[q + 2, i, l] * u[q + 2, l]) - A[q + 3, i, l] * u[q + 3, l])
                 q += 4
-            for q in range(q, d):
+            for q in range(q, i):
                 for l in range(nb):
                     u[i, l] -= A[q, i, l] * u[q, l]
+        for i in range(d - 1, -1, -1):  # L^T v = D^-1 y
             for l in range(nb):
                 u[i, l] *= inv[i, l]
+            q = i + 1
+            while q + 4 <= d:
+                for l in range(nb):
+                    u[i, l] = ((((u[i, l] - A[i, q, l] * u[q, l]) - A[i, q + 1, l] * u[q + 1, l])
+                                - A[i, q + 2, l] * u[q + 2, l]) - A[i, q + 3, l] * u[q + 3, l])
+                q += 4
+            for q in range(q, d):
+                for l in range(nb):
+                    u[i, l] -= A[i, q, l] * u[q, l]
         for l in range(nb):
             for i in range(d):
                 w[first + l, i] = w0[i] - u[i, l]
