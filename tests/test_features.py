@@ -264,7 +264,6 @@ def test_vectorised_log_matches_math_log():
     assert np.all(np.abs(got[finite] - want[finite]) <= ulp)
 
 
-
 def test_vectorised_exp_matches_math_exp():
     """The kernels' branch-free exp: within 1 ulp of libm over the whole range (subnormal results
     included), and libm's special values (overflow to inf, underflow to 0, +-inf, NaN)."""
@@ -293,6 +292,7 @@ def test_vectorised_exp_matches_math_exp():
     assert (got[x < -745.14] == 0.0).all() and (got[(x > -745.13) & (x < -708.4)] > 0.0).all()
     ulp = np.spacing(np.abs(want[finite]))
     assert np.all(np.abs(got[finite] - want[finite]) <= ulp)
+
 
 def test_out_buffer_is_filled_and_checked(ohlc):
     o, h, l, c = ohlc
