@@ -212,14 +212,6 @@ def _sum_stats(p, g, st, lane):
             m += 1
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _row_slopes(phi, y, w0, code):
-    z0 = 0.0
-    for i in range(phi.shape[0]):
-        z0 += phi[i] * w0[i]
-    return _slopes(z0, y, code)
-
-
 def stats_blocks(rows: np.ndarray) -> np.ndarray:
     """Per-head statistics (n, n_stats) int64 in the blocked layout (blocks, n_stats, HEAD_BLOCK);
     the last block's unused heads are zero."""
@@ -315,14 +307,14 @@ def adapt_predict(xs, ys, xq, theta, sizes, w0, precision, code, out):
     phi_s, phi_q = np.empty((K, d)), np.empty((B * Q, d))
     n_stats = d + d * (d + 1) // 2
     stats = np.zeros(((B + HEAD_BLOCK - 1) // HEAD_BLOCK, n_stats, HEAD_BLOCK), np.int64)
-    p_in, g_in = np.empty((d, K)), np.empty((2, K))
+    p_in, g_in, y, has = np.empty((d, K)), np.empty((2, K)), np.empty(K), np.ones(K, np.bool_)
     for t in range(B):
         body_rows(xs[t], np.arange(K), theta, sizes, phi_s)
         for k in range(K):
-            g1, g2 = _row_slopes(phi_s[k], np.float64(ys[t, k]), w0, code)
-            g_in[0, k], g_in[1, k] = g1 * STAT_SCALE, g2 * STAT_SCALE
+            y[k] = ys[t, k]
             for i in range(d):
                 p_in[i, k] = phi_s[k, i]
+        _lane_slopes(p_in, y, w0, code, K, has, g_in)
         _sum_stats(p_in, g_in, stats[t // HEAD_BLOCK], t % HEAD_BLOCK)
     w = np.empty((B, d))
     solve_heads(stats, 0, B, w0, precision, w)
@@ -358,9 +350,9 @@ def _prefetch_slot(j, p, sup_phi, sup_slopes):
 @njit(cache=True, nogil=True, error_model="numpy", _nrt=False)
 def _lane_slopes(p, y, w0, code, nb, has, g):
     """g[:, l] = STAT_SCALE (l', l'') at the head's start w0 of the rows p[:, l] with targets y[l]
-    (each as _row_slopes computes it: z = phi . w0 summed in order, in g[0] on the way), zero where
-    not has[l]; lanes innermost, so that the products, the exponentials and the divisions run in
-    vector registers."""
+    (z = phi . w0 summed in order, in g[0] on the way), zero where not has[l]; lanes innermost, so
+    that the products, the exponentials and the divisions run in vector registers. The batch path
+    (adapt_predict) and the streaming stores (_update_stores) both take a row's slopes from here."""
     z = g[0]
     for l in range(nb):
         z[l] = 0.0
