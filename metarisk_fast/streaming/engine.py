@@ -464,11 +464,11 @@ class RiskEngine:
         too) has its own."""
         if (self._scratch is None or self._scratch["ok"].shape[0] != n
                 or self._scratch["threads"] != self._bar_threads):
-            heads = self._head_params[2].shape[0] if self._incremental else 0
+            head_size = len(self._head_params[2]) if self._incremental else 0  # w0: one head's weights
             self._scratch = {"x": np.empty((n, self._n_features)), "anchor": np.empty(n), "ok": np.empty(n, bool),
                              "bridged": np.empty((4 if self._ohlc else 1, n)), "youth": np.empty(n),
                              "target": np.empty(n), "pushed": np.empty((n, 2), np.int64),
-                             "pushed_target": np.empty(n, np.float32), "heads": np.empty((n, heads)),
+                             "pushed_target": np.empty(n, np.float32), "heads": np.empty((n, head_size)),
                              "threads": self._bar_threads, "part_bounds": part_bounds(n, self._bar_threads)}
         return self._scratch
 
